@@ -35,7 +35,9 @@ files.sort();
 const filters = process.argv.slice(2);
 const selected = filters.length ? files.filter((f) => filters.some((p) => f.includes(p))) : files;
 if (selected.length === 0) {
-  console.error(`run-tests: no test files matched (${filters.join(' ') || 'all'}); refusing to report success.`);
+  console.error(
+    `run-tests: no test files matched (${filters.join(' ') || 'all'}); refusing to report success.`,
+  );
   process.exit(1);
 }
 console.error(`run-tests: ${selected.length} test files`);
