@@ -1,11 +1,14 @@
 // The `spark` command line: builds the commander program from the command modules and runs it.
 import { Command, CommanderError } from 'commander';
 
+import { commandModules } from './commands/index.js';
+
 export function buildProgram(): Command {
   const program = new Command('spark')
     .description('Spark: train one model as both policy and generative reward model (SPARK)')
     .version('0.1.0')
     .exitOverride();
+  for (const register of commandModules) register(program);
   return program;
 }
 
