@@ -158,12 +158,18 @@ const mul: Generator = (rng, level) => {
     // 38*7 = 30*7+8*7 = 210+56 = 266
     const tens = Math.floor(a / 10) * 10;
     const ones = a % 10;
-    solution = `${a}*${b}=${tens}*${b}+${ones}*${b}=${tens * b}+${ones * b}=${product}. ${boxed(product)}`;
+    solution =
+      ones === 0
+        ? `${a}*${b}=${tens / 10}*${b}*10=${(tens / 10) * b}*10=${product}. ${boxed(product)}`
+        : `${a}*${b}=${tens}*${b}+${ones}*${b}=${tens * b}+${ones * b}=${product}. ${boxed(product)}`;
   } else {
     // 47*38 = 47*30+47*8 = 1410+376 = 1786
     const tens = Math.floor(b / 10) * 10;
     const ones = b % 10;
-    solution = `${a}*${b}=${a}*${tens}+${a}*${ones}=${a * tens}+${a * ones}=${product}. ${boxed(product)}`;
+    solution =
+      ones === 0
+        ? `${a}*${b}=${a}*${tens / 10}*10=${(a * tens) / 10}*10=${product}. ${boxed(product)}`
+        : `${a}*${b}=${a}*${tens}+${a}*${ones}=${a * tens}+${a * ones}=${product}. ${boxed(product)}`;
   }
   return { question: `${a}*${b}=?`, answer: String(product), solution };
 };
