@@ -59,6 +59,15 @@ export interface TaskDatasetOptions {
   readonly unique?: boolean;
 }
 
+/**
+ * The mix of the demo job: every family at levels 1 and 2 — level 1 is learnable by a tiny char-level
+ * model in a few minutes, level 2 leaves visible headroom for RL to climb.
+ */
+export const DEMO_TASK_MIX: Pick<TaskDatasetOptions, 'families' | 'difficulties'> = Object.freeze({
+  families: FAMILIES,
+  difficulties: [1, 2] as const,
+});
+
 /** Upper bound on `count` so a typo cannot ask for an unbounded loop. */
 export const MAX_TASK_COUNT = 1_000_000;
 /** Rejection-sampling attempts per produced problem before the generator reports an exhausted space. */

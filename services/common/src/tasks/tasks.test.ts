@@ -95,6 +95,21 @@ void describe('synthetic tasks', () => {
     assert.ok(same < 20, `seeds 7 and 8 share ${same} of 200 positions`);
   });
 
+  void it('generates the same problems on every machine and version (golden values)', () => {
+    const first = generateTasks({ seed: 1, split: 'train', count: 3 }).map((p) => [
+      p.id,
+      p.question,
+      p.answer,
+    ]);
+    assert.deepEqual(first, [
+      ['syn-mul-1-288a5757', '1*5=?', '5'],
+      ['syn-expr-1-fcdb2ecd', '7-5*8=?', '-33'],
+      ['syn-mul-2-00612ce4', '37*2=?', '74'],
+    ]);
+    const firstTest = generateTasks({ seed: 1, split: 'test', count: 2 }).map((p) => p.question);
+    assert.deepEqual(firstTest, ['323-7519=?', '293-50=?']);
+  });
+
   void it('keeps train and test disjoint, across seeds too', () => {
     const trainQs = new Set(train.map((p) => p.question));
     for (const seed of [1, 2, 'x']) {

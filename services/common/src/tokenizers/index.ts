@@ -3,3 +3,4 @@
 export * from './types.js';
 export * from './char.js';
 export * from './hf.js';
+export * from './load.js';

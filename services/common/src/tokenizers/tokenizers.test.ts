@@ -16,6 +16,7 @@ import {
   CHAR_USER,
   charTokenizer,
   HfTokenizer,
+  loadTokenizer,
   TokenizerError,
   type ChatMessage,
 } from './index.js';
@@ -183,6 +184,13 @@ void describe('Hugging Face tokenizer errors', () => {
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
     const noConfig = await HfTokenizer.fromDirectory(dir).catch((e: unknown) => e);
     assert.ok(noConfig instanceof TokenizerError && /no eos_token/.test(noConfig.message));
+  });
+
+  void it('resolves specs to tokenizers', async () => {
+    assert.equal(await loadTokenizer('char'), charTokenizer);
+    assert.equal((await loadTokenizer(FIXTURE)).kind, 'hf');
+    await assert.rejects(loadTokenizer(''), TokenizerError);
+    await assert.rejects(loadTokenizer('/nonexistent/tok'), TokenizerError);
   });
 
   void it('rejects unusable contents and failing templates', () => {
