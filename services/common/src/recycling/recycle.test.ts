@@ -189,6 +189,20 @@ void describe('recycling: reflection items', () => {
     assertShare(wrongTone, n, 1 / 3, '"it is wrong" tone');
   });
 
+  void it('keeps CoT texts within maxCotChars, falling back to answer mode or to no item', () => {
+    const rng = new Rng(8);
+    const long = { text: 'x'.repeat(500) + ' \\boxed{W9}', answer: 'W9', reward: 0 as const };
+    for (let i = 0; i < 100; i++) {
+      const { reflection } = recycleGroup(group([ok(0), long, bad(1)]), rng, { maxCotChars: 100 });
+      assert.ok(reflection);
+      assert.ok(!reflection.prompt.includes('xxxxx'), 'a text over the limit was shown');
+      const { reflection: only } = recycleGroup(group([ok(0), long]), rng, { maxCotChars: 100 });
+      assert.equal(only?.mode, 'answer');
+    }
+    const hopeless = { text: 'y'.repeat(500), answer: null, reward: 0 as const };
+    assert.equal(recycleGroup(group([hopeless]), rng, { maxCotChars: 100 }).reflection, null);
+  });
+
   void it('falls back to CoT mode when no wrong response has an extracted answer', () => {
     const rng = new Rng(6);
     for (let i = 0; i < 50; i++) {

@@ -12,7 +12,8 @@
 //   where a drawn target has none, the other target (pointwise) or pointwise (instead of pairwise) is used.
 // Reflection rules (only groups with at least one wrong response): CoT or answer mode 50/50; neutral
 // (≈2/3) or "it is wrong" (≈1/3) wording; a random wrong response's full text (CoT) or extracted answer
-// (answer mode; falls back to CoT mode when no wrong response has one); label = the ORIGINAL gold answer.
+// (answer mode; falls back to CoT mode when no wrong response has one, and CoT falls back to answer mode
+// when no wrong text fits `maxCotChars`); label = the ORIGINAL gold answer.
 import { InvalidArgumentError } from '../errors/index.js';
 import type { Rng } from '../tasks/random.js';
 import {
@@ -85,6 +86,11 @@ export interface RecycleOptions {
   readonly pReflectionCot?: number;
   /** Probability of the "it is wrong" wording for reflection items (default 1/3; else neutral). */
   readonly pWrongTone?: number;
+  /**
+   * Longest response text used in CoT mode (default: no limit). Longer wrong responses are not shown in
+   * full; when no wrong response fits, the answer mode is used — useful for small-context models.
+   */
+  readonly maxCotChars?: number;
   /** Produce judge items (default true). */
   readonly judge?: boolean;
   /** Produce reflection items (default true). */
@@ -103,6 +109,7 @@ interface Resolved {
   pYesNo: number;
   pReflectionCot: number;
   pWrongTone: number;
+  maxCotChars: number;
   judge: boolean;
   reflection: boolean;
 }
@@ -114,6 +121,7 @@ function resolve(opts: RecycleOptions): Resolved {
     pYesNo: opts.pYesNo ?? 0.5,
     pReflectionCot: opts.pReflectionCot ?? 0.5,
     pWrongTone: opts.pWrongTone ?? 1 / 3,
+    maxCotChars: opts.maxCotChars ?? Number.POSITIVE_INFINITY,
     judge: opts.judge ?? true,
     reflection: opts.reflection ?? true,
   };
@@ -122,6 +130,7 @@ function resolve(opts: RecycleOptions): Resolved {
     const p = r[key];
     if (!(p >= 0 && p <= 1)) problems.push(`${key} must be a probability in [0, 1], got ${p}`);
   }
+  if (!(r.maxCotChars >= 0)) problems.push('maxCotChars must be >= 0');
   if (r.variant !== 'full' && r.variant !== 'short') problems.push(`variant must be "full" or "short"`);
   if (problems.length) throw new InvalidArgumentError('invalid recycling options', problems);
   return r;
@@ -224,10 +233,13 @@ function reflectionOf(rng: Rng, o: Resolved, group: RecycleGroup): ReflectionIte
   const wrong = group.responses.filter((r) => r.reward === 0);
   if (wrong.length === 0) return null;
   const wrongWithAnswer = wrong.filter((r) => r.answer !== null);
+  const cotFits = wrong.filter((r) => r.text.length <= o.maxCotChars);
   let mode: 'cot' | 'answer' = rng.bool(o.pReflectionCot) ? 'cot' : 'answer';
   if (mode === 'answer' && wrongWithAnswer.length === 0) mode = 'cot';
+  if (mode === 'cot' && cotFits.length === 0) mode = 'answer';
+  if (mode === 'answer' && wrongWithAnswer.length === 0) return null; // nothing usable to show
   const tone: 'neutral' | 'wrong' = rng.bool(o.pWrongTone) ? 'wrong' : 'neutral';
-  const provided = mode === 'cot' ? rng.pick(wrong).text : (rng.pick(wrongWithAnswer).answer as string);
+  const provided = mode === 'cot' ? rng.pick(cotFits).text : (rng.pick(wrongWithAnswer).answer as string);
   const kind: TemplateKind = `reflection-${tone}-${mode}`;
   const template = rng.pick(TEMPLATES[kind][o.variant]);
   return withSource(
