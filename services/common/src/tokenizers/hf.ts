@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfCoreUntyped } from '@huggingface/tokenizers';
 import {
-  MAX_ENCODE_CHARS,
   TokenizerError,
   validateChat,
   type ChatMessage,
@@ -20,8 +19,13 @@ import {
 export const MAX_TOKENIZER_FILE_BYTES = 64 << 20;
 /** Longest chat template accepted. */
 const MAX_TEMPLATE_CHARS = 1 << 20;
+/**
+ * Longest text `encode` accepts for a Hugging Face tokenizer: BPE in JS costs ~15 µs per character on a
+ * pathological single word, so 1M characters bounds one call to seconds. Real prompts are far shorter.
+ */
+export const MAX_HF_ENCODE_CHARS = 1_000_000;
 /** Longest rendered chat accepted. */
-const MAX_RENDERED_CHARS = MAX_ENCODE_CHARS;
+const MAX_RENDERED_CHARS = MAX_HF_ENCODE_CHARS;
 /** End-of-turn tokens added to the stop ids when the vocabulary has them. */
 const END_OF_TURN_TOKENS = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<end_of_turn>'];
 
@@ -153,9 +157,9 @@ export class HfTokenizer implements Tokenizer {
 
   encode(text: string): number[] {
     if (typeof text !== 'string') throw new TokenizerError('encode() needs a string');
-    if (text.length > MAX_ENCODE_CHARS) {
+    if (text.length > MAX_HF_ENCODE_CHARS) {
       throw new TokenizerError(
-        `text of ${text.length} chars is over the encode limit of ${MAX_ENCODE_CHARS}`,
+        `text of ${text.length} chars is over the encode limit of ${MAX_HF_ENCODE_CHARS}`,
       );
     }
     return this.core.encode(text, { add_special_tokens: false }).ids;

@@ -17,6 +17,8 @@ import {
   charTokenizer,
   HfTokenizer,
   loadTokenizer,
+  MAX_ENCODE_CHARS,
+  MAX_HF_ENCODE_CHARS,
   TokenizerError,
   type ChatMessage,
 } from './index.js';
@@ -48,6 +50,7 @@ void describe('char tokenizer', () => {
     assert.equal(t.decode([7, 8, 11, 127, 65]), 'A', 'reserved ids decode to nothing');
     assert.throws(() => t.decode([128]), TokenizerError);
     assert.throws(() => t.decode([1.5]), TokenizerError);
+    assert.throws(() => t.encode('a'.repeat(MAX_ENCODE_CHARS + 1)), /over the encode limit/);
   });
 
   void it('parses special-token text only when asked', () => {
@@ -148,6 +151,7 @@ void describe('Hugging Face tokenizer (tiny BPE fixture)', async () => {
     assert.equal(withSpecial.at(-1), tok.eosId);
     assert.equal(tok.decode(withSpecial, { skipSpecial: true }), 'a');
     assert.throws(() => tok.decode([tok.vocabSize]), TokenizerError);
+    assert.throws(() => tok.encode('a'.repeat(MAX_HF_ENCODE_CHARS + 1)), /over the encode limit/);
   });
 
   void it('renders the Jinja chat template of tokenizer_config.json', () => {
