@@ -2,3 +2,4 @@
 // clients. Regenerate with `pnpm proto:gen`; never edit src/gen by hand.
 export * from '../gen/spark/v1/sample.js';
 export * from '../gen/spark/v1/job.js';
+export * from '../gen/spark/v1/policy.js';

@@ -225,6 +225,46 @@ export interface JobSpec {
   warmupSteps: number;
   /** Seed for every random choice of the job. */
   seed: number;
+  /** Sampling nucleus top-p for rollouts (default 1.0). */
+  topP: number;
+  /** Learning-rate schedule: "cosine" (default; warm-up then cosine to min_lr_ratio × lr) or "constant". */
+  lrSchedule: string;
+  /** Fraction of optimizer steps spent in linear warm-up (default 0.03). */
+  lrWarmupRatio: number;
+  /** Final learning rate as a fraction of the peak (default 0.1). */
+  minLrRatio: number;
+  /** Recycle pointwise judge items (default true). */
+  recyclePointwise?:
+    | boolean
+    | undefined;
+  /** Recycle pairwise judge items (default true). */
+  recyclePairwise?:
+    | boolean
+    | undefined;
+  /** Recycle reflection items (default true). */
+  recycleReflection?:
+    | boolean
+    | undefined;
+  /** Evaluate on the held-out split every this many steps (0 = only before and after RL). */
+  evalInterval: number;
+  /** Write a checkpoint every this many steps (0 = only at the end). */
+  checkpointInterval: number;
+  /** Rollout workers the job expects (informational; the cluster's workers serve every active job). */
+  rolloutWorkers: number;
+  /** Held-out problems per evaluation (judge and reflection items are derived from them). */
+  evalSize: number;
+  /** Sequences per optimizer step (default 64). */
+  miniBatchSize: number;
+  /** Prompt wording: "short" (default, for small models) or "full" (the reference's templates). */
+  templateVariant: string;
+  /** Directory for checkpoints (default: <cluster data dir>/<job id>). */
+  checkpointDir: string;
+  /** Supervised warm-up batch size in sequences (default 32). */
+  warmupBatchSize: number;
+  /** Supervised warm-up learning rate (default 1e-3). */
+  warmupLearningRate: number;
+  /** Dataset file format when dataset is a path: "auto" (default), "spark", "eval", "gsm8k", "math", "jsonl". */
+  datasetFormat: string;
 }
 
 /** A job's current state and progress. */
@@ -357,6 +397,23 @@ function createBaseJobSpec(): JobSpec {
     maxNewTokens: 0,
     warmupSteps: 0,
     seed: 0,
+    topP: 0,
+    lrSchedule: "",
+    lrWarmupRatio: 0,
+    minLrRatio: 0,
+    recyclePointwise: undefined,
+    recyclePairwise: undefined,
+    recycleReflection: undefined,
+    evalInterval: 0,
+    checkpointInterval: 0,
+    rolloutWorkers: 0,
+    evalSize: 0,
+    miniBatchSize: 0,
+    templateVariant: "",
+    checkpointDir: "",
+    warmupBatchSize: 0,
+    warmupLearningRate: 0,
+    datasetFormat: "",
   };
 }
 
@@ -406,6 +463,57 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.seed !== 0) {
       writer.uint32(120).uint64(message.seed);
+    }
+    if (message.topP !== 0) {
+      writer.uint32(129).double(message.topP);
+    }
+    if (message.lrSchedule !== "") {
+      writer.uint32(138).string(message.lrSchedule);
+    }
+    if (message.lrWarmupRatio !== 0) {
+      writer.uint32(145).double(message.lrWarmupRatio);
+    }
+    if (message.minLrRatio !== 0) {
+      writer.uint32(153).double(message.minLrRatio);
+    }
+    if (message.recyclePointwise !== undefined) {
+      writer.uint32(160).bool(message.recyclePointwise);
+    }
+    if (message.recyclePairwise !== undefined) {
+      writer.uint32(168).bool(message.recyclePairwise);
+    }
+    if (message.recycleReflection !== undefined) {
+      writer.uint32(176).bool(message.recycleReflection);
+    }
+    if (message.evalInterval !== 0) {
+      writer.uint32(184).uint32(message.evalInterval);
+    }
+    if (message.checkpointInterval !== 0) {
+      writer.uint32(192).uint32(message.checkpointInterval);
+    }
+    if (message.rolloutWorkers !== 0) {
+      writer.uint32(200).uint32(message.rolloutWorkers);
+    }
+    if (message.evalSize !== 0) {
+      writer.uint32(208).uint32(message.evalSize);
+    }
+    if (message.miniBatchSize !== 0) {
+      writer.uint32(216).uint32(message.miniBatchSize);
+    }
+    if (message.templateVariant !== "") {
+      writer.uint32(226).string(message.templateVariant);
+    }
+    if (message.checkpointDir !== "") {
+      writer.uint32(234).string(message.checkpointDir);
+    }
+    if (message.warmupBatchSize !== 0) {
+      writer.uint32(240).uint32(message.warmupBatchSize);
+    }
+    if (message.warmupLearningRate !== 0) {
+      writer.uint32(249).double(message.warmupLearningRate);
+    }
+    if (message.datasetFormat !== "") {
+      writer.uint32(258).string(message.datasetFormat);
     }
     return writer;
   },
@@ -543,6 +651,142 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.seed = longToNumber(reader.uint64());
             continue;
           }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.topP = reader.double();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.lrSchedule = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 145) {
+              break;
+            }
+
+            message.lrWarmupRatio = reader.double();
+            continue;
+          }
+          case 19: {
+            if (tag !== 153) {
+              break;
+            }
+
+            message.minLrRatio = reader.double();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.recyclePointwise = reader.bool();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.recyclePairwise = reader.bool();
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.recycleReflection = reader.bool();
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.evalInterval = reader.uint32();
+            continue;
+          }
+          case 24: {
+            if (tag !== 192) {
+              break;
+            }
+
+            message.checkpointInterval = reader.uint32();
+            continue;
+          }
+          case 25: {
+            if (tag !== 200) {
+              break;
+            }
+
+            message.rolloutWorkers = reader.uint32();
+            continue;
+          }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.evalSize = reader.uint32();
+            continue;
+          }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.miniBatchSize = reader.uint32();
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.templateVariant = reader.string();
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.checkpointDir = reader.string();
+            continue;
+          }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.warmupBatchSize = reader.uint32();
+            continue;
+          }
+          case 31: {
+            if (tag !== 249) {
+              break;
+            }
+
+            message.warmupLearningRate = reader.double();
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.datasetFormat = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -604,6 +848,91 @@ export const JobSpec: MessageFns<JobSpec> = {
         ? globalThis.Number(object.warmup_steps)
         : 0,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      topP: isSet(object.topP)
+        ? globalThis.Number(object.topP)
+        : isSet(object.top_p)
+        ? globalThis.Number(object.top_p)
+        : 0,
+      lrSchedule: isSet(object.lrSchedule)
+        ? globalThis.String(object.lrSchedule)
+        : isSet(object.lr_schedule)
+        ? globalThis.String(object.lr_schedule)
+        : "",
+      lrWarmupRatio: isSet(object.lrWarmupRatio)
+        ? globalThis.Number(object.lrWarmupRatio)
+        : isSet(object.lr_warmup_ratio)
+        ? globalThis.Number(object.lr_warmup_ratio)
+        : 0,
+      minLrRatio: isSet(object.minLrRatio)
+        ? globalThis.Number(object.minLrRatio)
+        : isSet(object.min_lr_ratio)
+        ? globalThis.Number(object.min_lr_ratio)
+        : 0,
+      recyclePointwise: isSet(object.recyclePointwise)
+        ? globalThis.Boolean(object.recyclePointwise)
+        : isSet(object.recycle_pointwise)
+        ? globalThis.Boolean(object.recycle_pointwise)
+        : undefined,
+      recyclePairwise: isSet(object.recyclePairwise)
+        ? globalThis.Boolean(object.recyclePairwise)
+        : isSet(object.recycle_pairwise)
+        ? globalThis.Boolean(object.recycle_pairwise)
+        : undefined,
+      recycleReflection: isSet(object.recycleReflection)
+        ? globalThis.Boolean(object.recycleReflection)
+        : isSet(object.recycle_reflection)
+        ? globalThis.Boolean(object.recycle_reflection)
+        : undefined,
+      evalInterval: isSet(object.evalInterval)
+        ? globalThis.Number(object.evalInterval)
+        : isSet(object.eval_interval)
+        ? globalThis.Number(object.eval_interval)
+        : 0,
+      checkpointInterval: isSet(object.checkpointInterval)
+        ? globalThis.Number(object.checkpointInterval)
+        : isSet(object.checkpoint_interval)
+        ? globalThis.Number(object.checkpoint_interval)
+        : 0,
+      rolloutWorkers: isSet(object.rolloutWorkers)
+        ? globalThis.Number(object.rolloutWorkers)
+        : isSet(object.rollout_workers)
+        ? globalThis.Number(object.rollout_workers)
+        : 0,
+      evalSize: isSet(object.evalSize)
+        ? globalThis.Number(object.evalSize)
+        : isSet(object.eval_size)
+        ? globalThis.Number(object.eval_size)
+        : 0,
+      miniBatchSize: isSet(object.miniBatchSize)
+        ? globalThis.Number(object.miniBatchSize)
+        : isSet(object.mini_batch_size)
+        ? globalThis.Number(object.mini_batch_size)
+        : 0,
+      templateVariant: isSet(object.templateVariant)
+        ? globalThis.String(object.templateVariant)
+        : isSet(object.template_variant)
+        ? globalThis.String(object.template_variant)
+        : "",
+      checkpointDir: isSet(object.checkpointDir)
+        ? globalThis.String(object.checkpointDir)
+        : isSet(object.checkpoint_dir)
+        ? globalThis.String(object.checkpoint_dir)
+        : "",
+      warmupBatchSize: isSet(object.warmupBatchSize)
+        ? globalThis.Number(object.warmupBatchSize)
+        : isSet(object.warmup_batch_size)
+        ? globalThis.Number(object.warmup_batch_size)
+        : 0,
+      warmupLearningRate: isSet(object.warmupLearningRate)
+        ? globalThis.Number(object.warmupLearningRate)
+        : isSet(object.warmup_learning_rate)
+        ? globalThis.Number(object.warmup_learning_rate)
+        : 0,
+      datasetFormat: isSet(object.datasetFormat)
+        ? globalThis.String(object.datasetFormat)
+        : isSet(object.dataset_format)
+        ? globalThis.String(object.dataset_format)
+        : "",
     };
   },
 
@@ -654,6 +983,57 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.topP !== 0) {
+      obj.topP = floatToJson(message.topP);
+    }
+    if (message.lrSchedule !== "") {
+      obj.lrSchedule = message.lrSchedule;
+    }
+    if (message.lrWarmupRatio !== 0) {
+      obj.lrWarmupRatio = floatToJson(message.lrWarmupRatio);
+    }
+    if (message.minLrRatio !== 0) {
+      obj.minLrRatio = floatToJson(message.minLrRatio);
+    }
+    if (message.recyclePointwise !== undefined) {
+      obj.recyclePointwise = message.recyclePointwise;
+    }
+    if (message.recyclePairwise !== undefined) {
+      obj.recyclePairwise = message.recyclePairwise;
+    }
+    if (message.recycleReflection !== undefined) {
+      obj.recycleReflection = message.recycleReflection;
+    }
+    if (message.evalInterval !== 0) {
+      obj.evalInterval = Math.round(message.evalInterval);
+    }
+    if (message.checkpointInterval !== 0) {
+      obj.checkpointInterval = Math.round(message.checkpointInterval);
+    }
+    if (message.rolloutWorkers !== 0) {
+      obj.rolloutWorkers = Math.round(message.rolloutWorkers);
+    }
+    if (message.evalSize !== 0) {
+      obj.evalSize = Math.round(message.evalSize);
+    }
+    if (message.miniBatchSize !== 0) {
+      obj.miniBatchSize = Math.round(message.miniBatchSize);
+    }
+    if (message.templateVariant !== "") {
+      obj.templateVariant = message.templateVariant;
+    }
+    if (message.checkpointDir !== "") {
+      obj.checkpointDir = message.checkpointDir;
+    }
+    if (message.warmupBatchSize !== 0) {
+      obj.warmupBatchSize = Math.round(message.warmupBatchSize);
+    }
+    if (message.warmupLearningRate !== 0) {
+      obj.warmupLearningRate = floatToJson(message.warmupLearningRate);
+    }
+    if (message.datasetFormat !== "") {
+      obj.datasetFormat = message.datasetFormat;
+    }
     return obj;
   },
 
@@ -677,6 +1057,23 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.maxNewTokens = object.maxNewTokens ?? 0;
     message.warmupSteps = object.warmupSteps ?? 0;
     message.seed = object.seed ?? 0;
+    message.topP = object.topP ?? 0;
+    message.lrSchedule = object.lrSchedule ?? "";
+    message.lrWarmupRatio = object.lrWarmupRatio ?? 0;
+    message.minLrRatio = object.minLrRatio ?? 0;
+    message.recyclePointwise = object.recyclePointwise ?? undefined;
+    message.recyclePairwise = object.recyclePairwise ?? undefined;
+    message.recycleReflection = object.recycleReflection ?? undefined;
+    message.evalInterval = object.evalInterval ?? 0;
+    message.checkpointInterval = object.checkpointInterval ?? 0;
+    message.rolloutWorkers = object.rolloutWorkers ?? 0;
+    message.evalSize = object.evalSize ?? 0;
+    message.miniBatchSize = object.miniBatchSize ?? 0;
+    message.templateVariant = object.templateVariant ?? "";
+    message.checkpointDir = object.checkpointDir ?? "";
+    message.warmupBatchSize = object.warmupBatchSize ?? 0;
+    message.warmupLearningRate = object.warmupLearningRate ?? 0;
+    message.datasetFormat = object.datasetFormat ?? "";
     return message;
   },
 };
