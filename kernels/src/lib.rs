@@ -6,3 +6,5 @@
 //!   functions the TypeScript wrapper (`kernels/ts`) calls. Only this module touches Node types.
 pub mod napi;
 pub mod safetensors;
+pub mod backend;
+pub mod model;

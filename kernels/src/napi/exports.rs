@@ -12,6 +12,7 @@ pub fn register(env: Env, exports: Value) -> Result<()> {
     define(env, exports, "debugScale", debug_scale)?;
     define(env, exports, "debugPanic", debug_panic)?;
     define(env, exports, "debugSleep", debug_sleep)?;
+    super::models::register(env, exports)?;
     Ok(())
 }
 

@@ -4,13 +4,15 @@
 //!   `header_check`.
 //! - `env`, `error`, `task`: the safe layer — value conversions with copy semantics, error/panic mapping,
 //!   exported-function trampolines and asynchronous work settled through Promises.
-//! - `exports`: the functions the TypeScript wrapper calls (model handles, async heavy operations).
+//! - `exports`: registration and the small debug functions that test the layer itself; `models`: model
+//!   handles and every model operation (async heavy work, checkpoints).
 //!
 //! Registration: Node finds the exported symbol `napi_register_module_v1` (the `NAPI_MODULE_INIT` form) and
 //! `node_api_module_get_api_version_v1`, which reports the Node-API version this addon targets.
 pub mod env;
 pub mod error;
 pub mod exports;
+pub mod models;
 pub mod sys;
 pub mod task;
 
