@@ -72,6 +72,7 @@ export interface SampleRequest {
   readonly temperature: number;
   /** nucleus mass in (0, 1]; 1 = off */
   readonly topP: number;
+  /** 1..maxPositionEmbeddings; generation also stops at maxPositionEmbeddings total tokens */
   readonly maxNewTokens: number;
   readonly stopTokens: Uint32Array | readonly number[];
   /** same seed + same model + same request → same tokens */
@@ -121,7 +122,6 @@ export interface OptimizerState {
 export const LIMITS = Object.freeze({
   maxSequences: 1 << 16,
   maxMicroBatches: 1 << 12,
-  maxNewTokens: 1 << 16,
 });
 
 const WEIGHTS_FILE = 'model.safetensors';
@@ -402,15 +402,10 @@ export class Model {
       if (!isList(r.prompts) || r.prompts.length === 0 || r.prompts.length > LIMITS.maxSequences) {
         throw new InvalidInputError(`prompts must be an array of 1..${LIMITS.maxSequences} token arrays`);
       }
-      const maxNew = checkInt(r.maxNewTokens, 'maxNewTokens', 0, LIMITS.maxNewTokens);
-      prompts = r.prompts.map((p, i) =>
-        checkTokens(
-          p,
-          `prompts[${i}]`,
-          this.config.vocabSize,
-          Math.max(1, this.config.maxPositionEmbeddings - maxNew),
-        ),
-      );
+      const maxPos = this.config.maxPositionEmbeddings;
+      checkInt(r.maxNewTokens, 'maxNewTokens', 1, maxPos);
+      // A sequence stops at maxPositionEmbeddings (finish 'length'), so a prompt needs room for one token.
+      prompts = r.prompts.map((p, i) => checkTokens(p, `prompts[${i}]`, this.config.vocabSize, maxPos - 1));
       const t = checkFinite(r.temperature, 'temperature');
       if (t < 0) throw new InvalidInputError(`temperature must be ≥ 0, got ${t}`);
       const p = checkFinite(r.topP, 'topP');
