@@ -13,7 +13,7 @@
 
 use super::blas::blas;
 use super::threads::{num_threads, split_range};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmPath {
@@ -170,7 +170,29 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    sgemm_on(path(), num_threads(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if !STATS_ON.load(Ordering::Relaxed) {
+        return sgemm_on(path(), num_threads(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+    let t0 = std::time::Instant::now();
+    sgemm_on(path(), num_threads(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    STATS_NANOS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    STATS_FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
+}
+
+static STATS_ON: AtomicBool = AtomicBool::new(false);
+static STATS_NANOS: AtomicU64 = AtomicU64::new(0);
+static STATS_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+/// Turns GEMM accounting on or off and resets it (benchmarks: GFLOP/s of the GEMMs inside a training step).
+pub fn stats_enable(on: bool) {
+    STATS_NANOS.store(0, Ordering::Relaxed);
+    STATS_FLOPS.store(0, Ordering::Relaxed);
+    STATS_ON.store(on, Ordering::Relaxed);
+}
+
+/// (flops, seconds) spent in `sgemm` since `stats_enable(true)`.
+pub fn stats() -> (u64, f64) {
+    (STATS_FLOPS.load(Ordering::Relaxed), STATS_NANOS.load(Ordering::Relaxed) as f64 * 1e-9)
 }
 
 /// `sgemm` on an explicit path and thread count.
@@ -197,6 +219,39 @@ pub fn sgemm_on(
     }
     check_dims(ta, tb, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    // Few rows (decode steps): split the columns instead, so each thread packs only its share of op(B) (the
+    // weights); each part is computed into a private buffer and merged.
+    if flops >= 5e5 && threads > 1 && m < 128 && n >= 32 * threads {
+        let ranges = split_range(n, threads, 16);
+        let part = |(j0, j1): (usize, usize)| -> Vec<f32> {
+            let nj = j1 - j0;
+            let bsub = if tb { &b[j0 * ldb..] } else { &b[j0..] };
+            let mut tmp = vec![0.0f32; m * nj];
+            sgemm_st(p, ta, tb, m, nj, k, alpha, a, lda, bsub, ldb, 0.0, &mut tmp, nj);
+            tmp
+        };
+        let parts: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let hs: Vec<_> = ranges[1..].iter().map(|&r| s.spawn(move || part(r))).collect();
+            let mut v = vec![part(ranges[0])];
+            v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+            v
+        });
+        for (&(j0, j1), tmp) in ranges.iter().zip(&parts) {
+            let nj = j1 - j0;
+            for i in 0..m {
+                let dst = &mut c[i * ldc + j0..i * ldc + j1];
+                let src = &tmp[i * nj..(i + 1) * nj];
+                if beta == 0.0 {
+                    dst.copy_from_slice(src);
+                } else {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = beta * *d + s;
+                    }
+                }
+            }
+        }
+        return;
+    }
     // Below ~0.5 MFLOP a thread spawn costs more than it saves; rows are split in multiples of 8.
     let t = if flops < 5e5 { 1 } else { threads.min(m / 8).max(1) };
     if t <= 1 {

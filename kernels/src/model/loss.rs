@@ -11,7 +11,7 @@
 //!   ∂ℓ_t/∂logπ = −ρ·A when the unclipped term is the minimum, else 0; plus β·(1 − exp(−Δ)).
 //! With ℓ a function of logπ(y_t) = z_y − logsumexp(z): ∂ℓ/∂z = ∂ℓ/∂logπ · (onehot(y) − softmax(z)).
 
-use crate::backend::ops::{exp_f32, logsumexp};
+use crate::backend::ops::{logsumexp, softmax_grad_row};
 use crate::backend::threads::par_rows;
 
 /// Which loss a training step uses.
@@ -98,18 +98,7 @@ pub fn write_dlogits(logits: &mut [f32], v: usize, targets: &[Target], coef: &[f
                 row.iter_mut().for_each(|x| *x = 0.0);
                 continue;
             }
-            let (tok, cf) = (targets[k].token as usize, coef[k]);
-            let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for x in row.iter_mut() {
-                *x = exp_f32(*x - mx);
-                sum += *x;
-            }
-            let s = -cf / sum;
-            for x in row.iter_mut() {
-                *x *= s;
-            }
-            row[tok] += cf;
+            softmax_grad_row(row, targets[k].token as usize, coef[k]);
         }
     });
 }
