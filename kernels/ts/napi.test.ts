@@ -3,12 +3,37 @@
 // JS Error), async work running off the JS thread.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadNative, NativePanicError, toKernelError, InvalidInputError } from './index.js';
+import { existsSync } from 'node:fs';
+import {
+  AddonNotBuiltError,
+  addonPath,
+  InvalidInputError,
+  loadNative,
+  NativePanicError,
+  platformTriple,
+  toKernelError,
+} from './index.js';
 
 process.env.SPARK_KERNELS_QUIET_PANICS = '1';
 const native = loadNative();
 
 void describe('napi layer', () => {
+  void it('finds the addon napi build produced for this platform, and explains a missing one', () => {
+    assert.match(addonPath(), new RegExp(`spark-kernels\\.${platformTriple()}\\.node$`));
+    assert.ok(existsSync(addonPath()));
+    assert.match(native.version(), /^\d+\.\d+\.\d+$/);
+    process.env.SPARK_KERNELS_ADDON = '/nonexistent/spark-kernels.node';
+    try {
+      assert.throws(
+        () => loadNative(),
+        (e: unknown) => e instanceof AddonNotBuiltError && /run build/.test(e.message),
+      );
+    } finally {
+      delete process.env.SPARK_KERNELS_ADDON;
+    }
+    assert.equal(loadNative(), native);
+  });
+
   void it('reads typed arrays by copy and rejects wrong element types', async () => {
     assert.equal(native.debugSum(new Float32Array([1, 2.5]), new Uint32Array([3, 4])), 10.5);
     assert.throws(

@@ -156,12 +156,12 @@ export function addonPath(): string {
   return join(kernelsDir, `spark-kernels.${platformTriple()}.node`);
 }
 
-let cached: NativeBinding | null = null;
+let cached: { path: string; binding: NativeBinding } | null = null;
 
 /** Loads the addon once per process; throws AddonNotBuiltError with the build command when missing. */
 export function loadNative(): NativeBinding {
-  if (cached) return cached;
   const path = addonPath();
+  if (cached?.path === path) return cached.binding;
   if (!existsSync(path)) {
     throw new AddonNotBuiltError(
       `the native addon is not built for ${platformTriple()}: ${path} does not exist. ` +
@@ -169,12 +169,12 @@ export function loadNative(): NativeBinding {
     );
   }
   try {
-    cached = createRequire(import.meta.url)(path) as NativeBinding;
+    cached = { path, binding: createRequire(import.meta.url)(path) as NativeBinding };
   } catch (err) {
     throw new AddonNotBuiltError(
       `the native addon at ${path} could not be loaded: ${err instanceof Error ? err.message : String(err)}`,
       { cause: err },
     );
   }
-  return cached;
+  return cached.binding;
 }
