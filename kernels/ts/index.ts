@@ -5,6 +5,8 @@
 //   const stats = await model.trainStep([[...]], { kind: 'sft' }, { ...DEFAULT_ADAMW, lr: 1e-3 });
 //   const out = await model.sample({ prompts, temperature: 0.8, topP: 0.95, maxNewTokens: 64, stopTokens: [0], seed: 7 });
 //   model.free();
+import { loadNative } from './native.js';
+
 export * from './errors.js';
 export {
   MAX_CONFIG_JSON_BYTES,
@@ -30,4 +32,9 @@ export type {
   TrainStats,
 } from './model.js';
 export { addonPath, loadNative, platformTriple } from './native.js';
+
+/** Models holding native memory in this process (created, neither freed nor garbage-collected). */
+export function liveModels(): number {
+  return loadNative().liveModels();
+}
 export type { NativeBinding, NativeModelHandle } from './native.js';

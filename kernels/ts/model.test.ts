@@ -3,6 +3,8 @@
 // at once, work off the JS thread, and every bad input / closed handle / panic reported as a named JS error.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   DEFAULT_ADAMW,
   FrozenModelError,
@@ -13,6 +15,7 @@ import {
   ModelClosedError,
   NativePanicError,
   KernelError,
+  liveModels,
   presetConfig,
   toKernelError,
   type GrpoSequence,
@@ -370,5 +373,30 @@ void describe('Model (tiny preset, real addon)', () => {
     assert.deepEqual(await y.getParams(), soloParams);
     x.free();
     y.free();
+  });
+
+  void it('free() releases native memory at once; a dropped Model is released by garbage collection', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 5; i++) {
+        gc();
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await settle();
+    const base = liveModels();
+    const m = await Model.create('tiny', 1);
+    assert.equal(liveModels(), base + 1);
+    m.free();
+    assert.equal(liveModels(), base);
+    await (async () => {
+      for (let i = 0; i < 3; i++) {
+        const dropped = await Model.create('tiny', i);
+        await dropped.getParams();
+      }
+    })();
+    await settle();
+    assert.equal(liveModels(), base, 'unreachable models were finalized');
   });
 });

@@ -99,6 +99,7 @@ export interface NativeBinding {
   debugSleep(ms: number): Promise<number>;
   debugPanicInModel(h: NativeModelHandle): Promise<void>;
 
+  liveModels(): number;
   presetNames(): string[];
   presetConfig(name: string): NativeConfig | null;
   validateConfig(config: NativeConfig): number;

@@ -42,6 +42,24 @@ const MODEL_TAG: sys::napi_type_tag = sys::napi_type_tag {
 };
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Models currently holding memory (created and neither freed nor garbage-collected): `liveModels()`.
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// A model owned by a slot; counts itself in LIVE while it exists.
+struct Live(Model);
+
+impl Live {
+    fn new(m: Model) -> Live {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Live(m)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 pub struct ModelSlot {
     id: u64,
@@ -51,7 +69,7 @@ pub struct ModelSlot {
     cfg: ModelConfig,
     table: Vec<ParamInfo>,
     num_params: usize,
-    model: Mutex<Option<Model>>,
+    model: Mutex<Option<Live>>,
 }
 
 impl ModelSlot {
@@ -64,7 +82,7 @@ impl ModelSlot {
             cfg: model.config().clone(),
             table: model.param_table().to_vec(),
             num_params: model.num_params(),
-            model: Mutex::new(Some(model)),
+            model: Mutex::new(Some(Live::new(model))),
         })
     }
 }
@@ -106,7 +124,7 @@ impl Claim {
             ))
         })?;
         match guard.as_mut() {
-            Some(m) => f(m),
+            Some(m) => f(&mut m.0),
             None => Err(Error::new(
                 ErrorCode::ModelClosed,
                 format!("model #{} was freed", self.0.id),
@@ -536,6 +554,7 @@ pub fn load_optimizer(model: &mut Model, path: &Path) -> Result<()> {
 
 pub fn register(env: Env, exports: Value) -> Result<()> {
     define(env, exports, "presetNames", preset_names)?;
+    define(env, exports, "liveModels", live_models)?;
     define(env, exports, "presetConfig", preset_config)?;
     define(env, exports, "validateConfig", validate_config)?;
     define(env, exports, "createModel", create_model)?;
@@ -561,6 +580,11 @@ pub fn register(env: Env, exports: Value) -> Result<()> {
     define(env, exports, "loadOptimizer", load_optimizer_js)?;
     define(env, exports, "debugPanicInModel", debug_panic_in_model)?;
     Ok(())
+}
+
+/// liveModels() → number of models holding native memory in this process (diagnostics, leak tests).
+fn live_models(env: Env, _a: &[Value]) -> Result<Value> {
+    env.number(LIVE.load(Ordering::Relaxed) as f64)
 }
 
 fn preset_names(env: Env, _a: &[Value]) -> Result<Value> {
