@@ -13,8 +13,34 @@ use std::sync::OnceLock;
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
-/// The number of worker threads (including the caller) used by parallel regions.
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every parallel region on this thread executed inline (used when the caller already runs
+/// one independent job per core, e.g. sampling groups of sequences).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let prev = SERIAL.with(|s| s.replace(true));
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _r = Restore(prev);
+    f()
+}
+
+/// The number of worker threads (including the caller) used by parallel regions (1 inside `serial`).
 pub fn num_threads() -> usize {
+    if SERIAL.with(|s| s.get()) {
+        return 1;
+    }
+    max_threads()
+}
+
+/// The configured thread count (`SPARK_THREADS` or the available parallelism).
+pub fn max_threads() -> usize {
     *THREADS.get_or_init(|| {
         if let Ok(s) = std::env::var("SPARK_THREADS") {
             if let Ok(n) = s.trim().parse::<usize>() {

@@ -47,6 +47,8 @@ pub struct SampleOutput {
 
 /// Most cached floats per request (2 GiB of f32), bounding memory for any request.
 pub const MAX_CACHE_FLOATS: usize = 1 << 29;
+/// Fewest sequences per sampling group (one group per thread).
+const MIN_GROUP: usize = 8;
 /// Most rows per prefill chunk.
 const PREFILL_ROWS: usize = 4096;
 
@@ -115,23 +117,58 @@ impl Model {
         if req.max_new_tokens == 0 || req.max_new_tokens > maxp {
             return Err(format!("sample: max_new_tokens {} must be in 1..={maxp}", req.max_new_tokens));
         }
+        let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(1);
+        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let kvd = self.cfg.num_key_value_heads * self.cfg.head_dim();
+        let floats = req.prompts.len() as u128 * max_t as u128 * kvd as u128 * 2 * self.cfg.num_hidden_layers as u128;
+        if floats > MAX_CACHE_FLOATS as u128 {
+            return Err(format!(
+                "sample: the KV cache for {} prompts × {max_t} positions ({floats} floats) exceeds the bound {MAX_CACHE_FLOATS}",
+                req.prompts.len()
+            ));
+        }
         Ok(())
     }
 
     /// Samples continuations of every prompt (see the module comment for the rules).
+    ///
+    /// Sequences are independent, so with several threads and enough prompts the batch is cut into one
+    /// contiguous group per thread and each group is decoded start to finish on its own thread (its GEMMs
+    /// single-threaded): no synchronisation per layer and step, which is what limits a decode loop whose
+    /// matrix products are small. Each sequence keeps its own PRNG stream (its index in the request).
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
         self.check_request(req)?;
-        let cfg = &self.cfg;
+        let threads = crate::backend::threads::num_threads();
         let bsz = req.prompts.len();
+        if threads <= 1 || bsz < 2 * MIN_GROUP {
+            return Ok(self.sample_group(req, 0, bsz));
+        }
+        let groups = crate::backend::threads::split_range(bsz, threads.min(bsz / MIN_GROUP), 1);
+        let this = &*self;
+        let parts: Vec<Vec<SampleOutput>> = std::thread::scope(|s| {
+            let hs: Vec<_> = groups[1..]
+                .iter()
+                .map(|&(a, b)| s.spawn(move || crate::backend::threads::serial(|| this.sample_group(req, a, b))))
+                .collect();
+            let (a, b) = groups[0];
+            let mut v = vec![crate::backend::threads::serial(|| this.sample_group(req, a, b))];
+            v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+            v
+        });
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Samples prompts b_lo..b_hi of a validated request on the calling thread.
+    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize) -> Vec<SampleOutput> {
+        let req = req_all;
+        let cfg = &self.cfg;
+        let prompts = &req.prompts[b_lo..b_hi];
+        let bsz = prompts.len();
         let maxp = cfg.max_position_embeddings;
-        let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(1);
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(1);
         let max_t = (longest + req.max_new_tokens).min(maxp);
         let kvd = cfg.num_key_value_heads * cfg.head_dim();
-        let per_layer = bsz
-            .checked_mul(max_t)
-            .and_then(|x| x.checked_mul(kvd))
-            .filter(|&x| x.saturating_mul(2 * cfg.num_hidden_layers) <= MAX_CACHE_FLOATS)
-            .ok_or_else(|| format!("sample: the KV cache for {bsz} prompts × {max_t} positions exceeds the memory bound"))?;
+        let per_layer = bsz * max_t * kvd; // bounded by check_request
         let mut cache = KvCache {
             k: vec![0.0; per_layer * cfg.num_hidden_layers],
             v: vec![0.0; per_layer * cfg.num_hidden_layers],
@@ -140,7 +177,7 @@ impl Model {
             kvd,
         };
         let mut sc = Scratch::default();
-        let mut rngs: Vec<Rng> = (0..bsz).map(|b| Rng::new(req.seed, b as u64)).collect();
+        let mut rngs: Vec<Rng> = (0..bsz).map(|b| Rng::new(req.seed, (b_lo + b) as u64)).collect();
         let mut outs: Vec<SampleOutput> =
             (0..bsz).map(|_| SampleOutput { tokens: Vec::new(), logprobs: Vec::new(), finish: Finish::Length }).collect();
         let mut done = vec![false; bsz];
@@ -151,15 +188,15 @@ impl Model {
         while b0 < bsz {
             let mut b1 = b0;
             let mut rows = 0;
-            while b1 < bsz && (b1 == b0 || rows + req.prompts[b1].len() <= PREFILL_ROWS) {
-                rows += req.prompts[b1].len();
+            while b1 < bsz && (b1 == b0 || rows + prompts[b1].len() <= PREFILL_ROWS) {
+                rows += prompts[b1].len();
                 b1 += 1;
             }
             let mut toks = Vec::with_capacity(rows);
             let mut slot = Vec::with_capacity(rows);
             let mut pos = Vec::with_capacity(rows);
             let mut last = Vec::with_capacity(b1 - b0);
-            for (b, p) in req.prompts.iter().enumerate().take(b1).skip(b0) {
+            for (b, p) in prompts.iter().enumerate().take(b1).skip(b0) {
                 for (j, &t) in p.iter().enumerate() {
                     toks.push(t);
                     slot.push(b);
@@ -171,7 +208,7 @@ impl Model {
             for (k, b) in (b0..b1).enumerate() {
                 let z = &sc.logits[k * v..(k + 1) * v];
                 let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
-                done[b] = push_token(&mut outs[b], tok, lp, req, req.prompts[b].len(), maxp);
+                done[b] = push_token(&mut outs[b], tok, lp, req, prompts[b].len(), maxp);
             }
             b0 = b1;
         }
@@ -183,16 +220,16 @@ impl Model {
                 break;
             }
             let toks: Vec<u32> = active.iter().map(|&b| *outs[b].tokens.last().unwrap_or(&0)).collect();
-            let pos: Vec<usize> = active.iter().map(|&b| req.prompts[b].len() + outs[b].tokens.len() - 1).collect();
+            let pos: Vec<usize> = active.iter().map(|&b| prompts[b].len() + outs[b].tokens.len() - 1).collect();
             let last: Vec<usize> = (0..active.len()).collect();
             self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last);
             for (k, &b) in active.iter().enumerate() {
                 let z = &sc.logits[k * v..(k + 1) * v];
                 let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
-                done[b] = push_token(&mut outs[b], tok, lp, req, req.prompts[b].len(), maxp);
+                done[b] = push_token(&mut outs[b], tok, lp, req, prompts[b].len(), maxp);
             }
         }
-        Ok(outs)
+        outs
     }
 
     /// Inference forward of R rows (token, cache slot, position), writing keys/values into the cache; leaves

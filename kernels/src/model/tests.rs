@@ -428,16 +428,21 @@ fn prompts() -> Vec<Vec<u32>> {
     vec![vec![1, 2, 3], vec![5], vec![7, 8, 9, 10, 11, 2], vec![4, 4]]
 }
 
+/// 20 prompts: enough for the per-thread sampling groups to kick in when the machine has ≥ 2 threads.
+fn many_prompts() -> Vec<Vec<u32>> {
+    (0..20u32).map(|i| (0..1 + (i as usize * 7) % 6).map(|j| (i * 13 + j as u32 * 5) % 128).collect()).collect()
+}
+
 #[test]
 fn kv_cache_logprobs_match_full_forward() {
     let cfg = ModelConfig { max_position_embeddings: 40, ..ModelConfig::preset("tiny").unwrap() };
     let mut m = Model::new(cfg, 11).unwrap();
     // stronger weights than the default init, so distributions are far from uniform
     m.params_mut().iter_mut().for_each(|x| *x *= 3.0);
-    for (temperature, top_p) in [(1.0f32, 1.0f32), (0.7, 0.9), (0.0, 1.0)] {
-        let req = SampleRequest { prompts: prompts(), temperature, top_p, max_new_tokens: 30, stop_tokens: vec![], seed: 5 };
+    for (temperature, top_p, ps) in [(1.0f32, 1.0f32, prompts()), (0.7, 0.9, prompts()), (0.0, 1.0, prompts()), (1.0, 0.95, many_prompts())] {
+        let req = SampleRequest { prompts: ps.clone(), temperature, top_p, max_new_tokens: 30, stop_tokens: vec![], seed: 5 };
         let outs = m.sample(&req).unwrap();
-        let seqs: Vec<Sequence> = prompts()
+        let seqs: Vec<Sequence> = ps
             .iter()
             .zip(&outs)
             .map(|(p, o)| Sequence { tokens: [p.clone(), o.tokens.clone()].concat(), prompt_len: p.len(), ..Default::default() })
@@ -490,6 +495,12 @@ fn sampling_is_deterministic_and_stops() {
     for (x, y) in solo[0].logprobs.iter().zip(&a[0].logprobs) {
         assert!((x - y).abs() < 1e-5, "log-probs differ only by rounding (batch size changes GEMM blocking)");
     }
+    // …also when the batch is cut into per-thread groups
+    let many = SampleRequest { prompts: many_prompts(), ..req.clone() };
+    let all = m.sample(&many).unwrap();
+    assert_eq!(all, m.sample(&many).unwrap(), "grouped sampling is deterministic");
+    let first = m.sample(&SampleRequest { prompts: many_prompts()[..1].to_vec(), ..req.clone() }).unwrap();
+    assert_eq!(first[0].tokens, all[0].tokens);
     // stop tokens: stop at the first occurrence, included
     let stop = a[0].tokens[3];
     let s = m.sample(&SampleRequest { stop_tokens: vec![stop], ..req.clone() }).unwrap();
