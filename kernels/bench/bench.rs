@@ -23,10 +23,12 @@ struct Opts {
     seq: usize,
     steps: usize,
     reps: usize,
+    /// Sections to run: gemm, train, sample (all by default).
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3 };
+    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None };
     let mut it = std::env::args().skip(1);
     fn num(it: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, String> {
         it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a positive integer"))
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?),
             "--no-torch" => o.torch = false,
+            "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample")?),
             "--batch" => o.batch = num(&mut it, "--batch")?,
             "--seq" => o.seq = num(&mut it, "--seq")?,
             "--steps" => o.steps = num(&mut it, "--steps")?,
@@ -44,7 +47,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.reps = 1;
             }
             "-h" | "--help" => {
-                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick]");
+                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--only gemm|train|sample]");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown argument {a}")),
@@ -58,6 +61,9 @@ fn parse_args() -> Result<Opts, String> {
 
 /// Best wall time over `reps` of `f`, each rep running `f` enough times to last ≥ 50 ms; returns seconds per call.
 fn time_best(reps: usize, mut f: impl FnMut()) -> f64 {
+    if reps == 0 {
+        return f64::NAN;
+    }
     f();
     let mut best = f64::INFINITY;
     for _ in 0..reps {
@@ -73,6 +79,7 @@ fn time_best(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 struct Shape {
+    key: &'static str,
     name: &'static str,
     ta: bool,
     tb: bool,
@@ -94,25 +101,27 @@ fn main() {
     println!("spark kernels benchmark — {}", spark_kernels::backend::describe());
     println!("threads {threads}; training batch {}×{}; sampling 64 prompts × 16 tokens → 64 new tokens\n", o.batch, o.seq);
     fig.insert("threads".into(), threads as f64);
+    fig.insert("loadavg_1m_start".into(), loadavg());
 
     // 1. GEMM at the small preset's shapes (N = B·T rows in training, 64 rows in decode).
     let small = ModelConfig::preset("small").expect("preset");
     let (c, i, v, w) = (small.hidden_size, small.intermediate_size, small.vocab_size, small.qkv_width());
     let nrow = o.batch * o.seq;
     let shapes = [
-        Shape { name: "fwd qkv  x·Wᵀ", ta: false, tb: true, m: nrow, n: w, k: c },
-        Shape { name: "fwd gate|up", ta: false, tb: true, m: nrow, n: 2 * i, k: c },
-        Shape { name: "fwd down", ta: false, tb: true, m: nrow, n: c, k: i },
-        Shape { name: "bwd dX = dY·W", ta: false, tb: false, m: nrow, n: c, k: 2 * i },
-        Shape { name: "bwd dW = dYᵀ·X", ta: true, tb: false, m: 2 * i, n: c, k: nrow },
-        Shape { name: "head logits", ta: false, tb: true, m: nrow, n: v, k: c },
-        Shape { name: "decode gate|up", ta: false, tb: true, m: 64, n: 2 * i, k: c },
+        Shape { key: "fwd_qkv", name: "fwd qkv  x·Wᵀ", ta: false, tb: true, m: nrow, n: w, k: c },
+        Shape { key: "fwd_gate_up", name: "fwd gate|up", ta: false, tb: true, m: nrow, n: 2 * i, k: c },
+        Shape { key: "fwd_down", name: "fwd down", ta: false, tb: true, m: nrow, n: c, k: i },
+        Shape { key: "bwd_dx", name: "bwd dX = dY·W", ta: false, tb: false, m: nrow, n: c, k: 2 * i },
+        Shape { key: "bwd_dw", name: "bwd dW = dYᵀ·X", ta: true, tb: false, m: 2 * i, n: c, k: nrow },
+        Shape { key: "head", name: "head logits", ta: false, tb: true, m: nrow, n: v, k: c },
+        Shape { key: "decode_gate_up", name: "decode gate|up", ta: false, tb: true, m: 64, n: 2 * i, k: c },
     ];
     let bl = blas();
     let mut rng = Rng::new(1, 1);
     println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
     let (mut sum_ours, mut sum_ob, mut sum_bi, mut sum_flop) = (0.0, 0.0, 0.0, 0.0);
-    for s in &shapes {
+    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x == sec);
+    for s in shapes.iter().filter(|_| want("gemm")) {
         let (ar, ac) = if s.ta { (s.k, s.m) } else { (s.m, s.k) };
         let (br, bc) = if s.tb { (s.n, s.k) } else { (s.k, s.n) };
         let a: Vec<f32> = (0..ar * ac).map(|_| rng.normal() as f32).collect();
@@ -143,7 +152,7 @@ fn main() {
             g_bi,
             g_bi / g_ob
         );
-        let key = s.name.split_whitespace().collect::<Vec<_>>().join("_");
+        let key = s.key;
         fig.insert(format!("gemm.{key}.ours_gflops"), g_ours);
         fig.insert(format!("gemm.{key}.openblas_gflops"), g_ob);
         fig.insert(format!("gemm.{key}.builtin_gflops"), g_bi);
@@ -186,7 +195,7 @@ fn main() {
         m.train_step(&mbs, &LossSpec::Sft, &opt).expect("train");
         let mut best = f64::INFINITY;
         let mut gemm_gflops = 0.0;
-        for _ in 0..o.reps {
+        for _ in 0..if want("train") { o.reps } else { 0 } {
             gemm::stats_enable(true);
             let t0 = Instant::now();
             for _ in 0..o.steps {
@@ -205,7 +214,7 @@ fn main() {
         let prompts: Vec<Vec<u32>> = (0..64).map(|_| (0..16).map(|_| (r.next_u64() % 128) as u32).collect()).collect();
         let req = SampleRequest { prompts, temperature: 1.0, top_p: 1.0, max_new_tokens: 64, stop_tokens: vec![], seed: 1 };
         let mut generated = 0usize;
-        let t_s = time_best(o.reps, || generated = m.sample(&req).expect("sample").iter().map(|x| x.tokens.len()).sum());
+        let t_s = time_best(if want("sample") { o.reps } else { 0 }, || generated = m.sample(&req).expect("sample").iter().map(|x| x.tokens.len()).sum());
         let sample_tps = generated as f64 / t_s;
         let tt = torch.get(&format!("{preset}.train_tokens_per_s")).copied().unwrap_or(f64::NAN);
         let ts = torch.get(&format!("{preset}.sample_tokens_per_s")).copied().unwrap_or(f64::NAN);
@@ -229,6 +238,8 @@ fn main() {
         fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
         fig.insert(format!("{preset}.train_gemm_over_openblas"), gemm_gflops / agg_ob);
     }
+    fig.insert("loadavg_1m_end".into(), loadavg());
+    println!("\nload average (1 min) at start {:.1}, at end {:.1}", fig["loadavg_1m_start"], fig["loadavg_1m_end"]);
     if let Some(path) = &o.json {
         let body: Vec<String> = fig
             .iter()
@@ -269,4 +280,12 @@ fn run_torch(o: &Opts, threads: usize) -> BTreeMap<String, f64> {
         Err(e) => eprintln!("bench: cannot run /usr/bin/python3 ({e}); PyTorch columns are empty"),
     }
     r
+}
+
+/// The 1-minute load average (other work on the machine skews every figure; recorded beside them).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(f64::NAN)
 }
