@@ -1,0 +1,291 @@
+//! The kernels benchmark (`pnpm bench:kernels` → kernels/bench/run.sh → this program). Not a test: it measures,
+//! side by side in one run and with the same thread count (2 unless --threads), through the real code path:
+//!   1. GEMM GFLOP/s at the model's matmul shapes: our path (OpenBLAS single-threaded kernels split over our
+//!      threads), OpenBLAS standalone (`cblas_sgemm` with its own thread pool), and the built-in AVX2 kernel;
+//!   2. training tokens/s (forward + backward + grad clip + AdamW, SFT loss on every position of a (B, T) batch)
+//!      for the tiny and small presets, and the GFLOP/s of the GEMMs inside those steps;
+//!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1);
+//!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios.
+//! Prints a table; `--json FILE` writes every figure.
+
+use spark_kernels::backend::blas::blas;
+use spark_kernels::backend::gemm::{self, GemmPath};
+use spark_kernels::backend::threads::num_threads;
+use spark_kernels::model::{AdamWParams, LossSpec, Model, ModelConfig, Rng, SampleRequest, Sequence};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Instant;
+
+struct Opts {
+    json: Option<String>,
+    torch: bool,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+    reps: usize,
+    /// Sections to run: gemm, train, sample (all by default).
+    only: Option<String>,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None };
+    let mut it = std::env::args().skip(1);
+    fn num(it: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, String> {
+        it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a positive integer"))
+    }
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => o.json = Some(it.next().ok_or("--json needs a file")?),
+            "--no-torch" => o.torch = false,
+            "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample")?),
+            "--batch" => o.batch = num(&mut it, "--batch")?,
+            "--seq" => o.seq = num(&mut it, "--seq")?,
+            "--steps" => o.steps = num(&mut it, "--steps")?,
+            "--reps" => o.reps = num(&mut it, "--reps")?,
+            "--quick" => {
+                o.steps = 2;
+                o.reps = 1;
+            }
+            "-h" | "--help" => {
+                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--only gemm|train|sample]");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    if o.batch == 0 || o.seq < 2 || o.steps == 0 || o.reps == 0 {
+        return Err("batch, steps and reps must be ≥ 1 and seq ≥ 2".into());
+    }
+    Ok(o)
+}
+
+/// Best wall time over `reps` of `f`, each rep running `f` enough times to last ≥ 50 ms; returns seconds per call.
+fn time_best(reps: usize, mut f: impl FnMut()) -> f64 {
+    if reps == 0 {
+        return f64::NAN;
+    }
+    f();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let mut n = 0u32;
+        while n == 0 || t0.elapsed().as_secs_f64() < 0.05 {
+            f();
+            n += 1;
+        }
+        best = best.min(t0.elapsed().as_secs_f64() / n as f64);
+    }
+    best
+}
+
+struct Shape {
+    key: &'static str,
+    name: &'static str,
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let threads = num_threads();
+    let mut fig: BTreeMap<String, f64> = BTreeMap::new();
+    println!("spark kernels benchmark — {}", spark_kernels::backend::describe());
+    println!("threads {threads}; training batch {}×{}; sampling 64 prompts × 16 tokens → 64 new tokens\n", o.batch, o.seq);
+    fig.insert("threads".into(), threads as f64);
+    fig.insert("loadavg_1m_start".into(), loadavg());
+
+    // 1. GEMM at the small preset's shapes (N = B·T rows in training, 64 rows in decode).
+    let small = ModelConfig::preset("small").expect("preset");
+    let (c, i, v, w) = (small.hidden_size, small.intermediate_size, small.vocab_size, small.qkv_width());
+    let nrow = o.batch * o.seq;
+    let shapes = [
+        Shape { key: "fwd_qkv", name: "fwd qkv  x·Wᵀ", ta: false, tb: true, m: nrow, n: w, k: c },
+        Shape { key: "fwd_gate_up", name: "fwd gate|up", ta: false, tb: true, m: nrow, n: 2 * i, k: c },
+        Shape { key: "fwd_down", name: "fwd down", ta: false, tb: true, m: nrow, n: c, k: i },
+        Shape { key: "bwd_dx", name: "bwd dX = dY·W", ta: false, tb: false, m: nrow, n: c, k: 2 * i },
+        Shape { key: "bwd_dw", name: "bwd dW = dYᵀ·X", ta: true, tb: false, m: 2 * i, n: c, k: nrow },
+        Shape { key: "head", name: "head logits", ta: false, tb: true, m: nrow, n: v, k: c },
+        Shape { key: "decode_gate_up", name: "decode gate|up", ta: false, tb: true, m: 64, n: 2 * i, k: c },
+    ];
+    let bl = blas();
+    let mut rng = Rng::new(1, 1);
+    println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
+    let (mut sum_ours, mut sum_ob, mut sum_bi, mut sum_flop) = (0.0, 0.0, 0.0, 0.0);
+    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x == sec);
+    for s in shapes.iter().filter(|_| want("gemm")) {
+        let (ar, ac) = if s.ta { (s.k, s.m) } else { (s.m, s.k) };
+        let (br, bc) = if s.tb { (s.n, s.k) } else { (s.k, s.n) };
+        let a: Vec<f32> = (0..ar * ac).map(|_| rng.normal() as f32).collect();
+        let b: Vec<f32> = (0..br * bc).map(|_| rng.normal() as f32).collect();
+        let mut cbuf = vec![0.0f32; s.m * s.n];
+        let flop = 2.0 * (s.m * s.n * s.k) as f64;
+        let mut run = |p: GemmPath| {
+            time_best(o.reps, || gemm::sgemm_on(p, threads, s.ta, s.tb, s.m, s.n, s.k, 1.0, &a, ac, &b, bc, 0.0, &mut cbuf, s.n))
+        };
+        let t_ours = run(gemm::path());
+        let t_bi = if GemmPath::Builtin.available() { run(GemmPath::Builtin) } else { f64::NAN };
+        let t_ob = match bl {
+            Some(bl) => bl.with_blas_threads(threads, || {
+                time_best(o.reps, || bl.sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0, &a, ac, &b, bc, 0.0, &mut cbuf, s.n))
+            }),
+            None => f64::NAN,
+        };
+        let (g_ours, g_ob, g_bi) = (flop / t_ours * 1e-9, flop / t_ob * 1e-9, flop / t_bi * 1e-9);
+        println!(
+            "  {:<30} {:>5} {:>5} {:>5} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}",
+            s.name,
+            s.m,
+            s.n,
+            s.k,
+            g_ours,
+            g_ob,
+            g_ours / g_ob,
+            g_bi,
+            g_bi / g_ob
+        );
+        let key = s.key;
+        fig.insert(format!("gemm.{key}.ours_gflops"), g_ours);
+        fig.insert(format!("gemm.{key}.openblas_gflops"), g_ob);
+        fig.insert(format!("gemm.{key}.builtin_gflops"), g_bi);
+        sum_ours += t_ours;
+        sum_ob += t_ob;
+        sum_bi += t_bi;
+        sum_flop += flop;
+    }
+    let (agg_ours, agg_ob, agg_bi) = (sum_flop / sum_ours * 1e-9, sum_flop / sum_ob * 1e-9, sum_flop / sum_bi * 1e-9);
+    println!(
+        "  {:<48} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}\n",
+        "all shapes (time-weighted)",
+        agg_ours,
+        agg_ob,
+        agg_ours / agg_ob,
+        agg_bi,
+        agg_bi / agg_ob
+    );
+    fig.insert("gemm.all.ours_gflops".into(), agg_ours);
+    fig.insert("gemm.all.openblas_gflops".into(), agg_ob);
+    fig.insert("gemm.all.builtin_gflops".into(), agg_bi);
+    fig.insert("gemm.all.builtin_over_openblas".into(), agg_bi / agg_ob);
+
+    // 2–3. Training and sampling through the model API.
+    let torch = if o.torch { run_torch(&o, threads) } else { BTreeMap::new() };
+    println!("Model ({threads} threads)                 ours     PyTorch   ours/PyTorch");
+    for preset in ["tiny", "small"] {
+        let cfg = ModelConfig::preset(preset).expect("preset");
+        let mut m = Model::new(cfg.clone(), 7).expect("model");
+        let mut r = Rng::new(3, 0);
+        let batch: Vec<Sequence> = (0..o.batch)
+            .map(|_| Sequence {
+                tokens: (0..o.seq).map(|_| (r.next_u64() % cfg.vocab_size as u64) as u32).collect(),
+                prompt_len: 1,
+                ..Default::default()
+            })
+            .collect();
+        let opt = AdamWParams { lr: 1e-4, ..Default::default() };
+        let mbs = vec![batch];
+        m.train_step(&mbs, &LossSpec::Sft, &opt).expect("train");
+        let mut best = f64::INFINITY;
+        let mut gemm_gflops = 0.0;
+        for _ in 0..if want("train") { o.reps } else { 0 } {
+            gemm::stats_enable(true);
+            let t0 = Instant::now();
+            for _ in 0..o.steps {
+                m.train_step(&mbs, &LossSpec::Sft, &opt).expect("train");
+            }
+            let dt = t0.elapsed().as_secs_f64();
+            let (fl, secs) = gemm::stats();
+            gemm::stats_enable(false);
+            if dt < best {
+                best = dt;
+                gemm_gflops = fl as f64 / secs * 1e-9;
+                fig.insert(format!("{preset}.train_gemm_share"), secs / dt);
+            }
+        }
+        let train_tps = (o.batch * o.seq * o.steps) as f64 / best;
+        let prompts: Vec<Vec<u32>> = (0..64).map(|_| (0..16).map(|_| (r.next_u64() % 128) as u32).collect()).collect();
+        let req = SampleRequest { prompts, temperature: 1.0, top_p: 1.0, max_new_tokens: 64, stop_tokens: vec![], seed: 1 };
+        let mut generated = 0usize;
+        let t_s = time_best(if want("sample") { o.reps } else { 0 }, || generated = m.sample(&req).expect("sample").iter().map(|x| x.tokens.len()).sum());
+        let sample_tps = generated as f64 / t_s;
+        let tt = torch.get(&format!("{preset}.train_tokens_per_s")).copied().unwrap_or(f64::NAN);
+        let ts = torch.get(&format!("{preset}.sample_tokens_per_s")).copied().unwrap_or(f64::NAN);
+        println!("  {preset:<6} params {:>9}", cfg.num_params());
+        println!("    training tokens/s          {:>9.0} {:>10.0} {:>10.2}", train_tps, tt, train_tps / tt);
+        println!("    sampling tokens/s          {:>9.0} {:>10.0} {:>10.2}", sample_tps, ts, sample_tps / ts);
+        println!(
+            "    GEMM GFLOP/s inside a training step {:>6.1}  ({:.0}% of OpenBLAS standalone {:.1}; GEMM share of step {:.0}%)",
+            gemm_gflops,
+            100.0 * gemm_gflops / agg_ob,
+            agg_ob,
+            100.0 * fig.get(&format!("{preset}.train_gemm_share")).copied().unwrap_or(0.0)
+        );
+        fig.insert(format!("{preset}.params"), cfg.num_params() as f64);
+        fig.insert(format!("{preset}.train_tokens_per_s"), train_tps);
+        fig.insert(format!("{preset}.torch_train_tokens_per_s"), tt);
+        fig.insert(format!("{preset}.train_ratio_ours_over_torch"), train_tps / tt);
+        fig.insert(format!("{preset}.sample_tokens_per_s"), sample_tps);
+        fig.insert(format!("{preset}.torch_sample_tokens_per_s"), ts);
+        fig.insert(format!("{preset}.sample_ratio_ours_over_torch"), sample_tps / ts);
+        fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
+        fig.insert(format!("{preset}.train_gemm_over_openblas"), gemm_gflops / agg_ob);
+    }
+    fig.insert("loadavg_1m_end".into(), loadavg());
+    println!("\nload average (1 min) at start {:.1}, at end {:.1}", fig["loadavg_1m_start"], fig["loadavg_1m_end"]);
+    if let Some(path) = &o.json {
+        let body: Vec<String> = fig
+            .iter()
+            .map(|(k, v)| format!("  \"{k}\": {}", if v.is_finite() { format!("{v:.4}") } else { "null".into() }))
+            .collect();
+        let text = format!("{{\n{}\n}}\n", body.join(",\n"));
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("bench: cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+        println!("\nwrote {path}");
+    }
+}
+
+/// Runs the PyTorch reference with the same shapes and thread count; parses its `RESULT name value` lines.
+fn run_torch(o: &Opts, threads: usize) -> BTreeMap<String, f64> {
+    let script = concat!(env!("SPARK_BENCH_DIR"), "/torch_ref.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["--threads", &threads.to_string(), "--presets", "tiny,small"])
+        .args(["--batch", &o.batch.to_string(), "--seq", &o.seq.to_string(), "--steps", &o.steps.to_string()])
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .output();
+    let mut r = BTreeMap::new();
+    match out {
+        Ok(out) if out.status.success() => {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let mut p = line.split_whitespace();
+                if let (Some("RESULT"), Some(k), Some(v)) = (p.next(), p.next(), p.next()) {
+                    if let Ok(x) = v.parse::<f64>() {
+                        r.insert(k.to_string(), x);
+                    }
+                }
+            }
+        }
+        Ok(out) => eprintln!("bench: PyTorch reference failed:\n{}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => eprintln!("bench: cannot run /usr/bin/python3 ({e}); PyTorch columns are empty"),
+    }
+    r
+}
+
+/// The 1-minute load average (other work on the machine skews every figure; recorded beside them).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(f64::NAN)
+}

@@ -1,0 +1,155 @@
+//! Run-time binding to a CBLAS library (OpenBLAS): `dlopen("libopenblas.so.0")`, `dlsym("cblas_sgemm")`.
+//!
+//! Nothing is linked at build time, so the addon loads on machines without OpenBLAS and falls back to the
+//! built-in kernel. OpenBLAS's own thread pool is set to ONE thread at load: the backend splits every GEMM over
+//! its own threads (`threads.rs`), so two pools never compete for the cores. The benchmark asks for OpenBLAS's
+//! own multi-threading explicitly (`with_blas_threads`) to measure it standalone.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::{Mutex, OnceLock};
+
+// <dlfcn.h> (glibc ≥ 2.34 exports these from libc.so.6, which std already links).
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+const RTLD_NOW: c_int = 2;
+
+// <cblas.h>: enum CBLAS_ORDER / CBLAS_TRANSPOSE values.
+pub const CBLAS_ROW_MAJOR: c_int = 101;
+pub const CBLAS_NO_TRANS: c_int = 111;
+pub const CBLAS_TRANS: c_int = 112;
+
+/// void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER Order, OPENBLAS_CONST enum CBLAS_TRANSPOSE TransA,
+///   OPENBLAS_CONST enum CBLAS_TRANSPOSE TransB, OPENBLAS_CONST blasint M, OPENBLAS_CONST blasint N,
+///   OPENBLAS_CONST blasint K, OPENBLAS_CONST float alpha, OPENBLAS_CONST float *A, OPENBLAS_CONST blasint lda,
+///   OPENBLAS_CONST float *B, OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *C,
+///   OPENBLAS_CONST blasint ldc);   (blasint = int in the LP64 build Debian ships)
+type SgemmFn = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    f32,
+    *const f32,
+    c_int,
+    *const f32,
+    c_int,
+    f32,
+    *mut f32,
+    c_int,
+);
+/// void openblas_set_num_threads(int num_threads);
+type SetThreadsFn = unsafe extern "C" fn(c_int);
+
+pub struct Blas {
+    sgemm: SgemmFn,
+    set_threads: Option<SetThreadsFn>,
+    pub library: String,
+}
+
+static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
+static THREAD_LOCK: Mutex<()> = Mutex::new(());
+
+unsafe fn sym(h: *mut c_void, name: &CStr) -> *mut c_void {
+    dlsym(h, name.as_ptr())
+}
+
+fn load() -> Option<Blas> {
+    for lib in [c"libopenblas.so.0", c"libopenblas.so"] {
+        // SAFETY: dlopen/dlsym with NUL-terminated names; a null result means "not found".
+        unsafe {
+            let h = dlopen(lib.as_ptr(), RTLD_NOW);
+            if h.is_null() {
+                continue;
+            }
+            let s = sym(h, c"cblas_sgemm");
+            if s.is_null() {
+                continue;
+            }
+            // SAFETY: the symbol is cblas_sgemm with the C signature declared above.
+            let sgemm: SgemmFn = std::mem::transmute::<*mut c_void, SgemmFn>(s);
+            let t = sym(h, c"openblas_set_num_threads");
+            let set_threads = if t.is_null() {
+                None
+            } else {
+                Some(std::mem::transmute::<*mut c_void, SetThreadsFn>(t))
+            };
+            if let Some(f) = set_threads {
+                f(1);
+            }
+            return Some(Blas { sgemm, set_threads, library: lib.to_string_lossy().into_owned() });
+        }
+    }
+    None
+}
+
+/// The loaded CBLAS library, if any (loaded once per process).
+pub fn blas() -> Option<&'static Blas> {
+    BLAS.get_or_init(load).as_ref()
+}
+
+impl Blas {
+    /// Row-major C = alpha·op(A)·op(B) + beta·C through cblas_sgemm. Slice lengths are checked here so the
+    /// foreign call never reads or writes out of bounds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        super::gemm::check_dims(ta, tb, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
+        let lim = c_int::MAX as usize;
+        assert!(m <= lim && n <= lim && k <= lim && lda <= lim && ldb <= lim && ldc <= lim, "sgemm: size > INT_MAX");
+        // SAFETY: bounds checked above (check_dims); pointers are valid for the call's duration.
+        unsafe {
+            (self.sgemm)(
+                CBLAS_ROW_MAJOR,
+                if ta { CBLAS_TRANS } else { CBLAS_NO_TRANS },
+                if tb { CBLAS_TRANS } else { CBLAS_NO_TRANS },
+                m as c_int,
+                n as c_int,
+                k as c_int,
+                alpha,
+                a.as_ptr(),
+                lda.max(1) as c_int,
+                b.as_ptr(),
+                ldb.max(1) as c_int,
+                beta,
+                c.as_mut_ptr(),
+                ldc.max(1) as c_int,
+            )
+        }
+    }
+
+    /// Runs `f` with OpenBLAS's own thread pool set to `threads`, then back to 1 (benchmarks only; serialised).
+    pub fn with_blas_threads<R>(&self, threads: usize, f: impl FnOnce() -> R) -> R {
+        let _g = THREAD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(st) = self.set_threads {
+            // SAFETY: plain C call with an int.
+            unsafe { st(threads.max(1) as c_int) };
+        }
+        let r = f();
+        if let Some(st) = self.set_threads {
+            // SAFETY: as above.
+            unsafe { st(1) };
+        }
+        r
+    }
+}

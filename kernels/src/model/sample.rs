@@ -1,0 +1,352 @@
+//! Batched sampling with a KV cache.
+//!
+//! Prefill runs every prompt token of every sequence as one packed set of rows (no padding): each row carries its
+//! cache slot (the sequence) and position, writes its key/value into the cache, then attends to positions
+//! 0..=pos of its slot. Decode then feeds one row per unfinished sequence per step. Logits are computed only for
+//! the rows that pick a next token.
+//!
+//! Token choice per sequence, with that sequence's own PRNG stream (seed, index) so results do not depend on the
+//! batch's other members or on thread scheduling: temperature 0 → argmax (lowest id on ties); otherwise
+//! softmax(z / temperature), restricted to the smallest set of most likely tokens whose mass reaches top_p,
+//! renormalised, sampled by inverse CDF.
+//!
+//! The reported log-prob of a sampled token is log softmax(z)[token] — the model's own distribution at
+//! temperature 1, without top-p — so it is directly comparable with `Model::logprobs` (what GRPO's "old" and
+//! reference log-probs mean) whatever temperature the sampler used.
+//!
+//! A sequence stops after emitting a stop token (included in its tokens), after max_new_tokens, or when it
+//! reaches max_position_embeddings (finish = Length).
+
+use super::params::Rng;
+use super::Model;
+use crate::backend::gemm::sgemm;
+use crate::backend::ops;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRequest {
+    pub prompts: Vec<Vec<u32>>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_new_tokens: usize,
+    pub stop_tokens: Vec<u32>,
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleOutput {
+    pub tokens: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    pub finish: Finish,
+}
+
+/// Most cached floats per request (2 GiB of f32), bounding memory for any request.
+pub const MAX_CACHE_FLOATS: usize = 1 << 29;
+/// Fewest sequences per sampling group (one group per thread).
+const MIN_GROUP: usize = 8;
+/// Most rows per prefill chunk.
+const PREFILL_ROWS: usize = 4096;
+
+/// Scratch buffers of the inference forward for R rows.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,    // (R, C)
+    ln: Vec<f32>,   // (R, C)
+    rstd: Vec<f32>, // (R)
+    qkv: Vec<f32>,  // (R, W)
+    att: Vec<f32>,  // (R, H·D)
+    gu: Vec<f32>,   // (R, 2I)
+    h: Vec<f32>,    // (R, I)
+    xf: Vec<f32>,   // (Ro, C)
+    lnf: Vec<f32>,  // (Ro, C)
+    rstdf: Vec<f32>,
+    logits: Vec<f32>, // (Ro, V)
+}
+
+fn fit(v: &mut Vec<f32>, n: usize) {
+    if v.len() != n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// The KV cache: per layer (slots, max_t, KV·D) for keys and for values.
+struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    slots: usize,
+    max_t: usize,
+    kvd: usize,
+}
+
+impl KvCache {
+    fn layer_len(&self) -> usize {
+        self.slots * self.max_t * self.kvd
+    }
+}
+
+impl Model {
+    fn check_request(&self, req: &SampleRequest) -> Result<(), String> {
+        let maxp = self.cfg.max_position_embeddings;
+        if req.prompts.is_empty() {
+            return Err("sample: no prompts".into());
+        }
+        if req.prompts.len() > super::MAX_BATCH {
+            return Err(format!("sample: {} prompts exceed the limit {}", req.prompts.len(), super::MAX_BATCH));
+        }
+        for (k, p) in req.prompts.iter().enumerate() {
+            if p.is_empty() {
+                return Err(format!("sample: prompt {k} is empty"));
+            }
+            if p.len() >= maxp {
+                return Err(format!("sample: prompt {k} has {} tokens; max_position_embeddings is {maxp}", p.len()));
+            }
+            self.check_tokens(&format!("sample: prompt {k}"), p)?;
+        }
+        self.check_tokens("sample: stop_tokens", &req.stop_tokens)?;
+        if !(req.temperature.is_finite() && req.temperature >= 0.0) {
+            return Err(format!("sample: temperature {} must be finite and ≥ 0", req.temperature));
+        }
+        if !(req.top_p.is_finite() && req.top_p > 0.0 && req.top_p <= 1.0) {
+            return Err(format!("sample: top_p {} must be in (0, 1]", req.top_p));
+        }
+        if req.max_new_tokens == 0 || req.max_new_tokens > maxp {
+            return Err(format!("sample: max_new_tokens {} must be in 1..={maxp}", req.max_new_tokens));
+        }
+        let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(1);
+        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let kvd = self.cfg.num_key_value_heads * self.cfg.head_dim();
+        let floats = req.prompts.len() as u128 * max_t as u128 * kvd as u128 * 2 * self.cfg.num_hidden_layers as u128;
+        if floats > MAX_CACHE_FLOATS as u128 {
+            return Err(format!(
+                "sample: the KV cache for {} prompts × {max_t} positions ({floats} floats) exceeds the bound {MAX_CACHE_FLOATS}",
+                req.prompts.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Samples continuations of every prompt (see the module comment for the rules).
+    ///
+    /// Sequences are independent, so with several threads and enough prompts the batch is cut into one
+    /// contiguous group per thread and each group is decoded start to finish on its own thread (its GEMMs
+    /// single-threaded): no synchronisation per layer and step, which is what limits a decode loop whose
+    /// matrix products are small. Each sequence keeps its own PRNG stream (its index in the request).
+    pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
+        self.check_request(req)?;
+        let threads = crate::backend::threads::num_threads();
+        let bsz = req.prompts.len();
+        if threads <= 1 || bsz < 2 * MIN_GROUP {
+            return Ok(self.sample_group(req, 0, bsz));
+        }
+        let groups = crate::backend::threads::split_range(bsz, threads.min(bsz / MIN_GROUP), 1);
+        let this = &*self;
+        let parts: Vec<Vec<SampleOutput>> = std::thread::scope(|s| {
+            let hs: Vec<_> = groups[1..]
+                .iter()
+                .map(|&(a, b)| s.spawn(move || crate::backend::threads::serial(|| this.sample_group(req, a, b))))
+                .collect();
+            let (a, b) = groups[0];
+            let mut v = vec![crate::backend::threads::serial(|| this.sample_group(req, a, b))];
+            v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+            v
+        });
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Samples prompts b_lo..b_hi of a validated request on the calling thread.
+    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize) -> Vec<SampleOutput> {
+        let req = req_all;
+        let cfg = &self.cfg;
+        let prompts = &req.prompts[b_lo..b_hi];
+        let bsz = prompts.len();
+        let maxp = cfg.max_position_embeddings;
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(1);
+        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let kvd = cfg.num_key_value_heads * cfg.head_dim();
+        let per_layer = bsz * max_t * kvd; // bounded by check_request
+        let mut cache = KvCache {
+            k: vec![0.0; per_layer * cfg.num_hidden_layers],
+            v: vec![0.0; per_layer * cfg.num_hidden_layers],
+            slots: bsz,
+            max_t,
+            kvd,
+        };
+        let mut sc = Scratch::default();
+        let mut rngs: Vec<Rng> = (0..bsz).map(|b| Rng::new(req.seed, (b_lo + b) as u64)).collect();
+        let mut outs: Vec<SampleOutput> =
+            (0..bsz).map(|_| SampleOutput { tokens: Vec::new(), logprobs: Vec::new(), finish: Finish::Length }).collect();
+        let mut done = vec![false; bsz];
+        let v = self.cfg.vocab_size;
+
+        // Prefill, in chunks of whole prompts.
+        let mut b0 = 0;
+        while b0 < bsz {
+            let mut b1 = b0;
+            let mut rows = 0;
+            while b1 < bsz && (b1 == b0 || rows + prompts[b1].len() <= PREFILL_ROWS) {
+                rows += prompts[b1].len();
+                b1 += 1;
+            }
+            let mut toks = Vec::with_capacity(rows);
+            let mut slot = Vec::with_capacity(rows);
+            let mut pos = Vec::with_capacity(rows);
+            let mut last = Vec::with_capacity(b1 - b0);
+            for (b, p) in prompts.iter().enumerate().take(b1).skip(b0) {
+                for (j, &t) in p.iter().enumerate() {
+                    toks.push(t);
+                    slot.push(b);
+                    pos.push(j);
+                }
+                last.push(toks.len() - 1);
+            }
+            self.infer(&mut cache, &mut sc, &toks, &slot, &pos, &last);
+            for (k, b) in (b0..b1).enumerate() {
+                let z = &sc.logits[k * v..(k + 1) * v];
+                let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
+                done[b] = push_token(&mut outs[b], tok, lp, req, prompts[b].len(), maxp);
+            }
+            b0 = b1;
+        }
+
+        // Decode: one row per unfinished sequence per step.
+        loop {
+            let active: Vec<usize> = (0..bsz).filter(|&b| !done[b]).collect();
+            if active.is_empty() {
+                break;
+            }
+            let toks: Vec<u32> = active.iter().map(|&b| *outs[b].tokens.last().unwrap_or(&0)).collect();
+            let pos: Vec<usize> = active.iter().map(|&b| prompts[b].len() + outs[b].tokens.len() - 1).collect();
+            let last: Vec<usize> = (0..active.len()).collect();
+            self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last);
+            for (k, &b) in active.iter().enumerate() {
+                let z = &sc.logits[k * v..(k + 1) * v];
+                let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
+                done[b] = push_token(&mut outs[b], tok, lp, req, prompts[b].len(), maxp);
+            }
+        }
+        outs
+    }
+
+    /// Inference forward of R rows (token, cache slot, position), writing keys/values into the cache; leaves
+    /// logits (len(out_rows), V) of the rows listed in `out_rows` in `sc.logits`.
+    fn infer(&self, cache: &mut KvCache, sc: &mut Scratch, toks: &[u32], slot: &[usize], pos: &[usize], out_rows: &[usize]) {
+        let cfg = &self.cfg;
+        let p = &self.params;
+        let off = &self.off;
+        let r = toks.len();
+        let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+        let (w, hd, kvd) = (cfg.qkv_width(), h * d, kv * d);
+        let eps = cfg.rms_norm_eps;
+        fit(&mut sc.x, r * c);
+        fit(&mut sc.ln, r * c);
+        fit(&mut sc.rstd, r);
+        fit(&mut sc.qkv, r * w);
+        fit(&mut sc.att, r * hd);
+        fit(&mut sc.gu, r * 2 * i);
+        fit(&mut sc.h, r * i);
+        ops::embedding_fwd(toks, &p[off.embed..off.embed + v * c], c, &mut sc.x);
+        let ll = cache.layer_len();
+        let max_t = cache.max_t;
+        for (l, lo) in off.layers.iter().enumerate() {
+            ops::rmsnorm_fwd(&sc.x, &p[lo.ln1..lo.ln1 + c], eps, &mut sc.ln, &mut sc.rstd);
+            sgemm(false, true, r, w, c, 1.0, &sc.ln, c, &p[lo.wqkv..lo.wqkv + w * c], c, 0.0, &mut sc.qkv, w);
+            if let Some(bo) = lo.bqkv {
+                let bias = &p[bo..bo + w];
+                for row in sc.qkv.chunks_exact_mut(w) {
+                    for (a, b) in row.iter_mut().zip(bias) {
+                        *a += b;
+                    }
+                }
+            }
+            ops::rope(&mut sc.qkv, w, h + kv, d, pos, &self.rope_cos, &self.rope_sin, false);
+            let kc = &mut cache.k[l * ll..(l + 1) * ll];
+            let vc = &mut cache.v[l * ll..(l + 1) * ll];
+            for (row, (&s, &ps)) in slot.iter().zip(pos).enumerate() {
+                let dst = (s * max_t + ps) * kvd;
+                kc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd..row * w + hd + kvd]);
+                vc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd + kvd..row * w + hd + 2 * kvd]);
+            }
+            ops::attention_cached(&sc.qkv, w, h, kv, d, slot, pos, kc, vc, max_t, &mut sc.att);
+            sgemm(false, true, r, c, hd, 1.0, &sc.att, hd, &p[lo.wo..lo.wo + c * hd], hd, 1.0, &mut sc.x, c);
+            ops::rmsnorm_fwd(&sc.x, &p[lo.ln2..lo.ln2 + c], eps, &mut sc.ln, &mut sc.rstd);
+            sgemm(false, true, r, 2 * i, c, 1.0, &sc.ln, c, &p[lo.wgu..lo.wgu + 2 * i * c], c, 0.0, &mut sc.gu, 2 * i);
+            ops::swiglu_fwd(&sc.gu, &mut sc.h, i);
+            sgemm(false, true, r, c, i, 1.0, &sc.h, i, &p[lo.wdown..lo.wdown + c * i], i, 1.0, &mut sc.x, c);
+        }
+        let ro = out_rows.len();
+        fit(&mut sc.xf, ro * c);
+        fit(&mut sc.lnf, ro * c);
+        fit(&mut sc.rstdf, ro);
+        fit(&mut sc.logits, ro * v);
+        for (k, &row) in out_rows.iter().enumerate() {
+            sc.xf[k * c..(k + 1) * c].copy_from_slice(&sc.x[row * c..(row + 1) * c]);
+        }
+        ops::rmsnorm_fwd(&sc.xf, &p[off.norm..off.norm + c], eps, &mut sc.lnf, &mut sc.rstdf);
+        sgemm(false, true, ro, v, c, 1.0, &sc.lnf, c, &p[off.head..off.head + v * c], c, 0.0, &mut sc.logits, v);
+    }
+}
+
+/// Appends a token; returns whether the sequence is finished.
+fn push_token(o: &mut SampleOutput, tok: u32, lp: f32, req: &SampleRequest, prompt_len: usize, maxp: usize) -> bool {
+    o.tokens.push(tok);
+    o.logprobs.push(lp);
+    if req.stop_tokens.contains(&tok) {
+        o.finish = Finish::Stop;
+        return true;
+    }
+    o.finish = Finish::Length;
+    o.tokens.len() >= req.max_new_tokens || prompt_len + o.tokens.len() >= maxp
+}
+
+/// Picks the next token from logits z; returns it with log softmax(z)[token] (temperature-1 log-prob).
+pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f32) {
+    let lse = ops::logsumexp(z);
+    let tok = if temperature == 0.0 || z.iter().any(|x| !x.is_finite()) {
+        let mut best = 0usize;
+        for (j, &x) in z.iter().enumerate() {
+            if x > z[best] {
+                best = j;
+            }
+        }
+        best
+    } else {
+        let mx = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let inv_t = 1.0 / temperature as f64;
+        let mut probs: Vec<f64> = z.iter().map(|&x| ((x - mx) as f64 * inv_t).exp()).collect();
+        let sum: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum);
+        let mut idx: Vec<usize> = (0..z.len()).collect();
+        if top_p < 1.0 {
+            idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+            let mut cum = 0.0;
+            let mut keep = 0;
+            for &j in &idx {
+                cum += probs[j];
+                keep += 1;
+                if cum >= top_p as f64 {
+                    break;
+                }
+            }
+            idx.truncate(keep.max(1));
+        }
+        let mass: f64 = idx.iter().map(|&j| probs[j]).sum();
+        let u = rng.uniform() * mass;
+        let mut acc = 0.0;
+        let mut pick = *idx.last().unwrap_or(&0);
+        for &j in &idx {
+            acc += probs[j];
+            if u < acc {
+                pick = j;
+                break;
+            }
+        }
+        pick
+    };
+    (tok as u32, z[tok] - lse)
+}

@@ -1,0 +1,100 @@
+// Errors of @spark/kernels: the native binding reports failures as JS Errors carrying a stable `code`
+// (ERR_SPARK_*); `toKernelError` re-types them into the named classes below, so callers can `instanceof`
+// instead of parsing messages. Errors raised by the wrapper's own validation use the same classes.
+
+/** Base class of every @spark/kernels error; `code` is stable and machine-readable. */
+export class KernelError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ERR_SPARK_KERNEL', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Thrown for bad arguments: wrong types or shapes, token id ≥ vocab, NaN/Infinity, limits exceeded. */
+export class InvalidInputError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_INVALID_INPUT', options);
+  }
+}
+
+/** Thrown when a model configuration (preset, object or config.json) is malformed or inconsistent. */
+export class ConfigError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_CONFIG', options);
+  }
+}
+
+/** Thrown by any call on a model after `free()`. */
+export class ModelClosedError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_MODEL_CLOSED', options);
+  }
+}
+
+/** Thrown when two operations overlap on one model through the raw binding (the wrapper queues instead). */
+export class ModelBusyError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_MODEL_BUSY', options);
+  }
+}
+
+/** Thrown by training or parameter-writing calls on a frozen reference copy. */
+export class FrozenModelError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_MODEL_FROZEN', options);
+  }
+}
+
+/** Thrown when a file is malformed: a truncated or lying safetensors header, a tensor of the wrong shape. */
+export class CheckpointFormatError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_FORMAT', options);
+  }
+}
+
+/** Thrown when the file system fails (missing file, permission, disk full). */
+export class KernelIoError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_IO', options);
+  }
+}
+
+/** Thrown when native code panicked; the panic was caught at the boundary and the process is intact. */
+export class NativePanicError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_PANIC', options);
+  }
+}
+
+/** Thrown when the native addon for this platform has not been built (or cannot be loaded). */
+export class AddonNotBuiltError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_ADDON_NOT_BUILT', options);
+  }
+}
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => KernelError> = {
+  ERR_SPARK_INVALID_INPUT: InvalidInputError,
+  ERR_SPARK_MODEL_CLOSED: ModelClosedError,
+  ERR_SPARK_MODEL_BUSY: ModelBusyError,
+  ERR_SPARK_MODEL_FROZEN: FrozenModelError,
+  ERR_SPARK_FORMAT: CheckpointFormatError,
+  ERR_SPARK_IO: KernelIoError,
+  ERR_SPARK_PANIC: NativePanicError,
+};
+
+/** Re-types an error thrown by the native binding (by its `code`); other values become a KernelError. */
+export function toKernelError(err: unknown): KernelError {
+  if (err instanceof KernelError) return err;
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const Cls = typeof code === 'string' ? byCode[code] : undefined;
+    if (Cls) return new Cls(err.message, { cause: err });
+    return new KernelError(err.message, typeof code === 'string' ? code : 'ERR_SPARK_KERNEL', {
+      cause: err,
+    });
+  }
+  return new KernelError(`native call failed: ${String(err)}`);
+}

@@ -1,0 +1,80 @@
+// Tests of the Node-API layer itself through the real addon: typed-array copy semantics, error and panic
+// mapping (a Rust panic on the JS thread, on a worker, and on a scoped thread below a worker each become a
+// JS Error), async work running off the JS thread.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { existsSync } from 'node:fs';
+import {
+  AddonNotBuiltError,
+  addonPath,
+  InvalidInputError,
+  loadNative,
+  NativePanicError,
+  platformTriple,
+  toKernelError,
+} from './index.js';
+
+process.env.SPARK_KERNELS_QUIET_PANICS = '1';
+const native = loadNative();
+
+void describe('napi layer', () => {
+  void it('finds the addon napi build produced for this platform, and explains a missing one', () => {
+    assert.match(addonPath(), new RegExp(`spark-kernels\\.${platformTriple()}\\.node$`));
+    assert.ok(existsSync(addonPath()));
+    assert.match(native.version(), /^\d+\.\d+\.\d+$/);
+    process.env.SPARK_KERNELS_ADDON = '/nonexistent/spark-kernels.node';
+    try {
+      assert.throws(
+        () => loadNative(),
+        (e: unknown) => e instanceof AddonNotBuiltError && /run build/.test(e.message),
+      );
+    } finally {
+      delete process.env.SPARK_KERNELS_ADDON;
+    }
+    assert.equal(loadNative(), native);
+  });
+
+  void it('reads typed arrays by copy and rejects wrong element types', async () => {
+    assert.equal(native.debugSum(new Float32Array([1, 2.5]), new Uint32Array([3, 4])), 10.5);
+    assert.throws(
+      () => native.debugSum(new Float64Array([1]) as unknown as Float32Array, new Uint32Array()),
+      (e: unknown) => toKernelError(e) instanceof InvalidInputError && /Float32Array/.test(String(e)),
+    );
+    const input = new Float32Array([1, 2, 3]);
+    const pending = native.debugScale(input, 2);
+    input[0] = 100; // mutating after the call must not affect the result (copied at call time)
+    const out = await pending;
+    assert.deepEqual([...out], [2, 4, 6]);
+    assert.notEqual(out.buffer, input.buffer);
+  });
+
+  void it('rejects bad async arguments through the promise', async () => {
+    await assert.rejects(native.debugScale(new Float32Array(1), Number.NaN), /factor must be finite/);
+  });
+
+  for (const mode of ['sync', 'async', 'thread'] as const) {
+    void it(`turns a ${mode} panic into a JS Error and keeps the process alive`, async () => {
+      let err: unknown = null;
+      try {
+        await native.debugPanic(mode);
+      } catch (e) {
+        err = e;
+      }
+      const k = toKernelError(err);
+      assert.ok(k instanceof NativePanicError, `got ${String(err)}`);
+      assert.match(k.message, new RegExp(`deliberate test panic`));
+      // still usable afterwards
+      assert.equal(native.debugSum(new Float32Array([1]), new Uint32Array([1])), 2);
+    });
+  }
+
+  void it('runs async work off the JS thread (timers keep firing)', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const t0 = Date.now();
+    await native.debugSleep(200);
+    clearInterval(timer);
+    assert.ok(Date.now() - t0 >= 190);
+    assert.ok(ticks >= 10, `only ${ticks} timer ticks during a 200 ms native call`);
+  });
+});
