@@ -144,8 +144,10 @@ function scalarEqual(
     return { equal: false, rule: 'numeric-mismatch' };
   }
   if (opts.symbolic === undefined) return { equal: false, rule: 'no-match', pending: true };
-  const sa = normalizeAnswer(aRaw, { keepSpaces: true });
-  const sb = normalizeAnswer(bRaw, { keepSpaces: true });
+  // Two equations are compared as equations (y=2x+1 vs 2x-y+1=0), so neither loses its left side.
+  const keepEquation = aRaw.includes('=') && bRaw.includes('=');
+  const sa = normalizeAnswer(aRaw, { keepSpaces: true, keepEquation });
+  const sb = normalizeAnswer(bRaw, { keepSpaces: true, keepEquation });
   const sym = opts.symbolic(sa, sb);
   if (sym === true) return { equal: true, rule: 'symbolic' };
   if (sym === false) return { equal: false, rule: 'symbolic-mismatch' };

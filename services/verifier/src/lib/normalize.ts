@@ -176,10 +176,13 @@ export function stripThousands(s: string): string {
  * marked (+). The result has no spaces; comparing two results with `===` is the first equivalence rule.
  * `keepSpaces` keeps single spaces (for the symbolic parser, where `\sin x` must not become `\sinx`).
  */
-export function normalizeAnswer(input: string, opts: { keepSpaces?: boolean } = {}): string {
+export function normalizeAnswer(
+  input: string,
+  opts: { keepSpaces?: boolean; keepEquation?: boolean } = {},
+): string {
   let s = fixUnicode(input); // (+)
   s = s.replace(/\n/g, '').replace(/\\!/g, '');
-  s = s.replace(/\\\\/g, '\\');
+  s = s.replace(/\\\\(?=[a-zA-Z])/g, '\\'); // double-escaped commands; `\\` row breaks stay
   s = s.replace(/\\[dt]frac/g, '\\frac');
   s = s.replace(/\\left\s*/g, '').replace(/\\right\s*/g, '');
   s = s.replace(/\\displaystyle/g, ''); // (+)
@@ -189,7 +192,7 @@ export function normalizeAnswer(input: string, opts: { keepSpaces?: boolean } = 
   s = s.replace(/\.$/, '').trim(); // (+) trailing sentence period
   s = removeTextUnits(s);
   s = s.replace(/\\%/g, '').replace(/%/g, '');
-  s = s.replace(/\\[,;: ]/g, ' ').replace(/~/g, ' '); // (+) LaTeX spacing commands
+  s = s.replace(/(?<!\\)\\[,;: ]/g, ' ').replace(/~/g, ' '); // (+) LaTeX spacing commands
   s = unwrapCommand(s, 'text'); // (+)
   s = unwrapCommand(s, 'textbf');
   s = unwrapCommand(s, 'mathrm');
@@ -201,7 +204,13 @@ export function normalizeAnswer(input: string, opts: { keepSpaces?: boolean } = 
   if (s.startsWith('.')) s = `0${s}`;
   // "x = 5" → "5": only a short left-hand side (a variable name), as in the reference.
   const parts = s.split('=');
-  if (parts.length === 2 && parts[0] !== undefined && parts[1] !== undefined && parts[0].trim().length <= 2) {
+  if (
+    !opts.keepEquation &&
+    parts.length === 2 &&
+    parts[0] !== undefined &&
+    parts[1] !== undefined &&
+    parts[0].trim().length <= 2
+  ) {
     s = parts[1];
   }
   s = fixSqrt(s);

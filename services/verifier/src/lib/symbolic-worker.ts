@@ -11,6 +11,15 @@ import type { WorkerReply, WorkerRequest } from './pool.js';
 const port = parentPort;
 if (port === null) throw new Error('symbolic-worker must run in a worker thread');
 
+// The engine reports compilation fallbacks on the console; in a worker that would interleave with the
+// caller's output (JSONL on stdout for `spark verify`), so the worker's console is silenced.
+const silent = (): void => undefined;
+console.log = silent;
+console.info = silent;
+console.warn = silent;
+console.error = silent;
+console.debug = silent;
+
 const check = createSymbolicCheck();
 
 /** Runs the full comparison (fast rules again, then symbolic) for one request. */
