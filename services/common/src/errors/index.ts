@@ -71,6 +71,21 @@ export class ConfigError extends SparkError {
   }
 }
 
+/** Metadata key carrying the list of problems of an INVALID_ARGUMENT status. */
+export const problemsMetadataKey = 'spark-problems-bin';
+
+/** The problems list of an INVALID_ARGUMENT status, as set by toGrpcError (empty when absent). */
+export function problemsFromMetadata(metadata: Metadata | undefined): string[] {
+  const raw = metadata?.get(problemsMetadataKey)[0];
+  if (!Buffer.isBuffer(raw)) return [];
+  try {
+    const parsed: unknown = JSON.parse(raw.toString('utf8'));
+    return Array.isArray(parsed) ? parsed.filter((p): p is string => typeof p === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 const codeToStatus: Record<string, GrpcStatus> = {
   INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
   NOT_FOUND: GrpcStatus.NOT_FOUND,
@@ -93,7 +108,9 @@ export function toGrpcError(err: unknown): Partial<ServiceError> & { code: GrpcS
     const code = codeToStatus[err.code] ?? GrpcStatus.INTERNAL;
     const metadata = new Metadata();
     if (err instanceof InvalidArgumentError || err instanceof ConfigError) {
-      err.problems.slice(0, 64).forEach((p, i) => metadata.set(`spark-problem-${i}`, p.slice(0, 512)));
+      // Binary metadata (UTF-8 JSON array): problem texts may hold any character.
+      const problems = err.problems.slice(0, 64).map((p) => p.slice(0, 512));
+      metadata.set(problemsMetadataKey, Buffer.from(JSON.stringify(problems), 'utf8'));
     }
     return { code, details: err.message.slice(0, 4096), metadata };
   }

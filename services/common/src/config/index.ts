@@ -1,0 +1,191 @@
+// Config: one typed, frozen object per service, parsed once with zod from defaults, an optional YAML/JSON
+// file (SPARK_CONFIG_FILE or an explicit path) and SPARK_* environment variables (highest precedence).
+// Every invalid key is reported at once (ConfigError); `loadConfigOrExit` prints them and exits non-zero.
+import { readFileSync } from 'node:fs';
+
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+import { ConfigError } from '../errors/index.js';
+
+/** Fields every service shares. Services extend this shape with their own keys. */
+export const baseServiceShape = {
+  /** pino level. */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Host the gRPC server binds. */
+  grpcHost: z.string().min(1).max(255).default('127.0.0.1'),
+  /** gRPC port; 0 picks a free one. */
+  grpcPort: z.number().int().min(0).max(65535).default(0),
+  /** Host the Prometheus /metrics HTTP server binds. */
+  metricsHost: z.string().min(1).max(255).default('127.0.0.1'),
+  /** /metrics port; 0 picks a free one. */
+  metricsPort: z.number().int().min(0).max(65535).default(0),
+  /** Redis URL (REDIS_URL is also read); empty means start a private redis-server (local mode only). */
+  redisUrl: z.string().max(2048).default(''),
+  /** Key prefix for every Redis key and BullMQ queue of this deployment. */
+  redisPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'letters, digits and _ . : - only, at most 64')
+    .default('spark'),
+  /** Local mode: a single-machine cluster with authentication off. Never use it on a shared network. */
+  localMode: z.boolean().default(false),
+  /** Bearer token every gRPC call must carry outside local mode. */
+  authToken: z.string().max(4096).default(''),
+  /** PEM files for TLS on the gRPC server (all three for mTLS; cert+key for server-only TLS). */
+  tlsCertFile: z.string().max(4096).default(''),
+  tlsKeyFile: z.string().max(4096).default(''),
+  tlsCaFile: z.string().max(4096).default(''),
+  /** Largest gRPC message accepted or sent, in bytes. */
+  grpcMaxMessageBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .default(64 * 1024 * 1024),
+  /** How long a graceful shutdown may drain before it is forced, in milliseconds. */
+  shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
+};
+
+/** UPPER_SNAKE form of a camelCase key: `grpcPort` → `GRPC_PORT`. */
+export function envKeyOf(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+type ZodDef = { type: string; innerType?: z.ZodType; element?: z.ZodType };
+
+function baseTypeOf(schema: z.ZodType): string {
+  let s: z.ZodType = schema;
+  for (let i = 0; i < 16; i++) {
+    const def = (s as unknown as { _zod: { def: ZodDef } })._zod.def;
+    if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) {
+      s = def.innerType;
+      continue;
+    }
+    return def.type;
+  }
+  return 'unknown';
+}
+
+/** Converts an environment string to what the key's schema expects; leaves it as text when unsure. */
+function coerceEnv(raw: string, schema: z.ZodType): unknown {
+  switch (baseTypeOf(schema)) {
+    case 'number': {
+      const trimmed = raw.trim();
+      return trimmed === '' ? raw : Number(trimmed);
+    }
+    case 'boolean': {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+      return raw;
+    }
+    case 'array':
+      return raw
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+    default:
+      return raw;
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Environment to read (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Config file path; defaults to $SPARK_CONFIG_FILE when set. */
+  file?: string;
+  /** Values applied over the defaults but under file and environment (e.g. what a launcher decided). */
+  overrides?: Record<string, unknown>;
+}
+
+/**
+ * Parses the config of `service` against `shape`. Throws ConfigError listing every problem:
+ * unreadable file, unknown file keys, wrong types, out-of-range values.
+ */
+export function loadConfig<Shape extends z.ZodRawShape>(
+  service: string,
+  shape: Shape,
+  options: LoadConfigOptions = {},
+): Readonly<z.infer<z.ZodObject<Shape>>> {
+  const env = options.env ?? process.env;
+  const problems: string[] = [];
+  const input: Record<string, unknown> = { ...(options.overrides ?? {}) };
+
+  const file = options.file ?? env.SPARK_CONFIG_FILE;
+  if (file) {
+    try {
+      const text = readFileSync(file, 'utf8');
+      if (text.length > 1024 * 1024) throw new Error('larger than 1 MiB');
+      const parsed: unknown = parseYaml(text);
+      if (parsed !== null && parsed !== undefined) {
+        if (typeof parsed !== 'object' || Array.isArray(parsed))
+          throw new Error('top level must be a mapping');
+        for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+          if (!(k in shape)) problems.push(`${file}: unknown key "${k}"`);
+          else input[k] = v;
+        }
+      }
+    } catch (err) {
+      problems.push(`config file ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  for (const [key, schema] of Object.entries(shape)) {
+    const envName = `SPARK_${envKeyOf(key)}`;
+    const raw = env[envName] ?? (key === 'redisUrl' ? env.REDIS_URL : undefined);
+    if (raw !== undefined) input[key] = coerceEnv(raw, schema as z.ZodType);
+  }
+
+  const result = z.strictObject(shape).safeParse(input);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const key = issue.path.map(String).join('.') || '(root)';
+      const top = String(issue.path[0] ?? '');
+      const where = top && top in shape ? ` (SPARK_${envKeyOf(top)})` : '';
+      problems.push(`${key}${where}: ${issue.message}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(service, problems);
+  return Object.freeze(result.data as z.infer<z.ZodObject<Shape>>);
+}
+
+/** Like loadConfig, but prints every problem to stderr and exits with status 2 on invalid config. */
+export function loadConfigOrExit<Shape extends z.ZodRawShape>(
+  service: string,
+  shape: Shape,
+  options: LoadConfigOptions = {},
+): Readonly<z.infer<z.ZodObject<Shape>>> {
+  try {
+    return loadConfig(service, shape, options);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Security check shared by every server: outside local mode a bearer token or mTLS is required. */
+export function assertServerSecurity(config: {
+  localMode: boolean;
+  authToken: string;
+  tlsCaFile: string;
+  tlsCertFile: string;
+  tlsKeyFile: string;
+}): void {
+  const problems: string[] = [];
+  const mtls = Boolean(config.tlsCaFile && config.tlsCertFile && config.tlsKeyFile);
+  if (!config.localMode && !config.authToken && !mtls) {
+    problems.push('authToken (SPARK_AUTH_TOKEN) or mTLS files are required outside local mode');
+  }
+  if (config.authToken && config.authToken.length < 16) {
+    problems.push('authToken (SPARK_AUTH_TOKEN): at least 16 characters');
+  }
+  if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) {
+    problems.push('tlsCertFile and tlsKeyFile go together');
+  }
+  if (problems.length) throw new ConfigError('server security', problems);
+}
+
+export { z };

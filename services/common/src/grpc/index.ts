@@ -1,0 +1,301 @@
+// gRPC helpers: servers with explicit message limits, grpc.health.v1, server reflection, a bearer-token
+// auth interceptor and graceful shutdown (NOT_SERVING, drain, then force); clients with a default deadline
+// on every call and the token attached; async handler adapters that map errors through toGrpcError.
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import * as grpc from '@grpc/grpc-js';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import type { Logger } from 'pino';
+
+import { toGrpcError } from '../errors/index.js';
+
+export { grpc };
+
+/** The repository's proto/ directory (the wire contract), used for reflection. */
+export const protoRoot = join(dirname(fileURLToPath(import.meta.url)), '../../../../proto');
+
+/** Method paths that never need a token: Kubernetes probes call health checks anonymously. */
+const anonymousPrefixes = ['/grpc.health.v1.Health/'];
+
+function tokenMatches(presented: string, expected: Buffer): boolean {
+  const got = Buffer.from(presented, 'utf8');
+  return got.length === expected.length && timingSafeEqual(got, expected);
+}
+
+/**
+ * Server interceptor: every call must carry `authorization: Bearer <token>` unless its method is anonymous;
+ * otherwise it ends with UNAUTHENTICATED before the handler sees it.
+ */
+export function bearerAuthInterceptor(token: string): grpc.ServerInterceptor {
+  const expected = Buffer.from(token, 'utf8');
+  return (method, call) => {
+    if (anonymousPrefixes.some((p) => method.path.startsWith(p)))
+      return new grpc.ServerInterceptingCall(call);
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const header = metadata.get('authorization')[0];
+            const value = typeof header === 'string' ? header : '';
+            const m = /^Bearer (.+)$/.exec(value);
+            if (!m?.[1]) {
+              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'missing bearer token' });
+            } else if (!tokenMatches(m[1], expected)) {
+              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'invalid bearer token' });
+            } else {
+              nextMetadata(metadata);
+            }
+          },
+        });
+      },
+    });
+  };
+}
+
+export interface GrpcServerOptions {
+  /** Service name, for logs and health. */
+  service: string;
+  logger: Logger;
+  /** Bearer token required on every non-health call; null disables auth (local mode only). */
+  authToken: string | null;
+  /** Largest message received or sent, in bytes. */
+  maxMessageBytes: number;
+  /** PEM file paths: cert+key for TLS; add ca to require client certificates (mTLS). */
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /** Proto files (relative to protoRoot) whose services reflection should describe. */
+  reflectionProtos?: readonly string[];
+}
+
+/** A started gRPC server with health, reflection and graceful shutdown. */
+export class GrpcServer {
+  readonly server: grpc.Server;
+  readonly health: HealthImplementation;
+  private port = 0;
+  private readonly serviceNames: string[] = [];
+
+  constructor(private readonly options: GrpcServerOptions) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': options.maxMessageBytes,
+      'grpc.max_send_message_length': options.maxMessageBytes,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      interceptors: options.authToken ? [bearerAuthInterceptor(options.authToken)] : [],
+    });
+    this.health = new HealthImplementation({ '': 'NOT_SERVING' });
+    this.health.addToServer(this.server);
+    const protos = [...(options.reflectionProtos ?? []), healthProtoPath];
+    const pkg: PackageDefinition = loadSync(protos, {
+      includeDirs: [protoRoot, dirname(healthProtoPath)],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+    });
+    new ReflectionService(pkg).addToServer(this.server);
+  }
+
+  /** Adds a service implementation; its fully-qualified name is reported by health. */
+  addService(
+    definition: grpc.ServiceDefinition,
+    implementation: grpc.UntypedServiceImplementation,
+    name?: string,
+  ): void {
+    this.server.addService(definition, implementation);
+    if (name) this.serviceNames.push(name);
+  }
+
+  /** Binds and starts serving; returns the bound port. */
+  async listen(host: string, port: number): Promise<number> {
+    const creds = this.serverCredentials();
+    this.port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, creds, (err, bound) =>
+        err ? reject(err) : resolve(bound),
+      ),
+    );
+    this.health.setStatus('', 'SERVING');
+    for (const n of this.serviceNames) this.health.setStatus(n, 'SERVING');
+    this.options.logger.info(
+      { port: this.port, auth: Boolean(this.options.authToken) },
+      'gRPC server listening',
+    );
+    return this.port;
+  }
+
+  get boundPort(): number {
+    return this.port;
+  }
+
+  private serverCredentials(): grpc.ServerCredentials {
+    const tls = this.options.tls;
+    if (!tls) return grpc.ServerCredentials.createInsecure();
+    return grpc.ServerCredentials.createSsl(
+      tls.caFile ? readFileSync(tls.caFile) : null,
+      [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }],
+      Boolean(tls.caFile),
+    );
+  }
+
+  /** Health goes NOT_SERVING, in-flight calls drain for up to `graceMs`, then remaining calls are cut. */
+  async shutdown(graceMs: number): Promise<void> {
+    this.health.setStatus('', 'NOT_SERVING');
+    for (const n of this.serviceNames) this.health.setStatus(n, 'NOT_SERVING');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.options.logger.warn('gRPC drain timed out; forcing shutdown');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/** Adapts an async function to a unary handler; thrown errors become gRPC statuses (no stacks). */
+export function unaryHandler<Req, Res>(
+  logger: Logger,
+  fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        const mapped = toGrpcError(err);
+        if (mapped.code === grpc.status.INTERNAL)
+          logger.error({ err, path: call.getPath() }, 'handler failed');
+        callback(mapped);
+      },
+    );
+  };
+}
+
+/** Adapts an async function to a server-streaming handler; it writes through `call.write`. */
+export function serverStreamHandler<Req, Res>(
+  logger: Logger,
+  fn: (request: Req, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
+): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    fn(call.request, call).then(
+      () => call.end(),
+      (err: unknown) => {
+        const mapped = toGrpcError(err);
+        if (mapped.code === grpc.status.INTERNAL)
+          logger.error({ err, path: call.getPath() }, 'stream failed');
+        call.destroy(Object.assign(new Error(mapped.details), mapped));
+      },
+    );
+  };
+}
+
+export interface ClientOptions {
+  /** Bearer token to attach, or null. */
+  token: string | null;
+  /** Deadline applied to every call that does not set its own, in milliseconds. */
+  defaultDeadlineMs: number;
+  maxMessageBytes?: number;
+  /** PEM file paths for TLS; with cert+key the client presents a certificate (mTLS). */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+}
+
+/** Client interceptor: attaches the token and a default deadline to every call. */
+export function clientInterceptor(options: ClientOptions): grpc.Interceptor {
+  return (callOptions, nextCall) => {
+    const withDeadline =
+      callOptions.deadline === undefined
+        ? { ...callOptions, deadline: Date.now() + options.defaultDeadlineMs }
+        : callOptions;
+    return new grpc.InterceptingCall(nextCall(withDeadline), {
+      start: (metadata, listener, next) => {
+        if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
+        next(metadata, listener);
+      },
+    });
+  };
+}
+
+/** Channel credentials and options for a client built with `new SomeClient(address, creds, options)`. */
+export function clientSetup(options: ClientOptions): {
+  credentials: grpc.ChannelCredentials;
+  options: grpc.ClientOptions;
+} {
+  const tls = options.tls;
+  const credentials = tls
+    ? grpc.credentials.createSsl(
+        tls.caFile ? readFileSync(tls.caFile) : null,
+        tls.keyFile ? readFileSync(tls.keyFile) : null,
+        tls.certFile ? readFileSync(tls.certFile) : null,
+      )
+    : grpc.credentials.createInsecure();
+  const max = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  return {
+    credentials,
+    options: {
+      interceptors: [clientInterceptor(options)],
+      'grpc.max_receive_message_length': max,
+      'grpc.max_send_message_length': max,
+      'grpc.keepalive_time_ms': 30_000,
+    },
+  };
+}
+
+type HealthCheckResponse = { status: string };
+type HealthClient = grpc.Client & {
+  check(
+    req: { service: string },
+    callback: (err: grpc.ServiceError | null, res?: HealthCheckResponse) => void,
+  ): grpc.ClientUnaryCall;
+};
+
+/** Calls grpc.health.v1.Health/Check at `address`; resolves to "SERVING", "NOT_SERVING", …. */
+export async function checkHealth(
+  address: string,
+  options: ClientOptions & { service?: string },
+): Promise<string> {
+  const pkg = grpc.loadPackageDefinition(
+    loadSync(healthProtoPath, { keepCase: true, enums: String }),
+  ) as unknown as {
+    grpc: {
+      health: {
+        v1: { Health: new (a: string, c: grpc.ChannelCredentials, o: grpc.ClientOptions) => HealthClient };
+      };
+    };
+  };
+  const setup = clientSetup(options);
+  const client = new pkg.grpc.health.v1.Health(address, setup.credentials, setup.options);
+  try {
+    return await new Promise<string>((resolve, reject) =>
+      client.check({ service: options.service ?? '' }, (err, res) =>
+        err ? reject(err) : resolve(res?.status ?? 'UNKNOWN'),
+      ),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** Promise form of a callback-style unary client method (as ts-proto's grpc-js clients generate). */
+export function callUnary<Req, Res>(
+  method: (
+    req: Req,
+    metadata: grpc.Metadata,
+    options: Partial<grpc.CallOptions>,
+    callback: (err: grpc.ServiceError | null, res: Res) => void,
+  ) => grpc.ClientUnaryCall,
+  request: Req,
+  options: { deadlineMs?: number } = {},
+): Promise<Res> {
+  const callOptions: Partial<grpc.CallOptions> =
+    options.deadlineMs !== undefined ? { deadline: Date.now() + options.deadlineMs } : {};
+  return new Promise<Res>((resolve, reject) => {
+    method(request, new grpc.Metadata(), callOptions, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}

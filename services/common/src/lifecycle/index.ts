@@ -1,0 +1,64 @@
+// Lifecycle: ordered graceful shutdown for a service process. Closers run in reverse registration order
+// (servers stop accepting before queues close before Redis disconnects), each bounded by the grace period;
+// SIGTERM/SIGINT trigger it once, a second signal forces exit.
+import type { Logger } from 'pino';
+
+type Closer = { name: string; close: () => Promise<void> | void };
+
+export class Lifecycle {
+  private readonly closers: Closer[] = [];
+  private shuttingDown: Promise<void> | null = null;
+
+  constructor(
+    private readonly logger: Logger | null = null,
+    private readonly graceMs = 10_000,
+  ) {}
+
+  /** Registers something to close on shutdown; returns it for chaining. */
+  add<T>(name: string, close: () => Promise<void> | void, value?: T): T | undefined {
+    this.closers.push({ name, close });
+    return value;
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown !== null;
+  }
+
+  /** Runs every closer once (reverse order); later calls return the same promise. */
+  shutdown(reason = 'shutdown'): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      this.logger?.info({ reason }, 'shutting down');
+      for (const { name, close } of [...this.closers].reverse()) {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            Promise.resolve().then(close),
+            new Promise<void>((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`timed out after ${this.graceMs} ms`)), this.graceMs);
+              timer.unref();
+            }),
+          ]);
+        } catch (err) {
+          this.logger?.warn({ err, closer: name }, 'closer failed during shutdown');
+        } finally {
+          if (timer) clearTimeout(timer);
+        }
+      }
+      this.logger?.info('shutdown complete');
+    })();
+    return this.shuttingDown;
+  }
+
+  /** SIGTERM/SIGINT → graceful shutdown then exit 0; a second signal exits at once with 130. */
+  installSignalHandlers(): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (this.shuttingDown) {
+        this.logger?.warn({ signal }, 'second signal: forcing exit');
+        process.exit(130);
+      }
+      void this.shutdown(signal).then(() => process.exit(0));
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
+}
