@@ -2,6 +2,8 @@
 // here per command module.
 import type { Command } from 'commander';
 
+import * as verify from './verify.js';
+
 type Register = (program: Command) => void;
 
-export const commandModules: readonly Register[] = [];
+export const commandModules: readonly Register[] = [verify.register];

@@ -39,6 +39,7 @@ export interface PoolOptions {
 
 interface Job {
   readonly req: WorkerRequest;
+  readonly deadline: number;
   readonly resolve: (o: PoolOutcome) => void;
   timer: NodeJS.Timeout | null;
   slot: Slot | null;
@@ -50,6 +51,9 @@ interface Slot {
   job: Job | null;
   dead: boolean;
 }
+
+/** A job this close to its deadline is not started (ms). */
+const DISPATCH_MARGIN_MS = 1;
 
 const ENTRY = new URL('./symbolic-worker-entry.mjs', import.meta.url);
 
@@ -76,9 +80,12 @@ export class SymbolicPool {
     for (let i = 0; i < this.spareCount; i++) this.spares.push(this.spawn());
   }
 
-  /** Resolves once every active worker has warmed up (or the pool is closed). */
+  /**
+   * Resolves once every worker, spares included, has warmed up (or the pool is closed): a spare still
+   * warming would compete for the CPU with the first timed requests.
+   */
   ready(): Promise<void> {
-    if (this.closed || this.active.every((s) => s.ready)) return Promise.resolve();
+    if (this.closed || this.allReady()) return Promise.resolve();
     return new Promise((resolve) => this.readyWaiters.push(resolve));
   }
 
@@ -91,6 +98,7 @@ export class SymbolicPool {
     return new Promise<PoolOutcome>((resolve) => {
       const job: Job = {
         req: { id: this.nextId++, answer, label, relTol },
+        deadline,
         resolve,
         timer: null,
         slot: null,
@@ -117,6 +125,10 @@ export class SymbolicPool {
     for (const w of this.readyWaiters.splice(0)) w();
   }
 
+  private allReady(): boolean {
+    return this.active.every((s) => s.ready) && this.spares.every((s) => s.ready);
+  }
+
   private spawn(): Slot {
     const worker = new Worker(ENTRY, {
       resourceLimits: { maxOldGenerationSizeMb: this.maxHeapMb },
@@ -136,7 +148,7 @@ export class SymbolicPool {
     if (slot.dead) return;
     if ('ready' in msg) {
       slot.ready = true;
-      if (this.active.every((s) => s.ready)) for (const w of this.readyWaiters.splice(0)) w();
+      if (this.allReady()) for (const w of this.readyWaiters.splice(0)) w();
       this.dispatch();
       return;
     }
@@ -205,9 +217,13 @@ export class SymbolicPool {
 
   private dispatch(): void {
     for (const slot of this.active) {
-      if (this.queue.length === 0) return;
       if (!slot.ready || slot.dead || slot.job !== null) continue;
-      const job = this.queue.shift();
+      let job = this.queue.shift();
+      // A job too close to its deadline is not started: running it would only get its worker killed.
+      while (job !== undefined && performance.now() >= job.deadline - DISPATCH_MARGIN_MS) {
+        this.settle(job, { kind: 'timeout', stage: 'queued' });
+        job = this.queue.shift();
+      }
       if (job === undefined) return;
       slot.job = job;
       job.slot = slot;

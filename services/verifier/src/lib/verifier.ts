@@ -26,6 +26,8 @@ export interface ItemOptions {
   readonly gsm8k?: boolean;
   /** "The answer is 42" fallback when the response has no box (default false). */
   readonly answerIs?: boolean;
+  /** This call's time budget in ms (default: the verifier's `budgetMs`). */
+  readonly budgetMs?: number;
 }
 
 export interface VerifierOptions extends PoolOptions {
@@ -117,7 +119,7 @@ export class Verifier {
         maxAnswerChars: this.maxAnswerChars,
       });
       if (ex.answer === null) return result(0, null, ex.rule);
-      return await this.compare(ex.answer, label, ex.rule, judge, started);
+      return await this.compare(ex.answer, label, ex.rule, judge, started, item.budgetMs);
     } catch (err) {
       return result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -129,7 +131,7 @@ export class Verifier {
     try {
       if (typeof answer !== 'string') return result(0, null, 'invalid-input: answer is not a string');
       if (answer.length > this.maxAnswerChars) return result(0, null, 'answer-too-long');
-      return await this.compare(answer.trim(), label, 'given', item.mode === 'judge', started);
+      return await this.compare(answer.trim(), label, 'given', item.mode === 'judge', started, item.budgetMs);
     } catch (err) {
       return result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -141,6 +143,7 @@ export class Verifier {
     how: ExtractRule | 'given',
     judge: boolean,
     started: number,
+    budgetMs = this.budgetMs,
   ): Promise<VerifyResult> {
     if (typeof label !== 'string') return result(0, answer, `${how}:invalid-input: label is not a string`);
     if (label.length > this.maxLabelChars) return result(0, answer, `${how}:label-too-long`);
@@ -156,12 +159,12 @@ export class Verifier {
     if (nestingDepth(answer) > this.maxSymbolicDepth || nestingDepth(label) > this.maxSymbolicDepth) {
       return result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`);
     }
-    const out = await this.pool.run(answer, label, this.relTol, started + this.budgetMs);
+    const out = await this.pool.run(answer, label, this.relTol, started + budgetMs);
     switch (out.kind) {
       case 'done':
         return result(out.equal ? 1 : 0, answer, `${how}:${out.rule}`);
       case 'timeout':
-        return result(0, answer, `${how}:symbolic-timeout (${out.stage}, budget ${this.budgetMs} ms)`);
+        return result(0, answer, `${how}:symbolic-timeout (${out.stage}, budget ${budgetMs} ms)`);
       case 'error':
         return result(0, answer, `${how}:symbolic-error: ${out.message}`);
     }
