@@ -79,19 +79,28 @@ function findBox(text: string, choice: BoxChoice): { at: number; cmd: string } |
  * do not count), or the space form `\boxed 42` (up to whitespace or `$`). Returns null when the brace
  * group never closes.
  */
-function readBoxArgument(text: string, at: number, cmd: string): { content: string; end: number } | null {
+function readBoxArgument(
+  text: string,
+  at: number,
+  cmd: string,
+  maxChars = Infinity,
+): { content: string; end: number } | 'too-long' | null {
   let i = at + cmd.length;
   while (i < text.length && (text[i] === ' ' || text[i] === '\t')) i++;
   if (text[i] !== '{') {
     // `\boxed 42` (the form the MATH reference also accepts): a single whitespace-delimited token.
     if (i === at + cmd.length) return null;
     let j = i;
-    while (j < text.length && !/[\s$]/.test(text[j] ?? ' ')) j++;
+    while (j < text.length && !/[\s$]/.test(text[j] ?? ' ')) {
+      if (++j - i > maxChars) return 'too-long';
+    }
     return { content: text.slice(i, j), end: j };
   }
   const start = i + 1;
   let depth = 0;
-  for (; i < text.length; i++) {
+  // An answer longer than the cap is refused anyway, so the scan stops there (a megabyte of `{` is O(cap)).
+  const stop = Math.min(text.length, start + maxChars + 1);
+  for (; i < stop; i++) {
     const c = text.charCodeAt(i);
     if (c === 92 /* \ */) {
       i++; // skip the escaped character: `\{` and `\}` are literal braces
@@ -103,7 +112,7 @@ function readBoxArgument(text: string, at: number, cmd: string): { content: stri
       if (depth === 0) return { content: text.slice(start, i), end: i + 1 };
     }
   }
-  return null;
+  return stop < text.length ? 'too-long' : null;
 }
 
 /** If `s` is exactly one box (`\boxed{…}` with nothing around it), its content; else null. */
@@ -112,7 +121,7 @@ function unwrapWholeBox(s: string): string | null {
   for (const cmd of BOX_COMMANDS) {
     if (isCommandAt(t, 0, cmd)) {
       const arg = readBoxArgument(t, 0, cmd);
-      if (arg === null) return null;
+      if (arg === null || arg === 'too-long') return null;
       if (arg.end === t.length) return arg.content;
     }
   }
@@ -123,10 +132,12 @@ function unwrapWholeBox(s: string): string | null {
 export function extractBoxed(
   text: string,
   choice: BoxChoice = 'last',
-): { answer: string | null; found: boolean; unterminated: boolean } {
+  maxChars = DEFAULT_MAX_ANSWER_CHARS,
+): { answer: string | null; found: boolean; unterminated: boolean; tooLong?: boolean } {
   const hit = findBox(text, choice);
   if (hit === null) return { answer: null, found: false, unterminated: false };
-  const arg = readBoxArgument(text, hit.at, hit.cmd);
+  const arg = readBoxArgument(text, hit.at, hit.cmd, maxChars);
+  if (arg === 'too-long') return { answer: null, found: true, unterminated: false, tooLong: true };
   if (arg === null) return { answer: null, found: true, unterminated: true };
   let inner = arg.content;
   for (let k = 0; k < MAX_BOX_UNWRAP; k++) {
@@ -177,9 +188,10 @@ export function extractAnswerIs(text: string): string | null {
 /** Extracts the final answer: box first; the opted-in fallbacks only when the response has no box at all. */
 export function extractAnswer(response: string, opts: ExtractOptions = {}): Extraction {
   const maxChars = opts.maxAnswerChars ?? DEFAULT_MAX_ANSWER_CHARS;
-  const boxed = extractBoxed(response, opts.box ?? 'last');
+  const boxed = extractBoxed(response, opts.box ?? 'last', maxChars);
   let answer: string | null = null;
   let rule: ExtractRule = 'no-answer';
+  if (boxed.tooLong) return { answer: null, rule: 'answer-too-long' };
   if (boxed.found) {
     if (boxed.unterminated) return { answer: null, rule: 'unterminated-box' };
     answer = boxed.answer;
