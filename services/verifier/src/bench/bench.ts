@@ -4,6 +4,7 @@
 // adversarial input against the time budget. Prints one table with ratios to the targets; --json writes
 // every figure. Inputs are generated from a fixed seed, so runs are comparable.
 import { writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 
 import { Verifier, type ItemOptions } from '../index.js';
 
@@ -140,17 +141,21 @@ interface Row {
   readonly p99Ms: number;
   readonly maxMs: number;
   readonly reward1: number;
+  /** Calls whose symbolic step hit the budget (reward 0 by time-out). */
+  readonly timeouts: number;
 }
 
 async function measure(v: Verifier, name: string, items: readonly Item[]): Promise<Row> {
   const lat: number[] = [];
   let ones = 0;
+  let timeouts = 0;
   const t0 = performance.now();
   for (const it of items) {
     const s = performance.now();
     const r = await v.verify(it.response, it.label, it.opts ?? {});
     lat.push(performance.now() - s);
     ones += r.reward;
+    if (r.reason.includes('symbolic-timeout')) timeouts++;
   }
   const total = performance.now() - t0;
   lat.sort((a, b) => a - b);
@@ -162,6 +167,7 @@ async function measure(v: Verifier, name: string, items: readonly Item[]): Promi
     p99Ms: percentile(lat, 99),
     maxMs: lat[lat.length - 1] ?? NaN,
     reward1: ones / items.length,
+    timeouts,
   };
 }
 
@@ -231,15 +237,18 @@ async function main(): Promise<void> {
 
   const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
   const out: string[] = [];
+  const load = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   out.push(
-    `verifier benchmark (node ${process.version}, budget ${budgetMs} ms, 1 symbolic worker + 1 spare, sequential calls)`,
+    `verifier benchmark (node ${process.version}, ${cpus().length} cores, load average ${load}; budget ${budgetMs} ms, 1 symbolic worker + 1 spare, sequential calls)`,
   );
   out.push('');
-  out.push('| workload | n | verifications/s | p50 ms | p99 ms | max ms | reward=1 |');
-  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  out.push('| workload | n | verifications/s | p50 ms | p99 ms | max ms | reward=1 | time-outs |');
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     out.push(
-      `| ${r.name} | ${r.n} | ${f(r.perSecond, 0)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.maxMs, 2)} | ${f(r.reward1 * 100, 0)}% |`,
+      `| ${r.name} | ${r.n} | ${f(r.perSecond, 0)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ${f(r.maxMs, 2)} | ${f(r.reward1 * 100, 0)}% | ${r.timeouts} |`,
     );
   }
   out.push('');
@@ -253,7 +262,7 @@ async function main(): Promise<void> {
   if (jsonPath) {
     writeFileSync(
       jsonPath,
-      `${JSON.stringify({ node: process.version, budgetMs, rows, checks, adversarialTerminations: terminated }, null, 2)}\n`,
+      `${JSON.stringify({ node: process.version, cores: cpus().length, loadavg: loadavg(), budgetMs, rows, checks, adversarialTerminations: terminated }, null, 2)}\n`,
     );
   }
 }

@@ -188,8 +188,11 @@ export class SymbolicPool {
     slot.job = null;
     this.terminations++;
     this.settle(job, { kind: 'timeout', stage: 'running' });
-    void slot.worker.terminate();
-    this.replace(slot);
+    // Terminating and spawning cost the main thread milliseconds: let the caller's continuation run first.
+    setImmediate(() => {
+      void slot.worker.terminate();
+      this.replace(slot);
+    });
   }
 
   /** Puts a ready spare (or a fresh thread) in a dead slot's place and starts a new spare. */
