@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 
 import { register as doctor } from './doctor.js';
+import { register as verify } from './verify.js';
 
 type Register = (program: Command) => void;
 
-export const commandModules: readonly Register[] = [doctor];
+export const commandModules: readonly Register[] = [doctor, verify];

@@ -1,0 +1,172 @@
+// The verifier: response + label → { reward, extracted, reason }. Owns the input caps, the time budget and
+// the split between the in-thread fast rules (extraction, string and numeric equality) and the stoppable
+// symbolic step (pool.ts). Never throws: every failure becomes reward 0 with a reason.
+
+import { compareAnswers } from './compare.js';
+import { DEFAULT_MAX_ANSWER_CHARS, extractAnswer, type BoxChoice, type ExtractRule } from './extract.js';
+import { DEFAULT_REL_TOL } from './numeric.js';
+import { SymbolicPool, type PoolOptions } from './pool.js';
+
+/** The result of one verification. `reason` is `<extraction>:<rule>` or `<extraction>:<failure>`. */
+export interface VerifyResult {
+  readonly reward: 0 | 1;
+  readonly extracted: string | null;
+  readonly reason: string;
+}
+
+/**
+ * Per-item options (a dataset's settings). `mode: 'judge'` compares judge verdicts ("Yes"/"No"/"A"/"B"):
+ * first box, trimmed, case-sensitive string equality and nothing else, as the reference does.
+ */
+export interface ItemOptions {
+  readonly mode?: 'math' | 'judge';
+  /** Default 'last' in math mode, 'first' in judge mode. */
+  readonly box?: BoxChoice;
+  /** GSM8K `#### 42` fallback when the response has no box (default false). */
+  readonly gsm8k?: boolean;
+  /** "The answer is 42" fallback when the response has no box (default false). */
+  readonly answerIs?: boolean;
+  /** This call's time budget in ms (default: the verifier's `budgetMs`). */
+  readonly budgetMs?: number;
+}
+
+export interface VerifierOptions extends PoolOptions {
+  /** Time budget per call in ms, enforced by terminating the symbolic worker (default 50). */
+  readonly budgetMs?: number;
+  /** Relative numeric tolerance (default 1e-6). */
+  readonly relTol?: number;
+  /** Longest response read; longer ones get reward 0, reason `response-too-long` (default 1 MiB). */
+  readonly maxResponseChars?: number;
+  /** Longest extracted answer (default 2,000 chars). */
+  readonly maxAnswerChars?: number;
+  /** Longest label (default 2,000 chars). */
+  readonly maxLabelChars?: number;
+  /** Longest answer or label handed to the symbolic step (default 500 chars). */
+  readonly maxSymbolicChars?: number;
+  /** Deepest brace/parenthesis nesting handed to the symbolic step (default 32). */
+  readonly maxSymbolicDepth?: number;
+}
+
+export const DEFAULT_BUDGET_MS = 50;
+export const DEFAULT_MAX_RESPONSE_CHARS = 1 << 20;
+export const DEFAULT_MAX_LABEL_CHARS = 2_000;
+export const DEFAULT_MAX_SYMBOLIC_CHARS = 500;
+export const DEFAULT_MAX_SYMBOLIC_DEPTH = 32;
+
+/** Max nesting of (), [], {} in `s`. */
+function nestingDepth(s: string): number {
+  let d = 0;
+  let max = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 40 || c === 91 || c === 123) max = Math.max(max, ++d);
+    else if (c === 41 || c === 93 || c === 125) d--;
+  }
+  return max;
+}
+
+function result(reward: 0 | 1, extracted: string | null, reason: string): VerifyResult {
+  return { reward, extracted, reason };
+}
+
+export class Verifier {
+  readonly budgetMs: number;
+  private readonly relTol: number;
+  private readonly maxResponseChars: number;
+  private readonly maxAnswerChars: number;
+  private readonly maxLabelChars: number;
+  private readonly maxSymbolicChars: number;
+  private readonly maxSymbolicDepth: number;
+  private readonly pool: SymbolicPool;
+
+  constructor(opts: VerifierOptions = {}) {
+    this.budgetMs = opts.budgetMs ?? DEFAULT_BUDGET_MS;
+    this.relTol = opts.relTol ?? DEFAULT_REL_TOL;
+    this.maxResponseChars = opts.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS;
+    this.maxAnswerChars = opts.maxAnswerChars ?? DEFAULT_MAX_ANSWER_CHARS;
+    this.maxLabelChars = opts.maxLabelChars ?? DEFAULT_MAX_LABEL_CHARS;
+    this.maxSymbolicChars = opts.maxSymbolicChars ?? DEFAULT_MAX_SYMBOLIC_CHARS;
+    this.maxSymbolicDepth = opts.maxSymbolicDepth ?? DEFAULT_MAX_SYMBOLIC_DEPTH;
+    this.pool = new SymbolicPool(opts);
+  }
+
+  /** Resolves once the symbolic workers are warm; call before timing-sensitive work. */
+  ready(): Promise<void> {
+    return this.pool.ready();
+  }
+
+  /** Workers terminated so far because a symbolic step overran its budget. */
+  get terminations(): number {
+    return this.pool.terminations;
+  }
+
+  /** Stops the worker threads; later calls still answer, with reward 0 for anything needing symbolic. */
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /** Extracts the answer from a model response and compares it with the label. Never rejects. */
+  async verify(response: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
+    const started = performance.now();
+    try {
+      if (typeof response !== 'string') return result(0, null, 'invalid-input: response is not a string');
+      if (response.length > this.maxResponseChars) return result(0, null, 'response-too-long');
+      const judge = item.mode === 'judge';
+      const ex = extractAnswer(response, {
+        box: item.box ?? (judge ? 'first' : 'last'),
+        gsm8k: item.gsm8k ?? false,
+        answerIs: item.answerIs ?? false,
+        maxAnswerChars: this.maxAnswerChars,
+      });
+      if (ex.answer === null) return result(0, null, ex.rule);
+      return await this.compare(ex.answer, label, ex.rule, judge, started, item.budgetMs);
+    } catch (err) {
+      return result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Compares an already-extracted answer with the label (the `{answer, label}` form). Never rejects. */
+  async verifyAnswer(answer: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
+    const started = performance.now();
+    try {
+      if (typeof answer !== 'string') return result(0, null, 'invalid-input: answer is not a string');
+      if (answer.length > this.maxAnswerChars) return result(0, null, 'answer-too-long');
+      return await this.compare(answer.trim(), label, 'given', item.mode === 'judge', started, item.budgetMs);
+    } catch (err) {
+      return result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private async compare(
+    answer: string,
+    label: unknown,
+    how: ExtractRule | 'given',
+    judge: boolean,
+    started: number,
+    budgetMs = this.budgetMs,
+  ): Promise<VerifyResult> {
+    if (typeof label !== 'string') return result(0, answer, `${how}:invalid-input: label is not a string`);
+    if (label.length > this.maxLabelChars) return result(0, answer, `${how}:label-too-long`);
+    if (judge) {
+      const ok = answer.trim() === label.trim();
+      return result(ok ? 1 : 0, answer, `${how}:${ok ? 'judge-label' : 'judge-mismatch'}`);
+    }
+    const fast = compareAnswers(answer, label, { relTol: this.relTol });
+    if (!fast.pending) return result(fast.equal ? 1 : 0, answer, `${how}:${fast.rule}`);
+    if (answer.length > this.maxSymbolicChars || label.length > this.maxSymbolicChars) {
+      return result(0, answer, `${how}:symbolic-skipped: longer than ${this.maxSymbolicChars} chars`);
+    }
+    if (nestingDepth(answer) > this.maxSymbolicDepth || nestingDepth(label) > this.maxSymbolicDepth) {
+      return result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`);
+    }
+    const out = await this.pool.run(answer, label, this.relTol, started + budgetMs);
+    switch (out.kind) {
+      case 'done':
+        return result(out.equal ? 1 : 0, answer, `${how}:${out.rule}`);
+      case 'timeout':
+        return result(0, answer, `${how}:symbolic-timeout (${out.stage}, budget ${budgetMs} ms)`);
+      case 'error':
+        return result(0, answer, `${how}:symbolic-error: ${out.message}`);
+    }
+  }
+}
