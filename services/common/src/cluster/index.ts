@@ -4,3 +4,4 @@
 export * from './types.js';
 export * from './keys.js';
 export * from './job-workers.js';
+export * from './tokens.js';

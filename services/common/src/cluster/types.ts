@@ -127,6 +127,13 @@ export interface LearnTask {
   readonly hyper: LearnHyper;
   /** Warm-up only: supervised examples (prompt text + target text), already chosen by the coordinator. */
   readonly sft: readonly { readonly prompt: string; readonly target: string }[];
+  /**
+   * The coordinator's estimate of the RL optimizer steps of the whole job (policy + reward phases), the
+   * horizon of the cosine lr schedule. Absent → the learner uses a constant lr for RL phases.
+   */
+  readonly totalOptimizerSteps?: number;
+  /** The last update of the job: the learner writes a checkpoint after it (whatever the interval). */
+  readonly final?: boolean;
 }
 
 /** What an update reports; stored under learnResultKey so a redelivered task returns it unchanged. */
@@ -142,6 +149,12 @@ export interface LearnResult {
   /** Groups refused because they were sampled with another policy version. */
   readonly staleGroups: number;
   readonly seconds: { readonly logprobs: number; readonly train: number; readonly publish: number };
+  /** The learning rate of the update's last optimizer step. */
+  readonly learningRate?: number;
+  /** Directory of the checkpoint written after this update, when one was (the coordinator reports it). */
+  readonly checkpointPath?: string;
+  /** Sequences left out: empty responses, or longer than the model's context. */
+  readonly skippedSequences?: number;
 }
 
 /** Synthesis queue payload: recycle one policy phase. BullMQ job id = "<step>". */
@@ -154,6 +167,13 @@ export interface SynthesisTask {
   readonly judge: boolean;
   readonly reflection: boolean;
   readonly groupIds: readonly string[];
+  /** Judge sub-switches (default true): pointwise items, pairwise items. Off → that style is never made. */
+  readonly pointwise?: boolean;
+  readonly pairwise?: boolean;
+  /** Template wording for recycled prompts (default: the service's config, "short"). */
+  readonly templateVariant?: 'full' | 'short';
+  /** Longest wrong response shown in a CoT reflection, in chars (default: the service's config). */
+  readonly maxCotChars?: number;
 }
 
 /** What recycling did; stored under synthesisResultKey (idempotent). */
@@ -163,6 +183,10 @@ export interface SynthesisResult {
   readonly bufferLength: number;
   /** The reward-phase batch released for this step (B items popped from the FIFO), or null. */
   readonly released: readonly PromptItem[] | null;
+  /** Oldest buffer items dropped this step because the buffer was over its bound. */
+  readonly dropped?: number;
+  /** True when this step started a new epoch and cleared the buffer first. */
+  readonly epochCleared?: boolean;
 }
 
 /** Deterministic per-group sampling seed (32-bit), so re-sampling a redelivered shard is reproducible. */
