@@ -5,3 +5,4 @@ export * from './types.js';
 export * from './keys.js';
 export * from './job-workers.js';
 export * from './tokens.js';
+export * from './spec.js';

@@ -24,7 +24,7 @@ import { Phase, phaseFromJSON, phaseToJSON } from "./sample.js";
 
 /** The training algorithm a job runs. */
 export enum Algorithm {
-  /** ALGORITHM_UNSPECIFIED - Not set; rejected by SubmitJob. */
+  /** ALGORITHM_UNSPECIFIED - Not set; SubmitJob takes the default, ALGORITHM_SPARK. */
   ALGORITHM_UNSPECIFIED = 0,
   /** ALGORITHM_SPARK - SPARK: policy phase, recycling into judge and reflection data, reward phase. */
   ALGORITHM_SPARK = 1,
@@ -265,6 +265,13 @@ export interface JobSpec {
   warmupLearningRate: number;
   /** Dataset file format when dataset is a path: "auto" (default), "spark", "eval", "gsm8k", "math", "jsonl". */
   datasetFormat: string;
+  /**
+   * Built-in dataset only: training problems generated from the seed (default 2048; steps per epoch =
+   * train_size / batch_size).
+   */
+  trainSize: number;
+  /** Sequences per forward/backward micro-batch inside a minibatch (default 16, at most mini_batch_size). */
+  microBatchSize: number;
 }
 
 /** A job's current state and progress. */
@@ -414,6 +421,8 @@ function createBaseJobSpec(): JobSpec {
     warmupBatchSize: 0,
     warmupLearningRate: 0,
     datasetFormat: "",
+    trainSize: 0,
+    microBatchSize: 0,
   };
 }
 
@@ -514,6 +523,12 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.datasetFormat !== "") {
       writer.uint32(258).string(message.datasetFormat);
+    }
+    if (message.trainSize !== 0) {
+      writer.uint32(264).uint32(message.trainSize);
+    }
+    if (message.microBatchSize !== 0) {
+      writer.uint32(272).uint32(message.microBatchSize);
     }
     return writer;
   },
@@ -787,6 +802,22 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.datasetFormat = reader.string();
             continue;
           }
+          case 33: {
+            if (tag !== 264) {
+              break;
+            }
+
+            message.trainSize = reader.uint32();
+            continue;
+          }
+          case 34: {
+            if (tag !== 272) {
+              break;
+            }
+
+            message.microBatchSize = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -933,6 +964,16 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.dataset_format)
         ? globalThis.String(object.dataset_format)
         : "",
+      trainSize: isSet(object.trainSize)
+        ? globalThis.Number(object.trainSize)
+        : isSet(object.train_size)
+        ? globalThis.Number(object.train_size)
+        : 0,
+      microBatchSize: isSet(object.microBatchSize)
+        ? globalThis.Number(object.microBatchSize)
+        : isSet(object.micro_batch_size)
+        ? globalThis.Number(object.micro_batch_size)
+        : 0,
     };
   },
 
@@ -1034,6 +1075,12 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.datasetFormat !== "") {
       obj.datasetFormat = message.datasetFormat;
     }
+    if (message.trainSize !== 0) {
+      obj.trainSize = Math.round(message.trainSize);
+    }
+    if (message.microBatchSize !== 0) {
+      obj.microBatchSize = Math.round(message.microBatchSize);
+    }
     return obj;
   },
 
@@ -1074,6 +1121,8 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.warmupBatchSize = object.warmupBatchSize ?? 0;
     message.warmupLearningRate = object.warmupLearningRate ?? 0;
     message.datasetFormat = object.datasetFormat ?? "";
+    message.trainSize = object.trainSize ?? 0;
+    message.microBatchSize = object.microBatchSize ?? 0;
     return message;
   },
 };

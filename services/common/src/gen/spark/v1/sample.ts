@@ -17,6 +17,8 @@ export enum Phase {
   PHASE_REWARD = 2,
   /** PHASE_WARMUP - Supervised warm-up on worked solutions before reinforcement learning starts. */
   PHASE_WARMUP = 3,
+  /** PHASE_EVAL - A held-out evaluation pass (greedy, one response per prompt, no update). */
+  PHASE_EVAL = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -34,6 +36,9 @@ export function phaseFromJSON(object: any): Phase {
     case 3:
     case "PHASE_WARMUP":
       return Phase.PHASE_WARMUP;
+    case 4:
+    case "PHASE_EVAL":
+      return Phase.PHASE_EVAL;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -51,6 +56,8 @@ export function phaseToJSON(object: Phase): string {
       return "PHASE_REWARD";
     case Phase.PHASE_WARMUP:
       return "PHASE_WARMUP";
+    case Phase.PHASE_EVAL:
+      return "PHASE_EVAL";
     case Phase.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
