@@ -1,0 +1,72 @@
+// The client commands' behaviour that needs no cluster: local spec rejection and an unreachable address.
+// Round trips against real services are in launcher.test.ts (they start a local cluster).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { freePort } from '@spark/common/redis';
+
+const bin = join(import.meta.dirname, '../../bin/spark.mjs');
+
+export function runSpark(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, SPARK_ADDRESS: '', SPARK_AUTH_TOKEN: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('spark submit / jobs / watch / cancel without a cluster', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spark-cli-'));
+
+  it('submit rejects a bad spec locally, listing every problem, exit 1', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'batchSize: -3\nalgorithm: ppo\nlearning_rate: fast\ncolour: blue\n');
+    const r = await runSpark(['submit', file, '--address', '127.0.0.1:1']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /invalid job spec/);
+    assert.match(r.stderr, /unknown key: colour/);
+    assert.match(r.stderr, /batchSize: expected a whole number/);
+    assert.match(r.stderr, /algorithm: expected one of spark, grpo, grpo-judge/);
+    assert.match(r.stderr, /learning_rate: expected a number/);
+  });
+
+  it('a cluster that is not there is reported as unreachable, with a hint', async () => {
+    const port = await freePort();
+    const r = await runSpark(['jobs', '--address', `127.0.0.1:${port}`, '--deadline', '3000']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`cannot reach the Spark cluster at 127.0.0.1:${port}`));
+    assert.match(r.stderr, /spark up/);
+  });
+
+  it('without any address the commands say how to give one', async () => {
+    const r = await runSpark(['cancel', 'abc', '--data-dir', join(dir, 'none')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no cluster address: pass --address/);
+  });
+
+  it('rejects a malformed address and a bad deadline', async () => {
+    assert.match((await runSpark(['watch', 'x', '--address', 'nohostport'])).stderr, /must be HOST:PORT/);
+    assert.match(
+      (await runSpark(['jobs', '--address', 'h:1', '--deadline', 'soon'])).stderr,
+      /--deadline must be/,
+    );
+  });
+});
