@@ -1,0 +1,125 @@
+// In-process model calls for evaluation: loads a checkpoint directory (config.json + safetensors, as the
+// learner and `Model.save` write them) with @spark/kernels and turns it into the batched greedy text →
+// text `GenerateFn` of @spark/common/evaluation. Prompts are rendered exactly as the rollout workers
+// render them (renderPromptTokens: one user turn + the assistant start); outputs are decoded without
+// special tokens. A prompt longer than the model's context (maxPositionEmbeddings − 1 tokens) is not sent:
+// its output is empty (so it scores as a missing answer) and it is counted in `stats.tooLong`.
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { renderPromptTokens } from '@spark/common/cluster';
+import type { GenerateFn } from '@spark/common/evaluation';
+import { loadTokenizer, type Tokenizer } from '@spark/common/tokenizers';
+import { Model } from '@spark/kernels';
+
+/** Greedy decoding settings of evaluation. */
+export interface GenerateSettings {
+  /** Longest output in tokens (default 96). */
+  readonly maxNewTokens: number;
+  /** Prompts per native sample call (default 32). */
+  readonly batch: number;
+}
+
+export const DEFAULT_GENERATE: GenerateSettings = Object.freeze({ maxNewTokens: 96, batch: 32 });
+
+/** Counters of one generator. */
+export interface GenerateStats {
+  calls: number;
+  prompts: number;
+  tooLong: number;
+  outputTokens: number;
+}
+
+/** A loaded model with its tokenizer and generator. */
+export interface LoadedGenerator {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  readonly generate: GenerateFn;
+  readonly stats: GenerateStats;
+  close(): void;
+}
+
+/** Thrown for an unusable checkpoint or tokenizer. */
+export class CheckpointLoadError extends Error {
+  override readonly name = 'CheckpointLoadError';
+}
+
+/** The batched greedy generator of a model. */
+export function generatorOf(model: Model, tokenizer: Tokenizer, settings: GenerateSettings): LoadedGenerator {
+  const maxPos = model.config.maxPositionEmbeddings;
+  if (!Number.isInteger(settings.maxNewTokens) || settings.maxNewTokens < 1 || settings.maxNewTokens > maxPos)
+    throw new RangeError(`max new tokens must be an integer in [1, ${maxPos}], got ${settings.maxNewTokens}`);
+  if (!Number.isInteger(settings.batch) || settings.batch < 1 || settings.batch > 4096)
+    throw new RangeError(`batch must be an integer in [1, 4096], got ${settings.batch}`);
+  const stats: GenerateStats = { calls: 0, prompts: 0, tooLong: 0, outputTokens: 0 };
+  const generate: GenerateFn = async (prompts) => {
+    const outputs: string[] = Array.from({ length: prompts.length }, () => '');
+    const runnable: { index: number; tokens: Uint32Array }[] = [];
+    prompts.forEach((p, index) => {
+      const tokens = renderPromptTokens(tokenizer, p);
+      if (tokens.length > maxPos - 1) stats.tooLong++;
+      else runnable.push({ index, tokens: Uint32Array.from(tokens) });
+    });
+    stats.prompts += prompts.length;
+    for (let start = 0; start < runnable.length; start += settings.batch) {
+      const chunk = runnable.slice(start, start + settings.batch);
+      stats.calls++;
+      const samples = await model.sample({
+        prompts: chunk.map((c) => c.tokens),
+        temperature: 0,
+        topP: 1,
+        maxNewTokens: settings.maxNewTokens,
+        stopTokens: tokenizer.stopIds,
+        seed: 0,
+      });
+      samples.forEach((s, i) => {
+        stats.outputTokens += s.tokens.length;
+        outputs[(chunk[i] as { index: number }).index] = tokenizer.decode([...s.tokens], {
+          skipSpecial: true,
+        });
+      });
+    }
+    return outputs;
+  };
+  return { model, tokenizer, generate, stats, close: () => model.free() };
+}
+
+/**
+ * Loads CHECKPOINT (a directory) and its tokenizer: `tokenizerSpec` when given, else the checkpoint's own
+ * tokenizer.json when it has one, else the built-in char tokenizer.
+ */
+export async function loadGenerator(
+  checkpoint: string,
+  settings: GenerateSettings,
+  tokenizerSpec?: string,
+): Promise<LoadedGenerator> {
+  let spec = tokenizerSpec;
+  if (spec === undefined) {
+    spec = await access(join(checkpoint, 'tokenizer.json')).then(
+      () => checkpoint,
+      () => 'char',
+    );
+  }
+  const tokenizer = await loadTokenizer(spec);
+  let model: Model;
+  try {
+    model = await Model.load(checkpoint);
+  } catch (e) {
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
+  }
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    model.free();
+    throw new CheckpointLoadError(
+      `tokenizer ${spec} has ${tokenizer.vocabSize} ids but the model's vocabulary is ${model.config.vocabSize}`,
+    );
+  }
+  try {
+    return generatorOf(model, tokenizer, settings);
+  } catch (e) {
+    model.free();
+    throw e;
+  }
+}

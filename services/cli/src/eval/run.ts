@@ -1,0 +1,144 @@
+// The evaluation runs behind `spark eval` (and the benchmark): problem evaluation (with optional
+// self-reflection) and the reward benchmark over a loaded generator, producing the summary.json object,
+// the per-record results, and the printed tables. Writing files is the command's business.
+import {
+  buildJudgeItems,
+  evaluateJudge,
+  evaluateProblems,
+  formatAccuracyTable,
+  formatJudgeTable,
+  initialResults,
+  reflectionStats,
+  summarize,
+  summarizeJudge,
+  type AccuracySummary,
+  type EvalProblem,
+  type EvalScorer,
+  type EvaluatedProblem,
+  type GenerateFn,
+  type JudgeResult,
+  type JudgeSummary,
+  type ReflectionStats,
+} from '@spark/common/evaluation';
+import type { TemplateVariant } from '@spark/common/templates';
+
+import type { InputReport } from './inputs.js';
+
+export interface RunSettings {
+  readonly variant: TemplateVariant;
+  readonly batch: number;
+  readonly reflect: boolean;
+}
+
+/** summary.json of a problem evaluation. */
+export interface ProblemEvalSummary {
+  readonly kind: 'problems';
+  readonly input: InputReport;
+  readonly settings: RunSettings & Record<string, unknown>;
+  /** The scored answers (the final ones when self-reflection ran). */
+  readonly answers: AccuracySummary;
+  /** With --reflect: the first answers, i.e. accuracy without self-reflection. */
+  readonly withoutReflection?: AccuracySummary;
+  readonly reflection?: ReflectionStats;
+  readonly seconds: number;
+  readonly problemsPerSecond: number;
+}
+
+/** Evaluates problems and summarises them. */
+export async function runProblems(
+  problems: readonly EvalProblem[],
+  generate: GenerateFn,
+  scorer: EvalScorer,
+  input: InputReport,
+  settings: RunSettings & Record<string, unknown>,
+): Promise<{ results: EvaluatedProblem[]; summary: ProblemEvalSummary; table: string }> {
+  const t0 = performance.now();
+  const results = await evaluateProblems(problems, {
+    generate,
+    scorer,
+    variant: settings.variant,
+    reflect: settings.reflect,
+    batchSize: settings.batch,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const answers = summarize(results);
+  const summary: ProblemEvalSummary = settings.reflect
+    ? {
+        kind: 'problems',
+        input,
+        settings,
+        answers,
+        withoutReflection: summarize(initialResults(results)),
+        reflection: reflectionStats(results),
+        seconds,
+        problemsPerSecond: seconds > 0 ? results.length / seconds : 0,
+      }
+    : {
+        kind: 'problems',
+        input,
+        settings,
+        answers,
+        seconds,
+        problemsPerSecond: seconds > 0 ? results.length / seconds : 0,
+      };
+  return { results, summary, table: problemTable(summary) };
+}
+
+/** The printed form of a problem summary (the accuracy table, plus reflection figures when present). */
+export function problemTable(
+  s: Pick<ProblemEvalSummary, 'answers' | 'withoutReflection' | 'reflection'>,
+): string {
+  const lines = [formatAccuracyTable(s.answers, s.withoutReflection)];
+  const r = s.reflection;
+  if (r) {
+    const c = r.verdictCounts;
+    lines.push(
+      '',
+      `self-reflection: accuracy ${(100 * r.accuracyBefore).toFixed(1)}% -> ${(100 * r.accuracyAfter).toFixed(1)}%, ` +
+        `fixed ${r.fixed}, broken ${r.broken}`,
+      `self-judge: ${r.verdicts} verdicts, accuracy ${(100 * r.verdictAccuracy).toFixed(1)}% ` +
+        `(Yes ${c.yes}, No ${c.no}, other ${c.other}, none ${c.none}); stopped by Yes ${r.stoppedByYes}/${r.items}`,
+      `model calls: ${r.modelCalls} (at most ${r.maxCallsPerItem} per item)`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** summary.json of a reward benchmark. */
+export interface JudgeEvalSummary {
+  readonly kind: 'judge';
+  readonly input: InputReport;
+  readonly settings: Record<string, unknown>;
+  readonly items: number;
+  readonly judge: JudgeSummary;
+  readonly seconds: number;
+}
+
+/** Builds the checkpoint-independent judge items from the problems and judges them. */
+export async function runJudge(
+  problems: readonly EvalProblem[],
+  generate: GenerateFn,
+  scorer: EvalScorer,
+  input: InputReport,
+  settings: { readonly variant: TemplateVariant; readonly batch: number; readonly seed: number } & Record<
+    string,
+    unknown
+  >,
+): Promise<{ results: JudgeResult[]; summary: JudgeEvalSummary; table: string }> {
+  const t0 = performance.now();
+  const items = buildJudgeItems(
+    problems.filter((p): p is EvalProblem & { answer: string } => p.answer !== undefined),
+    { variant: settings.variant, seed: settings.seed },
+  );
+  const results = await evaluateJudge(items, { generate, scorer, batchSize: settings.batch });
+  const judge = summarizeJudge(results);
+  const summary: JudgeEvalSummary = {
+    kind: 'judge',
+    input,
+    settings,
+    items: items.length,
+    judge,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  return { results, summary, table: formatJudgeTable(judge) };
+}
