@@ -6,3 +6,4 @@ export * from './keys.js';
 export * from './job-workers.js';
 export * from './tokens.js';
 export * from './spec.js';
+export * from './policy-client.js';

@@ -157,7 +157,7 @@ export interface LearnResult {
   readonly skippedSequences?: number;
 }
 
-/** Synthesis queue payload: recycle one policy phase. BullMQ job id = "<step>". */
+/** Synthesis queue payload: recycle one policy phase. BullMQ job id = synthesisTaskId(step) = "synth-<step>". */
 export interface SynthesisTask {
   readonly jobId: string;
   readonly step: number;
