@@ -9,6 +9,8 @@ import { describe, it } from 'node:test';
 
 import { freePort } from '@spark/common/redis';
 
+import { intOption, serviceList } from './up.js';
+
 const bin = join(import.meta.dirname, '../../bin/spark.mjs');
 
 export function runSpark(
@@ -68,5 +70,15 @@ describe('spark submit / jobs / watch / cancel without a cluster', () => {
       (await runSpark(['jobs', '--address', 'h:1', '--deadline', 'soon'])).stderr,
       /--deadline must be/,
     );
+  });
+});
+
+describe('spark up option parsing', () => {
+  it('bounds counts and checks service names', () => {
+    assert.equal(intOption(1, 16)('4'), 4);
+    for (const bad of ['0', '17', '2.5', 'x', ''])
+      assert.throws(() => intOption(1, 16)(bad), /whole number from 1 to 16/);
+    assert.deepEqual(serviceList('rollout, verifier'), ['rollout', 'verifier']);
+    assert.throws(() => serviceList('rollout,frobnicator'), /unknown: frobnicator/);
   });
 });

@@ -8,7 +8,29 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 
 import { clusterFile, DEFAULT_DATA_DIR } from '../client/index.js';
-import { startLocalCluster, type LocalCluster } from '../launcher/index.js';
+import { startLocalCluster, type LocalCluster, type ServiceName } from '../launcher/index.js';
+
+const SERVICES: readonly ServiceName[] = [
+  'learner',
+  'coordinator',
+  'verifier',
+  'reward-synthesis',
+  'rollout',
+];
+
+/** Parses --only: a comma-separated subset of the services. */
+export function serviceList(value: string): ServiceName[] {
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const bad = names.filter((n) => !SERVICES.includes(n as ServiceName));
+  if (bad.length || names.length === 0)
+    throw new InvalidArgumentError(
+      `expected a comma-separated subset of ${SERVICES.join(', ')}; unknown: ${bad.join(', ') || '(empty)'}`,
+    );
+  return names as ServiceName[];
+}
 
 /** Parses a whole number option within bounds (commander argParser). */
 export function intOption(min: number, max: number): (value: string) => number {
@@ -27,6 +49,7 @@ interface UpOptions {
   dataDir: string;
   port: number;
   prefix: string;
+  only?: ServiceName[];
 }
 
 /** Resolves when the process receives SIGINT or SIGTERM (the listeners are removed afterwards). */
@@ -56,6 +79,7 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'where logs, checkpoints and cluster.json go', DEFAULT_DATA_DIR)
     .option('--port <port>', 'coordinator JobService port (0 = any free port)', intOption(0, 65535), 0)
     .option('--prefix <prefix>', 'Redis key prefix shared by the services', 'spark')
+    .option('--only <services>', 'run only these services (comma-separated; for debugging)', serviceList)
     .action(async (opts: UpOptions) => {
       const signal = untilSignal();
       const abort = new AbortController();
@@ -72,6 +96,7 @@ export function register(program: Command): void {
           coordinatorPort: opts.port,
           log: (line) => process.stdout.write(`spark up: ${line}\n`),
           signal: abort.signal,
+          ...(opts.only ? { services: opts.only } : {}),
         });
       } catch (err) {
         signal.dispose();
@@ -83,7 +108,7 @@ export function register(program: Command): void {
         `${JSON.stringify({ coordinatorAddress: cluster.coordinatorAddress, pid: process.pid, children: cluster.children.map((c) => ({ name: c.name, pid: c.pid, logFile: c.logFile })) }, null, 2)}\n`,
       );
       process.stdout.write(
-        `spark up: cluster ready — coordinator at ${cluster.coordinatorAddress} (logs in ${cluster.dataDir}/logs)\n` +
+        `spark up: cluster ready — coordinator at ${cluster.coordinatorAddress || '(not started)'} (logs in ${cluster.dataDir}/logs)\n` +
           `spark up: submit with \`spark submit JOB.yaml\`; Ctrl-C stops everything\n`,
       );
       const outcome = await Promise.race([

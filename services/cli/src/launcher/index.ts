@@ -58,6 +58,11 @@ export interface LocalClusterOptions {
   stopOnFailure?: boolean;
   /** Progress lines for a person ("learner ready on …"); default: none. */
   log?: (line: string) => void;
+  /**
+   * Which services to run (default: all five). A partial cluster is for tests and debugging: without the
+   * coordinator `coordinatorAddress` is empty; without the learner `learnerAddress` is empty.
+   */
+  services?: readonly ServiceName[];
   /** Aborting while starting stops what was started and rejects with ClusterStartError. */
   signal?: AbortSignal;
 }
@@ -325,28 +330,45 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   aborted.catch(() => undefined);
   const orAbort = <T>(p: Promise<T>): Promise<T> => Promise.race([p, aborted]);
 
+  const wanted = new Set<ServiceName>(
+    options.services ?? ['learner', 'coordinator', 'verifier', 'reward-synthesis', 'rollout'],
+  );
   try {
-    const learner = launch('learner', 'learner', baseEnv);
-    const learnerReady = await orAbort(learner.ready);
-    if (!learnerReady.grpcPort) throw new ClusterStartError(`learner's READY line has no grpcPort`);
-    const learnerAddress = `127.0.0.1:${learnerReady.grpcPort}`;
-    say(`learner ready on ${learnerAddress}`);
-    const env = { ...baseEnv, SPARK_LEARNER_ADDRESS: learnerAddress };
-    const coordinator = launch('coordinator', 'coordinator', {
-      ...env,
-      SPARK_GRPC_PORT: String(options.coordinatorPort ?? 0),
-    });
-    const others: Spawned[] = [launch('reward-synthesis', 'reward-synthesis', env)];
-    for (let i = 1; i <= verifiers; i++) others.push(launch('verifier', `verifier-${i}`, env));
-    for (let i = 1; i <= rollouts; i++) others.push(launch('rollout', `rollout-${i}`, env));
-    const infos = await orAbort(Promise.all([coordinator, ...others].map((s) => s.ready)));
-    const coordinatorReady = infos[0] ?? {};
-    if (!coordinatorReady.grpcPort) throw new ClusterStartError(`coordinator's READY line has no grpcPort`);
-    const coordinatorAddress = `127.0.0.1:${coordinatorReady.grpcPort}`;
-    for (const s of others) say(`${s.name} ready`);
-    say(`coordinator ready on ${coordinatorAddress}`);
-    const readyByName = new Map<string, ReadyInfo>([[learner.name, learnerReady]]);
-    for (const [i, s] of [coordinator, ...others].entries()) readyByName.set(s.name, infos[i] ?? {});
+    const readyByName = new Map<string, ReadyInfo>();
+    let learnerAddress = '';
+    if (wanted.has('learner')) {
+      const learner = launch('learner', 'learner', baseEnv);
+      const info = await orAbort(learner.ready);
+      if (!info.grpcPort) throw new ClusterStartError(`learner's READY line has no grpcPort`);
+      learnerAddress = `127.0.0.1:${info.grpcPort}`;
+      readyByName.set(learner.name, info);
+      say(`learner ready on ${learnerAddress}`);
+    }
+    const env = learnerAddress ? { ...baseEnv, SPARK_LEARNER_ADDRESS: learnerAddress } : baseEnv;
+    const rest: Spawned[] = [];
+    if (wanted.has('coordinator'))
+      rest.push(
+        launch('coordinator', 'coordinator', {
+          ...env,
+          SPARK_GRPC_PORT: String(options.coordinatorPort ?? 0),
+        }),
+      );
+    if (wanted.has('reward-synthesis')) rest.push(launch('reward-synthesis', 'reward-synthesis', env));
+    if (wanted.has('verifier'))
+      for (let i = 1; i <= verifiers; i++) rest.push(launch('verifier', `verifier-${i}`, env));
+    if (wanted.has('rollout'))
+      for (let i = 1; i <= rollouts; i++) rest.push(launch('rollout', `rollout-${i}`, env));
+    const infos = await orAbort(Promise.all(rest.map((s) => s.ready)));
+    let coordinatorAddress = '';
+    for (const [i, s] of rest.entries()) {
+      const info = infos[i] ?? {};
+      readyByName.set(s.name, info);
+      if (s.service === 'coordinator') {
+        if (!info.grpcPort) throw new ClusterStartError(`coordinator's READY line has no grpcPort`);
+        coordinatorAddress = `127.0.0.1:${info.grpcPort}`;
+      } else say(`${s.name} ready`);
+    }
+    if (coordinatorAddress) say(`coordinator ready on ${coordinatorAddress}`);
     const children: ClusterChild[] = spawned.map((s) => ({
       name: s.name,
       service: s.service,

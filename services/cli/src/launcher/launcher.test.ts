@@ -1,0 +1,146 @@
+// The local launcher and `spark up` against the real service processes: start, READY lines, log files,
+// a clean stop (SIGTERM → every child's pid gone, private Redis gone), and a child killed from outside
+// making the cluster stop and `spark up` exit non-zero. Uses the services whose entry points exist;
+// the full-cluster round trips (submit/watch/jobs/cancel) are in services/cli/src/commands/cluster.test.ts.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { redisAnswers } from '@spark/common/redis';
+
+import { ClusterStartError, serviceMain, startLocalCluster, type ServiceName } from './index.js';
+
+/** True while a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until `fn` is true or `ms` passed. */
+export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (fn()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return fn();
+}
+
+/** Services with an entry point in this checkout, lightest first (for partial-cluster tests). */
+const available = (
+  ['reward-synthesis', 'verifier', 'rollout', 'coordinator', 'learner'] as ServiceName[]
+).filter((s) => existsSync(serviceMain(s)));
+const light = available.filter((s) => s !== 'learner' && s !== 'coordinator').slice(0, 2);
+const skip = light.length === 0 ? 'no worker service has an entry point yet' : false;
+
+const bin = join(import.meta.dirname, '../../bin/spark.mjs');
+
+describe('local launcher', { skip }, () => {
+  it('starts services as child processes, logs to files, and stops them all with the private Redis', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'spark-launch-'));
+    const lines: string[] = [];
+    const cluster = await startLocalCluster({ dataDir, services: light, log: (l) => lines.push(l) });
+    try {
+      assert.equal(cluster.children.length, light.length);
+      for (const c of cluster.children) {
+        assert.ok(alive(c.pid), `${c.name} runs`);
+        assert.ok(
+          typeof c.ready.metricsPort === 'number' && c.ready.metricsPort > 0,
+          `${c.name} READY has a metrics port`,
+        );
+        const res = await fetch(`http://127.0.0.1:${c.ready.metricsPort}/metrics`);
+        assert.equal(res.status, 200);
+        assert.ok(existsSync(c.logFile));
+      }
+      assert.ok(await redisAnswers(cluster.redisUrl, 1_000));
+      assert.ok(lines.some((l) => /private redis-server/.test(l)));
+    } finally {
+      await cluster.stop();
+    }
+    for (const c of cluster.children) assert.ok(!alive(c.pid), `${c.name} (pid ${c.pid}) is gone`);
+    for (const c of cluster.children)
+      assert.ok(c.process.signalCode === null || c.process.signalCode === 'SIGTERM');
+    assert.equal(await redisAnswers(cluster.redisUrl, 500), false, 'the private Redis is stopped');
+    // A graceful stop: the services exited on SIGTERM by themselves (status 0), not by SIGKILL.
+    for (const c of cluster.children) assert.equal(c.process.exitCode, 0, `${c.name} exit status`);
+  });
+
+  it('reports a child that dies unexpectedly and stops the rest', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'spark-launch-'));
+    const services = light.length >= 2 ? light : [light[0] as ServiceName];
+    const cluster = await startLocalCluster({ dataDir, services, verifierWorkers: 2 });
+    const victim = cluster.children[0];
+    assert.ok(victim);
+    process.kill(victim.pid, 'SIGKILL');
+    const failure = await cluster.failure;
+    assert.equal(failure.name, victim.name);
+    assert.equal(failure.signal, 'SIGKILL');
+    await cluster.stop();
+    for (const c of cluster.children)
+      assert.ok(await waitFor(() => !alive(c.pid), 5_000), `${c.name} is gone`);
+  });
+
+  it('refuses a Redis URL that does not answer and bad worker counts', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'spark-launch-'));
+    await assert.rejects(
+      startLocalCluster({ dataDir, redisUrl: 'redis://127.0.0.1:1', services: light }),
+      /no Redis answers/,
+    );
+    await assert.rejects(startLocalCluster({ dataDir, rolloutWorkers: 0 }), ClusterStartError);
+  });
+});
+
+/** Runs `spark up` until `until` matches its stdout; returns the child and a promise of its exit. */
+function sparkUp(args: string[]) {
+  const child = spawn(process.execPath, [bin, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  const ready = async () => {
+    const ok = await waitFor(() => /cluster ready/.test(stdout) || child.exitCode !== null, 90_000);
+    assert.ok(ok && /cluster ready/.test(stdout), `spark up did not become ready:\n${stdout}\n${stderr}`);
+  };
+  return { child, exited, ready, out: () => stdout, err: () => stderr };
+}
+
+describe('spark up', { skip }, () => {
+  it('runs until SIGTERM, then stops every child (no orphans) and exits 0', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'spark-up-'));
+    const up = sparkUp(['--data-dir', dataDir, '--only', light.join(',')]);
+    await up.ready();
+    const rec = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as {
+      children: { name: string; pid: number }[];
+    };
+    assert.equal(rec.children.length, light.length);
+    for (const c of rec.children) assert.ok(alive(c.pid));
+    up.child.kill('SIGTERM');
+    assert.equal(await up.exited, 0, up.err());
+    for (const c of rec.children) assert.ok(!alive(c.pid), `${c.name} (pid ${c.pid}) was left running`);
+    assert.match(up.out(), /stopped/);
+    assert.equal(existsSync(join(dataDir, 'cluster.json')), false);
+  });
+
+  it('exits non-zero with the dead service named when a child is killed', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'spark-up-'));
+    const up = sparkUp(['--data-dir', dataDir, '--only', light.join(',')]);
+    await up.ready();
+    const rec = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as {
+      children: { name: string; pid: number }[];
+    };
+    const victim = rec.children[0];
+    assert.ok(victim);
+    process.kill(victim.pid, 'SIGKILL');
+    assert.equal(await up.exited, 1);
+    assert.match(up.err(), new RegExp(`${victim.name} died unexpectedly`));
+    for (const c of rec.children) assert.ok(!alive(c.pid), `${c.name} was left running`);
+  });
+});
