@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 
 import { register as cancel } from './cancel.js';
+import { register as demo } from './demo.js';
 import { register as doctor } from './doctor.js';
 import { register as evalCommand } from './eval.js';
 import { register as infer } from './infer.js';
@@ -23,6 +24,7 @@ export const commandModules: readonly Register[] = [
   watch,
   jobs,
   cancel,
+  demo,
   evalCommand,
   score,
   infer,

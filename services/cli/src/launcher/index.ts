@@ -340,7 +340,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       const learner = launch('learner', 'learner', baseEnv);
       const info = await orAbort(learner.ready);
       if (!info.grpcPort) throw new ClusterStartError(`learner's READY line has no grpcPort`);
-      learnerAddress = `127.0.0.1:${info.grpcPort}`;
+      learnerAddress =
+        typeof info.address === 'string' && info.address ? info.address : `127.0.0.1:${info.grpcPort}`;
       readyByName.set(learner.name, info);
       say(`learner ready on ${learnerAddress}`);
     }
@@ -351,6 +352,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         launch('coordinator', 'coordinator', {
           ...env,
           SPARK_GRPC_PORT: String(options.coordinatorPort ?? 0),
+          // The coordinator's default checkpoint root: <dataDir>/jobs/<jobId>.
+          SPARK_DATA_DIR: join(dataDir, 'jobs'),
         }),
       );
     if (wanted.has('reward-synthesis')) rest.push(launch('reward-synthesis', 'reward-synthesis', env));

@@ -98,23 +98,35 @@ describe('results table', () => {
       1,
       EVAL,
       0,
-      { 'accuracy/problem': 0.05, 'accuracy/pointwise': 0.5 },
+      { answer_accuracy: 0.05, pointwise_accuracy: 0.5 },
       { message: 'baseline before warm-up' },
     ),
-    ev(2, EVAL, 0, {
-      'accuracy/problem': 0.2,
-      'accuracy/pointwise': 0.5,
-      'accuracy/pairwise': 0.45,
-      'accuracy/reflection': 0.1,
-    }),
-    ev(3, PHASE, 1, { 'reward/problem': 0.3 }, { phase: Phase.PHASE_POLICY }),
-    ev(4, PHASE, 1, { 'reward/pointwise': 0.6, 'reward/pairwise': 0.4 }, { phase: Phase.PHASE_REWARD }),
-    ev(5, PHASE, 2, { 'reward/problem': 0.4 }, { phase: Phase.PHASE_POLICY }),
+    ev(
+      2,
+      EVAL,
+      0,
+      {
+        answer_accuracy: 0.2,
+        pointwise_accuracy: 0.5,
+        pairwise_accuracy: 0.45,
+        reflection_accuracy: 0.1,
+      },
+      { message: 'before RL' },
+    ),
+    ev(3, PHASE, 1, { 'reward_mean.problem': 0.3 }, { phase: Phase.PHASE_POLICY }),
+    ev(
+      4,
+      PHASE,
+      1,
+      { 'reward_mean.pointwise': 0.6, 'reward_mean.pairwise': 0.4 },
+      { phase: Phase.PHASE_REWARD },
+    ),
+    ev(5, PHASE, 2, { 'reward_mean.problem': 0.4 }, { phase: Phase.PHASE_POLICY }),
     ev(6, EVAL, 2, {
-      'accuracy/problem': 0.35,
-      'accuracy/pointwise': 0.7,
-      'accuracy/pairwise': 0.65,
-      'accuracy/reflection': 0.3,
+      answer_accuracy: 0.35,
+      pointwise_accuracy: 0.7,
+      pairwise_accuracy: 0.65,
+      reflection_accuracy: 0.3,
     }),
   ];
 
@@ -142,7 +154,7 @@ describe('results table', () => {
     assert.equal(accuracyOf({ problem_accuracy: 0.4 }, 'problem'), 0.4);
     assert.equal(accuracyOf({ 'eval/pairwise/accuracy': 0.7 }, 'pairwise'), 0.7);
     assert.equal(accuracyOf({ pointwise_acc_mean: 0.6, pointwise_count: 12 }, 'pointwise'), 0.6);
-    assert.equal(accuracyOf({ 'reward/problem': 1 }, 'problem'), undefined);
+    assert.equal(accuracyOf({ 'reward_mean.problem': 1 }, 'problem'), undefined);
   });
 
   it('builds reward and eval curves vs step', () => {
@@ -164,9 +176,15 @@ describe('results table', () => {
 describe('progress output', () => {
   it('formats events as plain lines with the key figures', () => {
     const line = formatEvent(
-      ev(3, PHASE, 4, { 'reward/problem': 0.25, seconds: 3.5, tokens: 1200 }, { phase: Phase.PHASE_POLICY }),
+      ev(
+        3,
+        PHASE,
+        4,
+        { 'reward_mean.problem': 0.25, seconds: 3.5, tokens: 1200 },
+        { phase: Phase.PHASE_POLICY },
+      ),
     );
-    assert.equal(line, '[j1] step 4 policy: reward/problem 0.250  (3.50 s)');
+    assert.equal(line, '[j1] step 4 policy: reward_mean.problem 0.250  (3.50 s)');
     assert.match(
       formatEvent(
         ev(
@@ -199,8 +217,8 @@ describe('progress output', () => {
       { isTTY: true, columns: 80 },
     );
     const p = new ProgressPrinter(ttyOut as unknown as NodeJS.WritableStream & { isTTY: boolean }, 10);
-    p.event(ev(1, PHASE, 1, { 'reward/problem': 0.5 }, { phase: Phase.PHASE_POLICY }));
-    p.event(ev(2, PHASE, 2, { 'reward/problem': 0.6 }, { phase: Phase.PHASE_POLICY }));
+    p.event(ev(1, PHASE, 1, { 'reward_mean.problem': 0.5 }, { phase: Phase.PHASE_POLICY }));
+    p.event(ev(2, PHASE, 2, { 'reward_mean.problem': 0.6 }, { phase: Phase.PHASE_POLICY }));
     p.done();
     assert.ok(tty.includes('\r\x1b[2K'));
     assert.ok(tty.includes('[#####...................]'));
@@ -212,7 +230,7 @@ describe('progress output', () => {
       },
     };
     const q = new ProgressPrinter(plainOut as unknown as NodeJS.WritableStream, 10);
-    q.event(ev(1, PHASE, 1, { 'reward/problem': 0.5 }, { phase: Phase.PHASE_POLICY }));
-    assert.equal(plain, '[j1] step 1 policy: reward/problem 0.500\n');
+    q.event(ev(1, PHASE, 1, { 'reward_mean.problem': 0.5 }, { phase: Phase.PHASE_POLICY }));
+    assert.equal(plain, '[j1] step 1 policy: reward_mean.problem 0.500\n');
   });
 });

@@ -27,7 +27,10 @@ export type HeadlineKey = (typeof HEADLINE)[number]['key'];
  * naming both the kind and "acc"; undefined when the eval did not report it.
  */
 export function accuracyOf(metrics: Readonly<Record<string, number>>, kind: string): number | undefined {
+  // The coordinator's names: answer_accuracy, pointwise_accuracy, pairwise_accuracy, reflection_accuracy.
+  const own = kind === 'problem' ? ['answer_accuracy'] : [`${kind}_accuracy`];
   for (const k of [
+    ...own,
     `accuracy/${kind}`,
     `${kind}/accuracy`,
     `${kind}_accuracy`,
@@ -153,8 +156,11 @@ export function rewardSeries(events: readonly JobEvent[]): Series[] {
       byName.set(name, pts);
     }
     // A phase that reports only an overall reward still gets a curve.
+    const perKind = Object.keys(e.metrics).some(
+      (k) => /reward/i.test(k) && /problem|pointwise|pairwise|reflection/.test(k),
+    );
     const overall = e.metrics.reward_mean ?? e.metrics['reward/mean'] ?? e.metrics.reward;
-    if (overall !== undefined) {
+    if (overall !== undefined && !perKind) {
       const name = `${phase} reward (all)`;
       const pts = byName.get(name) ?? [];
       pts.push([e.step, overall]);
