@@ -12,10 +12,8 @@ import { Option, type Command } from 'commander';
 
 import { DATASET_FORMATS, type DatasetFormat } from '@spark/common/datasets';
 import type { Split } from '@spark/common/tasks';
-import { Verifier } from '@spark/verifier';
 
 import { problemsFromFiles, problemsFromSplit, type InputReport } from '../eval/inputs.js';
-import { loadGenerator } from '../eval/model.js';
 import { intOption, seedOption, variantOption } from '../eval/options.js';
 import { runJudge, runProblems } from '../eval/run.js';
 
@@ -70,6 +68,9 @@ export async function runEval(
       ? await problemsFromFiles(data, opts.format, count)
       : problemsFromSplit(opts.split, count ?? 64, seed);
   reportInput(report);
+  // the native model and the verifier load lazily, so `spark --help` and other commands stay fast
+  const { loadGenerator } = await import('../eval/model.js');
+  const { Verifier } = await import('@spark/verifier');
   const gen = await loadGenerator(checkpoint, { maxNewTokens, batch }, opts.tokenizer);
   const verifier = new Verifier({ budgetMs });
   try {

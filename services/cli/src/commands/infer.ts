@@ -5,9 +5,7 @@
 import { Option, type Command } from 'commander';
 
 import { evaluateProblems } from '@spark/common/evaluation';
-import { Verifier } from '@spark/verifier';
 
-import { loadGenerator } from '../eval/model.js';
 import { intOption, variantOption } from '../eval/options.js';
 
 interface InferCliOptions {
@@ -27,6 +25,9 @@ export async function runInfer(checkpoint: string, question: string, opts: Infer
   if (q === '') throw new Error('infer: the question is empty');
   if (q.length > MAX_QUESTION_CHARS)
     throw new Error(`infer: the question is longer than ${MAX_QUESTION_CHARS} characters`);
+  // lazy: the native model and the verifier load only when this command runs
+  const { loadGenerator } = await import('../eval/model.js');
+  const { Verifier } = await import('@spark/verifier');
   const gen = await loadGenerator(checkpoint, { maxNewTokens, batch: 1 }, opts.tokenizer);
   const verifier = opts.answer !== undefined ? new Verifier({}) : null;
   try {

@@ -1,0 +1,207 @@
+// End-to-end tests of `spark eval`, `spark score` and `spark infer`: the real CLI as a subprocess on a tiny
+// checkpoint made here (the `tiny` preset, briefly fine-tuned so it writes boxed answers) and tiny files —
+// outputs, summary semantics against the written results, malformed records (reported, not fatal), an
+// empty file (clear error, non-zero exit), the real-model self-reflection path and the reward benchmark.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { summarize, type AccuracySummary, type EvaluatedProblem } from '@spark/common/evaluation';
+
+import { makeTinyCheckpoint } from './fixture.js';
+
+const bin = join(import.meta.dirname, '../../bin/spark.mjs');
+
+function spark(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function readJsonl<T>(path: string): Promise<T[]> {
+  return (await readFile(path, 'utf8'))
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T);
+}
+
+const FAST = ['--max-new-tokens', '48', '--batch', '8'];
+
+describe('spark eval / score / infer on a tiny checkpoint', () => {
+  let dir: string;
+  let ckpt: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'spark-eval-'));
+    ckpt = join(dir, 'ckpt');
+    await makeTinyCheckpoint(ckpt, 60);
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  it('eval on the built-in test split writes results.jsonl and a summary that matches them', async () => {
+    const out = join(dir, 'split');
+    const r = await spark(['eval', ckpt, '--count', '8', '--out', out, ...FAST]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /mean \(unweighted\)\s+8/);
+    const results = await readJsonl<EvaluatedProblem>(join(out, 'results.jsonl'));
+    assert.equal(results.length, 8);
+    for (const x of results) {
+      for (const k of ['dataset', 'problem', 'answer', 'output', 'extracted', 'correct'] as const)
+        assert.ok(k in x, k);
+      assert.match(x.dataset, /^syn-/);
+    }
+    // the fine-tuned tiny model writes boxed answers
+    assert.ok(results.some((x) => x.extracted !== null));
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+      kind: string;
+      answers: AccuracySummary;
+    };
+    assert.equal(summary.kind, 'problems');
+    assert.deepEqual(summary.answers, summarize(results));
+
+    // spark score re-scores the same file to the same summary
+    const s = await spark(['score', join(out, 'results.jsonl'), '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.deepEqual((JSON.parse(s.stdout) as { answers: AccuracySummary }).answers, summary.answers);
+  });
+
+  it('eval on files reports malformed and image records without failing', async () => {
+    const file = join(dir, 'mixed.jsonl');
+    await writeFile(
+      file,
+      [
+        JSON.stringify({ dataset: 'alpha', problem: '2+3=?', answer: '5', image_path: '' }),
+        '{"dataset": "alpha", "problem": "oops"',
+        JSON.stringify({ dataset: 'alpha', problem: '7-4=?', answer: 3 }),
+        JSON.stringify({ dataset: 'beta', problem: 'no answer here' }),
+        JSON.stringify({ dataset: 'beta', problem: 'What is shown?', answer: '1', image_path: 'img/1.png' }),
+        JSON.stringify({ dataset: 'beta', problem: '6*2=?', answer: '12', image_path: null }),
+      ].join('\n') + '\n',
+    );
+    const out = join(dir, 'files');
+    const r = await spark(['eval', ckpt, file, '--out', out, ...FAST]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /skipped 3 line\(s\) \(1 with images/);
+    assert.match(r.stderr, /mixed\.jsonl:2: invalid JSON/);
+    assert.match(r.stderr, /mixed\.jsonl:4: missing required field "answer"/);
+    assert.match(r.stderr, /mixed\.jsonl:5: .*image/);
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+      input: { skipped: number; imageRecords: number; records: number };
+      answers: AccuracySummary;
+    };
+    assert.equal(summary.input.skipped, 3);
+    assert.equal(summary.input.imageRecords, 1);
+    assert.deepEqual(
+      summary.answers.datasets.map((d) => [d.dataset, d.count]),
+      [
+        ['alpha', 2],
+        ['beta', 1],
+      ],
+    );
+    const results = await readJsonl<EvaluatedProblem>(join(out, 'results.jsonl'));
+    assert.deepEqual(
+      results.map((x) => x.answer),
+      ['5', '3', '12'],
+    );
+  });
+
+  it('eval on an empty file fails with a clear message and a non-zero exit', async () => {
+    const file = join(dir, 'empty.jsonl');
+    await writeFile(file, '\n\n');
+    const [r, bad] = await Promise.all([
+      spark(['eval', ckpt, file]),
+      spark(['eval', join(dir, 'no-such-checkpoint'), '--count', '2']),
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /empty\.jsonl: the dataset is empty/);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /cannot load checkpoint/);
+  });
+
+  it('eval --reflect runs self-reflection with the real model (at most 5 calls per item)', async () => {
+    const out = join(dir, 'reflect');
+    const r = await spark(['eval', ckpt, '--count', '4', '--reflect', '--out', out, ...FAST]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /no-reflect\s+reflect/);
+    assert.match(r.stdout, /self-judge: \d+ verdicts/);
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+      withoutReflection: AccuracySummary;
+      reflection: { items: number; maxCallsPerItem: number; modelCalls: number };
+    };
+    assert.equal(summary.reflection.items, 4);
+    assert.ok(summary.reflection.maxCallsPerItem <= 5 && summary.reflection.maxCallsPerItem >= 1);
+    const results = await readJsonl<EvaluatedProblem>(join(out, 'results.jsonl'));
+    assert.equal(
+      results.reduce((s, x) => s + (x.reflection?.trace.length ?? 0), 0),
+      summary.reflection.modelCalls,
+    );
+    assert.equal(summary.withoutReflection.count, 4);
+  });
+
+  it('eval --judge runs the reward benchmark on balanced pointwise and pairwise items', async () => {
+    const out = join(dir, 'judge');
+    const r = await spark(['eval', ckpt, '--count', '4', '--judge', '--out', out, ...FAST]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /pointwise-yesno\s+4/);
+    assert.match(r.stdout, /mean \(pointwise, pairwise\)/);
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
+      kind: string;
+      items: number;
+      judge: { pointwise: { count: number }; pairwise: { count: number }; mean: number };
+    };
+    assert.equal(summary.kind, 'judge');
+    assert.equal(summary.items, 12);
+    assert.equal(summary.judge.pointwise.count, 8);
+    assert.equal(summary.judge.pairwise.count, 4);
+    assert.equal((await readJsonl(join(out, 'results.jsonl'))).length, 12);
+  });
+
+  it('score re-scores foreign results files, reports malformed lines, rejects an empty file', async () => {
+    const file = join(dir, 'foreign.jsonl');
+    await writeFile(
+      file,
+      [
+        JSON.stringify({ dataset: 'm', ground_truth: '\\frac{1}{2}', output: 'thus \\boxed{0.5}' }),
+        JSON.stringify({ dataset: 'm', answer: '3', extracted: '3.0' }),
+        'garbage',
+        JSON.stringify({ dataset: 'n', answer: '7', output: 'no box at all' }),
+      ].join('\n'),
+    );
+    const empty = join(dir, 'empty-results.jsonl');
+    await writeFile(empty, '');
+    const [r, e] = await Promise.all([spark(['score', file]), spark(['score', empty])]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /skipped 1 malformed line/);
+    assert.match(r.stdout, /m\s+2\s+2\s+100\.0%\s+0/);
+    assert.match(r.stdout, /n\s+1\s+0\s+0\.0%\s+1/);
+    assert.match(r.stdout, /mean \(unweighted\)\s+3\s+2\s+50\.0%\s+1/);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /the results file is empty/);
+  });
+
+  it('infer prints one answer, and the reflection trace with --reflect', async () => {
+    const [r, t, empty] = await Promise.all([
+      spark(['infer', ckpt, '5+3=?', '--answer', '8', '--max-new-tokens', '48']),
+      spark(['infer', ckpt, '5+3=?', '--reflect', '--json', '--max-new-tokens', '48']),
+      spark(['infer', ckpt, '   ']),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /=== answer: .*\[(correct|wrong)\]/);
+    assert.equal(t.code, 0, t.stderr);
+    const res = JSON.parse(t.stdout) as EvaluatedProblem;
+    const trace = res.reflection?.trace ?? [];
+    assert.equal(trace[0]?.kind, 'answer');
+    assert.ok(trace.length >= 1 && trace.length <= 5);
+    assert.equal(res.reflection?.calls, trace.length);
+    if (res.reflection?.stop === 'yes') assert.equal(trace.at(-1)?.extracted, 'Yes');
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /the question is empty/);
+  });
+});
