@@ -1,0 +1,591 @@
+// Learner service tests against a real Redis, a real gRPC server on 127.0.0.1:0 and the real tiny native
+// model: SFT warm-up, GRPO on hand-built verified groups, exactly-once redelivery, stale and all-equal
+// groups, PolicyService streaming (checksum, values, missing versions, auth), checkpoints, the lr schedule
+// and the BullMQ worker path.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+
+import {
+  fetchPolicy,
+  float32ToLE,
+  jobKeys,
+  queueName,
+  renderPromptTokens,
+  type LearnHyper,
+  type LearnResult,
+  type LearnTask,
+  type VerifiedGroup,
+} from '@spark/common/cluster';
+import { loadConfig } from '@spark/common/config';
+import { grpc } from '@spark/common/grpc';
+import { createLogger } from '@spark/common/logging';
+import { JobSpec } from '@spark/common/proto';
+import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
+import { testPrefix, testRedisUrl } from '@spark/common/testing';
+import { charTokenizer } from '@spark/common/tokenizers';
+import { Model } from '@spark/kernels';
+
+import {
+  groupAdvantages,
+  learnerConfigShape,
+  learningRateAt,
+  readTrainerState,
+  scheduleFromSpec,
+  startLearner,
+  whenRedisReady,
+  type LearnerService,
+} from './index.js';
+
+const silent = createLogger({
+  service: 'learner-test',
+  level: 'silent',
+  destination: new Writable({ write: (_c, _e, cb) => cb() }),
+});
+const TOKEN = 'learner-test-token-0123456789';
+
+const hyper: LearnHyper = {
+  learningRate: 1e-2,
+  clipEpsilon: 0.2,
+  klCoefficient: 0.001,
+  miniBatchSize: 8,
+  microBatchSize: 4,
+  maxGradNorm: 1,
+  beta1: 0.9,
+  beta2: 0.95,
+  weightDecay: 0,
+};
+
+interface Env {
+  url: string;
+  prefix: string;
+  redis: Redis;
+  dir: string;
+  service: LearnerService;
+}
+
+async function setup(
+  name: string,
+  spec: Partial<JobSpec> = {},
+  extra: Record<string, unknown> = {},
+  jobId = 'job-1',
+): Promise<Env> {
+  const url = await testRedisUrl();
+  const prefix = testPrefix(name);
+  const redis = connectRedis(url);
+  await whenRedisReady(redis);
+  const dir = await mkdtemp(join(tmpdir(), 'spark-learner-'));
+  await writeJob(redis, prefix, jobId, { checkpointDir: join(dir, jobId), ...spec });
+  const config = loadConfig('learner', learnerConfigShape, {
+    env: {},
+    overrides: {
+      redisUrl: url,
+      redisPrefix: prefix,
+      localMode: true,
+      dataDir: dir,
+      logLevel: 'silent',
+      activePollMs: 50,
+      ...extra,
+    },
+  });
+  const service = await startLearner(config, { logger: silent });
+  return { url, prefix, redis, dir, service };
+}
+
+async function writeJob(redis: Redis, prefix: string, jobId: string, spec: Partial<JobSpec>): Promise<void> {
+  const full = JobSpec.fromPartial({ model: 'tiny', seed: 11, ...spec });
+  await redis.hset(jobKeys.job(prefix, jobId), {
+    spec: JSON.stringify(JobSpec.toJSON(full)),
+    state: 'RUNNING',
+  });
+  await redis.sadd(jobKeys.active(prefix), jobId);
+}
+
+async function teardown(env: Env): Promise<void> {
+  await env.service.close();
+  await env.redis.quit();
+  await rm(env.dir, { recursive: true, force: true });
+}
+
+const sha = (p: Float32Array) => createHash('sha256').update(float32ToLE(p)).digest('hex');
+
+function sftTask(
+  jobId: string,
+  step: number,
+  version: number,
+  examples: { prompt: string; target: string }[],
+): LearnTask {
+  return { jobId, step, phase: 'warmup', policyVersion: version, groupIds: [], hyper, sft: examples };
+}
+
+const examples = [
+  { prompt: 'What is 2+3?', target: 'The answer is \\boxed{5}' },
+  { prompt: 'What is 7-4?', target: 'The answer is \\boxed{3}' },
+  { prompt: 'What is 3*3?', target: 'The answer is \\boxed{9}' },
+  { prompt: 'What is 8/2?', target: 'The answer is \\boxed{4}' },
+];
+
+/** A verified group of one prompt: responses (text) with rewards, at a policy version. */
+function group(step: number, promptId: string, version: number, responses: [string, 0 | 1][]): VerifiedGroup {
+  const text = `Compute ${promptId}`;
+  return {
+    groupId: `${step}/policy/${promptId}`,
+    prompt: { promptId, kind: 'problem', text, label: '1', sourceGroupId: null, question: text, tags: [] },
+    promptTokens: renderPromptTokens(charTokenizer, text),
+    policyVersion: version,
+    responses: responses.map(([t, reward]) => ({
+      text: t,
+      tokens: [...charTokenizer.encode(t), charTokenizer.eosId],
+      logprobs: [],
+      finish: 'stop' as const,
+      reward,
+      extracted: null,
+      reason: 'test',
+    })),
+  };
+}
+
+async function storeGroups(
+  env: Env,
+  jobId: string,
+  step: number,
+  groups: VerifiedGroup[],
+): Promise<string[]> {
+  const key = jobKeys.groups(env.prefix, jobId, step, 'policy');
+  for (const g of groups) await env.redis.hset(key, g.groupId, JSON.stringify(g));
+  return groups.map((g) => g.groupId);
+}
+
+function grpoTask(
+  jobId: string,
+  step: number,
+  version: number,
+  groupIds: string[],
+  h: Partial<LearnHyper> = {},
+): LearnTask {
+  return {
+    jobId,
+    step,
+    phase: 'policy',
+    policyVersion: version,
+    groupIds,
+    hyper: { ...hyper, ...h },
+    sft: [],
+  };
+}
+
+/** Σ log π of a response given the prompt, under a model. */
+async function seqLogprob(model: Model, g: VerifiedGroup, i: number): Promise<number> {
+  const r = g.responses[i];
+  assert.ok(r);
+  const [lp] = await model.logprobs([
+    { tokens: Uint32Array.from([...g.promptTokens, ...r.tokens]), promptLen: g.promptTokens.length },
+  ]);
+  assert.ok(lp);
+  return lp.reduce((a, b) => a + b, 0);
+}
+
+const client = { token: null, defaultDeadlineMs: 20_000 };
+
+describe('learner: updates', () => {
+  let env: Env;
+  before(async () => {
+    env = await setup('learner-updates');
+  });
+  after(async () => teardown(env));
+
+  it('publishes version 0 as soon as the job is loaded', async () => {
+    const state = await env.service.learner.ensureJob('job-1');
+    assert.equal(state.version, 0);
+    const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-1'));
+    assert.equal(policy.version, '0');
+    assert.equal(policy.learnerAddress, env.service.address);
+    assert.equal(policy.sha256, sha(await state.model.getParams()));
+    assert.equal(Number(policy.bytes), state.model.numParams * 4);
+  });
+
+  it('warm-up tasks run SFT and lower the loss', async () => {
+    const state = await env.service.learner.ensureJob('job-1');
+    const losses: number[] = [];
+    for (let step = 0; step < 6; step++) {
+      const r = await env.service.learner.learn(sftTask('job-1', step, state.version, examples));
+      losses.push(r.loss);
+      assert.equal(r.policyVersion, step + 1);
+      assert.equal(r.sequences, 4);
+      assert.ok(r.optimizerSteps === 1, 'minibatch 8 > 4 examples: one optimizer step');
+      assert.ok(r.tokens > 0);
+    }
+    assert.equal(state.version, 6);
+    assert.ok(
+      (losses.at(-1) as number) < (losses[0] as number) * 0.8,
+      `SFT loss should fall: ${losses.map((l) => l.toFixed(3)).join(' → ')}`,
+    );
+    assert.equal(state.reference, null, 'no reference before RL');
+  });
+
+  it('a GRPO task raises the log-prob of rewarded responses and bumps the version', async () => {
+    // a fresh job: zero AdamW moments, so the step follows this task's gradient alone
+    await writeJob(env.redis, env.prefix, 'job-g', { checkpointDir: join(env.dir, 'job-g') });
+    const state = await env.service.learner.ensureJob('job-g');
+    const v = state.version;
+    const g1 = group(1, 'a', v, [
+      ['5', 1],
+      ['xyz', 0],
+      ['5', 1],
+      ['qq', 0],
+    ]);
+    const g2 = group(1, 'b', v, [
+      ['9', 1],
+      ['abc', 0],
+      ['ww', 0],
+      ['k', 0],
+    ]);
+    const ids = await storeGroups(env, 'job-g', 1, [g1, g2]);
+    // J = Σ A·log π over the batch: what one GRPO step at ratio 1 ascends
+    const objective = async () => {
+      let j = 0;
+      for (const g of [g1, g2]) {
+        const adv = groupAdvantages(g.responses.map((r) => r.reward));
+        for (let i = 0; i < g.responses.length; i++)
+          j += (adv[i] ?? 0) * (await seqLogprob(state.model, g, i));
+      }
+      return j;
+    };
+    const before = [
+      await seqLogprob(state.model, g1, 0),
+      await seqLogprob(state.model, g1, 1),
+      await seqLogprob(state.model, g2, 0),
+    ];
+    const j0 = await objective();
+    const r = await env.service.learner.learn(grpoTask('job-g', 1, v, ids, { learningRate: 1e-3 }));
+    const after = [
+      await seqLogprob(state.model, g1, 0),
+      await seqLogprob(state.model, g1, 1),
+      await seqLogprob(state.model, g2, 0),
+    ];
+    const j1 = await objective();
+    assert.equal(r.policyVersion, v + 1);
+    assert.equal(r.sequences, 8);
+    assert.equal(r.staleGroups, 0);
+    assert.equal(r.optimizerSteps, 1);
+    assert.ok(j1 > j0, `advantage-weighted log-prob should rise: ${j0} → ${j1}`);
+    assert.ok(after[0]! > before[0]!, `rewarded response: ${before[0]} → ${after[0]}`);
+    assert.ok(after[1]! < before[1]!, `unrewarded response: ${before[1]} → ${after[1]}`);
+    assert.ok(after[2]! > before[2]!, `rewarded response of group b: ${before[2]} → ${after[2]}`);
+    assert.ok(state.reference, 'the reference was frozen when RL started');
+    const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-g'));
+    assert.equal(policy.version, String(v + 1));
+    assert.equal(policy.sha256, sha(await state.model.getParams()));
+    const stored = JSON.parse(
+      (await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null',
+    ) as LearnResult;
+    assert.deepEqual(stored, r);
+  });
+
+  it('a redelivered LearnTask returns the stored result without training', async () => {
+    const state = await env.service.learner.ensureJob('job-g');
+    const paramsBefore = sha(await state.model.getParams());
+    const versionBefore = state.version;
+    const stored = JSON.parse(
+      (await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null',
+    ) as LearnResult;
+    // the task as it was first delivered (sampled at version versionBefore - 1)
+    const ids = ['1/policy/a', '1/policy/b'];
+    const again = await env.service.learner.learn(
+      grpoTask('job-g', 1, versionBefore - 1, ids, { learningRate: 1e-3 }),
+    );
+    assert.deepEqual(again, stored);
+    assert.equal(state.version, versionBefore);
+    assert.equal(sha(await state.model.getParams()), paramsBefore, 'parameters unchanged');
+    // the stored result lost (e.g. Redis failed after training): the learner still answers from memory
+    await env.redis.del(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'));
+    const third = await env.service.learner.learn(
+      grpoTask('job-g', 1, versionBefore - 1, ids, { learningRate: 1e-3 }),
+    );
+    assert.deepEqual(third, stored);
+    assert.equal(sha(await state.model.getParams()), paramsBefore, 'parameters unchanged');
+    assert.equal(
+      await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy')),
+      JSON.stringify(stored),
+    );
+  });
+
+  it('refuses groups sampled with another policy version and gives all-equal groups zero advantage', async () => {
+    // a fresh job (zero AdamW moments): a zero gradient must then leave every weight where it is
+    await writeJob(env.redis, env.prefix, 'job-e', { checkpointDir: join(env.dir, 'job-e') });
+    const state = await env.service.learner.ensureJob('job-e');
+    const v = state.version;
+    const stale = group(2, 's', v + 1, [
+      ['\\boxed{1}', 1],
+      ['\\boxed{2}', 0],
+    ]);
+    const equal = group(2, 'e', v, [
+      ['\\boxed{1}', 1],
+      ['\\boxed{1}', 1],
+      ['\\boxed{1}', 1],
+    ]);
+    const ids = await storeGroups(env, 'job-e', 2, [stale, equal]);
+    const before = await state.model.getParams();
+    // klCoef 0: with every advantage 0 the loss has zero gradient, so AdamW must leave the weights alone
+    const r = await env.service.learner.learn(grpoTask('job-e', 2, v, ids, { klCoefficient: 0 }));
+    assert.equal(r.staleGroups, 1);
+    assert.equal(r.sequences, 3, 'the all-equal group stays in the batch; the stale one is dropped');
+    assert.equal(r.policyVersion, v + 1);
+    assert.ok(Math.abs(r.loss) < 1e-6, `zero advantage → zero policy loss, got ${r.loss}`);
+    const afterP = await state.model.getParams();
+    let maxDiff = 0;
+    for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(before[i]! - afterP[i]!));
+    assert.ok(maxDiff < 1e-7, `parameters moved by ${maxDiff}`);
+  });
+
+  it('a task at the wrong policy version fails clearly and trains nothing', async () => {
+    const state = await env.service.learner.ensureJob('job-1');
+    const p = sha(await state.model.getParams());
+    await assert.rejects(
+      env.service.learner.learn(sftTask('job-1', 50, state.version + 3, examples)),
+      /sampled with policy version/,
+    );
+    assert.equal(sha(await state.model.getParams()), p);
+  });
+
+  it('a missing group fails the task (retryable) and leaves the model as it was', async () => {
+    const state = await env.service.learner.ensureJob('job-1');
+    const p = sha(await state.model.getParams());
+    const v = state.version;
+    await assert.rejects(
+      env.service.learner.learn(grpoTask('job-1', 3, v, ['3/policy/nope'])),
+      /not verified yet/,
+    );
+    assert.equal(state.version, v);
+    assert.equal(sha(await state.model.getParams()), p);
+    assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-1', 3, 'policy')), null);
+  });
+
+  it('GetPolicy streams the held versions; older versions are FAILED_PRECONDITION, unknown jobs NOT_FOUND', async () => {
+    const state = await env.service.learner.ensureJob('job-1');
+    const v = state.version;
+    const got = await fetchPolicy(env.service.address, 'job-1', v, client);
+    const params = await state.model.getParams();
+    assert.equal(got.version, v);
+    assert.equal(got.params.length, params.length);
+    assert.deepEqual(got.params, params);
+    assert.equal(got.sha256, sha(params));
+    assert.equal(got.config.vocab_size, 128);
+    const prev = await fetchPolicy(env.service.address, 'job-1', v - 1, client);
+    assert.equal(prev.version, v - 1);
+    assert.notEqual(prev.sha256, got.sha256);
+    await assert.rejects(fetchPolicy(env.service.address, 'job-1', 0, client), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+      return true;
+    });
+    await assert.rejects(
+      fetchPolicy(env.service.address, 'job-1', v + 1, client),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+        return true;
+      },
+    );
+    await assert.rejects(
+      fetchPolicy(env.service.address, 'no-such-job', 0, client),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.NOT_FOUND);
+        return true;
+      },
+    );
+  });
+
+  it('exposes the spark_learner_* metrics', async () => {
+    const text = await env.service.serviceMetrics.registry.metrics();
+    for (const name of [
+      'spark_learner_updates_total{phase="warmup"} 6',
+      'spark_learner_updates_total{phase="policy"} 2',
+      'spark_learner_models_loaded_count 3',
+      'spark_learner_stale_groups_total 1',
+      'spark_learner_replayed_updates_total 2',
+    ]) {
+      assert.ok(text.includes(name), `missing ${name}`);
+    }
+    assert.match(text, /spark_learner_weight_bytes_sent_total \d+/);
+    assert.match(text, /spark_learner_policy_version_info \d+/);
+  });
+});
+
+describe('learner: checkpoints, auth and the worker path', () => {
+  it('writes a loadable checkpoint on a final task and a restarted learner resumes from it', async () => {
+    const env = await setup('learner-ckpt', { checkpointInterval: 0 });
+    try {
+      const state = await env.service.learner.ensureJob('job-1');
+      await env.service.learner.learn(sftTask('job-1', 0, 0, examples));
+      const ids = await storeGroups(env, 'job-1', 1, [
+        group(1, 'a', 1, [
+          ['\\boxed{1}', 1],
+          ['\\boxed{2}', 0],
+        ]),
+      ]);
+      const r = await env.service.learner.learn({
+        ...grpoTask('job-1', 1, 1, ids),
+        final: true,
+        totalOptimizerSteps: 10,
+      });
+      assert.ok(r.checkpointPath, 'final task reports its checkpoint');
+      assert.equal(r.checkpointPath, join(env.dir, 'job-1', 'step-1'));
+      const trainer = await readTrainerState(r.checkpointPath);
+      assert.equal(trainer.jobId, 'job-1');
+      assert.equal(trainer.policyVersion, 2);
+      assert.equal(trainer.rlOptimizerSteps, 1);
+      assert.equal(trainer.optimizerSteps, 2);
+      const loaded = await Model.load(r.checkpointPath, { optimizer: true });
+      assert.deepEqual(await loaded.getParams(), await state.model.getParams());
+      assert.equal((await loaded.getOptimizerState()).step, 2);
+      loaded.free();
+      const files = JSON.parse(await readFile(join(r.checkpointPath, 'config.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      assert.equal(files.vocab_size, 128);
+      const finalSha = sha(await state.model.getParams());
+      await env.service.close();
+
+      // a fresh learner process on the same job resumes at the checkpoint's version
+      const config = loadConfig('learner', learnerConfigShape, {
+        env: {},
+        overrides: {
+          redisUrl: env.url,
+          redisPrefix: env.prefix,
+          localMode: true,
+          dataDir: env.dir,
+          logLevel: 'silent',
+        },
+      });
+      env.service = await startLearner(config, { logger: silent });
+      const resumed = await env.service.learner.ensureJob('job-1');
+      assert.equal(resumed.version, 2);
+      assert.equal(resumed.rlOptimizerSteps, 1);
+      assert.ok(resumed.reference, 'reference restored');
+      assert.equal(sha(await resumed.model.getParams()), finalSha);
+
+      // another job whose model spec is the checkpoint directory starts from those weights at version 0
+      await writeJob(env.redis, env.prefix, 'job-2', {
+        model: r.checkpointPath,
+        checkpointDir: join(env.dir, 'job-2'),
+      });
+      const fromCkpt = await env.service.learner.ensureJob('job-2');
+      assert.equal(fromCkpt.version, 0);
+      assert.equal(sha(await fromCkpt.model.getParams()), finalSha);
+    } finally {
+      await teardown(env);
+    }
+  });
+
+  it('requires the bearer token on GetPolicy when one is configured', async () => {
+    const env = await setup('learner-auth', {}, { localMode: false, authToken: TOKEN });
+    try {
+      await env.service.learner.ensureJob('job-1');
+      await assert.rejects(fetchPolicy(env.service.address, 'job-1', 0, client), (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.UNAUTHENTICATED);
+        return true;
+      });
+      await assert.rejects(
+        fetchPolicy(env.service.address, 'job-1', 0, { ...client, token: 'wrong-token-0123456789' }),
+        (err: grpc.ServiceError) => err.code === grpc.status.UNAUTHENTICATED,
+      );
+      const ok = await fetchPolicy(env.service.address, 'job-1', 0, { ...client, token: TOKEN });
+      assert.equal(ok.version, 0);
+    } finally {
+      await teardown(env);
+    }
+  });
+
+  it('serves LearnTasks from the job queue and writes checkpoints at the interval', async () => {
+    const env = await setup('learner-queue', { checkpointInterval: 2 });
+    const queue = createQueue<LearnTask>(queueName('learn', 'job-1'), { url: env.url, prefix: env.prefix });
+    try {
+      await queue.waitUntilReady();
+      const wait = async (step: number, phase: string): Promise<LearnResult> => {
+        const key = jobKeys.learned(env.prefix, 'job-1', step, phase);
+        for (let i = 0; i < 400; i++) {
+          const raw = await env.redis.get(key);
+          if (raw) return JSON.parse(raw) as LearnResult;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new Error(`no result for ${step}/${phase}`);
+      };
+      await queue.add('learn', sftTask('job-1', 0, 0, examples), { jobId: '0/warmup' });
+      const r0 = await wait(0, 'warmup');
+      assert.equal(r0.policyVersion, 1);
+      const ids = await storeGroups(env, 'job-1', 2, [
+        group(2, 'a', 1, [
+          ['\\boxed{1}', 1],
+          ['\\boxed{2}', 0],
+        ]),
+      ]);
+      await queue.add('learn', grpoTask('job-1', 2, 1, ids), { jobId: '2/policy' });
+      const r2 = await wait(2, 'policy');
+      assert.equal(r2.policyVersion, 2);
+      assert.equal(r2.checkpointPath, join(env.dir, 'job-1', 'step-2'));
+      // malformed task: refused without retries
+      await queue.add(
+        'learn',
+        { ...sftTask('job-1', 3, 2, examples), hyper: { ...hyper, miniBatchSize: 0 } },
+        {
+          jobId: '3/warmup',
+          attempts: 3,
+        },
+      );
+      for (let i = 0; i < 200; i++) {
+        if ((await queue.getJobState('3/warmup')) === 'failed') {
+          const job = await queue.getJob('3/warmup');
+          assert.ok(job);
+          assert.match(job.failedReason, /miniBatchSize/);
+          assert.equal(job.attemptsMade, 1);
+          break;
+        }
+        assert.ok(i < 199, 'malformed task should fail');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await queue.close();
+      await teardown(env);
+    }
+  });
+});
+
+describe('learner: pure parts', () => {
+  it('group advantages: sample std with N−1, zero for all-equal groups', () => {
+    const a = groupAdvantages([1, 0, 1, 0]);
+    // mean 0.5, std_{N-1} = sqrt(1/3)
+    const s = Math.sqrt(1 / 3);
+    assert.deepEqual(
+      a.map((x) => x.toFixed(6)),
+      [0.5 / s, -0.5 / s, 0.5 / s, -0.5 / s].map((x) => x.toFixed(6)),
+    );
+    assert.deepEqual(groupAdvantages([1, 1, 1]), [0, 0, 0]);
+    assert.deepEqual(groupAdvantages([0, 0]), [0, 0]);
+    assert.deepEqual(groupAdvantages([1]), [0]);
+  });
+
+  it('lr schedule: linear warm-up, cosine to min_lr_ratio × lr, constant option', () => {
+    const cos = scheduleFromSpec({ lrSchedule: '', lrWarmupRatio: 0.1, minLrRatio: 0.1 });
+    assert.equal(cos.kind, 'cosine');
+    const lr = (s: number) => learningRateAt(cos, 1, s, 100);
+    assert.ok(Math.abs(lr(0) - 0.1) < 1e-12, 'warm-up step 1 of 10');
+    assert.ok(Math.abs(lr(9) - 1) < 1e-12, 'end of warm-up');
+    assert.ok(Math.abs(lr(10) - 1) < 1e-12, 'cosine starts at the peak');
+    assert.ok(Math.abs(lr(55) - 0.55) < 1e-12, 'halfway: (1 + 0.1) / 2');
+    assert.ok(Math.abs(lr(100) - 0.1) < 1e-12, 'floor at the end');
+    assert.ok(Math.abs(lr(500) - 0.1) < 1e-12, 'stays at the floor past the horizon');
+    const defaults = scheduleFromSpec({ lrSchedule: 'cosine', lrWarmupRatio: 0, minLrRatio: 0 });
+    assert.deepEqual(defaults, { kind: 'cosine', warmupRatio: 0.03, minLrRatio: 0.1 });
+    const constant = scheduleFromSpec({ lrSchedule: 'constant', lrWarmupRatio: 0, minLrRatio: 0 });
+    assert.equal(learningRateAt(constant, 5e-4, 77, 100), 5e-4);
+    assert.equal(learningRateAt(cos, 5e-4, 3, null), 5e-4, 'unknown horizon → constant');
+    assert.throws(
+      () => scheduleFromSpec({ lrSchedule: 'linear', lrWarmupRatio: 0, minLrRatio: 0 }),
+      /cosine/,
+    );
+  });
+});
