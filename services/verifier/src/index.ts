@@ -32,3 +32,16 @@ export {
   type VerifierOptions,
   type VerifyResult,
 } from './lib/verifier.js';
+export {
+  startVerifierService,
+  verifierServiceConfig,
+  verifierConfigShape,
+  parseVerifyTask,
+  scoreTask,
+  modeOf,
+  VERIFIER_SERVICE_NAME,
+  type VerifierService,
+  type VerifierServiceConfig,
+  type VerifierServiceDeps,
+  type VerifyTaskResult,
+} from './service/index.js';

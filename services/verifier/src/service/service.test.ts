@@ -1,0 +1,199 @@
+// The verifier service against a real Redis and real BullMQ queues: a shard of hand-made groups (right and
+// wrong answers, judge verdicts in first/last boxes) is scored correctly and stored per group; a
+// redelivered shard rewrites the same fields; a malformed payload fails once without retries; close()
+// while a shard is being scored lets it finish.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import {
+  jobKeys,
+  queueName,
+  type KindName,
+  type PromptItem,
+  type SampledGroup,
+  type VerifiedGroup,
+  type VerifyTask,
+} from '@spark/common/cluster';
+import { createLogger } from '@spark/common/logging';
+import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
+import { testPrefix, testRedisUrl } from '@spark/common/testing';
+
+import { startVerifierService, verifierServiceConfig, type VerifierService } from './index.js';
+
+const silent = createLogger({ service: 'test', level: 'silent' });
+
+function prompt(id: string, kind: KindName, label: string): PromptItem {
+  return { promptId: id, kind, text: `prompt ${id}`, label, sourceGroupId: null, question: null, tags: [] };
+}
+
+function group(step: number, p: PromptItem, texts: string[]): SampledGroup {
+  return {
+    groupId: `${step}/policy/${p.promptId}`,
+    prompt: p,
+    promptTokens: [4, 65, 2, 5],
+    policyVersion: 3,
+    responses: texts.map((text) => ({ text, tokens: [65, 2], logprobs: [-1, -2], finish: 'stop' as const })),
+  };
+}
+
+/** Groups with the expected reward of each response. */
+const CASES: { g: SampledGroup; expect: number[] }[] = [
+  {
+    g: group(1, prompt('p1', 'problem', '42'), [
+      'so \\boxed{42}',
+      'first \\boxed{41} then \\boxed{42}', // last box counts for answers
+      '\\boxed{42} no wait \\boxed{43}',
+      'no box 42',
+    ]),
+    expect: [1, 1, 0, 0],
+  },
+  {
+    g: group(1, prompt('p2', 'problem', '\\frac{1}{2}'), ['\\boxed{0.5}', '\\boxed{1/2}', '\\boxed{2}']),
+    expect: [1, 1, 0],
+  },
+  {
+    g: group(1, prompt('j1', 'pointwise', 'Yes'), [
+      '\\boxed{Yes}',
+      '\\boxed{No}',
+      '\\boxed{Yes} or \\boxed{No}', // judge: first box
+      '\\boxed{yes}', // case-sensitive
+    ]),
+    expect: [1, 0, 1, 0],
+  },
+  {
+    g: group(1, prompt('j2', 'pairwise', 'B'), ['\\boxed{B}', '\\boxed{A}', '\\boxed{A} hmm \\boxed{B}']),
+    expect: [1, 0, 0],
+  },
+  {
+    g: group(1, prompt('r1', 'reflection', '7'), ['the given answer is wrong, \\boxed{7}', '\\boxed{8}']),
+    expect: [1, 0],
+  },
+];
+
+function shard(jobId: string, shardId: string, groups: SampledGroup[]): VerifyTask {
+  return { jobId, step: 1, phase: 'policy', shardId, groups };
+}
+
+async function waitFor<T>(fn: () => Promise<T | null>, timeoutMs = 20_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+void describe('verifier service', () => {
+  let url: string;
+  let redis: Redis;
+  let svc: VerifierService | null = null;
+  const prefix = testPrefix('verifier-svc');
+  const jobId = 'vj1';
+  before(async () => {
+    url = await testRedisUrl();
+    redis = connectRedis(url);
+    await new Promise((r) => redis.once('ready', r));
+    await redis.sadd(jobKeys.active(prefix), jobId);
+  });
+  after(async () => {
+    await svc?.close();
+    await redis.quit();
+  });
+
+  void it('scores a shard, stores one field per group, and a redelivery does not duplicate', async () => {
+    const config = verifierServiceConfig({
+      redisUrl: url,
+      redisPrefix: prefix,
+      pollMs: 20,
+      logLevel: 'silent',
+    });
+    svc = await startVerifierService(config, { logger: silent });
+    const queue = createQueue<VerifyTask>(queueName('verify', jobId), { url, prefix });
+    after(() => queue.close());
+    const task = shard(
+      jobId,
+      '1/policy/0',
+      CASES.map((c) => c.g),
+    );
+    await queue.add('verify', task, { jobId: task.shardId });
+    const key = jobKeys.groups(prefix, jobId, 1, 'policy');
+    await waitFor(async () => ((await queue.getJobState(task.shardId)) === 'completed' ? true : null));
+    const stored = await redis.hgetall(key);
+    assert.equal(Object.keys(stored).length, CASES.length);
+    for (const { g, expect } of CASES) {
+      const v = JSON.parse(stored[g.groupId] ?? 'null') as VerifiedGroup;
+      assert.deepEqual(
+        v.responses.map((r) => r.reward),
+        expect,
+        `rewards of ${g.groupId}: ${v.responses.map((r) => r.reason).join(', ')}`,
+      );
+      assert.equal(v.policyVersion, 3);
+      assert.deepEqual(v.promptTokens, g.promptTokens);
+      assert.deepEqual(
+        v.responses.map((r) => r.text),
+        g.responses.map((r) => r.text),
+      );
+    }
+    const p1 = JSON.parse(stored['1/policy/p1'] ?? 'null') as VerifiedGroup;
+    assert.equal(p1.responses[1]?.extracted, '42');
+
+    // redelivery of the same shard (BullMQ at-least-once): same fields, same content
+    await queue.add('verify', task, { jobId: `${task.shardId}-again` });
+    await waitFor(async () =>
+      (await queue.getJobState(`${task.shardId}-again`)) === 'completed' ? true : null,
+    );
+    assert.deepEqual(await redis.hgetall(key), stored);
+
+    const metrics = await svc.metrics.registry.metrics();
+    assert.match(metrics, /spark_verifier_responses_verified_total\{kind="pointwise",result="correct"\} 4/);
+    assert.match(metrics, /spark_verifier_reward_ratio\{kind="problem"\} 0\.5714/);
+  });
+
+  void it('fails a malformed shard at once (no retries)', async () => {
+    const queue = createQueue<unknown>(queueName('verify', jobId), { url, prefix });
+    after(() => queue.close());
+    await queue.add('verify', { jobId, step: 'x', groups: 'nope' }, { jobId: 'bad-1', attempts: 5 });
+    const job = await waitFor(async () => {
+      const j = await queue.getJob('bad-1');
+      return j && (await j.getState()) === 'failed' ? j : null;
+    });
+    assert.ok(job.attemptsMade <= 1, `attempts: ${job.attemptsMade}`);
+    await new Promise((r) => setTimeout(r, 700)); // past the first backoff: still failed, not retried
+    assert.equal(await job.getState(), 'failed');
+    assert.match((job.stacktrace ?? []).join('\n'), /UnrecoverableError: invalid VerifyTask/);
+  });
+
+  void it('close() while a shard is being scored lets it finish', async () => {
+    const queue = createQueue<VerifyTask>(queueName('verify', jobId), { url, prefix });
+    after(() => queue.close());
+    // a larger shard: 300 groups × 16 numeric answers (no symbolic step, so the machine's load does not
+    // turn answers into time-outs)
+    const groups = Array.from({ length: 300 }, (_, i) =>
+      group(
+        2,
+        prompt(`big${i}`, 'problem', `\\frac{${i}}{2}`),
+        Array.from({ length: 16 }, (_, k) => `so \\boxed{${(i + k) / 2}}`),
+      ),
+    );
+    const task: VerifyTask = { jobId, step: 2, phase: 'policy', shardId: '2/policy/0', groups };
+    await queue.add('verify', task, { jobId: task.shardId });
+    await waitFor(
+      async () => ((await queue.getJobState(task.shardId)) === 'active' ? true : null),
+      20_000,
+      5,
+    );
+    assert.ok(svc);
+    await svc.close();
+    svc = null;
+    assert.equal(await queue.getJobState(task.shardId), 'completed');
+    const stored = await redis.hgetall(jobKeys.groups(prefix, jobId, 2, 'policy'));
+    assert.equal(Object.keys(stored).length, 300);
+    const g5 = JSON.parse(stored['2/policy/big5'] ?? 'null') as VerifiedGroup;
+    // (5 + k)/2 = 5/2 only for k = 0
+    assert.deepEqual(
+      g5.responses.map((r) => r.reward),
+      [1, ...Array<number>(15).fill(0)],
+    );
+  });
+});
