@@ -1,0 +1,44 @@
+// The coordinator's configuration: the shared service keys plus the scheduler's and the job driver's
+// bounds (concurrent jobs, phase time-outs, shard size, queue depth, event stream length, watchers).
+import { baseServiceShape, loadConfigOrExit, z, type LoadConfigOptions } from '@spark/common/config';
+
+export const coordinatorShape = {
+  ...baseServiceShape,
+  /** Jobs that run at the same time; the others wait QUEUED in submission order. */
+  maxConcurrentJobs: z.number().int().min(1).max(64).default(1),
+  /** Longest wait for one phase's work (rollouts + verification, a learner update, a synthesis), in ms. */
+  phaseTimeoutMs: z
+    .number()
+    .int()
+    .min(1_000)
+    .max(24 * 3_600_000)
+    .default(900_000),
+  /** How often the driver polls Redis while waiting, in ms. */
+  pollMs: z.number().int().min(10).max(10_000).default(100),
+  /** Prompts per rollout task (one batched sampler call). */
+  shardSize: z.number().int().min(1).max(4096).default(8),
+  /** Largest number of waiting tasks in one job queue before enqueueing fails (RESOURCE_EXHAUSTED). */
+  queueMaxDepth: z.number().int().min(1).max(1_000_000).default(10_000),
+  /** Approximate length bound of each job's event stream (XADD MAXLEN ~). */
+  eventsMaxLen: z.number().int().min(100).max(1_000_000).default(10_000),
+  /** Concurrent WatchJob streams; more are refused with RESOURCE_EXHAUSTED. */
+  maxWatchers: z.number().int().min(1).max(10_000).default(64),
+  /** Directory under which a job's checkpoints go when its spec names none (`<dataDir>/<jobId>`). */
+  dataDir: z.string().min(1).max(4096).default('./spark-data/jobs'),
+  /** How often the scheduler looks for queued jobs to start, in ms. */
+  schedulePollMs: z.number().int().min(10).max(60_000).default(500),
+  /** How long CancelJob waits for a running job's driver to stop before answering, in ms. */
+  cancelWaitMs: z.number().int().min(0).max(60_000).default(10_000),
+};
+
+export type CoordinatorConfig = Readonly<z.infer<z.ZodObject<typeof coordinatorShape>>>;
+
+/** The coordinator's config from defaults, file and SPARK_* environment; exits with status 2 when invalid. */
+export function loadCoordinatorConfig(options: LoadConfigOptions = {}): CoordinatorConfig {
+  return loadConfigOrExit('coordinator', coordinatorShape, options);
+}
+
+/** A full config from partial values (tests and in-process launchers): defaults for everything else. */
+export function coordinatorConfig(values: Partial<CoordinatorConfig> = {}): CoordinatorConfig {
+  return Object.freeze(z.strictObject(coordinatorShape).parse(values));
+}

@@ -1,0 +1,670 @@
+// The job driver: one async loop per running job. It turns the job's spec into work on the job's queues
+// and waits (bounded by the phase time-out, checking cancellation) for the workers' results in Redis:
+//   warm-up   warmupSteps supervised LearnTasks (phase 'warmup', SFT pairs from worked solutions);
+//   eval      before RL, every evalInterval steps and after the last step (greedy, G = 1, no update);
+//   step t    policy phase: B prompts → rollout shards → verified groups;
+//             synthesis (spark, grpo-judge): recycle the verified groups, maybe release a reward batch;
+//             policy update (spark, grpo): LearnTask "<t>/policy" on the policy groups;
+//             reward phase (spark, grpo-judge, when released): the B released items sampled with the
+//             newest policy, verified, LearnTask "<t>/reward".
+// grpo-judge samples and verifies the policy phase (its groups feed recycling, judge items only) but never
+// trains on it. Every id is deterministic, so re-running a step after a restart re-uses what was already
+// done (BullMQ dedupes task ids; the learner and synthesis return their stored results). The driver saves
+// a resume cursor in the job hash after each warm-up step, the first eval and each RL step.
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+import { CancelledError, DeadlineExceededError, describeError, FailedPreconditionError } from '@spark/common';
+import {
+  groupIdOf,
+  jobKeys,
+  queueName,
+  type LearnHyper,
+  type LearnResult,
+  type LearnTask,
+  type PhaseName,
+  type PromptItem,
+  type QueueRole,
+  type RolloutTask,
+  type SynthesisResult,
+  type SynthesisTask,
+  type VerifiedGroup,
+} from '@spark/common/cluster';
+import { JobEventType, JobState, Phase, type JobSpec } from '@spark/common/proto';
+import { createQueue, enqueueBounded } from '@spark/common/redis';
+import type { TemplateVariant } from '@spark/common/templates';
+
+import type { CoordinatorConfig } from './config.js';
+import type { CoordinatorMetrics } from './metrics.js';
+import {
+  aggregateEval,
+  aggregatePhase,
+  buildEvalItems,
+  builtinDataset,
+  epochOf,
+  epochOrder,
+  estimateOptimizerSteps,
+  fileDataset,
+  promptsForStep,
+  shardPrompts,
+  totalSteps,
+  warmupBatch,
+  type JobDataset,
+} from './plan.js';
+import { algorithmName, OPTIMIZER } from './spec.js';
+import type { JobStore } from './store.js';
+
+/** Where a job's driver resumes: stored as JSON in the job hash field `cursor`. */
+export interface DriverCursor {
+  /** Warm-up steps done. */
+  warmup: number;
+  /** Completed RL steps at the last evaluation, −1 before the first. */
+  evaluated: number;
+  /** Completed RL steps. */
+  step: number;
+  /** The policy version after the last completed unit of work. */
+  version: number;
+}
+
+export const INITIAL_CURSOR: DriverCursor = Object.freeze({ warmup: 0, evaluated: -1, step: 0, version: 0 });
+
+export function parseCursor(text: string | null): DriverCursor {
+  if (!text) return { ...INITIAL_CURSOR };
+  try {
+    const c = JSON.parse(text) as Partial<DriverCursor>;
+    const ok = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+    if (ok(c.warmup) && ok(c.evaluated) && ok(c.step) && ok(c.version))
+      return { warmup: c.warmup, evaluated: c.evaluated, step: c.step, version: c.version };
+  } catch {
+    // fall through
+  }
+  return { ...INITIAL_CURSOR };
+}
+
+/** Whether an evaluation runs after `completed` RL steps (of `total`). */
+export function evalDue(completed: number, total: number, evalInterval: number): boolean {
+  return completed === total || (evalInterval > 0 && completed > 0 && completed % evalInterval === 0);
+}
+
+/** The job's stages for one RL step, by algorithm (documented in docs/jobs.md). */
+export function stepPlan(algorithm: ReturnType<typeof algorithmName>): {
+  synthesis: boolean;
+  trainPolicy: boolean;
+  rewardPhase: boolean;
+} {
+  return {
+    synthesis: algorithm !== 'grpo',
+    trainPolicy: algorithm !== 'grpo-judge',
+    rewardPhase: algorithm !== 'grpo',
+  };
+}
+
+const PROTO_PHASE: Record<PhaseName, Phase> = {
+  warmup: Phase.PHASE_WARMUP,
+  policy: Phase.PHASE_POLICY,
+  reward: Phase.PHASE_REWARD,
+  eval: Phase.PHASE_EVAL,
+};
+
+/** Why a driver stopped without finishing: a cancel (the job ends CANCELLED) or a coordinator shutdown. */
+type StopReason = 'cancel' | 'shutdown';
+
+class StopSignal extends Error {
+  constructor(readonly reason: StopReason) {
+    super(reason);
+  }
+}
+
+export interface DriverDeps {
+  readonly store: JobStore;
+  /** Producer-style client for reading phase data. */
+  readonly redis: Redis;
+  readonly redisUrl: string;
+  readonly config: CoordinatorConfig;
+  readonly logger: Logger;
+  readonly metrics: CoordinatorMetrics;
+}
+
+const ROLES: readonly QueueRole[] = ['rollout', 'verify', 'synthesis', 'learn'];
+
+export class JobDriver {
+  private stopReason: StopReason | null = null;
+  private wake: (() => void) | null = null;
+  private readonly queues = new Map<QueueRole, Queue>();
+  private readonly prefix: string;
+  private readonly log: Logger;
+  /** The policy version the driver currently expects the learner to publish. */
+  version = 0;
+  private dataset: JobDataset | null = null;
+  private evalItems: PromptItem[] | null = null;
+  private orderCache: { epoch: number; order: number[] } | null = null;
+  private horizon = 1;
+  /** Resolves when the loop has ended (any way). */
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(
+    readonly jobId: string,
+    private readonly spec: JobSpec,
+    private readonly deps: DriverDeps,
+  ) {
+    this.prefix = deps.store.prefix;
+    this.log = deps.logger.child({ job: jobId });
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  /** Starts the loop (returns at once). */
+  start(): void {
+    void this.run().finally(() => this.resolveDone());
+  }
+
+  /** Asks the loop to stop at its next wait: 'cancel' ends the job CANCELLED, 'shutdown' leaves it RUNNING. */
+  stop(reason: StopReason): void {
+    if (this.stopReason !== 'cancel') this.stopReason = reason;
+    this.wake?.();
+  }
+
+  /** Waiting + active tasks per role in this job's queues. */
+  async queueDepths(): Promise<Record<QueueRole, number>> {
+    const out: Record<QueueRole, number> = { rollout: 0, verify: 0, synthesis: 0, learn: 0 };
+    for (const [role, q] of this.queues) {
+      const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      out[role] = Object.values(c).reduce((a, b) => a + b, 0);
+    }
+    return out;
+  }
+
+  private queue(role: QueueRole): Queue {
+    let q = this.queues.get(role);
+    if (!q) {
+      q = createQueue(queueName(role, this.jobId), { url: this.deps.redisUrl, prefix: this.prefix });
+      q.on('error', (err) => this.log.warn({ err, role }, 'queue error'));
+      this.queues.set(role, q);
+    }
+    return q;
+  }
+
+  private async run(): Promise<void> {
+    const { store, metrics } = this.deps;
+    let outcome: { state: JobState; message: string } | null = null;
+    try {
+      await this.drive();
+      outcome = { state: JobState.JOB_STATE_SUCCEEDED, message: 'finished' };
+    } catch (err) {
+      const reason = err instanceof StopSignal ? err.reason : this.stopReason;
+      if (reason === 'shutdown') {
+        this.log.info('driver stopped for shutdown; the job resumes on the next start');
+      } else if (reason === 'cancel' || err instanceof CancelledError) {
+        outcome = { state: JobState.JOB_STATE_CANCELLED, message: 'cancelled' };
+      } else {
+        const why = describeError(err);
+        metrics.error(err instanceof DeadlineExceededError ? 'timeout' : 'job_failed');
+        this.log.error({ err }, 'job failed');
+        outcome = { state: JobState.JOB_STATE_FAILED, message: why };
+      }
+    }
+    try {
+      if (outcome) {
+        await store.transition(this.jobId, outcome.state, [JobState.JOB_STATE_RUNNING], {
+          message: outcome.message,
+          fields: { policyVersion: this.version },
+        });
+        await store.removeActive(this.jobId);
+        await this.cleanup();
+      }
+    } catch (err) {
+      metrics.error('store');
+      this.log.error({ err }, 'cannot record the end of the job');
+    } finally {
+      await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+      this.queues.clear();
+    }
+  }
+
+  /** Ended job: its queues are emptied and removed; large phase data is deleted. */
+  private async cleanup(): Promise<void> {
+    for (const role of ROLES) {
+      try {
+        await this.queue(role).obliterate({ force: true });
+      } catch (err) {
+        this.log.warn({ err, role }, 'cannot obliterate queue');
+      }
+    }
+    await this.deps.redis.del(
+      jobKeys.buffer(this.prefix, this.jobId),
+      jobKeys.bufferEpoch(this.prefix, this.jobId),
+    );
+  }
+
+  // ---- the job -------------------------------------------------------------------------------
+
+  private async drive(): Promise<void> {
+    const { store } = this.deps;
+    const spec = this.spec;
+    const cursor = parseCursor(await store.getField(this.jobId, 'cursor'));
+    this.version = cursor.version;
+    this.dataset = spec.dataset === 'builtin' ? builtinDataset(spec) : await fileDataset(spec);
+    const T = totalSteps(spec, this.dataset.train.length);
+    this.horizon = estimateOptimizerSteps(spec, T);
+    this.log.info({ steps: T, resumeAt: cursor, train: this.dataset.train.length }, 'driving job');
+
+    for (let w = cursor.warmup; w < spec.warmupSteps; w++) {
+      await this.warmupStep(w);
+      cursor.warmup = w + 1;
+      cursor.version = this.version;
+      await this.saveCursor(cursor);
+    }
+    if (cursor.evaluated < 0) {
+      await this.evaluate(cursor.step);
+      cursor.evaluated = cursor.step;
+      await this.saveCursor(cursor);
+    }
+    const plan = stepPlan(algorithmName(spec.algorithm));
+    for (let t = cursor.step; t < T; t++) {
+      await this.rlStep(t, t === T - 1, plan);
+      cursor.step = t + 1;
+      cursor.version = this.version;
+      await this.saveCursor(cursor, { step: t + 1 });
+      this.deps.metrics.stepDone();
+      await this.deps.redis.del(
+        jobKeys.groups(this.prefix, this.jobId, t, 'policy'),
+        jobKeys.groups(this.prefix, this.jobId, t, 'reward'),
+      );
+      if (cursor.evaluated !== t + 1 && evalDue(t + 1, T, spec.evalInterval)) {
+        await this.evaluate(t + 1);
+        cursor.evaluated = t + 1;
+        await this.saveCursor(cursor);
+      }
+    }
+  }
+
+  private async saveCursor(c: DriverCursor, extra: Record<string, number> = {}): Promise<void> {
+    await this.deps.store.setFields(this.jobId, {
+      cursor: JSON.stringify(c),
+      policyVersion: this.version,
+      ...extra,
+    });
+  }
+
+  private hyper(warmup: boolean): LearnHyper {
+    const s = this.spec;
+    return {
+      learningRate: warmup ? s.warmupLearningRate : s.learningRate,
+      clipEpsilon: s.clipEpsilon,
+      klCoefficient: s.klCoefficient,
+      miniBatchSize: warmup ? s.warmupBatchSize : s.miniBatchSize,
+      microBatchSize: warmup ? Math.min(s.microBatchSize, s.warmupBatchSize) : s.microBatchSize,
+      ...OPTIMIZER,
+    };
+  }
+
+  private async warmupStep(w: number): Promise<void> {
+    const t0 = performance.now();
+    const sft = warmupBatch((this.dataset as JobDataset).train, this.spec, w);
+    if (sft.length === 0)
+      throw new FailedPreconditionError('warm-up needs worked solutions; the dataset has none');
+    const result = await this.learn({ step: w, phase: 'warmup', groupIds: [], sft });
+    const seconds = (performance.now() - t0) / 1000;
+    this.deps.metrics.phase('warmup', seconds);
+    await this.phaseEvent(w, 'warmup', {
+      ...learnMetrics(result),
+      warmup_step: w + 1,
+      'seconds.learner': seconds,
+      'seconds.total': seconds,
+    });
+  }
+
+  /** One RL step; `last` marks the job's final update. */
+  private async rlStep(t: number, last: boolean, plan: ReturnType<typeof stepPlan>): Promise<void> {
+    const s = this.spec;
+    const tStep = performance.now();
+    const train = (this.dataset as JobDataset).train;
+    const epoch = epochOf(t, train.length, s.batchSize);
+    if (this.orderCache?.epoch !== epoch)
+      this.orderCache = { epoch, order: epochOrder(train.length, s.seed, epoch) };
+    const prompts = promptsForStep(train, s, t, this.orderCache.order);
+
+    // policy phase: sample and verify with the current version
+    const sampledWith = this.version;
+    const tSample = performance.now();
+    const groups = await this.sampleAndVerify(t, 'policy', prompts, s.groupSize, s.temperature, s.topP);
+    const samplingSeconds = (performance.now() - tSample) / 1000;
+
+    let synth: SynthesisResult | null = null;
+    let synthesisSeconds = 0;
+    if (plan.synthesis) {
+      const t1 = performance.now();
+      synth = await this.synthesize(t, epoch, groups);
+      synthesisSeconds = (performance.now() - t1) / 1000;
+    }
+    const released = plan.rewardPhase && synth?.released && synth.released.length > 0 ? synth.released : null;
+
+    let policyLearn: LearnResult | null = null;
+    let learnerSeconds = 0;
+    if (plan.trainPolicy) {
+      const t2 = performance.now();
+      policyLearn = await this.learn({
+        step: t,
+        phase: 'policy',
+        groupIds: groups.map((g) => g.groupId),
+        sft: [],
+        sampledWith,
+        final: last && !released,
+      });
+      learnerSeconds = (performance.now() - t2) / 1000;
+    }
+    const policySeconds = (performance.now() - tStep) / 1000;
+    this.deps.metrics.phase('policy', policySeconds);
+    const pm = aggregatePhase(groups);
+    this.rewardMetrics('policy', pm);
+    await this.phaseEvent(t, 'policy', {
+      ...pm,
+      ...(policyLearn ? learnMetrics(policyLearn) : {}),
+      trained: policyLearn ? 1 : 0,
+      ...(synth
+        ? {
+            judge_items: synth.judgeItems,
+            reflection_items: synth.reflectionItems,
+            buffer_length: synth.bufferLength,
+            released: released ? released.length : 0,
+          }
+        : {}),
+      epoch,
+      'seconds.sampling': samplingSeconds,
+      'seconds.synthesis': synthesisSeconds,
+      'seconds.learner': learnerSeconds,
+      'seconds.total': policySeconds,
+    });
+
+    if (released) {
+      const tReward = performance.now();
+      const rewardWith = this.version;
+      const rGroups = await this.sampleAndVerify(t, 'reward', released, s.groupSize, s.temperature, s.topP);
+      const rSampling = (performance.now() - tReward) / 1000;
+      const t3 = performance.now();
+      const rewardLearn = await this.learn({
+        step: t,
+        phase: 'reward',
+        groupIds: rGroups.map((g) => g.groupId),
+        sft: [],
+        sampledWith: rewardWith,
+        final: last,
+      });
+      const rLearner = (performance.now() - t3) / 1000;
+      const rewardSeconds = (performance.now() - tReward) / 1000;
+      this.deps.metrics.phase('reward', rewardSeconds);
+      const rm = aggregatePhase(rGroups);
+      this.rewardMetrics('reward', rm);
+      await this.phaseEvent(t, 'reward', {
+        ...rm,
+        ...learnMetrics(rewardLearn),
+        trained: 1,
+        epoch,
+        'seconds.sampling': rSampling,
+        'seconds.learner': rLearner,
+        'seconds.total': rewardSeconds,
+        'seconds.step': (performance.now() - tStep) / 1000,
+      });
+    }
+  }
+
+  private rewardMetrics(phase: string, m: Record<string, number>): void {
+    for (const kind of ['problem', 'pointwise', 'pairwise', 'reflection']) {
+      const v = m[`reward_mean.${kind}`];
+      if (v !== undefined) this.deps.metrics.rewardOf(phase, kind, v);
+    }
+  }
+
+  private async evaluate(step: number): Promise<void> {
+    const s = this.spec;
+    const t0 = performance.now();
+    this.evalItems ??= buildEvalItems(
+      (this.dataset as JobDataset).test,
+      s.templateVariant as TemplateVariant,
+      s.seed,
+    );
+    const groups = await this.sampleAndVerify(step, 'eval', this.evalItems, 1, 0, 1);
+    const m = aggregateEval(groups);
+    const seconds = (performance.now() - t0) / 1000;
+    this.deps.metrics.phase('eval', seconds);
+    const { metrics } = this.deps;
+    metrics.evalOf('problem', m.answer_accuracy ?? 0);
+    metrics.evalOf('reflection', m.reflection_accuracy ?? 0);
+    metrics.evalOf('judge', m.judge_accuracy ?? 0);
+    metrics.judgeOf('pointwise-yesno', m.pointwise_yesno_accuracy ?? 0);
+    metrics.judgeOf('pointwise-ab', m.pointwise_ab_accuracy ?? 0);
+    metrics.judgeOf('pairwise', m.pairwise_accuracy ?? 0);
+    await this.deps.store.event(this.jobId, {
+      type: JobEventType.JOB_EVENT_TYPE_EVAL,
+      state: JobState.JOB_STATE_RUNNING,
+      step,
+      phase: Phase.PHASE_EVAL,
+      metrics: { ...m, policy_version: this.version, 'seconds.total': seconds },
+      message: step === 0 ? 'before RL' : `after ${step} steps`,
+    });
+    await this.deps.redis.del(jobKeys.groups(this.prefix, this.jobId, step, 'eval'));
+  }
+
+  private async phaseEvent(step: number, phase: PhaseName, metrics: Record<string, number>): Promise<void> {
+    await this.deps.store.event(
+      this.jobId,
+      {
+        type: JobEventType.JOB_EVENT_TYPE_PHASE,
+        state: JobState.JOB_STATE_RUNNING,
+        step,
+        phase: PROTO_PHASE[phase],
+        metrics: { ...metrics, policy_version: this.version },
+      },
+      { policyVersion: this.version },
+    );
+  }
+
+  // ---- work and waits ------------------------------------------------------------------------
+
+  /** Enqueues the phase's rollout shards and waits until every group is verified; returns the groups. */
+  private async sampleAndVerify(
+    step: number,
+    phase: PhaseName,
+    prompts: readonly PromptItem[],
+    groupSize: number,
+    temperature: number,
+    topP: number,
+  ): Promise<VerifiedGroup[]> {
+    const s = this.spec;
+    const queue = this.queue('rollout');
+    const shards = shardPrompts(prompts, this.deps.config.shardSize);
+    const shardIds: string[] = [];
+    for (const [i, shard] of shards.entries()) {
+      const shardId = `${step}/${phase}/${i}`;
+      shardIds.push(shardId);
+      const task: RolloutTask = {
+        jobId: this.jobId,
+        step,
+        phase,
+        shardId,
+        policyVersion: this.version,
+        groupSize,
+        sampling: { temperature, topP, maxNewTokens: s.maxNewTokens, seed: s.seed },
+        prompts: shard,
+      };
+      await enqueueBounded(queue, 'rollout', task, {
+        jobId: shardId,
+        maxDepth: this.deps.config.queueMaxDepth,
+      });
+    }
+    const key = jobKeys.groups(this.prefix, this.jobId, step, phase);
+    const want = new Set(prompts.map((p) => groupIdOf(step, phase, p.promptId)));
+    await this.waitFor(
+      `${phase} phase of step ${step}: ${want.size} verified groups`,
+      async () => ((await this.deps.redis.hlen(key)) >= want.size ? true : null),
+      async () => (await this.failedTask('rollout', shardIds)) ?? (await this.failedTask('verify', shardIds)),
+    );
+    const raw = await this.deps.redis.hgetall(key);
+    const groups: VerifiedGroup[] = [];
+    for (const id of want) {
+      const text = raw[id];
+      if (text === undefined)
+        throw new FailedPreconditionError(`verified group ${id} is missing from ${key}`);
+      groups.push(JSON.parse(text) as VerifiedGroup);
+    }
+    return groups;
+  }
+
+  private async synthesize(
+    step: number,
+    epoch: number,
+    groups: readonly VerifiedGroup[],
+  ): Promise<SynthesisResult> {
+    const s = this.spec;
+    const judge = Boolean(s.recyclePointwise || s.recyclePairwise);
+    const reflection = algorithmName(s.algorithm) === 'spark' && Boolean(s.recycleReflection);
+    const task: SynthesisTask = {
+      jobId: this.jobId,
+      step,
+      epoch,
+      batchSize: s.batchSize,
+      seed: s.seed,
+      judge,
+      reflection,
+      groupIds: groups.map((g) => g.groupId),
+      pointwise: Boolean(s.recyclePointwise),
+      pairwise: Boolean(s.recyclePairwise),
+      templateVariant: s.templateVariant === 'full' ? 'full' : 'short',
+    };
+    const id = String(step);
+    await enqueueBounded(this.queue('synthesis'), 'synthesis', task, {
+      jobId: id,
+      maxDepth: this.deps.config.queueMaxDepth,
+    });
+    const key = jobKeys.synth(this.prefix, this.jobId, step);
+    return this.waitFor(
+      `synthesis of step ${step}`,
+      async () => {
+        const text = await this.deps.redis.get(key);
+        return text ? (JSON.parse(text) as SynthesisResult) : null;
+      },
+      () => this.failedTask('synthesis', [id]),
+    );
+  }
+
+  private async learn(req: {
+    step: number;
+    phase: 'warmup' | 'policy' | 'reward';
+    groupIds: string[];
+    sft: { prompt: string; target: string }[];
+    sampledWith?: number;
+    final?: boolean;
+  }): Promise<LearnResult> {
+    const task: LearnTask = {
+      jobId: this.jobId,
+      step: req.step,
+      phase: req.phase,
+      policyVersion: req.sampledWith ?? this.version,
+      groupIds: req.groupIds,
+      hyper: this.hyper(req.phase === 'warmup'),
+      sft: req.sft,
+      totalOptimizerSteps: this.horizon,
+      ...(req.final ? { final: true } : {}),
+    };
+    const id = `${req.step}/${req.phase}`;
+    await enqueueBounded(this.queue('learn'), 'learn', task, {
+      jobId: id,
+      maxDepth: this.deps.config.queueMaxDepth,
+    });
+    const key = jobKeys.learned(this.prefix, this.jobId, req.step, req.phase);
+    const result = await this.waitFor(
+      `learner update ${id}`,
+      async () => {
+        const text = await this.deps.redis.get(key);
+        return text ? (JSON.parse(text) as LearnResult) : null;
+      },
+      () => this.failedTask('learn', [id]),
+    );
+    this.version = result.policyVersion;
+    if (result.checkpointPath) {
+      await this.deps.store.event(this.jobId, {
+        type: JobEventType.JOB_EVENT_TYPE_CHECKPOINT,
+        state: JobState.JOB_STATE_RUNNING,
+        step: req.step,
+        phase: PROTO_PHASE[req.phase],
+        metrics: { policy_version: result.policyVersion, final: req.final ? 1 : 0 },
+        message: result.checkpointPath,
+      });
+    }
+    return result;
+  }
+
+  /** The failure reason of the first of `ids` that failed for good in a role's queue, or null. */
+  private async failedTask(role: QueueRole, ids: readonly string[]): Promise<string | null> {
+    const q = this.queue(role);
+    for (const id of ids) {
+      const state = await q.getJobState(id);
+      if (state === 'failed') {
+        const job = await q.getJob(id);
+        return `${role} task ${id} failed after ${job?.attemptsMade ?? '?'} attempts: ${job?.failedReason ?? 'unknown reason'}`;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Polls `check` every pollMs until it returns a value; bounded by the phase time-out; stops on a cancel
+   * or shutdown; every ~2 s asks `failed` whether a task failed for good (then the job fails with it).
+   */
+  private async waitFor<T>(
+    what: string,
+    check: () => Promise<T | null>,
+    failed: () => Promise<string | null>,
+  ): Promise<T> {
+    const { pollMs, phaseTimeoutMs } = this.deps.config;
+    const deadline = Date.now() + phaseTimeoutMs;
+    let lastSlowCheck = Date.now();
+    for (;;) {
+      if (this.stopReason) throw new StopSignal(this.stopReason);
+      const v = await check();
+      if (v !== null) return v;
+      if (Date.now() - lastSlowCheck > 2_000) {
+        lastSlowCheck = Date.now();
+        if (await this.deps.store.cancelRequested(this.jobId)) throw new StopSignal('cancel');
+        const why = await failed();
+        if (why) throw new FailedPreconditionError(why);
+      }
+      if (Date.now() > deadline) {
+        throw new DeadlineExceededError(
+          `timed out after ${Math.round(phaseTimeoutMs / 1000)} s waiting for ${what}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.wake = null;
+          resolve();
+        }, pollMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          this.wake = null;
+          resolve();
+        };
+      });
+    }
+  }
+}
+
+/** The learner's figures of an update, as event metrics. */
+export function learnMetrics(r: LearnResult): Record<string, number> {
+  return {
+    loss: r.loss,
+    kl: r.kl,
+    clip_fraction: r.clipFraction,
+    grad_norm: r.gradNorm,
+    optimizer_steps: r.optimizerSteps,
+    sequences: r.sequences,
+    tokens: r.tokens,
+    stale_groups: r.staleGroups,
+    ...(r.learningRate !== undefined ? { lr: r.learningRate } : {}),
+    ...(r.skippedSequences !== undefined ? { skipped_sequences: r.skippedSequences } : {}),
+    'seconds.logprobs': r.seconds.logprobs,
+    'seconds.train': r.seconds.train,
+    'seconds.publish': r.seconds.publish,
+  };
+}

@@ -1,0 +1,370 @@
+// The pure parts of a job's plan, unit-testable without any service: the job's dataset view (train and
+// held-out problems), step accounting (steps per epoch, total steps, the epoch of a step), deterministic
+// prompt selection per step and per warm-up step, the learner's optimizer-step horizon, the held-out
+// evaluation items (problems + judge + reflection items with checkpoint-independent wrong answers), and
+// the aggregation of verified groups into event metrics.
+import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/common/datasets';
+import type { PromptItem, VerifiedGroup } from '@spark/common/cluster';
+import { DEMO_TASK_MIX, generateTasks, hash32, Rng, type TaskProblem } from '@spark/common/tasks';
+import {
+  pairwisePrompt,
+  pointwisePrompt,
+  problemPrompt,
+  reflectionPrompt,
+  TEMPLATES,
+  type TemplateVariant,
+} from '@spark/common/templates';
+import type { JobSpec } from '@spark/common/proto';
+
+import { algorithmName } from './spec.js';
+
+/** One problem of a job's dataset. */
+export interface Problem {
+  readonly id: string;
+  readonly question: string;
+  readonly answer: string;
+  /** Worked solution ending in \boxed{answer} (built-in problems, MATH/GSM8K files), used for warm-up. */
+  readonly solution: string | null;
+}
+
+/** A job's dataset: the training problems and the held-out problems evaluations use. */
+export interface JobDataset {
+  readonly train: readonly Problem[];
+  readonly test: readonly Problem[];
+}
+
+function fromTask(p: TaskProblem): Problem {
+  return { id: p.id, question: p.question, answer: p.answer, solution: p.solution };
+}
+
+/**
+ * The built-in dataset: `trainSize` train-split problems and `evalSize` unique test-split problems of the
+ * demo task mix (every family, difficulty 1–2), generated from the job's seed. Train and test never share
+ * a question (the split is a hash of the question).
+ */
+export function builtinDataset(spec: Pick<JobSpec, 'seed' | 'trainSize' | 'evalSize'>): JobDataset {
+  const train = generateTasks({ seed: spec.seed, split: 'train', count: spec.trainSize, ...DEMO_TASK_MIX });
+  const test = generateTasks({
+    seed: spec.seed,
+    split: 'test',
+    count: spec.evalSize,
+    unique: true,
+    ...DEMO_TASK_MIX,
+  });
+  return { train: train.map(fromTask), test: test.map(fromTask) };
+}
+
+/**
+ * A file dataset: the records in a seeded shuffle; the first `evalSize` are held out, the rest train. The
+ * training part must hold at least one batch. Records whose solution lacks a `\boxed{}` get none.
+ */
+export async function fileDataset(spec: JobSpec): Promise<JobDataset> {
+  const loaded = await loadDatasetFile(spec.dataset, {
+    format: spec.datasetFormat as DatasetFormat | 'auto',
+  });
+  if (loaded.records.length === 0) {
+    throw new DatasetError(`${spec.dataset}: no usable record (${loaded.errorCount} bad lines)`);
+  }
+  const all: Problem[] = loaded.records.map((r) => ({
+    id: r.id,
+    question: r.question,
+    answer: r.answer,
+    solution: r.solution?.includes('\\boxed{') ? r.solution : null,
+  }));
+  const order = new Rng(`spark/coordinator/${spec.seed}/file-split`).shuffle(all);
+  const evalCount = Math.min(spec.evalSize, Math.floor(order.length / 2));
+  const test = order.slice(0, evalCount);
+  const train = order.slice(evalCount);
+  if (train.length < spec.batchSize || test.length === 0) {
+    throw new DatasetError(
+      `${spec.dataset}: ${order.length} records are too few for batchSize ${spec.batchSize} plus held-out problems`,
+    );
+  }
+  return { train, test };
+}
+
+/** Steps of one epoch: whole batches of B over the training problems (the remainder is not used). */
+export function stepsPerEpoch(trainCount: number, batchSize: number): number {
+  return Math.max(1, Math.floor(trainCount / batchSize));
+}
+
+/** RL steps of the job: epochs × steps per epoch, bounded by maxSteps when set. */
+export function totalSteps(
+  spec: Pick<JobSpec, 'epochs' | 'maxSteps' | 'batchSize'>,
+  trainCount: number,
+): number {
+  const all = spec.epochs * stepsPerEpoch(trainCount, spec.batchSize);
+  return spec.maxSteps > 0 ? Math.min(all, spec.maxSteps) : all;
+}
+
+/** The epoch a step belongs to. */
+export function epochOf(step: number, trainCount: number, batchSize: number): number {
+  return Math.floor(step / stepsPerEpoch(trainCount, batchSize));
+}
+
+/** The order of the training problems in one epoch: a permutation seeded by (seed, epoch). */
+export function epochOrder(n: number, seed: number, epoch: number): number[] {
+  return new Rng(`spark/coordinator/${seed}/epoch/${epoch}`).shuffle(Array.from({ length: n }, (_, i) => i));
+}
+
+/** The problem prompt of training problem `index` (ids carry the index: questions may repeat). */
+export function problemItem(p: Problem, index: number, variant: TemplateVariant, prefix = 'p'): PromptItem {
+  return {
+    promptId: `${prefix}${index}-${p.id}`.slice(0, 200),
+    kind: 'problem',
+    text: problemPrompt(p.question, variant),
+    label: p.answer,
+    sourceGroupId: null,
+    question: p.question,
+    tags: [],
+  };
+}
+
+/**
+ * The B policy-phase prompts of a step: the step's slice of its epoch's permutation. `order` may be given
+ * (the driver caches one permutation per epoch).
+ */
+export function promptsForStep(
+  train: readonly Problem[],
+  spec: Pick<JobSpec, 'batchSize' | 'seed' | 'templateVariant'>,
+  step: number,
+  order?: readonly number[],
+): PromptItem[] {
+  const perEpoch = stepsPerEpoch(train.length, spec.batchSize);
+  const epoch = Math.floor(step / perEpoch);
+  const slot = step % perEpoch;
+  const perm = order ?? epochOrder(train.length, spec.seed, epoch);
+  const out: PromptItem[] = [];
+  for (let k = 0; k < spec.batchSize; k++) {
+    const idx = perm[slot * spec.batchSize + k] as number;
+    out.push(problemItem(train[idx] as Problem, idx, spec.templateVariant as TemplateVariant));
+  }
+  return out;
+}
+
+/**
+ * The supervised pairs of warm-up step `w`: `warmupBatchSize` problems taken cyclically from a seeded
+ * permutation of the problems that have a worked solution. Target = the worked solution.
+ */
+export function warmupBatch(
+  train: readonly Problem[],
+  spec: Pick<JobSpec, 'warmupBatchSize' | 'seed' | 'templateVariant'>,
+  w: number,
+): { prompt: string; target: string }[] {
+  const usable = train.filter((p) => p.solution !== null);
+  if (usable.length === 0) return [];
+  const perPass = usable.length;
+  const out: { prompt: string; target: string }[] = [];
+  let cachedPass = -1;
+  let perm: number[] = [];
+  for (let k = 0; k < spec.warmupBatchSize; k++) {
+    const pos = w * spec.warmupBatchSize + k;
+    const pass = Math.floor(pos / perPass);
+    if (pass !== cachedPass) {
+      perm = new Rng(`spark/coordinator/${spec.seed}/warmup/${pass}`).shuffle(
+        Array.from({ length: perPass }, (_, i) => i),
+      );
+      cachedPass = pass;
+    }
+    const p = usable[perm[pos % perPass] as number] as Problem;
+    out.push({
+      prompt: problemPrompt(p.question, spec.templateVariant as TemplateVariant),
+      target: p.solution as string,
+    });
+  }
+  return out;
+}
+
+/** Optimizer steps of one GRPO phase of `prompts` prompts (ceil(prompts·G / miniBatchSize)). */
+export function optimizerStepsPerPhase(prompts: number, groupSize: number, miniBatchSize: number): number {
+  return Math.ceil((prompts * groupSize) / miniBatchSize);
+}
+
+/**
+ * The learner's lr-schedule horizon: the RL optimizer steps the whole job is expected to take, policy and
+ * reward phases together. spark: both phases every step (recycling yields ≈ B items per step); grpo:
+ * policy phases only; grpo-judge: reward phases only, about every other step (≤ B/2 judge items a step).
+ */
+export function estimateOptimizerSteps(spec: JobSpec, steps: number): number {
+  const perPhase = optimizerStepsPerPhase(spec.batchSize, spec.groupSize, spec.miniBatchSize);
+  const algo = algorithmName(spec.algorithm);
+  const phasesPerStep = algo === 'spark' ? 2 : algo === 'grpo' ? 1 : 0.5;
+  return Math.max(1, Math.ceil(steps * perPhase * phasesPerStep));
+}
+
+// ---- evaluation items ---------------------------------------------------------------------------
+
+/**
+ * A deterministic wrong answer for a gold answer, depending only on the gold string (so eval items are
+ * the same for every checkpoint): integers move by ±1..3, decimals by ±1, anything else gets " + 1".
+ */
+export function wrongAnswer(gold: string): string {
+  const g = gold.trim();
+  const h = hash32(`spark/coordinator/wrong\u0000${g}`);
+  const offset = 1 + (h % 3);
+  const sign = (h >>> 8) & 1 ? 1 : -1;
+  if (/^-?\d{1,15}$/.test(g)) return String(Number(g) + sign * offset);
+  if (/^-?\d{1,12}\.\d{1,6}$/.test(g)) {
+    const places = (g.split('.')[1] ?? '').length;
+    return (Number(g) + sign).toFixed(places);
+  }
+  return `${g} + 1`;
+}
+
+/** The eval kinds an EVAL event reports, as tags[0] of the eval items. */
+export const EVAL_TAGS = ['problem', 'pointwise-yesno', 'pointwise-ab', 'pairwise', 'reflection'] as const;
+export type EvalTag = (typeof EVAL_TAGS)[number];
+
+/**
+ * The held-out evaluation set: per held-out problem, the problem itself, a pointwise yes/no item, a
+ * pointwise a/b item, a pairwise item (gold vs the wrong answer) and a reflection item (answer mode, the
+ * wrong answer provided; label = gold). Targets alternate over problems so each judge style is balanced
+ * (half correct, half wrong; half slot A, half slot B); templates are drawn with a seeded Rng. tags[0] is
+ * the eval tag (EVAL_TAGS).
+ */
+export function buildEvalItems(
+  test: readonly Problem[],
+  variant: TemplateVariant,
+  seed: number,
+): PromptItem[] {
+  const items: PromptItem[] = [];
+  test.forEach((p, i) => {
+    const rng = new Rng(`spark/coordinator/${seed}/eval/${i}`);
+    const wrong = wrongAnswer(p.answer);
+    const q = p.question;
+    const base = { sourceGroupId: null, question: q } as const;
+    const id = `${i}-${p.id}`.slice(0, 160);
+    items.push({ ...problemItem(p, i, variant, 'e'), tags: ['problem'] });
+    const yesCorrect = i % 2 === 0;
+    const yesno = rng.pick(TEMPLATES['pointwise-yesno'][variant]);
+    items.push({
+      ...base,
+      promptId: `eyn${id}`,
+      kind: 'pointwise',
+      text: pointwisePrompt(yesno, q, yesCorrect ? p.answer : wrong),
+      label: yesCorrect ? 'Yes' : 'No',
+      tags: ['pointwise-yesno', yesCorrect ? 'correct' : 'incorrect'],
+    });
+    const abCorrect = i % 2 === 1;
+    const ab = rng.pick(TEMPLATES['pointwise-ab'][variant]);
+    items.push({
+      ...base,
+      promptId: `eab${id}`,
+      kind: 'pointwise',
+      text: pointwisePrompt(ab, q, abCorrect ? p.answer : wrong),
+      label: abCorrect ? 'A' : 'B',
+      tags: ['pointwise-ab', abCorrect ? 'correct' : 'incorrect'],
+    });
+    const goldInA = Math.floor(i / 2) % 2 === 0;
+    const pair = rng.pick(TEMPLATES.pairwise[variant]);
+    items.push({
+      ...base,
+      promptId: `epw${id}`,
+      kind: 'pairwise',
+      text: goldInA ? pairwisePrompt(pair, q, p.answer, wrong) : pairwisePrompt(pair, q, wrong, p.answer),
+      label: goldInA ? 'A' : 'B',
+      tags: ['pairwise', goldInA ? 'slot-A' : 'slot-B'],
+    });
+    const tone = rng.bool(1 / 3) ? 'wrong' : 'neutral';
+    const refl = rng.pick(TEMPLATES[`reflection-${tone}-answer`][variant]);
+    items.push({
+      ...base,
+      promptId: `erf${id}`,
+      kind: 'reflection',
+      text: reflectionPrompt(refl, q, wrong),
+      label: p.answer,
+      tags: ['reflection', tone],
+    });
+  });
+  return items;
+}
+
+/** Eval metric keys of an EVAL event, per eval tag. */
+const EVAL_KEYS: Readonly<Record<EvalTag, string>> = {
+  problem: 'answer_accuracy',
+  'pointwise-yesno': 'pointwise_yesno_accuracy',
+  'pointwise-ab': 'pointwise_ab_accuracy',
+  pairwise: 'pairwise_accuracy',
+  reflection: 'reflection_accuracy',
+};
+
+function mean(xs: readonly number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+}
+
+/**
+ * An EVAL event's metrics from the verified eval groups (G = 1): `answer_accuracy`,
+ * `pointwise_yesno_accuracy`, `pointwise_ab_accuracy`, `pointwise_accuracy` (both styles),
+ * `pairwise_accuracy`, `judge_accuracy` (all three styles), `reflection_accuracy`, `answer_missing`
+ * (share of problems with no extracted answer), `items`, `problems`.
+ */
+export function aggregateEval(groups: readonly VerifiedGroup[]): Record<string, number> {
+  const byTag = new Map<string, number[]>();
+  let missing = 0;
+  for (const g of groups) {
+    const tag = g.prompt.tags[0] ?? g.prompt.kind;
+    const rewards = g.responses.map((r) => r.reward);
+    byTag.set(tag, [...(byTag.get(tag) ?? []), ...rewards]);
+    if (tag === 'problem' && g.responses.every((r) => r.extracted === null)) missing++;
+  }
+  const m: Record<string, number> = {};
+  for (const tag of EVAL_TAGS) m[EVAL_KEYS[tag]] = mean(byTag.get(tag) ?? []);
+  const pw = [...(byTag.get('pointwise-yesno') ?? []), ...(byTag.get('pointwise-ab') ?? [])];
+  m.pointwise_accuracy = mean(pw);
+  m.judge_accuracy = mean([...pw, ...(byTag.get('pairwise') ?? [])]);
+  const problems = byTag.get('problem')?.length ?? 0;
+  m.answer_missing = problems ? missing / problems : 0;
+  m.problems = problems;
+  m.items = groups.length;
+  return m;
+}
+
+/**
+ * A training phase's sample metrics: `groups`, `samples`, `reward_mean`, per kind `reward_mean.<kind>`
+ * and `samples.<kind>`, `judge_accuracy.pointwise` / `judge_accuracy.pairwise` (mean reward of judge
+ * samples), group outcomes `groups_all_correct` / `groups_all_wrong` / `groups_mixed`, `truncated_ratio`
+ * (responses cut by max tokens) and `response_chars_mean`.
+ */
+export function aggregatePhase(groups: readonly VerifiedGroup[]): Record<string, number> {
+  const m: Record<string, number> = {};
+  const perKind = new Map<string, number[]>();
+  const all: number[] = [];
+  let allCorrect = 0;
+  let allWrong = 0;
+  let truncated = 0;
+  let chars = 0;
+  for (const g of groups) {
+    const rewards = g.responses.map((r) => r.reward as number);
+    all.push(...rewards);
+    perKind.set(g.prompt.kind, [...(perKind.get(g.prompt.kind) ?? []), ...rewards]);
+    const s = rewards.reduce((a, b) => a + b, 0);
+    if (rewards.length && s === rewards.length) allCorrect++;
+    else if (s === 0) allWrong++;
+    for (const r of g.responses) {
+      if (r.finish === 'length') truncated++;
+      chars += r.text.length;
+    }
+  }
+  m.groups = groups.length;
+  m.samples = all.length;
+  m.reward_mean = mean(all);
+  for (const [kind, rs] of perKind) {
+    m[`reward_mean.${kind}`] = mean(rs);
+    m[`samples.${kind}`] = rs.length;
+  }
+  if (perKind.has('pointwise')) m['judge_accuracy.pointwise'] = mean(perKind.get('pointwise') ?? []);
+  if (perKind.has('pairwise')) m['judge_accuracy.pairwise'] = mean(perKind.get('pairwise') ?? []);
+  m.groups_all_correct = allCorrect;
+  m.groups_all_wrong = allWrong;
+  m.groups_mixed = groups.length - allCorrect - allWrong;
+  m.truncated_ratio = all.length ? truncated / all.length : 0;
+  m.response_chars_mean = all.length ? chars / all.length : 0;
+  return m;
+}
+
+/** Splits prompts into rollout shards of at most `shardSize`. */
+export function shardPrompts<T>(items: readonly T[], shardSize: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += shardSize) out.push(items.slice(i, i + shardSize));
+  return out;
+}

@@ -1,0 +1,288 @@
+// JobService over real gRPC and a real Redis: SubmitJob validation (every bad field listed), Get/List/
+// Cancel semantics and status codes, WatchJob replay + live + end, queueing beyond maxConcurrentJobs, and
+// persistence across a coordinator restart. No worker services run here, so started jobs wait on their
+// first rollout phase — which is all these tests need.
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { problemsFromMetadata } from '@spark/common';
+import { clientSetup, grpc } from '@spark/common/grpc';
+import { createLogger } from '@spark/common/logging';
+import {
+  JobEventType,
+  JobServiceClient,
+  JobSpec,
+  JobState,
+  type JobEvent,
+  type JobStatus,
+} from '@spark/common/proto';
+import { testPrefix, testRedisUrl } from '@spark/common/testing';
+
+import { coordinatorConfig, startCoordinator, type Coordinator } from './index.js';
+
+const logger = createLogger({ service: 'coordinator-test', level: 'silent' });
+const dataDir = mkdtempSync(join(tmpdir(), 'spark-coord-'));
+
+async function start(
+  prefix: string,
+  maxConcurrentJobs = 1,
+): Promise<{ c: Coordinator; client: JobServiceClient }> {
+  const c = await startCoordinator(
+    coordinatorConfig({
+      localMode: true,
+      redisUrl: await testRedisUrl(),
+      redisPrefix: prefix,
+      logLevel: 'silent',
+      dataDir,
+      schedulePollMs: 50,
+      pollMs: 20,
+      maxConcurrentJobs,
+      cancelWaitMs: 5_000,
+    }),
+    { logger },
+  );
+  const setup = clientSetup({ token: null, defaultDeadlineMs: 10_000 });
+  const client = new JobServiceClient(`127.0.0.1:${c.grpcPort}`, setup.credentials, setup.options);
+  return { c, client };
+}
+
+function call<Req, Res>(
+  client: JobServiceClient,
+  method: 'submitJob' | 'getJob' | 'listJobs' | 'cancelJob',
+  req: Req,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    (client[method] as unknown as (r: Req, cb: (e: grpc.ServiceError | null, r: Res) => void) => void).call(
+      client,
+      req,
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+  });
+}
+
+const tinySpec = (name: string): JobSpec =>
+  JobSpec.fromPartial({ name, trainSize: 64, evalSize: 4, batchSize: 4, groupSize: 2 });
+
+async function submit(client: JobServiceClient, name: string): Promise<string> {
+  const res = await call<unknown, { jobId: string; status: JobStatus }>(client, 'submitJob', {
+    spec: tinySpec(name),
+  });
+  assert.equal(res.status.state, JobState.JOB_STATE_QUEUED);
+  return res.jobId;
+}
+
+async function getState(client: JobServiceClient, jobId: string): Promise<JobState> {
+  const res = await call<unknown, { status: JobStatus }>(client, 'getJob', { jobId });
+  return res.status.state;
+}
+
+async function waitState(
+  client: JobServiceClient,
+  jobId: string,
+  state: JobState,
+  ms = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if ((await getState(client, jobId)) === state) return;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  assert.fail(
+    `job ${jobId} did not reach ${JobState[state]} (is ${JobState[await getState(client, jobId)]})`,
+  );
+}
+
+function watch(
+  client: JobServiceClient,
+  jobId: string,
+  afterSeq = 0,
+): { events: JobEvent[]; ended: Promise<void> } {
+  const events: JobEvent[] = [];
+  const stream = client.watchJob({ jobId, afterSeq }, { deadline: Date.now() + 30_000 });
+  const ended = new Promise<void>((resolve, reject) => {
+    stream.on('data', (m: { event?: JobEvent }) => m.event && events.push(m.event));
+    stream.on('end', () => resolve());
+    stream.on('error', reject);
+  });
+  return { events, ended };
+}
+
+describe('JobService', () => {
+  let c: Coordinator;
+  let client: JobServiceClient;
+  before(async () => {
+    ({ c, client } = await start(testPrefix('coord-svc')));
+  });
+  after(async () => {
+    client.close();
+    await c.close();
+  });
+
+  it('rejects a bad spec with INVALID_ARGUMENT listing every bad field', async () => {
+    const spec = JobSpec.fromPartial({
+      name: 'x'.repeat(200),
+      model: '/no/such/checkpoint',
+      dataset: '/no/such/data.jsonl',
+      groupSize: 1,
+      learningRate: -1,
+      clipEpsilon: 2,
+      temperature: -0.5,
+      topP: 1.5,
+      lrSchedule: 'linear',
+      templateVariant: 'medium',
+      miniBatchSize: 8,
+      microBatchSize: 16,
+      datasetFormat: 'csv',
+      minLrRatio: 3,
+    });
+    const err = await call(client, 'submitJob', { spec }).then(
+      () => assert.fail('accepted'),
+      (e: grpc.ServiceError) => e,
+    );
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    const problems = problemsFromMetadata(err.metadata);
+    const fields = problems.map((p) => p.split(':')[0]);
+    for (const f of [
+      'name',
+      'model',
+      'dataset',
+      'groupSize',
+      'learningRate',
+      'clipEpsilon',
+      'temperature',
+      'topP',
+      'lrSchedule',
+      'templateVariant',
+      'microBatchSize',
+      'datasetFormat',
+      'minLrRatio',
+    ]) {
+      assert.ok(fields.includes(f), `problem for ${f} missing: ${problems.join(' | ')}`);
+    }
+    assert.equal(
+      (await call<unknown, { jobs: JobStatus[] }>(client, 'listJobs', { limit: 0 })).jobs.length,
+      0,
+      'nothing stored',
+    );
+  });
+
+  it('fills defaults, queues beyond maxConcurrentJobs, lists newest first, cancels with the right codes', async () => {
+    const a = await submit(client, 'First Job!');
+    assert.match(a, /^first-job-/);
+    await waitState(client, a, JobState.JOB_STATE_RUNNING);
+    const b = await submit(client, 'second');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await getState(client, b), JobState.JOB_STATE_QUEUED, 'waits while the cluster is busy');
+
+    const got = await call<unknown, { status: JobStatus }>(client, 'getJob', { jobId: a });
+    assert.equal(got.status.spec?.model, 'tiny');
+    assert.equal(got.status.spec?.clipEpsilon, 0.2);
+    assert.equal(got.status.spec?.recycleReflection, true);
+    assert.equal(got.status.spec?.checkpointDir, join(dataDir, a));
+
+    const list = await call<unknown, { jobs: JobStatus[] }>(client, 'listJobs', { limit: 10 });
+    assert.deepEqual(
+      list.jobs.map((j) => j.jobId),
+      [b, a],
+    );
+    await assert.rejects(
+      call(client, 'getJob', { jobId: 'no-such-job' }),
+      (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND,
+    );
+    await assert.rejects(
+      call(client, 'getJob', { jobId: 'Bad Id!' }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT,
+    );
+    await assert.rejects(
+      call(client, 'listJobs', { limit: 100_000 }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT,
+    );
+
+    const cb = await call<unknown, { status: JobStatus }>(client, 'cancelJob', { jobId: b });
+    assert.equal(cb.status.state, JobState.JOB_STATE_CANCELLED, 'a queued job is cancelled at once');
+    await assert.rejects(
+      call(client, 'cancelJob', { jobId: b }),
+      (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION,
+    );
+
+    const d = await submit(client, 'third');
+    const ca = await call<unknown, { status: JobStatus }>(client, 'cancelJob', { jobId: a });
+    assert.equal(ca.status.state, JobState.JOB_STATE_CANCELLED, 'a running job stops at its next wait');
+    await waitState(client, d, JobState.JOB_STATE_RUNNING);
+    await call(client, 'cancelJob', { jobId: d });
+  });
+
+  it('WatchJob replays, follows live events and ends with the job', async () => {
+    const id = await submit(client, 'watched');
+    await waitState(client, id, JobState.JOB_STATE_RUNNING);
+    const w = watch(client, id);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      w.events.map((e) => e.state),
+      [JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING],
+      'replayed',
+    );
+    await call(client, 'cancelJob', { jobId: id });
+    await w.ended;
+    const last = w.events.at(-1);
+    assert.equal(last?.type, JobEventType.JOB_EVENT_TYPE_STATE);
+    assert.equal(last?.state, JobState.JOB_STATE_CANCELLED, 'live event, then the stream ends');
+    assert.deepEqual(
+      w.events.map((e) => e.seq),
+      w.events.map((_, i) => i + 1),
+      'seq is 1, 2, 3, …',
+    );
+    const replay = watch(client, id, 1);
+    await replay.ended;
+    assert.deepEqual(
+      replay.events.map((e) => e.seq),
+      w.events.slice(1).map((e) => e.seq),
+      'afterSeq skips what the watcher has seen; an ended job ends the stream',
+    );
+    await assert.rejects(
+      new Promise((resolve, reject) => {
+        const s = client.watchJob({ jobId: 'nope-nope', afterSeq: 0 });
+        s.on('data', () => undefined);
+        s.on('end', resolve);
+        s.on('error', reject);
+      }),
+      (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND,
+    );
+  });
+});
+
+describe('coordinator restart', () => {
+  it('keeps every job, resumes RUNNING ones and still starts QUEUED ones', async () => {
+    const prefix = testPrefix('coord-restart');
+    let { c, client } = await start(prefix);
+    const a = await submit(client, 'resume-me');
+    await waitState(client, a, JobState.JOB_STATE_RUNNING);
+    const b = await submit(client, 'still-queued');
+    client.close();
+    await c.close();
+
+    ({ c, client } = await start(prefix));
+    try {
+      assert.equal(await getState(client, a), JobState.JOB_STATE_RUNNING);
+      assert.deepEqual(c.runningJobs(), [a], 'the running job is driven again');
+      assert.equal(await getState(client, b), JobState.JOB_STATE_QUEUED);
+      await call(client, 'cancelJob', { jobId: a });
+      await waitState(client, b, JobState.JOB_STATE_RUNNING);
+      await call(client, 'cancelJob', { jobId: b });
+      const list = await call<unknown, { jobs: JobStatus[] }>(client, 'listJobs', { limit: 0 });
+      assert.deepEqual(
+        list.jobs.map((j) => [j.jobId, j.state]),
+        [
+          [b, JobState.JOB_STATE_CANCELLED],
+          [a, JobState.JOB_STATE_CANCELLED],
+        ],
+      );
+    } finally {
+      client.close();
+      await c.close();
+    }
+  });
+});

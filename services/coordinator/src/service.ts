@@ -1,0 +1,207 @@
+// The researchers' JobService over gRPC: SubmitJob (validate, store QUEUED, wake the scheduler), GetJob,
+// ListJobs, CancelJob (QUEUED → CANCELLED at once; RUNNING → the driver stops at its next wait, bounded
+// wait for it; FAILED_PRECONDITION when already ended) and WatchJob (replay the event stream after
+// `afterSeq`, then follow it live with XREAD BLOCK on a dedicated connection until the job ends, the
+// client goes away or the server shuts down; concurrent watchers are bounded).
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+  toGrpcError,
+} from '@spark/common';
+import { JOB_ID_PATTERN } from '@spark/common/cluster';
+import { grpc, unaryHandler } from '@spark/common/grpc';
+import {
+  JobEventType,
+  JobState,
+  type CancelJobRequest,
+  type CancelJobResponse,
+  type GetJobRequest,
+  type GetJobResponse,
+  type JobServiceServer,
+  type JobStatus,
+  type ListJobsRequest,
+  type ListJobsResponse,
+  type SubmitJobRequest,
+  type SubmitJobResponse,
+  type WatchJobRequest,
+  type WatchJobResponse,
+} from '@spark/common/proto';
+
+import type { CoordinatorConfig } from './config.js';
+import { newJobId, normalizeSpec } from './spec.js';
+import { isTerminal, type JobStore } from './store.js';
+
+/** What the service needs from the coordinator around it. */
+export interface JobServiceDeps {
+  readonly store: JobStore;
+  readonly config: CoordinatorConfig;
+  readonly logger: Logger;
+  /** A new dedicated Redis connection for one blocking reader (closed by the caller). */
+  readonly blockingConnection: () => Redis;
+  /** Asks the scheduler to look for work now. */
+  readonly kick: () => void;
+  /** Stops the job's local driver (when it runs here) and resolves once it has stopped, bounded. */
+  readonly stopDriver: (jobId: string, waitMs: number) => Promise<void>;
+  /** True once the server is shutting down (watchers end). */
+  readonly closing: () => boolean;
+}
+
+export const LIST_DEFAULT = 50;
+export const LIST_MAX = 500;
+const WATCH_BATCH = 200;
+const WATCH_BLOCK_MS = 1_000;
+
+function checkJobId(id: string): void {
+  if (!JOB_ID_PATTERN.test(id))
+    throw new InvalidArgumentError('invalid job id', [`jobId: must match ${String(JOB_ID_PATTERN)}`]);
+}
+
+export function createJobService(deps: JobServiceDeps): JobServiceServer {
+  const { store, logger, config } = deps;
+  let watchers = 0;
+
+  const submitJob = async (req: SubmitJobRequest): Promise<SubmitJobResponse> => {
+    const name = req.spec?.name.trim() ?? '';
+    const jobId = newJobId(name.slice(0, 128));
+    const spec = normalizeSpec(req.spec, { dataDir: config.dataDir, jobId });
+    const status = await store.create(jobId, spec);
+    logger.info({ job: jobId, name: spec.name }, 'job submitted');
+    deps.kick();
+    return { jobId, status };
+  };
+
+  const getJob = async (req: GetJobRequest): Promise<GetJobResponse> => {
+    checkJobId(req.jobId);
+    return { status: await store.require(req.jobId) };
+  };
+
+  const listJobs = async (req: ListJobsRequest): Promise<ListJobsResponse> => {
+    const limit = req.limit === 0 ? LIST_DEFAULT : req.limit;
+    if (limit > LIST_MAX)
+      throw new InvalidArgumentError('invalid list request', [`limit: at most ${LIST_MAX}`]);
+    return { jobs: await store.list(limit) };
+  };
+
+  const cancelJob = async (req: CancelJobRequest): Promise<CancelJobResponse> => {
+    checkJobId(req.jobId);
+    const before = await store.require(req.jobId);
+    if (isTerminal(before.state)) {
+      throw new FailedPreconditionError(`job ${req.jobId} already ended (${JobState[before.state]})`);
+    }
+    await store.requestCancel(req.jobId);
+    // A queued job is cancelled here; a running one by its driver (which cleans its queues up).
+    const wasQueued = await store.transition(
+      req.jobId,
+      JobState.JOB_STATE_CANCELLED,
+      [JobState.JOB_STATE_QUEUED],
+      {
+        message: 'cancelled before it started',
+      },
+    );
+    if (wasQueued) {
+      await store.removePending(req.jobId);
+    } else {
+      await deps.stopDriver(req.jobId, config.cancelWaitMs);
+    }
+    const after = await store.require(req.jobId);
+    logger.info({ job: req.jobId, state: JobState[after.state] }, 'job cancel requested');
+    return { status: after };
+  };
+
+  const watchJob = async (
+    req: WatchJobRequest,
+    call: grpc.ServerWritableStream<WatchJobRequest, WatchJobResponse>,
+  ): Promise<void> => {
+    checkJobId(req.jobId);
+    await store.require(req.jobId);
+    if (watchers >= config.maxWatchers) {
+      throw new ResourceExhaustedError(`too many watchers (${config.maxWatchers}); try again later`);
+    }
+    watchers++;
+    let conn: Redis | null = null;
+    let cancelled = false;
+    call.on('cancelled', () => (cancelled = true));
+    const write = async (msg: WatchJobResponse): Promise<void> => {
+      if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r()));
+    };
+    try {
+      let lastId = '-';
+      let ended = false;
+      // replay
+      for (;;) {
+        const batch = await store.readEvents(req.jobId, lastId, WATCH_BATCH);
+        for (const e of batch) {
+          lastId = e.id;
+          if (e.event.seq <= req.afterSeq) continue;
+          await write({ event: e.event });
+          if (endsJob(e.event.type, e.event.state)) ended = true;
+        }
+        if (batch.length < WATCH_BATCH || cancelled) break;
+      }
+      // live
+      conn = deps.blockingConnection();
+      while (!ended && !cancelled && !deps.closing()) {
+        const batch = await store.waitEvents(
+          conn,
+          req.jobId,
+          lastId === '-' ? '0-0' : lastId,
+          WATCH_BLOCK_MS,
+          WATCH_BATCH,
+        );
+        for (const e of batch) {
+          lastId = e.id;
+          if (e.event.seq <= req.afterSeq) continue;
+          await write({ event: e.event });
+          if (endsJob(e.event.type, e.event.state)) ended = true;
+        }
+        if (batch.length === 0 && !ended) {
+          // the stream may have been trimmed past a terminal event: trust the hash then
+          const status = await store.get(req.jobId);
+          if (!status || isTerminal(status.state)) ended = true;
+        }
+      }
+    } finally {
+      watchers--;
+      conn?.disconnect();
+    }
+  };
+
+  return {
+    submitJob: unaryHandler(logger, submitJob),
+    getJob: unaryHandler(logger, getJob),
+    listJobs: unaryHandler(logger, listJobs),
+    cancelJob: unaryHandler(logger, cancelJob),
+    watchJob: streamHandler(logger, watchJob),
+  };
+}
+
+/**
+ * A server-streaming handler whose thrown errors reach the client as their gRPC status: grpc-js sends a
+ * stream's status from its 'error' event (destroy() would leave the client waiting for its deadline).
+ */
+function streamHandler<Req, Res>(
+  logger: Logger,
+  fn: (request: Req, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
+): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    fn(call.request, call).then(
+      () => call.end(),
+      (err: unknown) => {
+        const mapped = toGrpcError(err);
+        if (mapped.code === grpc.status.INTERNAL)
+          logger.error({ err, path: call.getPath() }, 'stream failed');
+        call.emit('error', mapped);
+      },
+    );
+  };
+}
+
+function endsJob(type: JobEventType, state: JobState): boolean {
+  return type === JobEventType.JOB_EVENT_TYPE_STATE && isTerminal(state);
+}
+
+export type { JobStatus };
