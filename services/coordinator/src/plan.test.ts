@@ -1,0 +1,247 @@
+// The driver's pure pieces: spec defaults and validation, step accounting, deterministic prompt selection,
+// warm-up batches, the lr horizon, eval item building (balanced, checkpoint-independent, verifiable with
+// the real verifier) and the aggregation of verified groups into event metrics.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { InvalidArgumentError } from '@spark/common';
+import { JOB_ID_PATTERN, type VerifiedGroup } from '@spark/common/cluster';
+import { Algorithm, JobSpec } from '@spark/common/proto';
+
+import { evalDue, parseCursor, stepPlan } from './driver.js';
+import {
+  aggregateEval,
+  aggregatePhase,
+  buildEvalItems,
+  builtinDataset,
+  epochOf,
+  estimateOptimizerSteps,
+  promptsForStep,
+  shardPrompts,
+  stepsPerEpoch,
+  totalSteps,
+  warmupBatch,
+  wrongAnswer,
+} from './plan.js';
+import { newJobId, normalizeSpec, SPEC_DEFAULTS } from './spec.js';
+
+const opts = { dataDir: '/tmp/spark-jobs', jobId: 'j-1' };
+
+describe('job spec', () => {
+  it('fills every documented default', () => {
+    const s = normalizeSpec(JobSpec.fromPartial({}), opts);
+    assert.equal(s.algorithm, Algorithm.ALGORITHM_SPARK);
+    assert.equal(s.batchSize, SPEC_DEFAULTS.batchSize);
+    assert.equal(s.groupSize, 8);
+    assert.equal(s.lrSchedule, 'cosine');
+    assert.equal(s.templateVariant, 'short');
+    assert.equal(s.recyclePairwise, true);
+    assert.equal(s.microBatchSize, 16);
+    assert.equal(s.checkpointDir, '/tmp/spark-jobs/j-1');
+    const kept = normalizeSpec(JobSpec.fromPartial({ recyclePairwise: false, miniBatchSize: 8 }), opts);
+    assert.equal(kept.recyclePairwise, false, 'an explicit false is kept');
+    assert.equal(kept.microBatchSize, 8, 'micro-batch defaults to at most the minibatch');
+  });
+
+  it('lists every bad field at once', () => {
+    try {
+      normalizeSpec(
+        JobSpec.fromPartial({
+          groupSize: 1,
+          learningRate: Number.NaN,
+          algorithm: 9 as Algorithm,
+          trainSize: 3,
+          batchSize: 4,
+        }),
+        opts,
+      );
+      assert.fail('accepted');
+    } catch (e) {
+      assert.ok(e instanceof InvalidArgumentError);
+      const fields = e.problems.map((p) => p.split(':')[0]);
+      assert.deepEqual(fields.sort(), ['algorithm', 'groupSize', 'learningRate', 'trainSize']);
+    }
+    assert.throws(
+      () =>
+        normalizeSpec(
+          JobSpec.fromPartial({
+            algorithm: Algorithm.ALGORITHM_GRPO_JUDGE,
+            recyclePointwise: false,
+            recyclePairwise: false,
+          }),
+          opts,
+        ),
+      /grpo-judge/,
+    );
+  });
+
+  it('generates job ids that match the boundary pattern', () => {
+    for (const name of ['', 'Demo run #1', '---', 'x'.repeat(300), 'ÄÖÜ'])
+      assert.match(newJobId(name), JOB_ID_PATTERN);
+    assert.notEqual(newJobId('a'), newJobId('a'));
+  });
+});
+
+describe('plan', () => {
+  const spec = normalizeSpec(
+    JobSpec.fromPartial({ trainSize: 40, evalSize: 6, batchSize: 8, seed: 7, epochs: 2 }),
+    opts,
+  );
+  const data = builtinDataset(spec);
+
+  it('counts steps per epoch and bounds them by maxSteps', () => {
+    assert.equal(stepsPerEpoch(40, 8), 5);
+    assert.equal(stepsPerEpoch(41, 8), 5);
+    assert.equal(totalSteps(spec, 40), 10);
+    assert.equal(totalSteps({ ...spec, maxSteps: 3 }, 40), 3);
+    assert.equal(epochOf(4, 40, 8), 0);
+    assert.equal(epochOf(5, 40, 8), 1);
+  });
+
+  it('selects each training problem once per epoch, deterministically, reshuffled per epoch', () => {
+    assert.equal(data.train.length, 40);
+    const epoch0 = Array.from({ length: 5 }, (_, t) => promptsForStep(data.train, spec, t)).flat();
+    assert.equal(new Set(epoch0.map((p) => p.promptId)).size, 40, 'every problem once');
+    assert.deepEqual(
+      promptsForStep(data.train, spec, 2),
+      promptsForStep(data.train, spec, 2),
+      'deterministic',
+    );
+    assert.notDeepEqual(
+      promptsForStep(data.train, spec, 0).map((p) => p.promptId),
+      promptsForStep(data.train, spec, 5).map((p) => p.promptId),
+      'epoch 1 reshuffles',
+    );
+    const p = promptsForStep(data.train, spec, 0)[0];
+    assert.equal(p?.kind, 'problem');
+    assert.ok(p?.text.includes('\\boxed{}'), 'answer-format instruction appended');
+    const other = builtinDataset({ ...spec, seed: 8 });
+    assert.notDeepEqual(other.train, data.train, 'the seed changes the dataset');
+  });
+
+  it('keeps held-out problems out of training', () => {
+    const train = new Set(data.train.map((p) => p.question));
+    assert.equal(data.test.length, 6);
+    for (const p of data.test) assert.ok(!train.has(p.question));
+  });
+
+  it('builds warm-up batches of worked solutions', () => {
+    const b = warmupBatch(data.train, { ...spec, warmupBatchSize: 50 }, 0);
+    assert.equal(b.length, 50, 'cycles past the end');
+    for (const ex of b) assert.match(ex.target, /\\boxed\{-?\d+\}/);
+    assert.deepEqual(warmupBatch(data.train, spec, 3), warmupBatch(data.train, spec, 3));
+  });
+
+  it('estimates the optimizer-step horizon per algorithm', () => {
+    const s = { ...spec, batchSize: 16, groupSize: 8, miniBatchSize: 64 };
+    assert.equal(estimateOptimizerSteps(s, 10), 40);
+    assert.equal(estimateOptimizerSteps({ ...s, algorithm: Algorithm.ALGORITHM_GRPO }, 10), 20);
+    assert.equal(estimateOptimizerSteps({ ...s, algorithm: Algorithm.ALGORITHM_GRPO_JUDGE }, 10), 10);
+  });
+
+  it('plans the stages of a step per algorithm and the eval points', () => {
+    assert.deepEqual(stepPlan('spark'), { synthesis: true, trainPolicy: true, rewardPhase: true });
+    assert.deepEqual(stepPlan('grpo'), { synthesis: false, trainPolicy: true, rewardPhase: false });
+    assert.deepEqual(stepPlan('grpo-judge'), { synthesis: true, trainPolicy: false, rewardPhase: true });
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].filter((c) => evalDue(c, 5, 2)),
+      [2, 4, 5],
+    );
+    assert.deepEqual(
+      [1, 2, 3].filter((c) => evalDue(c, 3, 0)),
+      [3],
+    );
+    assert.deepEqual(parseCursor('{"warmup":2,"evaluated":0,"step":3,"version":7}'), {
+      warmup: 2,
+      evaluated: 0,
+      step: 3,
+      version: 7,
+    });
+    assert.deepEqual(parseCursor('garbage'), { warmup: 0, evaluated: -1, step: 0, version: 0 });
+  });
+
+  it('shards prompts', () => {
+    assert.deepEqual(
+      shardPrompts([1, 2, 3, 4, 5], 2).map((s) => s.length),
+      [2, 2, 1],
+    );
+  });
+});
+
+describe('eval items', () => {
+  const test = [0, 1, 2, 3].map((i) => ({
+    id: `q${i}`,
+    question: `What is ${i} + 10?`,
+    answer: String(i + 10),
+    solution: null,
+  }));
+
+  it('derives a wrong answer from the gold only', () => {
+    assert.equal(wrongAnswer('12'), wrongAnswer('12'));
+    assert.notEqual(wrongAnswer('12'), '12');
+    assert.notEqual(Number(wrongAnswer('-5')), -5);
+    assert.equal(wrongAnswer('x^2'), 'x^2 + 1');
+  });
+
+  it('builds five balanced items per held-out problem, unique ids, same for every call', () => {
+    const items = buildEvalItems(test, 'short', 3);
+    assert.equal(items.length, 20);
+    assert.equal(new Set(items.map((i) => i.promptId)).size, 20);
+    assert.deepEqual(buildEvalItems(test, 'short', 3), items);
+    const by = (tag: string) => items.filter((i) => i.tags[0] === tag);
+    assert.deepEqual(
+      by('pointwise-yesno').map((i) => i.label),
+      ['Yes', 'No', 'Yes', 'No'],
+    );
+    assert.deepEqual(
+      by('pointwise-ab').map((i) => i.label),
+      ['B', 'A', 'B', 'A'],
+    );
+    assert.deepEqual(
+      by('pairwise').map((i) => i.label),
+      ['A', 'A', 'B', 'B'],
+    );
+    for (const r of by('reflection')) {
+      assert.equal(r.kind, 'reflection');
+      assert.ok(r.text.includes(wrongAnswer(r.label)), 'shows the wrong answer');
+    }
+    const pw = by('pairwise')[0];
+    assert.ok(pw?.text.includes('10') && pw.text.includes(wrongAnswer('10')), 'both answers shown');
+  });
+
+  it('aggregates eval and phase metrics', () => {
+    const items = buildEvalItems(test, 'short', 3);
+    const groups: VerifiedGroup[] = items.map((prompt, i) => ({
+      groupId: `0/eval/${prompt.promptId}`,
+      prompt,
+      promptTokens: [],
+      policyVersion: 0,
+      responses: [
+        {
+          text: 't',
+          tokens: [],
+          logprobs: [],
+          finish: i % 7 === 0 ? 'length' : 'stop',
+          reward: prompt.tags[0] === 'pairwise' || (prompt.kind === 'problem' && i < 10) ? 1 : 0,
+          extracted: prompt.kind === 'problem' && i >= 10 ? null : 'x',
+          reason: '',
+        },
+      ],
+    }));
+    const m = aggregateEval(groups);
+    assert.equal(m.problems, 4);
+    assert.equal(m.answer_accuracy, 0.5);
+    assert.equal(m.pairwise_accuracy, 1);
+    assert.equal(m.pointwise_accuracy, 0);
+    assert.equal(m.judge_accuracy, 1 / 3);
+    assert.equal(m.reflection_accuracy, 0);
+    assert.equal(m.answer_missing, 0.5);
+    const p = aggregatePhase(groups);
+    assert.equal(p.samples, 20);
+    assert.equal(p['samples.problem'], 4);
+    assert.equal(p['reward_mean.pairwise'], 1);
+    assert.equal(p['judge_accuracy.pairwise'], 1);
+    assert.equal((p.groups_all_correct ?? 0) + (p.groups_all_wrong ?? 0) + (p.groups_mixed ?? 0), 20);
+    assert.equal(p.truncated_ratio, 3 / 20);
+  });
+});
