@@ -1,2 +1,263 @@
-// @spark/rollout: Rollout workers: sample G responses per prompt with the native sampler at the job's policy version.
-export {};
+// @spark/rollout: the rollout service. Serves the `rollout-<job>` queue of every active job
+// (JobQueueWorkers): each RolloutTask (one shard of prompts) is sampled with the job's policy at EXACTLY
+// the task's version — fetched from the learner's PolicyService when the cached model is at another
+// version (model-cache.ts); a version the learner does not hold yet fails the task so BullMQ retries it
+// with backoff — then one VerifyTask (BullMQ id = shardId) goes to `verify-<job>`.
+// Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total,
+// _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version_count, _version_refusals_total{reason}.
+import { InvalidArgumentError, UnavailableError } from '@spark/common';
+import {
+  JobQueueWorkers,
+  DEFAULT_MAX_POLICY_BYTES,
+  queueName,
+  type RolloutTask,
+  type VerifyTask,
+} from '@spark/common/cluster';
+import { baseServiceShape } from '@spark/common/config';
+import { Lifecycle } from '@spark/common/lifecycle';
+import { createLogger, type Logger } from '@spark/common/logging';
+import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
+import {
+  connectRedis,
+  createQueue,
+  enqueueBounded,
+  resolveRedis,
+  UnrecoverableError,
+  type Job,
+  type Redis,
+} from '@spark/common/redis';
+import { charTokenizer } from '@spark/common/tokenizers';
+import type { Queue } from 'bullmq';
+import { z } from 'zod';
+
+import { ModelCache } from './model-cache.js';
+import { parseRolloutTask, sampleShard } from './sample.js';
+
+export * from './model-cache.js';
+export * from './sample.js';
+
+export const ROLLOUT_SERVICE_NAME = 'rollout';
+
+export const rolloutConfigShape = {
+  ...baseServiceShape,
+  /** Fixed learner PolicyService address (host:port); empty = the job's policy hash `learnerAddress`. */
+  learnerAddress: z.string().max(1024).default(''),
+  /** Jobs whose model is kept in memory at once (one version each); least recently used evicted. */
+  maxCachedJobs: z.number().int().min(1).max(64).default(2),
+  /** Deadline of one weight fetch, in milliseconds. */
+  fetchTimeoutMs: z.number().int().min(100).max(3_600_000).default(120_000),
+  /** Largest policy accepted, in bytes. */
+  maxPolicyBytes: z.number().int().min(1024).max(DEFAULT_MAX_POLICY_BYTES).default(DEFAULT_MAX_POLICY_BYTES),
+  /** Cap on generated tokens per response, whatever a task asks. */
+  maxNewTokens: z.number().int().min(1).max(1_000_000).default(4_096),
+  /** Most VerifyTasks waiting on a job's verify queue before a rollout task fails (and retries). */
+  verifyQueueMaxDepth: z.number().int().min(1).max(1_000_000).default(10_000),
+  /** BullMQ lock of a running shard (renewed while it runs), in milliseconds. */
+  lockMs: z.number().int().min(1_000).max(3_600_000).default(120_000),
+  /** How often the active-job set is polled, in milliseconds. */
+  pollMs: z.number().int().min(10).max(60_000).default(250),
+};
+
+export type RolloutConfig = Readonly<z.infer<z.ZodObject<typeof rolloutConfigShape>>>;
+
+/** A config with every default applied (tests and launchers). */
+export function rolloutConfig(overrides: Partial<RolloutConfig> = {}): RolloutConfig {
+  return Object.freeze(z.strictObject(rolloutConfigShape).parse(overrides));
+}
+
+export interface RolloutDeps {
+  logger?: Logger;
+}
+
+export interface RolloutService {
+  readonly metricsPort: number;
+  readonly metrics: ServiceMetrics;
+  readonly lifecycle: Lifecycle;
+  readonly models: ModelCache;
+  close(): Promise<void>;
+}
+
+/** What a rollout task returns to BullMQ. */
+export interface RolloutTaskResult {
+  readonly groups: number;
+  readonly responses: number;
+  readonly tokens: number;
+  readonly policyVersion: number;
+}
+
+async function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new UnavailableError(`Redis did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    redis.once('ready', onReady);
+  });
+}
+
+/** Starts the rollout service. `close()` lets the running shard finish, then frees the models. */
+export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}): Promise<RolloutService> {
+  const logger = deps.logger ?? createLogger({ service: ROLLOUT_SERVICE_NAME, level: config.logLevel });
+  const lifecycle = new Lifecycle(logger, config.shutdownGraceMs);
+  const metrics = new ServiceMetrics(ROLLOUT_SERVICE_NAME);
+  const samples = metrics.counter({
+    name: 'samples_total',
+    help: 'Responses sampled, by phase',
+    labelNames: ['phase'] as const,
+  });
+  const sampleSeconds = metrics.histogram({
+    name: 'sample_seconds',
+    help: 'Time of one shard’s batched native sampling call',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  });
+  const tokens = metrics.counter({ name: 'tokens_generated_total', help: 'Response tokens generated' });
+  const fetchSeconds = metrics.histogram({
+    name: 'weight_fetch_seconds',
+    help: 'Time to fetch and verify one policy from the learner',
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+  });
+  const fetchBytes = metrics.counter({ name: 'weight_fetch_bytes_total', help: 'Policy bytes fetched' });
+  const policyVersion = metrics.gauge({
+    name: 'policy_version_count',
+    help: 'Policy version of the last sampled shard',
+  });
+  const refusals = metrics.counter({
+    name: 'version_refusals_total',
+    help: 'Shards not sampled because their policy version was not available (retried later)',
+    labelNames: ['reason'] as const,
+  });
+
+  try {
+    const redisInfo = await resolveRedis(config.redisUrl || undefined);
+    lifecycle.add('redis-server', () => redisInfo.stop());
+    const redis = connectRedis(redisInfo.url);
+    lifecycle.add('redis', async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+    await whenReady(redis, 10_000);
+
+    const models = new ModelCache({
+      redis,
+      prefix: config.redisPrefix,
+      learnerAddress: config.learnerAddress,
+      token: config.localMode || !config.authToken ? null : config.authToken,
+      fetchTimeoutMs: config.fetchTimeoutMs,
+      maxPolicyBytes: config.maxPolicyBytes,
+      maxJobs: config.maxCachedJobs,
+      onFetch: ({ seconds, bytes }) => {
+        fetchSeconds.observe(seconds);
+        fetchBytes.inc(bytes);
+      },
+      onRefusal: (reason) => refusals.inc({ reason }),
+    });
+    lifecycle.add('models', () => models.close());
+
+    // one producer per job's verify queue, bounded (least recently used closed)
+    const verifyQueues = new Map<string, Queue<VerifyTask>>();
+    const verifyQueue = async (jobId: string): Promise<Queue<VerifyTask>> => {
+      let q = verifyQueues.get(jobId);
+      if (q) {
+        verifyQueues.delete(jobId);
+        verifyQueues.set(jobId, q);
+        return q;
+      }
+      q = createQueue<VerifyTask>(queueName('verify', jobId), {
+        url: redisInfo.url,
+        prefix: config.redisPrefix,
+      });
+      verifyQueues.set(jobId, q);
+      while (verifyQueues.size > 16) {
+        const [oldest, oq] = verifyQueues.entries().next().value as [string, Queue<VerifyTask>];
+        verifyQueues.delete(oldest);
+        void oq.close();
+      }
+      await q.waitUntilReady();
+      return q;
+    };
+    lifecycle.add('verify-queues', async () => {
+      await Promise.all([...verifyQueues.values()].map((q) => q.close()));
+    });
+
+    const processorFor = (jobId: string) => async (job: Job<RolloutTask, RolloutTaskResult>) => {
+      let task: RolloutTask;
+      try {
+        task = parseRolloutTask(job.data);
+        if (task.jobId !== jobId)
+          throw new InvalidArgumentError(`task of job ${task.jobId} on job ${jobId}'s queue`);
+      } catch (err) {
+        throw new UnrecoverableError(err instanceof Error ? err.message : String(err));
+      }
+      const shard = await models.withModel(jobId, task.policyVersion, async (model) => {
+        try {
+          return await sampleShard(model, charTokenizer, task, { maxNewTokens: config.maxNewTokens });
+        } catch (err) {
+          // a prompt the model cannot take is poison: retrying cannot help
+          if (err instanceof InvalidArgumentError) throw new UnrecoverableError(err.message);
+          throw err;
+        }
+      });
+      const verify: VerifyTask = {
+        jobId,
+        step: task.step,
+        phase: task.phase,
+        shardId: task.shardId,
+        groups: shard.groups,
+      };
+      await enqueueBounded(await verifyQueue(jobId), 'verify', verify, {
+        jobId: task.shardId,
+        maxDepth: config.verifyQueueMaxDepth,
+      });
+      const n = shard.groups.length * task.groupSize;
+      samples.inc({ phase: task.phase }, n);
+      sampleSeconds.observe(shard.seconds);
+      tokens.inc(shard.tokensGenerated);
+      policyVersion.set(task.policyVersion);
+      logger.debug(
+        {
+          job: jobId,
+          shard: task.shardId,
+          version: task.policyVersion,
+          responses: n,
+          seconds: shard.seconds,
+        },
+        'shard sampled',
+      );
+      return {
+        groups: shard.groups.length,
+        responses: n,
+        tokens: shard.tokensGenerated,
+        policyVersion: task.policyVersion,
+      };
+    };
+
+    const workers = new JobQueueWorkers<RolloutTask, RolloutTaskResult>({
+      url: redisInfo.url,
+      prefix: config.redisPrefix,
+      role: 'rollout',
+      redis,
+      logger,
+      processorFor,
+      pollMs: config.pollMs,
+      workerOptions: { concurrency: 1, lockDuration: config.lockMs },
+    });
+    await workers.start();
+    lifecycle.add('workers', () => workers.close());
+
+    const server = await startMetricsServer(metrics.registry, {
+      host: config.metricsHost,
+      port: config.metricsPort,
+      healthy: () => !lifecycle.isShuttingDown,
+    });
+    lifecycle.add('metrics', () => server.close());
+    logger.info({ metricsPort: server.port }, 'rollout service ready');
+    return { metricsPort: server.port, metrics, lifecycle, models, close: () => lifecycle.shutdown('close') };
+  } catch (err) {
+    await lifecycle.shutdown('start failed');
+    throw err;
+  }
+}

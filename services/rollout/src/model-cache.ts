@@ -1,0 +1,169 @@
+// The rollout worker's policy models: at most one model per job (the newest version it was asked for),
+// at most `maxJobs` jobs (least recently used evicted), each guarded by a per-job lock so a task's weight
+// refresh and its sampling never interleave with another task of the same job. Weights come from the
+// learner's PolicyService (fetchPolicy: chunked, sha256-verified) only when the cached version differs
+// from the task's — a model is NEVER used at any other version than the one asked for.
+import { FailedPreconditionError, UnavailableError } from '@spark/common';
+import { fetchPolicy, jobKeys, PolicyTransferError, type FetchedPolicy } from '@spark/common/cluster';
+import { grpc } from '@spark/common/grpc';
+import type { Redis } from '@spark/common/redis';
+import { Model, parseHfConfig } from '@spark/kernels';
+
+/** The learner does not (yet, or any more) hold the version a task asks for; the task is retried. */
+export class PolicyVersionUnavailableError extends FailedPreconditionError {}
+
+export interface ModelCacheOptions {
+  redis: Redis;
+  prefix: string;
+  /** Fixed learner address; empty = read `learnerAddress` from the job's policy hash. */
+  learnerAddress: string;
+  token: string | null;
+  fetchTimeoutMs: number;
+  maxPolicyBytes: number;
+  maxJobs: number;
+  /** Called after each successful weight fetch. */
+  onFetch?: (info: { seconds: number; bytes: number; version: number }) => void;
+  /** Called when a task's version is refused (not held by the learner yet / any more). */
+  onRefusal?: (reason: 'not-published' | 'not-held') => void;
+}
+
+interface Entry {
+  jobId: string;
+  version: number;
+  configJson: string;
+  model: Model;
+  lastUsed: number;
+}
+
+export class ModelCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly locks = new Map<string, Promise<void>>();
+  private closed = false;
+
+  constructor(private readonly options: ModelCacheOptions) {}
+
+  /** Versions currently cached, by job (for tests and logs). */
+  get cached(): ReadonlyMap<string, number> {
+    return new Map([...this.entries].map(([j, e]) => [j, e.version]));
+  }
+
+  /**
+   * Runs `fn` with the job's model at exactly `version`, fetching the weights first when needed. Other
+   * calls for the same job wait for this one.
+   */
+  async withModel<T>(jobId: string, version: number, fn: (model: Model) => Promise<T>): Promise<T> {
+    const previous = this.locks.get(jobId) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = previous.then(() => mine);
+    this.locks.set(jobId, chained);
+    await previous;
+    try {
+      if (this.closed) throw new UnavailableError('rollout worker is shutting down');
+      const model = await this.ensure(jobId, version);
+      return await fn(model);
+    } finally {
+      release();
+      if (this.locks.get(jobId) === chained) this.locks.delete(jobId);
+    }
+  }
+
+  private async ensure(jobId: string, version: number): Promise<Model> {
+    const cur = this.entries.get(jobId);
+    if (cur && cur.version === version && !cur.model.closed) {
+      cur.lastUsed = Date.now();
+      return cur.model;
+    }
+    const fetched = await this.fetch(jobId, version);
+    if (cur && cur.configJson === fetched.configJson && !cur.model.closed) {
+      // same architecture: overwrite the weights in place (the old version is gone from this moment)
+      cur.version = -1;
+      await cur.model.setParams(fetched.params);
+      cur.version = version;
+      cur.lastUsed = Date.now();
+      return cur.model;
+    }
+    if (cur) this.drop(jobId);
+    this.evictFor(jobId);
+    const config = parseHfConfig(fetched.configJson, `policy config of job ${jobId}`);
+    const model = await Model.create(config, 0);
+    try {
+      if (model.numParams !== fetched.params.length) {
+        throw new PolicyTransferError(
+          `policy of job ${jobId} has ${fetched.params.length} parameters, its config needs ${model.numParams}`,
+        );
+      }
+      await model.setParams(fetched.params);
+    } catch (err) {
+      model.free();
+      throw err;
+    }
+    this.entries.set(jobId, {
+      jobId,
+      version,
+      configJson: fetched.configJson,
+      model,
+      lastUsed: Date.now(),
+    });
+    return model;
+  }
+
+  private async fetch(jobId: string, version: number): Promise<FetchedPolicy> {
+    const o = this.options;
+    const policy = await o.redis.hgetall(jobKeys.policy(o.prefix, jobId));
+    // the policy hash says which version the learner published last: asking for a newer one is pointless
+    // (when the hash is missing, a configured learner may still load the job on demand)
+    const published = policy.version === undefined ? -1 : Number(policy.version);
+    if (published < version && (published >= 0 || !o.learnerAddress)) {
+      o.onRefusal?.('not-published');
+      throw new PolicyVersionUnavailableError(
+        `job ${jobId}: policy version ${version} is not published yet (latest ${published < 0 ? 'none' : published})`,
+      );
+    }
+    const address = o.learnerAddress || policy.learnerAddress || '';
+    if (!address) throw new UnavailableError(`job ${jobId}: no learner address (config or policy hash)`);
+    const t0 = performance.now();
+    let fetched: FetchedPolicy;
+    try {
+      fetched = await fetchPolicy(address, jobId, version, {
+        token: o.token,
+        defaultDeadlineMs: o.fetchTimeoutMs,
+        maxBytes: o.maxPolicyBytes,
+      });
+    } catch (err) {
+      if ((err as { code?: unknown }).code === grpc.status.FAILED_PRECONDITION) {
+        o.onRefusal?.('not-held');
+        throw new PolicyVersionUnavailableError(
+          `job ${jobId}: the learner does not hold policy version ${version}: ${(err as Error).message}`,
+        );
+      }
+      throw err;
+    }
+    o.onFetch?.({ seconds: (performance.now() - t0) / 1000, bytes: fetched.bytes, version });
+    return fetched;
+  }
+
+  private drop(jobId: string): void {
+    const e = this.entries.get(jobId);
+    if (!e) return;
+    this.entries.delete(jobId);
+    e.model.free();
+  }
+
+  /** Frees least recently used jobs (not locked by a running task) until there is room for one more. */
+  private evictFor(jobId: string): void {
+    const victims = [...this.entries.values()]
+      .filter((e) => e.jobId !== jobId && !this.locks.has(e.jobId))
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    while (this.entries.size >= this.options.maxJobs && victims.length) {
+      this.drop((victims.shift() as Entry).jobId);
+    }
+  }
+
+  /** Waits for running tasks, then frees every model. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.locks.values()]);
+    for (const jobId of [...this.entries.keys()]) this.drop(jobId);
+  }
+}
