@@ -1,7 +1,6 @@
 // The client commands' behaviour that needs no cluster: local spec rejection and an unreachable address.
 // Round trips against real services are in launcher.test.ts (they start a local cluster).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,31 +8,8 @@ import { describe, it } from 'node:test';
 
 import { freePort } from '@spark/common/redis';
 
+import { runSpark } from '../cli-testing.js';
 import { intOption, serviceList } from './up.js';
-
-const bin = join(import.meta.dirname, '../../bin/spark.mjs');
-
-export function runSpark(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-  timeoutMs = 60_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, SPARK_ADDRESS: '', SPARK_AUTH_TOKEN: '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('spark submit / jobs / watch / cancel without a cluster', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spark-cli-'));

@@ -11,27 +11,8 @@ import { describe, it } from 'node:test';
 
 import { redisAnswers } from '@spark/common/redis';
 
+import { alive, SPARK_BIN, waitFor } from '../cli-testing.js';
 import { ClusterStartError, serviceMain, startLocalCluster, type ServiceName } from './index.js';
-
-/** True while a process with this pid exists. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Polls until `fn` is true or `ms` passed. */
-export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return fn();
-}
 
 /** Services with an entry point in this checkout, lightest first (for partial-cluster tests). */
 const available = (
@@ -39,8 +20,6 @@ const available = (
 ).filter((s) => existsSync(serviceMain(s)));
 const light = available.filter((s) => s !== 'learner' && s !== 'coordinator').slice(0, 2);
 const skip = light.length === 0 ? 'no worker service has an entry point yet' : false;
-
-const bin = join(import.meta.dirname, '../../bin/spark.mjs');
 
 describe('local launcher', { skip }, () => {
   it('starts services as child processes, logs to files, and stops them all with the private Redis', async () => {
@@ -99,7 +78,7 @@ describe('local launcher', { skip }, () => {
 
 /** Runs `spark up` until `until` matches its stdout; returns the child and a promise of its exit. */
 function sparkUp(args: string[]) {
-  const child = spawn(process.execPath, [bin, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [SPARK_BIN, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -52,7 +52,7 @@ export function formatEvent(event: JobEvent): string {
   const at = `step ${event.step}`;
   switch (event.type) {
     case JobEventType.JOB_EVENT_TYPE_STATE:
-      return `[${event.jobId}] ${stateName(event)}${event.message ? `: ${event.message}` : ''}`;
+      return `[${event.jobId}] ${stateName(event)}${event.message && event.message !== stateName(event) ? `: ${event.message}` : ''}`;
     case JobEventType.JOB_EVENT_TYPE_PHASE: {
       const secs = event.metrics.seconds ?? event.metrics.phase_seconds;
       return `[${event.jobId}] ${at} ${phaseName(event)}: ${figures(event.metrics) || '(no figures)'}${secs !== undefined ? `  (${fmt(secs)} s)` : ''}`;

@@ -1,0 +1,51 @@
+// Test support for the CLI's tests (not a test file): run the real `spark` executable as a child process
+// with a bound on its run time, and poll for conditions.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+export const SPARK_BIN = join(import.meta.dirname, '../bin/spark.mjs');
+
+export interface SparkRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `spark ARGS` to completion (killed after `timeoutMs`); no SPARK_ADDRESS/TOKEN leak in from the caller. */
+export function runSpark(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<SparkRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [SPARK_BIN, ...args], {
+      env: { ...process.env, SPARK_ADDRESS: '', SPARK_AUTH_TOKEN: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** True while a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until `fn` is true or `ms` passed; returns the last value. */
+export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (fn()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return fn();
+}
