@@ -14,7 +14,7 @@ import { DATASET_FORMATS, type DatasetFormat } from '@spark/common/datasets';
 import type { Split } from '@spark/common/tasks';
 
 import { problemsFromFiles, problemsFromSplit, type InputReport } from '../eval/inputs.js';
-import { intOption, seedOption, variantOption } from '../eval/options.js';
+import { EvalOptionError, intOption, seedOption, variantOption } from '../eval/options.js';
 import { runJudge, runProblems } from '../eval/run.js';
 
 interface EvalCliOptions {
@@ -62,6 +62,8 @@ export async function runEval(
   const seed = seedOption('eval', opts.seed);
   const count = opts.count !== undefined ? intOption('eval', 'count', opts.count, 100_000) : undefined;
   const variant = variantOption(opts.variant);
+  if (opts.reflect && opts.judge)
+    throw new EvalOptionError('eval: --reflect and --judge are separate runs; pass one');
   // inputs first: a bad file fails before the model is loaded
   const { problems, report } =
     data.length > 0

@@ -35,7 +35,8 @@ async function readJsonl<T>(path: string): Promise<T[]> {
 
 const FAST = ['--max-new-tokens', '48', '--batch', '8'];
 
-describe('spark eval / score / infer on a tiny checkpoint', () => {
+// the cases are independent (own output folders) and mostly wait on subprocesses: run them side by side
+describe('spark eval / score / infer on a tiny checkpoint', { concurrency: 3 }, () => {
   let dir: string;
   let ckpt: string;
   before(async () => {
@@ -115,14 +116,20 @@ describe('spark eval / score / infer on a tiny checkpoint', () => {
   it('eval on an empty file fails with a clear message and a non-zero exit', async () => {
     const file = join(dir, 'empty.jsonl');
     await writeFile(file, '\n\n');
-    const [r, bad] = await Promise.all([
+    const [r, bad, both, zero] = await Promise.all([
       spark(['eval', ckpt, file]),
       spark(['eval', join(dir, 'no-such-checkpoint'), '--count', '2']),
+      spark(['eval', ckpt, '--reflect', '--judge']),
+      spark(['eval', ckpt, '--batch', '0']),
     ]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /empty\.jsonl: the dataset is empty/);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /cannot load checkpoint/);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /--reflect and --judge are separate runs/);
+    assert.equal(zero.code, 1);
+    assert.match(zero.stderr, /--batch must be an integer in \[1, 4096\], got 0/);
   });
 
   it('eval --reflect runs self-reflection with the real model (at most 5 calls per item)', async () => {
