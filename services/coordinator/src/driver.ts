@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { CancelledError, DeadlineExceededError, describeError, FailedPreconditionError } from '@spark/common';
 import {
   groupIdOf,
+  synthesisTaskId,
   jobKeys,
   queueName,
   type LearnHyper,
@@ -532,7 +533,7 @@ export class JobDriver {
       pairwise: Boolean(s.recyclePairwise),
       templateVariant: s.templateVariant === 'full' ? 'full' : 'short',
     };
-    const id = String(step);
+    const id = synthesisTaskId(step);
     await enqueueBounded(this.queue('synthesis'), 'synthesis', task, {
       jobId: id,
       maxDepth: this.deps.config.queueMaxDepth,

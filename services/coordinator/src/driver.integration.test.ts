@@ -1,0 +1,166 @@
+// End to end through the REAL services, in-process: learner (native model, PolicyService), rollout
+// (native sampler, weights fetched over gRPC), verifier, reward-synthesis and the coordinator, on a real
+// Redis and real gRPC on loopback. A tiny SPARK job (preset tiny, 2 warm-up steps, 2 RL steps of B = 4,
+// G = 4) must finish SUCCEEDED with: the evaluation before RL and at the end, a reward phase that ran,
+// every group trained exactly once (each update's sequences = its groups × G, no stale group, one policy
+// version per update) and a final checkpoint on disk.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { jobKeys, type LearnResult } from '@spark/common/cluster';
+import { z } from '@spark/common/config';
+import { clientSetup } from '@spark/common/grpc';
+import { createLogger } from '@spark/common/logging';
+import {
+  Algorithm,
+  JobEventType,
+  JobServiceClient,
+  JobSpec,
+  JobState,
+  Phase,
+  type JobEvent,
+  type JobStatus,
+} from '@spark/common/proto';
+import { connectRedis } from '@spark/common/redis';
+import { testPrefix, testRedisUrl } from '@spark/common/testing';
+import { learnerConfigShape, startLearner } from '@spark/learner';
+import { startRewardSynthesis, synthesisConfig } from '@spark/reward-synthesis';
+import { rolloutConfig, startRollout } from '@spark/rollout';
+import { startVerifierService, verifierServiceConfig } from '@spark/verifier';
+
+import { coordinatorConfig, startCoordinator } from './index.js';
+
+const logger = createLogger({ service: 'it', level: 'silent' });
+
+describe('a tiny SPARK job through the real services', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spark-it-'));
+  const closers: (() => Promise<void>)[] = [];
+  let client: JobServiceClient;
+  let url: string;
+  let prefix: string;
+
+  before(async () => {
+    url = await testRedisUrl();
+    prefix = testPrefix('coord-it');
+    const base = { localMode: true, redisUrl: url, redisPrefix: prefix, logLevel: 'silent' as const };
+    const learner = await startLearner(
+      z.strictObject(learnerConfigShape).parse({ ...base, dataDir: join(dir, 'learner') }),
+      { logger },
+    );
+    closers.push(() => learner.close());
+    const rollout = await startRollout(rolloutConfig(base), { logger });
+    closers.push(() => rollout.close());
+    const verifier = await startVerifierService(verifierServiceConfig(base), { logger });
+    closers.push(() => verifier.close());
+    const synth = await startRewardSynthesis(synthesisConfig(base), { logger });
+    closers.push(() => synth.close());
+    const coord = await startCoordinator(
+      coordinatorConfig({
+        ...base,
+        dataDir: join(dir, 'jobs'),
+        pollMs: 25,
+        schedulePollMs: 50,
+        phaseTimeoutMs: 120_000,
+      }),
+      { logger },
+    );
+    closers.push(() => coord.close());
+    const setup = clientSetup({ token: null, defaultDeadlineMs: 10_000 });
+    client = new JobServiceClient(`127.0.0.1:${coord.grpcPort}`, setup.credentials, setup.options);
+    closers.push(async () => client.close());
+  });
+
+  after(async () => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs warm-up, evals, policy and reward phases, training every group exactly once', async () => {
+    const spec = JobSpec.fromPartial({
+      name: 'it',
+      model: 'tiny',
+      algorithm: Algorithm.ALGORITHM_SPARK,
+      batchSize: 4,
+      groupSize: 4,
+      trainSize: 8,
+      epochs: 1,
+      maxNewTokens: 24,
+      warmupSteps: 2,
+      warmupBatchSize: 8,
+      evalSize: 4,
+      miniBatchSize: 16,
+      microBatchSize: 8,
+      seed: 3,
+    });
+    const submitted = await new Promise<{ jobId: string }>((resolve, reject) =>
+      client.submitJob({ spec }, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    const jobId = submitted.jobId;
+    const events: JobEvent[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const stream = client.watchJob({ jobId, afterSeq: 0 }, { deadline: Date.now() + 240_000 });
+      stream.on('data', (m: { event?: JobEvent }) => m.event && events.push(m.event));
+      stream.on('end', () => resolve());
+      stream.on('error', reject);
+    });
+    const status = await new Promise<JobStatus | undefined>((resolve, reject) =>
+      client.getJob({ jobId }, (err, res) => (err ? reject(err) : resolve(res.status))),
+    );
+    assert.equal(status?.state, JobState.JOB_STATE_SUCCEEDED, `job ended ${status?.message}`);
+
+    const phases = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_PHASE);
+    const of = (p: Phase) => phases.filter((e) => e.phase === p);
+    assert.equal(of(Phase.PHASE_WARMUP).length, 2);
+    assert.equal(of(Phase.PHASE_POLICY).length, 2);
+    const rewards = of(Phase.PHASE_REWARD);
+    assert.ok(rewards.length >= 1, 'the reward phase ran');
+    for (const r of rewards) assert.equal(r.metrics.samples, 4 * 4, 'B released items × G');
+
+    const evals = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_EVAL);
+    assert.deepEqual(
+      evals.map((e) => e.step),
+      [0, 2],
+      'before RL and at the end',
+    );
+    for (const e of evals) {
+      assert.equal(e.metrics.items, 20, '5 items per held-out problem');
+      for (const k of ['answer_accuracy', 'pointwise_accuracy', 'pairwise_accuracy', 'reflection_accuracy'])
+        assert.ok((e.metrics[k] ?? -1) >= 0 && (e.metrics[k] ?? 2) <= 1, k);
+    }
+
+    // exactly-once training: one stored result per update, covering every group of its phase once
+    const redis = connectRedis(url);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      let updates = 2; // warm-up
+      for (let step = 0; step < 2; step++) {
+        for (const phase of ['policy', 'reward'] as const) {
+          const text = await redis.get(jobKeys.learned(prefix, jobId, step, phase));
+          const ran = phase === 'policy' || rewards.some((e) => e.step === step);
+          assert.equal(text !== null, ran, `learned ${step}/${phase}`);
+          if (!text) continue;
+          const r = JSON.parse(text) as LearnResult;
+          assert.equal(r.staleGroups, 0, 'no group refused');
+          assert.equal(
+            r.sequences + (r.skippedSequences ?? 0),
+            16,
+            'every group of the phase, G responses each',
+          );
+          updates++;
+        }
+      }
+      assert.equal(status?.policyVersion, updates, 'one policy version per update: nothing trained twice');
+    } finally {
+      redis.disconnect();
+    }
+
+    const ckpt = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_CHECKPOINT);
+    assert.ok(ckpt.length >= 1, 'a final checkpoint');
+    const last = ckpt.at(-1);
+    assert.equal(last?.metrics.final, 1);
+    assert.ok(existsSync(join(last?.message ?? '', 'config.json')), 'checkpoint written to disk');
+  });
+});
