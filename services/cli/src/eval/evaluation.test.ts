@@ -1,8 +1,11 @@
 // Tests of the evaluation library (@spark/common/evaluation) with the real verifier: summary semantics on
 // hand-made results, the self-reflection control flow driven by a deterministic model-call function
 // (the tiny model cannot produce the verdicts these cases need), the checkpoint-independent judge items,
-// and results-file parsing.
+// results-file parsing, and checkpoint loading (a learner checkpoint root, over-long prompts).
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import {
@@ -21,7 +24,10 @@ import {
   type GenerateFn,
 } from '@spark/common/evaluation';
 import { selfJudgePrompt, resolvePrompt, problemPrompt } from '@spark/common/templates';
+import { Model } from '@spark/kernels';
 import { Verifier } from '@spark/verifier';
+
+import { CheckpointLoadError, loadGenerator, resolveCheckpoint } from './model.js';
 
 // one verifier (its symbolic workers take a moment to start) for the whole file
 let verifier: Verifier;
@@ -291,5 +297,37 @@ describe('results files', () => {
       assert.match(e.message, /empty\.jsonl: the results file is empty/);
       return true;
     });
+  });
+});
+
+describe('checkpoint loading', () => {
+  it('loads a checkpoint directory or a learner checkpoint root (latest.json), rejects others clearly', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'spark-eval-ckpt-'));
+    try {
+      const model = await Model.create('tiny', 5);
+      await model.save(join(root, 'step-3'));
+      model.free();
+      await writeFile(join(root, 'latest.json'), JSON.stringify({ dir: 'step-3', step: 3 }));
+      assert.equal(await resolveCheckpoint(root), join(root, 'step-3'));
+      assert.equal(await resolveCheckpoint(join(root, 'step-3')), join(root, 'step-3'));
+      const gen = await loadGenerator(root, { maxNewTokens: 4, batch: 2 });
+      try {
+        const long = 'x'.repeat(400); // over the tiny model's 256-token context
+        const outs = await gen.generate(['1+1=?', long, '2+2=?']);
+        assert.equal(outs.length, 3);
+        assert.equal(outs[1], '');
+        assert.deepEqual(
+          { ...gen.stats, outputTokens: 0 },
+          { calls: 1, prompts: 3, tooLong: 1, outputTokens: 0 },
+        );
+      } finally {
+        gen.close();
+      }
+      await writeFile(join(root, 'latest.json'), JSON.stringify({ dir: '../etc' }));
+      await assert.rejects(resolveCheckpoint(root), CheckpointLoadError);
+      await assert.rejects(resolveCheckpoint(join(root, 'nothing')), /no config\.json and no latest\.json/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

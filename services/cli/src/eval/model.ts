@@ -4,7 +4,8 @@
 // render them (renderPromptTokens: one user turn + the assistant start); outputs are decoded without
 // special tokens. A prompt longer than the model's context (maxPositionEmbeddings − 1 tokens) is not sent:
 // its output is empty (so it scores as a missing answer) and it is counted in `stats.tooLong`.
-import { access } from 'node:fs/promises';
+// CHECKPOINT may also be a learner checkpoint root (`latest.json` naming `step-<n>/`): the newest one is used.
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { renderPromptTokens } from '@spark/common/cluster';
@@ -84,6 +85,39 @@ export function generatorOf(model: Model, tokenizer: Tokenizer, settings: Genera
   return { model, tokenizer, generate, stats, close: () => model.free() };
 }
 
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * The model directory of CHECKPOINT: itself when it holds config.json, else the step directory named by
+ * its latest.json (a learner checkpoint root). CheckpointLoadError when neither is there.
+ */
+export async function resolveCheckpoint(checkpoint: string): Promise<string> {
+  if (await exists(join(checkpoint, 'config.json'))) return checkpoint;
+  const latest = join(checkpoint, 'latest.json');
+  if (!(await exists(latest)))
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: no config.json and no latest.json there`,
+    );
+  let pointer: unknown;
+  try {
+    pointer = JSON.parse((await readFile(latest, 'utf8')).slice(0, 4096));
+  } catch (e) {
+    throw new CheckpointLoadError(`cannot load checkpoint ${checkpoint}: latest.json is not valid JSON`, {
+      cause: e,
+    });
+  }
+  const dir = (pointer as { dir?: unknown } | null)?.dir;
+  if (typeof dir !== 'string' || !/^step-\d+$/.test(dir))
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: latest.json does not name a step-<n> directory`,
+    );
+  return join(checkpoint, dir);
+}
+
 /**
  * Loads CHECKPOINT (a directory) and its tokenizer: `tokenizerSpec` when given, else the checkpoint's own
  * tokenizer.json when it has one, else the built-in char tokenizer.
@@ -93,17 +127,12 @@ export async function loadGenerator(
   settings: GenerateSettings,
   tokenizerSpec?: string,
 ): Promise<LoadedGenerator> {
-  let spec = tokenizerSpec;
-  if (spec === undefined) {
-    spec = await access(join(checkpoint, 'tokenizer.json')).then(
-      () => checkpoint,
-      () => 'char',
-    );
-  }
+  const dir = await resolveCheckpoint(checkpoint);
+  const spec = tokenizerSpec ?? ((await exists(join(dir, 'tokenizer.json'))) ? dir : 'char');
   const tokenizer = await loadTokenizer(spec);
   let model: Model;
   try {
-    model = await Model.load(checkpoint);
+    model = await Model.load(dir);
   } catch (e) {
     throw new CheckpointLoadError(
       `cannot load checkpoint ${checkpoint}: ${e instanceof Error ? e.message : String(e)}`,
