@@ -18,7 +18,7 @@ import { connectRedis, resolveRedis, UnrecoverableError, type Redis } from '@spa
 
 import { Learner, PolicyVersionMismatchError, validateLearnTask } from './learner.js';
 import { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
-import { policyServiceImpl, PolicyServiceService } from './policy-service.js';
+import { policyServiceImpl, PolicyServiceFast } from './policy-service.js';
 
 export {
   Learner,
@@ -39,6 +39,7 @@ export {
   type TrainerState,
 } from './checkpoint.js';
 export { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
+export { serializePolicyResponse, PolicyServiceFast } from './policy-service.js';
 
 /** The learner's config keys (SPARK_* environment variables or the config file). */
 export const learnerConfigShape = {
@@ -160,7 +161,7 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
       reflectionProtos: ['spark/v1/policy.proto'],
     });
     server.addService(
-      PolicyServiceService,
+      PolicyServiceFast,
       policyServiceImpl(learner, { logger, metrics, chunkBytes: config.policyChunkBytes }),
       'spark.v1.PolicyService',
     );

@@ -11,6 +11,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 
 import {
+  deserializePolicyResponse,
   fetchPolicy,
   float32ToLE,
   jobKeys,
@@ -24,7 +25,7 @@ import {
 import { loadConfig } from '@spark/common/config';
 import { grpc } from '@spark/common/grpc';
 import { createLogger } from '@spark/common/logging';
-import { JobSpec } from '@spark/common/proto';
+import { GetPolicyResponse, JobSpec } from '@spark/common/proto';
 import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
 import { testPrefix, testRedisUrl } from '@spark/common/testing';
 import { charTokenizer } from '@spark/common/tokenizers';
@@ -36,6 +37,7 @@ import {
   learningRateAt,
   readTrainerState,
   scheduleFromSpec,
+  serializePolicyResponse,
   startLearner,
   whenRedisReady,
   type LearnerService,
@@ -555,6 +557,32 @@ describe('learner: checkpoints, auth and the worker path', () => {
 });
 
 describe('learner: pure parts', () => {
+  it('the hand-framed chunk encoding equals the generated protobuf encoding both ways', () => {
+    for (const n of [0, 1, 127, 128, 300, 16_384, 1 << 20, (1 << 20) + 3]) {
+      const data = Buffer.alloc(n, 0xab);
+      const msg: GetPolicyResponse = { part: { $case: 'chunk', value: data } };
+      const mine = serializePolicyResponse(msg);
+      assert.deepEqual(mine, Buffer.from(GetPolicyResponse.encode(msg).finish()), `encode, ${n} bytes`);
+      assert.deepEqual(deserializePolicyResponse(mine), GetPolicyResponse.decode(mine), `decode, ${n} bytes`);
+    }
+    const header: GetPolicyResponse = {
+      part: {
+        $case: 'header',
+        value: {
+          jobId: 'j',
+          version: 3,
+          configJson: '{}',
+          totalBytes: 1 << 22,
+          sha256: 'ab',
+          chunkBytes: 1 << 20,
+        },
+      },
+    };
+    const enc = serializePolicyResponse(header);
+    assert.deepEqual(enc, Buffer.from(GetPolicyResponse.encode(header).finish()));
+    assert.deepEqual(deserializePolicyResponse(enc), header);
+  });
+
   it('group advantages: sample std with N−1, zero for all-equal groups', () => {
     const a = groupAdvantages([1, 0, 1, 0]);
     // mean 0.5, std_{N-1} = sqrt(1/3)

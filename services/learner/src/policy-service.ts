@@ -2,21 +2,69 @@
 // then the float32 LE parameter buffer of one held version in chunks. The snapshot is an immutable Buffer,
 // so a new version published mid-stream never changes the bytes being sent. Backpressure: the handler waits
 // for 'drain' whenever grpc-js's write buffer is full, and stops when the client cancels.
-import { InvalidArgumentError } from '@spark/common';
-import { toGrpcError } from '@spark/common';
+import { InvalidArgumentError, toGrpcError } from '@spark/common';
 import { grpc } from '@spark/common/grpc';
 import type { Logger } from '@spark/common/logging';
 import {
+  GetPolicyResponse,
   PolicyServiceService,
   type GetPolicyRequest,
-  type GetPolicyResponse,
   type PolicyServiceServer,
 } from '@spark/common/proto';
 
-import type { Learner } from './learner.js';
+import type { Learner, PolicySnapshot } from './learner.js';
 import type { LearnerMetrics } from './metrics.js';
 
-export { PolicyServiceService };
+/** A chunk message that carries its own serialised form (see framesOf). */
+const FRAME = Symbol('policy-chunk-frame');
+type FramedResponse = GetPolicyResponse & { [FRAME]?: Buffer };
+
+/**
+ * Serialises a GetPolicyResponse. Chunks are framed by hand — field 2, wire type 2 (tag 0x12), a varint
+ * length, the bytes — instead of with the generated writer, which costs ~8 ms per MiB (it bounded the stream
+ * at ~130 MB/s); a chunk that carries its pre-serialised frame is sent as is, without a copy. The bytes are
+ * identical to the generated encoding (tested).
+ */
+export function serializePolicyResponse(value: GetPolicyResponse): Buffer {
+  const framed = (value as FramedResponse)[FRAME];
+  if (framed) return framed;
+  if (value.part?.$case !== 'chunk') return Buffer.from(GetPolicyResponse.encode(value).finish());
+  return frameChunk(value.part.value);
+}
+
+function frameChunk(data: Uint8Array): Buffer {
+  const head: number[] = [0x12];
+  let n = data.length;
+  while (n > 0x7f) {
+    head.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  head.push(n);
+  const out = Buffer.allocUnsafe(head.length + data.length);
+  out.set(head, 0);
+  out.set(data, head.length);
+  return out;
+}
+
+/** The PolicyService definition with the fast chunk serialiser (same wire format). */
+export const PolicyServiceFast = {
+  ...PolicyServiceService,
+  getPolicy: { ...PolicyServiceService.getPolicy, responseSerialize: serializePolicyResponse },
+} as const;
+
+/** Serialised chunk messages of each snapshot, made once per (snapshot, chunk size) and shared by streams. */
+const frameCache = new WeakMap<PolicySnapshot, { chunkBytes: number; frames: Buffer[] }>();
+
+function framesOf(snap: PolicySnapshot, chunkBytes: number): Buffer[] {
+  const have = frameCache.get(snap);
+  if (have?.chunkBytes === chunkBytes) return have.frames;
+  const frames: Buffer[] = [];
+  for (let off = 0; off < snap.bytes.length; off += chunkBytes) {
+    frames.push(frameChunk(snap.bytes.subarray(off, Math.min(snap.bytes.length, off + chunkBytes))));
+  }
+  frameCache.set(snap, { chunkBytes, frames });
+  return frames;
+}
 
 export function policyServiceImpl(
   learner: Learner,
@@ -43,13 +91,17 @@ export function policyServiceImpl(
           },
         },
       });
-      for (let off = 0; off < total; off += chunkBytes) {
+      const frames = framesOf(snap, chunkBytes);
+      let off = 0;
+      for (const frame of frames) {
         if (call.cancelled) {
           metrics.weightStreams.inc({ outcome: 'cancelled' });
           return;
         }
         const chunk = snap.bytes.subarray(off, Math.min(total, off + chunkBytes));
-        await write(call, { part: { $case: 'chunk', value: chunk } });
+        off += chunk.length;
+        const msg: FramedResponse = { part: { $case: 'chunk', value: chunk }, [FRAME]: frame };
+        await write(call, msg);
         metrics.weightBytesSent.inc(chunk.length);
       }
       metrics.weightStreams.inc({ outcome: 'ok' });
