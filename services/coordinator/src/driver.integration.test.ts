@@ -1,9 +1,10 @@
 // End to end through the REAL services, in-process: learner (native model, PolicyService), rollout
 // (native sampler, weights fetched over gRPC), verifier, reward-synthesis and the coordinator, on a real
 // Redis and real gRPC on loopback. A tiny SPARK job (preset tiny, 2 warm-up steps, 2 RL steps of B = 4,
-// G = 4) must finish SUCCEEDED with: the evaluation before RL and at the end, a reward phase that ran,
-// every group trained exactly once (each update's sequences = its groups × G, no stale group, one policy
-// version per update) and a final checkpoint on disk.
+// G = 4) must finish SUCCEEDED — with the coordinator restarted in the middle of the first RL step — and
+// show: the evaluation before RL and at the end, a reward phase that ran, every group trained exactly
+// once (each update's sequences = its groups × G, no stale group, one policy version per update) and a
+// final checkpoint on disk.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +32,7 @@ import { startRewardSynthesis, synthesisConfig } from '@spark/reward-synthesis';
 import { rolloutConfig, startRollout } from '@spark/rollout';
 import { startVerifierService, verifierServiceConfig } from '@spark/verifier';
 
-import { coordinatorConfig, startCoordinator } from './index.js';
+import { coordinatorConfig, startCoordinator, type Coordinator } from './index.js';
 
 const logger = createLogger({ service: 'it', level: 'silent' });
 
@@ -57,9 +58,18 @@ describe('a tiny SPARK job through the real services', () => {
     closers.push(() => verifier.close());
     const synth = await startRewardSynthesis(synthesisConfig(base), { logger });
     closers.push(() => synth.close());
-    const coord = await startCoordinator(
+    closers.push(() => stopCoord());
+    await startCoord();
+  });
+
+  let coord: Coordinator | null = null;
+  async function startCoord(): Promise<void> {
+    const c = await startCoordinator(
       coordinatorConfig({
-        ...base,
+        localMode: true,
+        redisUrl: url,
+        redisPrefix: prefix,
+        logLevel: 'silent',
         dataDir: join(dir, 'jobs'),
         pollMs: 25,
         schedulePollMs: 50,
@@ -67,11 +77,15 @@ describe('a tiny SPARK job through the real services', () => {
       }),
       { logger },
     );
-    closers.push(() => coord.close());
+    coord = c;
     const setup = clientSetup({ token: null, defaultDeadlineMs: 10_000 });
-    client = new JobServiceClient(`127.0.0.1:${coord.grpcPort}`, setup.credentials, setup.options);
-    closers.push(async () => client.close());
-  });
+    client = new JobServiceClient(`127.0.0.1:${c.grpcPort}`, setup.credentials, setup.options);
+  }
+  async function stopCoord(): Promise<void> {
+    client.close();
+    await coord?.close();
+    coord = null;
+  }
 
   after(async () => {
     for (const close of closers.reverse()) await close().catch(() => undefined);
@@ -100,18 +114,48 @@ describe('a tiny SPARK job through the real services', () => {
     );
     const jobId = submitted.jobId;
     const events: JobEvent[] = [];
+    // watch until the first policy phase is reported, then restart the coordinator mid-step
     await new Promise<void>((resolve, reject) => {
       const stream = client.watchJob({ jobId, afterSeq: 0 }, { deadline: Date.now() + 240_000 });
+      stream.on('data', (m: { event?: JobEvent }) => {
+        if (!m.event) return;
+        events.push(m.event);
+        if (m.event.type === JobEventType.JOB_EVENT_TYPE_PHASE && m.event.phase === Phase.PHASE_POLICY) {
+          stream.cancel();
+          resolve();
+        }
+      });
+      stream.on('end', () => resolve());
+      stream.on('error', (e: Error & { code?: number }) => (e.code === 1 ? resolve() : reject(e)));
+    });
+    await stopCoord();
+    await startCoord();
+    await new Promise<void>((resolve, reject) => {
+      const afterSeq = events.at(-1)?.seq ?? 0;
+      const stream = client.watchJob({ jobId, afterSeq }, { deadline: Date.now() + 240_000 });
       stream.on('data', (m: { event?: JobEvent }) => m.event && events.push(m.event));
       stream.on('end', () => resolve());
       stream.on('error', reject);
     });
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      events.map((_, i) => i + 1),
+      'no event lost or repeated across the two watches',
+    );
     const status = await new Promise<JobStatus | undefined>((resolve, reject) =>
       client.getJob({ jobId }, (err, res) => (err ? reject(err) : resolve(res.status))),
     );
     assert.equal(status?.state, JobState.JOB_STATE_SUCCEEDED, `job ended ${status?.message}`);
 
-    const phases = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_PHASE);
+    // a resumed step may report its phases again: count distinct (phase, step)
+    const seen = new Set<string>();
+    const phases = events.filter((e) => {
+      if (e.type !== JobEventType.JOB_EVENT_TYPE_PHASE) return false;
+      const k = `${e.phase}/${e.step}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
     const of = (p: Phase) => phases.filter((e) => e.phase === p);
     assert.equal(of(Phase.PHASE_WARMUP).length, 2);
     assert.equal(of(Phase.PHASE_POLICY).length, 2);
@@ -119,7 +163,11 @@ describe('a tiny SPARK job through the real services', () => {
     assert.ok(rewards.length >= 1, 'the reward phase ran');
     for (const r of rewards) assert.equal(r.metrics.samples, 4 * 4, 'B released items × G');
 
-    const evals = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_EVAL);
+    const evals = events.filter(
+      (e, i, all) =>
+        e.type === JobEventType.JOB_EVENT_TYPE_EVAL &&
+        all.findIndex((x) => x.type === e.type && x.step === e.step) === i,
+    );
     assert.deepEqual(
       evals.map((e) => e.step),
       [0, 2],

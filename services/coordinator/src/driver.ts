@@ -261,6 +261,12 @@ export class JobDriver {
       cursor.evaluated = cursor.step;
       await this.saveCursor(cursor);
     }
+    // a restart between an RL step and its evaluation: run that evaluation first
+    if (cursor.evaluated !== cursor.step && cursor.step > 0 && evalDue(cursor.step, T, spec.evalInterval)) {
+      await this.evaluate(cursor.step);
+      cursor.evaluated = cursor.step;
+      await this.saveCursor(cursor);
+    }
     const plan = stepPlan(algorithmName(spec.algorithm));
     for (let t = cursor.step; t < T; t++) {
       await this.rlStep(t, t === T - 1, plan);
