@@ -9,6 +9,7 @@ import { InvalidArgumentError, UnavailableError } from '@spark/common';
 import {
   JobQueueWorkers,
   DEFAULT_MAX_POLICY_BYTES,
+  jobKeys,
   queueName,
   type RolloutTask,
   type VerifyTask,
@@ -56,6 +57,8 @@ export const rolloutConfigShape = {
   lockMs: z.number().int().min(1_000).max(3_600_000).default(120_000),
   /** How often the active-job set is polled, in milliseconds. */
   pollMs: z.number().int().min(10).max(60_000).default(250),
+  /** How often models of jobs that left the active set are freed, in milliseconds. */
+  pruneMs: z.number().int().min(10).max(3_600_000).default(5_000),
 };
 
 export type RolloutConfig = Readonly<z.infer<z.ZodObject<typeof rolloutConfigShape>>>;
@@ -156,6 +159,18 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
       onRefusal: (reason) => refusals.inc({ reason }),
     });
     lifecycle.add('models', () => models.close());
+    // models of jobs that left the active set are freed (memory is bounded by maxCachedJobs anyway)
+    const pruner = setInterval(() => {
+      redis.smembers(jobKeys.active(config.redisPrefix)).then(
+        (active) => {
+          const dropped = models.retainOnly(new Set(active));
+          if (dropped.length) logger.info({ jobs: dropped }, 'freed the models of inactive jobs');
+        },
+        (err: unknown) => logger.warn({ err }, 'cannot read the active job set'),
+      );
+    }, config.pruneMs);
+    pruner.unref();
+    lifecycle.add('pruner', () => clearInterval(pruner));
 
     // one producer per job's verify queue, bounded (least recently used closed)
     const verifyQueues = new Map<string, Queue<VerifyTask>>();

@@ -160,6 +160,17 @@ export class ModelCache {
     }
   }
 
+  /** Frees the models of jobs not in `active` (jobs that ended), except one a task is using. */
+  retainOnly(active: ReadonlySet<string>): string[] {
+    const dropped: string[] = [];
+    for (const jobId of [...this.entries.keys()]) {
+      if (active.has(jobId) || this.locks.has(jobId)) continue;
+      this.drop(jobId);
+      dropped.push(jobId);
+    }
+    return dropped;
+  }
+
   /** Waits for running tasks, then frees every model. */
   async close(): Promise<void> {
     this.closed = true;

@@ -131,6 +131,7 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
         redisPrefix: prefix,
         localMode: true,
         pollMs: 30,
+        pruneMs: 50,
         logLevel: 'silent',
         shutdownGraceMs: 60_000,
       }),
@@ -239,6 +240,13 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
     } finally {
       await learnQ.close();
     }
+  });
+
+  void it('frees the model of a job that leaves the active set', async () => {
+    assert.equal(rollout?.models.cached.get(JOB), 1);
+    await redis.srem(jobKeys.active(prefix), JOB);
+    await waitFor(async () => (rollout?.models.cached.has(JOB) ? null : true), 10_000);
+    await redis.sadd(jobKeys.active(prefix), JOB);
   });
 
   void it('close() while a shard is sampling lets it finish (its VerifyTask is enqueued)', async () => {
