@@ -177,6 +177,19 @@ describe('JobService', () => {
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(await getState(client, b), JobState.JOB_STATE_QUEUED, 'waits while the cluster is busy');
 
+    // /metrics: jobs by state, and the running job's waiting eval shards (20 items / 8 per shard)
+    const metricsUrl = `http://127.0.0.1:${c.metricsPort}/metrics`;
+    let text = '';
+    for (let i = 0; i < 100 && !/queue_depth_count\{role="rollout"\} 3\b/.test(text); i++) {
+      text = await (await fetch(metricsUrl)).text();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(text, /spark_coordinator_jobs_count\{state="running"\} 1\b/);
+    assert.match(text, /spark_coordinator_jobs_count\{state="queued"\} 1\b/);
+    assert.match(text, /spark_coordinator_queue_depth_count\{role="rollout"\} 3\b/);
+    assert.match(text, /spark_coordinator_queue_depth_count\{role="learn"\} 0\b/);
+    assert.match(text, /spark_coordinator_policy_version_lag_count 0\b/);
+
     const got = await call<unknown, { status: JobStatus }>(client, 'getJob', { jobId: a });
     assert.equal(got.status.spec?.model, 'tiny');
     assert.equal(got.status.spec?.clipEpsilon, 0.2);
