@@ -246,7 +246,20 @@ void describe('reward-synthesis', () => {
       assert.deepEqual(results[s - 1], stored);
       assert.equal(stored.released?.length, 4);
     }
-    // metrics were counted
+    const text = await svc2.metrics.registry.metrics();
+    assert.match(text, /spark_reward_synthesis_batches_released_total [1-9]/);
+
+    // a malformed task fails at once, without retries
+    await queue.add('synthesis', { jobId, step: -1 } as unknown as SynthesisTask, {
+      jobId: 'synth-bad',
+      attempts: 5,
+    });
+    const svc3 = await startRewardSynthesis(config, { logger: silent });
+    after(() => svc3.close());
+    await waitFor(async () => ((await queue.getJobState('synth-bad')) === 'failed' ? true : null));
+    const bad = await queue.getJob('synth-bad');
+    assert.ok(bad && bad.attemptsMade <= 1);
+    assert.match((bad.stacktrace ?? []).join('\n'), /UnrecoverableError: invalid SynthesisTask/);
     await queue.close();
     await redis.srem(jobKeys.active(prefix), jobId);
   });

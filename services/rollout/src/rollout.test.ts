@@ -242,6 +242,25 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
     }
   });
 
+  void it('fails poison tasks at once: a malformed payload, a prompt longer than the model context', async () => {
+    const long = rolloutTask('1/policy/9', 1, 1, 2);
+    const poison = { ...long, prompts: [{ ...prompt(0), text: 'x'.repeat(20_000) }] };
+    await rolloutQ.add('rollout', poison, { jobId: poison.shardId, attempts: 5 });
+    const bad = { jobId: JOB, shardId: '1/policy/8', prompts: 'nope' } as unknown as RolloutTask;
+    await rolloutQ.add('rollout', bad, { jobId: '1/policy/8', attempts: 5 });
+    for (const id of ['1/policy/9', '1/policy/8']) {
+      await waitFor(async () => ((await rolloutQ.getJobState(id)) === 'failed' ? true : null), 30_000);
+      const job = await rolloutQ.getJob(id);
+      assert.ok(job && job.attemptsMade <= 1, `${id} was retried`);
+      assert.equal(await verifyQ.getJob(id), undefined);
+    }
+    const failed = await rolloutQ.getJob('1/policy/9');
+    assert.match(
+      (failed?.stacktrace ?? []).join('\n'),
+      /UnrecoverableError: prompt p0 renders to \d+ tokens/,
+    );
+  });
+
   void it('frees the model of a job that leaves the active set', async () => {
     assert.equal(rollout?.models.cached.get(JOB), 1);
     await redis.srem(jobKeys.active(prefix), JOB);
