@@ -2,7 +2,7 @@
 // can be checked against the metric catalog. A small tokenizer, not a full parser: it skips strings, label
 // matchers (`{…}`), range/offset durations (`[5m]`), grouping label lists (`by (…)`, `without (…)`,
 // `on (…)`, `ignoring (…)`, `group_left (…)`, `group_right (…)`), numbers, keywords, and function names
-// (identifiers followed by `(`). Every identifier left is a metric name.
+// (identifiers followed by `(`), aggregation operators. Every identifier left is a metric name.
 
 const KEYWORDS = new Set([
   'and',
@@ -18,6 +18,21 @@ const KEYWORDS = new Set([
   'offset',
   'inf',
   'nan',
+  // Aggregation operators: followed by `by (…)`/`without (…)` before their parenthesis.
+  'sum',
+  'min',
+  'max',
+  'avg',
+  'group',
+  'stddev',
+  'stdvar',
+  'count',
+  'count_values',
+  'bottomk',
+  'topk',
+  'quantile',
+  'limitk',
+  'limit_ratio',
 ]);
 const GROUPING = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 

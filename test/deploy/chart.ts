@@ -111,7 +111,8 @@ export function baseEnvNames(): Map<string, string> {
 }
 
 /**
- * The config keys a service accepts, found by importing its modules (src/config.ts, src/index.ts) and
+ * The config keys a service accepts, found by importing its modules (src/config.ts, src/index.ts,
+ * src/service/index.ts) and
  * taking every exported object that extends baseServiceShape (all its keys present). Null when the service
  * exports no such shape.
  */
@@ -119,7 +120,7 @@ export async function serviceConfigKeys(dir: string): Promise<Set<string> | null
   const base = Object.keys(baseServiceShape);
   const keys = new Set<string>();
   let found = false;
-  for (const file of ['config.ts', 'index.ts']) {
+  for (const file of ['config.ts', 'index.ts', 'service/index.ts']) {
     const path = join(repoRoot, 'services', dir, 'src', file);
     if (!existsSync(path)) continue;
     const mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
@@ -133,4 +134,20 @@ export async function serviceConfigKeys(dir: string): Promise<Set<string> | null
     }
   }
   return found ? keys : null;
+}
+
+/** The per-service config the chart decides itself (the `spark.serviceDefaults` block of _helpers.tpl). */
+export function chartServiceDefaults(): Record<string, string[]> {
+  const helpers = readFileSync(join(chartDir, 'templates', '_helpers.tpl'), 'utf8');
+  const block = /define "spark\.serviceDefaults" -}}\n([\s\S]*?)\n{{- end }}/.exec(helpers)?.[1];
+  if (!block) throw new Error('_helpers.tpl has no spark.serviceDefaults block');
+  const out: Record<string, string[]> = {};
+  let current: string | null = null;
+  for (const line of block.split('\n')) {
+    const top = /^(\w+):/.exec(line);
+    if (top) out[(current = top[1]!)] = [];
+    const key = /^ {2}(\w+):/.exec(line);
+    if (key && current) out[current]!.push(key[1]!);
+  }
+  return out;
 }

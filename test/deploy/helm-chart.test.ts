@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import {
   baseEnvNames,
   chartDir,
+  chartServiceDefaults,
   hasPath,
   readValues,
   repoRoot,
@@ -134,9 +135,15 @@ describe('helm chart', () => {
 
   it('puts only real config keys of each service in its config map', async () => {
     const values = readValues() as Record<string, { config?: Record<string, unknown> }>;
+    const defaults = chartServiceDefaults();
+    assert.deepEqual(Object.keys(defaults).sort(), Object.keys(SERVICE_BLOCKS).sort());
+    assert.ok(defaults.learner?.includes('dataDir'), 'the learner writes checkpoints on its volume');
     const problems: string[] = [];
     for (const [block, dir] of Object.entries(SERVICE_BLOCKS)) {
-      const config = values[block]?.config ?? {};
+      const config = {
+        ...Object.fromEntries((defaults[block] ?? []).map((k) => [k, ''])),
+        ...values[block]?.config,
+      };
       if (Object.keys(config).length === 0) continue;
       const keys = await serviceConfigKeys(dir);
       if (!keys) {

@@ -30,6 +30,22 @@ rewardSynthesis: {dir: reward-synthesis, grpc: false}
 learner: {dir: learner, grpc: true}
 {{- end }}
 
+{{/*
+Config the chart decides per service (camelCase config keys, rendered like each service's `config` map,
+which overrides them): where checkpoints go (the learner's volume; the coordinator names each job's
+directory under it) and the PolicyService address the learner advertises to rollout workers.
+*/}}
+{{- define "spark.serviceDefaults" -}}
+coordinator:
+  dataDir: {{ printf "%s/jobs" .Values.learner.persistence.mountPath | quote }}
+rollout: {}
+verifier: {}
+rewardSynthesis: {}
+learner:
+  dataDir: {{ .Values.learner.persistence.mountPath | quote }}
+  advertiseAddress: {{ printf "%s-learner.%s.svc:%d" (include "spark.fullname" .) .Release.Namespace (int .Values.ports.grpc) | quote }}
+{{- end }}
+
 {{- define "spark.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ include "spark.name" . }}
