@@ -4,7 +4,7 @@
 // and the BullMQ worker path.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -367,6 +367,28 @@ describe('learner: updates', () => {
     assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-1', 3, 'policy')), null);
   });
 
+  it('a failed checkpoint undoes the whole update (weights, optimizer, version, policy hash)', async () => {
+    // the checkpoint dir sits under a regular file, so writing it fails (ENOTDIR)
+    const blocker = join(env.dir, 'blocker');
+    await writeFile(blocker, 'x');
+    await writeJob(env.redis, env.prefix, 'job-f', { checkpointDir: join(blocker, 'ckpt') });
+    const state = await env.service.learner.ensureJob('job-f');
+    const p0 = sha(await state.model.getParams());
+    await assert.rejects(env.service.learner.learn({ ...sftTask('job-f', 0, 0, examples), final: true }));
+    assert.equal(state.version, 0);
+    assert.equal(state.optimizerSteps, 0);
+    assert.equal(sha(await state.model.getParams()), p0);
+    assert.equal((await state.model.getOptimizerState()).step, 0);
+    assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-f', 0, 'warmup')), null);
+    assert.equal(await env.redis.hget(jobKeys.policy(env.prefix, 'job-f'), 'version'), '0');
+    // the retry (without the failing checkpoint) trains exactly once from the same point
+    const r = await env.service.learner.learn(sftTask('job-f', 0, 0, examples));
+    assert.equal(r.policyVersion, 1);
+    assert.equal(r.optimizerSteps, 1);
+    await env.service.learner.dropJob('job-f');
+    await env.redis.srem(jobKeys.active(env.prefix), 'job-f');
+  });
+
   it('GetPolicy streams the held versions; older versions are FAILED_PRECONDITION, unknown jobs NOT_FOUND', async () => {
     const state = await env.service.learner.ensureJob('job-1');
     const v = state.version;
@@ -403,7 +425,7 @@ describe('learner: updates', () => {
   it('exposes the spark_learner_* metrics', async () => {
     const text = await env.service.serviceMetrics.registry.metrics();
     for (const name of [
-      'spark_learner_updates_total{phase="warmup"} 6',
+      'spark_learner_updates_total{phase="warmup"} 7',
       'spark_learner_updates_total{phase="policy"} 2',
       'spark_learner_models_loaded_count 3',
       'spark_learner_stale_groups_total 1',

@@ -369,14 +369,8 @@ export class Learner {
     const before = state.snapshot(state.version);
     const optimizerBefore = await state.model.getOptimizerState();
     const countersBefore = { opt: state.optimizerSteps, rl: state.rlOptimizerSteps };
-    let batch: Batch;
-    let stats: Awaited<ReturnType<Learner['train']>>;
-    const trainStart = performance.now();
-    try {
-      batch = task.phase === 'warmup' ? this.sftBatch(state, task) : await this.grpoBatch(state, task);
-      stats = await this.train(state, task, batch.sequences);
-    } catch (err) {
-      // roll back to the published weights and the optimizer state of before, so a retry is exact
+    const rollback = async () => {
+      // back to the published weights and optimizer state of before, so a retry trains from the same point
       if (before)
         await state.model.setParams(
           new Float32Array(before.bytes.buffer, before.bytes.byteOffset, before.bytes.length / 4).slice(),
@@ -384,15 +378,34 @@ export class Learner {
       await state.model.setOptimizerState(optimizerBefore);
       state.optimizerSteps = countersBefore.opt;
       state.rlOptimizerSteps = countersBefore.rl;
+    };
+    let batch: Batch;
+    let stats: Awaited<ReturnType<Learner['train']>>;
+    const trainStart = performance.now();
+    try {
+      batch = task.phase === 'warmup' ? this.sftBatch(state, task) : await this.grpoBatch(state, task);
+      stats = await this.train(state, task, batch.sequences);
+    } catch (err) {
+      await rollback();
       throw err;
     }
     const trainSeconds = (performance.now() - trainStart) / 1000 - (batch.logprobSeconds ?? 0);
 
     const publishStart = performance.now();
-    state.version += 1;
-    await this.publish(state);
     let checkpointPath: string | undefined;
-    if (this.checkpointDue(state, task)) checkpointPath = await this.checkpoint(state, task);
+    state.version += 1;
+    try {
+      await this.publish(state);
+      if (this.checkpointDue(state, task)) checkpointPath = await this.checkpoint(state, task);
+    } catch (err) {
+      // publishing or the checkpoint failed (Redis, disk): undo the whole update, re-advertise the old version
+      const failedVersion = state.version;
+      state.version -= 1;
+      state.snapshots = state.snapshots.filter((x) => x.version !== failedVersion);
+      await rollback();
+      if (before) await this.publish(state).catch(() => undefined);
+      throw err;
+    }
     const result: LearnResult = {
       policyVersion: state.version,
       optimizerSteps: stats.steps,
