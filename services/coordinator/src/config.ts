@@ -27,6 +27,8 @@ export const coordinatorShape = {
   dataDir: z.string().min(1).max(4096).default('./spark-data/jobs'),
   /** How often the scheduler looks for queued jobs to start, in ms. */
   schedulePollMs: z.number().int().min(10).max(60_000).default(500),
+  /** Jobs that may wait QUEUED at once; SubmitJob answers RESOURCE_EXHAUSTED beyond. */
+  maxQueuedJobs: z.number().int().min(1).max(1_000_000).default(1_000),
   /** How long CancelJob waits for a running job's driver to stop before answering, in ms. */
   cancelWaitMs: z.number().int().min(0).max(60_000).default(10_000),
 };

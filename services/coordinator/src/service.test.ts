@@ -3,7 +3,7 @@
 // persistence across a coordinator restart. No worker services run here, so started jobs wait on their
 // first rollout phase — which is all these tests need.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -226,6 +226,18 @@ describe('JobService', () => {
     assert.equal(ca.status.state, JobState.JOB_STATE_CANCELLED, 'a running job stops at its next wait');
     await waitState(client, d, JobState.JOB_STATE_RUNNING);
     await call(client, 'cancelJob', { jobId: d });
+  });
+
+  it('fails a job whose dataset cannot be used, with the reason, and moves on', async () => {
+    const file = join(dataDir, 'tiny.jsonl');
+    writeFileSync(file, '{"question":"1+1?","answer":"2"}\n{"question":"2+2?","answer":"4"}\n');
+    const res = await call<unknown, { jobId: string }>(client, 'submitJob', {
+      spec: JobSpec.fromPartial({ name: 'bad-data', dataset: file, batchSize: 4, groupSize: 2 }),
+    });
+    await waitState(client, res.jobId, JobState.JOB_STATE_FAILED);
+    const got = await call<unknown, { status: JobStatus }>(client, 'getJob', { jobId: res.jobId });
+    assert.match(got.status.message, /too few for batchSize 4/);
+    assert.equal(got.status.spec?.dataset, file);
   });
 
   it('WatchJob replays, follows live events and ends with the job', async () => {

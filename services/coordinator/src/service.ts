@@ -68,6 +68,9 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     const name = req.spec?.name.trim() ?? '';
     const jobId = newJobId(name.slice(0, 128));
     const spec = normalizeSpec(req.spec, { dataDir: config.dataDir, jobId });
+    if ((await store.pendingCount()) >= config.maxQueuedJobs) {
+      throw new ResourceExhaustedError(`${config.maxQueuedJobs} jobs are already queued; try again later`);
+    }
     const status = await store.create(jobId, spec);
     logger.info({ job: jobId, name: spec.name }, 'job submitted');
     deps.kick();

@@ -282,6 +282,10 @@ export class JobStore {
     return this.redis.lindex(jobKeys.pending(this.prefix), 0);
   }
 
+  async pendingCount(): Promise<number> {
+    return this.redis.llen(jobKeys.pending(this.prefix));
+  }
+
   async pendingIds(): Promise<string[]> {
     return this.redis.lrange(jobKeys.pending(this.prefix), 0, 9_999);
   }
