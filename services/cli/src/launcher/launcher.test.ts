@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 
 import { redisAnswers } from '@spark/common/redis';
 
-import { alive, SPARK_BIN, waitFor } from '../cli-testing.js';
+import { alive, runSpark, SPARK_BIN, waitFor } from '../cli-testing.js';
 import { ClusterStartError, serviceMain, startLocalCluster, type ServiceName } from './index.js';
 
 /** Services with an entry point in this checkout, lightest first (for partial-cluster tests). */
@@ -94,13 +94,23 @@ function sparkUp(args: string[]) {
 describe('spark up', { skip }, () => {
   it('runs until SIGTERM, then stops every child (no orphans) and exits 0', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'spark-up-'));
-    const up = sparkUp(['--data-dir', dataDir, '--only', light.join(',')]);
+    // The whole cluster once every service has an entry point; the lighter subset before that.
+    const full = available.length === 5;
+    const up = sparkUp(['--data-dir', dataDir, ...(full ? [] : ['--only', light.join(',')])]);
     await up.ready();
     const rec = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as {
+      coordinatorAddress: string;
       children: { name: string; pid: number }[];
     };
-    assert.equal(rec.children.length, light.length);
+    assert.equal(rec.children.length, full ? 5 : light.length);
     for (const c of rec.children) assert.ok(alive(c.pid));
+    if (full) {
+      // Client commands find the cluster through cluster.json.
+      assert.match(rec.coordinatorAddress, /^127\.0\.0\.1:\d+$/);
+      const jobs = await runSpark(['jobs', '--data-dir', dataDir]);
+      assert.equal(jobs.code, 0, jobs.stderr);
+      assert.match(jobs.stdout, /no jobs/);
+    }
     up.child.kill('SIGTERM');
     assert.equal(await up.exited, 0, up.err());
     for (const c of rec.children) assert.ok(!alive(c.pid), `${c.name} (pid ${c.pid}) was left running`);
