@@ -141,6 +141,8 @@ export class JobDriver {
   private evalItems: PromptItem[] | null = null;
   private orderCache: { epoch: number; order: number[] } | null = null;
   private horizon = 1;
+  /** The last RL phase reported (see phaseEvent); null until read from the job hash. */
+  private reported: number | null = null;
   /** Resolves when the loop has ended (any way). */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -453,7 +455,18 @@ export class JobDriver {
     await this.deps.redis.del(jobKeys.groups(this.prefix, this.jobId, step, 'eval'));
   }
 
+  /**
+   * Emits a PHASE event once: RL phases are numbered (2·step, +1 for the reward phase) and the job hash's
+   * `reported` field keeps the last one emitted (written with the event), so a step re-run after a restart
+   * does not report its phases twice.
+   */
   private async phaseEvent(step: number, phase: PhaseName, metrics: Record<string, number>): Promise<void> {
+    const ord = phase === 'warmup' ? null : 2 * step + (phase === 'reward' ? 1 : 0);
+    if (ord !== null) {
+      this.reported ??= Number((await this.deps.store.getField(this.jobId, 'reported')) ?? -1);
+      if (ord <= this.reported) return;
+      this.reported = ord;
+    }
     await this.deps.store.event(
       this.jobId,
       {
@@ -463,7 +476,7 @@ export class JobDriver {
         phase: PROTO_PHASE[phase],
         metrics: { ...metrics, policy_version: this.version },
       },
-      { policyVersion: this.version },
+      ord === null ? { policyVersion: this.version } : { policyVersion: this.version, reported: ord },
     );
   }
 
