@@ -311,3 +311,36 @@ describe('coordinator restart', () => {
     }
   });
 });
+
+describe('authentication outside local mode', () => {
+  it('refuses calls without the bearer token and serves those with it', async () => {
+    const token = 'a-test-token-of-32-characters-xx';
+    const c = await startCoordinator(
+      coordinatorConfig({
+        localMode: false,
+        authToken: token,
+        redisUrl: await testRedisUrl(),
+        redisPrefix: testPrefix('coord-auth'),
+        logLevel: 'silent',
+        dataDir,
+      }),
+      { logger },
+    );
+    const anon = clientSetup({ token: null, defaultDeadlineMs: 5_000 });
+    const authed = clientSetup({ token, defaultDeadlineMs: 5_000 });
+    const a = new JobServiceClient(`127.0.0.1:${c.grpcPort}`, anon.credentials, anon.options);
+    const b = new JobServiceClient(`127.0.0.1:${c.grpcPort}`, authed.credentials, authed.options);
+    try {
+      await assert.rejects(
+        call(a, 'listJobs', { limit: 0 }),
+        (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED,
+      );
+      const res = await call<unknown, { jobs: JobStatus[] }>(b, 'listJobs', { limit: 0 });
+      assert.deepEqual(res.jobs, []);
+    } finally {
+      a.close();
+      b.close();
+      await c.close();
+    }
+  });
+});
