@@ -17,13 +17,27 @@ const skip = existsSync(serviceMain('coordinator')) ? false : 'the coordinator h
 describe('client commands against a real coordinator', { skip }, () => {
   let cluster: LocalCluster;
   const dir = mkdtempSync(join(tmpdir(), 'spark-client-'));
-  const addr = () => ['--address', cluster.coordinatorAddress];
+  const TOKEN = 'cluster-test-token-0123456789';
+  const addr = () => ['--address', cluster.coordinatorAddress, '--token', TOKEN];
 
   before(async () => {
-    cluster = await startLocalCluster({ dataDir: join(dir, 'cluster'), services: ['coordinator'] });
+    // Authentication on (not local mode): every call must carry the token.
+    cluster = await startLocalCluster({
+      dataDir: join(dir, 'cluster'),
+      services: ['coordinator'],
+      env: { SPARK_LOCAL_MODE: 'false', SPARK_AUTH_TOKEN: TOKEN },
+    });
   });
   after(async () => {
     await cluster?.stop();
+  });
+
+  it('a wrong or missing token is refused with a clear message', async () => {
+    for (const token of [['--token', 'wrong'], []]) {
+      const r = await runSpark(['jobs', '--address', cluster.coordinatorAddress, ...token]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /refused the credentials .*Pass --token TOKEN or set SPARK_AUTH_TOKEN/);
+    }
   });
 
   it('submit: a spec the coordinator rejects lists every problem, exit 1', async () => {
