@@ -16,6 +16,7 @@ import {
   builtinDataset,
   epochOf,
   estimateOptimizerSteps,
+  evalTagOf,
   promptsForStep,
   shardPrompts,
   stepsPerEpoch,
@@ -188,7 +189,7 @@ describe('eval items', () => {
     assert.equal(items.length, 20);
     assert.equal(new Set(items.map((i) => i.promptId)).size, 20);
     assert.deepEqual(buildEvalItems(test, 'short', 3), items);
-    const by = (tag: string) => items.filter((i) => i.tags[0] === tag);
+    const by = (tag: string) => items.filter((i) => evalTagOf(i) === tag);
     assert.deepEqual(
       by('pointwise-yesno').map((i) => i.label),
       ['Yes', 'No', 'Yes', 'No'],
@@ -199,7 +200,7 @@ describe('eval items', () => {
     );
     assert.deepEqual(
       by('pairwise').map((i) => i.label),
-      ['A', 'A', 'B', 'B'],
+      ['A', 'B', 'A', 'B'],
     );
     for (const r of by('reflection')) {
       assert.equal(r.kind, 'reflection');
@@ -222,8 +223,8 @@ describe('eval items', () => {
           tokens: [],
           logprobs: [],
           finish: i % 7 === 0 ? 'length' : 'stop',
-          reward: prompt.tags[0] === 'pairwise' || (prompt.kind === 'problem' && i < 10) ? 1 : 0,
-          extracted: prompt.kind === 'problem' && i >= 10 ? null : 'x',
+          reward: prompt.tags[0] === 'pairwise' || (prompt.kind === 'problem' && i < 2) ? 1 : 0,
+          extracted: prompt.kind === 'problem' && i === 3 ? null : 'x',
           reason: '',
         },
       ],
@@ -235,7 +236,7 @@ describe('eval items', () => {
     assert.equal(m.pointwise_accuracy, 0);
     assert.equal(m.judge_accuracy, 1 / 3);
     assert.equal(m.reflection_accuracy, 0);
-    assert.equal(m.answer_missing, 0.5);
+    assert.equal(m.answer_missing, 0.25);
     const p = aggregatePhase(groups);
     assert.equal(p.samples, 20);
     assert.equal(p['samples.problem'], 4);

@@ -5,15 +5,9 @@
 // the aggregation of verified groups into event metrics.
 import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/common/datasets';
 import type { PromptItem, VerifiedGroup } from '@spark/common/cluster';
-import { DEMO_TASK_MIX, generateTasks, hash32, Rng, type TaskProblem } from '@spark/common/tasks';
-import {
-  pairwisePrompt,
-  pointwisePrompt,
-  problemPrompt,
-  reflectionPrompt,
-  TEMPLATES,
-  type TemplateVariant,
-} from '@spark/common/templates';
+import { DEMO_TASK_MIX, generateTasks, Rng, type TaskProblem } from '@spark/common/tasks';
+import { buildJudgeItems, buildReflectionItems, wrongAnswerFor } from '@spark/common/evaluation';
+import { problemPrompt, type TemplateVariant } from '@spark/common/templates';
 import type { JobSpec } from '@spark/common/proto';
 
 import { algorithmName } from './spec.js';
@@ -196,87 +190,39 @@ export function estimateOptimizerSteps(spec: JobSpec, steps: number): number {
 
 /**
  * A deterministic wrong answer for a gold answer, depending only on the gold string (so eval items are
- * the same for every checkpoint): integers move by ±1..3, decimals by ±1, anything else gets " + 1".
+ * the same for every checkpoint) — the shared builder of `spark eval --judge`.
  */
-export function wrongAnswer(gold: string): string {
-  const g = gold.trim();
-  const h = hash32(`spark/coordinator/wrong\u0000${g}`);
-  const offset = 1 + (h % 3);
-  const sign = (h >>> 8) & 1 ? 1 : -1;
-  if (/^-?\d{1,15}$/.test(g)) return String(Number(g) + sign * offset);
-  if (/^-?\d{1,12}\.\d{1,6}$/.test(g)) {
-    const places = (g.split('.')[1] ?? '').length;
-    return (Number(g) + sign).toFixed(places);
-  }
-  return `${g} + 1`;
-}
+export const wrongAnswer = wrongAnswerFor;
 
-/** The eval kinds an EVAL event reports, as tags[0] of the eval items. */
+/** The eval kinds an EVAL event reports (evalTagOf). */
 export const EVAL_TAGS = ['problem', 'pointwise-yesno', 'pointwise-ab', 'pairwise', 'reflection'] as const;
 export type EvalTag = (typeof EVAL_TAGS)[number];
 
+/** The eval kind of an eval item: problems and reflections by kind, judge items by style (tags[0]). */
+export function evalTagOf(item: PromptItem): string {
+  if (item.kind === 'problem' || item.kind === 'reflection') return item.kind;
+  return item.tags[0] ?? item.kind;
+}
+
 /**
- * The held-out evaluation set: per held-out problem, the problem itself, a pointwise yes/no item, a
- * pointwise a/b item, a pairwise item (gold vs the wrong answer) and a reflection item (answer mode, the
- * wrong answer provided; label = gold). Targets alternate over problems so each judge style is balanced
- * (half correct, half wrong; half slot A, half slot B); templates are drawn with a seeded Rng. tags[0] is
- * the eval tag (EVAL_TAGS).
+ * The held-out evaluation set, built with the same checkpoint-independent builders as `spark eval
+ * --judge` (@spark/common/evaluation): per held-out problem the problem itself, a pointwise yes/no item,
+ * a pointwise a/b item and a pairwise item (the gold answer vs its deterministic wrong answer, targets
+ * alternating over problems so each style is balanced), and a reflection item (the wrong answer shown,
+ * label = gold). Templates are drawn with the seed.
  */
 export function buildEvalItems(
   test: readonly Problem[],
   variant: TemplateVariant,
   seed: number,
 ): PromptItem[] {
-  const items: PromptItem[] = [];
-  test.forEach((p, i) => {
-    const rng = new Rng(`spark/coordinator/${seed}/eval/${i}`);
-    const wrong = wrongAnswer(p.answer);
-    const q = p.question;
-    const base = { sourceGroupId: null, question: q } as const;
-    const id = `${i}-${p.id}`.slice(0, 160);
-    items.push({ ...problemItem(p, i, variant, 'e'), tags: ['problem'] });
-    const yesCorrect = i % 2 === 0;
-    const yesno = rng.pick(TEMPLATES['pointwise-yesno'][variant]);
-    items.push({
-      ...base,
-      promptId: `eyn${id}`,
-      kind: 'pointwise',
-      text: pointwisePrompt(yesno, q, yesCorrect ? p.answer : wrong),
-      label: yesCorrect ? 'Yes' : 'No',
-      tags: ['pointwise-yesno', yesCorrect ? 'correct' : 'incorrect'],
-    });
-    const abCorrect = i % 2 === 1;
-    const ab = rng.pick(TEMPLATES['pointwise-ab'][variant]);
-    items.push({
-      ...base,
-      promptId: `eab${id}`,
-      kind: 'pointwise',
-      text: pointwisePrompt(ab, q, abCorrect ? p.answer : wrong),
-      label: abCorrect ? 'A' : 'B',
-      tags: ['pointwise-ab', abCorrect ? 'correct' : 'incorrect'],
-    });
-    const goldInA = Math.floor(i / 2) % 2 === 0;
-    const pair = rng.pick(TEMPLATES.pairwise[variant]);
-    items.push({
-      ...base,
-      promptId: `epw${id}`,
-      kind: 'pairwise',
-      text: goldInA ? pairwisePrompt(pair, q, p.answer, wrong) : pairwisePrompt(pair, q, wrong, p.answer),
-      label: goldInA ? 'A' : 'B',
-      tags: ['pairwise', goldInA ? 'slot-A' : 'slot-B'],
-    });
-    const tone = rng.bool(1 / 3) ? 'wrong' : 'neutral';
-    const refl = rng.pick(TEMPLATES[`reflection-${tone}-answer`][variant]);
-    items.push({
-      ...base,
-      promptId: `erf${id}`,
-      kind: 'reflection',
-      text: reflectionPrompt(refl, q, wrong),
-      label: p.answer,
-      tags: ['reflection', tone],
-    });
-  });
-  return items;
+  const problems = test.map((p, i) => ({ ...problemItem(p, i, variant, 'e'), tags: ['problem'] }));
+  const sources = test.map((p) => ({ id: p.id, question: p.question, answer: p.answer }));
+  return [
+    ...problems,
+    ...buildJudgeItems(sources, { variant, seed }),
+    ...buildReflectionItems(sources, { variant, seed }),
+  ];
 }
 
 /** Eval metric keys of an EVAL event, per eval tag. */
@@ -302,7 +248,7 @@ export function aggregateEval(groups: readonly VerifiedGroup[]): Record<string, 
   const byTag = new Map<string, number[]>();
   let missing = 0;
   for (const g of groups) {
-    const tag = g.prompt.tags[0] ?? g.prompt.kind;
+    const tag = evalTagOf(g.prompt);
     const rewards = g.responses.map((r) => r.reward);
     byTag.set(tag, [...(byTag.get(tag) ?? []), ...rewards]);
     if (tag === 'problem' && g.responses.every((r) => r.extracted === null)) missing++;
