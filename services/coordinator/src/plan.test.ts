@@ -2,6 +2,9 @@
 // warm-up batches, the lr horizon, eval item building (balanced, checkpoint-independent, verifiable with
 // the real verifier) and the aggregation of verified groups into event metrics.
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { InvalidArgumentError } from '@spark/common';
@@ -17,6 +20,7 @@ import {
   epochOf,
   estimateOptimizerSteps,
   evalTagOf,
+  fileDataset,
   promptsForStep,
   shardPrompts,
   stepsPerEpoch,
@@ -166,6 +170,29 @@ describe('plan', () => {
       shardPrompts([1, 2, 3, 4, 5], 2).map((s) => s.length),
       [2, 2, 1],
     );
+  });
+});
+
+describe('file datasets', () => {
+  it('holds out evalSize shuffled records and trains on the rest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spark-plan-'));
+    const file = join(dir, 'd.jsonl');
+    const rows = Array.from({ length: 20 }, (_, i) =>
+      JSON.stringify({ question: `What is ${i} + 1?`, answer: String(i + 1) }),
+    );
+    writeFileSync(file, `${rows.join('\n')}\n`);
+    const spec = normalizeSpec(
+      JobSpec.fromPartial({ dataset: file, evalSize: 4, batchSize: 8, seed: 2 }),
+      opts,
+    );
+    const d = await fileDataset(spec);
+    assert.equal(d.test.length, 4);
+    assert.equal(d.train.length, 16);
+    const all = new Set([...d.train, ...d.test].map((p) => p.question));
+    assert.equal(all.size, 20, 'a partition of the records');
+    assert.deepEqual(await fileDataset(spec), d, 'deterministic for a seed');
+    assert.deepEqual(warmupBatch(d.train, spec, 0), [], 'no worked solutions, no warm-up pairs');
+    await assert.rejects(fileDataset({ ...spec, batchSize: 17 }), /too few/);
   });
 });
 
