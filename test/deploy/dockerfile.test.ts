@@ -100,6 +100,21 @@ describe('Dockerfile', () => {
     assert.ok(dockerfile.includes(`kernels/${kernels.napi.binaryName}.linux-*-gnu.node`));
   });
 
+  it('can resolve tsx from /app after the production install', () => {
+    // `--prod` drops the root's devDependencies; the image links the root's tsx to a service's.
+    const link = /ln -sfn "\$\(readlink -f services\/([\w-]+)\/node_modules\/tsx\)" node_modules\/tsx/.exec(
+      dockerfile,
+    );
+    assert.ok(link, 'the prod stage links node_modules/tsx');
+    for (const dir of new Set([link[1]!, ...Object.values(SERVICE_BLOCKS)])) {
+      const pkg = JSON.parse(readFileSync(join(repoRoot, 'services', dir, 'package.json'), 'utf8')) as {
+        dependencies?: Record<string, string>;
+      };
+      assert.ok(pkg.dependencies?.tsx, `services/${dir} has tsx as a production dependency`);
+    }
+    assert.match(dockerfile, /node --import tsx --eval 'process\.exit\(0\)'/);
+  });
+
   it('runs as a non-root user in every final stage', () => {
     const stages = dockerfile.split(/^FROM /m).slice(1);
     for (const name of ['runtime', 'cuda']) {
