@@ -87,6 +87,29 @@ describe('SVG writer', () => {
     assert.ok(svg.trimEnd().endsWith('</svg>'));
   });
 
+  it('keeps only whole-number step ticks when asked', () => {
+    const panel = {
+      title: 't',
+      xLabel: 'step',
+      yLabel: 'r',
+      series: [
+        {
+          name: 's',
+          points: [
+            [0, 0],
+            [2, 1],
+          ] as [number, number][],
+        },
+      ],
+    };
+    const ticks = (svg: string) =>
+      [...svg.matchAll(/<text x="[\d.]+" y="\d+" text-anchor="middle" font-size="10">([^<]*)</g)].map(
+        (m) => m[1],
+      );
+    assert.deepEqual(ticks(renderSvg([{ ...panel, integerX: true }])), ['0', '1', '2']);
+    assert.deepEqual(ticks(renderSvg([panel])), ['0', '0.5', '1', '1.5', '2']);
+  });
+
   it('escapes every XML special character', () => {
     assert.equal(escapeXml(`<&>"'`), '&lt;&amp;&gt;&quot;&apos;');
   });

@@ -190,6 +190,7 @@ export function curvePanels(events: readonly JobEvent[]): Panel[] {
       xLabel: 'step',
       yLabel: 'mean reward',
       series: rewardSeries(events),
+      integerX: true,
       yRange: [0, 1],
     },
     {
@@ -197,6 +198,7 @@ export function curvePanels(events: readonly JobEvent[]): Panel[] {
       xLabel: 'step',
       yLabel: 'accuracy',
       series: evalSeries(events),
+      integerX: true,
       yRange: [0, 1],
     },
   ];

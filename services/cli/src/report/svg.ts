@@ -14,6 +14,8 @@ export interface Panel {
   readonly series: readonly Series[];
   /** Fixed y range (e.g. [0, 1] for accuracies); default: from the data. */
   readonly yRange?: readonly [number, number];
+  /** Only whole-number x ticks (steps). */
+  readonly integerX?: boolean;
 }
 
 export const MAX_SERIES = 12;
@@ -112,7 +114,7 @@ function panelSvg(panel: Panel, x0: number, y0: number, w: number, h: number): s
   if (xLo === xHi) [xLo, xHi] = [xLo - 1, xHi + 1];
   let [yLo, yHi] = panel.yRange ?? [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
   if (yLo === yHi) [yLo, yHi] = [yLo - 0.5, yHi + 0.5];
-  for (const t of niceTicks(xLo, xHi, 6)) {
+  for (const t of niceTicks(xLo, xHi, 6).filter((v) => !panel.integerX || Number.isInteger(v))) {
     const px = scale(t, xLo, xHi, left, right).toFixed(1);
     parts.push(`<line x1="${px}" y1="${bottom}" x2="${px}" y2="${bottom + 4}" stroke="#333"/>`);
     parts.push(`<text x="${px}" y="${bottom + 16}" text-anchor="middle" font-size="10">${fmtTick(t)}</text>`);
