@@ -1,6 +1,6 @@
 // Generates the observability artefacts that must never drift from the code: the Grafana dashboards
-// (deploy/grafana/dashboards/*.json, from deploy/grafana/dashboards.ts) and docs/metrics.md (from the
-// metric catalog read out of the services' source). test/deploy/observability.test.ts regenerates them and
+// (deploy/grafana/dashboards/*.json, from deploy/grafana/dashboards.ts), docs/metrics.md (from the
+// metric catalog read out of the services' source) and the chart's copy of the alert rules. test/deploy/observability.test.ts regenerates them and
 // fails on any difference.
 //
 //   node --import tsx deploy/generate.ts          # rewrite the files
@@ -134,6 +134,13 @@ export async function generatedFiles(root: string = repoRoot): Promise<Map<strin
     out.set(rel, await formatJson(join(root, rel), buildDashboard(spec)));
   }
   out.set('docs/metrics.md', metricsDoc(root));
+  // The chart ships the rules as a PrometheusRule; Helm can only read files inside the chart.
+  const rules = readFileSync(join(root, 'deploy', 'prometheus', 'rules.yaml'), 'utf8');
+  out.set(
+    'deploy/helm/spark/files/prometheus-rules.yaml',
+    '# Generated copy of deploy/prometheus/rules.yaml (node --import tsx deploy/generate.ts): edit that file.\n' +
+      rules,
+  );
   return out;
 }
 

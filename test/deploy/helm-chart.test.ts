@@ -83,6 +83,14 @@ describe('helm chart', () => {
     }
   });
 
+  it('reads only chart files that exist', () => {
+    const gets = templateFiles().flatMap((t) =>
+      [...t.text.matchAll(/\.Files\.Get "([^"]+)"/g)].map((m) => m[1]!),
+    );
+    assert.ok(gets.includes('files/prometheus-rules.yaml'));
+    for (const g of gets) assert.ok(existsSync(join(chartDir, g)), `chart file ${g} exists`);
+  });
+
   it('has balanced template blocks', () => {
     for (const t of templateFiles()) {
       const opens = [...t.text.matchAll(/{{-?\s*(if|range|with|define)\b/g)].length;
