@@ -283,6 +283,12 @@ const ANSWERS: readonly Row[] = [
   ['1.5e3', '1.5e4', 0, 'exponents differ'],
   [r`50\%`, '5', 0, 'percent vs tenth'],
   [r`-\frac{\pi}{2}`, r`\frac{\pi}{2}`, 0, 'sign of a pi fraction'],
+  // --- words are strings, not products of variables
+  ['listen', 'silent', 0, 'anagram words are not commuted products'],
+  ['Monday', 'Mondya', 0, 'misspelled word'],
+  ['xyz', 'zyx', 0, 'three-letter runs are words (documented)'],
+  ['xy', 'yx', 1, 'two-letter products still commute'],
+  [r`\sin x\cos x`, r`\cos x\sin x`, 1, 'commands do not count as words'],
   // --- equations and variables
   ['x = 3', '3', 1, 'leading x= stripped'],
   ['x=3', '3', 1, 'leading x= without spaces'],
