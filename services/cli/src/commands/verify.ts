@@ -92,14 +92,20 @@ function verifyLine(verifier: Verifier, text: string, lineNo: number, item: Item
   });
 }
 
-/** Writes to stdout, waiting for drain when the pipe is full. */
+/** Raised when stdout fails (e.g. EPIPE when the reader went away): an I/O error, exit 1. */
+class OutputError extends Error {}
+
+/** Writes to stdout, waiting for drain when the pipe is full; rejects with OutputError on failure. */
 function write(out: NodeJS.WritableStream, text: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ok = out.write(text, (err) => {
-      if (err) reject(err);
-    });
-    if (ok) resolve();
-    else out.once('drain', resolve);
+    const fail = (err: Error): void => reject(new OutputError(`verify: cannot write output: ${err.message}`));
+    out.once('error', fail);
+    const done = (): void => {
+      out.removeListener('error', fail);
+      resolve();
+    };
+    if (out.write(text)) done();
+    else out.once('drain', done);
   });
 }
 
@@ -164,6 +170,7 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
         await flush(WINDOW);
       }
     } catch (err) {
+      if (err instanceof OutputError) throw err;
       await flush(0);
       throw new Error(
         `verify: read error after line ${lineNo}: ${err instanceof Error ? err.message : String(err)}`,
