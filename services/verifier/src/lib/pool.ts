@@ -33,7 +33,7 @@ export type PoolOutcome =
 export interface PoolOptions {
   /** Worker threads that run jobs (default 1). */
   readonly workers?: number;
-  /** Pre-warmed spare threads kept to replace a terminated worker at once (default 1). */
+  /** Pre-warmed spare threads kept to replace a terminated worker at once (default 2). */
   readonly spares?: number;
   /** Heap limit per worker thread in MiB (default 256). */
   readonly maxHeapMb?: number;
@@ -80,7 +80,7 @@ export class SymbolicPool {
 
   constructor(opts: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(opts.workers ?? 1));
-    this.spareCount = Math.max(0, Math.floor(opts.spares ?? 1));
+    this.spareCount = Math.max(0, Math.floor(opts.spares ?? 2));
     this.maxHeapMb = opts.maxHeapMb ?? 256;
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.maxQueueWaitMs = opts.maxQueueWaitMs ?? 1_000;
