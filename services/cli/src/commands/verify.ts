@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 
 import { CommanderError, Option, type Command } from 'commander';
 
+import { InvalidArgumentError } from '@spark/common';
 import { Verifier, type ItemOptions, type VerifyResult } from '@spark/verifier';
 
 /** Longest input line (characters); longer lines become error records. */
@@ -27,6 +28,7 @@ interface VerifyCliOptions {
   answerIs?: boolean;
   maxLineChars: string;
   workers: string;
+  spares: string;
 }
 
 /** One input line's outcome: a verification, or an error message for that line. */
@@ -130,7 +132,7 @@ async function openInput(file: string | undefined): Promise<Readable> {
 function positiveInt(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0)
-    throw new CommanderError(1, 'spark.verify.option', `--${name} must be a positive integer`);
+    throw new InvalidArgumentError(`verify: --${name} must be a positive integer`);
   return n;
 }
 
@@ -138,6 +140,10 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
   const budgetMs = positiveInt('budget-ms', opts.budgetMs);
   const maxLine = positiveInt('max-line-chars', opts.maxLineChars);
   const workers = positiveInt('workers', opts.workers);
+  const spares = Number(opts.spares);
+  if (!Number.isInteger(spares) || spares < 0) {
+    throw new InvalidArgumentError('verify: --spares must be a non-negative integer');
+  }
   const input = await openInput(file);
   const item: ItemOptions = {
     mode: opts.judge ? 'judge' : 'math',
@@ -145,7 +151,7 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
     gsm8k: opts.gsm8k ?? false,
     answerIs: opts.answerIs ?? false,
   };
-  const verifier = new Verifier({ budgetMs, workers });
+  const verifier = new Verifier({ budgetMs, workers, spares });
   let bad = 0;
   let total = 0;
   try {
@@ -209,6 +215,7 @@ export function register(program: Command): void {
     .option('--answer-is', 'accept "The answer is 42" when there is no box')
     .option('--max-line-chars <n>', 'longest input line', String(DEFAULT_MAX_LINE_CHARS))
     .option('--workers <n>', 'symbolic worker threads', '1')
+    .option('--spares <n>', 'pre-warmed spare threads that replace a worker stopped at the budget', '1')
     .action(async (file: string | undefined, opts: VerifyCliOptions) => {
       const code = await runVerify(file, opts);
       if (code !== 0) throw new CommanderError(code, 'spark.verify.badLines', `${code}`);

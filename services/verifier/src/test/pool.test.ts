@@ -40,7 +40,7 @@ void test('a hanging symbolic step is stopped at the budget and the spare takes 
 void test('a backlog of concurrent calls is not charged to their budgets', async () => {
   // 60 symbolic calls at once on one worker: together they take longer than one budget, but each call's
   // budget only counts its own worker time, so none times out (the queue wait has its own, larger bound).
-  const v = new Verifier({ budgetMs: 100, workers: 1, maxQueueWaitMs: 10_000 });
+  const v = new Verifier({ budgetMs: 100, workers: 1, spares: 0, maxQueueWaitMs: 10_000 });
   try {
     await v.ready();
     const t0 = performance.now();
@@ -75,7 +75,7 @@ void test('without a spare a fresh worker replaces the terminated one', async ()
 });
 
 void test('after close() the fast rules still answer and symbolic calls fail cleanly', async () => {
-  const v = new Verifier();
+  const v = new Verifier({ spares: 0 });
   await v.close();
   assert.deepEqual(await v.verify('\\boxed{1,000}', '1000'), {
     reward: 1,
@@ -88,7 +88,7 @@ void test('after close() the fast rules still answer and symbolic calls fail cle
 });
 
 void test('non-string inputs and over-long inputs are refused with reasons, never thrown', async () => {
-  const v = new Verifier({ maxResponseChars: 10_000, maxLabelChars: 10 });
+  const v = new Verifier({ maxResponseChars: 10_000, maxLabelChars: 10, spares: 0 });
   try {
     assert.deepEqual(await v.verify(42, '42'), {
       reward: 0,
