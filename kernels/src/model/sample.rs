@@ -19,7 +19,8 @@
 
 use super::params::Rng;
 use super::Model;
-use crate::backend::gemm::sgemm;
+use crate::backend::gemm::{self, sgemm, GemmPath};
+use crate::backend::gemm_avx2::{self, PackedB};
 use crate::backend::ops;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,7 +75,7 @@ fn fit(v: &mut Vec<f32>, n: usize) {
     }
 }
 
-/// The KV cache: per layer (slots, max_t, KV·D) for keys and for values.
+/// The KV cache, per layer: keys transposed (slots, KV·D, max_t), values (slots, max_t, KV·D).
 struct KvCache {
     k: Vec<f32>,
     v: Vec<f32>,
@@ -140,18 +141,20 @@ impl Model {
         self.check_request(req)?;
         let threads = crate::backend::threads::num_threads();
         let bsz = req.prompts.len();
+        let packed = self.pack_weights();
+        let pk = packed.as_ref();
         if threads <= 1 || bsz < 2 * MIN_GROUP {
-            return Ok(self.sample_group(req, 0, bsz));
+            return Ok(self.sample_group(req, 0, bsz, pk));
         }
         let groups = crate::backend::threads::split_range(bsz, threads.min(bsz / MIN_GROUP), 1);
         let this = &*self;
         let parts: Vec<Vec<SampleOutput>> = std::thread::scope(|s| {
             let hs: Vec<_> = groups[1..]
                 .iter()
-                .map(|&(a, b)| s.spawn(move || crate::backend::threads::serial(|| this.sample_group(req, a, b))))
+                .map(|&(a, b)| s.spawn(move || crate::backend::threads::serial(|| this.sample_group(req, a, b, pk))))
                 .collect();
             let (a, b) = groups[0];
-            let mut v = vec![crate::backend::threads::serial(|| this.sample_group(req, a, b))];
+            let mut v = vec![crate::backend::threads::serial(|| this.sample_group(req, a, b, pk))];
             v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
             v
         });
@@ -159,7 +162,7 @@ impl Model {
     }
 
     /// Samples prompts b_lo..b_hi of a validated request on the calling thread.
-    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize) -> Vec<SampleOutput> {
+    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize, pk: Option<&Packed>) -> Vec<SampleOutput> {
         let req = req_all;
         let cfg = &self.cfg;
         let prompts = &req.prompts[b_lo..b_hi];
@@ -204,7 +207,7 @@ impl Model {
                 }
                 last.push(toks.len() - 1);
             }
-            self.infer(&mut cache, &mut sc, &toks, &slot, &pos, &last);
+            self.infer(&mut cache, &mut sc, &toks, &slot, &pos, &last, pk);
             for (k, b) in (b0..b1).enumerate() {
                 let z = &sc.logits[k * v..(k + 1) * v];
                 let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
@@ -222,7 +225,7 @@ impl Model {
             let toks: Vec<u32> = active.iter().map(|&b| *outs[b].tokens.last().unwrap_or(&0)).collect();
             let pos: Vec<usize> = active.iter().map(|&b| prompts[b].len() + outs[b].tokens.len() - 1).collect();
             let last: Vec<usize> = (0..active.len()).collect();
-            self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last);
+            self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last, pk);
             for (k, &b) in active.iter().enumerate() {
                 let z = &sc.logits[k * v..(k + 1) * v];
                 let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
@@ -234,7 +237,17 @@ impl Model {
 
     /// Inference forward of R rows (token, cache slot, position), writing keys/values into the cache; leaves
     /// logits (len(out_rows), V) of the rows listed in `out_rows` in `sc.logits`.
-    fn infer(&self, cache: &mut KvCache, sc: &mut Scratch, toks: &[u32], slot: &[usize], pos: &[usize], out_rows: &[usize]) {
+    #[allow(clippy::too_many_arguments)]
+    fn infer(
+        &self,
+        cache: &mut KvCache,
+        sc: &mut Scratch,
+        toks: &[u32],
+        slot: &[usize],
+        pos: &[usize],
+        out_rows: &[usize],
+        pk: Option<&Packed>,
+    ) {
         let cfg = &self.cfg;
         let p = &self.params;
         let off = &self.off;
@@ -255,7 +268,8 @@ impl Model {
         let max_t = cache.max_t;
         for (l, lo) in off.layers.iter().enumerate() {
             ops::rmsnorm_fwd(&sc.x, &p[lo.ln1..lo.ln1 + c], eps, &mut sc.ln, &mut sc.rstd);
-            sgemm(false, true, r, w, c, 1.0, &sc.ln, c, &p[lo.wqkv..lo.wqkv + w * c], c, 0.0, &mut sc.qkv, w);
+            let lp = pk.map(|x| &x.layers[l]);
+            matmul(&sc.ln, &p[lo.wqkv..lo.wqkv + w * c], lp.map(|x| &x[0]), c, w, 0.0, &mut sc.qkv);
             if let Some(bo) = lo.bqkv {
                 let bias = &p[bo..bo + w];
                 for row in sc.qkv.chunks_exact_mut(w) {
@@ -267,17 +281,21 @@ impl Model {
             ops::rope(&mut sc.qkv, w, h + kv, d, pos, &self.rope_cos, &self.rope_sin, false);
             let kc = &mut cache.k[l * ll..(l + 1) * ll];
             let vc = &mut cache.v[l * ll..(l + 1) * ll];
+            // keys go in transposed, (slot, KV·D, max_t); values row-major, (slot, max_t, KV·D)
             for (row, (&s, &ps)) in slot.iter().zip(pos).enumerate() {
+                let krow = &sc.qkv[row * w + hd..row * w + hd + kvd];
+                for (e, &x) in krow.iter().enumerate() {
+                    kc[(s * kvd + e) * max_t + ps] = x;
+                }
                 let dst = (s * max_t + ps) * kvd;
-                kc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd..row * w + hd + kvd]);
                 vc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd + kvd..row * w + hd + 2 * kvd]);
             }
             ops::attention_cached(&sc.qkv, w, h, kv, d, slot, pos, kc, vc, max_t, &mut sc.att);
-            sgemm(false, true, r, c, hd, 1.0, &sc.att, hd, &p[lo.wo..lo.wo + c * hd], hd, 1.0, &mut sc.x, c);
+            matmul(&sc.att, &p[lo.wo..lo.wo + c * hd], lp.map(|x| &x[1]), hd, c, 1.0, &mut sc.x);
             ops::rmsnorm_fwd(&sc.x, &p[lo.ln2..lo.ln2 + c], eps, &mut sc.ln, &mut sc.rstd);
-            sgemm(false, true, r, 2 * i, c, 1.0, &sc.ln, c, &p[lo.wgu..lo.wgu + 2 * i * c], c, 0.0, &mut sc.gu, 2 * i);
+            matmul(&sc.ln, &p[lo.wgu..lo.wgu + 2 * i * c], lp.map(|x| &x[2]), c, 2 * i, 0.0, &mut sc.gu);
             ops::swiglu_fwd(&sc.gu, &mut sc.h, i);
-            sgemm(false, true, r, c, i, 1.0, &sc.h, i, &p[lo.wdown..lo.wdown + c * i], i, 1.0, &mut sc.x, c);
+            matmul(&sc.h, &p[lo.wdown..lo.wdown + c * i], lp.map(|x| &x[3]), i, c, 1.0, &mut sc.x);
         }
         let ro = out_rows.len();
         fit(&mut sc.xf, ro * c);
@@ -288,7 +306,48 @@ impl Model {
             sc.xf[k * c..(k + 1) * c].copy_from_slice(&sc.x[row * c..(row + 1) * c]);
         }
         ops::rmsnorm_fwd(&sc.xf, &p[off.norm..off.norm + c], eps, &mut sc.lnf, &mut sc.rstdf);
-        sgemm(false, true, ro, v, c, 1.0, &sc.lnf, c, &p[off.head..off.head + v * c], c, 0.0, &mut sc.logits, v);
+        matmul(&sc.lnf, &p[off.head..off.head + v * c], pk.map(|x| &x.head), c, v, 0.0, &mut sc.logits);
+    }
+
+    /// Packs every weight matrix once for the built-in kernel (None when it cannot run or the scalar path is
+    /// forced): decode steps multiply few rows by every weight, so packing them at each call would cost as
+    /// much as the product itself.
+    fn pack_weights(&self) -> Option<Packed> {
+        if !gemm_avx2::available() || gemm::path() == GemmPath::Scalar {
+            return None;
+        }
+        let cfg = &self.cfg;
+        let p = &self.params;
+        let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let (w, hd) = (cfg.qkv_width(), cfg.num_attention_heads * cfg.head_dim());
+        let pb = |off: usize, n: usize, k: usize| PackedB::new(true, &p[off..off + n * k], k, k, n);
+        let layers = self
+            .off
+            .layers
+            .iter()
+            .map(|lo| [pb(lo.wqkv, w, c), pb(lo.wo, c, hd), pb(lo.wgu, 2 * i, c), pb(lo.wdown, c, i)])
+            .collect();
+        Some(Packed { layers, head: pb(self.off.head, v, c) })
+    }
+}
+
+/// Pre-packed weights of one sampling call: per layer [qkv, o, gate|up, down], and the head.
+struct Packed {
+    layers: Vec<[PackedB; 4]>,
+    head: PackedB,
+}
+
+/// out (R, n) = x (R, k) · Wᵀ (+ beta·out), W (n, k): through the pre-packed copy when there is one (rows split
+/// over the threads), else the process GEMM path.
+fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, beta: f32, out: &mut [f32]) {
+    let rows = out.len() / n;
+    match packed {
+        Some(pb) => crate::backend::threads::par_rows(out, n, 16, |r0, blk| {
+            let rr = blk.len() / n;
+            let done = gemm_avx2::sgemm_packed(false, rr, 1.0, &x[r0 * k..], k, pb, beta, blk, n);
+            debug_assert!(done, "packed weights exist only when the built-in kernel can run");
+        }),
+        None => sgemm(false, true, rows, n, k, 1.0, x, k, w, k, beta, out, n),
     }
 }
 
