@@ -141,9 +141,9 @@ multiversion! {
         let c = xr.len();
         let mut acc = [0.0f32; 8];
         for j8 in 0..c / 8 {
-            for l in 0..8 {
+            for (l, a) in acc.iter_mut().enumerate() {
                 let j = j8 * 8 + l;
-                acc[l] += w[j] * dy[j] * xr[j];
+                *a += w[j] * dy[j] * xr[j];
             }
         }
         let mut a: f32 = acc.iter().sum();
@@ -206,6 +206,7 @@ pub fn rope_tables(max_pos: usize, d: usize, theta: f32) -> (Vec<f32>, Vec<f32>)
 /// Rotates the first `heads` D-wide heads of every row of x (rows of width `w`) by the angle of the row's
 /// position; `inverse` rotates by the negative angle (the backward pass of a rotation is its inverse).
 /// x: (N, w), pos: (N).
+#[allow(clippy::too_many_arguments)]
 pub fn rope(x: &mut [f32], w: usize, heads: usize, d: usize, pos: &[usize], cos: &[f32], sin: &[f32], inverse: bool) {
     let half = d / 2;
     let sign = if inverse { -1.0f32 } else { 1.0 };

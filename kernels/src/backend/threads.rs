@@ -103,7 +103,7 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n: usize, f: F) {
 /// Runs `f(first_row, block)` over `data` viewed as rows of `row_len`, split into contiguous row blocks, one
 /// per thread. `min_rows` bounds the smallest block worth a thread.
 pub fn par_rows<T: Send, F: Fn(usize, &mut [T]) + Sync>(data: &mut [T], row_len: usize, min_rows: usize, f: F) {
-    let rows = if row_len == 0 { 0 } else { data.len() / row_len };
+    let rows = data.len().checked_div(row_len).unwrap_or(0);
     let t = num_threads().min(rows / min_rows.max(1)).max(1);
     if t <= 1 {
         f(0, data);
@@ -139,7 +139,7 @@ pub fn par_rows2<T: Send, U: Send, F: Fn(usize, &mut [T], &mut [U]) + Sync>(
     min_rows: usize,
     f: F,
 ) {
-    let rows = if a_row == 0 { 0 } else { a.len() / a_row };
+    let rows = a.len().checked_div(a_row).unwrap_or(0);
     assert!(b.len() >= rows * b_row, "par_rows2: second buffer too short");
     let t = num_threads().min(rows / min_rows.max(1)).max(1);
     if t <= 1 {

@@ -534,7 +534,7 @@ fn sft_overfits_a_fixed_batch() {
         })
         .collect();
     let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.0, max_grad_norm: 1.0 };
-    let first = m.train_step(&[batch.clone()], &LossSpec::Sft, &opt).unwrap();
+    let first = m.train_step(std::slice::from_ref(&batch), &LossSpec::Sft, &opt).unwrap();
     assert!((first.loss - (128f32).ln()).abs() < 0.3, "initial loss {} ≈ ln 128", first.loss);
     let mut last = first;
     for _ in 0..150 {
