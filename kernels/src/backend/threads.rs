@@ -374,3 +374,60 @@ impl<T> SharedMut<T> {
         std::slice::from_raw_parts_mut(self.ptr.add(off), self.len - off)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_cover_every_task_once_nest_and_run_concurrently() {
+        for n in [0usize, 1, 2, 3, 17, 1000] {
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            parallel_for(n, |i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+        }
+        // a region inside a region (the pool is busy: the inner one uses scoped threads)
+        let total = AtomicUsize::new(0);
+        parallel_for(4, |_| {
+            parallel_for(5, |_| {
+                total.fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 20);
+        // regions from several threads at once
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let mut v = vec![0u32; 1000];
+                        par_rows(&mut v, 10, 1, |r0, blk| blk.iter_mut().enumerate().for_each(|(i, x)| *x = (r0 * 10 + i) as u32));
+                        assert!(v.iter().enumerate().all(|(i, &x)| x as usize == i));
+                    }
+                });
+            }
+        });
+        let mut out = vec![1.0f32; 3];
+        par_reduce_into(100, 1, &mut out, |a, b, p| p.iter_mut().for_each(|x| *x += (b - a) as f32));
+        assert_eq!(out, vec![101.0; 3]);
+        assert_eq!(par_map(5, |k| k * k), vec![0, 1, 4, 9, 16]);
+    }
+
+    #[test]
+    fn a_panicking_task_panics_the_caller_and_the_pool_survives() {
+        let r = std::panic::catch_unwind(|| {
+            parallel_for(8, |i| {
+                if i == 5 {
+                    panic!("task 5 fails");
+                }
+            })
+        });
+        assert!(r.is_err());
+        let count = AtomicUsize::new(0);
+        parallel_for(8, |_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 8);
+    }
+}
