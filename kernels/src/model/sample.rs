@@ -50,6 +50,8 @@ pub struct SampleOutput {
 pub const MAX_CACHE_FLOATS: usize = 1 << 29;
 /// Fewest sequences per sampling group (one group per thread).
 const MIN_GROUP: usize = 8;
+/// Sampling groups per thread (dynamic load balance).
+const GROUPS_PER_THREAD: usize = 2;
 /// Most rows per prefill chunk.
 const PREFILL_ROWS: usize = 4096;
 
@@ -146,17 +148,13 @@ impl Model {
         if threads <= 1 || bsz < 2 * MIN_GROUP {
             return Ok(self.sample_group(req, 0, bsz, pk));
         }
-        let groups = crate::backend::threads::split_range(bsz, threads.min(bsz / MIN_GROUP), 1);
+        // GROUPS_PER_THREAD groups per thread, claimed dynamically: on a shared machine a thread that loses its
+        // core leaves its remaining groups to the others instead of holding up the whole batch.
+        let groups = crate::backend::threads::split_range(bsz, (threads * GROUPS_PER_THREAD).min(bsz / MIN_GROUP), 1);
         let this = &*self;
-        let parts: Vec<Vec<SampleOutput>> = std::thread::scope(|s| {
-            let hs: Vec<_> = groups[1..]
-                .iter()
-                .map(|&(a, b)| s.spawn(move || crate::backend::threads::serial(|| this.sample_group(req, a, b, pk))))
-                .collect();
-            let (a, b) = groups[0];
-            let mut v = vec![crate::backend::threads::serial(|| this.sample_group(req, a, b, pk))];
-            v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
-            v
+        let parts: Vec<Vec<SampleOutput>> = crate::backend::threads::par_map(groups.len(), |g| {
+            let (a, b) = groups[g];
+            crate::backend::threads::serial(|| this.sample_group(req, a, b, pk))
         });
         Ok(parts.into_iter().flatten().collect())
     }
