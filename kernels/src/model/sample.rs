@@ -135,10 +135,11 @@ impl Model {
 
     /// Samples continuations of every prompt (see the module comment for the rules).
     ///
-    /// Sequences are independent, so with several threads and enough prompts the batch is cut into one
-    /// contiguous group per thread and each group is decoded start to finish on its own thread (its GEMMs
-    /// single-threaded): no synchronisation per layer and step, which is what limits a decode loop whose
-    /// matrix products are small. Each sequence keeps its own PRNG stream (its index in the request).
+    /// Sequences are independent, so with several threads and enough prompts the batch is cut into
+    /// contiguous groups (GROUPS_PER_THREAD per thread, claimed dynamically) and each group is decoded start
+    /// to finish by one thread (its GEMMs single-threaded): no synchronisation per layer and step, which is
+    /// what limits a decode loop whose matrix products are small. Each sequence keeps its own PRNG stream
+    /// (its index in the request).
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
         self.check_request(req)?;
         let threads = crate::backend::threads::num_threads();
