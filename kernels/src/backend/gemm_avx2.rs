@@ -149,6 +149,56 @@ pub fn sgemm_packed(ta: bool, m: usize, alpha: f32, a: &[f32], lda: usize, bp: &
     true
 }
 
+/// C (m × (col1 − col0)) = alpha·op(A)·B[:, col0..col1] with B pre-packed; col0 must be a multiple of the panel
+/// width (`PANEL`). Threads computing disjoint column ranges share one packed B. false without AVX2/FMA.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed_cols(
+    ta: bool,
+    m: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    bp: &PackedB,
+    col0: usize,
+    col1: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    let (n, k) = (bp.n, bp.k);
+    assert!(col0 % NR == 0 && col0 <= col1 && col1 <= n, "sgemm_packed_cols: bad column range");
+    let nc = col1 - col0;
+    super::gemm::check_dims(ta, false, m, nc, k, a.len(), lda, bp.data.len().max(1), n.max(1), c.len(), ldc);
+    if m == 0 || nc == 0 || k == 0 {
+        for i in 0..m {
+            c[i * ldc..i * ldc + nc].iter_mut().for_each(|v| *v = 0.0);
+        }
+        return true;
+    }
+    let np = n.div_ceil(NR);
+    let (p0, p1) = (col0 / NR, nc.div_ceil(NR) + col0 / NR);
+    BUFS.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let ap = &mut guard.0;
+        ap.resize(MC.div_ceil(MR) * MR * KC.min(k), 0.0);
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            let off = pc * np * NR;
+            let beta_eff = if pc == 0 { 0.0 } else { 1.0 };
+            let blk = &bp.data[off + p0 * kc * NR..off + p1 * kc * NR];
+            run_block(ap, ta, a, lda, m, pc, kc, blk, 0, nc, alpha, beta_eff, c, ldc);
+            pc += KC;
+        }
+    });
+    true
+}
+
+/// Width of a packed panel: column ranges of `sgemm_packed_cols` start at multiples of it.
+pub const PANEL: usize = NR;
+
 /// The inner loops for one packed depth block `bp` (columns jc..jc+nc of C, depth pc..pc+kc): rows in blocks
 /// of MC (op(A) packed into `ap`), then NR-wide panels × MR-tall panels through the microkernel.
 #[allow(clippy::too_many_arguments)]

@@ -50,6 +50,8 @@ pub struct SampleOutput {
 pub const MAX_CACHE_FLOATS: usize = 1 << 29;
 /// Fewest sequences per sampling group (one group per thread).
 const MIN_GROUP: usize = 8;
+/// Largest weights (bytes) for which sampling uses independent groups (≈ a core's L2 cache).
+const GROUPS_MAX_WEIGHT_BYTES: usize = 1 << 20;
 /// Sampling groups per thread (dynamic load balance).
 const GROUPS_PER_THREAD: usize = 2;
 /// Most rows per prefill chunk.
@@ -140,13 +142,28 @@ impl Model {
     /// to finish by one thread (its GEMMs single-threaded): no synchronisation per layer and step, which is
     /// what limits a decode loop whose matrix products are small. Each sequence keeps its own PRNG stream
     /// (its index in the request).
+    ///
+    /// Groups re-read every weight once per group and step, which is free while the weights fit in a core's
+    /// L2 cache; beyond that (`GROUPS_MAX_WEIGHT_BYTES`) the whole batch is decoded together with each product's
+    /// columns split over the threads, so the weights are streamed once per step. `SPARK_SAMPLE_MODE=groups`
+    /// or `split` forces a mode (benchmarks).
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
+        let split = match std::env::var("SPARK_SAMPLE_MODE").as_deref() {
+            Ok("split") => true,
+            Ok("groups") => false,
+            _ => self.params.len() * 4 > GROUPS_MAX_WEIGHT_BYTES,
+        };
+        self.sample_mode(req, split)
+    }
+
+    /// `sample` with the parallel mode chosen by the caller (tests cover both).
+    pub(crate) fn sample_mode(&mut self, req: &SampleRequest, split: bool) -> Result<Vec<SampleOutput>, String> {
         self.check_request(req)?;
         let threads = crate::backend::threads::num_threads();
         let bsz = req.prompts.len();
         let packed = self.pack_weights();
         let pk = packed.as_ref();
-        if threads <= 1 || bsz < 2 * MIN_GROUP {
+        if threads <= 1 || bsz < 2 * MIN_GROUP || split {
             return Ok(self.sample_group(req, 0, bsz, pk));
         }
         // GROUPS_PER_THREAD groups per thread, claimed dynamically: on a shared machine a thread that loses its
@@ -340,12 +357,36 @@ struct Packed {
 /// over the threads), else the process GEMM path.
 fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, beta: f32, out: &mut [f32]) {
     let rows = out.len() / n;
+    let threads = crate::backend::threads::num_threads();
     match packed {
-        Some(pb) => crate::backend::threads::par_rows(out, n, 16, |r0, blk| {
-            let rr = blk.len() / n;
-            let done = gemm_avx2::sgemm_packed(false, rr, 1.0, &x[r0 * k..], k, pb, beta, blk, n);
+        // Several threads on one batch: split the columns (each thread streams only its share of the weights)
+        // into private buffers, then merge.
+        Some(pb) if threads > 1 && n >= 2 * gemm_avx2::PANEL * threads => {
+            let ranges = crate::backend::threads::split_range(n, threads, gemm_avx2::PANEL);
+            let parts = crate::backend::threads::par_map(ranges.len(), |t| {
+                let (j0, j1) = ranges[t];
+                let mut tmp = vec![0.0f32; rows * (j1 - j0)];
+                let done = gemm_avx2::sgemm_packed_cols(false, rows, 1.0, x, k, pb, j0, j1, &mut tmp, j1 - j0);
+                debug_assert!(done, "packed weights exist only when the built-in kernel can run");
+                tmp
+            });
+            for (&(j0, j1), tmp) in ranges.iter().zip(&parts) {
+                let nj = j1 - j0;
+                for r in 0..rows {
+                    let dst = &mut out[r * n + j0..r * n + j1];
+                    let src = &tmp[r * nj..(r + 1) * nj];
+                    if beta == 0.0 {
+                        dst.copy_from_slice(src);
+                    } else {
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = beta * *d + s);
+                    }
+                }
+            }
+        }
+        Some(pb) => {
+            let done = gemm_avx2::sgemm_packed(false, rows, 1.0, x, k, pb, beta, out, n);
             debug_assert!(done, "packed weights exist only when the built-in kernel can run");
-        }),
+        }
         None => sgemm(false, true, rows, n, k, 1.0, x, k, w, k, beta, out, n),
     }
 }
@@ -408,3 +449,4 @@ pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f
     };
     (tok as u32, z[tok] - lse)
 }
+

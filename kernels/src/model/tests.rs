@@ -439,9 +439,17 @@ fn kv_cache_logprobs_match_full_forward() {
     let mut m = Model::new(cfg, 11).unwrap();
     // stronger weights than the default init, so distributions are far from uniform
     m.params_mut().iter_mut().for_each(|x| *x *= 3.0);
-    for (temperature, top_p, ps) in [(1.0f32, 1.0f32, prompts()), (0.7, 0.9, prompts()), (0.0, 1.0, prompts()), (1.0, 0.95, many_prompts())] {
+    let cases = [
+        (1.0f32, 1.0f32, prompts(), false),
+        (0.7, 0.9, prompts(), false),
+        (0.0, 1.0, prompts(), false),
+        (1.0, 0.95, many_prompts(), false), // independent groups of sequences
+        (1.0, 0.95, many_prompts(), true),  // whole batch, column-split products
+        (0.0, 1.0, many_prompts(), true),
+    ];
+    for (temperature, top_p, ps, split) in cases {
         let req = SampleRequest { prompts: ps.clone(), temperature, top_p, max_new_tokens: 30, stop_tokens: vec![], seed: 5 };
-        let outs = m.sample(&req).unwrap();
+        let outs = m.sample_mode(&req, split).unwrap();
         let seqs: Vec<Sequence> = ps
             .iter()
             .zip(&outs)
