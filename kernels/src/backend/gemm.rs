@@ -12,7 +12,7 @@
 //! benchmarks).
 
 use super::blas::blas;
-use super::threads::{num_threads, split_range};
+use super::threads::{num_threads, par_map, split_range, SharedMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,12 +230,7 @@ pub fn sgemm_on(
             sgemm_st(p, ta, tb, m, nj, k, alpha, a, lda, bsub, ldb, 0.0, &mut tmp, nj);
             tmp
         };
-        let parts: Vec<Vec<f32>> = std::thread::scope(|s| {
-            let hs: Vec<_> = ranges[1..].iter().map(|&r| s.spawn(move || part(r))).collect();
-            let mut v = vec![part(ranges[0])];
-            v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
-            v
-        });
+        let parts: Vec<Vec<f32>> = par_map(ranges.len(), |k| part(ranges[k]));
         for (&(j0, j1), tmp) in ranges.iter().zip(&parts) {
             let nj = j1 - j0;
             for i in 0..m {
@@ -259,27 +254,16 @@ pub fn sgemm_on(
         return;
     }
     let ranges = split_range(m, t, 8);
-    let mut c_rest = &mut c[..];
-    let mut blocks = Vec::with_capacity(ranges.len());
-    for (idx, &(r0, r1)) in ranges.iter().enumerate() {
-        let rows = r1 - r0;
-        let take = if idx + 1 == ranges.len() { c_rest.len() } else { rows * ldc };
-        let (head, tail) = c_rest.split_at_mut(take);
-        blocks.push((r0, rows, head));
-        c_rest = tail;
-    }
-    std::thread::scope(|s| {
-        let mut it = blocks.into_iter();
-        let first = it.next();
-        for (r0, rows, cblk) in it {
-            let a_off = if ta { r0 } else { r0 * lda };
-            let a_blk = &a[a_off..];
-            s.spawn(move || sgemm_st(p, ta, tb, rows, n, k, alpha, a_blk, lda, b, ldb, beta, cblk, ldc));
-        }
-        if let Some((r0, rows, cblk)) = first {
-            let a_off = if ta { r0 } else { r0 * lda };
-            sgemm_st(p, ta, tb, rows, n, k, alpha, &a[a_off..], lda, b, ldb, beta, cblk, ldc);
-        }
+    let last = ranges.len() - 1;
+    let clen = c.len();
+    let cs = SharedMut::new(c);
+    par_map(ranges.len(), |idx| {
+        let (r0, r1) = ranges[idx];
+        let end = if idx == last { clen } else { r1 * ldc };
+        // SAFETY: the row blocks [r0·ldc, r1·ldc) of C are disjoint.
+        let cblk = unsafe { cs.slice(r0 * ldc, end - r0 * ldc) };
+        let a_off = if ta { r0 } else { r0 * lda };
+        sgemm_st(p, ta, tb, r1 - r0, n, k, alpha, &a[a_off..], lda, b, ldb, beta, cblk, ldc);
     });
 }
 

@@ -79,54 +79,187 @@ pub fn sgemm(
                 let kc = KC.min(k - pc);
                 pack_b(tb, b, ldb, pc, kc, jc, nc, bp);
                 let beta_eff = if pc == 0 { beta } else { 1.0 };
-                let mut ic = 0;
-                while ic < m {
-                    let mc = MC.min(m - ic);
-                    pack_a(ta, a, lda, ic, mc, pc, kc, ap);
-                    let mut jr = 0;
-                    while jr < nc {
-                        let nr = NR.min(nc - jr);
-                        let bpan = &bp[(jr / NR) * kc * NR..(jr / NR + 1) * kc * NR];
-                        let mut ir = 0;
-                        while ir < mc {
-                            let mr = MR.min(mc - ir);
-                            let apan = &ap[(ir / MR) * kc * MR..(ir / MR + 1) * kc * MR];
-                            let coff = (ic + ir) * ldc + jc + jr;
-                            if mr == MR && nr == NR {
-                                let cblk = &mut c[coff..coff + (MR - 1) * ldc + NR];
-                                // SAFETY: AVX2+FMA checked by `available()`; the panels hold kc·MR and kc·NR
-                                // floats and `cblk` covers the 6×16 tile at stride ldc (sliced above).
-                                #[cfg(target_arch = "x86_64")]
-                                unsafe {
-                                    kernel_6x16(kc, apan.as_ptr(), bpan.as_ptr(), cblk.as_mut_ptr(), ldc, alpha, beta_eff)
-                                };
-                            } else {
-                                let mut tile = [0.0f32; MR * NR];
-                                // SAFETY: as above, into a local 6×16 tile with stride NR.
-                                #[cfg(target_arch = "x86_64")]
-                                unsafe {
-                                    kernel_6x16(kc, apan.as_ptr(), bpan.as_ptr(), tile.as_mut_ptr(), NR, alpha, 0.0)
-                                };
-                                for r in 0..mr {
-                                    let crow = &mut c[coff + r * ldc..coff + r * ldc + nr];
-                                    for (j, cv) in crow.iter_mut().enumerate() {
-                                        let t = tile[r * NR + j];
-                                        *cv = if beta_eff == 0.0 { t } else { beta_eff * *cv + t };
-                                    }
-                                }
-                            }
-                            ir += MR;
-                        }
-                        jr += NR;
-                    }
-                    ic += MC;
-                }
+                run_block(ap, ta, a, lda, m, pc, kc, bp, jc, nc, alpha, beta_eff, c, ldc);
                 pc += KC;
             }
             jc += NC;
         }
     });
     true
+}
+
+/// op(B) packed once into the kernel's panel layout (e.g. a weight matrix reused by every decode step):
+/// for each depth block of KC rows, its NR-wide panels back to back.
+pub struct PackedB {
+    pub k: usize,
+    pub n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs op(B) (k×n; `tb`: B is stored n×k with row stride ldb, else k×n).
+    pub fn new(tb: bool, b: &[f32], ldb: usize, k: usize, n: usize) -> PackedB {
+        super::gemm::check_dims(false, tb, 1, n, k, k, k.max(1), b.len(), ldb, n, n);
+        let np = n.div_ceil(NR);
+        let mut data = vec![0.0f32; np * NR * k];
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            let off = pc * np * NR;
+            pack_b(tb, b, ldb, pc, kc, 0, n, &mut data[off..off + np * kc * NR]);
+            pc += KC;
+        }
+        PackedB { k, n, data }
+    }
+}
+
+/// C = alpha·op(A)·B + beta·C with B pre-packed; false (nothing done) without AVX2/FMA.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed(ta: bool, m: usize, alpha: f32, a: &[f32], lda: usize, bp: &PackedB, beta: f32, c: &mut [f32], ldc: usize) -> bool {
+    if !available() {
+        return false;
+    }
+    let (n, k) = (bp.n, bp.k);
+    super::gemm::check_dims(ta, false, m, n, k, a.len(), lda, bp.data.len().max(1), n.max(1), c.len(), ldc);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        for i in 0..m {
+            for v in &mut c[i * ldc..i * ldc + n] {
+                *v = if beta == 0.0 { 0.0 } else { beta * *v };
+            }
+        }
+        return true;
+    }
+    let np = n.div_ceil(NR);
+    BUFS.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let ap = &mut guard.0;
+        ap.resize(MC.div_ceil(MR) * MR * KC.min(k), 0.0);
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            let off = pc * np * NR;
+            let beta_eff = if pc == 0 { beta } else { 1.0 };
+            run_block(ap, ta, a, lda, m, pc, kc, &bp.data[off..off + np * kc * NR], 0, n, alpha, beta_eff, c, ldc);
+            pc += KC;
+        }
+    });
+    true
+}
+
+/// C (m × (col1 − col0)) = alpha·op(A)·B[:, col0..col1] with B pre-packed; col0 must be a multiple of the panel
+/// width (`PANEL`). Threads computing disjoint column ranges share one packed B. false without AVX2/FMA.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed_cols(
+    ta: bool,
+    m: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    bp: &PackedB,
+    col0: usize,
+    col1: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    let (n, k) = (bp.n, bp.k);
+    assert!(col0 % NR == 0 && col0 <= col1 && col1 <= n, "sgemm_packed_cols: bad column range");
+    let nc = col1 - col0;
+    super::gemm::check_dims(ta, false, m, nc, k, a.len(), lda, bp.data.len().max(1), n.max(1), c.len(), ldc);
+    if m == 0 || nc == 0 || k == 0 {
+        for i in 0..m {
+            c[i * ldc..i * ldc + nc].iter_mut().for_each(|v| *v = 0.0);
+        }
+        return true;
+    }
+    let np = n.div_ceil(NR);
+    let (p0, p1) = (col0 / NR, nc.div_ceil(NR) + col0 / NR);
+    BUFS.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let ap = &mut guard.0;
+        ap.resize(MC.div_ceil(MR) * MR * KC.min(k), 0.0);
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            let off = pc * np * NR;
+            let beta_eff = if pc == 0 { 0.0 } else { 1.0 };
+            let blk = &bp.data[off + p0 * kc * NR..off + p1 * kc * NR];
+            run_block(ap, ta, a, lda, m, pc, kc, blk, 0, nc, alpha, beta_eff, c, ldc);
+            pc += KC;
+        }
+    });
+    true
+}
+
+/// Width of a packed panel: column ranges of `sgemm_packed_cols` start at multiples of it.
+pub const PANEL: usize = NR;
+
+/// The inner loops for one packed depth block `bp` (columns jc..jc+nc of C, depth pc..pc+kc): rows in blocks
+/// of MC (op(A) packed into `ap`), then NR-wide panels × MR-tall panels through the microkernel.
+#[allow(clippy::too_many_arguments)]
+fn run_block(
+    ap: &mut [f32],
+    ta: bool,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    pc: usize,
+    kc: usize,
+    bp: &[f32],
+    jc: usize,
+    nc: usize,
+    alpha: f32,
+    beta_eff: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let mut ic = 0;
+    while ic < m {
+        let mc = MC.min(m - ic);
+        pack_a(ta, a, lda, ic, mc, pc, kc, ap);
+        let mut jr = 0;
+        while jr < nc {
+            let nr = NR.min(nc - jr);
+            let bpan = &bp[(jr / NR) * kc * NR..(jr / NR + 1) * kc * NR];
+            let mut ir = 0;
+            while ir < mc {
+                let mr = MR.min(mc - ir);
+                let apan = &ap[(ir / MR) * kc * MR..(ir / MR + 1) * kc * MR];
+                let coff = (ic + ir) * ldc + jc + jr;
+                if mr == MR && nr == NR {
+                    let cblk = &mut c[coff..coff + (MR - 1) * ldc + NR];
+                    // SAFETY: AVX2+FMA checked by `available()` (callers); the panels hold kc·MR and kc·NR
+                    // floats and `cblk` covers the 6×16 tile at stride ldc (sliced above).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        kernel_6x16(kc, apan.as_ptr(), bpan.as_ptr(), cblk.as_mut_ptr(), ldc, alpha, beta_eff)
+                    };
+                } else {
+                    let mut tile = [0.0f32; MR * NR];
+                    // SAFETY: as above, into a local 6×16 tile with stride NR.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        kernel_6x16(kc, apan.as_ptr(), bpan.as_ptr(), tile.as_mut_ptr(), NR, alpha, 0.0)
+                    };
+                    for r in 0..mr {
+                        let crow = &mut c[coff + r * ldc..coff + r * ldc + nr];
+                        for (j, cv) in crow.iter_mut().enumerate() {
+                            let t = tile[r * NR + j];
+                            *cv = if beta_eff == 0.0 { t } else { beta_eff * *cv + t };
+                        }
+                    }
+                }
+                ir += MR;
+            }
+            jr += NR;
+        }
+        ic += MC;
+    }
 }
 
 /// Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels: bp[(panel·kc + p)·NR + j], zero-padded.

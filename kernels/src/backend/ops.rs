@@ -141,9 +141,9 @@ multiversion! {
         let c = xr.len();
         let mut acc = [0.0f32; 8];
         for j8 in 0..c / 8 {
-            for l in 0..8 {
+            for (l, a) in acc.iter_mut().enumerate() {
                 let j = j8 * 8 + l;
-                acc[l] += w[j] * dy[j] * xr[j];
+                *a += w[j] * dy[j] * xr[j];
             }
         }
         let mut a: f32 = acc.iter().sum();
@@ -206,6 +206,7 @@ pub fn rope_tables(max_pos: usize, d: usize, theta: f32) -> (Vec<f32>, Vec<f32>)
 /// Rotates the first `heads` D-wide heads of every row of x (rows of width `w`) by the angle of the row's
 /// position; `inverse` rotates by the negative angle (the backward pass of a rotation is its inverse).
 /// x: (N, w), pos: (N).
+#[allow(clippy::too_many_arguments)]
 pub fn rope(x: &mut [f32], w: usize, heads: usize, d: usize, pos: &[usize], cos: &[f32], sin: &[f32], inverse: bool) {
     let half = d / 2;
     let sign = if inverse { -1.0f32 } else { 1.0 };
@@ -400,8 +401,9 @@ pub fn attention_bwd(dm: AttnDims, dout: &[f32], qkv: &[f32], probs: &[f32], dqk
 // Attention against a KV cache (sampling).
 
 /// One query row per entry: q rows (R, W) (only the first H·D columns are read), the row's cache slot and
-/// position; the caches hold (slots, max_t, KV·D) for one layer and already contain positions 0..=pos of the
-/// slot. out: (R, H·D).
+/// position. For one layer the key cache is stored TRANSPOSED, (slots, KV, D, max_t) — so q·kⱼ for all
+/// positions j is a sum of D contiguous axpys, with no horizontal reductions — and the value cache row-major,
+/// (slots, max_t, KV·D). Both already contain positions 0..=pos of the slot. out: (R, H·D).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_cached(
     q: &[f32],
@@ -411,7 +413,7 @@ pub fn attention_cached(
     d: usize,
     slot: &[usize],
     pos: &[usize],
-    kcache: &[f32],
+    kcache_t: &[f32],
     vcache: &[f32],
     max_t: usize,
     out: &mut [f32],
@@ -425,37 +427,85 @@ pub fn attention_cached(
         for (i, orow) in blk.chunks_exact_mut(hd).enumerate() {
             let r = r0 + i;
             let (s, p) = (slot[r], pos[r]);
-            let base = s * max_t * kvd;
             sc.resize(p + 1, 0.0f32);
-            attention_cached_row(&q[r * w..r * w + hd], &kcache[base..], &vcache[base..], kvd, group, d, scale, &mut sc, orow);
+            let kt = &kcache_t[s * kvd * max_t..(s + 1) * kvd * max_t];
+            let vs = &vcache[s * max_t * kvd..(s + 1) * max_t * kvd];
+            attention_cached_row(&q[r * w..r * w + hd], kt, vs, max_t, kvd, group, d, scale, &mut sc, orow);
         }
     });
 }
 
+/// sc[j0..j0+W] = scale · Σ_d q[d]·kt[d][j0..j0+W] (inlined into the AVX2 copy of the caller).
+#[inline(always)]
+fn qk_block<const W: usize>(q: &[f32], kt: &[f32], max_t: usize, j0: usize, scale: f32, sc: &mut [f32]) {
+    let mut acc = [0.0f32; W];
+    for (dd, &qv) in q.iter().enumerate() {
+        let kr: &[f32; W] = kt[dd * max_t + j0..dd * max_t + j0 + W].try_into().expect("W columns");
+        for l in 0..W {
+            acc[l] += qv * kr[l];
+        }
+    }
+    for (o, a) in sc[j0..j0 + W].iter_mut().zip(acc) {
+        *o = a * scale;
+    }
+}
+
 multiversion! {
-    /// One query row against the cache of its slot: k/v rows at stride kvd, positions 0..sc.len().
-    fn attention_cached_row(q: &[f32], k: &[f32], v: &[f32], kvd: usize, group: usize, d: usize, scale: f32, sc: &mut [f32], orow: &mut [f32]) {
+    /// One query row against the cache of its slot: kt (KV, D, max_t), v (max_t, KV·D); positions 0..sc.len().
+    fn attention_cached_row(q: &[f32], kt: &[f32], v: &[f32], max_t: usize, kvd: usize, group: usize, d: usize, scale: f32, sc: &mut [f32], orow: &mut [f32]) {
         let nh = q.len() / d;
+        let n = sc.len();
         for h in 0..nh {
             let g = h / group;
             let qh = &q[h * d..(h + 1) * d];
-            let mut mx = f32::NEG_INFINITY;
-            for (j, sj) in sc.iter_mut().enumerate() {
-                let kr = j * kvd + g * d;
-                *sj = dot(qh, &k[kr..kr + d]) * scale;
-                mx = mx.max(*sj);
+            // scores, 32 (then 8) positions at a time: independent accumulators held in registers across the
+            // D products (no horizontal sums, no dependency chain on one register)
+            let kg = &kt[g * d * max_t..(g + 1) * d * max_t];
+            let mut j0 = 0;
+            while j0 + 32 <= n {
+                qk_block::<32>(qh, kg, max_t, j0, scale, sc);
+                j0 += 32;
             }
+            while j0 + 8 <= n {
+                qk_block::<8>(qh, kg, max_t, j0, scale, sc);
+                j0 += 8;
+            }
+            for j in j0..n {
+                let mut a = 0.0f32;
+                for (dd, &qv) in qh.iter().enumerate() {
+                    a += qv * kg[dd * max_t + j];
+                }
+                sc[j] = a * scale;
+            }
+            let mx = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
             for sj in sc.iter_mut() {
                 *sj = exp_f32(*sj - mx);
                 sum += *sj;
             }
             let inv = 1.0 / sum;
+            // out = Σ_j p_j v_j, 32 columns at a time held in registers across the positions
             let o = &mut orow[h * d..(h + 1) * d];
-            o.iter_mut().for_each(|x| *x = 0.0);
-            for (j, sj) in sc.iter().enumerate() {
-                let vr = j * kvd + g * d;
-                axpy(sj * inv, &v[vr..vr + d], o);
+            let full = d / 32 * 32;
+            for c0 in (0..full).step_by(32) {
+                let mut acc = [0.0f32; 32];
+                for (j, &sj) in sc.iter().enumerate() {
+                    let vr = &v[j * kvd + g * d + c0..j * kvd + g * d + c0 + 32];
+                    for l in 0..32 {
+                        acc[l] += sj * vr[l];
+                    }
+                }
+                for l in 0..32 {
+                    o[c0 + l] = acc[l] * inv;
+                }
+            }
+            if full < d {
+                let tail = &mut o[full..];
+                tail.iter_mut().for_each(|x| *x = 0.0);
+                for (j, &sj) in sc.iter().enumerate() {
+                    let vr = j * kvd + g * d + full;
+                    axpy(sj * inv, &v[vr..vr + d - full], tail);
+                }
             }
         }
     }

@@ -55,19 +55,19 @@ impl ModelConfig {
         pos("num_key_value_heads", c.num_key_value_heads, c.num_attention_heads)?;
         pos("vocab_size", c.vocab_size, MAX_VOCAB)?;
         pos("max_position_embeddings", c.max_position_embeddings, MAX_POSITIONS)?;
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(format!(
                 "config: hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
             ));
         }
-        if c.num_attention_heads % c.num_key_value_heads != 0 {
+        if !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
             return Err(format!(
                 "config: num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 c.num_attention_heads, c.num_key_value_heads
             ));
         }
-        if c.head_dim() % 2 != 0 {
+        if !c.head_dim().is_multiple_of(2) {
             return Err(format!("config: head dim {} must be even for rotary positions", c.head_dim()));
         }
         if !(c.rms_norm_eps.is_finite() && c.rms_norm_eps > 0.0) {

@@ -19,7 +19,8 @@
 
 use super::params::Rng;
 use super::Model;
-use crate::backend::gemm::sgemm;
+use crate::backend::gemm::{self, sgemm, GemmPath};
+use crate::backend::gemm_avx2::{self, PackedB};
 use crate::backend::ops;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +50,10 @@ pub struct SampleOutput {
 pub const MAX_CACHE_FLOATS: usize = 1 << 29;
 /// Fewest sequences per sampling group (one group per thread).
 const MIN_GROUP: usize = 8;
+/// Largest weights (bytes) for which sampling uses independent groups (≈ a core's L2 cache).
+const GROUPS_MAX_WEIGHT_BYTES: usize = 1 << 20;
+/// Sampling groups per thread (dynamic load balance).
+const GROUPS_PER_THREAD: usize = 2;
 /// Most rows per prefill chunk.
 const PREFILL_ROWS: usize = 4096;
 
@@ -74,7 +79,7 @@ fn fit(v: &mut Vec<f32>, n: usize) {
     }
 }
 
-/// The KV cache: per layer (slots, max_t, KV·D) for keys and for values.
+/// The KV cache, per layer: keys transposed (slots, KV·D, max_t), values (slots, max_t, KV·D).
 struct KvCache {
     k: Vec<f32>,
     v: Vec<f32>,
@@ -132,34 +137,48 @@ impl Model {
 
     /// Samples continuations of every prompt (see the module comment for the rules).
     ///
-    /// Sequences are independent, so with several threads and enough prompts the batch is cut into one
-    /// contiguous group per thread and each group is decoded start to finish on its own thread (its GEMMs
-    /// single-threaded): no synchronisation per layer and step, which is what limits a decode loop whose
-    /// matrix products are small. Each sequence keeps its own PRNG stream (its index in the request).
+    /// Sequences are independent, so with several threads and enough prompts the batch is cut into
+    /// contiguous groups (GROUPS_PER_THREAD per thread, claimed dynamically) and each group is decoded start
+    /// to finish by one thread (its GEMMs single-threaded): no synchronisation per layer and step, which is
+    /// what limits a decode loop whose matrix products are small. Each sequence keeps its own PRNG stream
+    /// (its index in the request).
+    ///
+    /// Groups re-read every weight once per group and step, which is free while the weights fit in a core's
+    /// L2 cache; beyond that (`GROUPS_MAX_WEIGHT_BYTES`) the whole batch is decoded together with each product's
+    /// columns split over the threads, so the weights are streamed once per step. `SPARK_SAMPLE_MODE=groups`
+    /// or `split` forces a mode (benchmarks).
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
+        let split = match std::env::var("SPARK_SAMPLE_MODE").as_deref() {
+            Ok("split") => true,
+            Ok("groups") => false,
+            _ => self.params.len() * 4 > GROUPS_MAX_WEIGHT_BYTES,
+        };
+        self.sample_mode(req, split)
+    }
+
+    /// `sample` with the parallel mode chosen by the caller (tests cover both).
+    pub(crate) fn sample_mode(&mut self, req: &SampleRequest, split: bool) -> Result<Vec<SampleOutput>, String> {
         self.check_request(req)?;
         let threads = crate::backend::threads::num_threads();
         let bsz = req.prompts.len();
-        if threads <= 1 || bsz < 2 * MIN_GROUP {
-            return Ok(self.sample_group(req, 0, bsz));
+        let packed = self.pack_weights();
+        let pk = packed.as_ref();
+        if threads <= 1 || bsz < 2 * MIN_GROUP || split {
+            return Ok(self.sample_group(req, 0, bsz, pk));
         }
-        let groups = crate::backend::threads::split_range(bsz, threads.min(bsz / MIN_GROUP), 1);
+        // GROUPS_PER_THREAD groups per thread, claimed dynamically: on a shared machine a thread that loses its
+        // core leaves its remaining groups to the others instead of holding up the whole batch.
+        let groups = crate::backend::threads::split_range(bsz, (threads * GROUPS_PER_THREAD).min(bsz / MIN_GROUP), 1);
         let this = &*self;
-        let parts: Vec<Vec<SampleOutput>> = std::thread::scope(|s| {
-            let hs: Vec<_> = groups[1..]
-                .iter()
-                .map(|&(a, b)| s.spawn(move || crate::backend::threads::serial(|| this.sample_group(req, a, b))))
-                .collect();
-            let (a, b) = groups[0];
-            let mut v = vec![crate::backend::threads::serial(|| this.sample_group(req, a, b))];
-            v.extend(hs.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
-            v
+        let parts: Vec<Vec<SampleOutput>> = crate::backend::threads::par_map(groups.len(), |g| {
+            let (a, b) = groups[g];
+            crate::backend::threads::serial(|| this.sample_group(req, a, b, pk))
         });
         Ok(parts.into_iter().flatten().collect())
     }
 
     /// Samples prompts b_lo..b_hi of a validated request on the calling thread.
-    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize) -> Vec<SampleOutput> {
+    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize, pk: Option<&Packed>) -> Vec<SampleOutput> {
         let req = req_all;
         let cfg = &self.cfg;
         let prompts = &req.prompts[b_lo..b_hi];
@@ -204,7 +223,7 @@ impl Model {
                 }
                 last.push(toks.len() - 1);
             }
-            self.infer(&mut cache, &mut sc, &toks, &slot, &pos, &last);
+            self.infer(&mut cache, &mut sc, &toks, &slot, &pos, &last, pk);
             for (k, b) in (b0..b1).enumerate() {
                 let z = &sc.logits[k * v..(k + 1) * v];
                 let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
@@ -222,7 +241,7 @@ impl Model {
             let toks: Vec<u32> = active.iter().map(|&b| *outs[b].tokens.last().unwrap_or(&0)).collect();
             let pos: Vec<usize> = active.iter().map(|&b| prompts[b].len() + outs[b].tokens.len() - 1).collect();
             let last: Vec<usize> = (0..active.len()).collect();
-            self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last);
+            self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last, pk);
             for (k, &b) in active.iter().enumerate() {
                 let z = &sc.logits[k * v..(k + 1) * v];
                 let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
@@ -234,7 +253,17 @@ impl Model {
 
     /// Inference forward of R rows (token, cache slot, position), writing keys/values into the cache; leaves
     /// logits (len(out_rows), V) of the rows listed in `out_rows` in `sc.logits`.
-    fn infer(&self, cache: &mut KvCache, sc: &mut Scratch, toks: &[u32], slot: &[usize], pos: &[usize], out_rows: &[usize]) {
+    #[allow(clippy::too_many_arguments)]
+    fn infer(
+        &self,
+        cache: &mut KvCache,
+        sc: &mut Scratch,
+        toks: &[u32],
+        slot: &[usize],
+        pos: &[usize],
+        out_rows: &[usize],
+        pk: Option<&Packed>,
+    ) {
         let cfg = &self.cfg;
         let p = &self.params;
         let off = &self.off;
@@ -255,7 +284,8 @@ impl Model {
         let max_t = cache.max_t;
         for (l, lo) in off.layers.iter().enumerate() {
             ops::rmsnorm_fwd(&sc.x, &p[lo.ln1..lo.ln1 + c], eps, &mut sc.ln, &mut sc.rstd);
-            sgemm(false, true, r, w, c, 1.0, &sc.ln, c, &p[lo.wqkv..lo.wqkv + w * c], c, 0.0, &mut sc.qkv, w);
+            let lp = pk.map(|x| &x.layers[l]);
+            matmul(&sc.ln, &p[lo.wqkv..lo.wqkv + w * c], lp.map(|x| &x[0]), c, w, 0.0, &mut sc.qkv);
             if let Some(bo) = lo.bqkv {
                 let bias = &p[bo..bo + w];
                 for row in sc.qkv.chunks_exact_mut(w) {
@@ -267,17 +297,21 @@ impl Model {
             ops::rope(&mut sc.qkv, w, h + kv, d, pos, &self.rope_cos, &self.rope_sin, false);
             let kc = &mut cache.k[l * ll..(l + 1) * ll];
             let vc = &mut cache.v[l * ll..(l + 1) * ll];
+            // keys go in transposed, (slot, KV·D, max_t); values row-major, (slot, max_t, KV·D)
             for (row, (&s, &ps)) in slot.iter().zip(pos).enumerate() {
+                let krow = &sc.qkv[row * w + hd..row * w + hd + kvd];
+                for (e, &x) in krow.iter().enumerate() {
+                    kc[(s * kvd + e) * max_t + ps] = x;
+                }
                 let dst = (s * max_t + ps) * kvd;
-                kc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd..row * w + hd + kvd]);
                 vc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd + kvd..row * w + hd + 2 * kvd]);
             }
             ops::attention_cached(&sc.qkv, w, h, kv, d, slot, pos, kc, vc, max_t, &mut sc.att);
-            sgemm(false, true, r, c, hd, 1.0, &sc.att, hd, &p[lo.wo..lo.wo + c * hd], hd, 1.0, &mut sc.x, c);
+            matmul(&sc.att, &p[lo.wo..lo.wo + c * hd], lp.map(|x| &x[1]), hd, c, 1.0, &mut sc.x);
             ops::rmsnorm_fwd(&sc.x, &p[lo.ln2..lo.ln2 + c], eps, &mut sc.ln, &mut sc.rstd);
-            sgemm(false, true, r, 2 * i, c, 1.0, &sc.ln, c, &p[lo.wgu..lo.wgu + 2 * i * c], c, 0.0, &mut sc.gu, 2 * i);
+            matmul(&sc.ln, &p[lo.wgu..lo.wgu + 2 * i * c], lp.map(|x| &x[2]), c, 2 * i, 0.0, &mut sc.gu);
             ops::swiglu_fwd(&sc.gu, &mut sc.h, i);
-            sgemm(false, true, r, c, i, 1.0, &sc.h, i, &p[lo.wdown..lo.wdown + c * i], i, 1.0, &mut sc.x, c);
+            matmul(&sc.h, &p[lo.wdown..lo.wdown + c * i], lp.map(|x| &x[3]), i, c, 1.0, &mut sc.x);
         }
         let ro = out_rows.len();
         fit(&mut sc.xf, ro * c);
@@ -288,7 +322,72 @@ impl Model {
             sc.xf[k * c..(k + 1) * c].copy_from_slice(&sc.x[row * c..(row + 1) * c]);
         }
         ops::rmsnorm_fwd(&sc.xf, &p[off.norm..off.norm + c], eps, &mut sc.lnf, &mut sc.rstdf);
-        sgemm(false, true, ro, v, c, 1.0, &sc.lnf, c, &p[off.head..off.head + v * c], c, 0.0, &mut sc.logits, v);
+        matmul(&sc.lnf, &p[off.head..off.head + v * c], pk.map(|x| &x.head), c, v, 0.0, &mut sc.logits);
+    }
+
+    /// Packs every weight matrix once for the built-in kernel (None when it cannot run or the scalar path is
+    /// forced): decode steps multiply few rows by every weight, so packing them at each call would cost as
+    /// much as the product itself.
+    fn pack_weights(&self) -> Option<Packed> {
+        if !gemm_avx2::available() || gemm::path() == GemmPath::Scalar {
+            return None;
+        }
+        let cfg = &self.cfg;
+        let p = &self.params;
+        let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let (w, hd) = (cfg.qkv_width(), cfg.num_attention_heads * cfg.head_dim());
+        let pb = |off: usize, n: usize, k: usize| PackedB::new(true, &p[off..off + n * k], k, k, n);
+        let layers = self
+            .off
+            .layers
+            .iter()
+            .map(|lo| [pb(lo.wqkv, w, c), pb(lo.wo, c, hd), pb(lo.wgu, 2 * i, c), pb(lo.wdown, c, i)])
+            .collect();
+        Some(Packed { layers, head: pb(self.off.head, v, c) })
+    }
+}
+
+/// Pre-packed weights of one sampling call: per layer [qkv, o, gate|up, down], and the head.
+struct Packed {
+    layers: Vec<[PackedB; 4]>,
+    head: PackedB,
+}
+
+/// out (R, n) = x (R, k) · Wᵀ (+ beta·out), W (n, k): through the pre-packed copy when there is one (rows split
+/// over the threads), else the process GEMM path.
+fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, beta: f32, out: &mut [f32]) {
+    let rows = out.len() / n;
+    let threads = crate::backend::threads::num_threads();
+    match packed {
+        // Several threads on one batch: split the columns (each thread streams only its share of the weights)
+        // into private buffers, then merge.
+        Some(pb) if threads > 1 && n >= 2 * gemm_avx2::PANEL * threads => {
+            let ranges = crate::backend::threads::split_range(n, threads, gemm_avx2::PANEL);
+            let parts = crate::backend::threads::par_map(ranges.len(), |t| {
+                let (j0, j1) = ranges[t];
+                let mut tmp = vec![0.0f32; rows * (j1 - j0)];
+                let done = gemm_avx2::sgemm_packed_cols(false, rows, 1.0, x, k, pb, j0, j1, &mut tmp, j1 - j0);
+                debug_assert!(done, "packed weights exist only when the built-in kernel can run");
+                tmp
+            });
+            for (&(j0, j1), tmp) in ranges.iter().zip(&parts) {
+                let nj = j1 - j0;
+                for r in 0..rows {
+                    let dst = &mut out[r * n + j0..r * n + j1];
+                    let src = &tmp[r * nj..(r + 1) * nj];
+                    if beta == 0.0 {
+                        dst.copy_from_slice(src);
+                    } else {
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = beta * *d + s);
+                    }
+                }
+            }
+        }
+        Some(pb) => {
+            let done = gemm_avx2::sgemm_packed(false, rows, 1.0, x, k, pb, beta, out, n);
+            debug_assert!(done, "packed weights exist only when the built-in kernel can run");
+        }
+        None => sgemm(false, true, rows, n, k, 1.0, x, k, w, k, beta, out, n),
     }
 }
 
@@ -350,3 +449,4 @@ pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f
     };
     (tok as u32, z[tok] - lse)
 }
+

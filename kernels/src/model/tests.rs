@@ -439,9 +439,17 @@ fn kv_cache_logprobs_match_full_forward() {
     let mut m = Model::new(cfg, 11).unwrap();
     // stronger weights than the default init, so distributions are far from uniform
     m.params_mut().iter_mut().for_each(|x| *x *= 3.0);
-    for (temperature, top_p, ps) in [(1.0f32, 1.0f32, prompts()), (0.7, 0.9, prompts()), (0.0, 1.0, prompts()), (1.0, 0.95, many_prompts())] {
+    let cases = [
+        (1.0f32, 1.0f32, prompts(), false),
+        (0.7, 0.9, prompts(), false),
+        (0.0, 1.0, prompts(), false),
+        (1.0, 0.95, many_prompts(), false), // independent groups of sequences
+        (1.0, 0.95, many_prompts(), true),  // whole batch, column-split products
+        (0.0, 1.0, many_prompts(), true),
+    ];
+    for (temperature, top_p, ps, split) in cases {
         let req = SampleRequest { prompts: ps.clone(), temperature, top_p, max_new_tokens: 30, stop_tokens: vec![], seed: 5 };
-        let outs = m.sample(&req).unwrap();
+        let outs = m.sample_mode(&req, split).unwrap();
         let seqs: Vec<Sequence> = ps
             .iter()
             .zip(&outs)
@@ -534,7 +542,7 @@ fn sft_overfits_a_fixed_batch() {
         })
         .collect();
     let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.0, max_grad_norm: 1.0 };
-    let first = m.train_step(&[batch.clone()], &LossSpec::Sft, &opt).unwrap();
+    let first = m.train_step(std::slice::from_ref(&batch), &LossSpec::Sft, &opt).unwrap();
     assert!((first.loss - (128f32).ln()).abs() < 0.3, "initial loss {} ≈ ln 128", first.loss);
     let mut last = first;
     for _ in 0..150 {

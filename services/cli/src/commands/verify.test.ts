@@ -21,7 +21,9 @@ interface Run {
 function spark(args: string[], stdin?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
     // A generous budget: these tests check the CLI contract on a shared machine, not speed.
-    const child = spawn(process.execPath, [bin, 'verify', '--budget-ms', '3000', ...args], { cwd: root });
+    const child = spawn(process.execPath, [bin, 'verify', '--budget-ms', '3000', '--spares', '0', ...args], {
+      cwd: root,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -92,11 +94,14 @@ void test('stdin input with options (--gsm8k, --judge): exit 0', async () => {
   ]);
 });
 
-void test('a missing file is an I/O error: exit 1 with a clear message', async () => {
+void test('a missing file or a bad option: exit 1 with a clear message', async () => {
   const run = await spark([join(dir, 'does-not-exist.jsonl')]);
   assert.equal(run.code, 1);
   assert.match(run.stderr, /cannot read .*does-not-exist\.jsonl: no such file/);
   assert.equal(run.stdout, '');
+  const bad = await spark(['--max-line-chars', 'lots', join(dir, 'does-not-exist.jsonl')]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--max-line-chars must be a positive integer/);
 });
 
 void test('the examples in docs/verifier.md produce the outputs printed there', async () => {

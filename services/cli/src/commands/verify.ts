@@ -9,12 +9,16 @@ import type { Readable } from 'node:stream';
 
 import { CommanderError, Option, type Command } from 'commander';
 
+import { InvalidArgumentError } from '@spark/common';
 import { Verifier, type ItemOptions, type VerifyResult } from '@spark/verifier';
 
 /** Longest input line (characters); longer lines become error records. */
 export const DEFAULT_MAX_LINE_CHARS = 4 * 1024 * 1024;
-/** Records verified concurrently (results are still written in input order). */
-const WINDOW = 64;
+/**
+ * Records in flight (results are still written in input order). Small enough that a window of symbolic
+ * records, each using at most the 50 ms budget, stays within the pool's 1 s bound on queue waits.
+ */
+const WINDOW = 16;
 
 interface VerifyCliOptions {
   budgetMs: string;
@@ -24,6 +28,7 @@ interface VerifyCliOptions {
   answerIs?: boolean;
   maxLineChars: string;
   workers: string;
+  spares: string;
 }
 
 /** One input line's outcome: a verification, or an error message for that line. */
@@ -92,14 +97,20 @@ function verifyLine(verifier: Verifier, text: string, lineNo: number, item: Item
   });
 }
 
-/** Writes to stdout, waiting for drain when the pipe is full. */
+/** Raised when stdout fails (e.g. EPIPE when the reader went away): an I/O error, exit 1. */
+class OutputError extends Error {}
+
+/** Writes to stdout, waiting for drain when the pipe is full; rejects with OutputError on failure. */
 function write(out: NodeJS.WritableStream, text: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ok = out.write(text, (err) => {
-      if (err) reject(err);
-    });
-    if (ok) resolve();
-    else out.once('drain', resolve);
+    const fail = (err: Error): void => reject(new OutputError(`verify: cannot write output: ${err.message}`));
+    out.once('error', fail);
+    const done = (): void => {
+      out.removeListener('error', fail);
+      resolve();
+    };
+    if (out.write(text)) done();
+    else out.once('drain', done);
   });
 }
 
@@ -121,7 +132,7 @@ async function openInput(file: string | undefined): Promise<Readable> {
 function positiveInt(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0)
-    throw new CommanderError(1, 'spark.verify.option', `--${name} must be a positive integer`);
+    throw new InvalidArgumentError(`verify: --${name} must be a positive integer`);
   return n;
 }
 
@@ -129,6 +140,10 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
   const budgetMs = positiveInt('budget-ms', opts.budgetMs);
   const maxLine = positiveInt('max-line-chars', opts.maxLineChars);
   const workers = positiveInt('workers', opts.workers);
+  const spares = Number(opts.spares);
+  if (!Number.isInteger(spares) || spares < 0) {
+    throw new InvalidArgumentError('verify: --spares must be a non-negative integer');
+  }
   const input = await openInput(file);
   const item: ItemOptions = {
     mode: opts.judge ? 'judge' : 'math',
@@ -136,7 +151,7 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
     gsm8k: opts.gsm8k ?? false,
     answerIs: opts.answerIs ?? false,
   };
-  const verifier = new Verifier({ budgetMs, workers });
+  const verifier = new Verifier({ budgetMs, workers, spares });
   let bad = 0;
   let total = 0;
   try {
@@ -164,6 +179,7 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
         await flush(WINDOW);
       }
     } catch (err) {
+      if (err instanceof OutputError) throw err;
       await flush(0);
       throw new Error(
         `verify: read error after line ${lineNo}: ${err instanceof Error ? err.message : String(err)}`,
@@ -199,6 +215,7 @@ export function register(program: Command): void {
     .option('--answer-is', 'accept "The answer is 42" when there is no box')
     .option('--max-line-chars <n>', 'longest input line', String(DEFAULT_MAX_LINE_CHARS))
     .option('--workers <n>', 'symbolic worker threads', '1')
+    .option('--spares <n>', 'pre-warmed spare threads that replace a worker stopped at the budget', '1')
     .action(async (file: string | undefined, opts: VerifyCliOptions) => {
       const code = await runVerify(file, opts);
       if (code !== 0) throw new CommanderError(code, 'spark.verify.badLines', `${code}`);

@@ -53,6 +53,7 @@ function jobServiceFor(server: GrpcServer, releaseStream: Promise<void>): void {
         };
       }),
       watchJob: serverStreamHandler<WatchJobRequest, WatchJobResponse>(silent, async (req, call) => {
+        if (req.jobId === 'missing') throw new NotFoundError('job missing not found');
         for (let seq = 1; seq <= 3; seq++) {
           call.write({
             event: {
@@ -170,6 +171,20 @@ describe('gRPC helpers against a real server on loopback', () => {
     });
     assert.deepEqual(seqs, [1, 2, 3]);
     assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+    c.close();
+  });
+
+  it('ends a failed stream with its status at once (not at the deadline)', async () => {
+    const c = client({ token, deadlineMs: 5_000 });
+    const started = Date.now();
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = c.watchJob({ jobId: 'missing', afterSeq: 0 });
+      call.on('data', () => undefined);
+      call.on('error', resolve);
+    });
+    assert.equal(err.code, grpc.status.NOT_FOUND);
+    assert.match(err.details, /job missing not found/);
+    assert.ok(Date.now() - started < 2_000, 'the status arrives before the deadline');
     c.close();
   });
 

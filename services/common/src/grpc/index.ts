@@ -190,7 +190,8 @@ export function serverStreamHandler<Req, Res>(
         const mapped = toGrpcError(err);
         if (mapped.code === grpc.status.INTERNAL)
           logger.error({ err, path: call.getPath() }, 'stream failed');
-        call.destroy(Object.assign(new Error(mapped.details), mapped));
+        // grpc-js sends a stream's status from an 'error' event; destroy() would leave the client waiting.
+        call.emit('error', Object.assign(new Error(mapped.details), mapped));
       },
     );
   };

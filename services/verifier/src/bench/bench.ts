@@ -180,7 +180,7 @@ async function main(): Promise<void> {
   const jsonPath = arg('--json');
   const scale = Number(arg('--scale') ?? '1');
   const budgetMs = 50;
-  const v = new Verifier({ budgetMs, workers: 1, spares: 1 });
+  const v = new Verifier({ budgetMs, workers: 1, spares: 2 });
   await v.ready();
   // Warm the JIT on both threads before timing.
   await measure(v, 'warm-up', [
@@ -241,7 +241,7 @@ async function main(): Promise<void> {
     .map((x) => x.toFixed(2))
     .join(' ');
   out.push(
-    `verifier benchmark (node ${process.version}, ${cpus().length} cores, load average ${load}; budget ${budgetMs} ms, 1 symbolic worker + 1 spare, sequential calls)`,
+    `verifier benchmark (node ${process.version}, ${cpus().length} cores, load average ${load}; budget ${budgetMs} ms, 1 symbolic worker + 2 spares, sequential calls)`,
   );
   out.push('');
   out.push('| workload | n | verifications/s | p50 ms | p99 ms | max ms | reward=1 | time-outs |');

@@ -113,6 +113,11 @@ function structureOf(s: string): Structure {
   return { kind: 'scalar' };
 }
 
+/** Three or more consecutive letters outside LaTeX commands (`\\sin`, `\\pi` do not count). */
+function hasWord(norm: string): boolean {
+  return /[A-Za-z]{3,}/.test(norm.replace(/\\[A-Za-z]+/g, ' '));
+}
+
 function hasPercent(raw: string): boolean {
   return raw.includes('%');
 }
@@ -143,6 +148,8 @@ function scalarEqual(
     }
     return { equal: false, rule: 'numeric-mismatch' };
   }
+  // A word is not a product of variables: `listen` and `silent` would commute into equality.
+  if (hasWord(aNorm) || hasWord(bNorm)) return { equal: false, rule: 'no-match' };
   if (opts.symbolic === undefined) return { equal: false, rule: 'no-match', pending: true };
   // Two equations are compared as equations (y=2x+1 vs 2x-y+1=0), so neither loses its left side.
   const keepEquation = aRaw.includes('=') && bRaw.includes('=');

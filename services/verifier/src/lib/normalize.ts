@@ -213,6 +213,7 @@ export function normalizeAnswer(
   ) {
     s = parts[1];
   }
+  s = s.replace(/^\s*[a-zA-Z]\s*\\in\s*/, ''); // (+) "x \in [1, 2]" → "[1, 2]"
   s = fixSqrt(s);
   s = opts.keepSpaces ? s.replace(/\s+/g, ' ').trim() : s.replace(/\s+/g, '');
   s = fixFracs(s);

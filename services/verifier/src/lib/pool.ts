@@ -1,9 +1,13 @@
 // The stoppable symbolic step: a small pool of worker threads (symbolic-worker.ts), each running one
-// comparison at a time. Every job carries an absolute deadline; a job still queued at its deadline is
-// dropped, a job still running has its worker TERMINATED (the only way to stop a parser that hangs in a
-// loop) and the worker is replaced — from a pre-warmed spare when one is ready, so the next job does not
-// pay the engine's start-up. Workers also run under a heap limit, so a memory bomb kills only the worker.
-// `close()` terminates every thread and settles every pending job: no handle is left open.
+// comparison at a time. Time bounds, per job:
+//   - running: a job gets `budgetMs` of worker time from the moment it is dispatched; a job still running
+//     then has its worker TERMINATED (the only way to stop a parser that hangs in a loop) and the worker
+//     is replaced — from a pre-warmed spare when one is ready, so the next job does not pay the engine's
+//     start-up;
+//   - waiting behind other jobs (a backlog, only with concurrent callers): at most `maxQueueWaitMs`;
+//   - waiting while no worker is ready (start-up, or replacement after a termination): at most `budgetMs`.
+// A sequential caller therefore never waits longer than its budget. Workers run under a heap limit, so a
+// memory bomb kills only the worker. `close()` terminates every thread and settles every pending job.
 
 import { Worker } from 'node:worker_threads';
 
@@ -29,17 +33,22 @@ export type PoolOutcome =
 export interface PoolOptions {
   /** Worker threads that run jobs (default 1). */
   readonly workers?: number;
-  /** Pre-warmed spare threads kept to replace a terminated worker at once (default 1). */
+  /** Pre-warmed spare threads kept to replace a terminated worker at once (default 2). */
   readonly spares?: number;
   /** Heap limit per worker thread in MiB (default 256). */
   readonly maxHeapMb?: number;
   /** Longest queue of waiting jobs; further jobs resolve as errors at once (default 10,000). */
   readonly maxQueue?: number;
+  /** Longest wait behind other jobs before a job is dropped as `queued` (default 1,000 ms). */
+  readonly maxQueueWaitMs?: number;
 }
 
 interface Job {
   readonly req: WorkerRequest;
-  readonly deadline: number;
+  /** Worker time this job may use once dispatched (ms). */
+  readonly budgetMs: number;
+  /** When the job was queued (performance.now()). */
+  readonly queuedAt: number;
   readonly resolve: (o: PoolOutcome) => void;
   timer: NodeJS.Timeout | null;
   slot: Slot | null;
@@ -52,9 +61,6 @@ interface Slot {
   dead: boolean;
 }
 
-/** A job this close to its deadline is not started (ms). */
-const DISPATCH_MARGIN_MS = 1;
-
 const ENTRY = new URL('./symbolic-worker-entry.mjs', import.meta.url);
 
 export class SymbolicPool {
@@ -62,6 +68,7 @@ export class SymbolicPool {
   private readonly spareCount: number;
   private readonly maxHeapMb: number;
   private readonly maxQueue: number;
+  private readonly maxQueueWaitMs: number;
   private readonly active: Slot[] = [];
   private readonly spares: Slot[] = [];
   private readonly queue: Job[] = [];
@@ -73,9 +80,10 @@ export class SymbolicPool {
 
   constructor(opts: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(opts.workers ?? 1));
-    this.spareCount = Math.max(0, Math.floor(opts.spares ?? 1));
+    this.spareCount = Math.max(0, Math.floor(opts.spares ?? 2));
     this.maxHeapMb = opts.maxHeapMb ?? 256;
     this.maxQueue = opts.maxQueue ?? 10_000;
+    this.maxQueueWaitMs = opts.maxQueueWaitMs ?? 1_000;
     for (let i = 0; i < this.size; i++) this.active.push(this.spawn());
     for (let i = 0; i < this.spareCount; i++) this.spares.push(this.spawn());
   }
@@ -89,8 +97,11 @@ export class SymbolicPool {
     return new Promise((resolve) => this.readyWaiters.push(resolve));
   }
 
-  /** Runs one comparison; resolves (never rejects) by `deadline` (a performance.now() instant) at the latest. */
-  run(answer: string, label: string, relTol: number, deadline: number): Promise<PoolOutcome> {
+  /**
+   * Runs one comparison with `budgetMs` of worker time; resolves (never rejects) within the time bounds
+   * described at the top of this file.
+   */
+  run(answer: string, label: string, relTol: number, budgetMs: number): Promise<PoolOutcome> {
     if (this.closed) return Promise.resolve({ kind: 'error', message: 'verifier pool is closed' });
     if (this.queue.length >= this.maxQueue) {
       return Promise.resolve({ kind: 'error', message: 'verifier queue is full' });
@@ -98,13 +109,13 @@ export class SymbolicPool {
     return new Promise<PoolOutcome>((resolve) => {
       const job: Job = {
         req: { id: this.nextId++, answer, label, relTol },
-        deadline,
+        budgetMs: Math.max(1, budgetMs),
+        queuedAt: performance.now(),
         resolve,
         timer: null,
         slot: null,
       };
-      const wait = Math.max(0, deadline - performance.now());
-      job.timer = setTimeout(() => this.expire(job), wait);
+      job.timer = setTimeout(() => this.checkQueued(job), job.budgetMs);
       this.queue.push(job);
       this.dispatch();
     });
@@ -172,18 +183,33 @@ export class SymbolicPool {
     this.replace(slot);
   }
 
-  /** A job's deadline passed: drop it from the queue, or stop the worker running it. */
-  private expire(job: Job): void {
+  /**
+   * A queued job's budget passed: with no worker ready it is dropped (`starting`); behind a backlog it may
+   * wait until `maxQueueWaitMs`, then it is dropped (`queued`).
+   */
+  private checkQueued(job: Job): void {
     job.timer = null;
     const qi = this.queue.indexOf(job);
-    if (qi >= 0) {
+    if (qi < 0) return;
+    if (!this.active.some((s) => s.ready && !s.dead)) {
       this.queue.splice(qi, 1);
-      const starting = this.active.every((s) => !s.ready);
-      this.settle(job, { kind: 'timeout', stage: starting ? 'starting' : 'queued' });
+      this.settle(job, { kind: 'timeout', stage: 'starting' });
       return;
     }
+    const left = job.queuedAt + this.maxQueueWaitMs - performance.now();
+    if (left <= 0) {
+      this.queue.splice(qi, 1);
+      this.settle(job, { kind: 'timeout', stage: 'queued' });
+      return;
+    }
+    job.timer = setTimeout(() => this.checkQueued(job), Math.min(left, job.budgetMs));
+  }
+
+  /** A running job used up its budget: stop the worker running it and replace the worker. */
+  private expireRunning(job: Job): void {
+    job.timer = null;
     const slot = job.slot;
-    if (slot === null || slot.dead) return;
+    if (slot === null || slot.dead || slot.job !== job) return;
     slot.dead = true;
     slot.job = null;
     this.terminations++;
@@ -220,14 +246,12 @@ export class SymbolicPool {
 
   private dispatch(): void {
     for (const slot of this.active) {
+      if (this.queue.length === 0) return;
       if (!slot.ready || slot.dead || slot.job !== null) continue;
-      let job = this.queue.shift();
-      // A job too close to its deadline is not started: running it would only get its worker killed.
-      while (job !== undefined && performance.now() >= job.deadline - DISPATCH_MARGIN_MS) {
-        this.settle(job, { kind: 'timeout', stage: 'queued' });
-        job = this.queue.shift();
-      }
+      const job = this.queue.shift();
       if (job === undefined) return;
+      if (job.timer !== null) clearTimeout(job.timer);
+      job.timer = setTimeout(() => this.expireRunning(job), job.budgetMs);
       slot.job = job;
       job.slot = slot;
       slot.worker.postMessage(job.req);

@@ -11,6 +11,8 @@ import { ABS_TOL } from './numeric.js';
 
 /** Free variables beyond this make the random-point test meaningless; such pairs are undecided. */
 const MAX_VARIABLES = 6;
+/** Relative tolerance when neither side has a decimal point (float evaluation error is ~1e-15). */
+const EXACT_REL_TOL = 1e-9;
 /** Evaluation points per comparison. */
 const POINTS = 5;
 
@@ -273,6 +275,61 @@ function jsonVariables(j: Json, out: Set<string>, depth = 0): void {
   }
 }
 
+/** Largest exact integer the BigInt evaluator builds (bits); beyond it the float path decides. */
+const MAX_EXACT_BITS = 4_096n;
+
+/**
+ * Exact integer arithmetic over raw MathJSON (+, −, ×, juxtaposition, integer powers, factorial), or null
+ * when the tree holds anything else. Used for variable-free sides, where the float test would call
+ * 2^{100}+1 and 2^{100} equal (their relative difference is 1e-30).
+ */
+function exactInt(j: Json, depth = 0): bigint | null {
+  if (depth > 100) return null;
+  if (typeof j === 'number') return Number.isSafeInteger(j) ? BigInt(j) : null;
+  if (typeof j === 'string') return /^[+-]?\d{1,400}$/.test(j) ? BigInt(j) : null;
+  if (j !== null && typeof j === 'object' && !Array.isArray(j)) {
+    const num = (j as Record<string, unknown>)['num'];
+    return typeof num === 'string' && /^[+-]?\d{1,400}$/.test(num) ? BigInt(num) : null;
+  }
+  if (!Array.isArray(j)) return null;
+  const op: Json = j[0];
+  if (op === 'Delimiter') return j.length === 2 ? exactInt(j[1], depth + 1) : null;
+  const args: bigint[] = [];
+  for (let k = 1; k < j.length; k++) {
+    const v = exactInt(j[k], depth + 1);
+    if (v === null) return null;
+    args.push(v);
+  }
+  const [x, y] = args;
+  const big = (v: bigint): bigint | null =>
+    (v < 0n ? -v : v).toString(2).length > MAX_EXACT_BITS ? null : v;
+  switch (op) {
+    case 'Add':
+      return big(args.reduce((s, v) => s + v, 0n));
+    case 'Subtract':
+      return x === undefined ? null : y === undefined ? -x : big(x - y);
+    case 'Negate':
+      return x === undefined ? null : -x;
+    case 'Multiply':
+    case 'InvisibleOperator':
+      return big(args.reduce((s, v) => s * v, 1n));
+    case 'Power': {
+      if (x === undefined || y === undefined || y < 0n) return null;
+      const bits = BigInt((x < 0n ? -x : x).toString(2).length);
+      if (bits * y > MAX_EXACT_BITS) return null;
+      return x ** y;
+    }
+    case 'Factorial': {
+      if (x === undefined || x < 0n || x > 500n) return null;
+      let f = 1n;
+      for (let i = 2n; i <= x; i++) f *= i;
+      return f;
+    }
+    default:
+      return null;
+  }
+}
+
 /**
  * The fast path: CE's NON-canonical parse (5–10x cheaper than the canonical one) evaluated by evalJson.
  * Returns 'unsupported' when either side has a shape the fast evaluator does not cover (equations, tuples,
@@ -294,6 +351,11 @@ function fastCompare(
     jsonVariables(ja, vars);
     jsonVariables(jb, vars);
     if (vars.size > MAX_VARIABLES) return null;
+    if (vars.size === 0) {
+      const xa = exactInt(ja);
+      const xb = exactInt(jb);
+      if (xa !== null && xb !== null) return xa === xb;
+    }
     const points = vars.size === 0 ? [{}] : samplePoints([...vars].sort());
     let compared = 0;
     for (const p of points) {
@@ -318,7 +380,10 @@ function usable(e: Expr | null): e is Expr {
 /** Builds the symbolic check over one compute engine (created once per worker: it is slow to start). */
 export function createSymbolicCheck(): (a: string, b: string, relTol: number) => boolean | null {
   const ce = new ComputeEngine();
-  return (a: string, b: string, relTol: number): boolean | null => {
+  return (a: string, b: string, relTolIn: number): boolean | null => {
+    // Exact expressions on both sides agree to float precision; the looser numeric tolerance is only for
+    // a side written as a rounded decimal (0.7071068 for \frac{\sqrt{2}}{2}).
+    const relTol = /\d\.\d|(^|[^\d])\.\d/.test(a + ' ' + b) ? relTolIn : Math.min(relTolIn, EXACT_REL_TOL);
     ce.pushScope();
     try {
       const fast = fastCompare(ce, a, b, relTol);

@@ -159,7 +159,10 @@ export class Verifier {
     if (nestingDepth(answer) > this.maxSymbolicDepth || nestingDepth(label) > this.maxSymbolicDepth) {
       return result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`);
     }
-    const out = await this.pool.run(answer, label, this.relTol, started + budgetMs);
+    // The fast rules' time counts against the budget; the rest is the symbolic step's worker time.
+    const left = budgetMs - (performance.now() - started);
+    if (left <= 0) return result(0, answer, `${how}:symbolic-timeout (before start, budget ${budgetMs} ms)`);
+    const out = await this.pool.run(answer, label, this.relTol, left);
     switch (out.kind) {
       case 'done':
         return result(out.equal ? 1 : 0, answer, `${how}:${out.rule}`);

@@ -283,6 +283,19 @@ const ANSWERS: readonly Row[] = [
   ['1.5e3', '1.5e4', 0, 'exponents differ'],
   [r`50\%`, '5', 0, 'percent vs tenth'],
   [r`-\frac{\pi}{2}`, r`\frac{\pi}{2}`, 0, 'sign of a pi fraction'],
+  // --- exactness of the symbolic rule
+  [r`2^{100}+1`, r`2^{100}`, 0, 'huge integers are compared exactly, not within float tolerance'],
+  [r`2^{100}`, r`4^{50}`, 1, 'equal huge powers'],
+  ['10!', '3628800', 1, 'factorial evaluated exactly'],
+  [r`\sqrt{1000001}`, '1000', 0, 'exact expressions use a 1e-9 tolerance'],
+  [r`\frac{\sqrt{2}}{2}`, '0.7071068', 1, 'a rounded decimal side uses the 1e-6 tolerance'],
+  [r`x \in [1, 2]`, '[1,2]', 1, 'leading membership "x \\in" stripped'],
+  // --- words are strings, not products of variables
+  ['listen', 'silent', 0, 'anagram words are not commuted products'],
+  ['Monday', 'Mondya', 0, 'misspelled word'],
+  ['xyz', 'zyx', 0, 'three-letter runs are words (documented)'],
+  ['xy', 'yx', 1, 'two-letter products still commute'],
+  [r`\sin x\cos x`, r`\cos x\sin x`, 1, 'commands do not count as words'],
   // --- equations and variables
   ['x = 3', '3', 1, 'leading x= stripped'],
   ['x=3', '3', 1, 'leading x= without spaces'],

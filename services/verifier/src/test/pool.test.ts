@@ -10,13 +10,13 @@ import { Verifier } from '../index.js';
 const SLACK_MS = 700;
 
 void test('a hanging symbolic step is stopped at the budget and the spare takes over', async () => {
-  const v = new Verifier({ budgetMs: 200, workers: 1, spares: 1 });
+  const v = new Verifier({ budgetMs: 200, workers: 1, spares: 1, maxQueueWaitMs: 100 });
   try {
     await v.ready();
     const t0 = performance.now();
     const [hang, queued] = await Promise.all([
       v.verify('\\boxed{\\prod_{k=1}^{100000} k}', '1'),
-      // Waits behind the hanging job on the one worker and expires in the queue (shorter budget).
+      // Waits behind the hanging job on the one worker and is dropped after maxQueueWaitMs.
       v.verify('\\boxed{2\\sqrt{2}}', '\\sqrt{8}', { budgetMs: 100 }),
     ]);
     const elapsed = performance.now() - t0;
@@ -32,6 +32,28 @@ void test('a hanging symbolic step is stopped at the budget and the spare takes 
     const ok = await v.verify('\\boxed{(x+1)^2}', 'x^2+2x+1', { budgetMs: 10_000 });
     assert.deepEqual(ok, { reward: 1, extracted: '(x+1)^2', reason: 'boxed:symbolic' });
     assert.ok(performance.now() - t1 < 1_000, `spare took ${(performance.now() - t1).toFixed(0)} ms`);
+  } finally {
+    await v.close();
+  }
+});
+
+void test('a backlog of concurrent calls is not charged to their budgets', async () => {
+  // 60 symbolic calls at once on one worker: together they take longer than one budget, but each call's
+  // budget only counts its own worker time, so none times out (the queue wait has its own, larger bound).
+  const v = new Verifier({ budgetMs: 100, workers: 1, spares: 0, maxQueueWaitMs: 10_000 });
+  try {
+    await v.ready();
+    const t0 = performance.now();
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => v.verify(`\\boxed{(x+${i})^2}`, `x^2+${2 * i}x+${i * i}`)),
+    );
+    const total = performance.now() - t0;
+    assert.deepEqual(
+      results.filter((r) => r.reward !== 1),
+      [],
+    );
+    assert.ok(results.every((r) => r.reason === 'boxed:symbolic'));
+    assert.ok(total > 0);
   } finally {
     await v.close();
   }
@@ -53,7 +75,7 @@ void test('without a spare a fresh worker replaces the terminated one', async ()
 });
 
 void test('after close() the fast rules still answer and symbolic calls fail cleanly', async () => {
-  const v = new Verifier();
+  const v = new Verifier({ spares: 0 });
   await v.close();
   assert.deepEqual(await v.verify('\\boxed{1,000}', '1000'), {
     reward: 1,
@@ -66,7 +88,7 @@ void test('after close() the fast rules still answer and symbolic calls fail cle
 });
 
 void test('non-string inputs and over-long inputs are refused with reasons, never thrown', async () => {
-  const v = new Verifier({ maxResponseChars: 10_000, maxLabelChars: 10 });
+  const v = new Verifier({ maxResponseChars: 10_000, maxLabelChars: 10, spares: 0 });
   try {
     assert.deepEqual(await v.verify(42, '42'), {
       reward: 0,
