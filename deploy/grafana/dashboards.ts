@@ -82,7 +82,7 @@ export const overview: DashboardSpec = {
             'Waiting + active tasks in the running jobs’ queues (rollout, verify, synthesis, learn).',
           unit: 'short',
           queries: [
-            { expr: `max by (role) (spark_coordinator_queue_depth_count{${NS}})`, legend: '{{role}}' },
+            { expr: `max by (role) (spark_coordinator_queue_depth_tasks{${NS}})`, legend: '{{role}}' },
           ],
         },
         {
@@ -91,7 +91,7 @@ export const overview: DashboardSpec = {
             'Versions between what a running job expects and what its learner published; stale groups are dropped by the learner.',
           unit: 'short',
           queries: [
-            { expr: `max(spark_coordinator_policy_version_lag_count{${NS}})`, legend: 'lag' },
+            { expr: `max(spark_coordinator_policy_version_lag_versions{${NS}})`, legend: 'lag' },
             { expr: rate('spark_learner_stale_groups_total'), legend: 'stale groups/s' },
             {
               expr: rate('spark_rollout_version_refusals_total', 'reason'),
@@ -105,15 +105,15 @@ export const overview: DashboardSpec = {
             'The learner’s policy version after its latest update, and the newest one sampled with.',
           unit: 'none',
           queries: [
-            { expr: `max(spark_learner_policy_version_info{${NS}})`, legend: 'learner' },
-            { expr: `max(spark_rollout_policy_version_count{${NS}})`, legend: 'rollout (newest)' },
+            { expr: `max(spark_learner_policy_version{${NS}})`, legend: 'learner' },
+            { expr: `max(spark_rollout_policy_version{${NS}})`, legend: 'rollout (newest)' },
           ],
         },
         {
           title: 'Jobs by state',
           description: 'Jobs known to the coordinator, by state.',
           unit: 'short',
-          queries: [{ expr: `max by (state) (spark_coordinator_jobs_count{${NS}})`, legend: '{{state}}' }],
+          queries: [{ expr: `max by (state) (spark_coordinator_jobs{${NS}})`, legend: '{{state}}' }],
         },
       ],
     },
@@ -315,7 +315,7 @@ export const training: DashboardSpec = {
             'Recycled items waiting in the reward-synthesis FIFO buffer, and items recycled per kind.',
           unit: 'short',
           queries: [
-            { expr: `max(spark_reward_synthesis_buffer_length_count{${NS}})`, legend: 'buffered' },
+            { expr: `max(spark_reward_synthesis_buffer_items{${NS}})`, legend: 'buffered' },
             { expr: `60 * ${rate('spark_reward_synthesis_items_total', 'kind')}`, legend: '{{kind}} /min' },
           ],
         },

@@ -62,7 +62,7 @@ export class CoordinatorMetrics {
   constructor() {
     const source = (): MetricsSource | null => this.source;
     this.service.gauge<'state'>({
-      name: 'jobs_count',
+      name: 'jobs',
       help: 'Jobs by state (the newest 1000 jobs)',
       labelNames: ['state'],
       async collect() {
@@ -72,7 +72,7 @@ export class CoordinatorMetrics {
       },
     });
     this.service.gauge<'role'>({
-      name: 'queue_depth_count',
+      name: 'queue_depth_tasks',
       help: 'Waiting and active tasks in the running jobs’ queues, per role',
       labelNames: ['role'],
       async collect() {
@@ -81,7 +81,7 @@ export class CoordinatorMetrics {
       },
     });
     this.service.gauge({
-      name: 'policy_version_lag_count',
+      name: 'policy_version_lag_versions',
       help: 'Largest gap between the policy version a running job expects and the one its learner published',
       async collect() {
         this.set((await source()?.policyVersionLag()) ?? 0);

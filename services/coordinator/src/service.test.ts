@@ -180,15 +180,15 @@ describe('JobService', () => {
     // /metrics: jobs by state, and the running job's waiting eval shards (20 items / 8 per shard)
     const metricsUrl = `http://127.0.0.1:${c.metricsPort}/metrics`;
     let text = '';
-    for (let i = 0; i < 100 && !/queue_depth_count\{role="rollout"\} 3\b/.test(text); i++) {
+    for (let i = 0; i < 100 && !/queue_depth_tasks\{role="rollout"\} 3\b/.test(text); i++) {
       text = await (await fetch(metricsUrl)).text();
       await new Promise((r) => setTimeout(r, 50));
     }
-    assert.match(text, /spark_coordinator_jobs_count\{state="running"\} 1\b/);
-    assert.match(text, /spark_coordinator_jobs_count\{state="queued"\} 1\b/);
-    assert.match(text, /spark_coordinator_queue_depth_count\{role="rollout"\} 3\b/);
-    assert.match(text, /spark_coordinator_queue_depth_count\{role="learn"\} 0\b/);
-    assert.match(text, /spark_coordinator_policy_version_lag_count 0\b/);
+    assert.match(text, /spark_coordinator_jobs\{state="running"\} 1\b/);
+    assert.match(text, /spark_coordinator_jobs\{state="queued"\} 1\b/);
+    assert.match(text, /spark_coordinator_queue_depth_tasks\{role="rollout"\} 3\b/);
+    assert.match(text, /spark_coordinator_queue_depth_tasks\{role="learn"\} 0\b/);
+    assert.match(text, /spark_coordinator_policy_version_lag_versions 0\b/);
 
     const got = await call<unknown, { status: JobStatus }>(client, 'getJob', { jobId: a });
     assert.equal(got.status.spec?.model, 'tiny');

@@ -427,14 +427,14 @@ describe('learner: updates', () => {
     for (const name of [
       'spark_learner_updates_total{phase="warmup"} 7',
       'spark_learner_updates_total{phase="policy"} 2',
-      'spark_learner_models_loaded_count 3',
+      'spark_learner_loaded_models 3',
       'spark_learner_stale_groups_total 1',
       'spark_learner_replayed_updates_total 2',
     ]) {
       assert.ok(text.includes(name), `missing ${name}`);
     }
     assert.match(text, /spark_learner_weight_bytes_sent_total \d+/);
-    assert.match(text, /spark_learner_policy_version_info \d+/);
+    assert.match(text, /spark_learner_policy_version \d+/);
   });
 });
 

@@ -76,7 +76,7 @@ export function createLearnerMetrics(m: ServiceMetrics): LearnerMetrics {
       help: 'Recomputing old and reference log-probs of one GRPO update',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     }),
-    policyVersion: m.gauge({ name: 'policy_version_info', help: 'Policy version after the latest update' }),
+    policyVersion: m.gauge({ name: 'policy_version', help: 'Policy version after the latest update' }),
     learningRate: m.gauge({
       name: 'learning_rate_ratio',
       help: 'Learning rate of the latest optimizer step',
@@ -112,7 +112,7 @@ export function createLearnerMetrics(m: ServiceMetrics): LearnerMetrics {
       help: 'GetPolicy calls by outcome',
       labelNames: ['outcome'] as const,
     }),
-    modelsLoaded: m.gauge({ name: 'models_loaded_count', help: 'Job models held in memory' }),
+    modelsLoaded: m.gauge({ name: 'loaded_models', help: 'Job models held in memory' }),
     checkpoints: m.counter({ name: 'checkpoints_total', help: 'Checkpoints written' }),
     checkpointSeconds: m.histogram({
       name: 'checkpoint_seconds',

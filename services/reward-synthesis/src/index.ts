@@ -77,7 +77,7 @@ export async function startRewardSynthesis(
     labelNames: ['kind'] as const,
   });
   const bufferLength = metrics.gauge({
-    name: 'buffer_length_count',
+    name: 'buffer_items',
     help: 'Items in the buffer of the job whose step ran last',
   });
   const batches = metrics.counter({ name: 'batches_released_total', help: 'Reward-phase batches released' });

@@ -4,7 +4,7 @@
 // version (model-cache.ts); a version the learner does not hold yet fails the task so BullMQ retries it
 // with backoff — then one VerifyTask (BullMQ id = shardId) goes to `verify-<job>`.
 // Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total,
-// _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version_count, _version_refusals_total{reason}.
+// _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version, _version_refusals_total{reason}.
 import { InvalidArgumentError, UnavailableError } from '@spark/common';
 import {
   JobQueueWorkers,
@@ -126,7 +126,7 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
   });
   const fetchBytes = metrics.counter({ name: 'weight_fetch_bytes_total', help: 'Policy bytes fetched' });
   const policyVersion = metrics.gauge({
-    name: 'policy_version_count',
+    name: 'policy_version',
     help: 'Policy version of the last sampled shard',
   });
   const refusals = metrics.counter({

@@ -14,7 +14,24 @@ const misnamedDefaults = [
   'nodejs_active_resources_total',
 ];
 
-const unitSuffixes = ['_total', '_seconds', '_bytes', '_ratio', '_info', '_count', '_tokens', '_samples'];
+// Base units, plus the things a dimensionless gauge counts (Prometheus names a count by its unit in the
+// plural: `_jobs`, `_tasks`, …). `_count` is not allowed: promtool reserves it for histograms.
+const units = [
+  'total',
+  'seconds',
+  'bytes',
+  'ratio',
+  'info',
+  'tokens',
+  'samples',
+  'jobs',
+  'tasks',
+  'items',
+  'models',
+  'versions',
+  'version',
+];
+const unitSuffixes = units.map((u) => `_${u}`);
 
 /** Metric-name-safe form of a service name: "reward-synthesis" → "reward_synthesis". */
 export function metricServiceName(service: string): string {
@@ -48,7 +65,7 @@ export class ServiceMetrics {
     if (!/^[a-z][a-z0-9_]*$/.test(name)) {
       throw new InvalidArgumentError(`metric name "${name}" must be lower_snake_case`);
     }
-    if (!unitSuffixes.some((s) => name.endsWith(s))) {
+    if (!units.includes(name) && !unitSuffixes.some((s) => name.endsWith(s))) {
       throw new InvalidArgumentError(`metric name "${name}" must end in a unit (${unitSuffixes.join(', ')})`);
     }
     return this.prefix + name;

@@ -30,7 +30,7 @@ describe('metrics', () => {
     steps.labels('policy').inc(3);
     m.histogram({ name: 'step_seconds', help: 'Step wall time.', buckets: [0.1, 1, 10] }).observe(0.5);
     m.gauge({
-      name: 'policy_version_info',
+      name: 'policy_version',
       help: 'Current policy version.',
       collect() {
         this.set(42);
@@ -46,7 +46,7 @@ describe('metrics', () => {
     const body = await res.text();
     assert.match(body, /^spark_learner_steps_total\{phase="policy"\} 3$/m);
     assert.match(body, /^spark_learner_step_seconds_bucket\{le="1"\} 1$/m);
-    assert.match(body, /^spark_learner_policy_version_info 42$/m);
+    assert.match(body, /^spark_learner_policy_version 42$/m);
     assert.match(body, /^process_cpu_user_seconds_total /m, 'default metrics are unprefixed');
 
     const health = await fetch(server.url.replace('/metrics', '/healthz'));
