@@ -131,10 +131,40 @@ describe('plan', () => {
   });
 
   it('builds warm-up batches of worked solutions', () => {
-    const b = warmupBatch(data.train, { ...spec, warmupBatchSize: 50 }, 0);
+    const b = warmupBatch(data.train, { ...spec, warmupBatchSize: 50, warmupJudgeFraction: 0 }, 0);
     assert.equal(b.length, 50, 'cycles past the end');
     for (const ex of b) assert.match(ex.target, /\\boxed\{-?\d+\}/);
     assert.deepEqual(warmupBatch(data.train, spec, 3), warmupBatch(data.train, spec, 3));
+  });
+
+  it('mixes judge- and reflection-format pairs with correct verdicts into warm-up batches', () => {
+    const verdicts = new Map<string, number>();
+    const test = new Set(data.test.map((p) => p.question));
+    let judged = 0;
+    for (let w = 0; w < 8; w++) {
+      const b = warmupBatch(data.train, { ...spec, warmupBatchSize: 40, warmupJudgeFraction: 0.25 }, w);
+      assert.equal(b.length, 40);
+      const extra = b.filter((ex) => !data.train.some((p) => ex.prompt.startsWith(p.question)));
+      assert.equal(extra.length, 10, 'a quarter of the batch');
+      for (const ex of b.slice(0, 10)) {
+        const verdict = /\\boxed\{(Yes|No|A|B)\}$/.exec(ex.target)?.[1];
+        if (verdict) {
+          judged++;
+          verdicts.set(verdict, (verdicts.get(verdict) ?? 0) + 1);
+          // the reasoning before the verdict computes the gold answer of a TRAIN problem
+          const src = data.train.find((p) => ex.prompt.includes(p.question));
+          assert.ok(src, 'judge pairs come from train problems');
+          assert.ok(!test.has(src.question));
+          const shown = /(?:Answer|Given): (\S+)/.exec(ex.prompt)?.[1];
+          if (shown !== undefined && (verdict === 'Yes' || verdict === 'No'))
+            assert.equal(verdict === 'Yes', shown === src.answer, `verdict of ${ex.prompt}`);
+        } else {
+          assert.match(ex.target, /\\boxed\{-?\d+\}$/, 'reflection pairs end in the gold answer');
+        }
+      }
+    }
+    assert.ok(judged >= 40, `judge pairs: ${judged}`);
+    for (const v of ['Yes', 'No', 'A', 'B']) assert.ok((verdicts.get(v) ?? 0) >= 4, `verdict ${v} drawn`);
   });
 
   it('estimates the optimizer-step horizon per algorithm', () => {

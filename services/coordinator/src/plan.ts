@@ -5,7 +5,15 @@
 // the aggregation of verified groups into event metrics.
 import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/common/datasets';
 import type { PromptItem, VerifiedGroup } from '@spark/common/cluster';
-import { DEMO_TASK_MIX, generateTasks, Rng, type TaskProblem } from '@spark/common/tasks';
+import {
+  DIFFICULTIES,
+  FAMILIES,
+  generateTasks,
+  Rng,
+  type Family,
+  type TaskDatasetOptions,
+  type TaskProblem,
+} from '@spark/common/tasks';
 import { buildJudgeItems, buildReflectionItems, wrongAnswerFor } from '@spark/common/evaluation';
 import { problemPrompt, type TemplateVariant } from '@spark/common/templates';
 import type { JobSpec } from '@spark/common/proto';
@@ -31,19 +39,39 @@ function fromTask(p: TaskProblem): Problem {
   return { id: p.id, question: p.question, answer: p.answer, solution: p.solution };
 }
 
+/** The demo task mix's highest difficulty (DEMO_TASK_MIX: every family, difficulties 1–2). */
+const DEMO_MAX_DIFFICULTY = 2;
+
+/**
+ * The built-in task mix of a job: `taskFamilies` (empty = every family) at difficulties
+ * 1..`taskMaxDifficulty` (0 = the demo mix's 1..2).
+ */
+export function taskMix(
+  spec: Partial<Pick<JobSpec, 'taskFamilies' | 'taskMaxDifficulty'>>,
+): Pick<TaskDatasetOptions, 'families' | 'difficulties'> {
+  const families = spec.taskFamilies?.length ? (spec.taskFamilies as Family[]) : FAMILIES;
+  const max = spec.taskMaxDifficulty ?? 0;
+  const difficulties = DIFFICULTIES.filter((d) => d <= (max > 0 ? max : DEMO_MAX_DIFFICULTY));
+  return { families, difficulties };
+}
+
 /**
  * The built-in dataset: `trainSize` train-split problems and `evalSize` unique test-split problems of the
  * demo task mix (every family, difficulty 1–2), generated from the job's seed. Train and test never share
  * a question (the split is a hash of the question).
  */
-export function builtinDataset(spec: Pick<JobSpec, 'seed' | 'trainSize' | 'evalSize'>): JobDataset {
-  const train = generateTasks({ seed: spec.seed, split: 'train', count: spec.trainSize, ...DEMO_TASK_MIX });
+export function builtinDataset(
+  spec: Pick<JobSpec, 'seed' | 'trainSize' | 'evalSize'> &
+    Partial<Pick<JobSpec, 'taskFamilies' | 'taskMaxDifficulty'>>,
+): JobDataset {
+  const mix = taskMix(spec);
+  const train = generateTasks({ seed: spec.seed, split: 'train', count: spec.trainSize, ...mix });
   const test = generateTasks({
     seed: spec.seed,
     split: 'test',
     count: spec.evalSize,
     unique: true,
-    ...DEMO_TASK_MIX,
+    ...mix,
   });
   return { train: train.map(fromTask), test: test.map(fromTask) };
 }
@@ -139,14 +167,26 @@ export function promptsForStep(
 /**
  * The supervised pairs of warm-up step `w`: `warmupBatchSize` problems taken cyclically from a seeded
  * permutation of the problems that have a worked solution. Target = the worked solution.
+ *
+ * A share `warmupJudgeFraction` (unset = 0.25, rounded per batch) of the batch are instead judge- and
+ * reflection-format examples of the same problems, built with the held-out eval builders
+ * (@spark/common/evaluation) from TRAIN problems and their checkpoint-independent wrong answer, so the
+ * model learns the formats it is asked to answer in the reward phase (the reference starts from an
+ * instruct model that already follows them): pointwise yes/no, pointwise a/b and pairwise items answered
+ * with the worked solution's reasoning (its box removed) then the correct verdict box, and reflection
+ * items (the wrong answer shown) answered with the worked solution. Every algorithm gets the same pairs.
  */
 export function warmupBatch(
   train: readonly Problem[],
-  spec: Pick<JobSpec, 'warmupBatchSize' | 'seed' | 'templateVariant'>,
+  spec: Pick<JobSpec, 'warmupBatchSize' | 'seed' | 'templateVariant'> &
+    Partial<Pick<JobSpec, 'warmupJudgeFraction'>>,
   w: number,
 ): { prompt: string; target: string }[] {
   const usable = train.filter((p) => p.solution !== null);
   if (usable.length === 0) return [];
+  const variant = spec.templateVariant as TemplateVariant;
+  const fraction = spec.warmupJudgeFraction ?? DEFAULT_WARMUP_JUDGE_FRACTION;
+  const judgeCount = Math.round(fraction * spec.warmupBatchSize);
   const perPass = usable.length;
   const out: { prompt: string; target: string }[] = [];
   let cachedPass = -1;
@@ -161,12 +201,48 @@ export function warmupBatch(
       cachedPass = pass;
     }
     const p = usable[perm[pos % perPass] as number] as Problem;
-    out.push({
-      prompt: problemPrompt(p.question, spec.templateVariant as TemplateVariant),
-      target: p.solution as string,
-    });
+    if (k < judgeCount) out.push(judgeWarmupPair(p, variant, spec.seed, pos));
+    else out.push({ prompt: problemPrompt(p.question, variant), target: p.solution as string });
   }
   return out;
+}
+
+/** Default share of judge/reflection-format pairs in a warm-up batch (JobSpec.warmupJudgeFraction unset). */
+export const DEFAULT_WARMUP_JUDGE_FRACTION = 0.25;
+
+/** The worked solution without its final `\boxed{…}` (the reasoning a judge writes before its verdict). */
+function reasoningOf(solution: string): string {
+  const at = solution.lastIndexOf('\\boxed{');
+  return (at >= 0 ? solution.slice(0, at) : solution).trimEnd();
+}
+
+/**
+ * One judge- or reflection-format warm-up pair for problem `p` at warm-up position `pos`: the kind cycles
+ * over pointwise yes/no, pointwise a/b, pairwise and reflection, and the item (template, shown answer,
+ * slot) is drawn by the eval builders with a per-position seed, so targets are balanced.
+ */
+function judgeWarmupPair(
+  p: Problem,
+  variant: TemplateVariant,
+  seed: number,
+  pos: number,
+): { prompt: string; target: string } {
+  const source = { id: `${p.id}#${pos}`, question: p.question, answer: p.answer };
+  const solution = p.solution as string;
+  const kind = pos % 4;
+  if (kind === 3) {
+    const [item] = buildReflectionItems([source], { variant, seed: seed * 7919 + pos });
+    return { prompt: (item as PromptItem).text, target: solution };
+  }
+  // buildJudgeItems alternates targets by index: pad with a copy to draw the other target on odd rounds
+  const round = Math.floor(pos / 4) % 2;
+  const items = buildJudgeItems(round === 0 ? [source] : [source, source], {
+    variant,
+    seed: seed * 7919 + pos,
+  });
+  const item = items[round * 3 + kind] as PromptItem;
+  const reasoning = reasoningOf(solution);
+  return { prompt: item.text, target: `${reasoning ? `${reasoning} ` : ''}\\boxed{${item.label}}` };
 }
 
 /** Optimizer steps of one GRPO phase of `prompts` prompts (ceil(prompts·G / miniBatchSize)). */

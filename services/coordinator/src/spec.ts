@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { InvalidArgumentError } from '@spark/common';
 import { JOB_ID_PATTERN, type AlgorithmName } from '@spark/common/cluster';
 import { Algorithm, type JobSpec } from '@spark/common/proto';
+import { FAMILIES } from '@spark/common/tasks';
 
 /** The model presets the native learner compiles in (kernels/ts/config.ts PresetName). */
 export const MODEL_PRESETS = ['tiny', 'small', 'demo'] as const;
@@ -48,6 +49,8 @@ export const SPEC_DEFAULTS = Object.freeze({
   checkpointDir: '',
   warmupBatchSize: 32,
   warmupLearningRate: 1e-3,
+  taskMaxDifficulty: 2,
+  warmupJudgeFraction: 0.25,
   datasetFormat: 'auto',
   trainSize: 2048,
   microBatchSize: 16,
@@ -140,6 +143,9 @@ export function normalizeSpec(
     datasetFormat: str(input.datasetFormat.trim(), d.datasetFormat),
     trainSize: num(input.trainSize, d.trainSize),
     microBatchSize: 0,
+    taskFamilies: input.taskFamilies.map((f) => f.trim()),
+    taskMaxDifficulty: num(input.taskMaxDifficulty, d.taskMaxDifficulty),
+    warmupJudgeFraction: input.warmupJudgeFraction ?? d.warmupJudgeFraction,
   };
   spec.microBatchSize = input.microBatchSize || Math.min(d.microBatchSize, spec.miniBatchSize);
 
@@ -214,6 +220,16 @@ export function normalizeSpec(
   else spec.checkpointDir = resolve(spec.checkpointDir);
   int('warmupBatchSize', spec.warmupBatchSize, 1, 4096);
   real('warmupLearningRate', spec.warmupLearningRate, 0, 1, true);
+  int('taskMaxDifficulty', spec.taskMaxDifficulty, 1, 3);
+  real('warmupJudgeFraction', spec.warmupJudgeFraction ?? 0, 0, 1, false, true);
+  if (spec.taskFamilies.length > FAMILIES.length)
+    problems.push(`taskFamilies: at most ${FAMILIES.length} families, got ${spec.taskFamilies.length}`);
+  for (const f of spec.taskFamilies.slice(0, FAMILIES.length)) {
+    if (!(FAMILIES as readonly string[]).includes(f))
+      problems.push(
+        `taskFamilies: unknown family ${JSON.stringify(f.slice(0, 40))} (known: ${FAMILIES.join(', ')})`,
+      );
+  }
   if (!(DATASET_FORMATS as readonly string[]).includes(spec.datasetFormat))
     problems.push(
       `datasetFormat: must be one of ${DATASET_FORMATS.join(', ')}, got "${spec.datasetFormat.slice(0, 64)}"`,

@@ -15,7 +15,10 @@ export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   dataset: 'builtin',
   algorithm: Algorithm.ALGORITHM_SPARK,
   seed: 7,
-  trainSize: 2048,
+  taskFamilies: ['add', 'sub', 'compare', 'remainder'],
+  taskMaxDifficulty: 1,
+  trainSize: 20000,
+  warmupJudgeFraction: 0.25,
   batchSize: 16,
   groupSize: 8,
   epochs: 1,
@@ -23,7 +26,7 @@ export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   warmupSteps: 700,
   warmupBatchSize: 32,
   warmupLearningRate: 3e-3,
-  learningRate: 2e-4,
+  learningRate: 3e-4,
   lrSchedule: 'cosine',
   clipEpsilon: 0.2,
   klCoefficient: 0.001,
@@ -60,8 +63,53 @@ export const QUICK_DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
 /** Rollout worker processes the demo starts (the machine has 2 cores: one sampler, one learner). */
 export const DEMO_ROLLOUT_WORKERS = 1;
 
-/** The demo job spec (a full JobSpec: zero fields take the coordinator's defaults). */
-export function demoJobSpec(options: { quick?: boolean; seed?: number } = {}): JobSpec {
+/**
+ * Environment variable holding a JSON object of JobSpec fields (camelCase, e.g.
+ * `{"algorithm":"ALGORITHM_GRPO","maxSteps":8}`) merged over the demo spec: how docs/results.md's
+ * side-by-side runs and tuning runs change the demo without editing it.
+ */
+export const DEMO_SPEC_ENV = 'SPARK_DEMO_SPEC';
+
+/** Bad SPARK_DEMO_SPEC text. */
+export class DemoSpecError extends Error {
+  override name = 'DemoSpecError';
+}
+
+/** JobSpec's `optional` fields (absent from an empty message). */
+const OPTIONAL_FIELDS = ['recyclePointwise', 'recyclePairwise', 'recycleReflection', 'warmupJudgeFraction'];
+
+function envOverrides(env: NodeJS.ProcessEnv): Partial<JobSpec> {
+  const text = env[DEMO_SPEC_ENV];
+  if (text === undefined || text.trim() === '') return {};
+  if (text.length > 10_000) throw new DemoSpecError(`${DEMO_SPEC_ENV}: over 10000 characters`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new DemoSpecError(`${DEMO_SPEC_ENV}: not JSON (${(e as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new DemoSpecError(`${DEMO_SPEC_ENV}: must be a JSON object of JobSpec fields`);
+  const known = new Set([...Object.keys(JobSpec.fromPartial({})), ...OPTIONAL_FIELDS]);
+  const unknown = Object.keys(parsed).filter((k) => !known.has(k));
+  if (unknown.length) throw new DemoSpecError(`${DEMO_SPEC_ENV}: unknown fields ${unknown.join(', ')}`);
+  return JobSpec.fromJSON(parsed);
+}
+
+/** The demo job spec (a full JobSpec: zero fields take the coordinator's defaults), plus SPARK_DEMO_SPEC. */
+export function demoJobSpec(
+  options: { quick?: boolean; seed?: number; env?: NodeJS.ProcessEnv } = {},
+): JobSpec {
   const base = options.quick ? QUICK_DEMO_JOB : DEMO_JOB;
-  return JobSpec.fromPartial({ ...base, ...(options.seed !== undefined ? { seed: options.seed } : {}) });
+  const raw = options.env ?? process.env;
+  const overrides = envOverrides(raw);
+  const fromEnv = raw[DEMO_SPEC_ENV] ? Object.keys(JSON.parse(raw[DEMO_SPEC_ENV]) as object) : [];
+  const picked = Object.fromEntries(
+    fromEnv.map((k) => [k, (overrides as Record<string, unknown>)[k]]),
+  ) as Partial<JobSpec>;
+  return JobSpec.fromPartial({
+    ...base,
+    ...picked,
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+  });
 }

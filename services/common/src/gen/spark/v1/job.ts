@@ -272,6 +272,18 @@ export interface JobSpec {
   trainSize: number;
   /** Sequences per forward/backward micro-batch inside a minibatch (default 16, at most mini_batch_size). */
   microBatchSize: number;
+  /**
+   * Built-in dataset only: task families to generate ("add", "sub", "mul", "expr", "linear", "compare",
+   * "remainder"; empty = all of them).
+   */
+  taskFamilies: string[];
+  /** Built-in dataset only: highest task difficulty, 1..3 (0 = the default 2; difficulties 1..this). */
+  taskMaxDifficulty: number;
+  /**
+   * Share of each warm-up batch that is judge-format (pointwise yes/no and a/b, pairwise) and
+   * reflection-format examples built from train problems with the correct verdict (unset = 0.25; 0 = none).
+   */
+  warmupJudgeFraction?: number | undefined;
 }
 
 /** A job's current state and progress. */
@@ -423,6 +435,9 @@ function createBaseJobSpec(): JobSpec {
     datasetFormat: "",
     trainSize: 0,
     microBatchSize: 0,
+    taskFamilies: [],
+    taskMaxDifficulty: 0,
+    warmupJudgeFraction: undefined,
   };
 }
 
@@ -529,6 +544,15 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.microBatchSize !== 0) {
       writer.uint32(272).uint32(message.microBatchSize);
+    }
+    for (const v of message.taskFamilies) {
+      writer.uint32(282).string(v!);
+    }
+    if (message.taskMaxDifficulty !== 0) {
+      writer.uint32(288).uint32(message.taskMaxDifficulty);
+    }
+    if (message.warmupJudgeFraction !== undefined) {
+      writer.uint32(297).double(message.warmupJudgeFraction);
     }
     return writer;
   },
@@ -818,6 +842,30 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.microBatchSize = reader.uint32();
             continue;
           }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.taskFamilies.push(reader.string());
+            continue;
+          }
+          case 36: {
+            if (tag !== 288) {
+              break;
+            }
+
+            message.taskMaxDifficulty = reader.uint32();
+            continue;
+          }
+          case 37: {
+            if (tag !== 297) {
+              break;
+            }
+
+            message.warmupJudgeFraction = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -974,6 +1022,21 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.micro_batch_size)
         ? globalThis.Number(object.micro_batch_size)
         : 0,
+      taskFamilies: globalThis.Array.isArray(object?.taskFamilies)
+        ? object.taskFamilies.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.task_families)
+        ? object.task_families.map((e: any) => globalThis.String(e))
+        : [],
+      taskMaxDifficulty: isSet(object.taskMaxDifficulty)
+        ? globalThis.Number(object.taskMaxDifficulty)
+        : isSet(object.task_max_difficulty)
+        ? globalThis.Number(object.task_max_difficulty)
+        : 0,
+      warmupJudgeFraction: isSet(object.warmupJudgeFraction)
+        ? globalThis.Number(object.warmupJudgeFraction)
+        : isSet(object.warmup_judge_fraction)
+        ? globalThis.Number(object.warmup_judge_fraction)
+        : undefined,
     };
   },
 
@@ -1081,6 +1144,15 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.microBatchSize !== 0) {
       obj.microBatchSize = Math.round(message.microBatchSize);
     }
+    if (message.taskFamilies?.length) {
+      obj.taskFamilies = message.taskFamilies;
+    }
+    if (message.taskMaxDifficulty !== 0) {
+      obj.taskMaxDifficulty = Math.round(message.taskMaxDifficulty);
+    }
+    if (message.warmupJudgeFraction !== undefined) {
+      obj.warmupJudgeFraction = floatToJson(message.warmupJudgeFraction);
+    }
     return obj;
   },
 
@@ -1123,6 +1195,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.datasetFormat = object.datasetFormat ?? "";
     message.trainSize = object.trainSize ?? 0;
     message.microBatchSize = object.microBatchSize ?? 0;
+    message.taskFamilies = object.taskFamilies?.map((e) => e) || [];
+    message.taskMaxDifficulty = object.taskMaxDifficulty ?? 0;
+    message.warmupJudgeFraction = object.warmupJudgeFraction ?? undefined;
     return message;
   },
 };
