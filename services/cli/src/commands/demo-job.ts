@@ -6,8 +6,14 @@
 import { Algorithm, JobSpec } from '@spark/common/proto';
 
 /**
- * The full demo (README: `npm run demo`). Measured on the 2-core machine (otherwise idle): 700 warm-up
- * steps ≈ 4.5 min, 24 SPARK steps with 4 evals ≈ 2.5 min, whole `spark demo` 427 s.
+ * The full demo (README: `npm run demo`): the demo preset on level-1 add/sub/compare/remainder (a ~0.8 M-param
+ * char model learns these in minutes; the full mix stayed at ~3 %), 20000 generated train problems (warm-up
+ * sees each ~1×, so it generalises instead of memorising), a quarter of every warm-up batch judge- and
+ * reflection-format pairs (so judge rewards are not all 0 when RL starts), RL lr 3e-4 (docs/results.md).
+ * Measured on the 2-core machine while it was loaded (load average 7–18: a full test suite and three
+ * other jobs ran alongside): warm-up ≈ 7.5 min, 24 SPARK steps with 4 evals ≈ 7 min, whole `spark demo`
+ * 866 s; the previous settings took 427 s on the idle machine, and the warm-up's longer judge sequences
+ * cost ≈ 15 %, so ≈ 8–9 min is expected idle (not re-measured idle).
  */
 export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   name: 'spark-demo',
