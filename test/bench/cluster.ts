@@ -63,36 +63,65 @@ async function run(rolloutWorkers: number): Promise<RunFigures> {
   try {
     const client = new JobClient({ address: cluster.coordinatorAddress, token: null });
     const { jobId } = await client.submit(job);
-    const followed = await followJob(client, jobId, { out: null });
+    const scrapeAll = async (): Promise<Record<string, string>> => {
+      const out: Record<string, string> = {};
+      for (const child of cluster.children) {
+        const port = child.ready.metricsPort;
+        if (port) out[child.name] = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      }
+      return out;
+    };
+    // Busy-time histograms cover warm-up and evaluation too: snapshot them when RL starts (the eval
+    // before RL has ended) and after every RL phase, and use the difference.
+    const snaps: {
+      start: Promise<Record<string, string>> | null;
+      end: Promise<Record<string, string>> | null;
+    } = {
+      start: null,
+      end: null,
+    };
+    const followed = await followJob(client, jobId, {
+      out: null,
+      onEvent: (e) => {
+        if (e.type === JobEventType.JOB_EVENT_TYPE_EVAL && e.step === 0) snaps.start = scrapeAll();
+        if (e.type === JobEventType.JOB_EVENT_TYPE_PHASE && e.step > 0) snaps.end = scrapeAll();
+      },
+    });
     const events: readonly JobEvent[] = followed.events;
     const rl = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_PHASE && e.step > 0);
-    const stepSeconds = rl.reduce((a, e) => a + (e.metrics['seconds.step'] ?? 0), 0);
+    const stepSeconds = rl.reduce((a, e) => a + (e.metrics['seconds.total'] ?? 0), 0);
     const samples = rl.reduce((a, e) => a + (e.metrics.samples ?? 0), 0);
-    const scraped: Record<string, string> = {};
-    for (const child of cluster.children) {
-      const port = child.ready.metricsPort;
-      if (port) scraped[child.name] = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    }
+    if (!snaps.start || !snaps.end) throw new Error('the job reported no RL phase');
+    const start = await snaps.start;
+    const end = await snaps.end;
     const sumOver = (prefix: string, metric: string) =>
-      Object.entries(scraped)
+      Object.entries(end)
         .filter(([n]) => n.startsWith(prefix))
-        .reduce((a, [, t]) => a + histogram(t, metric).sum, 0);
+        .reduce((a, [n, t]) => a + histogram(t, metric).sum - histogram(start[n] ?? '', metric).sum, 0);
     // Sampling and verifying run in parallel across workers: their share of the wall time is the summed
     // busy time divided by the number of workers doing it.
     const verifierWorkers = cluster.children.filter((c) => c.service === 'verifier').length;
     const b = {
       sampling: sumOver('rollout', 'spark_rollout_sample_seconds') / rolloutWorkers,
       weightSync: sumOver('rollout', 'spark_rollout_weight_fetch_seconds') / rolloutWorkers,
-      verifying: (sumOver('verifier', 'spark_verifier_verify_seconds') * 1) / Math.max(1, verifierWorkers),
+      verifying: sumOver('verifier', 'spark_verifier_verify_seconds') / Math.max(1, verifierWorkers),
       synthesis: sumOver('reward-synthesis', 'spark_reward_synthesis_step_seconds'),
-      learner: sumOver('learner', 'spark_learner_update_seconds'),
+      // The learner's own compute per update (recomputed log-probs + training), from the LearnResults the
+      // PHASE events carry; publishing a version counts as weight sync.
+      learner: rl.reduce(
+        (a, e) => a + (e.metrics['seconds.logprobs'] ?? 0) + (e.metrics['seconds.train'] ?? 0),
+        0,
+      ),
+      publish: rl.reduce((a, e) => a + (e.metrics['seconds.publish'] ?? 0), 0),
     };
     const measured = Object.values(b).reduce((a, x) => a + x, 0);
-    // The sums cover warm-up and evaluation too; scale everything to the RL steps' wall time.
-    const total = Math.max(stepSeconds, measured);
+    const total = Math.max(stepSeconds, 1e-9);
     const breakdown: Record<string, number> = {};
     for (const [k, v] of Object.entries(b)) breakdown[k] = v / total;
-    breakdown.overhead = Math.max(0, 1 - measured / total);
+    breakdown.weightSync = (b.weightSync + b.publish) / total;
+    delete breakdown.publish;
+    // Queue hops, gRPC, Redis round trips, waiting and coordination: what the busy times do not cover.
+    breakdown.overhead = 1 - measured / total;
     return {
       rolloutWorkers,
       rlSeconds: stepSeconds,
