@@ -1,6 +1,12 @@
 // The coordinator's configuration: the shared service keys plus the scheduler's and the job driver's
 // bounds (concurrent jobs, phase time-outs, shard size, queue depth, event stream length, watchers).
-import { baseServiceShape, loadConfigOrExit, z, type LoadConfigOptions } from '@spark/common/config';
+import {
+  baseServiceShape,
+  configWithDefaults,
+  loadConfigOrExit,
+  type LoadConfigOptions,
+  z,
+} from '@spark/common/config';
 
 export const coordinatorShape = {
   ...baseServiceShape,
@@ -42,5 +48,5 @@ export function loadCoordinatorConfig(options: LoadConfigOptions = {}): Coordina
 
 /** A full config from partial values (tests and in-process launchers): defaults for everything else. */
 export function coordinatorConfig(values: Partial<CoordinatorConfig> = {}): CoordinatorConfig {
-  return Object.freeze(z.strictObject(coordinatorShape).parse(values));
+  return configWithDefaults(coordinatorShape, values);
 }

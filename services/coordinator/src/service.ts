@@ -6,14 +6,10 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  ResourceExhaustedError,
-  toGrpcError,
-} from '@spark/common';
+import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@spark/common';
 import { JOB_ID_PATTERN } from '@spark/common/cluster';
-import { grpc, unaryHandler } from '@spark/common/grpc';
+import type { grpc } from '@spark/common/grpc';
+import { serverStreamHandler, unaryHandler } from '@spark/common/grpc';
 import {
   JobEventType,
   JobState,
@@ -178,28 +174,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     getJob: unaryHandler(logger, getJob),
     listJobs: unaryHandler(logger, listJobs),
     cancelJob: unaryHandler(logger, cancelJob),
-    watchJob: streamHandler(logger, watchJob),
-  };
-}
-
-/**
- * A server-streaming handler whose thrown errors reach the client as their gRPC status: grpc-js sends a
- * stream's status from its 'error' event (destroy() would leave the client waiting for its deadline).
- */
-function streamHandler<Req, Res>(
-  logger: Logger,
-  fn: (request: Req, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
-): grpc.handleServerStreamingCall<Req, Res> {
-  return (call) => {
-    fn(call.request, call).then(
-      () => call.end(),
-      (err: unknown) => {
-        const mapped = toGrpcError(err);
-        if (mapped.code === grpc.status.INTERNAL)
-          logger.error({ err, path: call.getPath() }, 'stream failed');
-        call.emit('error', mapped);
-      },
-    );
+    watchJob: serverStreamHandler(logger, watchJob),
   };
 }
 

@@ -2,8 +2,9 @@
 // then the float32 LE parameter buffer of one held version in chunks. The snapshot is an immutable Buffer,
 // so a new version published mid-stream never changes the bytes being sent. Backpressure: the handler waits
 // for 'drain' whenever grpc-js's write buffer is full, and stops when the client cancels.
-import { InvalidArgumentError, toGrpcError } from '@spark/common';
-import { grpc } from '@spark/common/grpc';
+import { InvalidArgumentError } from '@spark/common';
+import type { grpc } from '@spark/common/grpc';
+import { serverStreamHandler } from '@spark/common/grpc';
 import type { Logger } from '@spark/common/logging';
 import {
   GetPolicyResponse,
@@ -71,7 +72,7 @@ export function policyServiceImpl(
   options: { logger: Logger; metrics: LearnerMetrics; chunkBytes: number },
 ): PolicyServiceServer {
   const { logger, metrics, chunkBytes } = options;
-  const getPolicy = streamHandler<GetPolicyRequest, GetPolicyResponse>(logger, async (req, call) => {
+  const getPolicy = serverStreamHandler<GetPolicyRequest, GetPolicyResponse>(logger, async (req, call) => {
     const t0 = performance.now();
     try {
       if (typeof req.jobId !== 'string' || req.jobId === '')
@@ -112,28 +113,6 @@ export function policyServiceImpl(
     }
   });
   return { getPolicy };
-}
-
-/**
- * Adapts an async function to a server-streaming handler. Errors are mapped with toGrpcError and ended with
- * `emit('error')`, which grpc-js turns into the call's status; (`destroy(err)` would end the stream
- * without ever sending a status, leaving the client waiting for its deadline.)
- */
-function streamHandler<Req, Res>(
-  logger: Logger,
-  fn: (request: Req, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
-): grpc.handleServerStreamingCall<Req, Res> {
-  return (call) => {
-    fn(call.request, call).then(
-      () => call.end(),
-      (err: unknown) => {
-        const mapped = toGrpcError(err);
-        if (mapped.code === grpc.status.INTERNAL)
-          logger.error({ err, path: call.getPath() }, 'stream failed');
-        call.emit('error', Object.assign(new Error(mapped.details), mapped));
-      },
-    );
-  };
 }
 
 /** Writes one message, waiting for 'drain' when the stream's buffer is full (or the call ends). */

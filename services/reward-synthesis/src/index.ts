@@ -4,7 +4,7 @@
 // buffer holds enough (see synthesis.ts for the exactly-once rule). Metrics: spark_reward_synthesis_*.
 import { InvalidArgumentError, UnavailableError } from '@spark/common';
 import { JobQueueWorkers, type SynthesisResult, type SynthesisTask } from '@spark/common/cluster';
-import { baseServiceShape } from '@spark/common/config';
+import { baseServiceShape, configWithDefaults } from '@spark/common/config';
 import { Lifecycle } from '@spark/common/lifecycle';
 import { createLogger, type Logger } from '@spark/common/logging';
 import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
@@ -49,7 +49,7 @@ export type SynthesisConfig = Readonly<z.infer<z.ZodObject<typeof synthesisConfi
 
 /** Parses a config with every default applied (tests and launchers). */
 export function synthesisConfig(overrides: Partial<SynthesisConfig> = {}): SynthesisConfig {
-  return Object.freeze(z.strictObject(synthesisConfigShape).parse(overrides));
+  return configWithDefaults(synthesisConfigShape, overrides);
 }
 
 export interface SynthesisDeps {

@@ -14,7 +14,7 @@ import {
   type RolloutTask,
   type VerifyTask,
 } from '@spark/common/cluster';
-import { baseServiceShape } from '@spark/common/config';
+import { baseServiceShape, configWithDefaults } from '@spark/common/config';
 import { Lifecycle } from '@spark/common/lifecycle';
 import { createLogger, type Logger } from '@spark/common/logging';
 import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
@@ -65,7 +65,7 @@ export type RolloutConfig = Readonly<z.infer<z.ZodObject<typeof rolloutConfigSha
 
 /** A config with every default applied (tests and launchers). */
 export function rolloutConfig(overrides: Partial<RolloutConfig> = {}): RolloutConfig {
-  return Object.freeze(z.strictObject(rolloutConfigShape).parse(overrides));
+  return configWithDefaults(rolloutConfigShape, overrides);
 }
 
 export interface RolloutDeps {

@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { ConfigError } from '../errors/index.js';
-import { assertServerSecurity, baseServiceShape, envKeyOf, loadConfig, z } from './index.js';
+import {
+  assertServerSecurity,
+  baseServiceShape,
+  configWithDefaults,
+  envKeyOf,
+  loadConfig,
+  z,
+} from './index.js';
 
 const shape = {
   ...baseServiceShape,
@@ -91,6 +98,15 @@ describe('config', () => {
     assert.match(r.stderr, /grpcPort/);
     assert.match(r.stderr, /metricsPort/);
     assert.doesNotMatch(r.stdout, /unreachable/);
+  });
+
+  it('builds a frozen config from defaults and overrides, refusing unknown keys', () => {
+    const cfg = configWithDefaults(shape, { workers: 8 });
+    assert.equal(cfg.workers, 8);
+    assert.equal(cfg.grpcHost, '127.0.0.1');
+    assert.ok(Object.isFrozen(cfg));
+    assert.throws(() => configWithDefaults(shape, { workers: 0 }));
+    assert.throws(() => configWithDefaults(shape, { nope: 1 } as never));
   });
 
   it('requires a token or mTLS outside local mode', () => {

@@ -149,6 +149,14 @@ export function loadConfig<Shape extends z.ZodRawShape>(
   return Object.freeze(result.data as z.infer<z.ZodObject<Shape>>);
 }
 
+/** A config with every default applied over `overrides`, frozen (tests, launchers, in-process services). */
+export function configWithDefaults<Shape extends z.ZodRawShape>(
+  shape: Shape,
+  overrides: Partial<z.infer<z.ZodObject<Shape>>> = {},
+): Readonly<z.infer<z.ZodObject<Shape>>> {
+  return Object.freeze(z.strictObject(shape).parse(overrides) as z.infer<z.ZodObject<Shape>>);
+}
+
 /** Like loadConfig, but prints every problem to stderr and exits with status 2 on invalid config. */
 export function loadConfigOrExit<Shape extends z.ZodRawShape>(
   service: string,

@@ -5,7 +5,7 @@
 // Metrics: spark_verifier_responses_verified_total{kind,result}, _verify_seconds, _reward_ratio{kind}.
 import { InvalidArgumentError, UnavailableError } from '@spark/common';
 import { JobQueueWorkers, jobKeys, type KindName, type VerifyTask } from '@spark/common/cluster';
-import { baseServiceShape } from '@spark/common/config';
+import { baseServiceShape, configWithDefaults } from '@spark/common/config';
 import { Lifecycle } from '@spark/common/lifecycle';
 import { createLogger, type Logger } from '@spark/common/logging';
 import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
@@ -35,7 +35,7 @@ export type VerifierServiceConfig = Readonly<z.infer<z.ZodObject<typeof verifier
 
 /** A config with every default applied (tests and launchers). */
 export function verifierServiceConfig(overrides: Partial<VerifierServiceConfig> = {}): VerifierServiceConfig {
-  return Object.freeze(z.strictObject(verifierConfigShape).parse(overrides));
+  return configWithDefaults(verifierConfigShape, overrides);
 }
 
 export interface VerifierServiceDeps {
