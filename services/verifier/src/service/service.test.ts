@@ -166,9 +166,10 @@ void describe('verifier service', () => {
   void it('close() while a shard is being scored lets it finish', async () => {
     const queue = createQueue<VerifyTask>(queueName('verify', jobId), { url, prefix });
     after(() => queue.close());
-    // a larger shard: 300 groups × 16 numeric answers (no symbolic step, so the machine's load does not
-    // turn answers into time-outs)
-    const groups = Array.from({ length: 300 }, (_, i) =>
+    // a larger shard: 1200 groups × 16 numeric answers (no symbolic step, so the machine's load does not
+    // turn answers into time-outs), large enough that scoring it outlasts the 5 ms state polling below even
+    // on an idle machine
+    const groups = Array.from({ length: 1200 }, (_, i) =>
       group(
         2,
         prompt(`big${i}`, 'problem', `\\frac{${i}}{2}`),
@@ -187,7 +188,7 @@ void describe('verifier service', () => {
     svc = null;
     assert.equal(await queue.getJobState(task.shardId), 'completed');
     const stored = await redis.hgetall(jobKeys.groups(prefix, jobId, 2, 'policy'));
-    assert.equal(Object.keys(stored).length, 300);
+    assert.equal(Object.keys(stored).length, 1200);
     const g5 = JSON.parse(stored['2/policy/big5'] ?? 'null') as VerifiedGroup;
     // (5 + k)/2 = 5/2 only for k = 0
     assert.deepEqual(
