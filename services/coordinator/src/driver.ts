@@ -313,7 +313,15 @@ export class JobDriver {
     const sft = warmupBatch((this.dataset as JobDataset).train, this.spec, w);
     if (sft.length === 0)
       throw new FailedPreconditionError('warm-up needs worked solutions; the dataset has none');
-    const result = await this.learn({ step: w, phase: 'warmup', groupIds: [], sft });
+    // the last warm-up step also writes the `warmup` checkpoint (the base model, before any RL)
+    const last = w === this.spec.warmupSteps - 1;
+    const result = await this.learn({
+      step: w,
+      phase: 'warmup',
+      groupIds: [],
+      sft,
+      ...(last ? { final: true } : {}),
+    });
     const seconds = (performance.now() - t0) / 1000;
     this.deps.metrics.phase('warmup', seconds);
     await this.phaseEvent(w, 'warmup', {

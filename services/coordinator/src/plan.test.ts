@@ -158,6 +158,23 @@ describe('plan', () => {
           const shown = /(?:Answer|Given): (\S+)/.exec(ex.prompt)?.[1];
           if (shown !== undefined && (verdict === 'Yes' || verdict === 'No'))
             assert.equal(verdict === 'Yes', shown === src.answer, `verdict of ${ex.prompt}`);
+          // the explicit check puts each shown answer next to the gold one, and agrees with the verdict
+          const pair = /A: (-?\d+)(!?=)(-?\d+), B: (-?\d+)(!?=)(-?\d+)\. \\boxed\{\w+\}$/.exec(ex.target);
+          const point = /\s(-?\d+)(!?=)(-?\d+)\. \\boxed\{\w+\}$/.exec(ex.target);
+          const m = pair ?? point;
+          assert.ok(m, `a check before the verdict: ${ex.target}`);
+          const checks = pair ? [pair.slice(1, 4), pair.slice(4, 7)] : [m.slice(1, 4)];
+          for (const [left, op, right] of checks) {
+            assert.equal(right, src.answer, 'compared against the gold answer');
+            assert.equal(
+              op === '=',
+              left === src.answer,
+              `check ${String(left)}${String(op)}${String(right)}`,
+            );
+          }
+          if (pair) assert.equal(verdict, pair[2] === '=' ? 'A' : 'B', 'pairwise slot');
+          else if (verdict === 'A' || verdict === 'B')
+            assert.equal(verdict === 'A', m[2] === '=', 'a/b verdict follows the check');
         } else {
           assert.match(ex.target, /\\boxed\{-?\d+\}$/, 'reflection pairs end in the gold answer');
         }

@@ -242,7 +242,29 @@ function judgeWarmupPair(
   });
   const item = items[round * 3 + kind] as PromptItem;
   const reasoning = reasoningOf(solution);
-  return { prompt: item.text, target: `${reasoning ? `${reasoning} ` : ''}\\boxed{${item.label}}` };
+  const check = judgeCheck(item, p.answer);
+  return {
+    prompt: item.text,
+    target: `${reasoning ? `${reasoning} ` : ''}${check} \\boxed{${item.label}}`,
+  };
+}
+
+/**
+ * The explicit check a warm-up judge target writes between the reasoning and the verdict: each shown
+ * answer next to the answer the reasoning reached, joined by `=` or `!=` (`32!=35.`; pairwise
+ * `A: 32=32, B: 35!=32.`). It puts the two values side by side so the verdict is a local comparison the
+ * model can learn, instead of a recall of a number many tokens back. Only warm-up targets carry it; the
+ * reward never looks at the reasoning.
+ */
+export function judgeCheck(item: Pick<PromptItem, 'tags'>, gold: string): string {
+  const wrong = wrongAnswerFor(gold);
+  const cmp = (shown: string) => `${shown}${shown === gold ? '=' : '!='}${gold}`;
+  const [style, target] = item.tags;
+  if (style === 'pairwise') {
+    const [a, b] = target === 'slot-A' ? [gold, wrong] : [wrong, gold];
+    return `A: ${cmp(a)}, B: ${cmp(b)}.`;
+  }
+  return `${cmp(target === 'correct' ? gold : wrong)}.`;
 }
 
 /** Optimizer steps of one GRPO phase of `prompts` prompts (ceil(prompts·G / miniBatchSize)). */

@@ -34,21 +34,23 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   await rename(tmp, path);
 }
 
-/** Writes one checkpoint directory and points latest.json at it; returns the directory. */
+/**
+ * Writes one checkpoint directory (`step-<n>`, or `name` when given: the end of warm-up is `warmup`) and
+ * points latest.json at it; returns the directory.
+ */
 export async function writeCheckpoint(
   root: string,
   model: Model,
   reference: Model | null,
   state: TrainerState,
+  name = `step-${state.step}`,
 ): Promise<string> {
-  const dir = join(root, `step-${state.step}`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new InvalidArgumentError(`bad checkpoint name "${name}"`);
+  const dir = join(root, name);
   await model.save(dir, { optimizer: true });
   if (reference) await reference.saveWeights(join(dir, REFERENCE_FILE));
   await writeAtomic(join(dir, TRAINER_STATE_FILE), JSON.stringify(state, null, 2) + '\n');
-  await writeAtomic(
-    join(root, LATEST_FILE),
-    JSON.stringify({ dir: `step-${state.step}`, step: state.step }) + '\n',
-  );
+  await writeAtomic(join(root, LATEST_FILE), JSON.stringify({ dir: name, step: state.step }) + '\n');
   return dir;
 }
 

@@ -524,6 +524,30 @@ describe('learner: checkpoints, auth and the worker path', () => {
     }
   });
 
+  it("writes the `warmup` checkpoint on the final warm-up task, loadable as a new job's model", async () => {
+    const env = await setup('learner-warmup-ckpt', { checkpointInterval: 0 }, {}, 'job-w');
+    try {
+      await env.service.learner.ensureJob('job-w');
+      const r0 = await env.service.learner.learn(sftTask('job-w', 0, 0, examples));
+      assert.equal(r0.checkpointPath, undefined, 'no checkpoint before the last warm-up step');
+      const r1 = await env.service.learner.learn({ ...sftTask('job-w', 1, 1, examples), final: true });
+      assert.equal(r1.checkpointPath, join(env.dir, 'job-w', 'warmup'));
+      const trainer = await readTrainerState(join(env.dir, 'job-w', 'warmup'));
+      assert.equal(trainer.phase, 'warmup');
+      assert.equal(trainer.policyVersion, 2);
+      const latest = JSON.parse(await readFile(join(env.dir, 'job-w', 'latest.json'), 'utf8')) as {
+        dir: string;
+      };
+      assert.equal(latest.dir, 'warmup');
+      const loaded = await Model.load(join(env.dir, 'job-w', 'warmup'));
+      const state = await env.service.learner.ensureJob('job-w');
+      assert.deepEqual(await loaded.getParams(), await state.model.getParams());
+      loaded.free();
+    } finally {
+      await teardown(env);
+    }
+  });
+
   it('serves LearnTasks from the job queue and writes checkpoints at the interval', async () => {
     const env = await setup('learner-queue', { checkpointInterval: 2 });
     const queue = createQueue<LearnTask>(queueName('learn', 'job-1'), { url: env.url, prefix: env.prefix });

@@ -623,7 +623,10 @@ export class Learner {
     );
   }
 
-  /** Every checkpointInterval RL steps (step % interval = 0, step > 0), and after a `final` task. */
+  /**
+   * Every checkpointInterval RL steps (step % interval = 0, step > 0), and after a `final` task: the job's
+   * last RL update, or its last warm-up step (the `warmup` checkpoint: the base model RL starts from).
+   */
   private checkpointDue(state: JobState, task: LearnTask): boolean {
     if (task.final) return true;
     const every = state.spec.checkpointInterval;
@@ -648,7 +651,13 @@ export class Learner {
       learningRate: null,
       savedAt: new Date().toISOString(),
     };
-    const dir = await writeCheckpoint(state.checkpointDir, state.model, state.reference, trainer);
+    const dir = await writeCheckpoint(
+      state.checkpointDir,
+      state.model,
+      state.reference,
+      trainer,
+      task.phase === 'warmup' ? 'warmup' : `step-${task.step}`,
+    );
     this.options.metrics.checkpoints.inc();
     this.options.metrics.checkpointSeconds.observe((performance.now() - t0) / 1000);
     this.options.logger.info({ job: state.jobId, step: task.step, dir }, 'checkpoint written');
