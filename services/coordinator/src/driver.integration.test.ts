@@ -205,5 +205,43 @@ describe('a tiny SPARK job through the real services', () => {
     const last = ckpt.at(-1);
     assert.equal(last?.metrics.final, 1);
     assert.ok(existsSync(join(last?.message ?? '', 'config.json')), 'checkpoint written to disk');
+    const base = ckpt.find((e) => e.phase === Phase.PHASE_WARMUP);
+    assert.ok(base?.message.endsWith('warmup'), 'the end of warm-up writes the `warmup` checkpoint');
+    assert.ok(existsSync(join(base?.message ?? '', 'model.safetensors')));
+  });
+
+  it('a grpo-judge job whose last step has no reward phase still ends with a checkpoint', async () => {
+    const spec = JobSpec.fromPartial({
+      name: 'it-judge',
+      model: 'tiny',
+      algorithm: Algorithm.ALGORITHM_GRPO_JUDGE,
+      batchSize: 4,
+      groupSize: 2,
+      trainSize: 8,
+      maxSteps: 1, // one step: the buffer holds at most B/2 judge items, so no reward phase runs
+      maxNewTokens: 16,
+      evalSize: 2,
+      evalInterval: 0,
+      seed: 5,
+    });
+    const { jobId } = await new Promise<{ jobId: string }>((resolve, reject) =>
+      client.submitJob({ spec }, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    const events: JobEvent[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const stream = client.watchJob({ jobId, afterSeq: 0 }, { deadline: Date.now() + 120_000 });
+      stream.on('data', (m: { event?: JobEvent }) => m.event && events.push(m.event));
+      stream.on('end', () => resolve());
+      stream.on('error', reject);
+    });
+    const done = events.at(-1);
+    assert.equal(done?.state, JobState.JOB_STATE_SUCCEEDED, done?.message);
+    const phases = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_PHASE);
+    assert.ok(!phases.some((e) => e.phase === Phase.PHASE_REWARD), 'no reward phase ran');
+    const ckpt = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_CHECKPOINT);
+    assert.equal(ckpt.length, 1);
+    assert.equal(ckpt[0]?.metrics.final, 1);
+    assert.equal(ckpt[0]?.metrics.policy_version, 0, 'nothing trained, the version stays');
+    assert.ok(existsSync(join(ckpt[0]?.message ?? '', 'config.json')), 'checkpoint written to disk');
   });
 });

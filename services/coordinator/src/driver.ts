@@ -424,6 +424,9 @@ export class JobDriver {
         'seconds.step': (performance.now() - tStep) / 1000,
       });
     }
+    // the last step trained nothing (grpo-judge without a reward phase): still end with a checkpoint
+    if (last && !released && !plan.trainPolicy)
+      await this.learn({ step: t, phase: 'checkpoint', groupIds: [], sft: [], final: true });
   }
 
   private rewardMetrics(phase: string, m: Record<string, number>): void {
@@ -578,7 +581,7 @@ export class JobDriver {
 
   private async learn(req: {
     step: number;
-    phase: 'warmup' | 'policy' | 'reward';
+    phase: LearnTask['phase'];
     groupIds: string[];
     sft: { prompt: string; target: string }[];
     sampledWith?: number;
@@ -615,7 +618,7 @@ export class JobDriver {
         type: JobEventType.JOB_EVENT_TYPE_CHECKPOINT,
         state: JobState.JOB_STATE_RUNNING,
         step: req.step,
-        phase: PROTO_PHASE[req.phase],
+        phase: PROTO_PHASE[req.phase === 'checkpoint' ? 'reward' : req.phase],
         metrics: { policy_version: result.policyVersion, final: req.final ? 1 : 0 },
         message: result.checkpointPath,
       });

@@ -39,6 +39,7 @@ import {
   scheduleFromSpec,
   serializePolicyResponse,
   startLearner,
+  validateLearnTask,
   whenRedisReady,
   type LearnerService,
 } from './index.js';
@@ -543,6 +544,36 @@ describe('learner: checkpoints, auth and the worker path', () => {
       const state = await env.service.learner.ensureJob('job-w');
       assert.deepEqual(await loaded.getParams(), await state.model.getParams());
       loaded.free();
+    } finally {
+      await teardown(env);
+    }
+  });
+
+  it('a checkpoint task writes the current weights without training, once', async () => {
+    const env = await setup('learner-ckpt-only', { checkpointInterval: 0 }, {}, 'job-c');
+    try {
+      const state = await env.service.learner.ensureJob('job-c');
+      await env.service.learner.learn(sftTask('job-c', 0, 0, examples));
+      const params = await state.model.getParams();
+      const task = { ...sftTask('job-c', 3, 1, []), phase: 'checkpoint' as const, final: true };
+      const r = await env.service.learner.learn(task);
+      assert.equal(r.checkpointPath, join(env.dir, 'job-c', 'step-3'));
+      assert.equal(r.policyVersion, 1, 'no version bump');
+      assert.equal(r.optimizerSteps, 0);
+      assert.equal(state.version, 1);
+      assert.deepEqual(await state.model.getParams(), params, 'weights unchanged');
+      const loaded = await Model.load(join(env.dir, 'job-c', 'step-3'));
+      assert.deepEqual(await loaded.getParams(), params);
+      loaded.free();
+      assert.deepEqual(
+        await env.service.learner.learn(task),
+        r,
+        'a redelivered task returns the same result',
+      );
+      assert.throws(
+        () => validateLearnTask({ ...task, phase: 'nap' as never }, 'job-c', 10),
+        /phase must be warmup, policy, reward or checkpoint/,
+      );
     } finally {
       await teardown(env);
     }

@@ -119,8 +119,8 @@ export function validateLearnTask(task: LearnTask, jobId: string, maxSequences: 
   if (!t || typeof t !== 'object') throw new InvalidArgumentError('LearnTask must be an object');
   if (t.jobId !== jobId) problems.push(`jobId ${String(t.jobId)} is not the queue's job ${jobId}`);
   if (!Number.isInteger(t.step) || (t.step as number) < 0) problems.push('step must be an integer ≥ 0');
-  if (t.phase !== 'warmup' && t.phase !== 'policy' && t.phase !== 'reward')
-    problems.push(`phase must be warmup, policy or reward (got ${String(t.phase)})`);
+  if (t.phase !== 'warmup' && t.phase !== 'policy' && t.phase !== 'reward' && t.phase !== 'checkpoint')
+    problems.push(`phase must be warmup, policy, reward or checkpoint (got ${String(t.phase)})`);
   if (!Number.isInteger(t.policyVersion) || (t.policyVersion as number) < 0)
     problems.push('policyVersion must be an integer ≥ 0');
   if (!Array.isArray(t.groupIds)) problems.push('groupIds must be an array');
@@ -365,6 +365,7 @@ export class Learner {
         `job ${task.jobId} task ${taskId} was sampled with policy version ${task.policyVersion}, the learner is at ${state.version}`,
       );
     }
+    if (task.phase === 'checkpoint') return this.checkpointOnly(state, task, learnedKey);
     const started = performance.now();
     const before = state.snapshot(state.version);
     const optimizerBefore = await state.model.getOptimizerState();
@@ -459,6 +460,29 @@ export class Learner {
       'update done',
     );
     return final;
+  }
+
+  /** A `checkpoint` task: writes the current weights as `step-<n>` without training; the version stays. */
+  private async checkpointOnly(state: JobState, task: LearnTask, learnedKey: string): Promise<LearnResult> {
+    const t0 = performance.now();
+    const checkpointPath = await this.checkpoint(state, task);
+    const result: LearnResult = {
+      policyVersion: state.version,
+      optimizerSteps: 0,
+      sequences: 0,
+      tokens: 0,
+      loss: 0,
+      kl: 0,
+      clipFraction: 0,
+      gradNorm: 0,
+      staleGroups: 0,
+      seconds: { logprobs: 0, train: 0, publish: (performance.now() - t0) / 1000 },
+      learningRate: 0,
+      skippedSequences: 0,
+      checkpointPath,
+    };
+    await this.options.redis.set(learnedKey, JSON.stringify(result), 'NX');
+    return result;
   }
 
   /** Warm-up: (prompt, target) pairs as chat prompt + target + EOS, trained with the SFT loss. */

@@ -119,7 +119,11 @@ export interface LearnHyper {
 export interface LearnTask {
   readonly jobId: string;
   readonly step: number;
-  readonly phase: 'warmup' | 'policy' | 'reward';
+  /**
+   * warmup (SFT), policy or reward (GRPO), or checkpoint: no update, only a checkpoint of the current
+   * weights (the end of a job whose last step trained nothing, e.g. grpo-judge without a reward phase).
+   */
+  readonly phase: 'warmup' | 'policy' | 'reward' | 'checkpoint';
   /** The policy version the groups were sampled with; the learner must be at exactly this version. */
   readonly policyVersion: number;
   /** GRPO phases: the group ids to train on, read from the phase's group hash. Warm-up: empty. */

@@ -1,0 +1,161 @@
+// `pnpm bench:compare --base CKPT [--steps N] [--seed N] [--count N] [--out DIR]`: the side-by-side run
+// of docs/results.md. From ONE base checkpoint (the `warmup` checkpoint `spark demo` writes after its
+// warm-up), it trains `spark`, `grpo` and `grpo-judge` with the demo job's settings and the same seed and
+// step budget (each through its own real local cluster: `spark demo` with SPARK_DEMO_SPEC, all at once so
+// they share the machine equally), then evaluates the base and the three final checkpoints with
+// `spark eval` on the same held-out file: answer accuracy without and with test-time self-reflection, and
+// the reward benchmark (`--judge`). Prints a table and writes DIR/compare.json and DIR/compare.md. Not a
+// test: a measurement, every figure from the commands it runs.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { DEMO_JOB } from '@spark/cli/demo-job';
+import { syntheticRecords, toEvalLine } from '@spark/common/datasets';
+import type { Difficulty, Family } from '@spark/common/tasks';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const SPARK = join(ROOT, 'services/cli/bin/spark.mjs');
+const ALGORITHMS = { spark: 'ALGORITHM_SPARK', grpo: 'ALGORITHM_GRPO', 'grpo-judge': 'ALGORITHM_GRPO_JUDGE' };
+
+function usage(message: string): never {
+  process.stderr.write(
+    `bench:compare: ${message}\nusage: pnpm bench:compare --base CKPT [--steps N] [--seed N] [--count N] [--out DIR]\n`,
+  );
+  process.exit(2);
+}
+
+function option(name: string, fallback?: string): string | undefined {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) usage(`--${name} needs a value`);
+  return v;
+}
+
+function intOption(name: string, fallback: number, max: number): number {
+  const text = option(name, String(fallback)) as string;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) usage(`--${name} must be an integer in [1, ${max}]`);
+  return n;
+}
+
+const base = option('base') ?? usage('--base CKPT is required (e.g. OUT/cluster/jobs/<job>/warmup)');
+if (!existsSync(join(base, 'config.json'))) usage(`${base}: not a checkpoint directory (no config.json)`);
+const steps = intOption('steps', 24, 10_000);
+const seed = intOption('seed', DEMO_JOB.seed ?? 7, 2 ** 31);
+const count = intOption('count', 256, 100_000);
+const out = resolve(option('out', 'out/compare') as string);
+mkdirSync(out, { recursive: true });
+
+/** Runs the CLI; resolves with its stdout, rejects with its stderr tail on a non-zero exit. */
+function spark(args: string[], env: NodeJS.ProcessEnv = process.env, logFile?: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [SPARK, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.on('close', (code) => {
+      if (logFile) writeFileSync(logFile, stdout + stderr);
+      if (code === 0) done(stdout);
+      else fail(new Error(`spark ${args.join(' ')} exited ${String(code)}: ${stderr.trim()}`));
+    });
+  });
+}
+
+// the held-out file: `count` unique test-split problems of the demo's task mix, one dataset per family
+const families = (DEMO_JOB.taskFamilies ?? []) as Family[];
+const maxDifficulty = DEMO_JOB.taskMaxDifficulty ?? 1;
+const heldout = join(out, 'heldout.jsonl');
+const records = syntheticRecords({
+  seed,
+  split: 'test',
+  count,
+  unique: true,
+  families,
+  difficulties: ([1, 2, 3] as Difficulty[]).filter((d) => d <= maxDifficulty),
+});
+writeFileSync(
+  heldout,
+  records.map((r) => toEvalLine({ ...r, dataset: r.id.split('-')[1] ?? 'synthetic' })).join('\n') + '\n',
+);
+
+const t0 = performance.now();
+const load0 = loadavg()[0] ?? 0;
+process.stdout.write(`training ${Object.keys(ALGORITHMS).join(', ')} for ${steps} steps from ${base}\n`);
+const finals = await Promise.all(
+  Object.entries(ALGORITHMS).map(async ([name, algorithm]) => {
+    const dir = join(out, name);
+    const spec = { algorithm, model: resolve(base), warmupSteps: 0, maxSteps: steps, evalInterval: 0, seed };
+    const started = performance.now();
+    await spark(
+      ['demo', '--out', dir],
+      { ...process.env, SPARK_DEMO_SPEC: JSON.stringify(spec) },
+      join(out, `${name}.log`),
+    );
+    const jobs = readdirSync(join(dir, 'cluster', 'jobs'));
+    const job = jobs[0];
+    if (jobs.length !== 1 || job === undefined)
+      throw new Error(`${dir}: expected one job, found ${jobs.length}`);
+    const latest = JSON.parse(readFileSync(join(dir, 'cluster', 'jobs', job, 'latest.json'), 'utf8')) as {
+      dir: string;
+    };
+    const seconds = (performance.now() - started) / 1000;
+    process.stdout.write(`  ${name}: ${seconds.toFixed(0)} s\n`);
+    return { name, checkpoint: join(dir, 'cluster', 'jobs', job, latest.dir), seconds };
+  }),
+);
+const trainSeconds = (performance.now() - t0) / 1000;
+
+interface ReflectSummary {
+  answers: { mean: number };
+  withoutReflection: { mean: number };
+  reflection: { fixed: number; broken: number; verdictAccuracy: number };
+}
+interface JudgeSummaryJson {
+  judge: { pointwise: { accuracy: number }; pairwise: { accuracy: number }; mean: number };
+}
+
+const rows = [];
+for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seconds: 0 }, ...finals]) {
+  const common = [m.checkpoint, heldout, '--json', '--seed', String(seed), '--max-new-tokens', '80'];
+  const r = JSON.parse(await spark(['eval', ...common, '--reflect'])) as ReflectSummary;
+  const j = JSON.parse(await spark(['eval', ...common, '--judge'])) as JudgeSummaryJson;
+  rows.push({
+    model: m.name,
+    checkpoint: m.checkpoint,
+    trainSeconds: m.seconds,
+    answers: r.withoutReflection.mean,
+    answersWithReflection: r.answers.mean,
+    reflectionFixed: r.reflection.fixed,
+    reflectionBroken: r.reflection.broken,
+    selfJudgeAccuracy: r.reflection.verdictAccuracy,
+    judgePointwise: j.judge.pointwise.accuracy,
+    judgePairwise: j.judge.pairwise.accuracy,
+    judgeMean: j.judge.mean,
+  });
+}
+
+const pct = (x: number) => (100 * x).toFixed(1);
+const header =
+  '| model | answers | answers + self-reflection | fixed / broken | self-judge verdicts | judge pointwise | judge pairwise | judge mean |';
+const table = [
+  header,
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.model} | ${pct(r.answers)} | ${pct(r.answersWithReflection)} | ${r.reflectionFixed} / ${r.reflectionBroken} | ${pct(r.selfJudgeAccuracy)} | ${pct(r.judgePointwise)} | ${pct(r.judgePairwise)} | ${pct(r.judgeMean)} |`,
+  ),
+].join('\n');
+const note =
+  `${records.length} held-out problems (${heldout}), seed ${seed}, ${steps} RL steps from ${resolve(base)}; ` +
+  `training wall ${trainSeconds.toFixed(0)} s for the three runs together, load average ${load0.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`;
+writeFileSync(
+  join(out, 'compare.json'),
+  JSON.stringify({ seed, steps, base, count, trainSeconds, rows }, null, 2),
+);
+writeFileSync(join(out, 'compare.md'), `${table}\n\n${note}\n`);
+process.stdout.write(`\n${table}\n\n${note}\n`);
