@@ -2,9 +2,13 @@
 // in-process — greedy answers at several native batch sizes, with test-time self-reflection, and judge
 // items of the reward benchmark — on one checkpoint (`--checkpoint DIR`, default: a tiny checkpoint made
 // here as in the tests), measured side by side in one run with ratios to the batch-1 figure. Scoring (the
-// verifier) is included in the time, as in `spark eval`. Cluster mode does not exist yet, so there is no
-// cluster row. `--json FILE` writes every figure. Options: --count N (problems, default 64),
-// --max-new-tokens N (default 64), --batches 1,8,32.
+// verifier) is included in the time, as in `spark eval`. Then the same answers and judge workloads through a
+// local cluster (`spark eval --address`: a coordinator and `--cluster-workers` rollout worker processes,
+// default 2, on a private Redis; JobService.Generate with 2 × workers calls in flight), side by side with
+// the in-process figure of the same workload (the checkpoint is loaded on the workers by a warm-up call
+// first, as the in-process rows load it before timing). `--json FILE` writes every figure. Options:
+// --count N (problems, default 64), --max-new-tokens N (default 64), --batches 1,8,32,
+// --cluster-workers N (0 = no cluster rows), --in-flight N (default 2 × workers).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +17,9 @@ import { parseArgs } from 'node:util';
 import { formatTable } from '@spark/common/evaluation';
 import { Verifier } from '@spark/verifier';
 
+import { JobClient } from '../client/index.js';
+import { startLocalCluster } from '../launcher/index.js';
+import { clusterGenerator } from './cluster.js';
 import { makeTinyCheckpoint } from './fixture.js';
 import { problemsFromSplit } from './inputs.js';
 import { loadGenerator } from './model.js';
@@ -34,6 +41,8 @@ const { values } = parseArgs({
     count: { type: 'string', default: '64' },
     'max-new-tokens': { type: 'string', default: '64' },
     batches: { type: 'string', default: '1,8,32' },
+    'cluster-workers': { type: 'string', default: '2' },
+    'in-flight': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -42,8 +51,26 @@ const maxNewTokens = Number(values['max-new-tokens']);
 const batches = values.batches.split(',').map(Number);
 if (!Number.isInteger(count) || count < 1 || !Number.isInteger(maxNewTokens) || maxNewTokens < 1)
   throw new Error('--count and --max-new-tokens must be positive integers');
-if (batches.some((b) => !Number.isInteger(b) || b < 1))
-  throw new Error('--batches must list positive integers');
+if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 256))
+  throw new Error('--batches must list integers in [1, 256]');
+const clusterWorkers = Number(values['cluster-workers']);
+if (!Number.isInteger(clusterWorkers) || clusterWorkers < 0 || clusterWorkers > 16)
+  throw new Error('--cluster-workers must be an integer in [0, 16]');
+const inFlight = Number(values['in-flight'] ?? 2 * Math.max(1, clusterWorkers));
+if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > 64)
+  throw new Error('--in-flight must be an integer in [1, 64]');
+
+interface ClusterRow {
+  readonly name: string;
+  readonly batch: number;
+  readonly items: number;
+  readonly inProcessItemsPerSecond: number;
+  readonly clusterSeconds: number;
+  readonly clusterItemsPerSecond: number;
+  readonly ratio: number;
+  readonly workers: Record<string, number>;
+}
+const clusterRows: ClusterRow[] = [];
 
 const tmp = await mkdtemp(join(tmpdir(), 'spark-bench-eval-'));
 const checkpoint = values.checkpoint ?? join(tmp, 'ckpt');
@@ -98,6 +125,58 @@ try {
     const r = await runJudge(problems, g.generate, verifier, report, settings(big, false));
     return r.results.length;
   });
+  if (clusterWorkers > 0) {
+    const cluster = await startLocalCluster({
+      dataDir: join(tmp, 'cluster'),
+      prefix: 'bench-eval',
+      services: ['coordinator', 'rollout'],
+      rolloutWorkers: clusterWorkers,
+      env: { SPARK_LOG_LEVEL: 'warn' },
+    });
+    const client = new JobClient({ address: cluster.coordinatorAddress, token: null });
+    try {
+      const gen = clusterGenerator(client, {
+        checkpoint,
+        maxNewTokens,
+        batch: big,
+        inFlight,
+        deadlineMs: 600_000,
+      });
+      // warm-up: every worker loads the checkpoint (one piece each, most likely) before timing
+      await gen.generate(problems.slice(0, 2 * inFlight).map((p) => p.question));
+      const workload = async (name: string, run: () => Promise<number>): Promise<void> => {
+        const inProcess = rows.find((r) => r.name === name && r.batch === big);
+        const before = { ...gen.stats.workers };
+        const t0 = performance.now();
+        const items = await run();
+        const seconds = (performance.now() - t0) / 1000;
+        const workers: Record<string, number> = {};
+        for (const [w, n] of Object.entries(gen.stats.workers)) workers[w] = n - (before[w] ?? 0);
+        clusterRows.push({
+          name,
+          batch: big,
+          items,
+          inProcessItemsPerSecond: inProcess?.itemsPerSecond ?? 0,
+          clusterSeconds: seconds,
+          clusterItemsPerSecond: items / seconds,
+          ratio: inProcess ? items / seconds / inProcess.itemsPerSecond : 0,
+          workers,
+        });
+      };
+      const round = big * inFlight;
+      await workload('answers', async () => {
+        const r = await runProblems(problems, gen.generate, verifier, report, settings(big, false), round);
+        return r.results.length;
+      });
+      await workload('judge items', async () => {
+        const r = await runJudge(problems, gen.generate, verifier, report, settings(big, false), round);
+        return r.results.length;
+      });
+    } finally {
+      client.close();
+      await cluster.stop();
+    }
+  }
 } finally {
   await verifier.close();
   await rm(tmp, { recursive: true, force: true });
@@ -123,11 +202,52 @@ process.stdout.write(
     ]),
   ) + '\n',
 );
-process.stdout.write('\ncluster mode: not available (evaluation runs in-process only)\n');
+if (clusterRows.length) {
+  process.stdout.write(
+    `\nthrough a ${clusterWorkers}-worker cluster (spark eval --address: coordinator + ${clusterWorkers} rollout worker ` +
+      `processes on this machine, ${inFlight} Generate calls in flight) vs in-process, same workload\n\n`,
+  );
+  process.stdout.write(
+    formatTable(
+      [
+        'run',
+        'batch',
+        'items',
+        'in-process items/s',
+        'cluster seconds',
+        'cluster items/s',
+        'cluster / in-process',
+        'prompts per worker',
+      ],
+      clusterRows.map((r) => [
+        r.name,
+        String(r.batch),
+        String(r.items),
+        r.inProcessItemsPerSecond.toFixed(1),
+        r.clusterSeconds.toFixed(2),
+        r.clusterItemsPerSecond.toFixed(1),
+        `${r.ratio.toFixed(2)}x`,
+        Object.values(r.workers).join(' / '),
+      ]),
+    ) + '\n',
+  );
+}
+const load1 = loadavg()[0] ?? 0;
+process.stdout.write(`\nload average ${load1.toFixed(1)} at the end\n`);
 if (values.json !== undefined) {
   await writeFile(
     values.json,
-    JSON.stringify({ count, maxNewTokens, loadAverage: load0, inProcess: rows, cluster: null }, null, 2) +
-      '\n',
+    JSON.stringify(
+      {
+        count,
+        maxNewTokens,
+        loadAverage: load0,
+        loadAverageEnd: load1,
+        inProcess: rows,
+        cluster: clusterRows.length ? { workers: clusterWorkers, inFlight, rows: clusterRows } : null,
+      },
+      null,
+      2,
+    ) + '\n',
   );
 }
