@@ -189,7 +189,7 @@ process.stdout.write(
 );
 process.stdout.write(
   formatTable(
-    ['run', 'batch', 'items', 'model calls', 'seconds', 'items/s', 'out tok/s', 'vs batch 1'],
+    ['run', 'batch', 'items', 'model calls', 'seconds', 'items/s', 'out tok/s', `vs batch ${batches[0]}`],
     rows.map((r) => [
       r.name,
       String(r.batch),
