@@ -1,9 +1,10 @@
 // JobService.Generate (evaluation through the cluster): the request is validated (bounded prompt count,
 // lengths and output length; an absolute checkpoint path), enqueued as one GenerateTask on the
 // cluster-wide `eval-generate` queue (bounded depth; at most `maxInFlight` requests waiting here), and
-// answered with the rollout worker's result. A task no worker has taken after `pickupMs` is removed and
-// answered UNAVAILABLE (no rollout worker serves the queue, or all are busy); one that does not finish in
-// `timeoutMs` is answered DEADLINE_EXCEEDED. A client that goes away removes its task when it still waits.
+// answered with the rollout worker's result. A task still waiting after `pickupMs` while no worker took or
+// finished any task of the queue during that time is removed and answered UNAVAILABLE (no rollout worker
+// serves the queue); a task that waits behind others being worked on keeps waiting. One that does not
+// finish in `timeoutMs` is answered DEADLINE_EXCEEDED. A client that goes away removes its task when it still waits.
 // Worker answers `not-found` / `invalid-argument` become NOT_FOUND / INVALID_ARGUMENT with their message.
 import { isAbsolute } from 'node:path';
 
@@ -76,6 +77,8 @@ export class GenerateDispatcher {
   private inFlight = 0;
   private seq = 0;
   private closed = false;
+  /** When a worker last took or finished a task of the queue (ms since the epoch). */
+  private lastServed = 0;
 
   constructor(private readonly options: GenerateDispatcherOptions) {}
 
@@ -95,6 +98,11 @@ export class GenerateDispatcher {
       });
       const events = createQueueEvents(EVAL_GENERATE_QUEUE, { url: o.redisUrl, prefix: o.prefix });
       events.on('error', () => undefined);
+      // any worker taking or finishing a task shows the queue is served (see the pick-up bound)
+      const served = () => (this.lastServed = Date.now());
+      events.on('active', served);
+      events.on('completed', served);
+      events.on('failed', served);
       this.queue = queue;
       this.events = events;
       await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
@@ -171,7 +179,8 @@ export class GenerateDispatcher {
               `the generation task did not finish within ${Math.round(o.timeoutMs / 1000)} s`,
             );
           const gone = cancelled();
-          if (taken || (!gone && waited <= o.pickupMs)) continue;
+          const idle = Date.now() - Math.max(t0, this.lastServed);
+          if (taken || (!gone && idle <= o.pickupMs)) continue;
           const state = await queue.getJobState(id).catch(() => 'unknown');
           if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
             await queue.remove(id).catch(() => undefined);

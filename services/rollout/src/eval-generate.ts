@@ -91,7 +91,8 @@ export class CheckpointGenerators {
       if (cached) entry = cached;
       else {
         // drop older loads of the same directory (rewritten checkpoint) before loading the new one
-        for (const e of [...this.entries.values()]) if (e.key.startsWith(`${dir}\u0000`)) this.drop(e.key);
+        const same = `${dir}\u0000${task.tokenizer}\u0000`;
+        for (const e of [...this.entries.values()]) if (e.key.startsWith(same)) this.drop(e.key);
         while (this.entries.size >= this.options.maxEntries) this.dropLeastRecent();
         const gen = await loadGenerator(
           dir,
