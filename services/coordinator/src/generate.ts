@@ -2,8 +2,8 @@
 // lengths and output length; an absolute checkpoint path), enqueued as one GenerateTask on the
 // cluster-wide `eval-generate` queue (bounded depth; at most `maxInFlight` requests waiting here), and
 // answered with the rollout worker's result. A task still waiting after `pickupMs` while no worker took or
-// finished any task of the queue during that time is removed and answered UNAVAILABLE (no rollout worker
-// serves the queue); a task that waits behind others being worked on keeps waiting. One that does not
+// finished any task of the queue during that time, and none is running one, is removed and answered
+// UNAVAILABLE (no rollout worker serves the queue); a task queued behind running ones keeps waiting. One that does not
 // finish in `timeoutMs` is answered DEADLINE_EXCEEDED. A client that goes away removes its task when it still waits.
 // Worker answers `not-found` / `invalid-argument` become NOT_FOUND / INVALID_ARGUMENT with their message.
 import { isAbsolute } from 'node:path';
@@ -170,24 +170,28 @@ export class GenerateDispatcher {
       // until answered: watch for the client going away, no worker taking the task, the overall bound
       const watch = (async (): Promise<never> => {
         let taken = false;
+        let nextCheck = 0;
         for (;;) {
           await new Promise((r) => setTimeout(r, 100));
           if (done) return new Promise<never>(() => undefined);
           const waited = Date.now() - t0;
           if (waited > o.timeoutMs)
             throw new DeadlineExceededError(
-              `the generation task did not finish within ${Math.round(o.timeoutMs / 1000)} s`,
+              `the generation task did not finish within ${o.timeoutMs / 1000} s`,
             );
           const gone = cancelled();
           const idle = Date.now() - Math.max(t0, this.lastServed);
-          if (taken || (!gone && idle <= o.pickupMs)) continue;
+          if (taken || (!gone && (idle <= o.pickupMs || Date.now() < nextCheck))) continue;
+          nextCheck = Date.now() + 1_000; // Redis is asked at most once a second per request
           const state = await queue.getJobState(id).catch(() => 'unknown');
           if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
+            // queued behind tasks that workers are still running: the queue is served, keep waiting
+            if (!gone && (await queue.getActiveCount().catch(() => 0)) > 0) continue;
             await queue.remove(id).catch(() => undefined);
             if (gone) throw new UnavailableError('the client went away');
             throw new UnavailableError(
-              `no rollout worker took the generation task within ${Math.round(o.pickupMs / 1000)} s: ` +
-                'are rollout workers running on this cluster (and not all busy)?',
+              `no rollout worker took the generation task within ${o.pickupMs / 1000} s: ` +
+                'are rollout workers running on this cluster?',
             );
           }
           // taken by a worker (or finished): let it finish, only the overall bound applies now

@@ -155,8 +155,19 @@ export class JobClient {
         request,
         new grpc.Metadata(),
         { deadline: Date.now() + deadlineMs },
-        (err: grpc.ServiceError | null, res: GenerateResponse) =>
-          err ? reject(describeCallError(err, 'generation', this.address)) : resolve(res),
+        (err: grpc.ServiceError | null, res: GenerateResponse) => {
+          if (!err) return resolve(res);
+          // the coordinator's own UNAVAILABLE / DEADLINE_EXCEEDED answers (no worker, too slow) say more
+          // than the transport's "cannot reach the cluster"
+          if (
+            (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) &&
+            /^(no rollout worker|the generation task|the coordinator is shutting down|cannot open the)/.test(
+              err.details,
+            )
+          )
+            return reject(new ClusterCallError(`generation: ${err.details}`, err.code));
+          reject(describeCallError(err, 'generation', this.address));
+        },
       );
     });
   }

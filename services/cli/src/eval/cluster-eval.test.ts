@@ -3,8 +3,9 @@
 // checkpoint. Greedy outputs through the cluster equal the in-process ones record for record (answers,
 // self-reflection and the reward benchmark); the work is spread over both workers (their metrics and the
 // summary's per-worker counts); a bad checkpoint path is a clear error with a non-zero exit; malformed
-// input is reported as in-process. Separately, an in-process coordinator with no rollout worker answers
-// UNAVAILABLE after its pick-up bound, and bad requests INVALID_ARGUMENT with every problem listed.
+// input is reported as in-process. Separately, an in-process coordinator answers UNAVAILABLE after its
+// pick-up bound when no rollout worker serves the queue, but keeps tasks queued behind a busy worker
+// waiting past it, and answers bad requests INVALID_ARGUMENT with every problem listed.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,6 +17,8 @@ import { grpc } from '@spark/common/grpc';
 import { createLogger } from '@spark/common/logging';
 import { testPrefix, testRedisUrl } from '@spark/common/testing';
 import { coordinatorConfig, startCoordinator, type Coordinator } from '@spark/coordinator';
+import { Model } from '@spark/kernels';
+import { rolloutConfig, startRollout, type RolloutService } from '@spark/rollout';
 
 import { SPARK_BIN } from '../cli-testing.js';
 import { ClusterCallError, JobClient } from '../client/index.js';
@@ -219,17 +222,22 @@ describe('spark eval --address on a 2-worker cluster', () => {
   });
 });
 
-describe('JobService.Generate without rollout workers', () => {
+describe('JobService.Generate: pick-up bound and request validation', () => {
   let coordinator: Coordinator;
   let client: JobClient;
+  let rollout: RolloutService | null = null;
+  let prefix: string;
+  let dir: string;
   before(async () => {
+    prefix = testPrefix('generate-pickup');
+    dir = await mkdtemp(join(tmpdir(), 'spark-gen-'));
     coordinator = await startCoordinator(
       coordinatorConfig({
         localMode: true,
         redisUrl: await testRedisUrl(),
-        redisPrefix: testPrefix('generate-none'),
+        redisPrefix: prefix,
         logLevel: 'silent',
-        dataDir: await mkdtemp(join(tmpdir(), 'spark-gen-')),
+        dataDir: dir,
         generatePickupMs: 600,
       }),
       { logger: createLogger({ service: 'coordinator-test', level: 'silent' }) },
@@ -238,17 +246,21 @@ describe('JobService.Generate without rollout workers', () => {
   });
   after(async () => {
     client?.close();
+    await rollout?.close();
     await coordinator?.close();
+    await rm(dir, { recursive: true, force: true });
   });
 
-  it('answers UNAVAILABLE when no worker takes the task in time', async () => {
+  it('answers UNAVAILABLE when no rollout worker serves the queue', async () => {
     const t0 = Date.now();
     await assert.rejects(
       client.generate({ checkpoint: '/tmp/x', prompts: ['1+1=?'], maxNewTokens: 8, tokenizer: '' }, 10_000),
       (err: unknown) =>
         err instanceof ClusterCallError &&
         err.code === grpc.status.UNAVAILABLE &&
-        /no rollout worker took the generation task within 1 s/.test(err.message),
+        /^generation: no rollout worker took the generation task within 0\.6 s: are rollout workers running/.test(
+          err.message,
+        ),
     );
     assert.ok(Date.now() - t0 < 5_000);
   });
@@ -281,5 +293,56 @@ describe('JobService.Generate without rollout workers', () => {
       ),
       /prompts\[0\]: at most 65536 characters, got 70000/,
     );
+  });
+
+  it('keeps a task waiting while the worker is busy with earlier ones, past the pick-up bound', async () => {
+    const ckpt = join(dir, 'random');
+    const m = await Model.create('tiny', 3);
+    await m.save(ckpt);
+    m.free();
+    // a second coordinator on the same queue with a short pick-up bound, and one rollout worker
+    const quick = await startCoordinator(
+      coordinatorConfig({
+        localMode: true,
+        redisUrl: await testRedisUrl(),
+        redisPrefix: prefix,
+        logLevel: 'silent',
+        dataDir: dir,
+        generatePickupMs: 100,
+      }),
+      { logger: createLogger({ service: 'coordinator-test', level: 'silent' }) },
+    );
+    const quickClient = new JobClient({ address: `127.0.0.1:${quick.grpcPort}`, token: null });
+    rollout = await startRollout(
+      rolloutConfig({
+        redisUrl: await testRedisUrl(),
+        redisPrefix: prefix,
+        localMode: true,
+        logLevel: 'silent',
+      }),
+    );
+    try {
+      const prompts = Array.from({ length: 256 }, (_, i) => `${i}+${i}=?`);
+      const latencies: number[] = [];
+      const t0 = Date.now();
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          quickClient
+            .generate({ checkpoint: ckpt, prompts, maxNewTokens: 96, tokenizer: '' }, 120_000)
+            .then((a) => (latencies.push((Date.now() - t0) / 1000), a)),
+        ),
+      );
+      // one worker, one task at a time: the last task waited several times the 0.1 s pick-up bound
+      const last = Math.max(...latencies);
+      assert.ok(last > 0.3, `took ${last} s; the test needs tasks slower than the pick-up bound`);
+      for (const a of answers) {
+        assert.equal(a.outputs.length, 256);
+        assert.equal(a.worker, answers[0]?.worker);
+        assert.deepEqual(a.outputs, answers[0]?.outputs);
+      }
+    } finally {
+      quickClient.close();
+      await quick.close();
+    }
   });
 });
