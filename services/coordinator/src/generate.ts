@@ -175,10 +175,12 @@ export class GenerateDispatcher {
           await new Promise((r) => setTimeout(r, 100));
           if (done) return new Promise<never>(() => undefined);
           const waited = Date.now() - t0;
-          if (waited > o.timeoutMs)
+          if (waited > o.timeoutMs) {
+            await queue.remove(id).catch(() => undefined); // a task a worker still holds stays
             throw new DeadlineExceededError(
               `the generation task did not finish within ${o.timeoutMs / 1000} s`,
             );
+          }
           const gone = cancelled();
           const idle = Date.now() - Math.max(t0, this.lastServed);
           if (taken || (!gone && (idle <= o.pickupMs || Date.now() < nextCheck))) continue;
