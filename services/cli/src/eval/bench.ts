@@ -5,16 +5,17 @@
 // verifier) is included in the time, as in `spark eval`. Then the same answers and judge workloads through a
 // local cluster (`spark eval --address`: a coordinator and `--cluster-workers` rollout worker processes,
 // default 2, on a private Redis; JobService.Generate with 2 × workers calls in flight), side by side with
-// the in-process figure of the same workload (the checkpoint is loaded on the workers by a warm-up call
-// first, as the in-process rows load it before timing). `--json FILE` writes every figure. Options:
-// --count N (problems, default 64), --max-new-tokens N (default 64), --batches 1,8,32,
-// --cluster-workers N (0 = no cluster rows), --in-flight N (default 2 × workers).
+// the in-process figure of the same workload: both are run alternately `--repeat` times (default 3) and
+// their medians compared (the checkpoint is loaded on the workers by a warm-up call first, as in-process
+// it is loaded before timing). `--json FILE` writes every figure. Options: --count N (problems, default
+// 64), --max-new-tokens N (default 64), --batches 1,8,32, --cluster-workers N (0 = no cluster rows),
+// --in-flight N (default 2 × workers), --repeat N.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { formatTable } from '@spark/common/evaluation';
+import { formatTable, type GenerateFn } from '@spark/common/evaluation';
 import { Verifier } from '@spark/verifier';
 
 import { JobClient } from '../client/index.js';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     batches: { type: 'string', default: '1,8,32' },
     'cluster-workers': { type: 'string', default: '2' },
     'in-flight': { type: 'string' },
+    repeat: { type: 'string', default: '3' },
     json: { type: 'string' },
   },
 });
@@ -60,14 +62,22 @@ const inFlight = Number(values['in-flight'] ?? 2 * Math.max(1, clusterWorkers));
 if (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > 64)
   throw new Error('--in-flight must be an integer in [1, 64]');
 
+const repeat = Number(values.repeat);
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20)
+  throw new Error('--repeat must be an integer in [1, 20]');
+
 interface ClusterRow {
   readonly name: string;
   readonly batch: number;
   readonly items: number;
+  readonly repeat: number;
+  /** Medians over `repeat` alternating runs. */
   readonly inProcessItemsPerSecond: number;
-  readonly clusterSeconds: number;
   readonly clusterItemsPerSecond: number;
   readonly ratio: number;
+  readonly inProcessRuns: number[];
+  readonly clusterRuns: number[];
+  /** Prompts generated per worker over all the runs of the workload. */
   readonly workers: Record<string, number>;
 }
 const clusterRows: ClusterRow[] = [];
@@ -144,34 +154,62 @@ try {
       });
       // warm-up: every worker loads the checkpoint (one piece each, most likely) before timing
       await gen.generate(problems.slice(0, 2 * inFlight).map((p) => p.question));
-      const workload = async (name: string, run: () => Promise<number>): Promise<void> => {
-        const inProcess = rows.find((r) => r.name === name && r.batch === big);
-        const before = { ...gen.stats.workers };
-        const t0 = performance.now();
-        const items = await run();
-        const seconds = (performance.now() - t0) / 1000;
-        const workers: Record<string, number> = {};
-        for (const [w, n] of Object.entries(gen.stats.workers)) workers[w] = n - (before[w] ?? 0);
-        clusterRows.push({
-          name,
-          batch: big,
-          items,
-          inProcessItemsPerSecond: inProcess?.itemsPerSecond ?? 0,
-          clusterSeconds: seconds,
-          clusterItemsPerSecond: items / seconds,
-          ratio: inProcess ? items / seconds / inProcess.itemsPerSecond : 0,
-          workers,
+      // the same workload in-process (at the largest batch) and through the cluster, alternately `repeat`
+      // times; the medians are compared (single sub-second spans are too noisy on a shared machine)
+      const local = await loadGenerator(checkpoint, { maxNewTokens, batch: big });
+      try {
+        const timed = async (run: () => Promise<number>): Promise<{ items: number; seconds: number }> => {
+          const t0 = performance.now();
+          const items = await run();
+          return { items, seconds: (performance.now() - t0) / 1000 };
+        };
+        const median = (xs: number[]): number => {
+          const sorted = [...xs].sort((a, b) => a - b);
+          return sorted[Math.floor(sorted.length / 2)] as number;
+        };
+        const workload = async (
+          name: string,
+          run: (generate: GenerateFn, round: number) => Promise<number>,
+        ): Promise<void> => {
+          const before = { ...gen.stats.workers };
+          const inProc: number[] = [];
+          const viaCluster: number[] = [];
+          let items = 0;
+          for (let k = 0; k < repeat; k++) {
+            const a = await timed(() => run(local.generate, big));
+            const b = await timed(() => run(gen.generate, big * inFlight));
+            inProc.push(a.items / a.seconds);
+            viaCluster.push(b.items / b.seconds);
+            items = b.items;
+          }
+          const workers: Record<string, number> = {};
+          for (const [w, n] of Object.entries(gen.stats.workers)) workers[w] = n - (before[w] ?? 0);
+          const inProcessItemsPerSecond = median(inProc);
+          const clusterItemsPerSecond = median(viaCluster);
+          clusterRows.push({
+            name,
+            batch: big,
+            items,
+            repeat,
+            inProcessItemsPerSecond,
+            clusterItemsPerSecond,
+            ratio: clusterItemsPerSecond / inProcessItemsPerSecond,
+            inProcessRuns: inProc,
+            clusterRuns: viaCluster,
+            workers,
+          });
+        };
+        await workload('answers', async (generate, round) => {
+          const r = await runProblems(problems, generate, verifier, report, settings(big, false), round);
+          return r.results.length;
         });
-      };
-      const round = big * inFlight;
-      await workload('answers', async () => {
-        const r = await runProblems(problems, gen.generate, verifier, report, settings(big, false), round);
-        return r.results.length;
-      });
-      await workload('judge items', async () => {
-        const r = await runJudge(problems, gen.generate, verifier, report, settings(big, false), round);
-        return r.results.length;
-      });
+        await workload('judge items', async (generate, round) => {
+          const r = await runJudge(problems, generate, verifier, report, settings(big, false), round);
+          return r.results.length;
+        });
+      } finally {
+        local.close();
+      }
     } finally {
       client.close();
       await cluster.stop();
@@ -205,7 +243,8 @@ process.stdout.write(
 if (clusterRows.length) {
   process.stdout.write(
     `\nthrough a ${clusterWorkers}-worker cluster (spark eval --address: coordinator + ${clusterWorkers} rollout worker ` +
-      `processes on this machine, ${inFlight} Generate calls in flight) vs in-process, same workload\n\n`,
+      `processes on this machine, ${inFlight} Generate calls in flight) vs in-process, same workload; ` +
+      `medians of ${repeat} alternating runs\n\n`,
   );
   process.stdout.write(
     formatTable(
@@ -214,7 +253,6 @@ if (clusterRows.length) {
         'batch',
         'items',
         'in-process items/s',
-        'cluster seconds',
         'cluster items/s',
         'cluster / in-process',
         'prompts per worker',
@@ -224,7 +262,6 @@ if (clusterRows.length) {
         String(r.batch),
         String(r.items),
         r.inProcessItemsPerSecond.toFixed(1),
-        r.clusterSeconds.toFixed(2),
         r.clusterItemsPerSecond.toFixed(1),
         `${r.ratio.toFixed(2)}x`,
         Object.values(r.workers).join(' / '),
