@@ -37,6 +37,12 @@ export const coordinatorShape = {
   maxQueuedJobs: z.number().int().min(1).max(1_000_000).default(1_000),
   /** How long CancelJob waits for a running job's driver to stop before answering, in ms. */
   cancelWaitMs: z.number().int().min(0).max(60_000).default(10_000),
+  /** Generate requests (evaluation through the cluster) waiting at once; more get RESOURCE_EXHAUSTED. */
+  generateMaxInFlight: z.number().int().min(1).max(10_000).default(64),
+  /** How long a Generate task may wait while no rollout worker takes or finishes any, in ms (then UNAVAILABLE). */
+  generatePickupMs: z.number().int().min(100).max(3_600_000).default(30_000),
+  /** How long one Generate request may take in all, in ms (then DEADLINE_EXCEEDED). */
+  generateTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
 };
 
 export type CoordinatorConfig = Readonly<z.infer<z.ZodObject<typeof coordinatorShape>>>;

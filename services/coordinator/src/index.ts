@@ -20,6 +20,7 @@ import { Redis as IORedis } from 'ioredis';
 
 import type { CoordinatorConfig } from './config.js';
 import { JobDriver } from './driver.js';
+import { GenerateDispatcher } from './generate.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { createJobService } from './service.js';
 import { isTerminal, JobStore } from './store.js';
@@ -33,6 +34,7 @@ export {
 export { normalizeSpec, SPEC_DEFAULTS, MODEL_PRESETS, newJobId, algorithmName } from './spec.js';
 export * from './plan.js';
 export { JobStore, isTerminal } from './store.js';
+export { GenerateDispatcher, generateRequestProblems } from './generate.js';
 export { parseCursor, evalDue, stepPlan, learnMetrics, type DriverCursor } from './driver.js';
 
 /** Waits until a fail-fast client (no offline queue) is connected; UnavailableError after `ms`. */
@@ -184,6 +186,15 @@ export async function startCoordinator(
     });
 
     // ---- servers ----------------------------------------------------------------------------
+    const generator = new GenerateDispatcher({
+      redisUrl: redisLoc.url,
+      prefix: config.redisPrefix,
+      maxInFlight: config.generateMaxInFlight,
+      queueMaxDepth: config.queueMaxDepth,
+      pickupMs: config.generatePickupMs,
+      timeoutMs: config.generateTimeoutMs,
+    });
+    lifecycle.add('generate', () => generator.close());
     const blockingConns = new Set<Redis>();
     const service = createJobService({
       store,
@@ -204,6 +215,7 @@ export async function startCoordinator(
         await Promise.race([d.done, new Promise((r) => setTimeout(r, waitMs).unref())]);
       },
       closing: () => closing,
+      generate: (req, cancelled) => generator.generate(req, cancelled),
     });
     const grpcServer = new GrpcServer({
       service: 'coordinator',

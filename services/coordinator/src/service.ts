@@ -2,7 +2,8 @@
 // ListJobs, CancelJob (QUEUED → CANCELLED at once; RUNNING → the driver stops at its next wait, bounded
 // wait for it; FAILED_PRECONDITION when already ended) and WatchJob (replay the event stream after
 // `afterSeq`, then follow it live with XREAD BLOCK on a dedicated connection until the job ends, the
-// client goes away or the server shuts down; concurrent watchers are bounded).
+// client goes away or the server shuts down; concurrent watchers are bounded) and Generate (greedy
+// outputs of a checkpoint from a rollout worker, through generate.ts).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -15,6 +16,8 @@ import {
   JobState,
   type CancelJobRequest,
   type CancelJobResponse,
+  type GenerateRequest,
+  type GenerateResponse,
   type GetJobRequest,
   type GetJobResponse,
   type JobServiceServer,
@@ -44,6 +47,8 @@ export interface JobServiceDeps {
   readonly stopDriver: (jobId: string, waitMs: number) => Promise<void>;
   /** True once the server is shutting down (watchers end). */
   readonly closing: () => boolean;
+  /** Serves JobService.Generate (GenerateDispatcher.generate); `cancelled` says the client went away. */
+  readonly generate: (req: GenerateRequest, cancelled: () => boolean) => Promise<GenerateResponse>;
 }
 
 export const LIST_DEFAULT = 50;
@@ -175,6 +180,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     listJobs: unaryHandler(logger, listJobs),
     cancelJob: unaryHandler(logger, cancelJob),
     watchJob: serverStreamHandler(logger, watchJob),
+    generate: unaryHandler(logger, (req: GenerateRequest, call) => deps.generate(req, () => call.cancelled)),
   };
 }
 

@@ -3,14 +3,19 @@
 // the task's version — fetched from the learner's PolicyService when the cached model is at another
 // version (model-cache.ts); a version the learner does not hold yet fails the task so BullMQ retries it
 // with backoff — then one VerifyTask (BullMQ id = shardId) goes to `verify-<job>`.
+// It also serves the cluster-wide `eval-generate` queue (JobService.Generate, evaluation through the
+// cluster; eval-generate.ts): greedy outputs of a checkpoint read from a shared path.
 // Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total,
-// _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version, _version_refusals_total{reason}.
+// _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version, _version_refusals_total{reason},
+// _eval_prompts_total, _eval_task_seconds, _eval_checkpoint_loads_total, _eval_errors_total{code}.
 import { InvalidArgumentError, UnavailableError } from '@spark/common';
 import {
+  EVAL_GENERATE_QUEUE,
   JobQueueWorkers,
   DEFAULT_MAX_POLICY_BYTES,
   jobKeys,
   queueName,
+  type GenerateTaskResult,
   type RolloutTask,
   type VerifyTask,
 } from '@spark/common/cluster';
@@ -21,6 +26,7 @@ import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
 import {
   connectRedis,
   createQueue,
+  createWorker,
   enqueueBounded,
   resolveRedis,
   UnrecoverableError,
@@ -31,9 +37,11 @@ import { charTokenizer } from '@spark/common/tokenizers';
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
 
+import { CheckpointGenerators } from './eval-generate.js';
 import { ModelCache } from './model-cache.js';
 import { parseRolloutTask, sampleShard } from './sample.js';
 
+export * from './eval-generate.js';
 export * from './model-cache.js';
 export * from './sample.js';
 
@@ -59,6 +67,10 @@ export const rolloutConfigShape = {
   pollMs: z.number().int().min(10).max(60_000).default(250),
   /** How often models of jobs that left the active set are freed, in milliseconds. */
   pruneMs: z.number().int().min(10).max(3_600_000).default(5_000),
+  /** Evaluation checkpoints (JobService.Generate) kept loaded at once; least recently used freed. */
+  evalMaxCheckpoints: z.number().int().min(1).max(16).default(2),
+  /** An evaluation checkpoint unused for this long is freed, in milliseconds. */
+  evalIdleMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
 };
 
 export type RolloutConfig = Readonly<z.infer<z.ZodObject<typeof rolloutConfigShape>>>;
@@ -262,6 +274,54 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
     });
     await workers.start();
     lifecycle.add('workers', () => workers.close());
+
+    // JobService.Generate: greedy generation with a checkpoint from a shared path (one task at a time)
+    const evalPrompts = metrics.counter({ name: 'eval_prompts_total', help: 'Evaluation prompts generated' });
+    const evalSeconds = metrics.histogram({
+      name: 'eval_task_seconds',
+      help: 'Time of one evaluation generation task (checkpoint load included)',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    });
+    const evalLoads = metrics.counter({
+      name: 'eval_checkpoint_loads_total',
+      help: 'Evaluation checkpoints loaded from disk',
+    });
+    const evalErrors = metrics.counter({
+      name: 'eval_errors_total',
+      help: 'Evaluation generation tasks answered with an error',
+      labelNames: ['code'] as const,
+    });
+    const generators = new CheckpointGenerators({
+      maxEntries: config.evalMaxCheckpoints,
+      idleMs: config.evalIdleMs,
+    });
+    const evalWorker = createWorker<unknown, GenerateTaskResult>(
+      EVAL_GENERATE_QUEUE,
+      async (job: Job<unknown, GenerateTaskResult>) => {
+        const result = await generators.run(job.data, (r) => {
+          evalPrompts.inc(r.prompts);
+          evalSeconds.observe(r.seconds);
+          if (r.loaded) evalLoads.inc();
+        });
+        if ('error' in result) {
+          evalErrors.inc({ code: result.error.code });
+          logger.info({ task: job.id, error: result.error.message }, 'evaluation generation refused');
+        }
+        return result;
+      },
+      { url: redisInfo.url, prefix: config.redisPrefix, concurrency: 1, lockDuration: config.lockMs },
+    );
+    evalWorker.on('error', (err) => logger.warn({ err }, 'eval-generate worker error'));
+    const evalPruner = setInterval(() => {
+      const freed = generators.pruneIdle();
+      if (freed.length) logger.info({ checkpoints: freed }, 'freed idle evaluation checkpoints');
+    }, config.pruneMs);
+    evalPruner.unref();
+    lifecycle.add('eval-generate', async () => {
+      clearInterval(evalPruner);
+      await evalWorker.close();
+      generators.close();
+    });
 
     const server = await startMetricsServer(metrics.registry, {
       host: config.metricsHost,

@@ -10,6 +10,8 @@ import { problemsFromMetadata } from '@spark/common/errors';
 import {
   JobServiceClient,
   jobStateToJSON,
+  type GenerateRequest,
+  type GenerateResponse,
   type JobEvent,
   type JobSpec,
   type JobStatus,
@@ -144,6 +146,30 @@ export class JobClient {
     });
     if (!res.status) throw new ClusterCallError(`job ${jobId}: empty answer`, grpc.status.INTERNAL);
     return res.status;
+  }
+
+  /** JobService.Generate with its own deadline (generation takes longer than the other calls). */
+  generate(request: GenerateRequest, deadlineMs: number): Promise<GenerateResponse> {
+    return new Promise<GenerateResponse>((resolve, reject) => {
+      this.client.generate(
+        request,
+        new grpc.Metadata(),
+        { deadline: Date.now() + deadlineMs },
+        (err: grpc.ServiceError | null, res: GenerateResponse) => {
+          if (!err) return resolve(res);
+          // the coordinator's own UNAVAILABLE / DEADLINE_EXCEEDED answers (no worker, too slow) say more
+          // than the transport's "cannot reach the cluster"
+          if (
+            (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) &&
+            /^(no rollout worker|the generation task|the coordinator is shutting down|cannot open the)/.test(
+              err.details,
+            )
+          )
+            return reject(new ClusterCallError(`generation: ${err.details}`, err.code));
+          reject(describeCallError(err, 'generation', this.address));
+        },
+      );
+    });
   }
 
   /**

@@ -4,7 +4,9 @@
 // answers scored by the verifier's lenient equivalence; per dataset accuracy and missing answers, and the
 // unweighted mean over datasets. `--reflect` adds test-time self-reflection (§4); `--judge` runs the
 // reward benchmark instead (checkpoint-independent judge items from the same problems). With `--out DIR`
-// writes DIR/results.jsonl (one record per problem or judge item) and DIR/summary.json. In-process.
+// writes DIR/results.jsonl (one record per problem or judge item) and DIR/summary.json. In-process, or with
+// `--address HOST:PORT` through a running cluster: generation is spread over its rollout workers
+// (JobService.Generate, eval/cluster.ts) and scoring stays here.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -13,6 +15,7 @@ import { Option, type Command } from 'commander';
 import { DATASET_FORMATS, type DatasetFormat } from '@spark/common/datasets';
 import type { Split } from '@spark/common/tasks';
 
+import type { clusterGenerator } from '../eval/cluster.js';
 import { problemsFromFiles, problemsFromSplit, type InputReport } from '../eval/inputs.js';
 import { EvalOptionError, intOption, seedOption, variantOption } from '../eval/options.js';
 import { runJudge, runProblems } from '../eval/run.js';
@@ -31,7 +34,16 @@ interface EvalCliOptions {
   tokenizer?: string;
   budgetMs: string;
   json?: boolean;
+  address?: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  inFlight: string;
 }
+
+/** Deadline of one Generate call in cluster mode (the coordinator's own bound is 300 s by default). */
+const GENERATE_DEADLINE_MS = 330_000;
 
 /** Writes results as JSONL and the summary as JSON into DIR. */
 async function writeOut(dir: string, results: readonly unknown[], summary: unknown): Promise<void> {
@@ -71,32 +83,90 @@ export async function runEval(
       : problemsFromSplit(opts.split, count ?? 64, seed);
   reportInput(report);
   // the native model and the verifier load lazily, so `spark --help` and other commands stay fast
-  const { loadGenerator } = await import('../eval/model.js');
+  const gen = opts.address !== undefined ? await clusterGen(checkpoint, opts, maxNewTokens, batch) : null;
+  const local = gen
+    ? null
+    : await (
+        await import('../eval/model.js')
+      ).loadGenerator(checkpoint, { maxNewTokens, batch }, opts.tokenizer);
+  const generate = (gen ?? (local as NonNullable<typeof local>)).generate;
+  const stats = gen?.stats ?? (local as NonNullable<typeof local>).stats;
   const { Verifier } = await import('@spark/verifier');
-  const gen = await loadGenerator(checkpoint, { maxNewTokens, batch }, opts.tokenizer);
   const verifier = new Verifier({ budgetMs });
   try {
     await verifier.ready();
-    const settings = { checkpoint, variant, batch, maxNewTokens, seed, reflect: opts.reflect ?? false };
+    // in cluster mode each round carries batch × in-flight prompts, split over the Generate calls
+    const roundBatch = gen ? batch * gen.inFlight : batch;
+    const settings = {
+      checkpoint,
+      variant,
+      batch,
+      maxNewTokens,
+      seed,
+      reflect: opts.reflect ?? false,
+      ...(gen ? { cluster: { address: gen.address, inFlight: gen.inFlight } } : {}),
+    };
     const run = opts.judge
-      ? await runJudge(problems, gen.generate, verifier, report, settings)
-      : await runProblems(problems, gen.generate, verifier, report, settings);
-    const summary = { ...run.summary, generation: { ...gen.stats } };
+      ? await runJudge(problems, generate, verifier, report, settings, roundBatch)
+      : await runProblems(problems, generate, verifier, report, settings, roundBatch);
+    const summary = { ...run.summary, generation: { ...stats } };
     if (opts.out !== undefined) await writeOut(opts.out, run.results, summary);
     if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     else {
       process.stdout.write(`${run.table}\n`);
-      if (gen.stats.tooLong > 0)
+      if (stats.tooLong > 0)
+        process.stdout.write(`(${stats.tooLong} prompt(s) longer than the model's context: empty output)\n`);
+      if (gen)
         process.stdout.write(
-          `(${gen.stats.tooLong} prompt(s) longer than the model's context: empty output)\n`,
+          `generated on ${Object.keys(gen.stats.workers).length} rollout worker(s) of ${gen.address}: ` +
+            `${Object.entries(gen.stats.workers)
+              .map(([w, n]) => `${w} ${n}`)
+              .join(', ')}\n`,
         );
       if (opts.out !== undefined)
         process.stdout.write(`wrote ${join(opts.out, 'results.jsonl')} and summary.json\n`);
     }
   } finally {
     await verifier.close();
-    gen.close();
+    local?.close();
+    gen?.close();
   }
+}
+
+/** The cluster generator of `--address` (no model is loaded here). */
+async function clusterGen(
+  checkpoint: string,
+  opts: EvalCliOptions,
+  maxNewTokens: number,
+  batch: number,
+): Promise<ReturnType<typeof clusterGenerator> & { address: string; inFlight: number; close(): void }> {
+  // loaded here, not at start-up: the cluster contract pulls in BullMQ and gRPC
+  const { GENERATE_LIMITS } = await import('@spark/common/cluster');
+  const { clusterGenerator } = await import('../eval/cluster.js');
+  if (batch > GENERATE_LIMITS.maxPrompts)
+    throw new EvalOptionError(
+      `eval: --batch must be at most ${GENERATE_LIMITS.maxPrompts} with --address (prompts per Generate call), got ${batch}`,
+    );
+  const inFlight = intOption('eval', 'in-flight', opts.inFlight, 64);
+  const { JobClient, resolveConnect } = await import('../client/index.js');
+  const client = new JobClient(
+    resolveConnect({
+      address: opts.address as string,
+      ...(opts.token !== undefined ? { token: opts.token } : {}),
+      ...(opts.tlsCa !== undefined ? { tlsCa: opts.tlsCa } : {}),
+      ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
+      ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
+    }),
+  );
+  const g = clusterGenerator(client, {
+    checkpoint,
+    maxNewTokens,
+    batch,
+    inFlight,
+    deadlineMs: GENERATE_DEADLINE_MS,
+    ...(opts.tokenizer !== undefined ? { tokenizer: opts.tokenizer } : {}),
+  });
+  return { ...g, address: client.address, inFlight, close: () => client.close() };
 }
 
 export function register(program: Command): void {
@@ -136,6 +206,15 @@ export function register(program: Command): void {
     )
     .option('--budget-ms <ms>', 'verifier time budget per answer', '50')
     .option('--json', 'print summary.json instead of the table')
+    .option(
+      '--address <host:port>',
+      "generate on a running cluster's rollout workers (coordinator JobService address); CHECKPOINT must be readable by them",
+    )
+    .option('--token <token>', 'bearer token of the cluster (default: $SPARK_AUTH_TOKEN)')
+    .option('--tls-ca <file>', 'PEM CA file: connect with TLS and trust this CA')
+    .option('--tls-cert <file>', 'PEM client certificate (mTLS)')
+    .option('--tls-key <file>', 'PEM client key (mTLS)')
+    .option('--in-flight <n>', 'with --address: Generate calls at once (about 2 × rollout workers)', '4')
     .action(async (checkpoint: string, data: string[], opts: EvalCliOptions) => {
       await runEval(checkpoint, data, opts);
     });

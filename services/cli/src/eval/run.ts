@@ -51,6 +51,8 @@ export async function runProblems(
   scorer: EvalScorer,
   input: InputReport,
   settings: RunSettings & Record<string, unknown>,
+  /** Problems per evaluation round (default: settings.batch; larger in cluster mode). */
+  roundBatch = settings.batch,
 ): Promise<{ results: EvaluatedProblem[]; summary: ProblemEvalSummary; table: string }> {
   const t0 = performance.now();
   const results = await evaluateProblems(problems, {
@@ -58,7 +60,7 @@ export async function runProblems(
     scorer,
     variant: settings.variant,
     reflect: settings.reflect,
-    batchSize: settings.batch,
+    batchSize: roundBatch,
   });
   const seconds = (performance.now() - t0) / 1000;
   const answers = summarize(results);
@@ -124,13 +126,15 @@ export async function runJudge(
     string,
     unknown
   >,
+  /** Items per generate call (default: settings.batch; larger in cluster mode). */
+  roundBatch = settings.batch,
 ): Promise<{ results: JudgeResult[]; summary: JudgeEvalSummary; table: string }> {
   const t0 = performance.now();
   const items = buildJudgeItems(
     problems.filter((p): p is EvalProblem & { answer: string } => p.answer !== undefined),
     { variant: settings.variant, seed: settings.seed },
   );
-  const results = await evaluateJudge(items, { generate, scorer, batchSize: settings.batch });
+  const results = await evaluateJudge(items, { generate, scorer, batchSize: roundBatch });
   const judge = summarizeJudge(results);
   const summary: JudgeEvalSummary = {
     kind: 'judge',

@@ -16,12 +16,35 @@
 //   <p>:job:<id>:buffer:epoch            STRING the epoch the buffer belongs to (cleared on a new epoch)
 //   <p>:job:<id>:policy                  HASH  version, learnerAddress, bytes, sha256 (learner writes)
 
+// Cluster-wide queues (not per job):
+//   eval-generate                  GenerateTask → GenerateTaskResult: greedy generation with a checkpoint
+//                                  for JobService.Generate (coordinator adds, every rollout worker serves)
+
 export type QueueRole = 'rollout' | 'verify' | 'synthesis' | 'learn';
 
 /** BullMQ queue name of a job's queue for one role. */
 export function queueName(role: QueueRole, jobId: string): string {
   return `${role}-${jobId}`;
 }
+
+/** BullMQ queue of the cluster-wide generation work behind JobService.Generate (not per job). */
+export const EVAL_GENERATE_QUEUE = 'eval-generate';
+
+/** Bounds of one generation task (JobService.Generate validates them; rollout workers re-check them). */
+export const GENERATE_LIMITS = Object.freeze({
+  /** Prompts per task. */
+  maxPrompts: 256,
+  /** Characters per prompt. */
+  maxPromptChars: 64 * 1024,
+  /** Characters of all prompts of a task together. */
+  maxTotalChars: 2 * 1024 * 1024,
+  /** Output tokens per prompt. */
+  maxNewTokens: 4_096,
+  /** Default output tokens per prompt. */
+  defaultMaxNewTokens: 96,
+  /** Characters of the checkpoint and tokenizer paths. */
+  maxPathChars: 4_096,
+});
 
 export const jobKeys = {
   all: (p: string) => `${p}:jobs`,

@@ -207,3 +207,31 @@ export function groupSeed(baseSeed: number, groupId: string): number {
 export function groupIdOf(step: number, phase: PhaseName, promptId: string): string {
   return `${step}/${phase}/${promptId}`;
 }
+
+/**
+ * eval-generate queue payload (JobService.Generate): greedy outputs of the checkpoint at `checkpoint` (an
+ * absolute path the rollout workers can read) for each prompt, rendered as rollouts render them.
+ */
+export interface GenerateTask {
+  readonly checkpoint: string;
+  readonly prompts: readonly string[];
+  readonly maxNewTokens: number;
+  /** "" = the checkpoint's tokenizer.json, else char; "char"; or a tokenizer directory. */
+  readonly tokenizer: string;
+}
+
+/** What a rollout worker returns for a GenerateTask: the outputs, or why the request cannot be served. */
+export type GenerateTaskResult =
+  | {
+      readonly outputs: readonly string[];
+      readonly tooLong: number;
+      readonly outputTokens: number;
+      /** "host:pid" of the worker. */
+      readonly worker: string;
+      /** The model directory loaded. */
+      readonly checkpointDir: string;
+    }
+  | {
+      /** A request error (not retried): the checkpoint is missing or unusable, or the request is bad. */
+      readonly error: { readonly code: 'not-found' | 'invalid-argument'; readonly message: string };
+    };

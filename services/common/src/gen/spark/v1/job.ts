@@ -399,6 +399,45 @@ export interface WatchJobResponse {
   event: JobEvent | undefined;
 }
 
+/**
+ * Generate input: greedy outputs of one checkpoint for a batch of prompts, produced by a rollout worker
+ * (evaluation through the cluster: `spark eval --address`).
+ */
+export interface GenerateRequest {
+  /**
+   * Absolute path of a checkpoint directory that the rollout workers can read (config.json and
+   * model.safetensors, or a learner checkpoint root whose latest.json names a step-<n> directory);
+   * at most 4096 characters.
+   */
+  checkpoint: string;
+  /**
+   * The user messages to answer (rendered as rollouts render them: one user turn, then the assistant
+   * start); 1 to 256 prompts, each at most 65536 characters, at most 2 MiB together.
+   */
+  prompts: string[];
+  /** Longest output in tokens (0 = 96; at most 4096, and at most the model's context). */
+  maxNewTokens: number;
+  /**
+   * Tokenizer: empty = the checkpoint's tokenizer.json when it has one, else the built-in char tokenizer;
+   * "char"; or a tokenizer directory the rollout workers can read (at most 4096 characters).
+   */
+  tokenizer: string;
+}
+
+/** Generate output. */
+export interface GenerateResponse {
+  /** One greedy output per prompt, in request order; empty for a prompt longer than the model's context. */
+  outputs: string[];
+  /** How many prompts were longer than the model's context (their outputs are empty). */
+  tooLong: number;
+  /** Output tokens generated for this request. */
+  outputTokens: number;
+  /** The rollout worker that generated the outputs ("host:pid"). */
+  worker: string;
+  /** The model directory that was loaded (the step directory when checkpoint is a learner root). */
+  checkpointDir: string;
+}
+
 function createBaseJobSpec(): JobSpec {
   return {
     name: "",
@@ -2466,7 +2505,273 @@ export const WatchJobResponse: MessageFns<WatchJobResponse> = {
   },
 };
 
-/** The researchers' API: submit, inspect, cancel and follow training jobs. */
+function createBaseGenerateRequest(): GenerateRequest {
+  return { checkpoint: "", prompts: [], maxNewTokens: 0, tokenizer: "" };
+}
+
+export const GenerateRequest: MessageFns<GenerateRequest> = {
+  encode(message: GenerateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpoint !== "") {
+      writer.uint32(10).string(message.checkpoint);
+    }
+    for (const v of message.prompts) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.maxNewTokens !== 0) {
+      writer.uint32(24).uint32(message.maxNewTokens);
+    }
+    if (message.tokenizer !== "") {
+      writer.uint32(34).string(message.tokenizer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpoint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prompts.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxNewTokens = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tokenizer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerateRequest {
+    return {
+      checkpoint: isSet(object.checkpoint) ? globalThis.String(object.checkpoint) : "",
+      prompts: globalThis.Array.isArray(object?.prompts) ? object.prompts.map((e: any) => globalThis.String(e)) : [],
+      maxNewTokens: isSet(object.maxNewTokens)
+        ? globalThis.Number(object.maxNewTokens)
+        : isSet(object.max_new_tokens)
+        ? globalThis.Number(object.max_new_tokens)
+        : 0,
+      tokenizer: isSet(object.tokenizer) ? globalThis.String(object.tokenizer) : "",
+    };
+  },
+
+  toJSON(message: GenerateRequest): unknown {
+    const obj: any = {};
+    if (message.checkpoint !== "") {
+      obj.checkpoint = message.checkpoint;
+    }
+    if (message.prompts?.length) {
+      obj.prompts = message.prompts;
+    }
+    if (message.maxNewTokens !== 0) {
+      obj.maxNewTokens = Math.round(message.maxNewTokens);
+    }
+    if (message.tokenizer !== "") {
+      obj.tokenizer = message.tokenizer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GenerateRequest>, I>>(base?: I): GenerateRequest {
+    return GenerateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GenerateRequest>, I>>(object: I): GenerateRequest {
+    const message = createBaseGenerateRequest();
+    message.checkpoint = object.checkpoint ?? "";
+    message.prompts = object.prompts?.map((e) => e) || [];
+    message.maxNewTokens = object.maxNewTokens ?? 0;
+    message.tokenizer = object.tokenizer ?? "";
+    return message;
+  },
+};
+
+function createBaseGenerateResponse(): GenerateResponse {
+  return { outputs: [], tooLong: 0, outputTokens: 0, worker: "", checkpointDir: "" };
+}
+
+export const GenerateResponse: MessageFns<GenerateResponse> = {
+  encode(message: GenerateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.outputs) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.tooLong !== 0) {
+      writer.uint32(16).uint32(message.tooLong);
+    }
+    if (message.outputTokens !== 0) {
+      writer.uint32(24).uint64(message.outputTokens);
+    }
+    if (message.worker !== "") {
+      writer.uint32(34).string(message.worker);
+    }
+    if (message.checkpointDir !== "") {
+      writer.uint32(42).string(message.checkpointDir);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outputs.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.tooLong = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.outputTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.worker = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.checkpointDir = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerateResponse {
+    return {
+      outputs: globalThis.Array.isArray(object?.outputs) ? object.outputs.map((e: any) => globalThis.String(e)) : [],
+      tooLong: isSet(object.tooLong)
+        ? globalThis.Number(object.tooLong)
+        : isSet(object.too_long)
+        ? globalThis.Number(object.too_long)
+        : 0,
+      outputTokens: isSet(object.outputTokens)
+        ? globalThis.Number(object.outputTokens)
+        : isSet(object.output_tokens)
+        ? globalThis.Number(object.output_tokens)
+        : 0,
+      worker: isSet(object.worker) ? globalThis.String(object.worker) : "",
+      checkpointDir: isSet(object.checkpointDir)
+        ? globalThis.String(object.checkpointDir)
+        : isSet(object.checkpoint_dir)
+        ? globalThis.String(object.checkpoint_dir)
+        : "",
+    };
+  },
+
+  toJSON(message: GenerateResponse): unknown {
+    const obj: any = {};
+    if (message.outputs?.length) {
+      obj.outputs = message.outputs;
+    }
+    if (message.tooLong !== 0) {
+      obj.tooLong = Math.round(message.tooLong);
+    }
+    if (message.outputTokens !== 0) {
+      obj.outputTokens = Math.round(message.outputTokens);
+    }
+    if (message.worker !== "") {
+      obj.worker = message.worker;
+    }
+    if (message.checkpointDir !== "") {
+      obj.checkpointDir = message.checkpointDir;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GenerateResponse>, I>>(base?: I): GenerateResponse {
+    return GenerateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GenerateResponse>, I>>(object: I): GenerateResponse {
+    const message = createBaseGenerateResponse();
+    message.outputs = object.outputs?.map((e) => e) || [];
+    message.tooLong = object.tooLong ?? 0;
+    message.outputTokens = object.outputTokens ?? 0;
+    message.worker = object.worker ?? "";
+    message.checkpointDir = object.checkpointDir ?? "";
+    return message;
+  },
+};
+
+/** The researchers' API: submit, inspect, cancel and follow training jobs, and generate with a checkpoint. */
 export type JobServiceService = typeof JobServiceService;
 export const JobServiceService = {
   /** Validates and queues a job; INVALID_ARGUMENT lists every bad field. */
@@ -2519,6 +2824,22 @@ export const JobServiceService = {
     responseSerialize: (value: WatchJobResponse): Buffer => Buffer.from(WatchJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchJobResponse => WatchJobResponse.decode(value),
   },
+  /**
+   * Greedy outputs of a checkpoint for a batch of prompts, generated by one of the cluster's rollout
+   * workers (evaluation through the cluster). INVALID_ARGUMENT for a bad request or an unloadable
+   * checkpoint, NOT_FOUND when the workers find no checkpoint at the path, RESOURCE_EXHAUSTED when too many
+   * requests wait, UNAVAILABLE when no rollout worker takes the work in time, DEADLINE_EXCEEDED when it
+   * does not finish in time.
+   */
+  generate: {
+    path: "/spark.v1.JobService/Generate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GenerateRequest): Buffer => Buffer.from(GenerateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GenerateRequest => GenerateRequest.decode(value),
+    responseSerialize: (value: GenerateResponse): Buffer => Buffer.from(GenerateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GenerateResponse => GenerateResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -2532,6 +2853,14 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   cancelJob: handleUnaryCall<CancelJobRequest, CancelJobResponse>;
   /** Streams the job's progress events (replayed, then live) until the job ends. */
   watchJob: handleServerStreamingCall<WatchJobRequest, WatchJobResponse>;
+  /**
+   * Greedy outputs of a checkpoint for a batch of prompts, generated by one of the cluster's rollout
+   * workers (evaluation through the cluster). INVALID_ARGUMENT for a bad request or an unloadable
+   * checkpoint, NOT_FOUND when the workers find no checkpoint at the path, RESOURCE_EXHAUSTED when too many
+   * requests wait, UNAVAILABLE when no rollout worker takes the work in time, DEADLINE_EXCEEDED when it
+   * does not finish in time.
+   */
+  generate: handleUnaryCall<GenerateRequest, GenerateResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -2606,6 +2935,28 @@ export interface JobServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchJobResponse>;
+  /**
+   * Greedy outputs of a checkpoint for a batch of prompts, generated by one of the cluster's rollout
+   * workers (evaluation through the cluster). INVALID_ARGUMENT for a bad request or an unloadable
+   * checkpoint, NOT_FOUND when the workers find no checkpoint at the path, RESOURCE_EXHAUSTED when too many
+   * requests wait, UNAVAILABLE when no rollout worker takes the work in time, DEADLINE_EXCEEDED when it
+   * does not finish in time.
+   */
+  generate(
+    request: GenerateRequest,
+    callback: (error: ServiceError | null, response: GenerateResponse) => void,
+  ): ClientUnaryCall;
+  generate(
+    request: GenerateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GenerateResponse) => void,
+  ): ClientUnaryCall;
+  generate(
+    request: GenerateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GenerateResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const JobServiceClient = makeGenericClientConstructor(JobServiceService, "spark.v1.JobService") as unknown as {
