@@ -29,7 +29,7 @@ export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   groupSize: 8,
   epochs: 1,
   maxSteps: 24,
-  warmupSteps: 1200,
+  warmupSteps: 1500,
   warmupBatchSize: 32,
   warmupLearningRate: 3e-3,
   learningRate: 3e-4,
