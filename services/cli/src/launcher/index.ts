@@ -163,7 +163,9 @@ function spawnService(
   const child = spawn(process.execPath, ['--import', 'tsx', main], {
     cwd: REPO_ROOT,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // an IPC channel the service watches: when the launcher dies (even by SIGKILL) the channel closes and
+    // the service shuts down instead of living on as an orphan (Lifecycle.installSignalHandlers)
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   child.stderr?.pipe(log, { end: false });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));

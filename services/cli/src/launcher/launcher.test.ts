@@ -118,6 +118,22 @@ describe('spark up', { skip }, () => {
     assert.equal(existsSync(join(dataDir, 'cluster.json')), false);
   });
 
+  it('services stop by themselves when the launcher is SIGKILLed (no orphans)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'spark-up-'));
+    const up = sparkUp(['--data-dir', dataDir, '--only', light.join(',')]);
+    await up.ready();
+    const rec = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as {
+      children: { name: string; pid: number }[];
+    };
+    assert.ok(rec.children.length >= 1);
+    up.child.kill('SIGKILL');
+    await up.exited;
+    const gone = await waitFor(() => rec.children.every((c) => !alive(c.pid)), 30_000);
+    const left = rec.children.filter((c) => alive(c.pid));
+    for (const c of left) process.kill(c.pid, 'SIGKILL');
+    assert.ok(gone, `left running: ${left.map((c) => c.name).join(', ')}`);
+  });
+
   it('exits non-zero with the dead service named when a child is killed', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'spark-up-'));
     const up = sparkUp(['--data-dir', dataDir, '--only', light.join(',')]);

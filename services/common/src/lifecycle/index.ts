@@ -49,7 +49,10 @@ export class Lifecycle {
     return this.shuttingDown;
   }
 
-  /** SIGTERM/SIGINT → graceful shutdown then exit 0; a second signal exits at once with 130. */
+  /**
+   * SIGTERM/SIGINT → graceful shutdown then exit 0; a second signal exits at once with 130. With an IPC
+   * channel to a parent launcher, its closing (the launcher died) also shuts down.
+   */
   installSignalHandlers(): void {
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.shuttingDown) {
@@ -60,5 +63,13 @@ export class Lifecycle {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // started by a launcher with an IPC channel (`spark up`, `spark demo`): its end means the launcher is
+    // gone, so shut down rather than live on as an orphan
+    if (process.channel) {
+      process.on('disconnect', () => {
+        this.logger?.warn('launcher gone (IPC channel closed): shutting down');
+        if (!this.shuttingDown) void this.shutdown('SIGTERM').then(() => process.exit(0));
+      });
+    }
   }
 }
