@@ -24,51 +24,69 @@ export class Lifecycle {
     return this.shuttingDown !== null;
   }
 
-  /** Runs every closer once (reverse order); later calls return the same promise. */
-  shutdown(reason = 'shutdown'): Promise<void> {
+  /** Logs without throwing: with the launcher gone, stdout is a broken pipe and every write fails. */
+  private log(level: 'info' | 'warn', obj: object, msg: string): void {
+    try {
+      this.logger?.[level](obj, msg);
+    } catch {
+      // nowhere to report it
+    }
+  }
+
+  /**
+   * Runs every closer once (reverse order), each bounded by `graceMs` (default: the constructor's); later
+   * calls return the same promise.
+   */
+  shutdown(reason = 'shutdown', graceMs = this.graceMs): Promise<void> {
     this.shuttingDown ??= (async () => {
-      this.logger?.info({ reason }, 'shutting down');
+      this.log('info', { reason }, 'shutting down');
       for (const { name, close } of [...this.closers].reverse()) {
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
             Promise.resolve().then(close),
             new Promise<void>((_, reject) => {
-              timer = setTimeout(() => reject(new Error(`timed out after ${this.graceMs} ms`)), this.graceMs);
+              timer = setTimeout(() => reject(new Error(`timed out after ${graceMs} ms`)), graceMs);
               timer.unref();
             }),
           ]);
         } catch (err) {
-          this.logger?.warn({ err, closer: name }, 'closer failed during shutdown');
+          this.log('warn', { err, closer: name }, 'closer failed during shutdown');
         } finally {
           if (timer) clearTimeout(timer);
         }
       }
-      this.logger?.info('shutdown complete');
+      this.log('info', {}, 'shutdown complete');
     })();
     return this.shuttingDown;
   }
 
   /**
    * SIGTERM/SIGINT → graceful shutdown then exit 0; a second signal exits at once with 130. With an IPC
-   * channel to a parent launcher, its closing (the launcher died) also shuts down.
+   * channel to a parent launcher, its closing (the launcher died) also shuts down. The exit happens even
+   * when a closer or the logger throws.
    */
   installSignalHandlers(): void {
+    const stop = (reason: string, graceMs?: number) => {
+      void this.shutdown(reason, graceMs).finally(() => process.exit(0));
+    };
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.shuttingDown) {
-        this.logger?.warn({ signal }, 'second signal: forcing exit');
+        this.log('warn', { signal }, 'second signal: forcing exit');
         process.exit(130);
       }
-      void this.shutdown(signal).then(() => process.exit(0));
+      stop(signal);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     // started by a launcher with an IPC channel (`spark up`, `spark demo`): its end means the launcher is
-    // gone, so shut down rather than live on as an orphan
+    // gone, so shut down rather than live on as an orphan; stdout/stderr are broken pipes from then on
     if (process.channel) {
       process.on('disconnect', () => {
-        this.logger?.warn('launcher gone (IPC channel closed): shutting down');
-        if (!this.shuttingDown) void this.shutdown('SIGTERM').then(() => process.exit(0));
+        for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
+        this.log('warn', {}, 'launcher gone (IPC channel closed): shutting down');
+        // nobody waits for a drain any more: a short grace per closer (work in flight is redelivered)
+        if (!this.shuttingDown) stop('launcher gone', Math.min(this.graceMs, 2_000));
       });
     }
   }
