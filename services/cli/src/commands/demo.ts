@@ -5,11 +5,11 @@
 // DIR/results.json, the table as DIR/results.md — and stops the cluster. Ctrl-C cancels the job and stops
 // the cluster. Exit status: 0 when the job succeeded, 1 otherwise (a dead service included).
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 
 import type { Command } from 'commander';
 
-import { JobSpec, jobEventTypeToJSON, phaseToJSON, type JobEvent } from '@spark/common/proto';
+import { JobEventType, JobSpec, jobEventTypeToJSON, phaseToJSON, type JobEvent } from '@spark/common/proto';
 
 import { followJob, type FollowResult } from '../client/follow.js';
 import { JobClient } from '../client/index.js';
@@ -160,6 +160,13 @@ export function register(program: Command): void {
           `job ${jobId} ${r.state.toLowerCase()}${r.status.message ? `: ${r.status.message}` : ''} in ${wallSeconds.toFixed(0)} s`,
         );
         say(`wrote ${files.join(', ')}`);
+        const ckpts = r.events
+          .filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_CHECKPOINT)
+          .map((e) => e.message);
+        const base = ckpts.find((p) => basename(p) === 'warmup');
+        const last = ckpts.at(-1);
+        if (base && base !== last) say(`checkpoint after warm-up (the base model): ${base}`);
+        if (last) say(`final checkpoint: ${last} (try: spark eval ${last} --reflect)`);
         exitCode = r.state === 'SUCCEEDED' ? 0 : 1;
       } finally {
         signal.dispose();
