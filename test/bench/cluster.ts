@@ -162,18 +162,26 @@ console.log(
   `cluster benchmark (node ${process.versions.node}, load average ${started}; job: tiny preset, B=16, G=8, ${steps} SPARK steps)\n`,
 );
 console.log(
-  '| rollout workers | RL wall s | samples | samples/s | vs 1 worker | sampling | verifying | synthesis | learner | weight sync | overhead |',
+  '| rollout workers | RL wall s | samples | samples/s | vs 1 worker | sampling | verifying | synthesis | learner | weight sync | overhead | outside model compute |',
 );
-console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 const base = runs[0]?.samplesPerSecond ?? 1;
 for (const r of runs) {
   const d = r.breakdown;
   console.log(
-    `| ${r.rolloutWorkers} | ${r.rlSeconds.toFixed(1)} | ${r.samples} | ${r.samplesPerSecond.toFixed(1)} | ${(r.samplesPerSecond / base).toFixed(2)}x | ${pct(d.sampling)} | ${pct(d.verifying)} | ${pct(d.synthesis)} | ${pct(d.learner)} | ${pct(d.weightSync)} | ${pct(d.overhead)} |`,
+    `| ${r.rolloutWorkers} | ${r.rlSeconds.toFixed(1)} | ${r.samples} | ${r.samplesPerSecond.toFixed(1)} | ${(r.samplesPerSecond / base).toFixed(2)}x | ${pct(d.sampling)} | ${pct(d.verifying)} | ${pct(d.synthesis)} | ${pct(d.learner)} | ${pct(d.weightSync)} | ${pct(d.overhead)} | ${pct(1 - (d.sampling ?? 0) - (d.learner ?? 0))} |`,
   );
 }
+const wbLines = wb.stdout.trim().split('\n');
 console.log(
-  `\nweight transfer (small preset, learner GetPolicy → fetchPolicy with sha256): ${wb.stdout.trim().split('\n').slice(-8).join('\n')}`,
+  `\nweight transfer (small preset, learner GetPolicy → fetchPolicy with sha256):\n${wbLines
+    .slice(
+      Math.max(
+        0,
+        wbLines.findIndex((l) => l.startsWith('weight transfer')),
+      ),
+    )
+    .join('\n')}`,
 );
 if (jsonOut)
   writeFileSync(jsonOut, `${JSON.stringify({ loadAverage: started, steps, runs, weights }, null, 2)}\n`);
