@@ -55,6 +55,8 @@ interface RunFigures {
   samples: number;
   samplesPerSecond: number;
   breakdown: Record<string, number>;
+  /** The busy times behind the breakdown, in seconds (weight sync = rollout fetches + learner publishing). */
+  seconds: Record<string, number>;
 }
 
 async function run(rolloutWorkers: number): Promise<RunFigures> {
@@ -128,6 +130,7 @@ async function run(rolloutWorkers: number): Promise<RunFigures> {
       samples,
       samplesPerSecond: samples / stepSeconds,
       breakdown,
+      seconds: { ...b, overhead: stepSeconds - measured },
     };
   } finally {
     await cluster.stop();
