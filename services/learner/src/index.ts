@@ -42,11 +42,11 @@ export { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
 export { serializePolicyResponse, PolicyServiceFast } from './policy-service.js';
 
 /**
- * Default bytes per GetPolicy chunk message. 256 KiB measured fastest end to end on loopback
- * (bench-weights.ts; docs/benchmarks.md): larger chunks cost the receiver more per message (bigger
- * buffers to allocate, copy and collect) without saving noticeable per-message overhead.
+ * Default bytes per GetPolicy chunk message. Measured with bench-weights.ts (128 KiB–4 MiB, interleaved
+ * transfers; docs/benchmarks.md): within 128 KiB–1 MiB, 1 MiB gave the highest median throughput and the
+ * least CPU per transfer; smaller chunks cost more per byte (more messages to frame, wake up for and hash).
  */
-export const DEFAULT_POLICY_CHUNK_BYTES = 256 * 1024;
+export const DEFAULT_POLICY_CHUNK_BYTES = 1024 * 1024;
 
 /** The learner's config keys (SPARK_* environment variables or the config file). */
 export const learnerConfigShape = {
