@@ -3,7 +3,8 @@
 // worker is SIGKILLed in the middle of a task (the rollout queue has 2 active shards and each worker
 // processes one at a time, so the killed one holds a shard), and one verifier worker is SIGKILLed while
 // verification work is in flight. BullMQ redelivers the dead workers' tasks (stalled-job detection; the
-// rollout lock is shortened to 5 s so recovery takes seconds, not minutes) and the job must still finish.
+// rollout and verifier locks are shortened to 5 s so recovery takes seconds, not minutes) and the job must
+// still finish.
 //
 // "Every group trained exactly once" is read from the learner's results in Redis: every learned
 // (step, phase) has exactly one LearnResult, covering all B × G sequences of its B groups
@@ -61,7 +62,8 @@ describe('fault tolerance: workers killed mid-step', () => {
       prefix: 'fault',
       rolloutWorkers: 2,
       verifierWorkers: 2,
-      // 2 prompts per rollout shard (4 shards per phase), short task locks so redelivery is quick.
+      // 2 prompts per rollout shard (4 shards per phase), short rollout and verifier task locks (`lockMs`)
+      // so redelivery is quick.
       env: { SPARK_SHARD_SIZE: '2', SPARK_LOCK_MS: '5000' },
     });
     client = new JobClient({ address: cluster.coordinatorAddress, token: null, deadlineMs: 30_000 });

@@ -55,6 +55,8 @@ interface RunFigures {
   samples: number;
   samplesPerSecond: number;
   breakdown: Record<string, number>;
+  /** The busy times behind the breakdown, in seconds (weight sync = rollout fetches + learner publishing). */
+  seconds: Record<string, number>;
 }
 
 async function run(rolloutWorkers: number): Promise<RunFigures> {
@@ -128,6 +130,7 @@ async function run(rolloutWorkers: number): Promise<RunFigures> {
       samples,
       samplesPerSecond: samples / stepSeconds,
       breakdown,
+      seconds: { ...b, overhead: stepSeconds - measured },
     };
   } finally {
     await cluster.stop();
@@ -162,18 +165,26 @@ console.log(
   `cluster benchmark (node ${process.versions.node}, load average ${started}; job: tiny preset, B=16, G=8, ${steps} SPARK steps)\n`,
 );
 console.log(
-  '| rollout workers | RL wall s | samples | samples/s | vs 1 worker | sampling | verifying | synthesis | learner | weight sync | overhead |',
+  '| rollout workers | RL wall s | samples | samples/s | vs 1 worker | sampling | verifying | synthesis | learner | weight sync | overhead | outside model compute |',
 );
-console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 const base = runs[0]?.samplesPerSecond ?? 1;
 for (const r of runs) {
   const d = r.breakdown;
   console.log(
-    `| ${r.rolloutWorkers} | ${r.rlSeconds.toFixed(1)} | ${r.samples} | ${r.samplesPerSecond.toFixed(1)} | ${(r.samplesPerSecond / base).toFixed(2)}x | ${pct(d.sampling)} | ${pct(d.verifying)} | ${pct(d.synthesis)} | ${pct(d.learner)} | ${pct(d.weightSync)} | ${pct(d.overhead)} |`,
+    `| ${r.rolloutWorkers} | ${r.rlSeconds.toFixed(1)} | ${r.samples} | ${r.samplesPerSecond.toFixed(1)} | ${(r.samplesPerSecond / base).toFixed(2)}x | ${pct(d.sampling)} | ${pct(d.verifying)} | ${pct(d.synthesis)} | ${pct(d.learner)} | ${pct(d.weightSync)} | ${pct(d.overhead)} | ${pct(1 - (d.sampling ?? 0) - (d.learner ?? 0))} |`,
   );
 }
+const wbLines = wb.stdout.trim().split('\n');
 console.log(
-  `\nweight transfer (small preset, learner GetPolicy → fetchPolicy with sha256): ${wb.stdout.trim().split('\n').slice(-8).join('\n')}`,
+  `\nweight transfer (small preset, learner GetPolicy → fetchPolicy with sha256):\n${wbLines
+    .slice(
+      Math.max(
+        0,
+        wbLines.findIndex((l) => l.startsWith('weight transfer')),
+      ),
+    )
+    .join('\n')}`,
 );
 if (jsonOut)
   writeFileSync(jsonOut, `${JSON.stringify({ loadAverage: started, steps, runs, weights }, null, 2)}\n`);

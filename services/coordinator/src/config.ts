@@ -19,8 +19,11 @@ export const coordinatorShape = {
     .min(1_000)
     .max(24 * 3_600_000)
     .default(900_000),
-  /** How often the driver polls Redis while waiting, in ms. */
-  pollMs: z.number().int().min(10).max(10_000).default(100),
+  /**
+   * Safety-net poll of a waiting driver, in ms. Results are noticed at once through the job queues' BullMQ
+   * events; this poll only bounds the delay when an event is missed (e.g. a Redis reconnect).
+   */
+  pollMs: z.number().int().min(10).max(10_000).default(1_000),
   /** Prompts per rollout task (one batched sampler call). */
   shardSize: z.number().int().min(1).max(4096).default(8),
   /** Largest number of waiting tasks in one job queue before enqueueing fails (RESOURCE_EXHAUSTED). */

@@ -35,6 +35,7 @@ import { startVerifierService, verifierServiceConfig } from '@spark/verifier';
 import { coordinatorConfig, startCoordinator, type Coordinator } from './index.js';
 
 const logger = createLogger({ service: 'it', level: 'silent' });
+const POLL_MS = 10_000;
 
 describe('a tiny SPARK job through the real services', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spark-it-'));
@@ -71,7 +72,8 @@ describe('a tiny SPARK job through the real services', () => {
         redisPrefix: prefix,
         logLevel: 'silent',
         dataDir: join(dir, 'jobs'),
-        pollMs: 25,
+        // the longest safety-net poll: results must be noticed through queue events, not by polling
+        pollMs: POLL_MS,
         schedulePollMs: 50,
         phaseTimeoutMs: 120_000,
       }),
@@ -146,6 +148,18 @@ describe('a tiny SPARK job through the real services', () => {
       client.getJob({ jobId }, (err, res) => (err ? reject(err) : resolve(res.status))),
     );
     assert.equal(status?.state, JobState.JOB_STATE_SUCCEEDED, `job ended ${status?.message}`);
+
+    // Event-driven completion: every wait starts with a result that is not there yet (the task was just
+    // enqueued), so a driver that only polled would spend at least one POLL_MS per phase.
+    for (const e of events) {
+      if (e.type !== JobEventType.JOB_EVENT_TYPE_PHASE && e.type !== JobEventType.JOB_EVENT_TYPE_EVAL)
+        continue;
+      const seconds = e.metrics['seconds.total'] ?? Number.NaN;
+      assert.ok(
+        seconds < POLL_MS / 1000,
+        `${Phase[e.phase]} of step ${e.step} took ${seconds} s: results were not noticed before the ${POLL_MS} ms poll`,
+      );
+    }
 
     // the resumed step does not report its phases twice
     const phases = events.filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_PHASE);

@@ -1,5 +1,8 @@
 // The job driver: one async loop per running job. It turns the job's spec into work on the job's queues
-// and waits (bounded by the phase time-out, checking cancellation) for the workers' results in Redis:
+// and waits (bounded by the phase time-out, checking cancellation) for the workers' results in Redis. The
+// waits are event-driven: the driver follows the BullMQ events of its job's queues (QueueEvents), and each
+// `completed` (a verify shard, a synthesis, a learner update) or `failed` event wakes it to re-check the
+// result in Redis at once; a slow poll (`pollMs`) is the safety net for a missed event. The phases:
 //   warm-up   warmupSteps supervised LearnTasks (phase 'warmup', SFT pairs from worked solutions);
 //   eval      before RL, every evalInterval steps and after the last step (greedy, G = 1, no update);
 //   step t    policy phase: B prompts → rollout shards → verified groups;
@@ -11,7 +14,7 @@
 // trains on it. Every id is deterministic, so re-running a step after a restart re-uses what was already
 // done (BullMQ dedupes task ids; the learner and synthesis return their stored results). The driver saves
 // a resume cursor in the job hash after each warm-up step, the first eval and each RL step.
-import type { Queue } from 'bullmq';
+import type { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -33,7 +36,7 @@ import {
   type VerifiedGroup,
 } from '@spark/common/cluster';
 import { JobEventType, JobState, Phase, type JobSpec } from '@spark/common/proto';
-import { createQueue, enqueueBounded } from '@spark/common/redis';
+import { createQueue, createQueueEvents, enqueueBounded } from '@spark/common/redis';
 import type { TemplateVariant } from '@spark/common/templates';
 
 import type { CoordinatorConfig } from './config.js';
@@ -129,10 +132,25 @@ export interface DriverDeps {
 
 const ROLES: readonly QueueRole[] = ['rollout', 'verify', 'synthesis', 'learn'];
 
+/**
+ * Roles whose `completed` event may complete a wait: a verify shard (its groups are in the phase hash), a
+ * synthesis, a learner update. A finished rollout shard only leads to a verify task, so it wakes nobody;
+ * every role's `failed` event wakes the wait to look for a task that failed for good.
+ */
+const RESULT_ROLES: ReadonlySet<QueueRole> = new Set(['verify', 'synthesis', 'learn']);
+
+/** How often a wait re-checks cancellation and failed tasks without an event, in ms. */
+const SLOW_CHECK_MS = 2_000;
+
 export class JobDriver {
   private stopReason: StopReason | null = null;
   private wake: (() => void) | null = null;
+  /** A queue event arrived since the current wait last checked (the check runs again at once). */
+  private nudged = false;
+  /** A `failed` event arrived since the last look for failed tasks. */
+  private failureNudged = false;
   private readonly queues = new Map<QueueRole, Queue>();
+  private readonly events = new Map<QueueRole, QueueEvents>();
   private readonly prefix: string;
   private readonly log: Logger;
   /** The policy version the driver currently expects the learner to publish. */
@@ -168,6 +186,13 @@ export class JobDriver {
     this.wake?.();
   }
 
+  /** A queue event: the current wait checks again now (and looks for failed tasks after a failure). */
+  private nudge(failure: boolean): void {
+    this.nudged = true;
+    if (failure) this.failureNudged = true;
+    this.wake?.();
+  }
+
   /** Waiting + active tasks per role in this job's queues. */
   async queueDepths(): Promise<Record<QueueRole, number>> {
     const out: Record<QueueRole, number> = { rollout: 0, verify: 0, synthesis: 0, learn: 0 };
@@ -188,10 +213,38 @@ export class JobDriver {
     return q;
   }
 
+  /**
+   * Follows the `completed`/`failed` events of the job's queues (one QueueEvents per role, each a blocking
+   * connection reading the queue's event stream from now on). Events only wake waits; the result keys in
+   * Redis stay the truth, so a missed or duplicate event costs at most one poll interval or one check.
+   * Each reads on from its stream's current last entry, so no event after this call is missed however
+   * long the blocking connection takes to come up.
+   */
+  private async listen(): Promise<void> {
+    for (const role of ROLES) {
+      if (this.events.has(role)) continue;
+      const streamKey = this.queue(role).toKey('events');
+      const last = await this.deps.redis.xrevrange(streamKey, '+', '-', 'COUNT', 1).then(
+        (entries) => entries[0]?.[0] ?? '0',
+        () => undefined, // Redis unreachable: read from whenever it answers (the poll covers the gap)
+      );
+      const ev = createQueueEvents(queueName(role, this.jobId), {
+        url: this.deps.redisUrl,
+        prefix: this.prefix,
+        ...(last ? { lastEventId: last } : {}),
+      });
+      ev.on('error', (err) => this.log.warn({ err, role }, 'queue events error'));
+      if (RESULT_ROLES.has(role)) ev.on('completed', () => this.nudge(false));
+      ev.on('failed', () => this.nudge(true));
+      this.events.set(role, ev);
+    }
+  }
+
   private async run(): Promise<void> {
     const { store, metrics } = this.deps;
     let outcome: { state: JobState; message: string } | null = null;
     try {
+      await this.listen();
       await this.drive();
       outcome = { state: JobState.JOB_STATE_SUCCEEDED, message: 'finished' };
     } catch (err) {
@@ -220,7 +273,10 @@ export class JobDriver {
       metrics.error('store');
       this.log.error({ err }, 'cannot record the end of the job');
     } finally {
-      await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+      await Promise.all(
+        [...this.events.values(), ...this.queues.values()].map((q) => q.close().catch(() => undefined)),
+      );
+      this.events.clear();
       this.queues.clear();
     }
   }
@@ -640,8 +696,10 @@ export class JobDriver {
   }
 
   /**
-   * Polls `check` every pollMs until it returns a value; bounded by the phase time-out; stops on a cancel
-   * or shutdown; every ~2 s asks `failed` whether a task failed for good (then the job fails with it).
+   * Waits until `check` returns a value. `check` runs at once, again after every queue event of the job
+   * (see listen) and at least every pollMs (the safety net); bounded by the phase time-out; stops on a
+   * cancel or shutdown. After a `failed` event, and every ~2 s, it asks `failed` whether a task failed for
+   * good (then the job fails with it) and reads the cancel flag.
    */
   private async waitFor<T>(
     what: string,
@@ -653,31 +711,39 @@ export class JobDriver {
     let lastSlowCheck = Date.now();
     for (;;) {
       if (this.stopReason) throw new StopSignal(this.stopReason);
+      // cleared before the check: an event that arrives while it runs makes the next sleep return at once
+      this.nudged = false;
       const v = await check();
       if (v !== null) return v;
-      if (Date.now() - lastSlowCheck > 2_000) {
+      if (this.failureNudged || Date.now() - lastSlowCheck > SLOW_CHECK_MS) {
+        this.failureNudged = false;
         lastSlowCheck = Date.now();
         if (await this.deps.store.cancelRequested(this.jobId)) throw new StopSignal('cancel');
         const why = await failed();
         if (why) throw new FailedPreconditionError(why);
       }
-      if (Date.now() > deadline) {
+      const left = deadline - Date.now();
+      if (left < 0) {
         throw new DeadlineExceededError(
           `timed out after ${Math.round(phaseTimeoutMs / 1000)} s waiting for ${what}`,
         );
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.wake = null;
-          resolve();
-        }, pollMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
+      await this.sleep(Math.min(pollMs, left + 1));
     }
+  }
+
+  /** Sleeps `ms`, or less: returns at once on a queue event (also one that came before) or a stop. */
+  private sleep(ms: number): Promise<void> {
+    if (this.nudged || this.stopReason) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
   }
 }
 

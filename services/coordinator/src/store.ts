@@ -7,7 +7,7 @@
 import type { Redis } from 'ioredis';
 
 import { NotFoundError } from '@spark/common';
-import { decodeJobSpec, encodeJobSpec, jobKeys } from '@spark/common/cluster';
+import { announceActiveChange, decodeJobSpec, encodeJobSpec, jobKeys } from '@spark/common/cluster';
 import {
   JobEvent,
   JobEventType,
@@ -302,12 +302,15 @@ export class JobStore {
     return this.redis.smembers(jobKeys.active(this.prefix));
   }
 
+  /** Adds a job to the set workers serve, and tells them at once. */
   async addActive(jobId: string): Promise<void> {
     await this.redis.sadd(jobKeys.active(this.prefix), jobId);
+    await announceActiveChange(this.redis, this.prefix);
   }
 
   async removeActive(jobId: string): Promise<void> {
     await this.redis.srem(jobKeys.active(this.prefix), jobId);
+    await announceActiveChange(this.redis, this.prefix);
   }
 
   /** Ids of every job with state QUEUED among the newest `limit` (restart recovery). */

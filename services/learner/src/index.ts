@@ -41,6 +41,13 @@ export {
 export { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
 export { serializePolicyResponse, PolicyServiceFast } from './policy-service.js';
 
+/**
+ * Default bytes per GetPolicy chunk message. Measured with bench-weights.ts (128 KiB–4 MiB, interleaved
+ * transfers; docs/benchmarks.md): within 128 KiB–1 MiB, 1 MiB gave the highest median throughput and the
+ * least CPU per transfer; smaller chunks cost more per byte (more messages to frame, wake up for and hash).
+ */
+export const DEFAULT_POLICY_CHUNK_BYTES = 1024 * 1024;
+
 /** The learner's config keys (SPARK_* environment variables or the config file). */
 export const learnerConfigShape = {
   ...baseServiceShape,
@@ -54,7 +61,7 @@ export const learnerConfigShape = {
     .int()
     .min(4096)
     .max(16 * 1024 * 1024)
-    .default(1024 * 1024),
+    .default(DEFAULT_POLICY_CHUNK_BYTES),
   /** Policy versions kept per job for GetPolicy (the latest and the previous one). */
   keepVersions: z.number().int().min(1).max(16).default(2),
   /** Job models held in memory at once; inactive ones are evicted beyond this. */

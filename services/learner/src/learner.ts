@@ -252,9 +252,16 @@ export class Learner {
       state.free();
       throw new FailedPreconditionError('learner is shutting down');
     }
+    // published before it is visible in `jobs`: snapshotFor never sees a job without its first snapshot
+    // (until then it waits on `loading`)
+    try {
+      await this.publish(state);
+    } catch (err) {
+      state.free();
+      throw err;
+    }
     this.jobs.set(jobId, state);
     metrics.modelsLoaded.set(this.jobs.size);
-    await this.publish(state);
     return state;
   }
 

@@ -5,6 +5,7 @@
 //   <p>:jobs                       ZSET  jobId → createdAtMs (all jobs, newest last)
 //   <p>:jobs:pending               LIST  job ids waiting for the cluster (FIFO)
 //   <p>:jobs:active                SET   job ids whose queues workers must serve
+//   <p>:jobs:active:changed        CHANNEL pub/sub: "the active set changed" (workers re-read it at once)
 //   <p>:job:<id>                   HASH  spec (JSON), state, step, policyVersion, message, createdAtMs, updatedAtMs
 //   <p>:job:<id>:events            STREAM progress events (MAXLEN ~ 10000), read by WatchJob
 //   <p>:job:<id>:cancel            STRING "1" when cancellation was requested
@@ -50,6 +51,7 @@ export const jobKeys = {
   all: (p: string) => `${p}:jobs`,
   pending: (p: string) => `${p}:jobs:pending`,
   active: (p: string) => `${p}:jobs:active`,
+  activeChanged: (p: string) => `${p}:jobs:active:changed`,
   job: (p: string, id: string) => `${p}:job:${id}`,
   events: (p: string, id: string) => `${p}:job:${id}:events`,
   cancel: (p: string, id: string) => `${p}:job:${id}:cancel`,

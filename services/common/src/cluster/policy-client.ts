@@ -103,7 +103,7 @@ export async function fetchPolicy(
     // HTTP/2 flow control: a 64 KiB receive window makes the learner stop every 64 KiB for a WINDOW_UPDATE
     // round trip; a large window lets a whole policy stream through (measured in bench-weights.ts)
     'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
-    // chunks are ~1 MiB; allow headroom for the framing and a larger configured chunk size
+    // chunks are 1 MiB by default; allow headroom for the framing and a larger configured chunk size
     'grpc.max_receive_message_length': Math.max(
       setup.options['grpc.max_receive_message_length'] as number,
       64 * 1024 * 1024,

@@ -258,9 +258,20 @@ export function createWorker<T, R>(
   });
 }
 
-/** Queue events (completed/failed) for waiting on results. */
-export function createQueueEvents(name: string, options: QueueFactoryOptions): QueueEvents {
-  return new QueueEvents(name, { connection: workerOptions(options.url), prefix: options.prefix });
+/**
+ * Queue events (completed/failed) for waiting on results, on a dedicated blocking connection. They are
+ * read from `lastEventId` on (the id of the last event already seen; default: from the moment the
+ * connection's first read runs, so events of the first few milliseconds may be missed).
+ */
+export function createQueueEvents(
+  name: string,
+  options: QueueFactoryOptions & { lastEventId?: string },
+): QueueEvents {
+  return new QueueEvents(name, {
+    connection: workerOptions(options.url),
+    prefix: options.prefix,
+    ...(options.lastEventId ? { lastEventId: options.lastEventId } : {}),
+  });
 }
 
 /**

@@ -97,6 +97,38 @@ describe('redis', () => {
       assert.equal((await queue.getJob('item-2'))?.returnvalue, 4);
     });
 
+    it('reads queue events from a given last event id, so none between that id and the first read is lost', async () => {
+      const prefix = testPrefix('bullmq-ev');
+      const queue = createQueue<{ n: number }>('work', { url, prefix });
+      closers.push(() => queue.close());
+      await queue.waitUntilReady();
+      const worker = createWorker<{ n: number }, number>('work', async (job) => job.data.n, { url, prefix });
+      closers.push(() => worker.close());
+      const finished = async (id: string) => {
+        for (let i = 0; i < 500 && !(await queue.getJob(id))?.finishedOn; i++)
+          await new Promise((r) => setTimeout(r, 10));
+      };
+      await enqueueBounded(queue, 'item', { n: 1 }, { jobId: 'before', maxDepth: 10 });
+      await finished('before');
+      // the stream's last entry now, then a job that completes BEFORE the events connection exists
+      const client = await queue.client;
+      const tail = await client.xrevrange(queue.toKey('events'), '+', '-', 'COUNT', 1);
+      const lastEventId = tail[0]?.[0];
+      assert.ok(lastEventId, 'the events stream has entries');
+      await enqueueBounded(queue, 'item', { n: 2 }, { jobId: 'between', maxDepth: 10 });
+      await finished('between');
+      const events = createQueueEvents('work', { url, prefix, lastEventId });
+      closers.push(() => events.close());
+      const completed = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no completed event within 10 s')), 10_000);
+        events.on('completed', ({ jobId }) => {
+          clearTimeout(timer);
+          resolve(jobId);
+        });
+      });
+      assert.equal(completed, 'between', 'the event after lastEventId, not an older one');
+    });
+
     it('refuses to grow a queue past its bound', async () => {
       const prefix = testPrefix('bounded');
       const queue = createQueue<{ n: number }>('bounded', { url, prefix });

@@ -1,7 +1,9 @@
 // The verifier service: serves the `verify-<job>` queue of every active job (JobQueueWorkers). Each
 // VerifyTask (one rollout shard) is scored with the verifier library and every VerifiedGroup is HSET into
 // the phase's group hash (field = groupId), so a redelivered shard rewrites the same fields and never
-// duplicates. Malformed payloads fail at once (UnrecoverableError); Redis errors retry with backoff.
+// duplicates. Malformed payloads fail at once (UnrecoverableError); Redis errors retry with backoff. A
+// killed worker's shard is redelivered after its lock (`lockMs`) expires, at the next stalled check
+// (`stalledIntervalMs`) of any verifier worker.
 // Metrics: spark_verifier_responses_verified_total{kind,result}, _verify_seconds, _reward_ratio{kind}.
 import { InvalidArgumentError, UnavailableError } from '@spark/common';
 import { JobQueueWorkers, jobKeys, type KindName, type VerifyTask } from '@spark/common/cluster';
@@ -29,6 +31,13 @@ export const verifierConfigShape = {
   concurrency: z.number().int().min(1).max(64).default(1),
   /** How often the active-job set is polled, in milliseconds. */
   pollMs: z.number().int().min(10).max(60_000).default(250),
+  /**
+   * BullMQ lock of a shard being scored (renewed every half lock while it runs), in milliseconds. A
+   * killed worker's shard is redelivered once its lock has expired and a stalled check has run.
+   */
+  lockMs: z.number().int().min(1_000).max(3_600_000).default(15_000),
+  /** How often each worker looks for shards whose lock expired (stalled), in milliseconds. */
+  stalledIntervalMs: z.number().int().min(1_000).max(3_600_000).default(5_000),
 };
 
 export type VerifierServiceConfig = Readonly<z.infer<z.ZodObject<typeof verifierConfigShape>>>;
@@ -165,7 +174,11 @@ export async function startVerifierService(
       logger,
       processorFor,
       pollMs: config.pollMs,
-      workerOptions: { concurrency: config.concurrency },
+      workerOptions: {
+        concurrency: config.concurrency,
+        lockDuration: config.lockMs,
+        stalledInterval: config.stalledIntervalMs,
+      },
     });
     await workers.start();
     lifecycle.add('workers', () => workers.close());

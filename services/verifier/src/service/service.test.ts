@@ -1,7 +1,8 @@
 // The verifier service against a real Redis and real BullMQ queues: a shard of hand-made groups (right and
 // wrong answers, judge verdicts in first/last boxes) is scored correctly and stored per group; a
 // redelivered shard rewrites the same fields; a malformed payload fails once without retries; close()
-// while a shard is being scored lets it finish.
+// while a shard is being scored lets it finish; a shard held by a dead worker is redelivered within the
+// configured lock and stalled-check interval.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
@@ -15,7 +16,8 @@ import {
   type VerifyTask,
 } from '@spark/common/cluster';
 import { createLogger } from '@spark/common/logging';
-import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
+import { connectRedis, createQueue, workerOptions, type Redis } from '@spark/common/redis';
+import { Worker } from 'bullmq';
 import { testPrefix, testRedisUrl } from '@spark/common/testing';
 
 import { startVerifierService, verifierServiceConfig, type VerifierService } from './index.js';
@@ -195,5 +197,59 @@ void describe('verifier service', () => {
       g5.responses.map((r) => r.reward),
       [1, ...Array<number>(15).fill(0)],
     );
+  });
+});
+
+void describe('verifier service: the shard of a dead worker', () => {
+  void it('is redelivered after lockMs, at the next stalled checks of a live worker', async () => {
+    const url = await testRedisUrl();
+    const prefix = testPrefix('verifier-stall');
+    const jobId = 'vj2';
+    const redis = connectRedis(url);
+    const queue = createQueue<VerifyTask>(queueName('verify', jobId), { url, prefix });
+    let svc: VerifierService | null = null;
+    try {
+      await new Promise((r) => redis.once('ready', r));
+      await redis.sadd(jobKeys.active(prefix), jobId);
+      const task = shard(jobId, '1/policy/0', [CASES[0]?.g as SampledGroup]);
+      await queue.add('verify', task, { jobId: task.shardId });
+      // a worker that takes the shard (1 s lock) and dies without finishing or renewing it
+      const dead = new Worker(queueName('verify', jobId), null, {
+        connection: workerOptions(url),
+        prefix,
+        autorun: false,
+        lockDuration: 1_000,
+      });
+      const taken = await dead.getNextJob('dead-token');
+      assert.equal(taken?.id, task.shardId);
+      await dead.close(true); // gone without finishing: its lock is left to expire
+      assert.equal(await queue.getJobState(task.shardId), 'active');
+
+      const started = Date.now();
+      svc = await startVerifierService(
+        verifierServiceConfig({
+          redisUrl: url,
+          redisPrefix: prefix,
+          pollMs: 20,
+          logLevel: 'silent',
+          lockMs: 1_000,
+          stalledIntervalMs: 1_000,
+        }),
+        { logger: silent },
+      );
+      // two stalled checks (mark, then move) a second apart; BullMQ's default interval is 30 s
+      await waitFor(
+        async () => ((await queue.getJobState(task.shardId)) === 'completed' ? true : null),
+        15_000,
+      );
+      const seconds = (Date.now() - started) / 1000;
+      assert.ok(seconds < 15, `redelivered after ${seconds} s`);
+      const stored = await redis.hgetall(jobKeys.groups(prefix, jobId, 1, 'policy'));
+      assert.deepEqual(Object.keys(stored), [CASES[0]?.g.groupId]);
+    } finally {
+      await svc?.close();
+      await queue.close();
+      await redis.quit();
+    }
   });
 });
