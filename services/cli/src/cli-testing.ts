@@ -12,11 +12,17 @@ export interface SparkRun {
 }
 
 /** Runs `spark ARGS` to completion (killed after `timeoutMs`); no SPARK_ADDRESS/TOKEN leak in from the caller. */
-export function runSpark(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<SparkRun> {
+export function runSpark(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 60_000,
+  cwd?: string,
+): Promise<SparkRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [SPARK_BIN, ...args], {
       env: { ...process.env, SPARK_ADDRESS: '', SPARK_AUTH_TOKEN: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(cwd ? { cwd } : {}),
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     let stdout = '';

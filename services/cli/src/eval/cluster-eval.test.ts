@@ -7,7 +7,6 @@
 // pick-up bound when no rollout worker serves the queue, but keeps tasks queued behind a busy worker
 // waiting past it, and answers bad requests INVALID_ARGUMENT with every problem listed.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,35 +19,14 @@ import { coordinatorConfig, startCoordinator, type Coordinator } from '@spark/co
 import { Model } from '@spark/kernels';
 import { rolloutConfig, startRollout, type RolloutService } from '@spark/rollout';
 
-import { SPARK_BIN } from '../cli-testing.js';
+import { runSpark, type SparkRun } from '../cli-testing.js';
 import { ClusterCallError, JobClient } from '../client/index.js';
 import { startLocalCluster, type LocalCluster } from '../launcher/index.js';
 import { pieces } from './cluster.js';
 import { makeTinyCheckpoint } from './fixture.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function spark(args: string[], cwd?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [SPARK_BIN, ...args], {
-      env: { ...process.env, SPARK_ADDRESS: '', SPARK_AUTH_TOKEN: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(cwd ? { cwd } : {}),
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function spark(args: string[], cwd?: string): Promise<SparkRun> {
+  return runSpark(args, {}, 180_000, cwd);
 }
 
 const readText = (path: string): Promise<string> => readFile(path, 'utf8');
