@@ -86,7 +86,14 @@ export class Lifecycle {
         for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
         this.log('warn', {}, 'launcher gone (IPC channel closed): shutting down');
         // nobody waits for a drain any more: a short grace per closer (work in flight is redelivered)
-        if (!this.shuttingDown) stop('launcher gone', Math.min(this.graceMs, 2_000));
+        // process.exit would run the logger's exit handler, a synchronous flush of buffered lines that
+        // retries forever while the dead launcher's end of stdout still reports "try again" (seen: a
+        // reward-synthesis process stuck in it). Nobody reads our output or exit status any more, so end
+        // with SIGKILL once the closers ran (or after a hard bound).
+        const end = () => process.kill(process.pid, 'SIGKILL');
+        if (!this.shuttingDown)
+          void this.shutdown('launcher gone', Math.min(this.graceMs, 2_000)).finally(end);
+        setTimeout(end, 10_000).unref();
       });
     }
   }
