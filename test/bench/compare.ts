@@ -5,7 +5,8 @@
 // they share the machine equally), then evaluates the base and the three final checkpoints with
 // `spark eval` on the same held-out file: answer accuracy without and with test-time self-reflection, and
 // the reward benchmark (`--judge`). Prints a table and writes DIR/compare.json and DIR/compare.md. Not a
-// test: a measurement, every figure from the commands it runs.
+// test: a measurement, every figure from the commands it runs. `--eval-only` re-evaluates the runs already
+// in DIR without training again; each evaluation's summary.json is kept as DIR/eval-<model>-*.json.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -21,7 +22,7 @@ const ALGORITHMS = { spark: 'ALGORITHM_SPARK', grpo: 'ALGORITHM_GRPO', 'grpo-jud
 
 function usage(message: string): never {
   process.stderr.write(
-    `bench:compare: ${message}\nusage: pnpm bench:compare --base CKPT [--steps N] [--seed N] [--count N] [--out DIR]\n`,
+    `bench:compare: ${message}\nusage: pnpm bench:compare --base CKPT [--steps N] [--seed N] [--count N] [--out DIR] [--eval-only]\n`,
   );
   process.exit(2);
 }
@@ -48,6 +49,8 @@ const steps = intOption('steps', 24, 10_000);
 const seed = intOption('seed', DEMO_JOB.seed ?? 7, 2 ** 31);
 const count = intOption('count', 256, 100_000);
 const out = resolve(option('out', 'out/compare') as string);
+// --eval-only: reuse the trained runs already in OUT (re-evaluate without training again)
+const evalOnly = process.argv.includes('--eval-only');
 mkdirSync(out, { recursive: true });
 
 /** Runs the CLI; resolves with its stdout, rejects with its stderr tail on a non-zero exit. */
@@ -91,11 +94,12 @@ const finals = await Promise.all(
     const dir = join(out, name);
     const spec = { algorithm, model: resolve(base), warmupSteps: 0, maxSteps: steps, evalInterval: 0, seed };
     const started = performance.now();
-    await spark(
-      ['demo', '--out', dir],
-      { ...process.env, SPARK_DEMO_SPEC: JSON.stringify(spec) },
-      join(out, `${name}.log`),
-    );
+    if (!evalOnly)
+      await spark(
+        ['demo', '--out', dir],
+        { ...process.env, SPARK_DEMO_SPEC: JSON.stringify(spec) },
+        join(out, `${name}.log`),
+      );
     const jobs = readdirSync(join(dir, 'cluster', 'jobs'));
     const job = jobs[0];
     if (jobs.length !== 1 || job === undefined)
@@ -113,7 +117,12 @@ const trainSeconds = (performance.now() - t0) / 1000;
 interface ReflectSummary {
   answers: { mean: number };
   withoutReflection: { mean: number };
-  reflection: { fixed: number; broken: number; verdictAccuracy: number };
+  reflection: {
+    fixed: number;
+    broken: number;
+    verdictAccuracy: number;
+    verdictCounts: { yes: number; no: number; other: number; none: number };
+  };
 }
 interface JudgeSummaryJson {
   judge: { pointwise: { accuracy: number }; pairwise: { accuracy: number }; mean: number };
@@ -122,8 +131,14 @@ interface JudgeSummaryJson {
 const rows = [];
 for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seconds: 0 }, ...finals]) {
   const common = [m.checkpoint, heldout, '--json', '--seed', String(seed), '--max-new-tokens', '80'];
-  const r = JSON.parse(await spark(['eval', ...common, '--reflect'])) as ReflectSummary;
-  const j = JSON.parse(await spark(['eval', ...common, '--judge'])) as JudgeSummaryJson;
+  const tag = m.name.split(' ')[0] as string;
+  const reflectText = await spark(['eval', ...common, '--reflect']);
+  const judgeText = await spark(['eval', ...common, '--judge']);
+  writeFileSync(join(out, `eval-${tag}-reflect.json`), reflectText);
+  writeFileSync(join(out, `eval-${tag}-judge.json`), judgeText);
+  const r = JSON.parse(reflectText) as ReflectSummary;
+  const j = JSON.parse(judgeText) as JudgeSummaryJson;
+  const v = r.reflection.verdictCounts;
   rows.push({
     model: m.name,
     checkpoint: m.checkpoint,
@@ -133,6 +148,7 @@ for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seco
     reflectionFixed: r.reflection.fixed,
     reflectionBroken: r.reflection.broken,
     selfJudgeAccuracy: r.reflection.verdictAccuracy,
+    selfJudgeYesShare: v.yes / Math.max(1, v.yes + v.no + v.other + v.none),
     judgePointwise: j.judge.pointwise.accuracy,
     judgePairwise: j.judge.pairwise.accuracy,
     judgeMean: j.judge.mean,
@@ -141,13 +157,13 @@ for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seco
 
 const pct = (x: number) => (100 * x).toFixed(1);
 const header =
-  '| model | answers | answers + self-reflection | fixed / broken | self-judge verdicts | judge pointwise | judge pairwise | judge mean |';
+  '| model | answers | answers + self-reflection | fixed / broken | self-judge verdicts (Yes share) | judge pointwise | judge pairwise | judge mean |';
 const table = [
   header,
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...rows.map(
     (r) =>
-      `| ${r.model} | ${pct(r.answers)} | ${pct(r.answersWithReflection)} | ${r.reflectionFixed} / ${r.reflectionBroken} | ${pct(r.selfJudgeAccuracy)} | ${pct(r.judgePointwise)} | ${pct(r.judgePairwise)} | ${pct(r.judgeMean)} |`,
+      `| ${r.model} | ${pct(r.answers)} | ${pct(r.answersWithReflection)} | ${r.reflectionFixed} / ${r.reflectionBroken} | ${pct(r.selfJudgeAccuracy)} (${pct(r.selfJudgeYesShare)}) | ${pct(r.judgePointwise)} | ${pct(r.judgePairwise)} | ${pct(r.judgeMean)} |`,
   ),
 ].join('\n');
 const note =
