@@ -22,7 +22,7 @@ const ALGORITHMS = { spark: 'ALGORITHM_SPARK', grpo: 'ALGORITHM_GRPO', 'grpo-jud
 
 function usage(message: string): never {
   process.stderr.write(
-    `bench:compare: ${message}\nusage: pnpm bench:compare --base CKPT [--steps N] [--seed N] [--count N] [--out DIR] [--eval-only]\n`,
+    `bench:compare: ${message}\nusage: pnpm bench:compare --base CKPT [--steps N] [--seed N] [--count N] [--out DIR] [--eval-only] [--algorithms LIST] [--extra JSON]\n`,
   );
   process.exit(2);
 }
@@ -51,6 +51,16 @@ const count = intOption('count', 256, 100_000);
 const out = resolve(option('out', 'out/compare') as string);
 // --eval-only: reuse the trained runs already in OUT (re-evaluate without training again)
 const evalOnly = process.argv.includes('--eval-only');
+// --algorithms spark,grpo: a subset; --extra JSON: more JobSpec fields for every run (e.g. a recycling switch)
+const algorithms = (option('algorithms', Object.keys(ALGORITHMS).join(',')) as string).split(',');
+for (const a of algorithms)
+  if (!(a in ALGORITHMS)) usage(`unknown algorithm "${a}" (spark, grpo, grpo-judge)`);
+let extra: Record<string, unknown> = {};
+try {
+  extra = JSON.parse(option('extra', '{}') as string) as Record<string, unknown>;
+} catch (e) {
+  usage(`--extra is not JSON: ${(e as Error).message}`);
+}
 mkdirSync(out, { recursive: true });
 
 /** Runs the CLI; resolves with its stdout, rejects with its stderr tail on a non-zero exit. */
@@ -88,29 +98,39 @@ writeFileSync(
 
 const t0 = performance.now();
 const load0 = loadavg()[0] ?? 0;
-process.stdout.write(`training ${Object.keys(ALGORITHMS).join(', ')} for ${steps} steps from ${base}\n`);
+process.stdout.write(`training ${algorithms.join(', ')} for ${steps} steps from ${base}\n`);
 const finals = await Promise.all(
-  Object.entries(ALGORITHMS).map(async ([name, algorithm]) => {
-    const dir = join(out, name);
-    const spec = { algorithm, model: resolve(base), warmupSteps: 0, maxSteps: steps, evalInterval: 0, seed };
-    const started = performance.now();
-    if (!evalOnly)
-      await spark(
-        ['demo', '--out', dir],
-        { ...process.env, SPARK_DEMO_SPEC: JSON.stringify(spec) },
-        join(out, `${name}.log`),
-      );
-    const jobs = readdirSync(join(dir, 'cluster', 'jobs'));
-    const job = jobs[0];
-    if (jobs.length !== 1 || job === undefined)
-      throw new Error(`${dir}: expected one job, found ${jobs.length}`);
-    const latest = JSON.parse(readFileSync(join(dir, 'cluster', 'jobs', job, 'latest.json'), 'utf8')) as {
-      dir: string;
-    };
-    const seconds = (performance.now() - started) / 1000;
-    process.stdout.write(`  ${name}: ${seconds.toFixed(0)} s\n`);
-    return { name, checkpoint: join(dir, 'cluster', 'jobs', job, latest.dir), seconds };
-  }),
+  Object.entries(ALGORITHMS)
+    .filter(([name]) => algorithms.includes(name))
+    .map(async ([name, algorithm]) => {
+      const dir = join(out, name);
+      const spec = {
+        ...extra,
+        algorithm,
+        model: resolve(base),
+        warmupSteps: 0,
+        maxSteps: steps,
+        evalInterval: 0,
+        seed,
+      };
+      const started = performance.now();
+      if (!evalOnly)
+        await spark(
+          ['demo', '--out', dir],
+          { ...process.env, SPARK_DEMO_SPEC: JSON.stringify(spec) },
+          join(out, `${name}.log`),
+        );
+      const jobs = readdirSync(join(dir, 'cluster', 'jobs'));
+      const job = jobs[0];
+      if (jobs.length !== 1 || job === undefined)
+        throw new Error(`${dir}: expected one job, found ${jobs.length}`);
+      const latest = JSON.parse(readFileSync(join(dir, 'cluster', 'jobs', job, 'latest.json'), 'utf8')) as {
+        dir: string;
+      };
+      const seconds = (performance.now() - started) / 1000;
+      process.stdout.write(`  ${name}: ${seconds.toFixed(0)} s\n`);
+      return { name, checkpoint: join(dir, 'cluster', 'jobs', job, latest.dir), seconds };
+    }),
 );
 const trainSeconds = (performance.now() - t0) / 1000;
 
@@ -168,10 +188,11 @@ const table = [
 ].join('\n');
 const note =
   `${records.length} held-out problems (${heldout}), seed ${seed}, ${steps} RL steps from ${resolve(base)}; ` +
-  `training wall ${trainSeconds.toFixed(0)} s for the three runs together, load average ${load0.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`;
+  `${Object.keys(extra).length ? `extra spec ${JSON.stringify(extra)}; ` : ''}` +
+  `training wall ${trainSeconds.toFixed(0)} s for the runs together, load average ${load0.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`;
 writeFileSync(
   join(out, 'compare.json'),
-  JSON.stringify({ seed, steps, base, count, trainSeconds, rows }, null, 2),
+  JSON.stringify({ seed, steps, base, count, extra, trainSeconds, rows }, null, 2),
 );
 writeFileSync(join(out, 'compare.md'), `${table}\n\n${note}\n`);
 process.stdout.write(`\n${table}\n\n${note}\n`);

@@ -617,6 +617,7 @@ export class JobDriver {
       groupIds: groups.map((g) => g.groupId),
       pointwise: Boolean(s.recyclePointwise),
       pairwise: Boolean(s.recyclePairwise),
+      ...(s.recycleBalanceLabels ? { balanceLabels: true } : {}),
       templateVariant: s.templateVariant === 'full' ? 'full' : 'short',
     };
     const id = synthesisTaskId(step);

@@ -51,6 +51,7 @@ export const SPEC_DEFAULTS = Object.freeze({
   warmupLearningRate: 1e-3,
   taskMaxDifficulty: 2,
   warmupJudgeFraction: 0.25,
+  recycleBalanceLabels: false,
   datasetFormat: 'auto',
   trainSize: 2048,
   microBatchSize: 16,
@@ -146,6 +147,7 @@ export function normalizeSpec(
     taskFamilies: input.taskFamilies.map((f) => f.trim()),
     taskMaxDifficulty: num(input.taskMaxDifficulty, d.taskMaxDifficulty),
     warmupJudgeFraction: input.warmupJudgeFraction ?? d.warmupJudgeFraction,
+    recycleBalanceLabels: input.recycleBalanceLabels ?? d.recycleBalanceLabels,
   };
   spec.microBatchSize = input.microBatchSize || Math.min(d.microBatchSize, spec.miniBatchSize);
 

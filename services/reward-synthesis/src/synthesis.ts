@@ -36,6 +36,7 @@ const taskSchema = z.strictObject({
   groupIds: z.array(z.string().min(1).max(1024)).max(MAX_GROUPS_PER_STEP),
   pointwise: z.boolean().optional(),
   pairwise: z.boolean().optional(),
+  balanceLabels: z.boolean().optional(),
   templateVariant: z.enum(['full', 'short']).optional(),
   maxCotChars: z.number().int().min(1).max(1_000_000).optional(),
 });
@@ -126,6 +127,7 @@ export function recycleGroups(
     judge,
     reflection: task.reflection,
     maxJudge: Math.floor(task.batchSize / 2),
+    ...(task.balanceLabels ? { balanceLabels: true } : {}),
     ...(pairwise ? {} : { pPointwiseMixed: 1 }),
     ...(pointwise ? {} : { pPointwiseMixed: 0 }),
   });

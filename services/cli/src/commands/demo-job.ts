@@ -82,7 +82,13 @@ export class DemoSpecError extends Error {
 }
 
 /** JobSpec's `optional` fields (absent from an empty message). */
-const OPTIONAL_FIELDS = ['recyclePointwise', 'recyclePairwise', 'recycleReflection', 'warmupJudgeFraction'];
+const OPTIONAL_FIELDS = [
+  'recyclePointwise',
+  'recyclePairwise',
+  'recycleReflection',
+  'warmupJudgeFraction',
+  'recycleBalanceLabels',
+];
 
 function envOverrides(env: NodeJS.ProcessEnv): Partial<JobSpec> {
   const text = env[DEMO_SPEC_ENV];

@@ -174,6 +174,8 @@ export interface SynthesisTask {
   /** Judge sub-switches (default true): pointwise items, pairwise items. Off → that style is never made. */
   readonly pointwise?: boolean;
   readonly pairwise?: boolean;
+  /** Keep equal numbers of correct- and incorrect-target pointwise items (default false). */
+  readonly balanceLabels?: boolean;
   /** Template wording for recycled prompts (default: the service's config, "short"). */
   readonly templateVariant?: 'full' | 'short';
   /** Longest wrong response shown in a CoT reflection, in chars (default: the service's config). */

@@ -250,6 +250,27 @@ void describe('recycling: determinism, step cap, validation', () => {
     assert.equal(small.judge.length, 4);
   });
 
+  void it('balanceLabels evens the pointwise targets of a skewed step and keeps every pairwise item', () => {
+    // a weak policy: most groups all wrong ("incorrect" items), few all correct, some mixed
+    const skewed = Array.from({ length: 64 }, (_, i) =>
+      group(i < 40 ? [bad(0), bad(1)] : i < 48 ? [ok(0), ok(1)] : [ok(0), bad(1)], `s${i}`),
+    );
+    const count = (items: readonly { style: string; target: string }[], target: string) =>
+      items.filter((j) => j.style !== 'pairwise' && j.target === target).length;
+    const plain = recycleStep(skewed, new Rng(5), { maxJudge: 64 });
+    assert.ok(count(plain.judge, 'incorrect') >= 40, 'the method alone: the "incorrect" target dominates');
+    assert.ok(count(plain.judge, 'correct') <= 24);
+    const even = recycleStep(skewed, new Rng(5), { maxJudge: 64, balanceLabels: true });
+    const right = count(even.judge, 'correct');
+    assert.ok(right >= 8);
+    assert.equal(count(even.judge, 'incorrect'), right);
+    const pairs = (xs: readonly { style: string }[]) => xs.filter((j) => j.style === 'pairwise').length;
+    assert.equal(pairs(even.judge), pairs(plain.judge), 'pairwise items are all kept');
+    assert.deepEqual(even.reflection, plain.reflection, 'reflection is untouched');
+    // and the B/2 cap still applies afterwards
+    assert.ok(recycleStep(skewed, new Rng(5), { balanceLabels: true }).judge.length <= 32);
+  });
+
   void it('rejects malformed groups and options', () => {
     const rng = new Rng(1);
     assert.throws(

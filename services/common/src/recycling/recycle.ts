@@ -278,6 +278,25 @@ export interface RecycleStepOptions extends RecycleOptions {
   readonly maxJudge?: number;
   /** Reflection items kept per step (default: no cap beyond one per group). */
   readonly maxReflection?: number;
+  /**
+   * Ours, off by default: before the cap, drop random pointwise items of the more frequent target
+   * (correct / incorrect) until both targets are equally many, so a policy far below (or above) 50 %
+   * accuracy does not teach its judge the label prior ("No" for everything). Pairwise items are balanced
+   * by construction and always kept.
+   */
+  readonly balanceLabels?: boolean;
+}
+
+/** The judge items with random pointwise items of the majority target dropped until the targets are even. */
+function balancePointwise(items: readonly JudgeItem[], rng: Rng): JudgeItem[] {
+  const right = items.filter((j) => j.style !== 'pairwise' && j.target === 'correct');
+  const wrong = items.filter((j) => j.style !== 'pairwise' && j.target === 'incorrect');
+  const n = Math.min(right.length, wrong.length);
+  const keep = new Set<JudgeItem>([
+    ...(right.length > n ? rng.sample(right, n) : right),
+    ...(wrong.length > n ? rng.sample(wrong, n) : wrong),
+  ]);
+  return items.filter((j) => j.style === 'pairwise' || keep.has(j));
 }
 
 /** What one policy step yields for the buffer. */
@@ -314,8 +333,9 @@ export function recycleStep(
     if (r.reflection) reflection.push(r.reflection);
   }
   const capRng = rng.fork('cap');
+  const usable = opts.balanceLabels ? balancePointwise(judge, rng.fork('balance')) : judge;
   return {
-    judge: judge.length > maxJudge ? capRng.sample(judge, maxJudge) : judge,
+    judge: usable.length > maxJudge ? capRng.sample(usable, maxJudge) : usable,
     reflection: reflection.length > maxReflection ? capRng.sample(reflection, maxReflection) : reflection,
     judgeCandidates: judge.length,
     reflectionCandidates: reflection.length,

@@ -283,7 +283,14 @@ export interface JobSpec {
    * Share of each warm-up batch that is judge-format (pointwise yes/no and a/b, pairwise) and
    * reflection-format examples built from train problems with the correct verdict (unset = 0.25; 0 = none).
    */
-  warmupJudgeFraction?: number | undefined;
+  warmupJudgeFraction?:
+    | number
+    | undefined;
+  /**
+   * Keep as many "incorrect" as "correct" pointwise judge items per step (default false: the method's
+   * rules, whose labels follow the policy's accuracy). Ours, for policies far below 50 % accuracy.
+   */
+  recycleBalanceLabels?: boolean | undefined;
 }
 
 /** A job's current state and progress. */
@@ -477,6 +484,7 @@ function createBaseJobSpec(): JobSpec {
     taskFamilies: [],
     taskMaxDifficulty: 0,
     warmupJudgeFraction: undefined,
+    recycleBalanceLabels: undefined,
   };
 }
 
@@ -592,6 +600,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.warmupJudgeFraction !== undefined) {
       writer.uint32(297).double(message.warmupJudgeFraction);
+    }
+    if (message.recycleBalanceLabels !== undefined) {
+      writer.uint32(304).bool(message.recycleBalanceLabels);
     }
     return writer;
   },
@@ -905,6 +916,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.warmupJudgeFraction = reader.double();
             continue;
           }
+          case 38: {
+            if (tag !== 304) {
+              break;
+            }
+
+            message.recycleBalanceLabels = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1076,6 +1095,11 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.warmup_judge_fraction)
         ? globalThis.Number(object.warmup_judge_fraction)
         : undefined,
+      recycleBalanceLabels: isSet(object.recycleBalanceLabels)
+        ? globalThis.Boolean(object.recycleBalanceLabels)
+        : isSet(object.recycle_balance_labels)
+        ? globalThis.Boolean(object.recycle_balance_labels)
+        : undefined,
     };
   },
 
@@ -1192,6 +1216,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.warmupJudgeFraction !== undefined) {
       obj.warmupJudgeFraction = floatToJson(message.warmupJudgeFraction);
     }
+    if (message.recycleBalanceLabels !== undefined) {
+      obj.recycleBalanceLabels = message.recycleBalanceLabels;
+    }
     return obj;
   },
 
@@ -1237,6 +1264,7 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.taskFamilies = object.taskFamilies?.map((e) => e) || [];
     message.taskMaxDifficulty = object.taskMaxDifficulty ?? 0;
     message.warmupJudgeFraction = object.warmupJudgeFraction ?? undefined;
+    message.recycleBalanceLabels = object.recycleBalanceLabels ?? undefined;
     return message;
   },
 };
