@@ -1,4 +1,4 @@
-// `pnpm bench:cluster [--json FILE] [--steps N]`: the cluster benchmark. For 1 and then 2 rollout workers it
+// `pnpm bench:cluster [--json FILE] [--steps N] [--model tiny|demo|small]`: the cluster benchmark. For 1 and then 2 rollout workers it
 // starts a real local cluster (private redis-server, the five services as processes, gRPC on loopback),
 // runs the same small SPARK job, and reads the step time breakdown from the job's PHASE events plus the
 // services' own Prometheus histograms (sampling, verifying, synthesis, learner compute, weight sync); the
@@ -18,10 +18,16 @@ import { Algorithm, JobEventType, JobSpec, type JobEvent } from '@spark/common/p
 const args = process.argv.slice(2);
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
 const steps = args.includes('--steps') ? Number(args[args.indexOf('--steps') + 1]) : 4;
+// --model demo: the demo's model preset (and its 80 new tokens), i.e. the step sizes of `spark demo`
+const model = args.includes('--model') ? (args[args.indexOf('--model') + 1] ?? 'tiny') : 'tiny';
+if (!['tiny', 'demo', 'small'].includes(model)) {
+  process.stderr.write(`bench:cluster: --model must be tiny, demo or small (got ${model})\n`);
+  process.exit(2);
+}
 
 const job = JobSpec.fromPartial({
   name: 'bench-cluster',
-  model: 'tiny',
+  model,
   dataset: 'builtin',
   algorithm: Algorithm.ALGORITHM_SPARK,
   seed: 11,
@@ -30,7 +36,7 @@ const job = JobSpec.fromPartial({
   maxSteps: steps,
   warmupSteps: 5,
   learningRate: 2e-4,
-  maxNewTokens: 48,
+  maxNewTokens: model === 'tiny' ? 48 : 80,
   evalSize: 16,
   evalInterval: 0,
   templateVariant: 'short',
@@ -162,7 +168,7 @@ try {
 
 const pct = (x: number | undefined) => `${((x ?? 0) * 100).toFixed(1)}%`;
 console.log(
-  `cluster benchmark (node ${process.versions.node}, load average ${started}; job: tiny preset, B=16, G=8, ${steps} SPARK steps)\n`,
+  `cluster benchmark (node ${process.versions.node}, load average ${started}; job: ${model} preset, B=16, G=8, ${steps} SPARK steps)\n`,
 );
 console.log(
   '| rollout workers | RL wall s | samples | samples/s | vs 1 worker | sampling | verifying | synthesis | learner | weight sync | overhead | outside model compute |',
