@@ -126,12 +126,22 @@ describe('spark up', { skip }, () => {
       children: { name: string; pid: number }[];
     };
     assert.ok(rec.children.length >= 1);
+    const port = /private redis-server on port (\d+)/.exec(up.out())?.[1];
+    assert.ok(port, `the private redis-server's port is printed:\n${up.out()}`);
+    assert.ok(await redisAnswers(`redis://127.0.0.1:${port}`, 2_000));
     up.child.kill('SIGKILL');
     await up.exited;
     const gone = await waitFor(() => rec.children.every((c) => !alive(c.pid)), 30_000);
     const left = rec.children.filter((c) => alive(c.pid));
     for (const c of left) process.kill(c.pid, 'SIGKILL');
     assert.ok(gone, `left running: ${left.map((c) => c.name).join(', ')}`);
+    // the private redis-server dies with its launcher too (parent-death signal via setpriv)
+    let redisGone = false;
+    for (let i = 0; i < 50 && !redisGone; i++) {
+      redisGone = !(await redisAnswers(`redis://127.0.0.1:${port}`, 200));
+      if (!redisGone) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(redisGone, `the private redis-server on port ${port} outlived its launcher`);
   });
 
   it('exits non-zero with the dead service named when a child is killed', async () => {

@@ -4,10 +4,10 @@
 // jobs are kept in bounded numbers, queue depth is bounded at enqueue time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
 import {
   Queue,
@@ -65,6 +65,22 @@ export async function redisAnswers(url: string, timeoutMs = 1_000): Promise<bool
   }
 }
 
+/** The absolute path of an executable found on PATH (or the path itself when it has a slash), else null. */
+function onPath(name: string): string | null {
+  const candidates = name.includes('/')
+    ? [name]
+    : (process.env.PATH ?? '').split(delimiter).map((d) => join(d, name));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
 const installHint =
   'redis-server was not found on PATH. Install it (Debian/Ubuntu: `apt-get install -y redis-server`; ' +
   'macOS: `brew install redis`) or point REDIS_URL at a running Redis.';
@@ -79,26 +95,29 @@ export async function startPrivateRedis(
   const binary = options.binary ?? 'redis-server';
   const dir = mkdtempSync(join(tmpdir(), 'spark-redis-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(
-    binary,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      '--maxmemory-policy',
-      'noeviction',
-      '--protected-mode',
-      'yes',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--maxmemory-policy',
+    'noeviction',
+    '--protected-mode',
+    'yes',
+  ];
+  // With util-linux's setpriv, the kernel SIGKILLs the server when this process dies by any means (a
+  // SIGKILLed launcher runs no exit handler); setpriv execs redis-server in place (same pid). Only used when
+  // both are on PATH, so a missing redis-server still gets the install hint below.
+  const setpriv = onPath(binary) ? onPath('setpriv') : null;
+  const child: ChildProcess = setpriv
+    ? spawn(setpriv, ['--pdeathsig', 'KILL', '--', binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
   const spawnError = new Promise<never>((_, reject) => {
