@@ -675,7 +675,8 @@ export class JobDriver {
         type: JobEventType.JOB_EVENT_TYPE_CHECKPOINT,
         state: JobState.JOB_STATE_RUNNING,
         step: req.step,
-        phase: PROTO_PHASE[req.phase === 'checkpoint' ? 'reward' : req.phase],
+        // a checkpoint-only task belongs to no phase (like the job's QUEUED and FINISHED events)
+        ...(req.phase === 'checkpoint' ? {} : { phase: PROTO_PHASE[req.phase] }),
         metrics: { policy_version: result.policyVersion, final: req.final ? 1 : 0 },
         message: result.checkpointPath,
       });

@@ -85,11 +85,11 @@ export class Lifecycle {
       process.on('disconnect', () => {
         for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
         this.log('warn', {}, 'launcher gone (IPC channel closed): shutting down');
-        // nobody waits for a drain any more: a short grace per closer (work in flight is redelivered)
-        // process.exit would run the logger's exit handler, a synchronous flush of buffered lines that
+        // Nobody waits for a drain any more: a short grace per closer (work in flight is redelivered).
+        // Not process.exit: it runs the logger's exit handler, a synchronous flush of buffered lines that
         // retries forever while the dead launcher's end of stdout still reports "try again" (seen: a
         // reward-synthesis process stuck in it). Nobody reads our output or exit status any more, so end
-        // with SIGKILL once the closers ran (or after a hard bound).
+        // with SIGKILL once the closers ran, or after a hard bound.
         const end = () => process.kill(process.pid, 'SIGKILL');
         if (!this.shuttingDown)
           void this.shutdown('launcher gone', Math.min(this.graceMs, 2_000)).finally(end);
