@@ -30,6 +30,11 @@ export interface PrivateRedis {
   readonly url: string;
   readonly port: number;
   stop(): Promise<void>;
+  /**
+   * Lets this process exit while the server runs (it is still killed on exit, and by the kernel through
+   * setpriv when available): for a server shared by a whole test file, whose last test has no hook to stop it.
+   */
+  unref(): void;
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released; the caller binds it right away). */
@@ -153,6 +158,10 @@ export async function startPrivateRedis(
   return {
     url,
     port,
+    unref: () => {
+      child.unref();
+      (child.stderr as { unref?: () => void } | null)?.unref?.();
+    },
     stop: () =>
       (stopped ??= new Promise<void>((resolve) => {
         process.removeListener('exit', killOnExit);
