@@ -2,7 +2,7 @@
 // explicit file list (Node 20's --test takes no globs and would silently run nothing), streams the TAP
 // report, and ends with one `N passed, N failed` line. Exits non-zero on any failure or when no test ran.
 //
-//   node scripts/run-tests.mjs [path-filter ...]     e.g. `pnpm test:unit services/common`
+//   node scripts/run-tests.mjs [path-filter ...]     e.g. `pnpm test:unit services/lib`
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';

@@ -30,8 +30,8 @@ import { JobClient } from '@spark/cli/client';
 import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
 import { computeResults } from '@spark/cli/report';
-import { Algorithm, JobEventType, JobSpec, Phase, type JobEvent } from '@spark/common/proto';
-import { generateTasks } from '@spark/common/tasks';
+import { Algorithm, JobEventType, JobSpec, Phase, type JobEvent } from '@spark/protocol';
+import { generateTasks } from '@spark/method/tasks';
 
 /** The family of the job's dataset (see the header). */
 const E2E_FAMILIES = ['compare'] as const;

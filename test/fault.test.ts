@@ -20,9 +20,9 @@ import { after, before, describe, it } from 'node:test';
 import { JobClient } from '@spark/cli/client';
 import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
-import { queueName, type LearnResult } from '@spark/common/cluster';
-import { Algorithm, JobSpec } from '@spark/common/proto';
-import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
+import { queueName, type LearnResult } from '@spark/contract';
+import { Algorithm, JobSpec } from '@spark/protocol';
+import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
 
 const JOB = JobSpec.fromPartial({
   name: 'fault',

@@ -5,8 +5,8 @@
 //
 // What it reads: in services/<service>/src (tests, benchmarks and generated code excluded), every call
 // `<x>.counter({ name: '…', help: '…', labelNames: [...] })` (also `.gauge` and `.histogram`), i.e. the
-// ServiceMetrics constructors of @spark/common/metrics, which prefix names with `spark_<service>_`. Metrics
-// defined in services/common/src (shared helpers that receive a service's ServiceMetrics) belong to every
+// ServiceMetrics constructors of @spark/runtime/metrics, which prefix names with `spark_<service>_`. Metrics
+// defined in the libraries under services/lib (shared helpers that receive a service's ServiceMetrics) belong to every
 // deployed service. A definition whose name is not a string literal is reported as a problem rather than
 // silently skipped, so the catalog never under-reports.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -182,8 +182,8 @@ export function readMetricCatalog(root: string): MetricCatalog {
     }
     return out;
   };
-  // Shared definitions (a helper in the common library given a service's registry) exist in every service.
-  const shared = read('services/common/src').filter((d) => !d.source.includes('/metrics/'));
+  // Shared definitions (a helper in a library given a service's registry) exist in every service.
+  const shared = read('services/lib').filter((d) => !d.source.includes('/metrics/'));
   for (const service of DEPLOYED_SERVICES) {
     const own = read(`services/${service}/src`);
     for (const d of [...own, ...shared]) {

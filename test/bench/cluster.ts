@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { JobClient } from '@spark/cli/client';
 import { followJob } from '@spark/cli/follow';
 import { startLocalCluster } from '@spark/cli/launcher';
-import { Algorithm, JobEventType, JobSpec, type JobEvent } from '@spark/common/proto';
+import { Algorithm, JobEventType, JobSpec, type JobEvent } from '@spark/protocol';
 
 const args = process.argv.slice(2);
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;

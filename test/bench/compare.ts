@@ -13,8 +13,8 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { DEMO_JOB } from '@spark/cli/demo-job';
-import { syntheticRecords, toEvalLine } from '@spark/common/datasets';
-import type { Difficulty, Family } from '@spark/common/tasks';
+import { syntheticRecords, toEvalLine } from '@spark/method/datasets';
+import type { Difficulty, Family } from '@spark/method/tasks';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SPARK = join(ROOT, 'services/cli/bin/spark.mjs');

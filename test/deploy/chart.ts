@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { baseServiceShape, envKeyOf } from '@spark/common/config';
+import { baseServiceShape, envKeyOf } from '@spark/runtime/config';
 import { parse as parseYaml } from 'yaml';
 
 export const repoRoot = join(import.meta.dirname, '..', '..');

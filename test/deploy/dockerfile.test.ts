@@ -67,7 +67,7 @@ describe('Dockerfile', () => {
       }
     }
     // The ignore rules keep the sources and drop build outputs.
-    assert.equal(ignored('services/common/src/index.ts'), false);
+    assert.equal(ignored('services/lib/runtime/src/index.ts'), false);
     assert.equal(ignored('pnpm-lock.yaml'), false);
     assert.equal(ignored('node_modules/x'), true);
     assert.equal(ignored('services/learner/node_modules/y'), true);

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { ServiceMetrics } from '@spark/common/metrics';
+import { ServiceMetrics } from '@spark/runtime/metrics';
 import { parse as parseYaml } from 'yaml';
 
 import { alertExpressions, generatedFiles, readOrNull } from '../../deploy/generate.js';

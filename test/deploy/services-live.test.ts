@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { testPrefix, testRedisUrl } from '@spark/common/testing';
+import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
 
 import { readMetricCatalog } from '../../deploy/lib/metric-catalog.js';
 

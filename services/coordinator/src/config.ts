@@ -6,7 +6,7 @@ import {
   loadConfigOrExit,
   type LoadConfigOptions,
   z,
-} from '@spark/common/config';
+} from '@spark/runtime/config';
 
 export const coordinatorShape = {
   ...baseServiceShape,

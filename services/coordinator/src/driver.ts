@@ -18,7 +18,12 @@ import type { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import { CancelledError, DeadlineExceededError, describeError, FailedPreconditionError } from '@spark/common';
+import {
+  CancelledError,
+  DeadlineExceededError,
+  describeError,
+  FailedPreconditionError,
+} from '@spark/runtime';
 import {
   groupIdOf,
   synthesisTaskId,
@@ -34,10 +39,10 @@ import {
   type SynthesisResult,
   type SynthesisTask,
   type VerifiedGroup,
-} from '@spark/common/cluster';
-import { JobEventType, JobState, Phase, type JobSpec } from '@spark/common/proto';
-import { createQueue, createQueueEvents, enqueueBounded } from '@spark/common/redis';
-import type { TemplateVariant } from '@spark/common/templates';
+} from '@spark/contract';
+import { JobEventType, JobState, Phase, type JobSpec } from '@spark/protocol';
+import { createQueue, createQueueEvents, enqueueBounded } from '@spark/runtime/redis';
+import type { TemplateVariant } from '@spark/method/templates';
 
 import type { CoordinatorConfig } from './config.js';
 import type { CoordinatorMetrics } from './metrics.js';

@@ -14,15 +14,15 @@ import {
   NotFoundError,
   ResourceExhaustedError,
   UnavailableError,
-} from '@spark/common';
+} from '@spark/runtime';
 import {
   EVAL_GENERATE_QUEUE,
   GENERATE_LIMITS,
   type GenerateTask,
   type GenerateTaskResult,
-} from '@spark/common/cluster';
-import type { GenerateRequest, GenerateResponse } from '@spark/common/proto';
-import { createQueue, createQueueEvents, enqueueBounded } from '@spark/common/redis';
+} from '@spark/contract';
+import type { GenerateRequest, GenerateResponse } from '@spark/protocol';
+import { createQueue, createQueueEvents, enqueueBounded } from '@spark/runtime/redis';
 import type { Queue, QueueEvents } from 'bullmq';
 
 const L = GENERATE_LIMITS;

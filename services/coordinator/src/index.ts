@@ -7,15 +7,15 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import { UnavailableError } from '@spark/common';
-import { assertServerSecurity } from '@spark/common/config';
-import { GrpcServer } from '@spark/common/grpc';
-import { Lifecycle } from '@spark/common/lifecycle';
-import { createLogger } from '@spark/common/logging';
-import { startMetricsServer } from '@spark/common/metrics';
-import { JobServiceService, JobState, type JobSpec } from '@spark/common/proto';
-import { connectRedis, redactRedisUrl, resolveRedis, workerOptions } from '@spark/common/redis';
-import { jobKeys, type QueueRole } from '@spark/common/cluster';
+import { UnavailableError } from '@spark/runtime';
+import { assertServerSecurity } from '@spark/runtime/config';
+import { GrpcServer } from '@spark/runtime/grpc';
+import { Lifecycle } from '@spark/runtime/lifecycle';
+import { createLogger } from '@spark/runtime/logging';
+import { startMetricsServer } from '@spark/runtime/metrics';
+import { JobServiceService, JobState, type JobSpec } from '@spark/protocol';
+import { connectRedis, redactRedisUrl, resolveRedis, workerOptions } from '@spark/runtime/redis';
+import { jobKeys, type QueueRole } from '@spark/contract';
 import { Redis as IORedis } from 'ioredis';
 
 import type { CoordinatorConfig } from './config.js';

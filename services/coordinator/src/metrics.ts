@@ -1,9 +1,9 @@
 // The coordinator's Prometheus metrics (`spark_coordinator_*`). Labels are low-cardinality only (state,
 // phase, kind, style, role, reason) — never job ids. Jobs by state, queue depths per role and the policy
 // version lag are computed when scraped from what the coordinator is running.
-import { ServiceMetrics } from '@spark/common/metrics';
-import type { QueueRole } from '@spark/common/cluster';
-import { JobState, jobStateToJSON } from '@spark/common/proto';
+import { ServiceMetrics } from '@spark/runtime/metrics';
+import type { QueueRole } from '@spark/contract';
+import { JobState, jobStateToJSON } from '@spark/protocol';
 
 /** What collect() asks the coordinator for at scrape time. */
 export interface MetricsSource {

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { InvalidArgumentError } from '@spark/common';
-import { JOB_ID_PATTERN, type VerifiedGroup } from '@spark/common/cluster';
-import { Algorithm, JobSpec } from '@spark/common/proto';
+import { InvalidArgumentError } from '@spark/runtime';
+import { JOB_ID_PATTERN, type VerifiedGroup } from '@spark/contract';
+import { Algorithm, JobSpec } from '@spark/protocol';
 
 import { evalDue, parseCursor, stepPlan } from './driver.js';
 import {

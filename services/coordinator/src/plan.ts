@@ -3,8 +3,8 @@
 // prompt selection per step and per warm-up step, the learner's optimizer-step horizon, the held-out
 // evaluation items (problems + judge + reflection items with checkpoint-independent wrong answers), and
 // the aggregation of verified groups into event metrics.
-import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/common/datasets';
-import type { PromptItem, VerifiedGroup } from '@spark/common/cluster';
+import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/method/datasets';
+import type { PromptItem, VerifiedGroup } from '@spark/contract';
 import {
   DIFFICULTIES,
   FAMILIES,
@@ -13,10 +13,10 @@ import {
   type Family,
   type TaskDatasetOptions,
   type TaskProblem,
-} from '@spark/common/tasks';
-import { buildJudgeItems, buildReflectionItems, wrongAnswerFor } from '@spark/common/evaluation';
-import { problemPrompt, type TemplateVariant } from '@spark/common/templates';
-import type { JobSpec } from '@spark/common/proto';
+} from '@spark/method/tasks';
+import { buildJudgeItems, buildReflectionItems, wrongAnswerFor } from '@spark/method/evaluation';
+import { problemPrompt, type TemplateVariant } from '@spark/method/templates';
+import type { JobSpec } from '@spark/protocol';
 
 import { algorithmName } from './spec.js';
 
@@ -170,7 +170,7 @@ export function promptsForStep(
  *
  * A share `warmupJudgeFraction` (unset = 0.25, rounded per batch) of the batch are instead judge- and
  * reflection-format examples of the same problems, built with the held-out eval builders
- * (@spark/common/evaluation) from TRAIN problems and their checkpoint-independent wrong answer, so the
+ * (@spark/method/evaluation) from TRAIN problems and their checkpoint-independent wrong answer, so the
  * model learns the formats it is asked to answer in the reward phase (the reference starts from an
  * instruct model that already follows them): pointwise yes/no, pointwise a/b and pairwise items answered
  * with the worked solution's reasoning (its box removed) then the correct verdict box, and reflection
@@ -304,7 +304,7 @@ export function evalTagOf(item: PromptItem): string {
 
 /**
  * The held-out evaluation set, built with the same checkpoint-independent builders as `spark eval
- * --judge` (@spark/common/evaluation): per held-out problem the problem itself, a pointwise yes/no item,
+ * --judge` (@spark/method/evaluation): per held-out problem the problem itself, a pointwise yes/no item,
  * a pointwise a/b item and a pairwise item (the gold answer vs its deterministic wrong answer, targets
  * alternating over problems so each style is balanced), and a reflection item (the wrong answer shown,
  * label = gold). Templates are drawn with the seed.

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { problemsFromMetadata } from '@spark/common';
-import { clientSetup, grpc } from '@spark/common/grpc';
-import { createLogger } from '@spark/common/logging';
+import { problemsFromMetadata } from '@spark/runtime';
+import { clientSetup, grpc } from '@spark/runtime/grpc';
+import { createLogger } from '@spark/runtime/logging';
 import {
   JobEventType,
   JobServiceClient,
@@ -18,8 +18,8 @@ import {
   JobState,
   type JobEvent,
   type JobStatus,
-} from '@spark/common/proto';
-import { testPrefix, testRedisUrl } from '@spark/common/testing';
+} from '@spark/protocol';
+import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
 
 import { coordinatorConfig, startCoordinator, type Coordinator } from './index.js';
 

@@ -7,10 +7,10 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@spark/common';
-import { JOB_ID_PATTERN } from '@spark/common/cluster';
-import type { grpc } from '@spark/common/grpc';
-import { serverStreamHandler, unaryHandler } from '@spark/common/grpc';
+import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@spark/runtime';
+import { JOB_ID_PATTERN } from '@spark/contract';
+import type { grpc } from '@spark/runtime/grpc';
+import { serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
 import {
   JobEventType,
   JobState,
@@ -28,7 +28,7 @@ import {
   type SubmitJobResponse,
   type WatchJobRequest,
   type WatchJobResponse,
-} from '@spark/common/proto';
+} from '@spark/protocol';
 
 import type { CoordinatorConfig } from './config.js';
 import { newJobId, normalizeSpec } from './spec.js';

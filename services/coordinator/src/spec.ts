@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { InvalidArgumentError } from '@spark/common';
-import { JOB_ID_PATTERN, type AlgorithmName } from '@spark/common/cluster';
-import { Algorithm, type JobSpec } from '@spark/common/proto';
-import { FAMILIES } from '@spark/common/tasks';
+import { InvalidArgumentError } from '@spark/runtime';
+import { JOB_ID_PATTERN, type AlgorithmName } from '@spark/contract';
+import { Algorithm, type JobSpec } from '@spark/protocol';
+import { FAMILIES } from '@spark/method/tasks';
 
 /** The model presets the native learner compiles in (kernels/ts/config.ts PresetName). */
 export const MODEL_PRESETS = ['tiny', 'small', 'demo'] as const;

@@ -1,4 +1,4 @@
-// The job store: every job's state and history in Redis (keys in @spark/common/cluster jobKeys), so a
+// The job store: every job's state and history in Redis (keys in @spark/contract jobKeys), so a
 // coordinator restart loses nothing. A job is a hash (spec, state, step, policyVersion, message, times,
 // the event sequence number and the driver's resume cursor), an event stream (XADD MAXLEN ~), an entry
 // in the index ZSET, and — while waiting — an entry in the pending LIST; running jobs are in the active
@@ -6,8 +6,8 @@
 // and only from an expected state, so a cancellation racing the scheduler or the driver has one winner.
 import type { Redis } from 'ioredis';
 
-import { NotFoundError } from '@spark/common';
-import { announceActiveChange, decodeJobSpec, encodeJobSpec, jobKeys } from '@spark/common/cluster';
+import { NotFoundError } from '@spark/runtime';
+import { announceActiveChange, decodeJobSpec, encodeJobSpec, jobKeys } from '@spark/contract';
 import {
   JobEvent,
   JobEventType,
@@ -17,7 +17,7 @@ import {
   Phase,
   type JobSpec,
   type JobStatus,
-} from '@spark/common/proto';
+} from '@spark/protocol';
 
 /** Terminal states: nothing happens to the job afterwards. */
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([

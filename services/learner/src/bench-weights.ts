@@ -18,10 +18,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { encodeJobSpec, fetchPolicy, jobKeys } from '@spark/common/cluster';
-import { JobSpec } from '@spark/common/proto';
-import { connectRedis, uniquePrefix } from '@spark/common/redis';
-import { testRedisUrl } from '@spark/common/testing';
+import { encodeJobSpec, fetchPolicy, jobKeys } from '@spark/contract';
+import { JobSpec } from '@spark/protocol';
+import { connectRedis, uniquePrefix } from '@spark/runtime/redis';
+import { testRedisUrl } from '@spark/runtime/testing';
 
 import { DEFAULT_POLICY_CHUNK_BYTES, whenRedisReady } from './index.js';
 

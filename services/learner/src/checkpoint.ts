@@ -6,7 +6,7 @@
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { InvalidArgumentError } from '@spark/common';
+import { InvalidArgumentError } from '@spark/runtime';
 import { Model } from '@spark/kernels';
 
 import type { LrSchedule } from './schedule.js';

@@ -3,18 +3,18 @@
 // (./learner.ts), serves the resulting policy weights over PolicyService.GetPolicy (./policy-service.ts),
 // and writes checkpoints (./checkpoint.ts). `startLearner` is used by main.ts and by in-process tests.
 //
-// Samplers fetch weights with `fetchPolicy` from @spark/common/cluster (the client lives with the
+// Samplers fetch weights with `fetchPolicy` from @spark/contract (the client lives with the
 // contract, so rollout does not depend on this package).
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 
-import { InvalidArgumentError, UnavailableError } from '@spark/common';
-import { JobQueueWorkers, type LearnResult, type LearnTask } from '@spark/common/cluster';
-import { assertServerSecurity, baseServiceShape, z } from '@spark/common/config';
-import { GrpcServer } from '@spark/common/grpc';
-import { createLogger, type Logger } from '@spark/common/logging';
-import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
-import { connectRedis, resolveRedis, UnrecoverableError, type Redis } from '@spark/common/redis';
+import { InvalidArgumentError, UnavailableError } from '@spark/runtime';
+import { JobQueueWorkers, type LearnResult, type LearnTask } from '@spark/contract';
+import { assertServerSecurity, baseServiceShape, z } from '@spark/runtime/config';
+import { GrpcServer } from '@spark/runtime/grpc';
+import { createLogger, type Logger } from '@spark/runtime/logging';
+import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
+import { connectRedis, resolveRedis, UnrecoverableError, type Redis } from '@spark/runtime/redis';
 
 import { Learner, PolicyVersionMismatchError, validateLearnTask } from './learner.js';
 import { createLearnerMetrics, type LearnerMetrics } from './metrics.js';

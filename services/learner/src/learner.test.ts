@@ -16,19 +16,19 @@ import {
   float32ToLE,
   jobKeys,
   queueName,
-  renderPromptTokens,
   type LearnHyper,
   type LearnResult,
   type LearnTask,
   type VerifiedGroup,
-} from '@spark/common/cluster';
-import { loadConfig } from '@spark/common/config';
-import { grpc } from '@spark/common/grpc';
-import { createLogger } from '@spark/common/logging';
-import { GetPolicyResponse, JobSpec } from '@spark/common/proto';
-import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
-import { testPrefix, testRedisUrl } from '@spark/common/testing';
-import { charTokenizer } from '@spark/common/tokenizers';
+} from '@spark/contract';
+import { renderPromptTokens } from '@spark/method/tokenizers';
+import { loadConfig } from '@spark/runtime/config';
+import { grpc } from '@spark/runtime/grpc';
+import { createLogger } from '@spark/runtime/logging';
+import { GetPolicyResponse, JobSpec } from '@spark/protocol';
+import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
+import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
+import { charTokenizer } from '@spark/method/tokenizers';
 import { Model } from '@spark/kernels';
 
 import {

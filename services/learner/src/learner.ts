@@ -10,21 +10,20 @@ import { createHash } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@spark/common';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@spark/runtime';
 import {
   float32ToLE,
   JOB_ID_PATTERN,
   jobKeys,
   readJobSpec,
-  renderPromptTokens,
   type LearnResult,
   type LearnTask,
   type VerifiedGroup,
-} from '@spark/common/cluster';
-import type { Logger } from '@spark/common/logging';
-import type { JobSpec } from '@spark/common/proto';
-import type { Redis } from '@spark/common/redis';
-import { charTokenizer } from '@spark/common/tokenizers';
+} from '@spark/contract';
+import type { Logger } from '@spark/runtime/logging';
+import type { JobSpec } from '@spark/protocol';
+import type { Redis } from '@spark/runtime/redis';
+import { charTokenizer, renderPromptTokens } from '@spark/method/tokenizers';
 import {
   DEFAULT_ADAMW,
   Model,

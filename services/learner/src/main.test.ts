@@ -9,8 +9,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { it } from 'node:test';
 
-import { checkHealth } from '@spark/common/grpc';
-import { testPrefix, testRedisUrl } from '@spark/common/testing';
+import { checkHealth } from '@spark/runtime/grpc';
+import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
 

@@ -1,8 +1,8 @@
 // The learner process: config from SPARK_* / the config file, then startLearner; prints one
 // `READY {"service":"learner","grpcPort":…,"metricsPort":…}` line once serving (the launcher waits for it)
 // and shuts down gracefully on SIGTERM/SIGINT.
-import { loadConfigOrExit } from '@spark/common/config';
-import { Lifecycle } from '@spark/common/lifecycle';
+import { loadConfigOrExit } from '@spark/runtime/config';
+import { Lifecycle } from '@spark/runtime/lifecycle';
 
 import { learnerConfigShape, startLearner } from './index.js';
 

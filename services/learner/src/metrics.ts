@@ -1,6 +1,6 @@
 // The learner's Prometheus metrics (`spark_learner_*`). Labels are low-cardinality: the phase only, never
 // a job or sample id. Gauges hold the figures of the most recent update (of whichever job ran it).
-import type { ServiceMetrics } from '@spark/common/metrics';
+import type { ServiceMetrics } from '@spark/runtime/metrics';
 
 type Counter = ReturnType<ServiceMetrics['counter']>;
 type Gauge = ReturnType<ServiceMetrics['gauge']>;

@@ -2,16 +2,16 @@
 // then the float32 LE parameter buffer of one held version in chunks. The snapshot is an immutable Buffer,
 // so a new version published mid-stream never changes the bytes being sent. Backpressure: the handler waits
 // for 'drain' whenever grpc-js's write buffer is full, and stops when the client cancels.
-import { InvalidArgumentError } from '@spark/common';
-import type { grpc } from '@spark/common/grpc';
-import { serverStreamHandler } from '@spark/common/grpc';
-import type { Logger } from '@spark/common/logging';
+import { InvalidArgumentError } from '@spark/runtime';
+import type { grpc } from '@spark/runtime/grpc';
+import { serverStreamHandler } from '@spark/runtime/grpc';
+import type { Logger } from '@spark/runtime/logging';
 import {
   GetPolicyResponse,
   PolicyServiceService,
   type GetPolicyRequest,
   type PolicyServiceServer,
-} from '@spark/common/proto';
+} from '@spark/protocol';
 
 import type { Learner, PolicySnapshot } from './learner.js';
 import type { LearnerMetrics } from './metrics.js';

@@ -2,7 +2,7 @@
 // `warmupRatio × total` optimizer steps, then cosine decay to `minLrRatio × peak`, counting the optimizer
 // steps of BOTH the policy and the reward phase (so the curve never turns back up). `constant` keeps the
 // peak. Supervised warm-up tasks use their own constant lr and do not advance this counter.
-import { InvalidArgumentError } from '@spark/common';
+import { InvalidArgumentError } from '@spark/runtime';
 
 export interface LrSchedule {
   readonly kind: 'cosine' | 'constant';

@@ -2,13 +2,13 @@
 // job (JobQueueWorkers): each SynthesisTask recycles one policy phase's verified groups into judge and
 // reflection prompts and feeds the job's FIFO buffer, releasing a reward-phase batch of B items when the
 // buffer holds enough (see synthesis.ts for the exactly-once rule). Metrics: spark_reward_synthesis_*.
-import { InvalidArgumentError, UnavailableError } from '@spark/common';
-import { JobQueueWorkers, type SynthesisResult, type SynthesisTask } from '@spark/common/cluster';
-import { baseServiceShape, configWithDefaults } from '@spark/common/config';
-import { Lifecycle } from '@spark/common/lifecycle';
-import { createLogger, type Logger } from '@spark/common/logging';
-import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
-import { connectRedis, resolveRedis, UnrecoverableError, type Job, type Redis } from '@spark/common/redis';
+import { InvalidArgumentError, UnavailableError } from '@spark/runtime';
+import { JobQueueWorkers, type SynthesisResult, type SynthesisTask } from '@spark/contract';
+import { baseServiceShape, configWithDefaults } from '@spark/runtime/config';
+import { Lifecycle } from '@spark/runtime/lifecycle';
+import { createLogger, type Logger } from '@spark/runtime/logging';
+import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
+import { connectRedis, resolveRedis, UnrecoverableError, type Job, type Redis } from '@spark/runtime/redis';
 import { z } from 'zod';
 
 import { parseSynthesisTask, synthesize } from './synthesis.js';

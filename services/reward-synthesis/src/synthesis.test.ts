@@ -14,11 +14,11 @@ import {
   type SynthesisTask,
   type VerifiedGroup,
   type VerifiedResponse,
-} from '@spark/common/cluster';
-import { FailedPreconditionError } from '@spark/common';
-import { createLogger } from '@spark/common/logging';
-import { connectRedis, createQueue, type Redis } from '@spark/common/redis';
-import { testPrefix, testRedisUrl } from '@spark/common/testing';
+} from '@spark/contract';
+import { FailedPreconditionError } from '@spark/runtime';
+import { createLogger } from '@spark/runtime/logging';
+import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
+import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
 
 import {
   startRewardSynthesis,

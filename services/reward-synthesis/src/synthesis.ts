@@ -4,22 +4,22 @@
 // clear the FIFO buffer when the epoch changed, RPUSH the new items, drop the oldest beyond the bound,
 // release (LPOP) B items when the buffer holds ≥ B, and store the SynthesisResult — so the buffer effect
 // happens exactly once per step however often BullMQ delivers the task.
-import { InvalidArgumentError, FailedPreconditionError } from '@spark/common';
+import { InvalidArgumentError, FailedPreconditionError } from '@spark/runtime';
 import {
   jobKeys,
   type PromptItem,
   type SynthesisResult,
   type SynthesisTask,
   type VerifiedGroup,
-} from '@spark/common/cluster';
+} from '@spark/contract';
 import {
   recycleStep,
   Rng,
   type JudgeItem,
   type RecycleGroup,
   type ReflectionItem,
-} from '@spark/common/recycling';
-import type { Redis } from '@spark/common/redis';
+} from '@spark/method/recycling';
+import type { Redis } from '@spark/runtime/redis';
 import { z } from 'zod';
 
 /** Most groups one step may recycle (a bound on the task and on the script's argument list). */

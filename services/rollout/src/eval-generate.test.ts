@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import type { GenerateTaskResult } from '@spark/common/cluster';
+import type { GenerateTaskResult } from '@spark/contract';
 import { Model } from '@spark/kernels';
 
-import { loadGenerator } from './checkpoint.js';
+import { loadGenerator } from '@spark/method/checkpoint';
 import { CheckpointGenerators, parseGenerateTask, type GenerateTaskReport } from './eval-generate.js';
 
 const ok = (r: GenerateTaskResult) => {

@@ -10,10 +10,15 @@ import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 
-import { GENERATE_LIMITS, type GenerateTask, type GenerateTaskResult } from '@spark/common/cluster';
+import { GENERATE_LIMITS, type GenerateTask, type GenerateTaskResult } from '@spark/contract';
 import { z } from 'zod';
 
-import { CheckpointLoadError, loadGenerator, resolveCheckpoint, type LoadedGenerator } from './checkpoint.js';
+import {
+  CheckpointLoadError,
+  loadGenerator,
+  resolveCheckpoint,
+  type LoadedGenerator,
+} from '@spark/method/checkpoint';
 
 const L = GENERATE_LIMITS;
 

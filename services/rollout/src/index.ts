@@ -8,7 +8,7 @@
 // Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total,
 // _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version, _version_refusals_total{reason},
 // _eval_prompts_total, _eval_task_seconds, _eval_checkpoint_loads_total, _eval_errors_total{code}.
-import { InvalidArgumentError, UnavailableError } from '@spark/common';
+import { InvalidArgumentError, UnavailableError } from '@spark/runtime';
 import {
   EVAL_GENERATE_QUEUE,
   JobQueueWorkers,
@@ -18,11 +18,11 @@ import {
   type GenerateTaskResult,
   type RolloutTask,
   type VerifyTask,
-} from '@spark/common/cluster';
-import { baseServiceShape, configWithDefaults } from '@spark/common/config';
-import { Lifecycle } from '@spark/common/lifecycle';
-import { createLogger, type Logger } from '@spark/common/logging';
-import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
+} from '@spark/contract';
+import { baseServiceShape, configWithDefaults } from '@spark/runtime/config';
+import { Lifecycle } from '@spark/runtime/lifecycle';
+import { createLogger, type Logger } from '@spark/runtime/logging';
+import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
 import {
   connectRedis,
   createQueue,
@@ -32,8 +32,8 @@ import {
   UnrecoverableError,
   type Job,
   type Redis,
-} from '@spark/common/redis';
-import { charTokenizer } from '@spark/common/tokenizers';
+} from '@spark/runtime/redis';
+import { charTokenizer } from '@spark/method/tokenizers';
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
 

@@ -1,6 +1,6 @@
 // Process entry of the rollout service: config from file/env, start, print READY, and shut down
 // gracefully on SIGTERM/SIGINT.
-import { loadConfigOrExit } from '@spark/common/config';
+import { loadConfigOrExit } from '@spark/runtime/config';
 
 import { ROLLOUT_SERVICE_NAME, rolloutConfigShape, startRollout } from './index.js';
 

@@ -3,10 +3,10 @@
 // refresh and its sampling never interleave with another task of the same job. Weights come from the
 // learner's PolicyService (fetchPolicy: chunked, sha256-verified) only when the cached version differs
 // from the task's — a model is NEVER used at any other version than the one asked for.
-import { FailedPreconditionError, UnavailableError } from '@spark/common';
-import { fetchPolicy, jobKeys, PolicyTransferError, type FetchedPolicy } from '@spark/common/cluster';
-import { grpc } from '@spark/common/grpc';
-import type { Redis } from '@spark/common/redis';
+import { FailedPreconditionError, UnavailableError } from '@spark/runtime';
+import { fetchPolicy, jobKeys, PolicyTransferError, type FetchedPolicy } from '@spark/contract';
+import { grpc } from '@spark/runtime/grpc';
+import type { Redis } from '@spark/runtime/redis';
 import { Model, parseHfConfig } from '@spark/kernels';
 
 /** The learner does not (yet, or any more) hold the version a task asks for; the task is retried. */

@@ -7,16 +7,15 @@
 // and group k's responses are sequences k·G … k·G+G−1. A shard's prompts and order are fixed by the
 // coordinator (shardId = "<step>/<phase>/<index>"), so a redelivered shard re-samples exactly the same
 // tokens for every group at the same policy version.
-import { InvalidArgumentError } from '@spark/common';
+import { InvalidArgumentError } from '@spark/runtime';
 import {
   groupIdOf,
   groupSeed,
-  renderPromptTokens,
   type RolloutTask,
   type SampledGroup,
   type SampledResponse,
-} from '@spark/common/cluster';
-import type { Tokenizer } from '@spark/common/tokenizers';
+} from '@spark/contract';
+import { renderPromptTokens, type Tokenizer } from '@spark/method/tokenizers';
 import type { Model } from '@spark/kernels';
 import { z } from 'zod';
 

@@ -2,7 +2,7 @@
 // WatchJob events into a ProgressPrinter, keeps every event (bounded) for reports, and returns the job's
 // final status. When the stream breaks while the job still runs (a coordinator restart), it reconnects
 // after the last sequence number seen, a bounded number of times.
-import { JobEventType, type JobEvent, type JobStatus } from '@spark/common/proto';
+import { JobEventType, type JobEvent, type JobStatus } from '@spark/protocol';
 
 import { ProgressPrinter } from '../report/progress.js';
 import { ClusterCallError, jobStateName, TERMINAL_STATES, type JobClient } from './index.js';

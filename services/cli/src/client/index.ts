@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { clientSetup, grpc, type ClientOptions } from '@spark/common/grpc';
-import { problemsFromMetadata } from '@spark/common/errors';
+import { clientSetup, grpc, type ClientOptions } from '@spark/runtime/grpc';
+import { problemsFromMetadata } from '@spark/runtime/errors';
 import {
   JobServiceClient,
   jobStateToJSON,
@@ -16,7 +16,7 @@ import {
   type JobSpec,
   type JobStatus,
   type SubmitJobResponse,
-} from '@spark/common/proto';
+} from '@spark/protocol';
 
 /** Where to reach a cluster and how to authenticate. */
 export interface ConnectOptions {

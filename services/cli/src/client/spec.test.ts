@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { Algorithm, JobSpec } from '@spark/common/proto';
+import { Algorithm, JobSpec } from '@spark/protocol';
 
 import { parseSpecText, readSpecFile, SpecFileError, specFieldNames } from './spec.js';
 

@@ -6,7 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 
 import { parse as parseYaml } from 'yaml';
 
-import { Algorithm, JobSpec } from '@spark/common/proto';
+import { Algorithm, JobSpec } from '@spark/protocol';
 
 /** A spec file that cannot be submitted; `problems` lists every reason. */
 export class SpecFileError extends Error {

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { freePort } from '@spark/common/redis';
+import { freePort } from '@spark/runtime/redis';
 
-import { runSpark } from '../cli-testing.js';
+import { runSpark } from '../testing.js';
 import { intOption, serviceList } from './up.js';
 
 describe('spark submit / jobs / watch / cancel without a cluster', () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { runSpark, SPARK_BIN, waitFor } from '../cli-testing.js';
+import { runSpark, SPARK_BIN, waitFor } from '../testing.js';
 import { serviceMain, startLocalCluster, type LocalCluster } from '../launcher/index.js';
 
 const skip = existsSync(serviceMain('coordinator')) ? false : 'the coordinator has no entry point yet';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Algorithm } from '@spark/common/proto';
+import { Algorithm } from '@spark/protocol';
 
 import { DEMO_SPEC_ENV, DemoSpecError, demoJobSpec } from './demo-job.js';
 

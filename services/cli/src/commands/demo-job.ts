@@ -3,7 +3,7 @@
 // prompts, reward phase) — with held-out evaluation before and after RL. Every tunable of the demo lives
 // here (the integrator tunes them so `spark demo` finishes in ≤ 15 minutes on a 2-core machine); `quick`
 // is a minutes-long smoke version of the same pipeline.
-import { Algorithm, JobSpec } from '@spark/common/proto';
+import { Algorithm, JobSpec } from '@spark/protocol';
 
 /**
  * The full demo (README: `npm run demo`): the demo preset on level-1 add/sub/compare/remainder (a ~0.8 M-param

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { JobEvent, JobEventType, JobState, JobStatus, Phase } from '@spark/common/proto';
+import { JobEvent, JobEventType, JobState, JobStatus, Phase } from '@spark/protocol';
 
 import { computeResults } from '../report/results.js';
 import { demoJobSpec } from './demo-job.js';

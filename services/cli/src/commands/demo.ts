@@ -9,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 
 import type { Command } from 'commander';
 
-import { JobEventType, JobSpec, jobEventTypeToJSON, phaseToJSON, type JobEvent } from '@spark/common/proto';
+import { JobEventType, JobSpec, jobEventTypeToJSON, phaseToJSON, type JobEvent } from '@spark/protocol';
 
 import { followJob, type FollowResult } from '../client/follow.js';
 import { JobClient } from '../client/index.js';

@@ -7,10 +7,10 @@ import { Writable } from 'node:stream';
 
 import type { Command } from 'commander';
 
-import { describeError } from '@spark/common';
-import { checkHealth, grpc, GrpcServer } from '@spark/common/grpc';
-import { createLogger } from '@spark/common/logging';
-import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
+import { describeError } from '@spark/runtime';
+import { checkHealth, grpc, GrpcServer } from '@spark/runtime/grpc';
+import { createLogger } from '@spark/runtime/logging';
+import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
 import {
   createQueue,
   createQueueEvents,
@@ -20,7 +20,7 @@ import {
   redisAnswers,
   startPrivateRedis,
   uniquePrefix,
-} from '@spark/common/redis';
+} from '@spark/runtime/redis';
 
 export interface CheckResult {
   name: string;

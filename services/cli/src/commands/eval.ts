@@ -12,8 +12,8 @@ import { join } from 'node:path';
 
 import { Option, type Command } from 'commander';
 
-import { DATASET_FORMATS, type DatasetFormat } from '@spark/common/datasets';
-import type { Split } from '@spark/common/tasks';
+import { DATASET_FORMATS, type DatasetFormat } from '@spark/method/datasets';
+import type { Split } from '@spark/method/tasks';
 
 import type { clusterGenerator } from '../eval/cluster.js';
 import { problemsFromFiles, problemsFromSplit, type InputReport } from '../eval/inputs.js';
@@ -87,7 +87,7 @@ export async function runEval(
   const local = gen
     ? null
     : await (
-        await import('../eval/model.js')
+        await import('@spark/method/checkpoint')
       ).loadGenerator(checkpoint, { maxNewTokens, batch }, opts.tokenizer);
   const generate = (gen ?? (local as NonNullable<typeof local>)).generate;
   const stats = gen?.stats ?? (local as NonNullable<typeof local>).stats;
@@ -141,7 +141,7 @@ async function clusterGen(
   batch: number,
 ): Promise<ReturnType<typeof clusterGenerator> & { address: string; inFlight: number; close(): void }> {
   // loaded here, not at start-up: the cluster contract pulls in BullMQ and gRPC
-  const { GENERATE_LIMITS } = await import('@spark/common/cluster');
+  const { GENERATE_LIMITS } = await import('@spark/contract');
   const { clusterGenerator } = await import('../eval/cluster.js');
   if (batch > GENERATE_LIMITS.maxPrompts)
     throw new EvalOptionError(

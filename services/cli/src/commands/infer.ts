@@ -4,7 +4,7 @@
 // answer(s); `--json` prints the whole result as JSON.
 import { Option, type Command } from 'commander';
 
-import { evaluateProblems } from '@spark/common/evaluation';
+import { evaluateProblems } from '@spark/method/evaluation';
 
 import { intOption, variantOption } from '../eval/options.js';
 
@@ -26,7 +26,7 @@ export async function runInfer(checkpoint: string, question: string, opts: Infer
   if (q.length > MAX_QUESTION_CHARS)
     throw new Error(`infer: the question is longer than ${MAX_QUESTION_CHARS} characters`);
   // lazy: the native model and the verifier load only when this command runs
-  const { loadGenerator } = await import('../eval/model.js');
+  const { loadGenerator } = await import('@spark/method/checkpoint');
   const { Verifier } = await import('@spark/verifier');
   const gen = await loadGenerator(checkpoint, { maxNewTokens, batch: 1 }, opts.tokenizer);
   const verifier = opts.answer !== undefined ? new Verifier({}) : null;

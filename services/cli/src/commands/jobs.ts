@@ -2,7 +2,7 @@
 // name and age — as a table, or as JSON with --json.
 import type { Command } from 'commander';
 
-import { algorithmToJSON, JobStatus } from '@spark/common/proto';
+import { algorithmToJSON, JobStatus } from '@spark/protocol';
 
 import { shortState } from '../client/index.js';
 import { clientFromFlags, withConnectOptions, type ConnectFlags } from '../client/options.js';

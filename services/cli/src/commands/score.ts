@@ -8,14 +8,14 @@ import { writeFile } from 'node:fs/promises';
 
 import type { Command } from 'commander';
 
-import { fileChunks } from '@spark/common/datasets';
+import { fileChunks } from '@spark/method/datasets';
 import {
   formatAccuracyTable,
   readResults,
   ResultsFileError,
   summarize,
   type ProblemResult,
-} from '@spark/common/evaluation';
+} from '@spark/method/evaluation';
 
 import { intOption } from '../eval/options.js';
 

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 
 import { CommanderError, Option, type Command } from 'commander';
 
-import { InvalidArgumentError } from '@spark/common';
+import { InvalidArgumentError } from '@spark/runtime';
 import { Verifier, type ItemOptions, type VerifyResult } from '@spark/verifier';
 
 /** Longest input line (characters); longer lines become error records. */

@@ -15,15 +15,15 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { formatTable, type GenerateFn } from '@spark/common/evaluation';
+import { formatTable, type GenerateFn } from '@spark/method/evaluation';
 import { Verifier } from '@spark/verifier';
 
 import { JobClient } from '../client/index.js';
 import { startLocalCluster } from '../launcher/index.js';
 import { clusterGenerator } from './cluster.js';
-import { makeTinyCheckpoint } from './fixture.js';
+import { makeTinyCheckpoint } from '@spark/method/checkpoint';
 import { problemsFromSplit } from './inputs.js';
-import { loadGenerator } from './model.js';
+import { loadGenerator } from '@spark/method/checkpoint';
 import { runJudge, runProblems } from './run.js';
 
 interface Row {

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { summarize, type AccuracySummary, type EvaluatedProblem } from '@spark/common/evaluation';
+import { summarize, type AccuracySummary, type EvaluatedProblem } from '@spark/method/evaluation';
 
-import { makeTinyCheckpoint } from './fixture.js';
+import { makeTinyCheckpoint } from '@spark/method/checkpoint';
 
 const bin = join(import.meta.dirname, '../../bin/spark.mjs');
 

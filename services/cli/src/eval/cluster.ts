@@ -7,11 +7,11 @@
 // workers must be able to read it (a shared volume, as with the learner's checkpoints).
 import { resolve } from 'node:path';
 
-import type { GenerateFn } from '@spark/common/evaluation';
-import { GENERATE_LIMITS } from '@spark/common/cluster';
+import type { GenerateFn } from '@spark/method/evaluation';
+import { GENERATE_LIMITS } from '@spark/contract';
 
 import type { JobClient } from '../client/index.js';
-import type { GenerateStats } from './model.js';
+import type { GenerateStats } from '@spark/method/checkpoint';
 
 export interface ClusterGenerateSettings {
   readonly checkpoint: string;

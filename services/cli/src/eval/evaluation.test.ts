@@ -1,4 +1,4 @@
-// Tests of the evaluation library (@spark/common/evaluation) with the real verifier: summary semantics on
+// Tests of the evaluation library (@spark/method/evaluation) with the real verifier: summary semantics on
 // hand-made results, the self-reflection control flow driven by a deterministic model-call function
 // (the tiny model cannot produce the verdicts these cases need), the checkpoint-independent judge items,
 // results-file parsing, and checkpoint loading (a learner checkpoint root, over-long prompts).
@@ -22,12 +22,12 @@ import {
   summarizeJudge,
   wrongAnswerFor,
   type GenerateFn,
-} from '@spark/common/evaluation';
-import { selfJudgePrompt, resolvePrompt, problemPrompt } from '@spark/common/templates';
+} from '@spark/method/evaluation';
+import { selfJudgePrompt, resolvePrompt, problemPrompt } from '@spark/method/templates';
 import { Model } from '@spark/kernels';
 import { Verifier } from '@spark/verifier';
 
-import { CheckpointLoadError, loadGenerator, resolveCheckpoint } from './model.js';
+import { CheckpointLoadError, loadGenerator, resolveCheckpoint } from '@spark/method/checkpoint';
 
 // one verifier (its symbolic workers take a moment to start) for the whole file
 let verifier: Verifier;

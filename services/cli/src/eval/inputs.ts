@@ -10,9 +10,9 @@ import {
   type DatasetFormat,
   type DatasetRecord,
   type RecordError,
-} from '@spark/common/datasets';
-import type { EvalProblem } from '@spark/common/evaluation';
-import { DEMO_TASK_MIX, type Split } from '@spark/common/tasks';
+} from '@spark/method/datasets';
+import type { EvalProblem } from '@spark/method/evaluation';
+import { DEMO_TASK_MIX, type Split } from '@spark/method/tasks';
 
 /** Where the problems came from and what was skipped. */
 export interface InputReport {

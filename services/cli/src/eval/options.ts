@@ -1,6 +1,6 @@
 // Option parsing shared by `spark eval`, `spark infer` and `spark score`: integer and choice checks that
 // fail with an EvalOptionError (printed as `spark: <message>`, exit 1) instead of a crash.
-import type { TemplateVariant } from '@spark/common/templates';
+import type { TemplateVariant } from '@spark/method/templates';
 
 /** A bad option value of an evaluation command. */
 export class EvalOptionError extends Error {

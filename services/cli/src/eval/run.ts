@@ -19,8 +19,8 @@ import {
   type JudgeResult,
   type JudgeSummary,
   type ReflectionStats,
-} from '@spark/common/evaluation';
-import type { TemplateVariant } from '@spark/common/templates';
+} from '@spark/method/evaluation';
+import type { TemplateVariant } from '@spark/method/templates';
 
 import type { InputReport } from './inputs.js';
 

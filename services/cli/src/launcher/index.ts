@@ -19,7 +19,7 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { redactRedisUrl, redisAnswers, startPrivateRedis, type PrivateRedis } from '@spark/common/redis';
+import { redactRedisUrl, redisAnswers, startPrivateRedis, type PrivateRedis } from '@spark/runtime/redis';
 
 /** The repository root (services/cli/src/launcher → four levels up). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -109,10 +109,21 @@ export class ClusterStartError extends Error {
   }
 }
 
-/** The entry point of a service. */
+/**
+ * The entry point of a service: the `./main` export of its package (`@spark/<service>/main`), resolved
+ * like any import, so the launcher follows each package's own manifest rather than a path convention.
+ */
 export function serviceMain(service: ServiceName): string {
-  return join(REPO_ROOT, 'services', service, 'src', 'main.ts');
+  return fileURLToPath(SERVICE_ENTRIES[service]());
 }
+
+const SERVICE_ENTRIES: Record<ServiceName, () => string> = {
+  learner: () => import.meta.resolve('@spark/learner/main'),
+  coordinator: () => import.meta.resolve('@spark/coordinator/main'),
+  verifier: () => import.meta.resolve('@spark/verifier/main'),
+  'reward-synthesis': () => import.meta.resolve('@spark/reward-synthesis/main'),
+  rollout: () => import.meta.resolve('@spark/rollout/main'),
+};
 
 /** The last `maxLines` lines of a file (at most 16 KiB read). */
 export function tailFile(path: string, maxLines = 20): string {

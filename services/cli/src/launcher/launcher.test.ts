@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { redisAnswers } from '@spark/common/redis';
+import { redisAnswers } from '@spark/runtime/redis';
 
-import { alive, runSpark, SPARK_BIN, waitFor } from '../cli-testing.js';
+import { alive, runSpark, SPARK_BIN, waitFor } from '../testing.js';
 import { ClusterStartError, serviceMain, startLocalCluster, type ServiceName } from './index.js';
 
 /** Services with an entry point in this checkout, lightest first (for partial-cluster tests). */

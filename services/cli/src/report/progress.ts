@@ -8,7 +8,7 @@ import {
   jobStateToJSON,
   phaseToJSON,
   type JobEvent,
-} from '@spark/common/proto';
+} from '@spark/protocol';
 
 /** The short lower-case name of a proto enum value name ("PHASE_POLICY" → "policy"). */
 function short(name: string, prefix: string): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { JobEvent, JobEventType, JobState, Phase } from '@spark/common/proto';
+import { JobEvent, JobEventType, JobState, Phase } from '@spark/protocol';
 
 import { formatEvent, keyFigures, progressBar, ProgressPrinter } from './progress.js';
 import { accuracyOf, computeResults, curvePanels, formatResultsTable } from './results.js';

@@ -6,7 +6,7 @@
 // Which EVAL is which: evals are taken in sequence order. "after RL" is the last one. "before RL" is the
 // last eval at step 0 (the coordinator evaluates after warm-up, before the first RL step); when the job
 // reported an earlier step-0 eval too (a pre-warm-up baseline), that first one is the "baseline".
-import { JobEventType, type JobEvent } from '@spark/common/proto';
+import { JobEventType, type JobEvent } from '@spark/protocol';
 
 import { phaseName } from './progress.js';
 import type { Panel, Series } from './svg.js';

@@ -5,13 +5,13 @@
 // killed worker's shard is redelivered after its lock (`lockMs`) expires, at the next stalled check
 // (`stalledIntervalMs`) of any verifier worker.
 // Metrics: spark_verifier_responses_verified_total{kind,result}, _verify_seconds, _reward_ratio{kind}.
-import { InvalidArgumentError, UnavailableError } from '@spark/common';
-import { JobQueueWorkers, jobKeys, type KindName, type VerifyTask } from '@spark/common/cluster';
-import { baseServiceShape, configWithDefaults } from '@spark/common/config';
-import { Lifecycle } from '@spark/common/lifecycle';
-import { createLogger, type Logger } from '@spark/common/logging';
-import { ServiceMetrics, startMetricsServer } from '@spark/common/metrics';
-import { connectRedis, resolveRedis, UnrecoverableError, type Job, type Redis } from '@spark/common/redis';
+import { InvalidArgumentError, UnavailableError } from '@spark/runtime';
+import { JobQueueWorkers, jobKeys, type KindName, type VerifyTask } from '@spark/contract';
+import { baseServiceShape, configWithDefaults } from '@spark/runtime/config';
+import { Lifecycle } from '@spark/runtime/lifecycle';
+import { createLogger, type Logger } from '@spark/runtime/logging';
+import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
+import { connectRedis, resolveRedis, UnrecoverableError, type Job, type Redis } from '@spark/runtime/redis';
 import { z } from 'zod';
 
 import { Verifier } from '../lib/verifier.js';

@@ -3,8 +3,8 @@
 // reflections against the gold answer (math mode, last box), pointwise/pairwise judge prompts against the
 // verdict label (judge mode, first box) — one call at a time so each gets the library's full time budget,
 // and build the VerifiedGroups the learner and reward-synthesis read.
-import { InvalidArgumentError } from '@spark/common';
-import type { KindName, VerifiedGroup, VerifiedResponse, VerifyTask } from '@spark/common/cluster';
+import { InvalidArgumentError } from '@spark/runtime';
+import type { KindName, VerifiedGroup, VerifiedResponse, VerifyTask } from '@spark/contract';
 import { z } from 'zod';
 
 import type { Verifier } from '../lib/verifier.js';

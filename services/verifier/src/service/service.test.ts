@@ -14,11 +14,11 @@ import {
   type SampledGroup,
   type VerifiedGroup,
   type VerifyTask,
-} from '@spark/common/cluster';
-import { createLogger } from '@spark/common/logging';
-import { connectRedis, createQueue, workerOptions, type Redis } from '@spark/common/redis';
+} from '@spark/contract';
+import { createLogger } from '@spark/runtime/logging';
+import { connectRedis, createQueue, workerOptions, type Redis } from '@spark/runtime/redis';
 import { Worker } from 'bullmq';
-import { testPrefix, testRedisUrl } from '@spark/common/testing';
+import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
 
 import { startVerifierService, verifierServiceConfig, type VerifierService } from './index.js';
 

@@ -1,0 +1,179 @@
+// Greedy generation with a checkpoint, for evaluation (in-process in `spark eval`, and in the rollout
+// workers behind JobService.Generate for `spark eval --address`): loads a checkpoint directory (config.json + safetensors, as the
+// learner and `Model.save` write them) with @spark/kernels and turns it into the batched greedy text →
+// text `GenerateFn` of @spark/method/evaluation. Prompts are rendered exactly as the rollout workers
+// render them (renderPromptTokens: one user turn + the assistant start); outputs are decoded without
+// special tokens. A prompt longer than the model's context (maxPositionEmbeddings − 1 tokens) is not sent:
+// its output is empty (so it scores as a missing answer) and it is counted in `stats.tooLong`.
+// CHECKPOINT may also be a learner checkpoint root (`latest.json` naming `step-<n>/`): the newest one is used.
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { GenerateFn } from '../evaluation/index.js';
+import { loadTokenizer, renderPromptTokens, type Tokenizer } from '../tokenizers/index.js';
+import { Model } from '@spark/kernels';
+
+/** Greedy decoding settings of evaluation. */
+export interface GenerateSettings {
+  /** Longest output in tokens (default 96). */
+  readonly maxNewTokens: number;
+  /** Prompts per native sample call (default 32). */
+  readonly batch: number;
+}
+
+export const DEFAULT_GENERATE: GenerateSettings = Object.freeze({ maxNewTokens: 96, batch: 32 });
+
+/** Counters of one generator. */
+export interface GenerateStats {
+  calls: number;
+  prompts: number;
+  tooLong: number;
+  outputTokens: number;
+}
+
+/** A loaded model with its tokenizer and generator. */
+export interface LoadedGenerator {
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  /** The GenerateFn; `options` override the settings for one call (validated the same way). */
+  readonly generate: GenerateFn &
+    ((prompts: readonly string[], options?: Partial<GenerateSettings>) => Promise<readonly string[]>);
+  readonly stats: GenerateStats;
+  close(): void;
+}
+
+/** Thrown for an unusable checkpoint or tokenizer; `notFound` when nothing is at the path. */
+export class CheckpointLoadError extends Error {
+  override readonly name = 'CheckpointLoadError';
+  readonly notFound: boolean;
+  constructor(message: string, options: { cause?: unknown; notFound?: boolean } = {}) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.notFound = options.notFound ?? false;
+  }
+}
+
+/** The batched greedy generator of a model. */
+export function generatorOf(model: Model, tokenizer: Tokenizer, settings: GenerateSettings): LoadedGenerator {
+  const maxPos = model.config.maxPositionEmbeddings;
+  const check = (s: GenerateSettings): GenerateSettings => {
+    if (!Number.isInteger(s.maxNewTokens) || s.maxNewTokens < 1 || s.maxNewTokens > maxPos)
+      throw new RangeError(`max new tokens must be an integer in [1, ${maxPos}], got ${s.maxNewTokens}`);
+    if (!Number.isInteger(s.batch) || s.batch < 1 || s.batch > 4096)
+      throw new RangeError(`batch must be an integer in [1, 4096], got ${s.batch}`);
+    return s;
+  };
+  const defaults = check(settings);
+  const stats: GenerateStats = { calls: 0, prompts: 0, tooLong: 0, outputTokens: 0 };
+  const generate = async (
+    prompts: readonly string[],
+    options: Partial<GenerateSettings> = {},
+  ): Promise<readonly string[]> => {
+    const call = options.maxNewTokens || options.batch ? check({ ...defaults, ...options }) : defaults;
+    const outputs: string[] = Array.from({ length: prompts.length }, () => '');
+    const runnable: { index: number; tokens: Uint32Array }[] = [];
+    prompts.forEach((p, index) => {
+      const tokens = renderPromptTokens(tokenizer, p);
+      if (tokens.length > maxPos - 1) stats.tooLong++;
+      else runnable.push({ index, tokens: Uint32Array.from(tokens) });
+    });
+    stats.prompts += prompts.length;
+    for (let start = 0; start < runnable.length; start += call.batch) {
+      const chunk = runnable.slice(start, start + call.batch);
+      stats.calls++;
+      const samples = await model.sample({
+        prompts: chunk.map((c) => c.tokens),
+        temperature: 0,
+        topP: 1,
+        maxNewTokens: call.maxNewTokens,
+        stopTokens: tokenizer.stopIds,
+        seed: 0,
+      });
+      samples.forEach((s, i) => {
+        stats.outputTokens += s.tokens.length;
+        outputs[(chunk[i] as { index: number }).index] = tokenizer.decode([...s.tokens], {
+          skipSpecial: true,
+        });
+      });
+    }
+    return outputs;
+  };
+  return { model, tokenizer, generate, stats, close: () => model.free() };
+}
+
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * The model directory of CHECKPOINT: itself when it holds config.json, else the step directory named by
+ * its latest.json (a learner checkpoint root). CheckpointLoadError when neither is there.
+ */
+export async function resolveCheckpoint(checkpoint: string): Promise<string> {
+  if (await exists(join(checkpoint, 'config.json'))) return checkpoint;
+  const latest = join(checkpoint, 'latest.json');
+  if (!(await exists(latest)))
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: no config.json and no latest.json there`,
+      { notFound: true },
+    );
+  let pointer: unknown;
+  try {
+    pointer = JSON.parse((await readFile(latest, 'utf8')).slice(0, 4096));
+  } catch (e) {
+    throw new CheckpointLoadError(`cannot load checkpoint ${checkpoint}: latest.json is not valid JSON`, {
+      cause: e,
+    });
+  }
+  const dir = (pointer as { dir?: unknown } | null)?.dir;
+  if (typeof dir !== 'string' || !/^step-\d+$/.test(dir))
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: latest.json does not name a step-<n> directory`,
+    );
+  return join(checkpoint, dir);
+}
+
+/**
+ * Loads CHECKPOINT (a directory) and its tokenizer: `tokenizerSpec` when given, else the checkpoint's own
+ * tokenizer.json when it has one, else the built-in char tokenizer.
+ */
+export async function loadGenerator(
+  checkpoint: string,
+  settings: GenerateSettings,
+  tokenizerSpec?: string,
+): Promise<LoadedGenerator> {
+  const dir = await resolveCheckpoint(checkpoint);
+  const spec = tokenizerSpec || ((await exists(join(dir, 'tokenizer.json'))) ? dir : 'char');
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = await loadTokenizer(spec);
+  } catch (e) {
+    throw new CheckpointLoadError(
+      `cannot load tokenizer ${spec}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
+  }
+  let model: Model;
+  try {
+    model = await Model.load(dir);
+  } catch (e) {
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
+  }
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    model.free();
+    throw new CheckpointLoadError(
+      `tokenizer ${spec} has ${tokenizer.vocabSize} ids but the model's vocabulary is ${model.config.vocabSize}`,
+    );
+  }
+  try {
+    return generatorOf(model, tokenizer, settings);
+  } catch (e) {
+    model.free();
+    throw e;
+  }
+}
+export { makeTinyCheckpoint } from './tiny-fixture.js';

@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+
+import { InvalidArgumentError, NotFoundError, problemsFromMetadata } from '../errors/index.js';
+import { createLogger } from '../logging/index.js';
+import {
+  JobServiceClient,
+  JobServiceService,
+  JobState,
+  type GetJobRequest,
+  type GetJobResponse,
+  type WatchJobRequest,
+  type WatchJobResponse,
+} from '@spark/protocol';
+import {
+  callUnary,
+  checkHealth,
+  clientSetup,
+  grpc,
+  GrpcServer,
+  serverStreamHandler,
+  unaryHandler,
+} from './index.js';
+
+const silent = createLogger({
+  service: 'test',
+  level: 'silent',
+  destination: new Writable({ write: (_c, _e, cb) => cb() }),
+});
+const token = 'test-token-0123456789abcdef';
+
+/** A JobService with just enough behaviour to exercise the adapters: one known job, typed failures. */
+function jobServiceFor(server: GrpcServer, releaseStream: Promise<void>): void {
+  server.addService(
+    JobServiceService,
+    {
+      getJob: unaryHandler<GetJobRequest, GetJobResponse>(silent, async (req) => {
+        if (req.jobId === '') throw new InvalidArgumentError('invalid GetJob request', ['jobId: required']);
+        if (req.jobId === 'boom') throw new Error('secret internal detail');
+        if (req.jobId !== 'job-1') throw new NotFoundError(`job ${req.jobId} not found`);
+        return {
+          status: {
+            jobId: 'job-1',
+            spec: undefined,
+            state: JobState.JOB_STATE_RUNNING,
+            step: 3,
+            policyVersion: 2,
+            message: '',
+            createdAtMs: 1,
+            updatedAtMs: 2,
+          },
+        };
+      }),
+      watchJob: serverStreamHandler<WatchJobRequest, WatchJobResponse>(silent, async (req, call) => {
+        if (req.jobId === 'missing') throw new NotFoundError('job missing not found');
+        for (let seq = 1; seq <= 3; seq++) {
+          call.write({
+            event: {
+              jobId: req.jobId,
+              seq,
+              type: 2,
+              state: 2,
+              step: seq,
+              phase: 1,
+              metrics: { reward: seq / 4 },
+              message: '',
+              timeMs: 0,
+            },
+          });
+        }
+        await releaseStream;
+      }),
+    },
+    'spark.v1.JobService',
+  );
+}
+
+describe('gRPC helpers against a real server on loopback', () => {
+  let server: GrpcServer;
+  let address = '';
+  let release!: () => void;
+  const releaseStream = new Promise<void>((r) => (release = r));
+
+  before(async () => {
+    server = new GrpcServer({
+      service: 'test',
+      logger: silent,
+      authToken: token,
+      maxMessageBytes: 1024 * 1024,
+      reflectionProtos: ['spark/v1/job.proto'],
+    });
+    jobServiceFor(server, releaseStream);
+    const port = await server.listen('127.0.0.1', 0);
+    address = `127.0.0.1:${port}`;
+  });
+  after(async () => {
+    release();
+    await server.shutdown(1_000);
+  });
+
+  function client(opts: { token: string | null; deadlineMs?: number; maxMessageBytes?: number }) {
+    const setup = clientSetup({
+      token: opts.token,
+      defaultDeadlineMs: opts.deadlineMs ?? 5_000,
+      ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+    });
+    return new JobServiceClient(address, setup.credentials, setup.options);
+  }
+
+  it('answers health checks without a token (Kubernetes probes) and reports SERVING', async () => {
+    assert.equal(await checkHealth(address, { token: null, defaultDeadlineMs: 2_000 }), 'SERVING');
+    assert.equal(
+      await checkHealth(address, { token: null, defaultDeadlineMs: 2_000, service: 'spark.v1.JobService' }),
+      'SERVING',
+    );
+  });
+
+  it('round-trips a unary call with the right token', async () => {
+    const c = client({ token });
+    const res = await callUnary(c.getJob.bind(c), { jobId: 'job-1' });
+    assert.equal(res.status?.jobId, 'job-1');
+    assert.equal(res.status?.step, 3);
+    assert.equal(res.status?.state, JobState.JOB_STATE_RUNNING);
+    c.close();
+  });
+
+  it('rejects a missing or wrong token with UNAUTHENTICATED', async () => {
+    for (const [t, msg] of [
+      [null, /missing bearer token/],
+      ['wrong-token-0123456789abcdef', /invalid bearer token/],
+    ] as const) {
+      const c = client({ token: t });
+      await assert.rejects(callUnary(c.getJob.bind(c), { jobId: 'job-1' }), (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.UNAUTHENTICATED);
+        assert.match(err.details, msg);
+        return true;
+      });
+      c.close();
+    }
+  });
+
+  it('maps domain errors to status codes and never leaks internals', async () => {
+    const c = client({ token });
+    await assert.rejects(
+      callUnary(c.getJob.bind(c), { jobId: 'nope' }),
+      (err: grpc.ServiceError) =>
+        err.code === grpc.status.NOT_FOUND && /job nope not found/.test(err.details),
+    );
+    await assert.rejects(callUnary(c.getJob.bind(c), { jobId: '' }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /jobId: required/);
+      assert.deepEqual(problemsFromMetadata(err.metadata), ['jobId: required']);
+      return true;
+    });
+    await assert.rejects(callUnary(c.getJob.bind(c), { jobId: 'boom' }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INTERNAL);
+      assert.doesNotMatch(err.details, /secret/);
+      return true;
+    });
+    c.close();
+  });
+
+  it('puts a deadline on every call: a stream that never ends fails with DEADLINE_EXCEEDED', async () => {
+    const c = client({ token, deadlineMs: 300 });
+    const call = c.watchJob({ jobId: 'job-1', afterSeq: 0 });
+    const seqs: number[] = [];
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      call.on('data', (m: WatchJobResponse) => seqs.push(m.event?.seq ?? -1));
+      call.on('error', resolve);
+    });
+    assert.deepEqual(seqs, [1, 2, 3]);
+    assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+    c.close();
+  });
+
+  it('ends a failed stream with its status at once (not at the deadline)', async () => {
+    const c = client({ token, deadlineMs: 5_000 });
+    const started = Date.now();
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = c.watchJob({ jobId: 'missing', afterSeq: 0 });
+      call.on('data', () => undefined);
+      call.on('error', resolve);
+    });
+    assert.equal(err.code, grpc.status.NOT_FOUND);
+    assert.match(err.details, /job missing not found/);
+    assert.ok(Date.now() - started < 2_000, 'the status arrives before the deadline');
+    c.close();
+  });
+
+  it('enforces the message size limit', async () => {
+    const c = client({ token });
+    await assert.rejects(
+      callUnary(c.getJob.bind(c), { jobId: 'x'.repeat(2 * 1024 * 1024) }),
+      (err: grpc.ServiceError) => err.code === grpc.status.RESOURCE_EXHAUSTED,
+    );
+    c.close();
+  });
+
+  it('serves reflection: lists spark.v1.JobService and health', async () => {
+    const { loadSync } = await import('@grpc/proto-loader');
+    const { createRequire } = await import('node:module');
+    const require = createRequire(import.meta.url);
+    const reflectionDir = require
+      .resolve('@grpc/reflection')
+      .replace(/build\/src\/index\.js$/, 'build/proto/grpc/reflection/v1');
+    const pkg = grpc.loadPackageDefinition(
+      loadSync(`${reflectionDir}/reflection.proto`, { keepCase: true }),
+    ) as unknown as {
+      grpc: {
+        reflection: {
+          v1: {
+            ServerReflection: new (
+              a: string,
+              c: grpc.ChannelCredentials,
+              o?: grpc.ClientOptions,
+            ) => grpc.Client & {
+              ServerReflectionInfo: (
+                md: grpc.Metadata,
+              ) => grpc.ClientDuplexStream<
+                object,
+                { list_services_response?: { service: { name: string }[] } }
+              >;
+            };
+          };
+        };
+      };
+    };
+    const setup = clientSetup({ token, defaultDeadlineMs: 3_000 });
+    const rc = new pkg.grpc.reflection.v1.ServerReflection(address, setup.credentials, setup.options);
+    const stream = rc.ServerReflectionInfo(new grpc.Metadata());
+    const names = await new Promise<string[]>((resolve, reject) => {
+      stream.on('data', (m: { list_services_response?: { service: { name: string }[] } }) => {
+        resolve((m.list_services_response?.service ?? []).map((s: { name: string }) => s.name));
+        stream.end();
+      });
+      stream.on('error', reject);
+      stream.write({ list_services: '' });
+    });
+    assert.ok(names.includes('spark.v1.JobService'), names.join(','));
+    assert.ok(names.includes('grpc.health.v1.Health'), names.join(','));
+    rc.close();
+  });
+
+  it('drains on shutdown: health turns NOT_SERVING and the port stops answering', async () => {
+    const s2 = new GrpcServer({
+      service: 't2',
+      logger: silent,
+      authToken: null,
+      maxMessageBytes: 1024 * 1024,
+    });
+    const port = await s2.listen('127.0.0.1', 0);
+    assert.equal(
+      await checkHealth(`127.0.0.1:${port}`, { token: null, defaultDeadlineMs: 2_000 }),
+      'SERVING',
+    );
+    await s2.shutdown(1_000);
+    await assert.rejects(checkHealth(`127.0.0.1:${port}`, { token: null, defaultDeadlineMs: 500 }));
+  });
+});
