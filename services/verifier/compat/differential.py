@@ -1,5 +1,5 @@
 """Differential test: scores corpus.jsonl with Hugging Face's Math-Verify and with Spark's verifier
-(score-spark.ts) and prints the agreement and every difference, by category.
+(src/compat/score-spark.ts) and prints the agreement and every difference, by category.
 
 Run through `pnpm --filter @spark/verifier run compat` (compat/run.sh makes the venv). Each corpus line is
 {"cat", "pred" (a model response), "gold" (the label), "expect" (the reward we believe is right),
@@ -32,7 +32,7 @@ def math_verify_scores(rows):
 
 
 def spark_scores(corpus, lib):
-    cmd = ["node", "--import", "tsx", os.path.join(HERE, "score-spark.ts"), corpus]
+    cmd = ["node", "--import", "tsx", os.path.join(HERE, "..", "src", "compat", "score-spark.ts"), corpus]
     if lib:
         cmd += ["--lib", lib]
     res = subprocess.run(cmd, cwd=os.path.dirname(HERE), capture_output=True, text=True, timeout=600)

@@ -108,7 +108,8 @@ function matrixOf(s: string): { rows: number; cols: number; items: string[] } | 
   if (rows.length === 0 || rows.length > MAX_MATRIX_DIM) return null;
   const cells = rows.map((r) => r.split('&').map((c) => c.trim()));
   const cols = cells[0]?.length ?? 0;
-  if (cols === 0 || cols > MAX_MATRIX_DIM || cells.some((r) => r.length !== cols || r.includes(''))) return null;
+  if (cols === 0 || cols > MAX_MATRIX_DIM || cells.some((r) => r.length !== cols || r.includes('')))
+    return null;
   return { rows: rows.length, cols, items: cells.flat() };
 }
 
@@ -172,7 +173,9 @@ function hasWord(norm: string): boolean {
 }
 
 function hasPercent(raw: string): boolean {
-  return raw.includes('%') || /\d\s*(?:\\(?:text|textnormal|mbox)\{\s*)?(?:percent|per cent|pct)\b/i.test(raw);
+  return (
+    raw.includes('%') || /\d\s*(?:\\(?:text|textnormal|mbox)\{\s*)?(?:percent|per cent|pct)\b/i.test(raw)
+  );
 }
 
 /** Equality of two scalars: normalised string, numeric (with percent readings), then symbolic. */
@@ -283,7 +286,12 @@ function relationOf(s: string): Relation | null {
     if (c === '(' || c === '[' || c === '{') depth++;
     else if (c === ')' || c === ']' || c === '}') depth--;
     else if (depth === 0) {
-      const op = c === '<' || c === '>' ? c : REL_OPS.find((o) => o.startsWith('\\') && s.startsWith(o, i) && !/[a-zA-Z]/.test(s[i + o.length] ?? ''));
+      const op =
+        c === '<' || c === '>'
+          ? c
+          : REL_OPS.find(
+              (o) => o.startsWith('\\') && s.startsWith(o, i) && !/[a-zA-Z]/.test(s[i + o.length] ?? ''),
+            );
       if (op !== undefined) {
         parts.push(s.slice(last, i).trim());
         ops.push(op);
@@ -356,7 +364,11 @@ function compareRelations(a: string, b: string, opts: CompareOptions): CompareVe
     const iv = intervalOf(rel);
     if (iv === null || !/^[[(]/.test(other.trim())) return { equal: false, rule: 'relation-mismatch' };
     const v = ra === null ? compareAnswers(other, iv, opts) : compareAnswers(iv, other, opts);
-    return v.equal ? { equal: true, rule: 'relation' } : v.pending ? v : { equal: false, rule: 'relation-mismatch' };
+    return v.equal
+      ? { equal: true, rule: 'relation' }
+      : v.pending
+        ? v
+        : { equal: false, rule: 'relation-mismatch' };
   }
   if (ra.parts.length !== rb.parts.length || ra.ops.join() !== rb.ops.join()) {
     return { equal: false, rule: 'relation-mismatch' };
@@ -400,7 +412,11 @@ export function compareAnswers(answer: string, label: string, opts: CompareOptio
   const an = normalizeAnswer(a, { keepEquation });
   const bn = normalizeAnswer(b, { keepEquation });
   if (an === bn) return { equal: true, rule: 'normalized-string' };
-  const rel = compareRelations(normalizeAnswer(a, { keepSpaces: true }), normalizeAnswer(b, { keepSpaces: true }), opts);
+  const rel = compareRelations(
+    normalizeAnswer(a, { keepSpaces: true }),
+    normalizeAnswer(b, { keepSpaces: true }),
+    opts,
+  );
   if (rel !== null) return rel;
   const labelChoice = CHOICE_LABEL.exec(bn)?.[1];
   if (labelChoice !== undefined) {

@@ -159,7 +159,11 @@ function unwrapBoxes(content: string): string {
 }
 
 /** The box command that ends before `before`, closest to it, with its argument; null if none. */
-function previousBox(text: string, before: number, maxChars: number): { at: number; content: string; end: number } | null {
+function previousBox(
+  text: string,
+  before: number,
+  maxChars: number,
+): { at: number; content: string; end: number } | null {
   const prefix = text.slice(Math.max(0, before - maxChars - 64), before);
   const offset = Math.max(0, before - maxChars - 64);
   const hit = findBox(prefix, 'last');

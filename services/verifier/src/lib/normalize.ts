@@ -237,7 +237,7 @@ function hasTopLevelComma(s: string): boolean {
  */
 export function isLabelSide(lhs: string): boolean {
   const t = lhs.replace(/\s+/g, '');
-  const name = String.raw`(?:[a-zA-Z]|\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]{1,3}\}?)?'?`;
+  const name = String.raw`(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_(?:[a-zA-Z0-9]|\{[a-zA-Z0-9]{1,3}\}))?'?`;
   return (
     new RegExp(`^${name}$`).test(t) ||
     new RegExp(`^${name}\\(${name}(?:,${name}){0,3}\\)$`).test(t) ||
@@ -247,7 +247,30 @@ export function isLabelSide(lhs: string): boolean {
 
 /** A plain number (the computed result at the end of `2+3=5`). */
 function isPlainNumber(s: string): boolean {
-  return /^-?\d+(?:\.\d+)?$/.test(s.replace(/\s+/g, '')) || /^-?\\frac\{\d+\}\{\d+\}$/.test(s.replace(/\s+/g, ''));
+  return (
+    /^-?\d+(?:\.\d+)?$/.test(s.replace(/\s+/g, '')) || /^-?\\frac\{\d+\}\{\d+\}$/.test(s.replace(/\s+/g, ''))
+  );
+}
+
+/** Splits at `=` and `\approx` outside (), [], {} (`\sum_{k=1}` holds no equation). */
+function splitRelationChain(s: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let last = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') depth--;
+    else if (depth === 0 && c === '=') {
+      parts.push(s.slice(last, i));
+      last = i + 1;
+    } else if (depth === 0 && s.startsWith('\\approx', i) && !/[a-zA-Z]/.test(s[i + 7] ?? '')) {
+      parts.push(s.slice(last, i));
+      last = i + 7;
+    }
+  }
+  parts.push(s.slice(last));
+  return parts;
 }
 
 /**
@@ -258,7 +281,7 @@ function isPlainNumber(s: string): boolean {
  */
 export function statedValue(s: string): string | null {
   if (hasTopLevelComma(s)) return null;
-  const parts = s.split(/=|\\approx(?![a-zA-Z])/);
+  const parts = splitRelationChain(s);
   if (parts.length < 2 || parts.length > 8) return null;
   const first = parts[0] ?? '';
   const last = (parts[parts.length - 1] ?? '').trim();

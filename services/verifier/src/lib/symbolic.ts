@@ -250,7 +250,13 @@ function sameEquation(ce: ComputeEngine, a: Expr, b: Expr, relTol: number): bool
  * Whether f = c·g for one constant c ≠ 0 at every sample point (c > 0 when `positive`: the same
  * inequality g > 0). Null when no point decides.
  */
-function proportional(ce: ComputeEngine, f: Expr, g: Expr, relTol: number, positive: boolean): boolean | null {
+function proportional(
+  ce: ComputeEngine,
+  f: Expr,
+  g: Expr,
+  relTol: number,
+  positive: boolean,
+): boolean | null {
   const vars = variablesOf(f, g);
   if (vars.length > MAX_VARIABLES) return null;
   let ratio: [number, number] | null = null;

@@ -13,14 +13,14 @@ export interface VerifyResult {
   readonly extracted: string | null;
   readonly reason: string;
   /**
-   * `scored`: the rules decided (reward 1 right, 0 wrong). `timeout`: the symbolic check was cut off at the
-   * time budget (or could not start in time), so reward 0 says nothing about the answer; callers should not
-   * train on it as "wrong". `error`: bad input or an internal failure.
+   * Absent when the rules decided (reward 1 right, 0 wrong). `timeout`: the symbolic check was cut off at
+   * the time budget (or found no worker within the wait bound), so reward 0 says nothing about the answer
+   * and callers should not treat it as "wrong". `error`: bad input, a skipped or failed symbolic step.
    */
-  readonly status: VerifyStatus;
+  readonly status?: VerifyStatus;
 }
 
-export type VerifyStatus = 'scored' | 'timeout' | 'error';
+export type VerifyStatus = 'timeout' | 'error';
 
 /**
  * Per-item options (a dataset's settings). `mode: 'judge'` compares judge verdicts ("Yes"/"No"/"A"/"B"):
@@ -79,15 +79,13 @@ function nestingDepth(s: string): number {
 }
 
 /** Reasons that are not a verdict on the answer. */
-const ERROR_REASON = /^(?:[a-z-]+:)?(?:invalid-input|internal-error|symbolic-error|symbolic-skipped|label-too-long)/;
+const ERROR_REASON =
+  /^(?:[a-z-]+:)?(?:invalid-input|internal-error|symbolic-error|symbolic-skipped|label-too-long)/;
 
 function result(reward: 0 | 1, extracted: string | null, reason: string): VerifyResult {
-  const status: VerifyStatus = reason.includes('symbolic-timeout')
-    ? 'timeout'
-    : ERROR_REASON.test(reason)
-      ? 'error'
-      : 'scored';
-  return { reward, extracted, reason, status };
+  if (reason.includes('symbolic-timeout')) return { reward, extracted, reason, status: 'timeout' };
+  if (ERROR_REASON.test(reason)) return { reward, extracted, reason, status: 'error' };
+  return { reward, extracted, reason };
 }
 
 export class Verifier {

@@ -1,11 +1,11 @@
-// Scores the differential corpus (corpus.jsonl) with Spark's verifier: one `{"reward", "reason"}` line per
+// Scores the differential corpus (compat/corpus.jsonl) with Spark's verifier: one `{"reward", "reason"}` line per
 // corpus line, in order, on stdout. differential.py runs this and compares the rewards with Math-Verify's.
 // `--lib MODULE` scores with another build of the library (e.g. a checkout of main's verifier) instead.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import type { ItemOptions, Verifier as VerifierClass } from '../src/index.js';
+import type { ItemOptions, Verifier as VerifierClass } from '../index.js';
 
 interface Row {
   readonly pred: string;
@@ -20,7 +20,7 @@ const corpusFile =
 const lib = (
   libAt >= 0 && args[libAt + 1] !== undefined
     ? await import(pathToFileURL(resolve(args[libAt + 1] ?? '')).href)
-    : await import('../src/index.js')
+    : await import('../index.js')
 ) as { Verifier: typeof VerifierClass };
 
 const rows = readFileSync(corpusFile, 'utf8')
