@@ -412,11 +412,13 @@ export function compareAnswers(answer: string, label: string, opts: CompareOptio
   const an = normalizeAnswer(a, { keepEquation });
   const bn = normalizeAnswer(b, { keepEquation });
   if (an === bn) return { equal: true, rule: 'normalized-string' };
-  const rel = compareRelations(
-    normalizeAnswer(a, { keepSpaces: true }),
-    normalizeAnswer(b, { keepSpaces: true }),
-    opts,
-  );
+  const rel = !/[<>]|\\[lgn]e/.test(an + bn)
+    ? null
+    : compareRelations(
+        normalizeAnswer(a, { keepSpaces: true }),
+        normalizeAnswer(b, { keepSpaces: true }),
+        opts,
+      );
   if (rel !== null) return rel;
   const labelChoice = CHOICE_LABEL.exec(bn)?.[1];
   if (labelChoice !== undefined) {
