@@ -102,7 +102,7 @@ void test('--unboxed reads an answer stated without a box; off by default', asyn
   const on = await spark(['--unboxed'], input);
   assert.equal(on.code, 0, on.stderr);
   assert.deepEqual(jsonLines(on.stdout), [
-    { reward: 1, extracted: '7.78', reason: 'unboxed:normalized-string' },
+    { reward: 1, extracted: '7.78', reason: 'unboxed:exact' },
     { reward: 1, extracted: 'y = 7', reason: 'unboxed:normalized-string' },
   ]);
   const off = await spark([], input);
