@@ -5,6 +5,9 @@ export {
   extractAnswerIs,
   extractBoxed,
   extractGsm8k,
+  extractLastMath,
+  extractLastNumber,
+  extractUnboxed,
   DEFAULT_MAX_ANSWER_CHARS,
   type BoxChoice,
   type ExtractOptions,
@@ -19,8 +22,9 @@ export {
   type CompareRule,
   type CompareVerdict,
   type SymbolicCheck,
+  type SymbolicMode,
 } from './lib/compare.js';
-export { SymbolicPool, type PoolOptions, type PoolOutcome } from './lib/pool.js';
+export { SymbolicPool, DEFAULT_MAX_QUEUE_WAIT_MS, type PoolOptions, type PoolOutcome } from './lib/pool.js';
 export {
   Verifier,
   DEFAULT_BUDGET_MS,
@@ -31,6 +35,7 @@ export {
   type ItemOptions,
   type VerifierOptions,
   type VerifyResult,
+  type VerifyStatus,
 } from './lib/verifier.js';
 export {
   startVerifierService,

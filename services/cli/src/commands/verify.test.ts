@@ -94,6 +94,25 @@ void test('stdin input with options (--gsm8k, --judge): exit 0', async () => {
   ]);
 });
 
+void test('--unboxed reads an answer stated without a box; off by default', async () => {
+  const input = [
+    JSON.stringify({ response: 'So the final answer is 7.78', label: '7.78' }),
+    JSON.stringify({ response: 'We get $x=3$ and then $y = 7$', label: '7' }),
+  ].join('\n');
+  const on = await spark(['--unboxed'], input);
+  assert.equal(on.code, 0, on.stderr);
+  assert.deepEqual(jsonLines(on.stdout), [
+    { reward: 1, extracted: '7.78', reason: 'unboxed:exact' },
+    { reward: 1, extracted: 'y = 7', reason: 'unboxed:normalized-string' },
+  ]);
+  const off = await spark([], input);
+  assert.equal(off.code, 0, off.stderr);
+  assert.deepEqual(jsonLines(off.stdout), [
+    { reward: 0, extracted: null, reason: 'no-answer' },
+    { reward: 0, extracted: null, reason: 'no-answer' },
+  ]);
+});
+
 void test('a missing file or a bad option: exit 1 with a clear message', async () => {
   const run = await spark([join(dir, 'does-not-exist.jsonl')]);
   assert.equal(run.code, 1);

@@ -26,6 +26,7 @@ interface VerifyCliOptions {
   judge?: boolean;
   gsm8k?: boolean;
   answerIs?: boolean;
+  unboxed?: boolean;
   maxLineChars: string;
   workers: string;
   spares: string;
@@ -150,6 +151,7 @@ export async function runVerify(file: string | undefined, opts: VerifyCliOptions
     ...(opts.box ? { box: opts.box } : {}),
     gsm8k: opts.gsm8k ?? false,
     answerIs: opts.answerIs ?? false,
+    unboxed: opts.unboxed ?? false,
   };
   const verifier = new Verifier({ budgetMs, workers, spares });
   let bad = 0;
@@ -213,6 +215,10 @@ export function register(program: Command): void {
     .option('--judge', 'labels are judge verdicts (Yes/No/A/B): first box, trimmed, case-sensitive')
     .option('--gsm8k', 'accept a GSM8K "#### 42" line when there is no box')
     .option('--answer-is', 'accept "The answer is 42" when there is no box')
+    .option(
+      '--unboxed',
+      'accept an answer stated without a box when there is none: "the final answer is 7.78", else the last $…$, else the last number',
+    )
     .option('--max-line-chars <n>', 'longest input line', String(DEFAULT_MAX_LINE_CHARS))
     .option('--workers <n>', 'symbolic worker threads', '1')
     .option('--spares <n>', 'pre-warmed spare threads that replace a worker stopped at the budget', '1')

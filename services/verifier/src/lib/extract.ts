@@ -14,13 +14,27 @@ export interface ExtractOptions {
   readonly gsm8k?: boolean;
   /** Accept "The answer is 42" / "The final answer is 42" when no box is present (default false). */
   readonly answerIs?: boolean;
+  /**
+   * An answer stated without a box, when the response has none (default false): "the final answer is
+   * 7.78", else the last `$…$` / `\(…\)` / `\[…\]` math span, else the last number.
+   */
+  readonly unboxed?: boolean;
+  /** Read boxes that together form the answer (`\boxed{1}, \boxed{2}`) as one list (default false). */
+  readonly joinBoxes?: boolean;
   /** Longest extracted answer kept; a longer one is refused (default 2,000 chars). */
   readonly maxAnswerChars?: number;
 }
 
 /** Why extraction produced what it did; becomes the `reason` prefix of a verification result. */
 export type ExtractRule =
-  'boxed' | 'gsm8k' | 'answer-is' | 'no-answer' | 'unterminated-box' | 'empty-box' | 'answer-too-long';
+  | 'boxed'
+  | 'gsm8k'
+  | 'answer-is'
+  | 'unboxed'
+  | 'no-answer'
+  | 'unterminated-box'
+  | 'empty-box'
+  | 'answer-too-long';
 
 export interface Extraction {
   /** The extracted answer (trimmed), or null when nothing usable was found. */
@@ -128,24 +142,117 @@ function unwrapWholeBox(s: string): string | null {
   return null;
 }
 
-/** The content of the first or last complete box, following the reference's rules. */
+/** Most boxes joined into one answer (`\boxed{1}, \boxed{2}, …`). */
+const MAX_JOINED_BOXES = 16;
+/** What may stand between boxes that together form the answer: commas, "and", math-mode `$`, spacing. */
+const BOX_JOINER = /^(?:[\s$,;]|\\[,;:! ]|\\q?quad|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b){0,12}$/;
+
+/** Unwraps `\boxed{\boxed{7}}` to `7`. */
+function unwrapBoxes(content: string): string {
+  let inner = content;
+  for (let k = 0; k < MAX_BOX_UNWRAP; k++) {
+    const next = unwrapWholeBox(inner);
+    if (next === null) break;
+    inner = next;
+  }
+  return inner.trim();
+}
+
+/** The box command that ends before `before`, closest to it, with its argument; null if none. */
+function previousBox(
+  text: string,
+  before: number,
+  maxChars: number,
+): { at: number; content: string; end: number } | null {
+  const prefix = text.slice(Math.max(0, before - maxChars - 64), before);
+  const offset = Math.max(0, before - maxChars - 64);
+  const hit = findBox(prefix, 'last');
+  if (hit === null) return null;
+  const arg = readBoxArgument(text, offset + hit.at, hit.cmd, maxChars);
+  if (arg === null || arg === 'too-long' || arg.end > before) return null;
+  return { at: offset + hit.at, content: arg.content, end: arg.end };
+}
+
+/**
+ * The content of the first or last complete box, following the reference's rules. With `joinBoxes`
+ * (last box only), boxes directly before the last one that are separated from it only by commas, "and",
+ * `$` or spacing form one answer with it: `\boxed{1}, \boxed{2}` reads as `1, 2`.
+ */
 export function extractBoxed(
   text: string,
   choice: BoxChoice = 'last',
   maxChars = DEFAULT_MAX_ANSWER_CHARS,
+  joinBoxes = false,
 ): { answer: string | null; found: boolean; unterminated: boolean; tooLong?: boolean } {
   const hit = findBox(text, choice);
   if (hit === null) return { answer: null, found: false, unterminated: false };
   const arg = readBoxArgument(text, hit.at, hit.cmd, maxChars);
   if (arg === 'too-long') return { answer: null, found: true, unterminated: false, tooLong: true };
   if (arg === null) return { answer: null, found: true, unterminated: true };
-  let inner = arg.content;
-  for (let k = 0; k < MAX_BOX_UNWRAP; k++) {
-    const next = unwrapWholeBox(inner);
-    if (next === null) break;
-    inner = next;
+  const parts = [unwrapBoxes(arg.content)];
+  if (joinBoxes && choice === 'last') {
+    let start = hit.at;
+    let total = parts[0]?.length ?? 0;
+    for (let k = 1; k < MAX_JOINED_BOXES; k++) {
+      const prev = previousBox(text, start, maxChars);
+      if (prev === null || !BOX_JOINER.test(text.slice(prev.end, start))) break;
+      const content = unwrapBoxes(prev.content);
+      total += content.length + 2;
+      if (content === '' || total > maxChars) break;
+      parts.unshift(content);
+      start = prev.at;
+    }
   }
-  return { answer: inner.trim(), found: true, unterminated: false };
+  return { answer: parts.join(', '), found: true, unterminated: false };
+}
+
+/** The last `$…$`, `\(…\)` or `\[…\]` span of the text (its content), or null. */
+export function extractLastMath(text: string): string | null {
+  const tail = text.length > 4_096 ? text.slice(-4_096) : text;
+  let best: { at: number; content: string } | null = null;
+  for (const [open, close] of [
+    ['\\(', '\\)'],
+    ['\\[', '\\]'],
+  ] as const) {
+    const end = tail.lastIndexOf(close);
+    const at = end < 0 ? -1 : tail.lastIndexOf(open, end);
+    if (at >= 0 && (best === null || at > best.at)) best = { at, content: tail.slice(at + 2, end) };
+  }
+  // `$…$` pairs, read left to right so `\$` (an escaped dollar) and `$$` are handled.
+  let open = -1;
+  let lastPair: { at: number; content: string } | null = null;
+  for (let i = 0; i < tail.length; i++) {
+    if (tail[i] === '\\') {
+      i++;
+      continue;
+    }
+    if (tail[i] !== '$') continue;
+    let j = i;
+    while (tail[j + 1] === '$') j++;
+    if (open < 0) open = j + 1;
+    else {
+      lastPair = { at: open, content: tail.slice(open, i) };
+      open = -1;
+    }
+    i = j;
+  }
+  if (lastPair && (best === null || lastPair.at > best.at)) best = lastPair;
+  const content = best?.content.trim() ?? '';
+  return content === '' ? null : content;
+}
+
+/** The last number in the text (`7.78`, `-3`, `1,000`, `3/4`), or null. */
+export function extractLastNumber(text: string): string | null {
+  const tail = text.length > 4_096 ? text.slice(-4_096) : text;
+  const all = tail.match(/-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:\/\d+)?/g);
+  return all?.[all.length - 1] ?? null;
+}
+
+/** "The final answer is 7.78" (the sentence's answer), else the last math span, else the last number. */
+export function extractUnboxed(text: string): string | null {
+  const phrase = extractAnswerIs(text);
+  if (phrase !== null) return phrase;
+  return extractLastMath(text) ?? extractLastNumber(text);
 }
 
 /** Text after the last `####` marker, up to the end of its line (GSM8K gold-answer convention). */
@@ -188,7 +295,7 @@ export function extractAnswerIs(text: string): string | null {
 /** Extracts the final answer: box first; the opted-in fallbacks only when the response has no box at all. */
 export function extractAnswer(response: string, opts: ExtractOptions = {}): Extraction {
   const maxChars = opts.maxAnswerChars ?? DEFAULT_MAX_ANSWER_CHARS;
-  const boxed = extractBoxed(response, opts.box ?? 'last', maxChars);
+  const boxed = extractBoxed(response, opts.box ?? 'last', maxChars, opts.joinBoxes ?? false);
   let answer: string | null = null;
   let rule: ExtractRule = 'no-answer';
   if (boxed.tooLong) return { answer: null, rule: 'answer-too-long' };
@@ -205,6 +312,10 @@ export function extractAnswer(response: string, opts: ExtractOptions = {}): Extr
     if (answer === null && opts.answerIs) {
       answer = extractAnswerIs(response);
       if (answer !== null) rule = 'answer-is';
+    }
+    if (answer === null && opts.unboxed) {
+      answer = extractUnboxed(response);
+      if (answer !== null) rule = 'unboxed';
     }
   }
   if (answer === null) return { answer: null, rule: 'no-answer' };

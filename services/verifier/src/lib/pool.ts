@@ -4,9 +4,9 @@
 //     then has its worker TERMINATED (the only way to stop a parser that hangs in a loop) and the worker
 //     is replaced — from a pre-warmed spare when one is ready, so the next job does not pay the engine's
 //     start-up;
-//   - waiting behind other jobs (a backlog, only with concurrent callers): at most `maxQueueWaitMs`;
-//   - waiting while no worker is ready (start-up, or replacement after a termination): at most `budgetMs`.
-// A sequential caller therefore never waits longer than its budget. Workers run under a heap limit, so a
+//   - waiting, behind other jobs or for a worker to start (start-up, or replacement after a termination
+//     with no warm spare): at most `maxQueueWaitMs`, NOT charged to the budget, so the verdict of a job does
+//     not depend on what ran before it. A job dropped after that wait is a time-out, never a "wrong". Workers run under a heap limit, so a
 // memory bomb kills only the worker. `close()` terminates every thread and settles every pending job.
 
 import { Worker } from 'node:worker_threads';
@@ -39,9 +39,15 @@ export interface PoolOptions {
   readonly maxHeapMb?: number;
   /** Longest queue of waiting jobs; further jobs resolve as errors at once (default 10,000). */
   readonly maxQueue?: number;
-  /** Longest wait behind other jobs before a job is dropped as `queued` (default 1,000 ms). */
+  /**
+   * Longest wait before a job runs — behind other jobs, or for a worker to start (after a termination with
+   * no warm spare, or at start-up) — before it is dropped as a time-out (default 30,000 ms). The wait is
+   * not charged to the job's budget.
+   */
   readonly maxQueueWaitMs?: number;
 }
+
+export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
 
 interface Job {
   readonly req: WorkerRequest;
@@ -83,7 +89,7 @@ export class SymbolicPool {
     this.spareCount = Math.max(0, Math.floor(opts.spares ?? 2));
     this.maxHeapMb = opts.maxHeapMb ?? 256;
     this.maxQueue = opts.maxQueue ?? 10_000;
-    this.maxQueueWaitMs = opts.maxQueueWaitMs ?? 1_000;
+    this.maxQueueWaitMs = opts.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
     for (let i = 0; i < this.size; i++) this.active.push(this.spawn());
     for (let i = 0; i < this.spareCount; i++) this.spares.push(this.spawn());
   }
@@ -115,7 +121,7 @@ export class SymbolicPool {
         timer: null,
         slot: null,
       };
-      job.timer = setTimeout(() => this.checkQueued(job), job.budgetMs);
+      job.timer = setTimeout(() => this.checkQueued(job), this.maxQueueWaitMs);
       this.queue.push(job);
       this.dispatch();
     });
@@ -184,25 +190,17 @@ export class SymbolicPool {
   }
 
   /**
-   * A queued job's budget passed: with no worker ready it is dropped (`starting`); behind a backlog it may
-   * wait until `maxQueueWaitMs`, then it is dropped (`queued`).
+   * A queued job waited `maxQueueWaitMs` (behind other jobs, or for a worker to start after a termination):
+   * it is dropped as a time-out (`queued` or `starting`). Its budget only counts once it runs, so what ran
+   * before it (a hanging input that cost a worker) does not change its verdict.
    */
   private checkQueued(job: Job): void {
     job.timer = null;
     const qi = this.queue.indexOf(job);
     if (qi < 0) return;
-    if (!this.active.some((s) => s.ready && !s.dead)) {
-      this.queue.splice(qi, 1);
-      this.settle(job, { kind: 'timeout', stage: 'starting' });
-      return;
-    }
-    const left = job.queuedAt + this.maxQueueWaitMs - performance.now();
-    if (left <= 0) {
-      this.queue.splice(qi, 1);
-      this.settle(job, { kind: 'timeout', stage: 'queued' });
-      return;
-    }
-    job.timer = setTimeout(() => this.checkQueued(job), Math.min(left, job.budgetMs));
+    this.queue.splice(qi, 1);
+    const starting = !this.active.some((s) => s.ready && !s.dead);
+    this.settle(job, { kind: 'timeout', stage: starting ? 'starting' : 'queued' });
   }
 
   /** A running job used up its budget: stop the worker running it and replace the worker. */

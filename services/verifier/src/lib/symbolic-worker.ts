@@ -27,7 +27,7 @@ function handle(req: WorkerRequest): WorkerReply {
   try {
     const verdict = compareAnswers(req.answer, req.label, {
       relTol: req.relTol,
-      symbolic: (a, b) => check(a, b, req.relTol),
+      symbolic: (a, b, mode) => check(a, b, req.relTol, mode),
     });
     return { id: req.id, ok: true, equal: verdict.equal, rule: verdict.rule };
   } catch (err) {

@@ -7,6 +7,7 @@
 
 import { ComputeEngine, isFunction } from '@cortex-js/compute-engine';
 
+import type { SymbolicMode } from './compare.js';
 import { ABS_TOL } from './numeric.js';
 
 /** Free variables beyond this make the random-point test meaningless; such pairs are undecided. */
@@ -18,8 +19,12 @@ const POINTS = 5;
 
 type Expr = NonNullable<ReturnType<ComputeEngine['parse']>>;
 
-/** Deterministic points in [0.5, 2.5): positive, away from 0 and 1, so sqrt/log/division are defined. */
-function samplePoints(vars: readonly string[]): Record<string, number>[] {
+/**
+ * Deterministic points in [0.5, 2.5): positive, away from 0 and 1, so sqrt/log/division are defined. With
+ * `integers` (an expression with a sum or product), whole numbers in [12, 28): a variable limit such as
+ * the `n` of `\sum_{k=5}^{n} k` must make the sum non-empty, or every such sum would equal 0.
+ */
+function samplePoints(vars: readonly string[], integers = false): Record<string, number>[] {
   let seed = 0x9e3779b9;
   const next = (): number => {
     seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
@@ -28,7 +33,7 @@ function samplePoints(vars: readonly string[]): Record<string, number>[] {
   const out: Record<string, number>[] = [];
   for (let k = 0; k < POINTS; k++) {
     const p: Record<string, number> = {};
-    for (const v of vars) p[v] = 0.5 + 2 * next();
+    for (const v of vars) p[v] = integers ? 12 + Math.floor(16 * next()) : 0.5 + 2 * next();
     out.push(p);
   }
   return out;
@@ -210,10 +215,15 @@ function variablesOf(...es: Expr[]): string[] {
 }
 
 /** Whether A and B take the same value at every sample point (null: not decidable). */
+/** Whether an expression holds a sum or product, whose limits need whole-number sample points. */
+function hasSumOrProduct(...es: Expr[]): boolean {
+  return es.some((e) => /"(?:Sum|Product)"/.test(JSON.stringify(e.json)));
+}
+
 function sameFunction(ce: ComputeEngine, a: Expr, b: Expr, relTol: number): boolean | null {
   const vars = variablesOf(a, b);
   if (vars.length > MAX_VARIABLES) return null;
-  const points = vars.length === 0 ? [{}] : samplePoints(vars);
+  const points = vars.length === 0 ? [{}] : samplePoints(vars, hasSumOrProduct(a, b));
   const fa = evaluator(ce, a);
   const fb = evaluator(ce, b);
   let compared = 0;
@@ -233,14 +243,26 @@ function sameEquation(ce: ComputeEngine, a: Expr, b: Expr, relTol: number): bool
   const [a1, a2] = a.ops;
   const [b1, b2] = b.ops;
   if (!a1 || !a2 || !b1 || !b2) return null;
-  const f = ce.box(['Subtract', a1, a2]);
-  const g = ce.box(['Subtract', b1, b2]);
+  return proportional(ce, ce.box(['Subtract', a1, a2]), ce.box(['Subtract', b1, b2]), relTol, false);
+}
+
+/**
+ * Whether f = c·g for one constant c ≠ 0 at every sample point (c > 0 when `positive`: the same
+ * inequality g > 0). Null when no point decides.
+ */
+function proportional(
+  ce: ComputeEngine,
+  f: Expr,
+  g: Expr,
+  relTol: number,
+  positive: boolean,
+): boolean | null {
   const vars = variablesOf(f, g);
   if (vars.length > MAX_VARIABLES) return null;
   let ratio: [number, number] | null = null;
   const ff = evaluator(ce, f);
   const fg = evaluator(ce, g);
-  for (const p of samplePoints(vars)) {
+  for (const p of vars.length === 0 ? [{}] : samplePoints(vars, hasSumOrProduct(f, g))) {
     const x = ff(p);
     const y = fg(p);
     if (!finite(x) || !finite(y)) continue;
@@ -258,6 +280,7 @@ function sameEquation(ce: ComputeEngine, a: Expr, b: Expr, relTol: number): bool
     else if (!close(ratio, r, relTol)) return false;
   }
   if (ratio === null) return null;
+  if (positive) return Math.abs(ratio[1]) <= ABS_TOL && ratio[0] > ABS_TOL;
   return Math.hypot(ratio[0], ratio[1]) > ABS_TOL ? true : null;
 }
 
@@ -378,14 +401,25 @@ function usable(e: Expr | null): e is Expr {
 }
 
 /** Builds the symbolic check over one compute engine (created once per worker: it is slow to start). */
-export function createSymbolicCheck(): (a: string, b: string, relTol: number) => boolean | null {
+export function createSymbolicCheck(): (
+  a: string,
+  b: string,
+  relTol: number,
+  mode?: SymbolicMode,
+) => boolean | null {
   const ce = new ComputeEngine();
-  return (a: string, b: string, relTolIn: number): boolean | null => {
+  return (a: string, b: string, relTolIn: number, mode: SymbolicMode = 'equal'): boolean | null => {
     // Exact expressions on both sides agree to float precision; the looser numeric tolerance is only for
     // a side written as a rounded decimal (0.7071068 for \frac{\sqrt{2}}{2}).
     const relTol = /\d\.\d|(^|[^\d])\.\d/.test(a + ' ' + b) ? relTolIn : Math.min(relTolIn, EXACT_REL_TOL);
     ce.pushScope();
     try {
+      if (mode !== 'equal') {
+        const ea = ce.parse(a);
+        const eb = ce.parse(b);
+        if (!usable(ea) || !usable(eb)) return null;
+        return proportional(ce, ea, eb, relTol, mode === 'positive-multiple');
+      }
       const fast = fastCompare(ce, a, b, relTol);
       if (fast !== 'unsupported') return fast;
       const ea = ce.parse(a);

@@ -12,7 +12,15 @@ export interface VerifyResult {
   readonly reward: 0 | 1;
   readonly extracted: string | null;
   readonly reason: string;
+  /**
+   * Absent when the rules decided (reward 1 right, 0 wrong). `timeout`: the symbolic check was cut off at
+   * the time budget (or found no worker within the wait bound), so reward 0 says nothing about the answer
+   * and callers should not treat it as "wrong". `error`: bad input, a skipped or failed symbolic step.
+   */
+  readonly status?: VerifyStatus;
 }
+
+export type VerifyStatus = 'timeout' | 'error';
 
 /**
  * Per-item options (a dataset's settings). `mode: 'judge'` compares judge verdicts ("Yes"/"No"/"A"/"B"):
@@ -26,6 +34,11 @@ export interface ItemOptions {
   readonly gsm8k?: boolean;
   /** "The answer is 42" fallback when the response has no box (default false). */
   readonly answerIs?: boolean;
+  /**
+   * An answer stated without a box when the response has none (default false, as in the reference's
+   * training): "the final answer is 7.78", else the last `$…$`, else the last number.
+   */
+  readonly unboxed?: boolean;
   /** This call's time budget in ms (default: the verifier's `budgetMs`). */
   readonly budgetMs?: number;
 }
@@ -65,7 +78,13 @@ function nestingDepth(s: string): number {
   return max;
 }
 
+/** Reasons that are not a verdict on the answer. */
+const ERROR_REASON =
+  /^(?:[a-z-]+:)?(?:invalid-input|internal-error|symbolic-error|symbolic-skipped|label-too-long)/;
+
 function result(reward: 0 | 1, extracted: string | null, reason: string): VerifyResult {
+  if (reason.includes('symbolic-timeout')) return { reward, extracted, reason, status: 'timeout' };
+  if (ERROR_REASON.test(reason)) return { reward, extracted, reason, status: 'error' };
   return { reward, extracted, reason };
 }
 
@@ -116,6 +135,8 @@ export class Verifier {
         box: item.box ?? (judge ? 'first' : 'last'),
         gsm8k: item.gsm8k ?? false,
         answerIs: item.answerIs ?? false,
+        unboxed: item.unboxed ?? false,
+        joinBoxes: !judge,
         maxAnswerChars: this.maxAnswerChars,
       });
       if (ex.answer === null) return result(0, null, ex.rule);

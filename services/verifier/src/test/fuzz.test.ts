@@ -11,8 +11,13 @@ import { compareAnswers, extractAnswer, normalizeAnswer, parseNumber, Verifier }
 const BUDGET_MS = 50;
 /** Timer and scheduling slack on a loaded 2-core machine; the benchmark reports the true maximum. */
 const SLACK_MS = 450;
+/**
+ * A call may also wait for a worker to start when two terminations in a row used up the spare; that wait
+ * is bounded by maxQueueWaitMs (and ends as a `timeout` status, never a wrong verdict).
+ */
+const MAX_WAIT_MS = 300;
 
-const verifier = new Verifier({ budgetMs: BUDGET_MS, spares: 1 });
+const verifier = new Verifier({ budgetMs: BUDGET_MS, spares: 1, maxQueueWaitMs: MAX_WAIT_MS });
 before(() => verifier.ready());
 after(() => verifier.close());
 
@@ -133,7 +138,10 @@ void test('verify never throws and stays within the budget on adversarial input'
     fc.asyncProperty(adversarial, labels, async (a, b) => {
       const ms = await timed(a, b);
       worst = Math.max(worst, ms);
-      assert.ok(ms <= BUDGET_MS + SLACK_MS, `took ${ms.toFixed(0)} ms on ${JSON.stringify(a.slice(0, 80))}`);
+      assert.ok(
+        ms <= BUDGET_MS + MAX_WAIT_MS + SLACK_MS,
+        `took ${ms.toFixed(0)} ms on ${JSON.stringify(a.slice(0, 80))}`,
+      );
     }),
     { numRuns: 150, seed: 1717 },
   );
@@ -156,7 +164,7 @@ void test('megabyte strings and non-string values are bounded too', async () => 
   ];
   for (const [a, b] of cases) {
     const ms = await timed(a, b);
-    assert.ok(ms <= BUDGET_MS + SLACK_MS, `took ${ms.toFixed(0)} ms`);
+    assert.ok(ms <= BUDGET_MS + MAX_WAIT_MS + SLACK_MS, `took ${ms.toFixed(0)} ms`);
   }
   const mbBox = await verifier.verify(`${mb.slice(0, (1 << 20) - 20)}\\boxed{42}`, '42');
   assert.equal(mbBox.reward, 1);

@@ -21,9 +21,11 @@ void test('a hanging symbolic step is stopped at the budget and the spare takes 
     ]);
     const elapsed = performance.now() - t0;
     assert.equal(hang.reward, 0);
+    assert.equal(hang.status, 'timeout');
     assert.match(hang.reason, /^boxed:symbolic-timeout \(running, budget 200 ms\)$/);
     assert.equal(hang.extracted, '\\prod_{k=1}^{100000} k');
     assert.equal(queued.reason, 'boxed:symbolic-timeout (queued, budget 100 ms)');
+    assert.equal(queued.status, 'timeout');
     assert.ok(elapsed < 200 + SLACK_MS, `took ${elapsed.toFixed(0)} ms`);
     assert.equal(v.terminations, 1);
 
@@ -94,6 +96,7 @@ void test('non-string inputs and over-long inputs are refused with reasons, neve
       reward: 0,
       extracted: null,
       reason: 'invalid-input: response is not a string',
+      status: 'error',
     });
     assert.equal((await v.verify('\\boxed{1}', null)).reason, 'boxed:invalid-input: label is not a string');
     assert.equal((await v.verify('x'.repeat(10_001), '1')).reason, 'response-too-long');
