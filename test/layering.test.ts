@@ -15,6 +15,7 @@ const LAYERS: Record<string, { dir: string; may: readonly string[]; srcDirs?: re
   '@spark/protocol': { dir: 'services/lib/protocol', may: [] },
   '@spark/kernels': { dir: 'kernels', may: [], srcDirs: ['ts'] },
   '@spark/runtime': { dir: 'services/lib/runtime', may: [] },
+  '@spark/verify': { dir: 'services/lib/verify', may: [] },
   '@spark/contract': { dir: 'services/lib/contract', may: ['@spark/runtime', '@spark/protocol'] },
   '@spark/method': {
     dir: 'services/lib/method',
@@ -25,7 +26,14 @@ const LAYERS: Record<string, { dir: string; may: readonly string[]; srcDirs?: re
       `@spark/${s}`,
       {
         dir: `services/${s}`,
-        may: ['@spark/runtime', '@spark/protocol', '@spark/contract', '@spark/method', '@spark/kernels'],
+        may: [
+          '@spark/runtime',
+          '@spark/protocol',
+          '@spark/contract',
+          '@spark/method',
+          '@spark/verify',
+          '@spark/kernels',
+        ],
       },
     ]),
   ),
@@ -37,14 +45,17 @@ const LAYERS: Record<string, { dir: string; may: readonly string[]; srcDirs?: re
       '@spark/contract',
       '@spark/method',
       '@spark/kernels',
-      // the answer checker behind `spark verify` / evaluation scoring (the verifier package's library)
-      '@spark/verifier',
+      '@spark/verify',
     ],
   },
 };
 
 /** Tests of a package may also use these (the protocol's messages as a test service for runtime's gRPC). */
-const TEST_ALSO: Record<string, readonly string[]> = { '@spark/runtime': ['@spark/protocol'] };
+const TEST_ALSO: Record<string, readonly string[]> = {
+  '@spark/runtime': ['@spark/protocol'],
+  // evaluation's tests score with the real answer checker
+  '@spark/method': ['@spark/verify'],
+};
 
 const SERVICES = ['coordinator', 'rollout', 'verifier', 'reward-synthesis', 'learner'];
 

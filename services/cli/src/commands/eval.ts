@@ -91,7 +91,7 @@ export async function runEval(
       ).loadGenerator(checkpoint, { maxNewTokens, batch }, opts.tokenizer);
   const generate = (gen ?? (local as NonNullable<typeof local>)).generate;
   const stats = gen?.stats ?? (local as NonNullable<typeof local>).stats;
-  const { Verifier } = await import('@spark/verifier');
+  const { Verifier } = await import('@spark/verify');
   const verifier = new Verifier({ budgetMs });
   try {
     await verifier.ready();

@@ -27,7 +27,7 @@ export async function runInfer(checkpoint: string, question: string, opts: Infer
     throw new Error(`infer: the question is longer than ${MAX_QUESTION_CHARS} characters`);
   // lazy: the native model and the verifier load only when this command runs
   const { loadGenerator } = await import('@spark/method/checkpoint');
-  const { Verifier } = await import('@spark/verifier');
+  const { Verifier } = await import('@spark/verify');
   const gen = await loadGenerator(checkpoint, { maxNewTokens, batch: 1 }, opts.tokenizer);
   const verifier = opts.answer !== undefined ? new Verifier({}) : null;
   try {

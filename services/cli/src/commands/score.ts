@@ -39,7 +39,7 @@ export async function runScore(file: string, opts: ScoreCliOptions): Promise<voi
     process.stderr.write(`spark score: skipped ${read.errorCount} malformed line(s)\n`);
     for (const e of read.errors.slice(0, 20)) process.stderr.write(`  ${file}:${e.line}: ${e.message}\n`);
   }
-  const { Verifier } = await import('@spark/verifier'); // lazy: keeps other commands' start-up fast
+  const { Verifier } = await import('@spark/verify'); // lazy: keeps other commands' start-up fast
   const verifier = new Verifier({ budgetMs });
   const scored: ProblemResult[] = [];
   try {

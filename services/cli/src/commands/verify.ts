@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { CommanderError, Option, type Command } from 'commander';
 
 import { InvalidArgumentError } from '@spark/runtime';
-import { Verifier, type ItemOptions, type VerifyResult } from '@spark/verifier';
+import { Verifier, type ItemOptions, type VerifyResult } from '@spark/verify';
 
 /** Longest input line (characters); longer lines become error records. */
 export const DEFAULT_MAX_LINE_CHARS = 4 * 1024 * 1024;

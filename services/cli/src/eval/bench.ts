@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { formatTable, type GenerateFn } from '@spark/method/evaluation';
-import { Verifier } from '@spark/verifier';
+import { Verifier } from '@spark/verify';
 
 import { JobClient } from '../client/index.js';
 import { startLocalCluster } from '../launcher/index.js';

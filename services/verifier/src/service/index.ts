@@ -14,7 +14,7 @@ import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
 import { connectRedis, resolveRedis, UnrecoverableError, type Job, type Redis } from '@spark/runtime/redis';
 import { z } from 'zod';
 
-import { Verifier } from '../lib/verifier.js';
+import { Verifier } from '@spark/verify';
 import { parseVerifyTask, scoreTask } from './score.js';
 
 export * from './score.js';

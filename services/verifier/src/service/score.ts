@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '@spark/runtime';
 import type { KindName, VerifiedGroup, VerifiedResponse, VerifyTask } from '@spark/contract';
 import { z } from 'zod';
 
-import type { Verifier } from '../lib/verifier.js';
+import type { Verifier } from '@spark/verify';
 
 /** Bounds of one task: groups, responses per group, chars per response. */
 export const MAX_GROUPS_PER_TASK = 4_096;

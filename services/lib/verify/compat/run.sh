@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# `pnpm --filter @spark/verifier run compat [-- --lib FILE]`: the differential test against Math-Verify.
+# `pnpm --filter @spark/verify run compat [-- --lib FILE]`: the differential test against Math-Verify.
 # Makes a private venv under the repository's ignored .tools/ and installs the pinned Math-Verify there; when
 # that fails (no Python, no network), it says so and exits 0 without running.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../../.." && pwd)"
+root="$(cd "$here/../../../.." && pwd)"
 venv="$root/.tools/math-verify-venv"
 pin="math-verify==0.9.0"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import math_verify' 2>/dev/null; then

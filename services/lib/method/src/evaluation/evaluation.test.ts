@@ -22,12 +22,12 @@ import {
   summarizeJudge,
   wrongAnswerFor,
   type GenerateFn,
-} from '@spark/method/evaluation';
-import { selfJudgePrompt, resolvePrompt, problemPrompt } from '@spark/method/templates';
+} from './index.js';
+import { selfJudgePrompt, resolvePrompt, problemPrompt } from '../templates/index.js';
 import { Model } from '@spark/kernels';
-import { Verifier } from '@spark/verifier';
+import { Verifier } from '@spark/verify';
 
-import { CheckpointLoadError, loadGenerator, resolveCheckpoint } from '@spark/method/checkpoint';
+import { CheckpointLoadError, loadGenerator, resolveCheckpoint } from '../checkpoint/index.js';
 
 // one verifier (its symbolic workers take a moment to start) for the whole file
 let verifier: Verifier;

@@ -1,7 +1,7 @@
 // The verifier's table of cases: (answer or response, label, expected reward, one-line reason), written
 // from the MATH and GSM8K answer conventions. Data only; table.test.ts runs it. `A` rows are bare answers
 // (the test boxes them inside a sentence), `R` rows are whole responses with per-dataset options.
-import type { ItemOptions } from '../lib/verifier.js';
+import type { ItemOptions } from '../verifier.js';
 
 const r = String.raw;
 
