@@ -119,8 +119,10 @@ void describe('reward-synthesis', () => {
     assert.equal(r.released.length, 4);
     assert.ok(r.judgeItems <= 2, 'judge items capped at B/2');
     assert.ok(r.judgeItems >= 1);
-    // 8 of 12 groups have a wrong response → 8 reflections
-    assert.equal(r.reflectionItems, 8);
+    // 8 of 12 groups have a wrong response → 8 reflection candidates, of which the method keeps B/2 = 2,
+    // so a step adds at most B items (judge ≤ B/2 + reflection ≤ B/2) while the reward phase takes B
+    assert.equal(r.reflectionItems, 2);
+    assert.ok(r.judgeItems + r.reflectionItems <= 4, 'a step adds at most B items to the buffer');
     assert.equal(r.bufferLength, r.judgeItems + r.reflectionItems - 4);
     assert.equal(await redis.llen(jobKeys.buffer(prefix, 'j1')), r.bufferLength);
     // items are well-formed: kinds, labels, provenance
@@ -152,29 +154,61 @@ void describe('reward-synthesis', () => {
   });
 
   void it('keeps leftovers across steps, clears the buffer on a new epoch, bounds the buffer', async () => {
+    // With both caps at B/2 a full step adds at most B items and releases B, so leftovers come from a
+    // step that yields fewer than B: step 1 recycles a single group (≤ 1 judge + ≤ 1 reflection item).
     const prefix = testPrefix('synth-epoch');
-    await storeGroups(redis, prefix, 'j2', 1, makeGroups(1, 12));
+    await storeGroups(redis, prefix, 'j2', 1, makeGroups(1, 1));
     await storeGroups(redis, prefix, 'j2', 2, makeGroups(2, 12));
     await storeGroups(redis, prefix, 'j2', 3, makeGroups(3, 12));
-    const s1 = (await synthesize(redis, prefix, task('j2', 1), OPTS)).result;
+    const s1 = (
+      await synthesize(
+        redis,
+        prefix,
+        task('j2', 1, { groupIds: makeGroups(1, 1).map((g) => g.groupId) }),
+        OPTS,
+      )
+    ).result;
+    assert.equal(s1.released, null, 'fewer than B items: no reward phase this step');
     const left1 = s1.bufferLength;
+    assert.equal(left1, s1.judgeItems + s1.reflectionItems);
     assert.ok(left1 > 0);
     const s2 = (await synthesize(redis, prefix, task('j2', 2), OPTS)).result;
     assert.equal(s2.epochCleared, false);
+    assert.ok(s2.released, 'leftovers plus the new items reach B');
     assert.equal(s2.bufferLength, left1 + s2.judgeItems + s2.reflectionItems - 4);
     // the released batch of step 2 starts with step 1's leftovers (FIFO)
-    assert.ok(s2.released?.[0]?.promptId.startsWith('r-1-') || s2.released?.[0]?.promptId.startsWith('j-1-'));
+    assert.match(s2.released[0]?.promptId ?? '', /^[jr]-1-/);
     const s3 = (await synthesize(redis, prefix, task('j2', 3, { epoch: 1 }), OPTS)).result;
     assert.equal(s3.epochCleared, true);
-    assert.equal(s3.bufferLength, s3.judgeItems + s3.reflectionItems - 4, 'leftovers of epoch 0 dropped');
     for (const item of s3.released ?? []) assert.match(item.promptId, /^[jr]-3-/);
+    assert.equal(
+      s3.bufferLength,
+      s3.judgeItems + s3.reflectionItems - (s3.released ? 4 : 0),
+      'leftovers of epoch 0 dropped',
+    );
     assert.equal(await redis.get(jobKeys.bufferEpoch(prefix, 'j2')), '1');
 
+    // The bound (never below B) drops the oldest items beyond it before the release: B = 4 and a bound of 4,
+    // a 1-group step leaves its items waiting, the next full step pushes the buffer over the bound.
     const bounded = testPrefix('synth-bound');
-    await storeGroups(redis, bounded, 'j3', 1, makeGroups(1, 12));
-    const b = await synthesize(redis, bounded, task('j3', 1), { ...OPTS, maxBufferItems: 5 });
-    assert.equal(b.result.dropped, b.result.judgeItems + b.result.reflectionItems - 5);
-    assert.equal(b.result.bufferLength, 1);
+    const opts = { ...OPTS, maxBufferItems: 4 };
+    await storeGroups(redis, bounded, 'j3', 1, makeGroups(1, 1));
+    await storeGroups(redis, bounded, 'j3', 2, makeGroups(2, 12));
+    const b1 = await synthesize(
+      redis,
+      bounded,
+      task('j3', 1, { groupIds: makeGroups(1, 1).map((g) => g.groupId) }),
+      opts,
+    );
+    const waiting = b1.result.bufferLength;
+    assert.ok(waiting > 0 && b1.result.released === null);
+    const b2 = await synthesize(redis, bounded, task('j3', 2), opts);
+    const total = waiting + b2.result.judgeItems + b2.result.reflectionItems;
+    assert.ok(total > 4, 'the buffer went over its bound');
+    assert.equal(b2.result.dropped, total - 4);
+    assert.ok(b2.result.released, 'B items remain and are released');
+    for (const item of b2.result.released) assert.match(item.promptId, /^[jr]-2-/, 'the oldest were dropped');
+    assert.equal(b2.result.bufferLength, 0);
   });
 
   void it('grpo-judge (reflection off) makes judge items only; pairwise/pointwise switches hold', async () => {

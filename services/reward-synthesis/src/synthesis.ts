@@ -127,6 +127,7 @@ export function recycleGroups(
     judge,
     reflection: task.reflection,
     maxJudge: Math.floor(task.batchSize / 2),
+    maxReflection: Math.floor(task.batchSize / 2),
     ...(task.balanceLabels ? { balanceLabels: true } : {}),
     ...(pairwise ? {} : { pPointwiseMixed: 1 }),
     ...(pointwise ? {} : { pPointwiseMixed: 0 }),

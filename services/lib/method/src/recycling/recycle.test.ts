@@ -234,9 +234,20 @@ void describe('recycling: determinism, step cap, validation', () => {
       [...order].sort((a, b) => a - b),
       order,
     );
+    // 48 groups hold a wrong response; a random B/2 = 32 of their reflection items are kept
     assert.equal(step.reflectionCandidates, 48);
-    assert.equal(step.reflection.length, 48);
+    assert.equal(step.reflection.length, 32);
     for (const r of step.reflection) assert.notEqual(Number(r.sourceId?.slice(1)) % 4, 0);
+    const reflectionOrder = step.reflection.map((r) => Number(r.sourceId?.slice(1)));
+    assert.deepEqual(
+      [...reflectionOrder].sort((a, b) => a - b),
+      reflectionOrder,
+    );
+    assert.notDeepEqual(
+      recycleStep(groups, new Rng(14)).reflection.map((r) => r.sourceId),
+      step.reflection.map((r) => r.sourceId),
+      'a random subset of the reflections, not the first 32',
+    );
     // the kept half differs between seeds (a random subset, not the first 32)
     const other = recycleStep(groups, new Rng(14)).judge.map((j) => j.sourceId);
     assert.notDeepEqual(

@@ -276,7 +276,7 @@ export function recycleGroup(group: RecycleGroup, rng: Rng, opts: RecycleOptions
 export interface RecycleStepOptions extends RecycleOptions {
   /** Judge items kept per step (default: floor(B/2) with B = the number of groups). */
   readonly maxJudge?: number;
-  /** Reflection items kept per step (default: no cap beyond one per group). */
+  /** Reflection items kept per step (default: floor(B/2), as the method keeps at most B/2 a step). */
   readonly maxReflection?: number;
   /**
    * Ours, off by default: before the cap, drop random pointwise items of the more frequent target
@@ -311,7 +311,9 @@ export interface RecycledStep {
 
 /**
  * Recycles all groups of a policy step, then keeps a random `maxJudge` (default B/2) judge items when there
- * are more (in group order), and likewise for `maxReflection` when given.
+ * are more (in group order), and likewise a random `maxReflection` (default B/2) reflection items. With both
+ * caps at B/2 a policy step adds at most B items to the buffer, the B that the reward phase takes out, so
+ * the buffer does not grow over a job and reward prompts stay as fresh as the method intends.
  */
 export function recycleStep(
   groups: readonly RecycleGroup[],
@@ -319,7 +321,7 @@ export function recycleStep(
   opts: RecycleStepOptions = {},
 ): RecycledStep {
   const maxJudge = opts.maxJudge ?? Math.floor(groups.length / 2);
-  const maxReflection = opts.maxReflection ?? Number.POSITIVE_INFINITY;
+  const maxReflection = opts.maxReflection ?? Math.floor(groups.length / 2);
   if (!(maxJudge >= 0) || !(maxReflection >= 0)) {
     throw new InvalidArgumentError('invalid recycling step options', [
       'maxJudge and maxReflection must be >= 0',
