@@ -429,7 +429,8 @@ export const infrastructure: DashboardSpec = {
       panels: [
         {
           title: 'Container restarts',
-          description: 'Restarts per container of the release’s pods over the rate window (kube-state-metrics).',
+          description:
+            'Restarts per container of the release’s pods over the rate window (kube-state-metrics).',
           unit: 'short',
           queries: [
             {

@@ -44,7 +44,13 @@ const PANEL_HEIGHT = 8;
 export const NS = 'namespace=~"$namespace"';
 
 /** The release's Spark components, as the `job` label names them after the release's full name. */
-export const SPARK_COMPONENTS = ['coordinator', 'rollout', 'verifier', 'reward-synthesis', 'learner'] as const;
+export const SPARK_COMPONENTS = [
+  'coordinator',
+  'rollout',
+  'verifier',
+  'reward-synthesis',
+  'learner',
+] as const;
 
 /** The `job` matcher for a metric of the release, or null for series whose job is not the release's. */
 export function jobMatcher(metric: string): string | null {

@@ -6,7 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-
 /** values.yaml service blocks → component (directory) names, as `spark.services` in _helpers.tpl. */
 export const COMPONENTS: Record<string, string> = {
   coordinator: 'coordinator',
@@ -54,7 +53,8 @@ export function ruleSubstitutions(values: Record<string, unknown>, ctx: RuleCont
   const verifier = (values.verifier ?? {}) as { config?: { budgetMs?: number } };
   const budget = String(verifier.config?.budgetMs ?? 50);
   const le = VERIFIER_BUDGET_BUCKETS[budget];
-  if (!le) throw new Error(`verifier.config.budgetMs ${budget} is not a bucket of spark_verifier_verify_seconds`);
+  if (!le)
+    throw new Error(`verifier.config.budgetMs ${budget} is not a bucket of spark_verifier_verify_seconds`);
   subs.set('verifierBudgetLe', le);
   for (const [k, v] of Object.entries(alerts)) subs.set(`alerts.${k}`, String(v));
   return subs;

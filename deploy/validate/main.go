@@ -5,7 +5,7 @@
 //     go.mod), then given the structural checks the API server applies to every object (names, labels,
 //     selectors matching the pod template, unique container and port names, requests ≤ limits, …);
 //   - custom resources (KEDA ScaledObject, cert-manager Certificate, Prometheus Operator ServiceMonitor and
-//     PrometheusRule) are validated against the openAPIV3Schema of their CRD (crds/*.yaml, copied from the
+//     PrometheusRule) are validated against the openAPIV3Schema of their CRD (crds/*.crd, copied from the
 //     pinned Go modules; see crds/README.md) with the apiextensions-apiserver validator, and fields the
 //     schema does not know are reported (the API server would prune them silently);
 //   - an object of any other kind is an error: nothing passes unchecked.
@@ -54,7 +54,7 @@ type crdSchema struct {
 
 func loadCRDs(dir string) (map[schema.GroupVersionKind]crdSchema, error) {
 	out := map[schema.GroupVersionKind]crdSchema{}
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(dir, "*.crd"))
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +406,7 @@ func readDocs(r io.Reader) ([][]byte, error) {
 }
 
 func main() {
-	crdDir := flag.String("crds", "", "directory of CustomResourceDefinition YAML files (default: crds/ next to the source)")
+	crdDir := flag.String("crds", "", "directory of CustomResourceDefinition YAML files (*.crd) (default: crds/ next to the source)")
 	flag.Parse()
 	if *crdDir == "" {
 		*crdDir = "crds"
