@@ -28,7 +28,7 @@ const yamllintAvailable = spawnSync('yamllint', ['--version']).status === 0;
 
 describe('helm chart', () => {
   it(
-    'values.yaml and Chart.yaml pass yamllint',
+    'values.yaml, Chart.yaml, the value sets and the rules pass yamllint',
     { skip: !yamllintAvailable && 'yamllint not installed' },
     () => {
       const r = spawnSync(
@@ -37,6 +37,30 @@ describe('helm chart', () => {
         { cwd: chartDir, encoding: 'utf8' },
       );
       assert.equal(r.status, 0, `yamllint:\n${r.stdout}${r.stderr}`);
+      const sets = spawnSync(
+        'yamllint',
+        [
+          '--strict',
+          '-c',
+          join(repoRoot, 'deploy', '.yamllint.yaml'),
+          join(repoRoot, 'test', 'deploy', 'values'),
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(sets.status, 0, `yamllint test/deploy/values:\n${sets.stdout}${sets.stderr}`);
+      // The alert rules: the same rules, except long PromQL lines.
+      const rules = spawnSync(
+        'yamllint',
+        [
+          '--strict',
+          '-d',
+          `{extends: ${join(repoRoot, 'deploy', '.yamllint.yaml')}, rules: {line-length: disable}}`,
+          join(chartDir, 'files', 'prometheus-rules.yaml'),
+          join(repoRoot, 'deploy', 'prometheus'),
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(rules.status, 0, `yamllint rules:\n${rules.stdout}${rules.stderr}`);
     },
   );
 

@@ -71,7 +71,8 @@ if (missing && inCI) {
     it('has helm and the validator', () => assert.fail(missing));
   });
 }
-const skip = missing && !inCI ? missing : false;
+// Under CI the test above fails; the rendered tests are skipped rather than failing once per test.
+const skip = missing || false;
 
 const VALUE_SETS = readdirSync(valuesDir)
   .filter((f) => f.endsWith('.yaml'))
