@@ -300,6 +300,19 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.match(conf, new RegExp(`^maxmemory ${Math.floor((2560 * 1048576 * 55) / 100)}$`, 'm'));
     assert.match(conf, /^maxmemory-policy noeviction$/m);
     assert.match(conf, /^include \/etc\/redis\/auth\/redis-auth\.conf$/m);
+    type Mounts = { volumeMounts: { name: string; mountPath: string }[] };
+    const mounts = (podSpec(find(objs, 'StatefulSet', 'spark-redis')).containers[0] as Container & Mounts)
+      .volumeMounts;
+    for (const a of mounts)
+      for (const b of mounts)
+        assert.ok(
+          a === b || !b.mountPath.startsWith(`${a.mountPath}/`),
+          `${b.mountPath} nested in ${a.mountPath}`,
+        );
+    assert.deepEqual(podSpec(find(objs, 'StatefulSet', 'spark-redis')).containers[0]!.args, [
+      'redis-server',
+      '/etc/redis/conf/redis.conf',
+    ]);
     const secret = find(objs, 'Secret', 'spark-secrets').stringData!;
     assert.equal(secret['redis-auth.conf'], 'requirepass "bundled-redis-password-0123"\n');
     const redis = podSpec(find(objs, 'StatefulSet', 'spark-redis'));
@@ -369,6 +382,10 @@ describe('helm chart (rendered)', { skip }, () => {
       ['REDIS_URL', 'SPARK_ADDRESS', 'SPARK_AUTH_TOKEN', 'SPARK_THREADS'],
     );
     assert.equal(c.env?.[1]?.value, 'spark-coordinator.spark.svc:50051');
+    assert.ok(
+      existsSync(join(repoRoot, 'services', 'cli', 'bin', 'spark.mjs')),
+      'the CLI entry point exists',
+    );
   });
 
   it('refuses impossible values with a clear message', () => {
