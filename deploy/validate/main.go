@@ -34,7 +34,6 @@ import (
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -137,7 +136,7 @@ func checkSelector(path string, sel *metav1.LabelSelector, podLabels map[string]
 	return nil
 }
 
-func checkContainers(path string, cs []corev1.Container, volumes map[string]bool) []string {
+func checkContainers(path string, cs []corev1.Container, volumes, readOnlyKinds map[string]bool) []string {
 	var errs []string
 	names := map[string]bool{}
 	for i, c := range cs {
@@ -228,6 +227,12 @@ func checkContainers(path string, cs []corev1.Container, volumes map[string]bool
 			if !volumes[m.Name] {
 				errs = append(errs, fmt.Sprintf("%s.volumeMounts[%d]: no volume named %q", p, j, m.Name))
 			}
+			// The runtime cannot create a mount point inside a ConfigMap/Secret/projected volume (read-only).
+			for _, outer := range c.VolumeMounts {
+				if outer.Name != m.Name && readOnlyKinds[outer.Name] && strings.HasPrefix(m.MountPath, strings.TrimSuffix(outer.MountPath, "/")+"/") {
+					errs = append(errs, fmt.Sprintf("%s.volumeMounts[%d]: %s is inside %s, a read-only %s volume", p, j, m.MountPath, outer.MountPath, outer.Name))
+				}
+			}
 		}
 	}
 	return errs
@@ -236,11 +241,13 @@ func checkContainers(path string, cs []corev1.Container, volumes map[string]bool
 func checkPodSpec(path string, spec corev1.PodSpec, claimTemplates []corev1.PersistentVolumeClaim) []string {
 	var errs []string
 	volumes := map[string]bool{}
+	readOnlyKinds := map[string]bool{}
 	for _, v := range spec.Volumes {
 		if volumes[v.Name] {
 			errs = append(errs, fmt.Sprintf("%s.volumes: %q is not unique", path, v.Name))
 		}
 		volumes[v.Name] = true
+		readOnlyKinds[v.Name] = v.ConfigMap != nil || v.Secret != nil || v.Projected != nil || v.DownwardAPI != nil
 	}
 	for _, c := range claimTemplates {
 		if volumes[c.Name] {
@@ -251,8 +258,8 @@ func checkPodSpec(path string, spec corev1.PodSpec, claimTemplates []corev1.Pers
 	if len(spec.Containers) == 0 {
 		errs = append(errs, path+".containers must not be empty")
 	}
-	errs = append(errs, checkContainers(path+".containers", spec.Containers, volumes)...)
-	errs = append(errs, checkContainers(path+".initContainers", spec.InitContainers, volumes)...)
+	errs = append(errs, checkContainers(path+".containers", spec.Containers, volumes, readOnlyKinds)...)
+	errs = append(errs, checkContainers(path+".initContainers", spec.InitContainers, volumes, readOnlyKinds)...)
 	for i, t := range spec.Tolerations {
 		if t.Operator == corev1.TolerationOpExists && t.Value != "" {
 			errs = append(errs, fmt.Sprintf("%s.tolerations[%d]: value must be empty with operator Exists", path, i))
@@ -422,7 +429,6 @@ func main() {
 	}
 	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
 		json.SerializerOptions{Yaml: true, Strict: true})
-	_ = resource.Quantity{}
 	problems, objects := 0, 0
 	files := flag.Args()
 	if len(files) == 0 {
