@@ -149,6 +149,34 @@ describe('grafana dashboards', () => {
   });
 });
 
+describe('exporter metrics', () => {
+  const version = 'v1.97.0';
+  const dl = spawnSync('go', ['mod', 'download', '-json', `github.com/oliver006/redis_exporter@${version}`], {
+    encoding: 'utf8',
+    cwd: join(repoRoot, 'deploy', 'validate'),
+  });
+  const dir = dl.status === 0 ? (JSON.parse(dl.stdout) as { Dir?: string }).Dir : undefined;
+  const why = dir ? false : `redis_exporter ${version} not downloadable with go (${dl.error ?? dl.stderr})`;
+  it(
+    'names only series redis_exporter (the bundled sidecar’s release) exports',
+    { skip: !process.env.CI && why },
+    () => {
+      assert.ok(dir, String(why));
+      const values = readFileSync(join(repoRoot, 'deploy', 'helm', 'spark', 'values.yaml'), 'utf8');
+      assert.match(
+        values,
+        new RegExp(`tag: ${version.replace(/\./g, '\\.')}\n`),
+        'values.yaml runs this release',
+      );
+      const source = readFileSync(join(dir, 'exporter', 'exporter.go'), 'utf8');
+      const missing = EXTERNAL_METRICS.filter((m) => m.name.startsWith('redis_'))
+        .map((m) => m.name.slice('redis_'.length))
+        .filter((n) => !source.includes(`"${n}"`));
+      assert.deepEqual(missing, []);
+    },
+  );
+});
+
 describe('dashboard scoping', () => {
   it('scope every query to the namespace and release variables, listed from Spark’s own series', () => {
     const problems: string[] = [];
