@@ -5,8 +5,8 @@
 //     go.mod), then given the structural checks the API server applies to every object (names, labels,
 //     selectors matching the pod template, unique container and port names, requests ≤ limits, …);
 //   - custom resources (KEDA ScaledObject, cert-manager Certificate, Prometheus Operator ServiceMonitor and
-//     PrometheusRule) are validated against the openAPIV3Schema of their CRD (crds/*.crd, copied from the
-//     pinned Go modules; see crds/README.md) with the apiextensions-apiserver validator, and fields the
+//     PrometheusRule) are validated against the openAPIV3Schema of their CRD (*.crd files that
+//     fetch.sh materialises from the pinned Go module releases into .tools/crds/) with the apiextensions-apiserver validator, and fields the
 //     schema does not know are reported (the API server would prune them silently);
 //   - an object of any other kind is an error: nothing passes unchecked.
 //
@@ -413,10 +413,11 @@ func readDocs(r io.Reader) ([][]byte, error) {
 }
 
 func main() {
-	crdDir := flag.String("crds", "", "directory of CustomResourceDefinition YAML files (*.crd) (default: crds/ next to the source)")
+	crdDir := flag.String("crds", "", "directory of CustomResourceDefinition YAML files (*.crd), as written by fetch.sh (required)")
 	flag.Parse()
 	if *crdDir == "" {
-		*crdDir = "crds"
+		fmt.Fprintln(os.Stderr, "validate: -crds DIR is required (bash deploy/validate/fetch.sh writes .tools/crds)")
+		os.Exit(2)
 	}
 	crds, err := loadCRDs(*crdDir)
 	if err != nil {
