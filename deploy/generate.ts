@@ -1,19 +1,25 @@
 // Generates the observability artefacts that must never drift from the code: the Grafana dashboards
-// (deploy/grafana/dashboards/*.json, from deploy/grafana/dashboards.ts), docs/metrics.md (from the
-// metric catalog read out of the services' source) and the chart's copy of the alert rules. test/deploy/observability.test.ts regenerates them and
-// fails on any difference.
+// (deploy/helm/spark/files/dashboards/*.json, from deploy/grafana/dashboards.ts; the chart ships them as
+// ConfigMaps), docs/metrics.md (from the metric catalog read out of the services' source) and
+// deploy/prometheus/rules.yaml (the chart's rules template filled with its default values, lib/rules.ts).
+// test/deploy/observability.test.ts regenerates them and fails on any difference.
 //
 //   node --import tsx deploy/generate.ts          # rewrite the files
 //   node --import tsx deploy/generate.ts --check  # exit 1 and list the stale files
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 import prettier from 'prettier';
 
 import { buildDashboard, dashboardExpressions } from './grafana/grafana.js';
 import { DASHBOARDS } from './grafana/dashboards.js';
+import { EXTERNAL_METRICS } from './lib/external-metrics.js';
 import { DEPLOYED_SERVICES, metricPrefix, type MetricDef, readMetricCatalog } from './lib/metric-catalog.js';
 import { metricNamesIn } from './lib/promql.js';
+import { defaultRules } from './lib/rules.js';
+
+/** Where the generated dashboards go: inside the chart, which ships them as ConfigMaps. */
+export const DASHBOARD_DIR = 'deploy/helm/spark/files/dashboards';
 
 export const repoRoot = join(import.meta.dirname, '..');
 
@@ -80,7 +86,7 @@ export function metricsDoc(root: string): string {
       for (const n of metricNamesIn(expr)) use(n, `dashboard \`${spec.uid}\``);
     }
   }
-  const rulesText = readFileSync(join(root, 'deploy', 'prometheus', 'rules.yaml'), 'utf8');
+  const rulesText = defaultRules(root);
   for (const rule of alertExpressions(rulesText)) {
     for (const n of metricNamesIn(rule.expr)) use(n, `alert \`${rule.alert}\``);
   }
@@ -96,8 +102,9 @@ export function metricsDoc(root: string): string {
     'low-cardinality (never job or sample ids: those are in the logs). Histograms expose `_bucket`, `_sum`',
     'and `_count` series. Each process also exports the default prom-client Node.js metrics, unprefixed',
     '(`process_cpu_seconds_total`, `process_resident_memory_bytes`, `nodejs_eventloop_lag_p99_seconds`,',
-    '`nodejs_heap_size_used_bytes`, …). Dashboards: `deploy/grafana/dashboards/`; alerts:',
-    '`deploy/prometheus/rules.yaml` (runbooks in docs/operations.md).',
+    '`nodejs_heap_size_used_bytes`, …). Dashboards: `deploy/grafana/dashboards.ts` (generated into',
+    '`deploy/helm/spark/files/dashboards/`); alerts: `deploy/helm/spark/files/prometheus-rules.yaml`, rendered',
+    'with the default values into `deploy/prometheus/rules.yaml` (runbooks in docs/operations.md).',
     '',
   ];
   for (const service of DEPLOYED_SERVICES) {
@@ -123,6 +130,21 @@ export function metricsDoc(root: string): string {
     }
     lines.push('');
   }
+  lines.push(
+    '## Metrics from other exporters',
+    '',
+    'The alerts and the `spark-infrastructure` dashboard also use series that no Spark service exports. They',
+    'need the exporter named (kube-prometheus-stack brings kube-state-metrics and the kubelet; the chart’s',
+    'bundled Redis brings redis_exporter; the GPU panels need the NVIDIA DCGM exporter).',
+    '',
+    '| Metric | From | Meaning | Used by |',
+    '| --- | --- | --- | --- |',
+  );
+  for (const m of EXTERNAL_METRICS) {
+    const used = [...(usedBy.get(m.name) ?? [])].sort().join(', ') || '—';
+    lines.push(`| \`${m.name}\` | ${m.source} | ${escapeCell(m.meaning)} | ${used} |`);
+  }
+  lines.push('');
   return lines.join('\n');
 }
 
@@ -130,17 +152,13 @@ export function metricsDoc(root: string): string {
 export async function generatedFiles(root: string = repoRoot): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const [file, spec] of Object.entries(DASHBOARDS)) {
-    const rel = `deploy/grafana/dashboards/${file}`;
+    const rel = `${DASHBOARD_DIR}/${file}`;
     out.set(rel, await formatJson(join(root, rel), buildDashboard(spec)));
   }
   out.set('docs/metrics.md', metricsDoc(root));
-  // The chart ships the rules as a PrometheusRule; Helm can only read files inside the chart.
-  const rules = readFileSync(join(root, 'deploy', 'prometheus', 'rules.yaml'), 'utf8');
-  out.set(
-    'deploy/helm/spark/files/prometheus-rules.yaml',
-    '# Generated copy of deploy/prometheus/rules.yaml (node --import tsx deploy/generate.ts): edit that file.\n' +
-      rules,
-  );
+  // The rules' source is the chart's template (Helm reads only files inside the chart); promtool tests
+  // this rendering with the default values.
+  out.set('deploy/prometheus/rules.yaml', defaultRules(root));
   return out;
 }
 
@@ -163,6 +181,7 @@ async function main(): Promise<void> {
     if (current === content) continue;
     if (check) stale.push(rel);
     else {
+      mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, content);
       console.log(`wrote ${rel}`);
     }

@@ -36,8 +36,42 @@ export interface DashboardSpec {
 const DATASOURCE = { type: 'prometheus', uid: '${datasource}' } as const;
 const PANEL_HEIGHT = 8;
 
-/** The selector every query carries, so one Grafana can show several Spark deployments apart. */
+/**
+ * The selector every query carries, so one Grafana can show several Spark deployments apart. Written after
+ * a metric name (`metric{NS}`), it is widened by `scopeQuery` with the release's scrape job of that metric
+ * (the ServiceMonitor's job label is the Service name, `<release full name>-<component>`).
+ */
 export const NS = 'namespace=~"$namespace"';
+
+/** The release's Spark components, as the `job` label names them after the release's full name. */
+export const SPARK_COMPONENTS = [
+  'coordinator',
+  'rollout',
+  'verifier',
+  'reward-synthesis',
+  'learner',
+] as const;
+
+/** The `job` matcher for a metric of the release, or null for series whose job is not the release's. */
+export function jobMatcher(metric: string): string | null {
+  const spark = /^spark_([a-z]+(?:_synthesis)?)_/.exec(metric);
+  if (spark) return `job=~"$release-${spark[1]!.replace('_', '-')}"`;
+  if (metric.startsWith('redis_')) return 'job=~"$release-redis"';
+  if (metric === 'up' || metric.startsWith('process_') || metric.startsWith('nodejs_'))
+    return `job=~"$release-(${SPARK_COMPONENTS.join('|')})"`;
+  return null;
+}
+
+/** Adds the release's job matcher to every `metric{namespace=~"$namespace"…}` selector of a query. */
+export function scopeQuery(expr: string): string {
+  return expr.replace(/([A-Za-z_:][A-Za-z0-9_:]*)\{namespace=~"\$namespace"/g, (m, metric: string) => {
+    const job = jobMatcher(metric);
+    return job ? `${metric}{${NS},${job}` : m;
+  });
+}
+
+/** A series every Spark deployment exports (the variables list namespaces and releases from it). */
+const SCOPE_METRIC = 'spark_coordinator_steps_total';
 
 function panel(spec: PanelSpec, id: number, x: number, y: number, w: number): Record<string, unknown> {
   const defaults: Record<string, unknown> = {
@@ -67,7 +101,7 @@ function panel(spec: PanelSpec, id: number, x: number, y: number, w: number): Re
     },
     targets: spec.queries.map((q, i) => ({
       datasource: DATASOURCE,
-      expr: q.expr,
+      expr: scopeQuery(q.expr),
       legendFormat: q.legend,
       range: true,
       refId: String.fromCharCode(65 + i),
@@ -133,8 +167,8 @@ export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
           label: 'Namespace',
           type: 'query',
           datasource: DATASOURCE,
-          definition: 'label_values(up, namespace)',
-          query: { query: 'label_values(up, namespace)', refId: 'namespace' },
+          definition: `label_values(${SCOPE_METRIC}, namespace)`,
+          query: { query: `label_values(${SCOPE_METRIC}, namespace)`, refId: 'namespace' },
           current: {},
           hide: 0,
           includeAll: true,
@@ -143,6 +177,24 @@ export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
           options: [],
           refresh: 2,
           regex: '',
+          sort: 1,
+        },
+        {
+          // The release's full name, read from its coordinator's job label (`<full name>-coordinator`).
+          name: 'release',
+          label: 'Release',
+          type: 'query',
+          datasource: DATASOURCE,
+          definition: `label_values(${SCOPE_METRIC}{${NS}}, job)`,
+          query: { query: `label_values(${SCOPE_METRIC}{${NS}}, job)`, refId: 'release' },
+          current: {},
+          hide: 0,
+          includeAll: true,
+          allValue: '.+',
+          multi: false,
+          options: [],
+          refresh: 2,
+          regex: '/^(.+)-coordinator$/',
           sort: 1,
         },
       ],

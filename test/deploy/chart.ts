@@ -26,7 +26,8 @@ export function readValues(): Record<string, unknown> {
 
 export function templateFiles(): { name: string; text: string }[] {
   const dir = join(chartDir, 'templates');
-  return readdirSync(dir)
+  return (readdirSync(dir, { recursive: true }) as string[])
+    .filter((name) => /\.(yaml|tpl|txt)$/.test(name))
     .sort()
     .map((name) => ({ name, text: readFileSync(join(dir, name), 'utf8') }));
 }

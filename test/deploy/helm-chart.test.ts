@@ -4,7 +4,7 @@
 // config key of the services it deploys.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -28,7 +28,7 @@ const yamllintAvailable = spawnSync('yamllint', ['--version']).status === 0;
 
 describe('helm chart', () => {
   it(
-    'values.yaml and Chart.yaml pass yamllint',
+    'values.yaml, Chart.yaml, the value sets and the rules pass yamllint',
     { skip: !yamllintAvailable && 'yamllint not installed' },
     () => {
       const r = spawnSync(
@@ -37,6 +37,30 @@ describe('helm chart', () => {
         { cwd: chartDir, encoding: 'utf8' },
       );
       assert.equal(r.status, 0, `yamllint:\n${r.stdout}${r.stderr}`);
+      const sets = spawnSync(
+        'yamllint',
+        [
+          '--strict',
+          '-c',
+          join(repoRoot, 'deploy', '.yamllint.yaml'),
+          join(repoRoot, 'test', 'deploy', 'values'),
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(sets.status, 0, `yamllint test/deploy/values:\n${sets.stdout}${sets.stderr}`);
+      // The alert rules: the same rules, except long PromQL lines.
+      const rules = spawnSync(
+        'yamllint',
+        [
+          '--strict',
+          '-d',
+          `{extends: ${join(repoRoot, 'deploy', '.yamllint.yaml')}, rules: {line-length: disable}}`,
+          join(chartDir, 'files', 'prometheus-rules.yaml'),
+          join(repoRoot, 'deploy', 'prometheus'),
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(rules.status, 0, `yamllint rules:\n${rules.stdout}${rules.stderr}`);
     },
   );
 
@@ -88,6 +112,14 @@ describe('helm chart', () => {
       [...t.text.matchAll(/\.Files\.Get "([^"]+)"/g)].map((m) => m[1]!),
     );
     assert.ok(gets.includes('files/prometheus-rules.yaml'));
+    const globs = templateFiles().flatMap((t) =>
+      [...t.text.matchAll(/\.Files\.Glob "([^"]+)"/g)].map((m) => m[1]!),
+    );
+    assert.deepEqual(globs, ['files/dashboards/*.json']);
+    assert.ok(
+      readdirSync(join(chartDir, 'files', 'dashboards')).length >= 4,
+      'the dashboards are in the chart',
+    );
     for (const g of gets) assert.ok(existsSync(join(chartDir, g)), `chart file ${g} exists`);
   });
 
@@ -101,13 +133,17 @@ describe('helm chart', () => {
 
   it('fails early on impossible values', () => {
     const text = readFileSync(join(chartDir, 'templates', 'validations.yaml'), 'utf8');
-    const fails = [...text.matchAll(/fail "spark: ([^"]+)"/g)].map((m) => m[1]!);
+    const fails = [...text.matchAll(/fail (?:\(printf )?"spark: ([^"]+)"/g)].map((m) => m[1]!);
     for (const needle of [
       'need credentials', // no token and no mTLS outside local mode
       'learner.replicas must be 1', // multi-rank learner without NCCL support
       'redis.bundled.password', // password-less Redis
       'set redis.url', // no Redis at all
       'tls.secretName',
+      'maxmemoryPercent', // no headroom for the AOF-rewrite fork
+      'nor threads', // a native pool without a bound
+      'prometheusServerAddress', // autoscaling without a metrics source
+      'issuerRef.name', // a Certificate without an issuer
     ]) {
       assert.ok(
         fails.some((f) => f.includes(needle)),
@@ -116,13 +152,17 @@ describe('helm chart', () => {
     }
   });
 
-  it('requests GPUs in requests and limits of the learner with a toleration and node selector', () => {
+  it('tolerates the GPU taint only through gpu.tolerations (added while gpu.count ≥ 1)', () => {
     const helpers = readFileSync(join(chartDir, 'templates', '_helpers.tpl'), 'utf8');
-    assert.match(helpers, /set \$res "requests" \(merge \(dict \$root\.Values\.learner\.gpu\.resourceName/);
-    assert.match(helpers, /set \$res "limits" \(merge \(dict \$root\.Values\.learner\.gpu\.resourceName/);
-    const values = readValues() as { learner: { gpu: { resourceName: string }; tolerations: unknown[] } };
+    assert.match(helpers, /set \$res "requests" \(merge \(dict \$gpu\.resourceName \$gpus\)/);
+    assert.match(helpers, /set \$res "limits" \(merge \(dict \$gpu\.resourceName \$gpus\)/);
+    assert.match(helpers, /concat \$tolerations \(dig "gpu" "tolerations" \(list\) \$svc\)/);
+    const values = readValues() as {
+      learner: { gpu: { resourceName: string; tolerations: unknown[] }; tolerations: unknown[] };
+    };
     assert.equal(values.learner.gpu.resourceName, 'nvidia.com/gpu');
-    assert.ok(values.learner.tolerations.length > 0);
+    assert.ok(values.learner.gpu.tolerations.length > 0);
+    assert.deepEqual(values.learner.tolerations, [], 'a CPU learner tolerates no GPU taint');
     assert.ok(hasPath(values, 'learner.nodeSelector'));
   });
 
@@ -132,9 +172,24 @@ describe('helm chart', () => {
       ...templateFiles().map((t) => ({ name: t.name, text: t.text })),
       { name: 'Dockerfile', text: readFileSync(join(repoRoot, 'deploy', 'docker', 'Dockerfile'), 'utf8') },
     ];
+    // Variables read outside the config shapes: the native core's thread count and the CLI's address (the
+    // helm test pod); each must appear, quoted, in the source that reads it.
+    const readers: Record<string, [string, string]> = {
+      SPARK_THREADS: [join(repoRoot, 'kernels', 'src', 'backend', 'threads.rs'), 'env::var("SPARK_THREADS")'],
+      SPARK_ADDRESS: [
+        join(repoRoot, 'services', 'cli', 'src', 'client', 'index.ts'),
+        'process.env.SPARK_ADDRESS',
+      ],
+    };
+    const native = new Set<string>();
+    for (const [n, [file, needle]] of Object.entries(readers)) {
+      assert.ok(readFileSync(file, 'utf8').includes(needle), `${file} reads ${n} (${needle})`);
+      native.add(n);
+    }
     const unknown: string[] = [];
     for (const t of texts)
-      for (const n of sparkEnvNames(t.text)) if (!base.has(n)) unknown.push(`${t.name}: ${n}`);
+      for (const n of sparkEnvNames(t.text))
+        if (!base.has(n) && !native.has(n)) unknown.push(`${t.name}: ${n}`);
     assert.deepEqual(unknown, []);
     // The checker itself: a misspelt key is not a config key.
     assert.equal(base.has('SPARK_REDIS_URLS'), false);

@@ -11,9 +11,10 @@ import { describe, it } from 'node:test';
 import { ServiceMetrics } from '@spark/runtime/metrics';
 import { parse as parseYaml } from 'yaml';
 
-import { alertExpressions, generatedFiles, readOrNull } from '../../deploy/generate.js';
+import { alertExpressions, DASHBOARD_DIR, generatedFiles, readOrNull } from '../../deploy/generate.js';
 import { DASHBOARDS } from '../../deploy/grafana/dashboards.js';
-import { buildDashboard, dashboardExpressions } from '../../deploy/grafana/grafana.js';
+import { buildDashboard, dashboardExpressions, jobMatcher } from '../../deploy/grafana/grafana.js';
+import { EXTERNAL_METRICS } from '../../deploy/lib/external-metrics.js';
 import { parseMetricDefinitions, readMetricCatalog, seriesNames } from '../../deploy/lib/metric-catalog.js';
 import { metricNamesIn } from '../../deploy/lib/promql.js';
 
@@ -24,7 +25,7 @@ const promtoolAvailable = spawnSync('promtool', ['--version']).status === 0;
 
 /** Every series name Prometheus can see from a Spark deployment. */
 async function knownSeries(): Promise<Set<string>> {
-  const known = new Set<string>(['up']);
+  const known = new Set<string>(EXTERNAL_METRICS.map((m) => m.name));
   const catalog = readMetricCatalog(repoRoot);
   assert.deepEqual(catalog.problems, []);
   for (const m of catalog.metrics) for (const s of seriesNames(m)) known.add(s);
@@ -121,11 +122,9 @@ describe('grafana dashboards', () => {
 
   it('follow the conventions: stable uids, datasource variable, rate interval, units', () => {
     const uids = Object.values(DASHBOARDS).map((d) => d.uid);
-    assert.deepEqual(uids, ['spark-overview', 'spark-training', 'spark-processes']);
+    assert.deepEqual(uids, ['spark-overview', 'spark-training', 'spark-processes', 'spark-infrastructure']);
     for (const [file, spec] of Object.entries(DASHBOARDS)) {
-      const json = JSON.parse(
-        readFileSync(join(repoRoot, 'deploy', 'grafana', 'dashboards', file), 'utf8'),
-      ) as {
+      const json = JSON.parse(readFileSync(join(repoRoot, DASHBOARD_DIR, file), 'utf8')) as {
         uid: string;
         templating: { list: { name: string; type: string }[] };
         panels: {
@@ -144,6 +143,82 @@ describe('grafana dashboards', () => {
         for (const t of p.targets ?? []) {
           assert.doesNotMatch(t.expr, /\[\d+[smhd]\]/, `hard-coded range in ${t.expr}`);
           if (/\brate\(|\bincrease\(/.test(t.expr)) assert.match(t.expr, /\$__rate_interval/);
+        }
+      }
+    }
+  });
+});
+
+describe('exporter metrics', () => {
+  const version = 'v1.97.0';
+  const dl = spawnSync('go', ['mod', 'download', '-json', `github.com/oliver006/redis_exporter@${version}`], {
+    encoding: 'utf8',
+    cwd: join(repoRoot, 'deploy', 'validate'),
+  });
+  const dir = dl.status === 0 ? (JSON.parse(dl.stdout) as { Dir?: string }).Dir : undefined;
+  const why = dir ? false : `redis_exporter ${version} not downloadable with go (${dl.error ?? dl.stderr})`;
+  it(
+    'names only series redis_exporter (the bundled sidecar’s release) exports',
+    { skip: !process.env.CI && why },
+    () => {
+      assert.ok(dir, String(why));
+      const values = readFileSync(join(repoRoot, 'deploy', 'helm', 'spark', 'values.yaml'), 'utf8');
+      assert.match(
+        values,
+        new RegExp(`tag: ${version.replace(/\./g, '\\.')}\n`),
+        'values.yaml runs this release',
+      );
+      const source = readFileSync(join(dir, 'exporter', 'exporter.go'), 'utf8');
+      const missing = EXTERNAL_METRICS.filter((m) => m.name.startsWith('redis_'))
+        .map((m) => m.name.slice('redis_'.length))
+        .filter((n) => !source.includes(`"${n}"`));
+      assert.deepEqual(missing, []);
+    },
+  );
+});
+
+describe('dashboard scoping', () => {
+  it('scope every query to the namespace and release variables, listed from Spark’s own series', () => {
+    const problems: string[] = [];
+    for (const spec of Object.values(DASHBOARDS)) {
+      const board = buildDashboard(spec) as {
+        panels: { title: string; targets?: { expr: string }[] }[];
+        templating: { list: { name: string; type: string; query?: { query: string } }[] };
+      };
+      for (const v of board.templating.list.filter((x) => x.type === 'query')) {
+        if (!/^label_values\(spark_[a-z_]+(\{[^}]*\})?, (namespace|job)\)$/.test(v.query!.query))
+          problems.push(`${spec.uid} variable ${v.name}: ${v.query!.query}`);
+      }
+      for (const p of board.panels) {
+        for (const t of p.targets ?? []) {
+          // Every selector: namespace-scoped; Spark, process, up and Redis series also by the release's job.
+          for (const name of metricNamesIn(t.expr)) {
+            for (const m of t.expr.matchAll(new RegExp(`\\b${name}\\b(\\{[^}]*\\})?(?!\\s*\\()`, 'g'))) {
+              const sel = m[1] ?? '';
+              if (!sel.includes('namespace=~"$namespace"'))
+                problems.push(`${spec.uid} "${p.title}": ${name} unscoped`);
+              const job = jobMatcher(name);
+              if (job && !sel.includes(job))
+                problems.push(`${spec.uid} "${p.title}": ${name} without ${job}`);
+            }
+          }
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+    assert.equal(jobMatcher('spark_reward_synthesis_items_total'), 'job=~"$release-reward-synthesis"');
+    assert.equal(jobMatcher('up'), 'job=~"$release-(coordinator|rollout|verifier|reward-synthesis|learner)"');
+  });
+
+  it('keep versions and per-second rates on separate panels', () => {
+    for (const spec of Object.values(DASHBOARDS)) {
+      for (const row of spec.rows) {
+        for (const p of row.panels) {
+          const rates = p.queries.filter(
+            (q) => /\brate\(/.test(q.expr) && !/histogram_quantile|_sum\{/.test(q.expr),
+          );
+          if (rates.length && rates.length !== p.queries.length)
+            assert.fail(`${spec.uid} "${p.title}" mixes rates with levels`);
         }
       }
     }
@@ -175,6 +250,30 @@ describe('prometheus rules', () => {
       scanned.map((r) => r.alert),
       rules.map((r) => r.alert),
     );
+  });
+
+  it('aggregate by namespace and select Spark’s jobs by exact name', () => {
+    const problems: string[] = [];
+    for (const r of ruleExpressions()) {
+      for (const m of r.expr.matchAll(/\bby \(([^)]*)\)/g))
+        if (
+          !m[1]!
+            .split(',')
+            .map((s) => s.trim())
+            .includes('namespace')
+        )
+          problems.push(`${r.alert}: by (${m[1]})`);
+      if (!/\bby \(/.test(r.expr) && !/^absent\(.*namespace="[^"]+".*\)$/.test(r.expr))
+        problems.push(`${r.alert}: not aggregated by namespace`);
+      // No substring job matches: job selectors are exact names (or an anchored list of exact names).
+      for (const m of r.expr.matchAll(/job(=~|=)"([^"]*)"/g)) {
+        if (m[1] === '=~' && !/^[a-z0-9-]+(\|[a-z0-9-]+)+$/.test(m[2]!))
+          problems.push(`${r.alert}: job=~"${m[2]}"`);
+      }
+      for (const m of r.expr.matchAll(/\b(spark_[a-z_]+|redis_[a-z_]+|up)\{([^}]*)\}/g))
+        if (!/job=/.test(m[2]!)) problems.push(`${r.alert}: ${m[1]} without a job selector`);
+    }
+    assert.deepEqual(problems, []);
   });
 
   it('have a runbook section in docs/operations.md for every alert', () => {

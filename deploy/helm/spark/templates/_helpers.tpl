@@ -62,8 +62,84 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/*
+Image of one component: (dict "root" $ "svc" $svc). The component's `image` fields override the global
+`image` block field by field; the tag defaults to the chart's appVersion.
+*/}}
 {{- define "spark.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- $g := .root.Values.image }}
+{{- $own := .svc.image | default dict }}
+{{- $repo := $own.repository | default $g.repository }}
+{{- $tag := $own.tag | default $g.tag | default .root.Chart.AppVersion }}
+{{- printf "%s:%s" $repo (toString $tag) }}
+{{- end }}
+
+{{- define "spark.imagePullPolicy" -}}
+{{- $own := .svc.image | default dict }}
+{{- $own.pullPolicy | default .root.Values.image.pullPolicy }}
+{{- end }}
+
+{{/* GPU settings of a component block (learner and rollout have `gpu`; the others run on CPUs only). */}}
+{{- define "spark.gpuCount" -}}
+{{- int (dig "gpu" "count" 0 .) }}
+{{- end }}
+
+{{/*
+Non-secret settings every service shares (the `-common` ConfigMap's data). Also hashed into every pod's
+checksum, so it is defined once here.
+*/}}
+{{- define "spark.commonConfigData" -}}
+SPARK_LOG_LEVEL: {{ .Values.logLevel | quote }}
+SPARK_LOCAL_MODE: {{ .Values.localMode | quote }}
+SPARK_REDIS_PREFIX: {{ .Values.redis.prefix | quote }}
+SPARK_GRPC_HOST: "0.0.0.0"
+SPARK_GRPC_PORT: {{ .Values.ports.grpc | quote }}
+SPARK_METRICS_HOST: "0.0.0.0"
+SPARK_METRICS_PORT: {{ .Values.ports.metrics | quote }}
+SPARK_SHUTDOWN_GRACE_MS: {{ mul (sub (int .Values.terminationGracePeriodSeconds) 5) 1000 | quote }}
+{{- if .Values.tls.enabled }}
+SPARK_TLS_CERT_FILE: /etc/spark/tls/tls.crt
+SPARK_TLS_KEY_FILE: /etc/spark/tls/tls.key
+{{- if .Values.tls.mutual }}
+SPARK_TLS_CA_FILE: /etc/spark/tls/ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* One service's own ConfigMap data: (dict "root" $ "key" "rollout"). Its `config` over the chart's defaults. */}}
+{{- define "spark.componentConfigData" -}}
+{{- $svc := index .root.Values .key }}
+{{- $defaults := index (include "spark.serviceDefaults" .root | fromYaml) .key | default dict }}
+{{- $config := merge (deepCopy ($svc.config | default dict)) $defaults }}
+{{- range $k, $v := $config }}
+SPARK_{{ $k | snakecase | upper }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The chart-held Secret's data (empty when every credential comes from an existing Secret). */}}
+{{- define "spark.secretData" -}}
+{{- $needToken := and .Values.auth.token (not .Values.auth.existingSecret) }}
+{{- $needRedis := or .Values.redis.bundled.enabled (not .Values.redis.existingSecret) }}
+{{- if $needToken }}
+auth-token: {{ .Values.auth.token | quote }}
+{{- end }}
+{{- if .Values.redis.bundled.enabled }}
+redis-password: {{ .Values.redis.bundled.password | quote }}
+redis-url: {{ printf "redis://:%s@%s-redis:6379/0" (.Values.redis.bundled.password | urlquery) (include "spark.fullname" .) | quote }}
+redis-auth.conf: {{ printf "requirepass \"%s\"\n" .Values.redis.bundled.password | quote }}
+{{- else if $needRedis }}
+redis-url: {{ .Values.redis.url | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checksum of everything one component's pods read at start: the shared and its own ConfigMap data, the
+chart-held Secret and the names of the Secrets it references: (dict "root" $ "key" "rollout"). Changing a
+verifier setting restarts the verifiers only; rotating a chart-held credential restarts every pod.
+*/}}
+{{- define "spark.configChecksum" -}}
+{{- $root := .root }}
+{{- list (include "spark.commonConfigData" $root) (include "spark.componentConfigData" .) (include "spark.secretData" $root) (include "spark.authSecretName" $root) (include "spark.redisSecretName" $root) (include "spark.tlsSecretName" $root) | toJson | sha256sum }}
 {{- end }}
 
 {{- define "spark.serviceAccountName" -}}
@@ -102,6 +178,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{- define "spark.tlsSecretName" -}}
+{{- if .Values.tls.certManager.enabled }}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "spark.fullname" .)) }}
+{{- else }}
+{{- .Values.tls.secretName }}
+{{- end }}
+{{- end }}
+
 {{- define "spark.hasAuthToken" -}}
 {{- if or .Values.auth.token .Values.auth.existingSecret }}true{{ end }}
 {{- end }}
@@ -114,8 +198,8 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
 {{- $root := .root }}
 {{- $svc := .svc }}
 - name: {{ .dir }}
-  image: {{ include "spark.image" $root }}
-  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  image: {{ include "spark.image" (dict "root" $root "svc" $svc) }}
+  imagePullPolicy: {{ include "spark.imagePullPolicy" (dict "root" $root "svc" $svc) }}
   # The image's entrypoint is tini; the service is its argument list.
   args: ["node", "--import", "tsx", "services/{{ .dir }}/src/main.ts"]
   envFrom:
@@ -136,6 +220,18 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
         secretKeyRef:
           name: {{ include "spark.redisSecretName" $root }}
           key: {{ include "spark.redisSecretKey" $root }}
+    {{- /* The native thread pool (kernels/src/backend/threads.rs) sizes itself from SPARK_THREADS, else from
+    every core of the node: bound it by the container's CPU limit (the downward API rounds it up). */}}
+    - name: SPARK_THREADS
+      {{- if gt (int $svc.threads) 0 }}
+      value: {{ $svc.threads | quote }}
+      {{- else }}
+      valueFrom:
+        resourceFieldRef:
+          containerName: {{ .dir }}
+          resource: limits.cpu
+          divisor: '1'
+      {{- end }}
     {{- with $svc.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -188,9 +284,11 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
   {{- end }}
   resources:
     {{- $res := deepCopy ($svc.resources | default dict) }}
-    {{- if and (eq .key "learner") (gt (int $root.Values.learner.gpu.count) 0) }}
-    {{- $_ := set $res "requests" (merge (dict $root.Values.learner.gpu.resourceName $root.Values.learner.gpu.count) ($res.requests | default dict)) }}
-    {{- $_ := set $res "limits" (merge (dict $root.Values.learner.gpu.resourceName $root.Values.learner.gpu.count) ($res.limits | default dict)) }}
+    {{- $gpus := int (include "spark.gpuCount" $svc) }}
+    {{- if gt $gpus 0 }}
+    {{- $gpu := get $svc "gpu" }}
+    {{- $_ := set $res "requests" (merge (dict $gpu.resourceName $gpus) ($res.requests | default dict)) }}
+    {{- $_ := set $res "limits" (merge (dict $gpu.resourceName $gpus) ($res.limits | default dict)) }}
     {{- end }}
     {{- toYaml $res | nindent 4 }}
   securityContext:
@@ -226,7 +324,11 @@ imagePullSecrets:
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $svc.tolerations }}
+{{- $tolerations := $svc.tolerations | default list }}
+{{- if gt (int (include "spark.gpuCount" $svc)) 0 }}
+{{- $tolerations = concat $tolerations (dig "gpu" "tolerations" (list) $svc) }}
+{{- end }}
+{{- with $tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -243,6 +345,118 @@ affinity:
 {{- if .Values.tls.enabled }}
 - name: tls
   secret:
-    secretName: {{ .Values.tls.secretName }}
+    secretName: {{ include "spark.tlsSecretName" . }}
 {{- end }}
+{{- end }}
+
+{{/*
+Bytes of a Kubernetes memory quantity written with a binary or decimal suffix (Ki, Mi, Gi, Ti, k, M, G, T)
+or none; fails on anything else (e.g. `2.5Gi`: write `2560Mi`).
+*/}}
+{{- define "spark.memoryBytes" -}}
+{{- $q := toString . }}
+{{- $m := regexFind "^[0-9]+" $q }}
+{{- if not $m }}
+{{- fail (printf "spark: cannot read the memory quantity %q (write an integer with Ki, Mi, Gi, Ti, k, M, G or T)" $q) }}
+{{- end }}
+{{- $suffix := trimPrefix $m $q }}
+{{- $mult := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- if not (hasKey $mult $suffix) }}
+{{- fail (printf "spark: cannot read the memory quantity %q (write an integer with Ki, Mi, Gi, Ti, k, M, G or T)" $q) }}
+{{- end }}
+{{- mul (int64 $m) (index $mult $suffix) }}
+{{- end }}
+
+{{/* The bundled Redis's maxmemory in bytes: maxmemoryPercent of its memory limit. */}}
+{{- define "spark.redisMaxmemory" -}}
+{{- $r := .Values.redis.bundled }}
+{{- $limit := dig "limits" "memory" "" ($r.resources | default dict) }}
+{{- if not $limit }}
+{{- fail "spark: redis.bundled.resources.limits.memory is required (maxmemory is a percentage of it)" }}
+{{- end }}
+{{- div (mul (int64 (include "spark.memoryBytes" $limit)) (int64 $r.maxmemoryPercent)) 100 }}
+{{- end }}
+
+{{/* redis.conf of the bundled Redis (the password comes from the Secret's redis-auth.conf, included last). */}}
+{{- define "spark.redisConf" -}}
+dir /data
+appendonly yes
+appendfsync everysec
+maxmemory {{ include "spark.redisMaxmemory" . }}
+maxmemory-policy noeviction
+protected-mode no
+include /etc/redis/auth/redis-auth.conf
+{{- end }}
+
+{{/* Prefix of the `job` label of the release's scrape targets (the ServiceMonitor's job is the Service name). */}}
+{{- define "spark.jobPrefix" -}}
+{{- .Values.alerts.jobPrefix | default (include "spark.fullname" .) }}
+{{- end }}
+
+{{/* The egress rule from a Spark pod to Redis (bundled: its pods; external: networkPolicy.externalRedis). */}}
+{{- define "spark.redisEgress" -}}
+{{- if .Values.redis.bundled.enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "spark.selectorLabels" (dict "root" . "component" "redis") | nindent 10 }}
+  ports:
+    - port: 6379
+      protocol: TCP
+{{- else }}
+- {{- with .Values.networkPolicy.externalRedis.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    {{- range .Values.networkPolicy.externalRedis.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The alert rules: files/prometheus-rules.yaml with its `${…}` placeholders filled (job names of the release,
+its namespace, alerts.* thresholds, the verifier's budget bucket). deploy/generate.ts fills the same
+placeholders with the default values (lib/rules.ts); a test checks both renderings agree. Fails on a
+placeholder left unfilled.
+*/}}
+{{- define "spark.alertRules" -}}
+{{- $full := include "spark.fullname" . }}
+{{- $jp := include "spark.jobPrefix" . }}
+{{- $jobs := list }}
+{{- $subs := dict "namespace" .Release.Namespace "redisJob" (.Values.alerts.redisJob | default (printf "%s-redis" $jp)) }}
+{{- range $key, $meta := (include "spark.services" . | fromYaml) }}
+{{- $_ := set $subs (printf "%sJob" $key) (printf "%s-%s" $jp $meta.dir) }}
+{{- $jobs = append $jobs (printf "%s-%s" $jp $meta.dir) }}
+{{- end }}
+{{- $_ := set $subs "sparkJobs" (join "|" (sortAlpha $jobs)) }}
+{{- $_ := set $subs "podPattern" (printf "%s-(coordinator|rollout|verifier|reward-synthesis|learner|redis)-.+" $full) }}
+{{- $_ := set $subs "volumeClaimPattern" (printf "checkpoints-%s-learner-[0-9]+|data-%s-redis-0" $full $full) }}
+{{- $_ := set $subs "verifierBudgetLe" (include "spark.verifierBudgetLe" .) }}
+{{- range $k, $v := .Values.alerts }}
+{{- $_ := set $subs (printf "alerts.%s" $k) (toString $v) }}
+{{- end }}
+{{- $text := .Files.Get "files/prometheus-rules.yaml" }}
+{{- range $k, $v := $subs }}
+{{- $text = replace (printf "${%s}" $k) $v $text }}
+{{- end }}
+{{- with regexFind "\\$\\{[A-Za-z][A-Za-z0-9.]*\\}" $text }}
+{{- fail (printf "spark: files/prometheus-rules.yaml has an unknown placeholder %s" .) }}
+{{- end }}
+{{- $text }}
+{{- end }}
+
+{{/*
+The `le` bucket of spark_verifier_verify_seconds at the verifiers' time budget (verifier.config.budgetMs,
+default 50 ms): the SparkVerifierTimeouts alert counts verifications above it. Only bucket bounds work.
+*/}}
+{{- define "spark.verifierBudgetLe" -}}
+{{- $ms := toString (dig "config" "budgetMs" 50 .Values.verifier) }}
+{{- $buckets := dict "2" "0.002" "10" "0.01" "50" "0.05" "200" "0.2" "1000" "1" }}
+{{- if not (hasKey $buckets $ms) }}
+{{- fail (printf "spark: verifier.config.budgetMs %s is not a bucket of spark_verifier_verify_seconds (2, 10, 50, 200 or 1000 ms); the SparkVerifierTimeouts alert could not measure it" $ms) }}
+{{- end }}
+{{- index $buckets $ms }}
 {{- end }}
