@@ -573,9 +573,10 @@ describe('learner: checkpoints, auth and the worker path', () => {
         'a redelivered task returns the same result',
       );
       assert.throws(
-        () => validateLearnTask({ ...task, phase: 'nap' as never }, 'job-c', 10),
-        /phase must be warmup, policy, reward or checkpoint/,
+        () => validateLearnTask({ ...task, phase: 'nap' }, 'job-c', 10),
+        /invalid LearnTask: phase: /,
       );
+      assert.throws(() => validateLearnTask(task, 'job-d', 10), /jobId job-c is not the queue's job job-d/);
     } finally {
       await teardown(env);
     }

@@ -5,10 +5,10 @@
 // system itself produces (the coordinator's spec limits, the consumers' historical caps), so a schema
 // never rejects real traffic and nothing is unbounded. Ids are deterministic so that at-least-once delivery
 // is harmless: re-running a task rewrites the same hash field.
-import { InvalidArgumentError } from '@spark/runtime';
 import { z } from 'zod';
 
 import { GENERATE_LIMITS, JOB_ID_PATTERN } from './keys.js';
+import { parseWith } from './parse.js';
 
 /** Deeply readonly view of a parsed payload (type level only: parsed values are not frozen). */
 export type DeepReadonly<T> = T extends (infer U)[]
@@ -58,20 +58,6 @@ export const PAYLOAD_LIMITS = Object.freeze({
   maxMessageChars: 64 * 1024,
 });
 const P = PAYLOAD_LIMITS;
-
-/** Throws InvalidArgumentError "invalid <what>: <path>: <problem>; …" (every bad path, at most 100 listed). */
-function parseWith<S extends z.ZodType>(schema: S, what: string, data: unknown): z.output<S> {
-  const r = schema.safeParse(data);
-  if (r.success) return r.data;
-  throw new InvalidArgumentError(`invalid ${what}`, describeIssues(r.error.issues));
-}
-
-/** "path.to.field: message" per issue, bounded (100 listed, then a count of the rest). */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], max = 100): string[] {
-  const out = issues.slice(0, max).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`);
-  if (issues.length > max) out.push(`… and ${issues.length - max} more`);
-  return out;
-}
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const count = () => int(0, Number.MAX_SAFE_INTEGER);
@@ -421,12 +407,3 @@ export const DriverCursorSchema = z.object({
 export type DriverCursor = z.infer<typeof DriverCursorSchema>;
 export const parseDriverCursor = (data: unknown): DriverCursor =>
   parseWith(DriverCursorSchema, 'driver cursor', data);
-
-/** JSON.parse that throws InvalidArgumentError naming `what` (for text read from Redis or a queue). */
-export function parseJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new InvalidArgumentError(`${what} is not valid JSON: ${(err as Error).message}`);
-  }
-}
