@@ -10,11 +10,28 @@ export function parseWith<S extends z.ZodType>(schema: S, what: string, data: un
   throw new InvalidArgumentError(`invalid ${what}`, describeIssues(r.error.issues));
 }
 
-/** "path.to.field: message" per issue, bounded (100 listed, then a count of the rest). */
+/**
+ * "path.to.field: message" per issue, bounded (100 listed, then a count of the rest). A value matching no
+ * member of a union is described by the member it came closest to (fewest issues), so the path names the
+ * bad field rather than the union.
+ */
 export function describeIssues(issues: readonly z.core.$ZodIssue[], max = 100): string[] {
-  const out = issues.slice(0, max).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`);
-  if (issues.length > max) out.push(`… and ${issues.length - max} more`);
+  const flat = issues.flatMap((i) => flatten(i, []));
+  const out = flat.slice(0, max).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+  if (flat.length > max) out.push(`… and ${flat.length - max} more`);
   return out;
+}
+
+function flatten(
+  issue: z.core.$ZodIssue,
+  prefix: readonly PropertyKey[],
+): { path: string[]; message: string }[] {
+  const path = [...prefix, ...issue.path];
+  if (issue.code === 'invalid_union' && issue.errors.length) {
+    const closest = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+    if (closest.length) return closest.flatMap((i) => flatten(i, path));
+  }
+  return [{ path: path.map(String), message: issue.message }];
 }
 
 /** JSON.parse that throws InvalidArgumentError naming `what` (for text read from Redis or a queue). */
