@@ -23,12 +23,19 @@ import {
   DeadlineExceededError,
   describeError,
   FailedPreconditionError,
+  InvalidArgumentError,
 } from '@spark/runtime';
 import {
   groupIdOf,
   synthesisTaskId,
   jobKeys,
+  parseDriverCursor,
+  parseJson,
+  parseLearnResult,
+  parseSynthesisResult,
+  parseVerifiedGroup,
   queueName,
+  type DriverCursor,
   type LearnHyper,
   type LearnResult,
   type LearnTask,
@@ -64,31 +71,19 @@ import {
 import { algorithmName, OPTIMIZER } from './spec.js';
 import type { JobStore } from './store.js';
 
-/** Where a job's driver resumes: stored as JSON in the job hash field `cursor`. */
-export interface DriverCursor {
-  /** Warm-up steps done. */
-  warmup: number;
-  /** Completed RL steps at the last evaluation, −1 before the first. */
-  evaluated: number;
-  /** Completed RL steps. */
-  step: number;
-  /** The policy version after the last completed unit of work. */
-  version: number;
-}
+/** Where a job's driver resumes: stored as JSON in the job hash field `cursor` (the contract's schema). */
+export type { DriverCursor };
 
 export const INITIAL_CURSOR: DriverCursor = Object.freeze({ warmup: 0, evaluated: -1, step: 0, version: 0 });
 
+/** The stored cursor; the initial one when absent or unreadable (the job then starts from the beginning). */
 export function parseCursor(text: string | null): DriverCursor {
   if (!text) return { ...INITIAL_CURSOR };
   try {
-    const c = JSON.parse(text) as Partial<DriverCursor>;
-    const ok = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
-    if (ok(c.warmup) && ok(c.evaluated) && ok(c.step) && ok(c.version))
-      return { warmup: c.warmup, evaluated: c.evaluated, step: c.step, version: c.version };
+    return parseDriverCursor(parseJson(text, 'driver cursor'));
   } catch {
-    // fall through
+    return { ...INITIAL_CURSOR };
   }
-  return { ...INITIAL_CURSOR };
 }
 
 /** Whether an evaluation runs after `completed` RL steps (of `total`). */
@@ -598,7 +593,10 @@ export class JobDriver {
       const text = raw[id];
       if (text === undefined)
         throw new FailedPreconditionError(`verified group ${id} is missing from ${key}`);
-      groups.push(JSON.parse(text) as VerifiedGroup);
+      const group = parseVerifiedGroup(parseJson(text, `verified group ${id}`));
+      if (group.groupId !== id)
+        throw new InvalidArgumentError(`verified group ${id} holds group ${group.groupId}`);
+      groups.push(group);
     }
     return groups;
   }
@@ -635,7 +633,7 @@ export class JobDriver {
       `synthesis of step ${step}`,
       async () => {
         const text = await this.deps.redis.get(key);
-        return text ? (JSON.parse(text) as SynthesisResult) : null;
+        return text ? parseSynthesisResult(parseJson(text, key)) : null;
       },
       () => this.failedTask('synthesis', [id]),
     );
@@ -670,7 +668,7 @@ export class JobDriver {
       `learner update ${id}`,
       async () => {
         const text = await this.deps.redis.get(key);
-        return text ? (JSON.parse(text) as LearnResult) : null;
+        return text ? parseLearnResult(parseJson(text, key)) : null;
       },
       () => this.failedTask('learn', [id]),
     );

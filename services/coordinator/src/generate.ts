@@ -18,6 +18,7 @@ import {
 import {
   EVAL_GENERATE_QUEUE,
   GENERATE_LIMITS,
+  parseGenerateTaskResult,
   type GenerateTask,
   type GenerateTaskResult,
 } from '@spark/contract';
@@ -148,8 +149,13 @@ export class GenerateDispatcher {
     // listen before enqueueing, so the answer cannot be missed; every path below removes the listeners
     let settle!: (r: { ok: GenerateTaskResult } | { failed: string }) => void;
     const answer = new Promise<{ ok: GenerateTaskResult } | { failed: string }>((r) => (settle = r));
-    const onCompleted = (args: { returnvalue: unknown }) =>
-      settle({ ok: args.returnvalue as GenerateTaskResult });
+    const onCompleted = (args: { returnvalue: unknown }) => {
+      try {
+        settle({ ok: parseGenerateTaskResult(args.returnvalue) });
+      } catch (err) {
+        settle({ failed: err instanceof Error ? err.message : String(err) });
+      }
+    };
     const onFailed = (args: { failedReason: string }) => settle({ failed: args.failedReason });
     // per-job events ("completed:<id>") are not in QueueEvents' typed listener map
     const emitter = events as unknown as NodeJS.EventEmitter;

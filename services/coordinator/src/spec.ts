@@ -8,7 +8,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { InvalidArgumentError } from '@spark/runtime';
-import { JOB_ID_PATTERN, type AlgorithmName } from '@spark/contract';
+import { CHECKPOINT_FILES, JOB_ID_PATTERN, type AlgorithmName } from '@spark/contract';
 import { Algorithm, type JobSpec } from '@spark/protocol';
 import { FAMILIES } from '@spark/method/tasks';
 
@@ -78,10 +78,10 @@ function isPreset(model: string): boolean {
 function checkpointProblem(dir: string): string | null {
   try {
     if (!statSync(dir).isDirectory()) return 'is neither a preset nor a directory';
-    accessSync(join(dir, 'config.json'), constants.R_OK);
+    accessSync(join(dir, CHECKPOINT_FILES.config), constants.R_OK);
     return null;
   } catch {
-    return `"${dir.slice(0, 200)}" is neither a model preset (${MODEL_PRESETS.join(', ')}) nor a checkpoint directory with a readable config.json`;
+    return `"${dir.slice(0, 200)}" is neither a model preset (${MODEL_PRESETS.join(', ')}) nor a checkpoint directory with a readable ${CHECKPOINT_FILES.config}`;
   }
 }
 

@@ -17,6 +17,7 @@ import {
   jobKeys,
   queueName,
   type LearnHyper,
+  parseLearnResult,
   type LearnResult,
   type LearnTask,
   type VerifiedGroup,
@@ -283,9 +284,9 @@ describe('learner: updates', () => {
     const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-g'));
     assert.equal(policy.version, String(v + 1));
     assert.equal(policy.sha256, sha(await state.model.getParams()));
-    const stored = JSON.parse(
-      (await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null',
-    ) as LearnResult;
+    const stored = parseLearnResult(
+      JSON.parse((await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null'),
+    );
     assert.deepEqual(stored, r);
   });
 
@@ -293,9 +294,9 @@ describe('learner: updates', () => {
     const state = await env.service.learner.ensureJob('job-g');
     const paramsBefore = sha(await state.model.getParams());
     const versionBefore = state.version;
-    const stored = JSON.parse(
-      (await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null',
-    ) as LearnResult;
+    const stored = parseLearnResult(
+      JSON.parse((await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null'),
+    );
     // the task as it was first delivered (sampled at version versionBefore - 1)
     const ids = ['1/policy/a', '1/policy/b'];
     const again = await env.service.learner.learn(
@@ -573,9 +574,10 @@ describe('learner: checkpoints, auth and the worker path', () => {
         'a redelivered task returns the same result',
       );
       assert.throws(
-        () => validateLearnTask({ ...task, phase: 'nap' as never }, 'job-c', 10),
-        /phase must be warmup, policy, reward or checkpoint/,
+        () => validateLearnTask({ ...task, phase: 'nap' }, 'job-c', 10),
+        /invalid LearnTask: phase: /,
       );
+      assert.throws(() => validateLearnTask(task, 'job-d', 10), /jobId job-c is not the queue's job job-d/);
     } finally {
       await teardown(env);
     }
@@ -590,7 +592,7 @@ describe('learner: checkpoints, auth and the worker path', () => {
         const key = jobKeys.learned(env.prefix, 'job-1', step, phase);
         for (let i = 0; i < 400; i++) {
           const raw = await env.redis.get(key);
-          if (raw) return JSON.parse(raw) as LearnResult;
+          if (raw) return parseLearnResult(JSON.parse(raw));
           await new Promise((r) => setTimeout(r, 50));
         }
         throw new Error(`no result for ${step}/${phase}`);

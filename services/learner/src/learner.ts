@@ -12,13 +12,19 @@ import { join } from 'node:path';
 
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@spark/runtime';
 import {
+  CHECKPOINT_FILES,
   float32ToLE,
   JOB_ID_PATTERN,
   jobKeys,
+  parseJson,
+  parseLearnResult,
+  parseLearnTask,
+  parseVerifiedGroup,
   readJobSpec,
+  stepDirName,
+  WARMUP_CHECKPOINT,
   type LearnResult,
   type LearnTask,
-  type VerifiedGroup,
 } from '@spark/contract';
 import type { Logger } from '@spark/runtime/logging';
 import type { JobSpec } from '@spark/protocol';
@@ -111,44 +117,19 @@ function taskIdOf(task: { step: number; phase: string }): string {
   return `${task.step}/${task.phase}`;
 }
 
-/** Checks a LearnTask's shape at the queue boundary; InvalidArgumentError lists every bad field. */
-export function validateLearnTask(task: LearnTask, jobId: string, maxSequences: number): void {
+/**
+ * Parses a LearnTask at the queue boundary (the contract's schema: InvalidArgumentError lists every bad
+ * field), then checks what the schema cannot: the task belongs to the queue's job and fits the learner's
+ * per-task bound.
+ */
+export function validateLearnTask(data: unknown, jobId: string, maxSequences: number): LearnTask {
+  const task = parseLearnTask(data);
   const problems: string[] = [];
-  const t = task as Partial<LearnTask> | null;
-  if (!t || typeof t !== 'object') throw new InvalidArgumentError('LearnTask must be an object');
-  if (t.jobId !== jobId) problems.push(`jobId ${String(t.jobId)} is not the queue's job ${jobId}`);
-  if (!Number.isInteger(t.step) || (t.step as number) < 0) problems.push('step must be an integer ≥ 0');
-  if (t.phase !== 'warmup' && t.phase !== 'policy' && t.phase !== 'reward' && t.phase !== 'checkpoint')
-    problems.push(`phase must be warmup, policy, reward or checkpoint (got ${String(t.phase)})`);
-  if (!Number.isInteger(t.policyVersion) || (t.policyVersion as number) < 0)
-    problems.push('policyVersion must be an integer ≥ 0');
-  if (!Array.isArray(t.groupIds)) problems.push('groupIds must be an array');
-  else if (t.groupIds.length > maxSequences) problems.push(`groupIds holds more than ${maxSequences} ids`);
-  if (!Array.isArray(t.sft)) problems.push('sft must be an array');
-  else if (t.sft.length > maxSequences) problems.push(`sft holds more than ${maxSequences} examples`);
-  const h = t.hyper;
-  if (!h || typeof h !== 'object') problems.push('hyper is required');
-  else {
-    const pos = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
-    const nonNeg = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
-    if (!nonNeg(h.learningRate)) problems.push('hyper.learningRate must be ≥ 0');
-    if (!(pos(h.clipEpsilon) && h.clipEpsilon < 1)) problems.push('hyper.clipEpsilon must be in (0, 1)');
-    if (!nonNeg(h.klCoefficient)) problems.push('hyper.klCoefficient must be ≥ 0');
-    if (!(Number.isInteger(h.miniBatchSize) && h.miniBatchSize >= 1))
-      problems.push('hyper.miniBatchSize must be an integer ≥ 1');
-    if (!(Number.isInteger(h.microBatchSize) && h.microBatchSize >= 1))
-      problems.push('hyper.microBatchSize must be an integer ≥ 1');
-    if (!nonNeg(h.maxGradNorm)) problems.push('hyper.maxGradNorm must be ≥ 0');
-    if (!(nonNeg(h.beta1) && h.beta1 < 1)) problems.push('hyper.beta1 must be in [0, 1)');
-    if (!(nonNeg(h.beta2) && h.beta2 < 1)) problems.push('hyper.beta2 must be in [0, 1)');
-    if (!nonNeg(h.weightDecay)) problems.push('hyper.weightDecay must be ≥ 0');
-  }
-  if (
-    t.totalOptimizerSteps !== undefined &&
-    !(Number.isInteger(t.totalOptimizerSteps) && t.totalOptimizerSteps >= 0)
-  )
-    problems.push('totalOptimizerSteps must be an integer ≥ 0');
+  if (task.jobId !== jobId) problems.push(`jobId ${task.jobId} is not the queue's job ${jobId}`);
+  if (task.groupIds.length > maxSequences) problems.push(`groupIds holds more than ${maxSequences} ids`);
+  if (task.sft.length > maxSequences) problems.push(`sft holds more than ${maxSequences} examples`);
   if (problems.length) throw new InvalidArgumentError(`invalid LearnTask for job ${jobId}`, problems);
+  return task;
 }
 
 interface Batch {
@@ -236,7 +217,7 @@ export class Learner {
         model = await Model.create(source as 'tiny', spec.seed);
       } else {
         try {
-          await access(join(source, 'config.json'));
+          await access(join(source, CHECKPOINT_FILES.config));
         } catch {
           throw new InvalidArgumentError(
             `job ${jobId}: model "${source}" is neither a preset (${presetNames().join(', ')}) nor a checkpoint directory`,
@@ -344,7 +325,7 @@ export class Learner {
     const stored = await redis.get(learnedKey);
     if (stored !== null) {
       this.options.metrics.replayedUpdates.inc();
-      return JSON.parse(stored) as LearnResult;
+      return parseLearnResult(parseJson(stored, learnedKey));
     }
     const state = await this.ensureJob(task.jobId);
     const run = state.tail.then(() => this.learnLocked(state, task, learnedKey));
@@ -357,7 +338,7 @@ export class Learner {
     const again = await redis.get(learnedKey);
     if (again !== null) {
       metrics.replayedUpdates.inc();
-      return JSON.parse(again) as LearnResult;
+      return parseLearnResult(parseJson(again, learnedKey));
     }
     const taskId = taskIdOf(task);
     if (state.last?.taskId === taskId && task.policyVersion === state.version - 1) {
@@ -440,10 +421,8 @@ export class Learner {
     };
     state.last = { taskId, result };
     const wrote = await redis.set(learnedKey, JSON.stringify(result), 'NX');
-    const final =
-      wrote === 'OK'
-        ? result
-        : ((JSON.parse((await redis.get(learnedKey)) ?? 'null') as LearnResult | null) ?? result);
+    const stored = wrote === 'OK' ? null : await redis.get(learnedKey);
+    const final = stored === null ? result : parseLearnResult(parseJson(stored, learnedKey));
 
     const phase = task.phase;
     metrics.updates.inc({ phase });
@@ -503,11 +482,6 @@ export class Learner {
     const sequences: ScoredSequence[] = [];
     let skipped = 0;
     for (const ex of task.sft) {
-      if (typeof ex?.prompt !== 'string' || typeof ex.target !== 'string') {
-        throw new InvalidArgumentError(
-          `task ${taskIdOf(task)}: every sft example needs prompt and target text`,
-        );
-      }
       const prompt = renderPromptTokens(charTokenizer, ex.prompt);
       const response = [...charTokenizer.encode(ex.target), charTokenizer.eosId];
       if (prompt.length >= maxLen) {
@@ -540,7 +514,7 @@ export class Learner {
     let total = 0;
     const seqs: { tokens: Uint32Array; promptLen: number; advantage: number }[] = [];
     for (const text of raw) {
-      const group = JSON.parse(text as string) as VerifiedGroup;
+      const group = parseVerifiedGroup(parseJson(text ?? '', `verified group of ${taskIdOf(task)}`));
       if (group.policyVersion !== state.version) {
         staleGroups++;
         continue;
@@ -696,7 +670,7 @@ export class Learner {
       state.model,
       state.reference,
       trainer,
-      task.phase === 'warmup' ? 'warmup' : `step-${task.step}`,
+      task.phase === 'warmup' ? WARMUP_CHECKPOINT : stepDirName(task.step),
     );
     this.options.metrics.checkpoints.inc();
     this.options.metrics.checkpointSeconds.observe((performance.now() - t0) / 1000);

@@ -10,6 +10,7 @@ import {
   queueName,
   synthesisTaskId,
   type PromptItem,
+  parseSynthesisResult,
   type SynthesisResult,
   type SynthesisTask,
   type VerifiedGroup,
@@ -274,9 +275,9 @@ void describe('reward-synthesis', () => {
     });
     await svc2.close();
     for (let s = 1; s <= 6; s++) {
-      const stored = JSON.parse(
-        (await redis.get(jobKeys.synth(prefix, jobId, s))) ?? 'null',
-      ) as SynthesisResult;
+      const stored = parseSynthesisResult(
+        JSON.parse((await redis.get(jobKeys.synth(prefix, jobId, s))) ?? 'null'),
+      );
       assert.deepEqual(results[s - 1], stored);
       assert.equal(stored.released?.length, 4);
     }

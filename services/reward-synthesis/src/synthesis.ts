@@ -7,6 +7,9 @@
 import { InvalidArgumentError, FailedPreconditionError } from '@spark/runtime';
 import {
   jobKeys,
+  parseJson,
+  parseSynthesisResult,
+  parseVerifiedGroup,
   type PromptItem,
   type SynthesisResult,
   type SynthesisTask,
@@ -20,38 +23,9 @@ import {
   type ReflectionItem,
 } from '@spark/method/recycling';
 import type { Redis } from '@spark/runtime/redis';
-import { z } from 'zod';
 
-/** Most groups one step may recycle (a bound on the task and on the script's argument list). */
-export const MAX_GROUPS_PER_STEP = 65_536;
-
-const taskSchema = z.strictObject({
-  jobId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
-  step: z.number().int().min(0).max(1e9),
-  epoch: z.number().int().min(0).max(1e9),
-  batchSize: z.number().int().min(1).max(1_000_000),
-  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  judge: z.boolean(),
-  reflection: z.boolean(),
-  groupIds: z.array(z.string().min(1).max(1024)).max(MAX_GROUPS_PER_STEP),
-  pointwise: z.boolean().optional(),
-  pairwise: z.boolean().optional(),
-  balanceLabels: z.boolean().optional(),
-  templateVariant: z.enum(['full', 'short']).optional(),
-  maxCotChars: z.number().int().min(1).max(1_000_000).optional(),
-});
-
-/** Validates a SynthesisTask payload; InvalidArgumentError lists every bad field. */
-export function parseSynthesisTask(data: unknown): SynthesisTask {
-  const r = taskSchema.safeParse(data);
-  if (!r.success) {
-    throw new InvalidArgumentError(
-      'invalid SynthesisTask',
-      r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-    );
-  }
-  return r.data as SynthesisTask;
-}
+/** The SynthesisTask parser (the contract's schema), re-exported for the worker. */
+export { parseSynthesisTask } from '@spark/contract';
 
 export interface SynthesisOptions {
   /** Template wording when the task does not say (default "short"). */
@@ -207,15 +181,8 @@ export async function readVerifiedGroups(
     );
   }
   return entries.map(([id, v]) => {
-    let g: VerifiedGroup;
-    try {
-      g = JSON.parse(v as string) as VerifiedGroup;
-    } catch {
-      throw new InvalidArgumentError(`verified group ${id} is not valid JSON`);
-    }
-    if (!g || typeof g !== 'object' || !g.prompt || !Array.isArray(g.responses) || g.groupId !== id) {
-      throw new InvalidArgumentError(`verified group ${id} is malformed`);
-    }
+    const g = parseVerifiedGroup(parseJson(v ?? '', `verified group ${id}`));
+    if (g.groupId !== id) throw new InvalidArgumentError(`verified group ${id} holds group ${g.groupId}`);
     return g;
   });
 }
@@ -229,12 +196,14 @@ export async function synthesize(
 ): Promise<SynthesisOutcome> {
   const synthKey = jobKeys.synth(prefix, task.jobId, task.step);
   const stored = await redis.get(synthKey);
-  if (stored !== null) return { result: JSON.parse(stored) as SynthesisResult, fresh: false, items: [] };
+  if (stored !== null) {
+    return { result: parseSynthesisResult(parseJson(stored, synthKey)), fresh: false, items: [] };
+  }
   const groups = await readVerifiedGroups(redis, prefix, task);
   const items = recycleGroups(task, groups, options);
   const judgeItems = items.filter((i) => i.kind !== 'reflection').length;
   const maxLen = Math.max(options.maxBufferItems, task.batchSize);
-  const reply = (await redis.eval(
+  const reply: unknown = await redis.eval(
     SYNTH_SCRIPT,
     3,
     synthKey,
@@ -246,7 +215,12 @@ export async function synthesize(
     String(judgeItems),
     String(items.length - judgeItems),
     ...items.map((i) => JSON.stringify(i)),
-  )) as [number, string];
+  );
+  if (!Array.isArray(reply) || reply.length !== 2 || typeof reply[1] !== 'string') {
+    throw new Error(
+      `synthesis script returned ${JSON.stringify(reply).slice(0, 200)}, expected [fresh, result]`,
+    );
+  }
   const fresh = Number(reply[0]) === 1;
-  return { result: JSON.parse(reply[1]) as SynthesisResult, fresh, items: fresh ? items : [] };
+  return { result: parseSynthesisResult(parseJson(reply[1], synthKey)), fresh, items: fresh ? items : [] };
 }

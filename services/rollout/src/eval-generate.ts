@@ -10,8 +10,14 @@ import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 
-import { GENERATE_LIMITS, type GenerateTask, type GenerateTaskResult } from '@spark/contract';
-import { z } from 'zod';
+import { InvalidArgumentError } from '@spark/runtime';
+import {
+  CHECKPOINT_FILES,
+  GENERATE_LIMITS,
+  parseGenerateTask as parseContractGenerateTask,
+  type GenerateTask,
+  type GenerateTaskResult,
+} from '@spark/contract';
 
 import {
   CheckpointLoadError,
@@ -20,25 +26,20 @@ import {
   type LoadedGenerator,
 } from '@spark/method/checkpoint';
 
-const L = GENERATE_LIMITS;
-
-const taskSchema = z.object({
-  checkpoint: z.string().min(1).max(L.maxPathChars),
-  prompts: z.array(z.string().max(L.maxPromptChars)).min(1).max(L.maxPrompts),
-  maxNewTokens: z.number().int().min(1).max(L.maxNewTokens),
-  tokenizer: z.string().max(L.maxPathChars),
-});
-
-/** Validates a GenerateTask payload; a message listing the bad fields (first 10) when invalid. */
+/**
+ * Parses a GenerateTask (the contract's schema) and checks what the schema cannot (the checkpoint path is
+ * absolute); a message listing the bad fields when invalid.
+ */
 export function parseGenerateTask(data: unknown): GenerateTask | string {
-  const r = taskSchema.safeParse(data);
-  if (!r.success)
-    return `invalid GenerateTask: ${r.error.issues
-      .slice(0, 10)
-      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-      .join('; ')}`;
-  if (!isAbsolute(r.data.checkpoint)) return `checkpoint must be an absolute path, got ${r.data.checkpoint}`;
-  return r.data;
+  let task: GenerateTask;
+  try {
+    task = parseContractGenerateTask(data);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) return err.message;
+    throw err;
+  }
+  if (!isAbsolute(task.checkpoint)) return `checkpoint must be an absolute path, got ${task.checkpoint}`;
+  return task;
 }
 
 interface Entry {
@@ -88,9 +89,9 @@ export class CheckpointGenerators {
       const key = [
         dir,
         task.tokenizer,
-        await mtimeOf(join(dir, 'config.json')),
-        await mtimeOf(join(dir, 'model.safetensors')),
-        await mtimeOf(join(dir, 'tokenizer.json')),
+        await mtimeOf(join(dir, CHECKPOINT_FILES.config)),
+        await mtimeOf(join(dir, CHECKPOINT_FILES.weights)),
+        await mtimeOf(join(dir, CHECKPOINT_FILES.tokenizer)),
       ].join('\u0000');
       const cached = this.entries.get(key);
       if (cached) entry = cached;
@@ -101,7 +102,7 @@ export class CheckpointGenerators {
         while (this.entries.size >= this.options.maxEntries) this.dropLeastRecent();
         const gen = await loadGenerator(
           dir,
-          { maxNewTokens: 1, batch: L.maxPrompts },
+          { maxNewTokens: 1, batch: GENERATE_LIMITS.maxPrompts },
           task.tokenizer || undefined,
         );
         entry = { key, gen, lastUsed: Date.now() };

@@ -4,7 +4,13 @@
 // learner's PolicyService (fetchPolicy: chunked, sha256-verified) only when the cached version differs
 // from the task's — a model is NEVER used at any other version than the one asked for.
 import { FailedPreconditionError, UnavailableError } from '@spark/runtime';
-import { fetchPolicy, jobKeys, PolicyTransferError, type FetchedPolicy } from '@spark/contract';
+import {
+  fetchPolicy,
+  jobKeys,
+  parsePolicyHash,
+  PolicyTransferError,
+  type FetchedPolicy,
+} from '@spark/contract';
 import { grpc } from '@spark/runtime/grpc';
 import type { Redis } from '@spark/runtime/redis';
 import { Model, parseHfConfig } from '@spark/kernels';
@@ -110,17 +116,17 @@ export class ModelCache {
 
   private async fetch(jobId: string, version: number): Promise<FetchedPolicy> {
     const o = this.options;
-    const policy = await o.redis.hgetall(jobKeys.policy(o.prefix, jobId));
+    const policy = parsePolicyHash(await o.redis.hgetall(jobKeys.policy(o.prefix, jobId)));
     // the policy hash says which version the learner published last: asking for a newer one is pointless
     // (when the hash is missing, a configured learner may still load the job on demand)
-    const published = policy.version === undefined ? -1 : Number(policy.version);
+    const published = policy === null ? -1 : policy.version;
     if (published < version && (published >= 0 || !o.learnerAddress)) {
       o.onRefusal?.('not-published');
       throw new PolicyVersionUnavailableError(
         `job ${jobId}: policy version ${version} is not published yet (latest ${published < 0 ? 'none' : published})`,
       );
     }
-    const address = o.learnerAddress || policy.learnerAddress || '';
+    const address = o.learnerAddress || policy?.learnerAddress || '';
     if (!address) throw new UnavailableError(`job ${jobId}: no learner address (config or policy hash)`);
     const t0 = performance.now();
     let fetched: FetchedPolicy;

@@ -1,6 +1,6 @@
-// Sampling of one rollout shard: validate the task (poison → InvalidArgumentError), render every prompt
-// with the shared chat rendering (renderPromptTokens, the same prefix the learner trains on), sample the
-// G responses of every prompt in ONE native call, decode, and build the VerifyTask's groups.
+// Sampling of one rollout shard (the task is parsed by the contract's parseRolloutTask): render every
+// prompt with the shared chat rendering (renderPromptTokens, the same prefix the learner trains on),
+// sample the G responses of every prompt in ONE native call, decode, and build the VerifyTask's groups.
 //
 // Determinism per group: the native sampler takes one seed per call and gives sequence i its own PRNG
 // stream (seed, i), independent of its batch-mates. The call's seed is groupSeed(sampling.seed, shardId)
@@ -17,49 +17,9 @@ import {
 } from '@spark/contract';
 import { renderPromptTokens, type Tokenizer } from '@spark/method/tokenizers';
 import type { Model } from '@spark/kernels';
-import { z } from 'zod';
 
-export const MAX_PROMPTS_PER_SHARD = 4_096;
-export const MAX_GROUP_SIZE = 256;
-export const MAX_PROMPT_CHARS = 64 * 1024;
-
-const promptSchema = z.object({
-  promptId: z.string().min(1).max(512),
-  kind: z.enum(['problem', 'pointwise', 'pairwise', 'reflection']),
-  text: z.string().max(MAX_PROMPT_CHARS),
-  label: z.string().max(MAX_PROMPT_CHARS),
-  sourceGroupId: z.string().max(1024).nullable(),
-  question: z.string().max(MAX_PROMPT_CHARS).nullable(),
-  tags: z.array(z.string().max(256)).max(64),
-});
-
-const taskSchema = z.object({
-  jobId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
-  step: z.number().int().min(0),
-  phase: z.enum(['warmup', 'policy', 'reward', 'eval']),
-  shardId: z.string().min(1).max(256),
-  policyVersion: z.number().int().min(0).max(0xffffffff),
-  groupSize: z.number().int().min(1).max(MAX_GROUP_SIZE),
-  sampling: z.object({
-    temperature: z.number().min(0).max(100),
-    topP: z.number().gt(0).max(1),
-    maxNewTokens: z.number().int().min(1).max(1_000_000),
-    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  }),
-  prompts: z.array(promptSchema).min(1).max(MAX_PROMPTS_PER_SHARD),
-});
-
-/** Validates a RolloutTask payload; InvalidArgumentError lists the bad fields (first 20). */
-export function parseRolloutTask(data: unknown): RolloutTask {
-  const r = taskSchema.safeParse(data);
-  if (!r.success) {
-    throw new InvalidArgumentError(
-      'invalid RolloutTask',
-      r.error.issues.slice(0, 20).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-    );
-  }
-  return r.data;
-}
+/** The RolloutTask parser (the contract's schema), re-exported for the worker. */
+export { parseRolloutTask } from '@spark/contract';
 
 /** What sampling a shard produced, with counts for metrics. */
 export interface ShardSamples {

@@ -6,3 +6,5 @@ export * from './keys.js';
 export * from './job-workers.js';
 export * from './spec.js';
 export * from './policy-client.js';
+export * from './checkpoint-layout.js';
+export { describeIssues, parseJson } from './parse.js';

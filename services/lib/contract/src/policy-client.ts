@@ -13,6 +13,9 @@ import {
   type PolicyServiceClient,
 } from '@spark/protocol';
 
+import { parseJson } from './parse.js';
+import { parsePolicyConfig } from './types.js';
+
 /**
  * Decodes a GetPolicyResponse. A chunk message (tag 0x12, varint length, bytes) becomes a view of the
  * received buffer — the generated decoder copies every chunk with Buffer.from — anything else goes
@@ -165,21 +168,18 @@ export async function fetchPolicy(
         if (digest !== header.sha256) {
           return fail(new PolicyTransferError(`policy sha256 ${digest} does not match ${header.sha256}`));
         }
-        let config: unknown;
+        let config: Record<string, unknown>;
         try {
-          config = JSON.parse(header.configJson);
-        } catch {
-          return fail(new PolicyTransferError('policy config_json is not JSON'));
-        }
-        if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-          return fail(new PolicyTransferError('policy config_json is not an object'));
+          config = parsePolicyConfig(parseJson(header.configJson, 'policy config_json'));
+        } catch (err) {
+          return fail(new PolicyTransferError(err instanceof Error ? err.message : String(err)));
         }
         // float32 little-endian on the wire; this buffer is freshly allocated and 8-byte aligned
         const params = toFloat32LE(buffer);
         resolve({
           jobId,
           version,
-          config: config as Record<string, unknown>,
+          config,
           configJson: header.configJson,
           params,
           sha256: digest,

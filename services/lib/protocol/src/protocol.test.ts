@@ -5,7 +5,15 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { JobSpec, Phase, Sample, SampleKind } from './index.js';
+import {
+  GetPolicyResponse,
+  JobEvent,
+  JobEventType,
+  JobSpec,
+  JobState,
+  Phase,
+  PolicyHeader,
+} from './index.js';
 
 const repoRoot = join(import.meta.dirname, '../../../..');
 const committed = join(repoRoot, 'services/lib/protocol/src/gen');
@@ -45,35 +53,38 @@ describe('protocol', () => {
     }
   });
 
-  it('encodes and decodes a sample with every provenance field', () => {
-    const sample = Sample.fromPartial({
-      sampleId: 'j/3/policy/p7/1',
+  it('encodes and decodes a phase event with its metrics', () => {
+    const event = JobEvent.fromPartial({
       jobId: 'j',
+      seq: 12,
+      type: JobEventType.JOB_EVENT_TYPE_PHASE,
+      state: JobState.JOB_STATE_RUNNING,
       step: 3,
       phase: Phase.PHASE_POLICY,
-      kind: SampleKind.SAMPLE_KIND_PROBLEM,
-      groupId: 'j/3/policy/p7',
-      index: 1,
-      policyVersion: 12,
-      prompt: {
-        promptId: 'p7',
-        text: '1+1=?',
-        label: '2',
-        kind: SampleKind.SAMPLE_KIND_PROBLEM,
-        sourceGroupId: '',
-      },
-      response: '\\boxed{2}',
-      responseTokens: [5, 6, 7],
-      samplerLogprobs: [-0.5, -0.25, -1],
-      reward: 1,
+      metrics: { reward_mean: 0.5, samples: 64 },
+      message: '',
+      timeMs: 1_765_000_000_000,
     });
-    const back = Sample.decode(Sample.encode(sample).finish());
-    assert.deepEqual(back, sample);
+    const back = JobEvent.decode(JobEvent.encode(event).finish());
+    assert.deepEqual(back, event);
+    assert.deepEqual(JobEvent.fromJSON(JobEvent.toJSON(event)), event);
     assert.equal(
-      Sample.decode(Sample.encode(Sample.fromPartial({ jobId: 'j' })).finish()).reward,
-      undefined,
-      'reward unset until verified',
+      JobEvent.decode(JobEvent.encode(JobEvent.fromPartial({})).finish()).phase,
+      Phase.PHASE_UNSPECIFIED,
     );
+  });
+
+  it('encodes and decodes a policy stream header and chunk', () => {
+    const header = PolicyHeader.fromPartial({
+      jobId: 'j',
+      version: 4,
+      configJson: '{"hidden_size":64}',
+      totalBytes: 4096,
+      sha256: 'ab'.repeat(32),
+      chunkBytes: 1024,
+    });
+    const msg = GetPolicyResponse.fromPartial({ part: { $case: 'header', value: header } });
+    assert.deepEqual(GetPolicyResponse.decode(GetPolicyResponse.encode(msg).finish()), msg);
   });
 
   it('round-trips a job spec through JSON', () => {

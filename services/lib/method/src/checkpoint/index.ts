@@ -9,6 +9,15 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import {
+  CHECKPOINT_FILES,
+  MAX_LATEST_POINTER_BYTES,
+  parseJson,
+  parseLatestPointer,
+  stepOfDirName,
+  type LatestPointer,
+} from '@spark/contract';
+
 import type { GenerateFn } from '../evaluation/index.js';
 import { loadTokenizer, renderPromptTokens, type Tokenizer } from '../tokenizers/index.js';
 import { Model } from '@spark/kernels';
@@ -108,30 +117,32 @@ const exists = (path: string): Promise<boolean> =>
 
 /**
  * The model directory of CHECKPOINT: itself when it holds config.json, else the step directory named by
- * its latest.json (a learner checkpoint root). CheckpointLoadError when neither is there.
+ * its latest.json (a learner checkpoint root; @spark/contract's checkpoint layout). CheckpointLoadError
+ * when neither is there.
  */
 export async function resolveCheckpoint(checkpoint: string): Promise<string> {
-  if (await exists(join(checkpoint, 'config.json'))) return checkpoint;
-  const latest = join(checkpoint, 'latest.json');
+  if (await exists(join(checkpoint, CHECKPOINT_FILES.config))) return checkpoint;
+  const latest = join(checkpoint, CHECKPOINT_FILES.latest);
   if (!(await exists(latest)))
     throw new CheckpointLoadError(
-      `cannot load checkpoint ${checkpoint}: no config.json and no latest.json there`,
+      `cannot load checkpoint ${checkpoint}: no ${CHECKPOINT_FILES.config} and no ${CHECKPOINT_FILES.latest} there`,
       { notFound: true },
     );
-  let pointer: unknown;
+  let pointer: LatestPointer;
   try {
-    pointer = JSON.parse((await readFile(latest, 'utf8')).slice(0, 4096));
+    const text = (await readFile(latest, 'utf8')).slice(0, MAX_LATEST_POINTER_BYTES);
+    pointer = parseLatestPointer(parseJson(text, CHECKPOINT_FILES.latest));
   } catch (e) {
-    throw new CheckpointLoadError(`cannot load checkpoint ${checkpoint}: latest.json is not valid JSON`, {
-      cause: e,
-    });
-  }
-  const dir = (pointer as { dir?: unknown } | null)?.dir;
-  if (typeof dir !== 'string' || !/^step-\d+$/.test(dir))
     throw new CheckpointLoadError(
-      `cannot load checkpoint ${checkpoint}: latest.json does not name a step-<n> directory`,
+      `cannot load checkpoint ${checkpoint}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
     );
-  return join(checkpoint, dir);
+  }
+  if (stepOfDirName(pointer.dir) === null)
+    throw new CheckpointLoadError(
+      `cannot load checkpoint ${checkpoint}: ${CHECKPOINT_FILES.latest} does not name a step-<n> directory`,
+    );
+  return join(checkpoint, pointer.dir);
 }
 
 /**
@@ -144,7 +155,7 @@ export async function loadGenerator(
   tokenizerSpec?: string,
 ): Promise<LoadedGenerator> {
   const dir = await resolveCheckpoint(checkpoint);
-  const spec = tokenizerSpec || ((await exists(join(dir, 'tokenizer.json'))) ? dir : 'char');
+  const spec = tokenizerSpec || ((await exists(join(dir, CHECKPOINT_FILES.tokenizer))) ? dir : 'char');
   let tokenizer: Tokenizer;
   try {
     tokenizer = await loadTokenizer(spec);
