@@ -1,4 +1,4 @@
-// The Spark dashboards, as code: what operators watch (design.md "Observability") — throughput, queue depth
+// The Spark dashboards, as code: what operators watch (docs/metrics.md) — throughput, queue depth
 // per role, policy-version lag, rewards and accuracies per sample kind, judge accuracy, step-time breakdown,
 // weight-sync time, errors. Metric names are the services' own (checked against the metric catalog by
 // test/deploy/observability.test.ts); uids are stable, so links and provisioning survive regeneration.

@@ -57,7 +57,7 @@ export const SPEC_DEFAULTS = Object.freeze({
   microBatchSize: 16,
 });
 
-/** Optimizer constants every update uses (spark-method.md §1 reference values). */
+/** Optimizer constants every update uses (docs/method.md "One step" defaults). */
 export const OPTIMIZER = Object.freeze({ maxGradNorm: 1.0, beta1: 0.9, beta2: 0.95, weightDecay: 0 });
 
 export const MAX_NAME_CHARS = 128;

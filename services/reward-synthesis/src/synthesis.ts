@@ -1,5 +1,5 @@
-// The reward-synthesis step of one job (cluster-plan.md step 6): read the policy phase's verified groups,
-// recycle them into judge and reflection PromptItems (spark-method.md §2, seeded by job seed + step), and
+// The reward-synthesis step of one job (docs/architecture.md, step 6 of a job step): read the policy phase's verified groups,
+// recycle them into judge and reflection PromptItems (docs/method.md "Recycling", seeded by job seed + step), and
 // in ONE Lua script per step: return the stored SynthesisResult if the step already ran (redelivery), else
 // clear the FIFO buffer when the epoch changed, RPUSH the new items, drop the oldest beyond the bound,
 // release (LPOP) B items when the buffer holds ≥ B, and store the SynthesisResult — so the buffer effect

@@ -1,4 +1,4 @@
-// `spark eval CHECKPOINT [DATA…]`: reasoning evaluation of a checkpoint (spark-method.md §5) on
+// `spark eval CHECKPOINT [DATA…]`: reasoning evaluation of a checkpoint (docs/method.md "Evaluation") on
 // evaluation-format files (`dataset`, `problem`, `answer`, `image_path`; any format the dataset loaders
 // read) or the built-in synthetic test split: greedy decoding, the answer-format instruction appended,
 // answers scored by the verifier's lenient equivalence; per dataset accuracy and missing answers, and the

@@ -1,5 +1,5 @@
 // `spark infer CHECKPOINT "question"`: one greedy answer from a checkpoint, the question asked with the
-// answer-format instruction; `--reflect` runs test-time self-reflection (spark-method.md §4) and prints
+// answer-format instruction; `--reflect` runs test-time self-reflection (docs/method.md "Test-time self-reflection") and prints
 // its trace (every model call: answer, self-judge verdicts, re-solves). `--answer GOLD` also scores the
 // answer(s); `--json` prints the whole result as JSON.
 import { Option, type Command } from 'commander';

@@ -72,7 +72,7 @@ export const KindNameSchema = z.enum(['problem', 'pointwise', 'pairwise', 'refle
 /** What a prompt asks for, and so how its response is rewarded. */
 export type KindName = z.infer<typeof KindNameSchema>;
 
-/** Which algorithm a job runs (spark-method.md §1; the two ablations for comparison). */
+/** Which algorithm a job runs (docs/method.md "One step"; the two ablations for comparison). */
 export type AlgorithmName = 'spark' | 'grpo' | 'grpo-judge';
 
 const jobId = () => z.string().regex(JOB_ID_PATTERN, 'must be a job id ([a-z0-9][a-z0-9-]{0,62})');
@@ -193,7 +193,7 @@ export type VerifiedGroup = DeepReadonly<z.infer<typeof VerifiedGroupSchema>>;
 export const parseVerifiedGroup = (data: unknown): VerifiedGroup =>
   parseWith(VerifiedGroupSchema, 'VerifiedGroup', data);
 
-/** Optimisation settings of a GRPO/SFT update (spark-method.md §1). */
+/** Optimisation settings of a GRPO/SFT update (docs/method.md "One step"). */
 export const LearnHyperSchema = z.object({
   learningRate: z.number().min(0),
   clipEpsilon: z.number().gt(0).lt(1),

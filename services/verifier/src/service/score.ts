@@ -1,4 +1,4 @@
-// Scoring of one VerifyTask (cluster-plan.md step 3): the payload is parsed by the contract's
+// Scoring of one VerifyTask (docs/architecture.md, step 2 of a job step): the payload is parsed by the contract's
 // parseVerifyTask (poison input → InvalidArgumentError, which the worker turns into UnrecoverableError);
 // every response is scored with the verifier library — problems and reflections against the gold answer
 // (math mode, last box), pointwise/pairwise judge prompts against the verdict label (judge mode, first

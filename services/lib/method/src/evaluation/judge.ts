@@ -1,4 +1,4 @@
-// The reward benchmark (spark-method.md §5): held-out judge items built from a CHECKPOINT-INDEPENDENT set
+// The reward benchmark (docs/method.md "Evaluation"): held-out judge items built from a CHECKPOINT-INDEPENDENT set
 // of correct and incorrect answers — for each held-out problem the gold answer and a deterministic wrong
 // answer (`wrongAnswerFor`: an integer gold moved by a hash-chosen ±1..3, other golds perturbed
 // deterministically) — and their evaluation. Every problem yields three items:

@@ -1,7 +1,7 @@
 // Reasoning evaluation over a model, independent of where the model runs: the caller supplies a batched
 // text → text `generate` function (greedy decoding; in-process native sampling in the CLI, rollout
 // workers in a cluster) and a `scorer` (the verifier). Every problem is asked with the answer-format
-// instruction appended (problemPrompt). With `reflect`, test-time self-reflection (spark-method.md §4)
+// instruction appended (problemPrompt). With `reflect`, test-time self-reflection (docs/method.md "Test-time self-reflection")
 // follows the first answer: up to `maxRounds` (2) rounds of
 //   judge: the FIRST pointwise yes/no template on the question and the extracted answer; a boxed verdict
 //          of exactly "Yes" (first box, trimmed, case-sensitive) stops;
@@ -89,7 +89,7 @@ export interface EvaluateOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-/** The most self-reflection rounds (spark-method.md §4). */
+/** The most self-reflection rounds (docs/method.md "Test-time self-reflection"). */
 export const MAX_REFLECTION_ROUNDS = 2;
 
 interface Scoring {

@@ -1,4 +1,4 @@
-// Summary semantics of reasoning evaluation (spark-method.md §5, the reference's calculate-acc): per
+// Summary semantics of reasoning evaluation (docs/method.md "Evaluation", as the reference's scoring does): per
 // dataset, accuracy = correct / records (a record without an extracted answer counts as wrong and is also
 // counted as "missing"), and the headline figure is the UNWEIGHTED mean of the per-dataset accuracies, so
 // a small benchmark weighs as much as a large one. `overall` (micro accuracy over all records) is reported

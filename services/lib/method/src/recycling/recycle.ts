@@ -1,4 +1,4 @@
-// SPARK's recycling (spark-method.md §2) as pure functions: one policy-phase prompt group (question, gold
+// SPARK's recycling (docs/method.md "Recycling") as pure functions: one policy-phase prompt group (question, gold
 // answer, G responses with their extracted answers and 0/1 rewards) becomes at most one judge item and at
 // most one reflection item; a step's judge items are capped at B/2. Every random choice comes from the
 // caller's seeded Rng, so the same groups and seed always give the same items.

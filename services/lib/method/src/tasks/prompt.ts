@@ -1,5 +1,5 @@
 // Problem prompts and supervised warm-up pairs for generated tasks: the question followed by the
-// answer-format instruction (spark-method.md §4; `short` variant for character-level models), and the
+// answer-format instruction (docs/method.md "Test-time self-reflection"; `short` variant for character-level models), and the
 // worked solution as the target completion.
 import { problemPrompt, type TemplateVariant } from '../templates/index.js';
 import type { TaskProblem } from './dataset.js';

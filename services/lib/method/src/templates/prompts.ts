@@ -1,5 +1,5 @@
 // Prompt builders over the template sets: judge prompts (pointwise and pairwise), reflection prompts, and
-// the two test-time self-reflection prompts of spark-method.md §4 (self-judge, re-solve). Pure functions;
+// the two test-time self-reflection prompts of docs/method.md "Test-time self-reflection" (self-judge, re-solve). Pure functions;
 // the caller picks templates (recycling draws them with a seeded RNG).
 import { renderTemplate, type Template, type TemplateVariant } from './render.js';
 import { answerInstruction, TEMPLATES } from './sets.js';

@@ -1,4 +1,4 @@
-// The prompt template sets of SPARK's recycling (spark-method.md §2) and of test-time self-reflection
+// The prompt template sets of SPARK's recycling (docs/method.md "Recycling") and of test-time self-reflection
 // (§4). Each kind has several paraphrases in two variants: `full` (wording close to the reference's
 // intent: act as an evaluator, reason step by step, verdict in `\boxed{}`; then the question, the
 // answer(s) and a cue) and `short` (a few words, for small character-level models whose context is a few
@@ -7,7 +7,7 @@
 // used for self-judging at test time. Ids are stable: `<kind>/<variant>/<n>`.
 import type { Template, TemplateVariant } from './render.js';
 
-/** The answer-format instruction of spark-method.md §4, appended to every problem prompt. */
+/** The answer-format instruction of docs/method.md "Test-time self-reflection", appended to every problem prompt. */
 export const ANSWER_INSTRUCTION_FULL =
   "Please first conduct reasoning, and then answer the question. Repeat the final answer using a '\\boxed{}'.";
 /** The short answer-format instruction for small models (same contract: the final answer in `\boxed{}`). */

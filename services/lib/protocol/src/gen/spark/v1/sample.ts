@@ -6,7 +6,7 @@
 
 /* eslint-disable */
 
-/** Which phase of a SPARK training step a job event belongs to (spark-method.md §1). */
+/** Which phase of a SPARK training step a job event belongs to (docs/method.md "One step"). */
 export enum Phase {
   /** PHASE_UNSPECIFIED - Not set; rejected at every boundary. */
   PHASE_UNSPECIFIED = 0,
