@@ -100,7 +100,7 @@ export class SymbolicPool {
   private readonly spares: Slot[] = [];
   /**
    * Workers started and still warming up, oldest first. The first to report ready fills a vacant active
-   * place, else becomes a spare. Together the three lists always hold `size + spares` live workers.
+   * place, else becomes a spare. Together the three lists hold `size + spares` live workers (see refill).
    */
   private readonly warming: Slot[] = [];
   private readonly queue: Job[] = [];
@@ -116,7 +116,7 @@ export class SymbolicPool {
     this.maxHeapMb = opts.maxHeapMb ?? 256;
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.maxQueueWaitMs = opts.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
-    this.refill();
+    this.refill(true);
   }
 
   /**
@@ -188,11 +188,17 @@ export class SymbolicPool {
     return slot;
   }
 
-  /** Starts workers until `size + spares` are live (active, spare or warming). */
-  private refill(): void {
+  /**
+   * Starts workers until `size + spares` are live (active, spare or warming). While an active place is
+   * vacant and enough workers are already warming to fill it, the spares' replacements start only once it
+   * is filled: on a loaded machine every extra warm-up slows the one a queued job is waiting for.
+   */
+  private refill(atStart = false): void {
     if (this.closed) return;
     const want = this.size + this.spareCount;
+    const vacant = this.size - this.active.length;
     while (this.active.length + this.spares.length + this.warming.length < want) {
+      if (!atStart && vacant > 0 && this.warming.length >= vacant) return;
       this.warming.push(this.spawn());
     }
   }
@@ -213,6 +219,7 @@ export class SymbolicPool {
       if (wi >= 0) this.warming.splice(wi, 1);
       if (this.active.length < this.size) this.active.push(slot);
       else this.spares.push(slot);
+      this.refill();
       if (this.allReady()) for (const w of this.readyWaiters.splice(0)) w();
       this.dispatch();
       return;
