@@ -25,7 +25,14 @@ export {
   type SymbolicCheck,
   type SymbolicMode,
 } from './compare.js';
-export { SymbolicPool, DEFAULT_MAX_QUEUE_WAIT_MS, type PoolOptions, type PoolOutcome } from './pool.js';
+export {
+  SymbolicPool,
+  DEFAULT_MAX_QUEUE_WAIT_MS,
+  DEFAULT_SPARES,
+  type PoolOptions,
+  type PoolOutcome,
+  type PoolTiming,
+} from './pool.js';
 export {
   Verifier,
   DEFAULT_BUDGET_MS,

@@ -24,11 +24,26 @@ export type WorkerReply =
   | { readonly id: number; readonly ok: true; readonly equal: boolean; readonly rule: string }
   | { readonly id: number; readonly ok: false; readonly error: string };
 
+/**
+ * Where a job's time went, in ms of the main thread's clock. `runMs` is what the budget is charged: from
+ * the job's hand-off to a worker until its reply (or until the worker was terminated at the budget); 0 when
+ * it never ran. `waitMs` is the time before that hand-off — behind other jobs or for a worker to start —
+ * which is not charged.
+ */
+export interface PoolTiming {
+  readonly waitMs: number;
+  readonly runMs: number;
+}
+
 /** What a pool job resolves to (never rejects). */
-export type PoolOutcome =
+export type PoolOutcome = (
   | { readonly kind: 'done'; readonly equal: boolean; readonly rule: string }
   | { readonly kind: 'timeout'; readonly stage: 'queued' | 'running' | 'starting' }
-  | { readonly kind: 'error'; readonly message: string };
+  | { readonly kind: 'error'; readonly message: string }
+) & {
+  /** Set on every outcome of a job the pool accepted (absent when refused at once: closed, queue full). */
+  readonly timing?: PoolTiming;
+};
 
 export interface PoolOptions {
   /** Worker threads that run jobs (default 1). */
@@ -48,6 +63,8 @@ export interface PoolOptions {
 }
 
 export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
+/** Pre-warmed spares by default (see docs/verifier.md §3 for the choice). */
+export const DEFAULT_SPARES = 2;
 
 interface Job {
   readonly req: WorkerRequest;
@@ -55,6 +72,8 @@ interface Job {
   readonly budgetMs: number;
   /** When the job was queued (performance.now()). */
   readonly queuedAt: number;
+  /** When a worker took it (performance.now()); null while it waits. */
+  dispatchedAt: number | null;
   readonly resolve: (o: PoolOutcome) => void;
   timer: NodeJS.Timeout | null;
   slot: Slot | null;
@@ -75,8 +94,15 @@ export class SymbolicPool {
   private readonly maxHeapMb: number;
   private readonly maxQueue: number;
   private readonly maxQueueWaitMs: number;
+  /** Warm workers that take jobs (at most `size`; fewer while a replacement warms up). */
   private readonly active: Slot[] = [];
+  /** Warm, idle workers standing by to replace a terminated one at once. */
   private readonly spares: Slot[] = [];
+  /**
+   * Workers started and still warming up, oldest first. The first to report ready fills a vacant active
+   * place, else becomes a spare. Together the three lists hold `size + spares` live workers (see refill).
+   */
+  private readonly warming: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly readyWaiters: (() => void)[] = [];
   private nextId = 1;
@@ -86,12 +112,11 @@ export class SymbolicPool {
 
   constructor(opts: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(opts.workers ?? 1));
-    this.spareCount = Math.max(0, Math.floor(opts.spares ?? 2));
+    this.spareCount = Math.max(0, Math.floor(opts.spares ?? DEFAULT_SPARES));
     this.maxHeapMb = opts.maxHeapMb ?? 256;
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.maxQueueWaitMs = opts.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
-    for (let i = 0; i < this.size; i++) this.active.push(this.spawn());
-    for (let i = 0; i < this.spareCount; i++) this.spares.push(this.spawn());
+    this.refill(true);
   }
 
   /**
@@ -105,7 +130,7 @@ export class SymbolicPool {
 
   /**
    * Runs one comparison with `budgetMs` of worker time; resolves (never rejects) within the time bounds
-   * described at the top of this file.
+   * described at the top of this file, with the job's `timing`.
    */
   run(answer: string, label: string, relTol: number, budgetMs: number): Promise<PoolOutcome> {
     if (this.closed) return Promise.resolve({ kind: 'error', message: 'verifier pool is closed' });
@@ -117,6 +142,7 @@ export class SymbolicPool {
         req: { id: this.nextId++, answer, label, relTol },
         budgetMs: Math.max(1, budgetMs),
         queuedAt: performance.now(),
+        dispatchedAt: null,
         resolve,
         timer: null,
         slot: null,
@@ -134,16 +160,17 @@ export class SymbolicPool {
     const pending = [...this.queue, ...this.active.flatMap((s) => (s.job ? [s.job] : []))];
     this.queue.length = 0;
     for (const job of pending) this.settle(job, { kind: 'error', message: 'verifier pool closed' });
-    const all = [...this.active, ...this.spares];
+    const all = [...this.active, ...this.spares, ...this.warming];
     this.active.length = 0;
     this.spares.length = 0;
+    this.warming.length = 0;
     for (const s of all) s.dead = true;
     await Promise.all(all.map((s) => s.worker.terminate()));
     for (const w of this.readyWaiters.splice(0)) w();
   }
 
   private allReady(): boolean {
-    return this.active.every((s) => s.ready) && this.spares.every((s) => s.ready);
+    return this.warming.length === 0;
   }
 
   private spawn(): Slot {
@@ -161,10 +188,38 @@ export class SymbolicPool {
     return slot;
   }
 
+  /**
+   * Starts workers until `size + spares` are live (active, spare or warming). While an active place is
+   * vacant and enough workers are already warming to fill it, the spares' replacements start only once it
+   * is filled: on a loaded machine every extra warm-up slows the one a queued job is waiting for.
+   */
+  private refill(atStart = false): void {
+    if (this.closed) return;
+    const want = this.size + this.spareCount;
+    const vacant = this.size - this.active.length;
+    while (this.active.length + this.spares.length + this.warming.length < want) {
+      if (!atStart && vacant > 0 && this.warming.length >= vacant) return;
+      this.warming.push(this.spawn());
+    }
+  }
+
+  /** Fills vacant active places from the warm spares, then starts replacements for what was taken. */
+  private promote(): void {
+    while (this.active.length < this.size && this.spares.length > 0) {
+      this.active.push(this.spares.shift() as Slot);
+    }
+    this.refill();
+  }
+
   private onMessage(slot: Slot, msg: WorkerReply | { ready: true }): void {
     if (slot.dead) return;
     if ('ready' in msg) {
       slot.ready = true;
+      const wi = this.warming.indexOf(slot);
+      if (wi >= 0) this.warming.splice(wi, 1);
+      if (this.active.length < this.size) this.active.push(slot);
+      else this.spares.push(slot);
+      this.refill();
       if (this.allReady()) for (const w of this.readyWaiters.splice(0)) w();
       this.dispatch();
       return;
@@ -182,11 +237,21 @@ export class SymbolicPool {
   /** A worker died on its own (heap limit, crash): fail its job and replace it. */
   private onExit(slot: Slot, why: string): void {
     if (slot.dead || this.closed) return;
-    slot.dead = true;
     const job = slot.job;
-    slot.job = null;
+    this.remove(slot);
     if (job) this.settle(job, { kind: 'error', message: why });
-    this.replace(slot);
+    this.promote();
+    this.dispatch();
+  }
+
+  /** Marks a worker dead and takes it out of whichever list holds it. */
+  private remove(slot: Slot): void {
+    slot.dead = true;
+    slot.job = null;
+    for (const list of [this.active, this.spares, this.warming]) {
+      const i = list.indexOf(slot);
+      if (i >= 0) list.splice(i, 1);
+    }
   }
 
   /**
@@ -199,39 +264,23 @@ export class SymbolicPool {
     const qi = this.queue.indexOf(job);
     if (qi < 0) return;
     this.queue.splice(qi, 1);
-    const starting = !this.active.some((s) => s.ready && !s.dead);
+    const starting = this.active.length === 0;
     this.settle(job, { kind: 'timeout', stage: starting ? 'starting' : 'queued' });
   }
 
-  /** A running job used up its budget: stop the worker running it and replace the worker. */
+  /**
+   * A running job used up its budget: stop the worker running it. A warm spare takes its place at once and
+   * a replacement starts warming now (not when the next job arrives), so the next wait, if any, is short.
+   */
   private expireRunning(job: Job): void {
     job.timer = null;
     const slot = job.slot;
     if (slot === null || slot.dead || slot.job !== job) return;
-    slot.dead = true;
-    slot.job = null;
+    this.remove(slot);
     this.terminations++;
+    void slot.worker.terminate();
     this.settle(job, { kind: 'timeout', stage: 'running' });
-    // Terminating and spawning cost the main thread milliseconds: let the caller's continuation run first.
-    setImmediate(() => {
-      void slot.worker.terminate();
-      this.replace(slot);
-    });
-  }
-
-  /** Puts a ready spare (or a fresh thread) in a dead slot's place and starts a new spare. */
-  private replace(dead: Slot): void {
-    if (this.closed) return;
-    const i = this.active.indexOf(dead);
-    if (i >= 0) {
-      const si = this.spares.findIndex((s) => s.ready);
-      const next = si >= 0 ? this.spares.splice(si, 1)[0] : undefined;
-      this.active[i] = next ?? this.spawn();
-      if (next !== undefined && this.spares.length < this.spareCount) this.spares.push(this.spawn());
-    } else {
-      const si = this.spares.indexOf(dead);
-      if (si >= 0) this.spares[si] = this.spawn();
-    }
+    this.promote();
     this.dispatch();
   }
 
@@ -239,7 +288,13 @@ export class SymbolicPool {
     if (job.timer !== null) clearTimeout(job.timer);
     job.timer = null;
     job.slot = null;
-    job.resolve(outcome);
+    const now = performance.now();
+    const ran = job.dispatchedAt;
+    const timing: PoolTiming = {
+      waitMs: (ran ?? now) - job.queuedAt,
+      runMs: ran === null ? 0 : now - ran,
+    };
+    job.resolve({ ...outcome, timing });
   }
 
   private dispatch(): void {
@@ -249,6 +304,7 @@ export class SymbolicPool {
       const job = this.queue.shift();
       if (job === undefined) return;
       if (job.timer !== null) clearTimeout(job.timer);
+      job.dispatchedAt = performance.now();
       job.timer = setTimeout(() => this.expireRunning(job), job.budgetMs);
       slot.job = job;
       job.slot = slot;

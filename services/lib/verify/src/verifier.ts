@@ -5,7 +5,7 @@
 import { compareAnswers } from './compare.js';
 import { DEFAULT_MAX_ANSWER_CHARS, extractAnswer, type BoxChoice, type ExtractRule } from './extract.js';
 import { DEFAULT_REL_TOL } from './numeric.js';
-import { SymbolicPool, type PoolOptions } from './pool.js';
+import { SymbolicPool, type PoolOptions, type PoolTiming } from './pool.js';
 
 /** The result of one verification. `reason` is `<extraction>:<rule>` or `<extraction>:<failure>`. */
 export interface VerifyResult {
@@ -18,6 +18,18 @@ export interface VerifyResult {
    * and callers should not treat it as "wrong". `error`: bad input, a skipped or failed symbolic step.
    */
   readonly status?: VerifyStatus;
+  /**
+   * Only with `timing: true` in the item options. Time the symbolic step ran in a worker (ms): the part
+   * of the call charged to the budget besides the in-thread rules; 0 when the rules decided alone. At most
+   * the budget plus the termination latency.
+   */
+  readonly symbolicMs?: number;
+  /**
+   * Only with `timing: true`. Time spent waiting for a worker (ms) — behind other callers' jobs, or for a
+   * worker to start after terminations used up the warm spares. Not charged to the budget; bounded by
+   * `maxQueueWaitMs`.
+   */
+  readonly waitMs?: number;
 }
 
 export type VerifyStatus = 'timeout' | 'error';
@@ -41,6 +53,8 @@ export interface ItemOptions {
   readonly unboxed?: boolean;
   /** This call's time budget in ms (default: the verifier's `budgetMs`). */
   readonly budgetMs?: number;
+  /** Add `symbolicMs` and `waitMs` to the result (default false, so results keep their shape). */
+  readonly timing?: boolean;
 }
 
 export interface VerifierOptions extends PoolOptions {
@@ -88,6 +102,12 @@ function result(reward: 0 | 1, extracted: string | null, reason: string): Verify
   return { reward, extracted, reason };
 }
 
+/** Adds the time split to a result when the caller asked for it (`timing: true`). */
+function timed(item: ItemOptions, r: VerifyResult, t?: PoolTiming): VerifyResult {
+  if (item.timing !== true) return r;
+  return { ...r, symbolicMs: t?.runMs ?? 0, waitMs: t?.waitMs ?? 0 };
+}
+
 export class Verifier {
   readonly budgetMs: number;
   private readonly relTol: number;
@@ -128,8 +148,10 @@ export class Verifier {
   async verify(response: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
     const started = performance.now();
     try {
-      if (typeof response !== 'string') return result(0, null, 'invalid-input: response is not a string');
-      if (response.length > this.maxResponseChars) return result(0, null, 'response-too-long');
+      if (typeof response !== 'string') {
+        return timed(item, result(0, null, 'invalid-input: response is not a string'));
+      }
+      if (response.length > this.maxResponseChars) return timed(item, result(0, null, 'response-too-long'));
       const judge = item.mode === 'judge';
       const ex = extractAnswer(response, {
         box: item.box ?? (judge ? 'first' : 'last'),
@@ -139,10 +161,13 @@ export class Verifier {
         joinBoxes: !judge,
         maxAnswerChars: this.maxAnswerChars,
       });
-      if (ex.answer === null) return result(0, null, ex.rule);
-      return await this.compare(ex.answer, label, ex.rule, judge, started, item.budgetMs);
+      if (ex.answer === null) return timed(item, result(0, null, ex.rule));
+      return await this.compare(ex.answer, label, ex.rule, judge, started, item);
     } catch (err) {
-      return result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`);
+      return timed(
+        item,
+        result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`),
+      );
     }
   }
 
@@ -150,11 +175,15 @@ export class Verifier {
   async verifyAnswer(answer: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
     const started = performance.now();
     try {
-      if (typeof answer !== 'string') return result(0, null, 'invalid-input: answer is not a string');
-      if (answer.length > this.maxAnswerChars) return result(0, null, 'answer-too-long');
-      return await this.compare(answer.trim(), label, 'given', item.mode === 'judge', started, item.budgetMs);
+      if (typeof answer !== 'string')
+        return timed(item, result(0, null, 'invalid-input: answer is not a string'));
+      if (answer.length > this.maxAnswerChars) return timed(item, result(0, null, 'answer-too-long'));
+      return await this.compare(answer.trim(), label, 'given', item.mode === 'judge', started, item);
     } catch (err) {
-      return result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`);
+      return timed(
+        item,
+        result(0, null, `internal-error: ${err instanceof Error ? err.message : String(err)}`),
+      );
     }
   }
 
@@ -164,33 +193,42 @@ export class Verifier {
     how: ExtractRule | 'given',
     judge: boolean,
     started: number,
-    budgetMs = this.budgetMs,
+    item: ItemOptions,
   ): Promise<VerifyResult> {
-    if (typeof label !== 'string') return result(0, answer, `${how}:invalid-input: label is not a string`);
-    if (label.length > this.maxLabelChars) return result(0, answer, `${how}:label-too-long`);
+    const budgetMs = item.budgetMs ?? this.budgetMs;
+    const done = (r: VerifyResult, t?: PoolTiming): VerifyResult => timed(item, r, t);
+    if (typeof label !== 'string')
+      return done(result(0, answer, `${how}:invalid-input: label is not a string`));
+    if (label.length > this.maxLabelChars) return done(result(0, answer, `${how}:label-too-long`));
     if (judge) {
       const ok = answer.trim() === label.trim();
-      return result(ok ? 1 : 0, answer, `${how}:${ok ? 'judge-label' : 'judge-mismatch'}`);
+      return done(result(ok ? 1 : 0, answer, `${how}:${ok ? 'judge-label' : 'judge-mismatch'}`));
     }
     const fast = compareAnswers(answer, label, { relTol: this.relTol });
-    if (!fast.pending) return result(fast.equal ? 1 : 0, answer, `${how}:${fast.rule}`);
+    if (!fast.pending) return done(result(fast.equal ? 1 : 0, answer, `${how}:${fast.rule}`));
     if (answer.length > this.maxSymbolicChars || label.length > this.maxSymbolicChars) {
-      return result(0, answer, `${how}:symbolic-skipped: longer than ${this.maxSymbolicChars} chars`);
+      return done(result(0, answer, `${how}:symbolic-skipped: longer than ${this.maxSymbolicChars} chars`));
     }
     if (nestingDepth(answer) > this.maxSymbolicDepth || nestingDepth(label) > this.maxSymbolicDepth) {
-      return result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`);
+      return done(result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`));
     }
-    // The fast rules' time counts against the budget; the rest is the symbolic step's worker time.
+    // The fast rules' time counts against the budget; the rest is the symbolic step's worker time. Time
+    // spent waiting for a worker is not charged (out.timing.waitMs).
     const left = budgetMs - (performance.now() - started);
-    if (left <= 0) return result(0, answer, `${how}:symbolic-timeout (before start, budget ${budgetMs} ms)`);
+    if (left <= 0) {
+      return done(result(0, answer, `${how}:symbolic-timeout (before start, budget ${budgetMs} ms)`));
+    }
     const out = await this.pool.run(answer, label, this.relTol, left);
     switch (out.kind) {
       case 'done':
-        return result(out.equal ? 1 : 0, answer, `${how}:${out.rule}`);
+        return done(result(out.equal ? 1 : 0, answer, `${how}:${out.rule}`), out.timing);
       case 'timeout':
-        return result(0, answer, `${how}:symbolic-timeout (${out.stage}, budget ${budgetMs} ms)`);
+        return done(
+          result(0, answer, `${how}:symbolic-timeout (${out.stage}, budget ${budgetMs} ms)`),
+          out.timing,
+        );
       case 'error':
-        return result(0, answer, `${how}:symbolic-error: ${out.message}`);
+        return done(result(0, answer, `${how}:symbolic-error: ${out.message}`), out.timing);
     }
   }
 }
