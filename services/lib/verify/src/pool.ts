@@ -1,15 +1,23 @@
 // The stoppable symbolic step: a small pool of worker threads (symbolic-worker.ts), each running one
 // comparison at a time. Time bounds, per job:
-//   - running: a job gets `budgetMs` of worker time from the moment it is dispatched; a job still running
-//     then has its worker TERMINATED (the only way to stop a parser that hangs in a loop) and the worker
-//     is replaced — from a pre-warmed spare when one is ready, so the next job does not pay the engine's
-//     start-up;
+//   - running: a job gets `budgetMs` of its worker thread's CPU time (docs/verifier.md §3); a job that has
+//     used it up has its worker TERMINATED (the only way to stop a parser that hangs in a loop) and the
+//     worker is replaced — from a pre-warmed spare when one is ready, so the next job does not pay the
+//     engine's start-up. CPU time, not wall time: on a loaded machine a 1 ms check can wait far longer than
+//     the budget to be scheduled, and its verdict must not depend on that. Each worker reports its kernel
+//     thread id when ready; while a job runs the pool reads that thread's CPU clock (/proc, cpuclock.ts)
+//     from a timer, first when the budget could at the earliest be used up (CPU time never grows faster
+//     than wall time) and then when the rest could be; an idle pool reads nothing. A wall-clock cap
+//     (`wallCapFactor` × budget) still terminates a job whose thread uses no CPU (blocked), reported as
+//     stage `wall-cap`. Without /proc (not Linux) the budget is charged in wall time, as before;
 //   - waiting, behind other jobs or for a worker to start (start-up, or replacement after a termination
 //     with no warm spare): at most `maxQueueWaitMs`, NOT charged to the budget, so the verdict of a job does
 //     not depend on what ran before it. A job dropped after that wait is a time-out, never a "wrong". Workers run under a heap limit, so a
 // memory bomb kills only the worker. `close()` terminates every thread and settles every pending job.
 
 import { Worker } from 'node:worker_threads';
+
+import { openThreadClock, type CpuClock } from './cpuclock.js';
 
 /** A request to a worker: compare answer and label with the full rule chain including symbolic. */
 export interface WorkerRequest {
@@ -19,26 +27,35 @@ export interface WorkerRequest {
   readonly relTol: number;
 }
 
+/** A worker's first message, once warm: its kernel thread id (null without /proc) for its CPU clock. */
+export interface WorkerReady {
+  readonly ready: true;
+  readonly tid?: number | null;
+}
+
 /** A worker's reply to one request. */
 export type WorkerReply =
   | { readonly id: number; readonly ok: true; readonly equal: boolean; readonly rule: string }
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 /**
- * Where a job's time went, in ms of the main thread's clock. `runMs` is what the budget is charged: from
- * the job's hand-off to a worker until its reply (or until the worker was terminated at the budget); 0 when
- * it never ran. `waitMs` is the time before that hand-off — behind other jobs or for a worker to start —
- * which is not charged.
+ * Where a job's time went, in ms. `runMs` is what the budget is charged: the worker thread's CPU time from
+ * the job's hand-off until its reply (or until the worker was terminated), or with `clock: 'wall'` (no
+ * /proc) the wall time between them; 0 when it never ran. `runWallMs` is that span in wall time, waits for
+ * the scheduler included. `waitMs` is the wall time before the hand-off — behind other jobs or for a
+ * worker to start — which is not charged.
  */
 export interface PoolTiming {
   readonly waitMs: number;
   readonly runMs: number;
+  readonly runWallMs: number;
+  readonly clock: 'cpu' | 'wall';
 }
 
 /** What a pool job resolves to (never rejects). */
 export type PoolOutcome = (
   | { readonly kind: 'done'; readonly equal: boolean; readonly rule: string }
-  | { readonly kind: 'timeout'; readonly stage: 'queued' | 'running' | 'starting' }
+  | { readonly kind: 'timeout'; readonly stage: 'queued' | 'running' | 'starting' | 'wall-cap' }
   | { readonly kind: 'error'; readonly message: string }
 ) & {
   /** Set on every outcome of a job the pool accepted (absent when refused at once: closed, queue full). */
@@ -60,9 +77,22 @@ export interface PoolOptions {
    * not charged to the job's budget.
    */
   readonly maxQueueWaitMs?: number;
+  /**
+   * A running job is terminated after this many times its budget in WALL time even if it has not used
+   * its CPU budget (a thread blocked without using CPU), reported as stage `wall-cap` (default 20).
+   */
+  readonly wallCapFactor?: number;
+  /**
+   * How the running budget is charged: `cpu` (default) the worker thread's CPU time where /proc allows,
+   * else wall time; `wall` always wall time.
+   */
+  readonly clock?: 'cpu' | 'wall';
+  /** Worker entry module (tests only; default symbolic-worker-entry.mjs). */
+  readonly entry?: URL;
 }
 
 export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
+export const DEFAULT_WALL_CAP_FACTOR = 20;
 /** Pre-warmed spares by default (see docs/verifier.md §3 for the choice). */
 export const DEFAULT_SPARES = 2;
 
@@ -74,6 +104,10 @@ interface Job {
   readonly queuedAt: number;
   /** When a worker took it (performance.now()); null while it waits. */
   dispatchedAt: number | null;
+  /** Its worker thread's CPU clock at the hand-off (ms); null when charged in wall time. */
+  cpuStart: number | null;
+  /** CPU ms charged, recorded when it stopped running; null while running or when charged in wall time. */
+  cpuUsed: number | null;
   readonly resolve: (o: PoolOutcome) => void;
   timer: NodeJS.Timeout | null;
   slot: Slot | null;
@@ -81,6 +115,8 @@ interface Job {
 
 interface Slot {
   readonly worker: Worker;
+  /** The worker thread's CPU clock, opened from the thread id it reports when ready. */
+  clock: CpuClock | null;
   ready: boolean;
   job: Job | null;
   dead: boolean;
@@ -94,6 +130,9 @@ export class SymbolicPool {
   private readonly maxHeapMb: number;
   private readonly maxQueue: number;
   private readonly maxQueueWaitMs: number;
+  private readonly wallCapFactor: number;
+  private readonly useCpu: boolean;
+  private readonly entry: URL;
   /** Warm workers that take jobs (at most `size`; fewer while a replacement warms up). */
   private readonly active: Slot[] = [];
   /** Warm, idle workers standing by to replace a terminated one at once. */
@@ -109,6 +148,8 @@ export class SymbolicPool {
   private closed = false;
   /** Workers terminated because a job overran its deadline (for metrics and the benchmark). */
   terminations = 0;
+  /** Of those, workers terminated at the wall-clock cap (a job's thread used too little CPU). */
+  wallCapTerminations = 0;
 
   constructor(opts: PoolOptions = {}) {
     this.size = Math.max(1, Math.floor(opts.workers ?? 1));
@@ -116,6 +157,9 @@ export class SymbolicPool {
     this.maxHeapMb = opts.maxHeapMb ?? 256;
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.maxQueueWaitMs = opts.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
+    this.wallCapFactor = Math.max(1, opts.wallCapFactor ?? DEFAULT_WALL_CAP_FACTOR);
+    this.useCpu = (opts.clock ?? 'cpu') === 'cpu';
+    this.entry = opts.entry ?? ENTRY;
     this.refill(true);
   }
 
@@ -143,6 +187,8 @@ export class SymbolicPool {
         budgetMs: Math.max(1, budgetMs),
         queuedAt: performance.now(),
         dispatchedAt: null,
+        cpuStart: null,
+        cpuUsed: null,
         resolve,
         timer: null,
         slot: null,
@@ -158,13 +204,18 @@ export class SymbolicPool {
     if (this.closed) return;
     this.closed = true;
     const pending = [...this.queue, ...this.active.flatMap((s) => (s.job ? [s.job] : []))];
+    for (const job of pending) this.chargeCpu(job);
     this.queue.length = 0;
     for (const job of pending) this.settle(job, { kind: 'error', message: 'verifier pool closed' });
     const all = [...this.active, ...this.spares, ...this.warming];
     this.active.length = 0;
     this.spares.length = 0;
     this.warming.length = 0;
-    for (const s of all) s.dead = true;
+    for (const s of all) {
+      s.dead = true;
+      s.clock?.close();
+      s.clock = null;
+    }
     await Promise.all(all.map((s) => s.worker.terminate()));
     for (const w of this.readyWaiters.splice(0)) w();
   }
@@ -174,15 +225,15 @@ export class SymbolicPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(ENTRY, {
+    const worker = new Worker(this.entry, {
       resourceLimits: { maxOldGenerationSizeMb: this.maxHeapMb },
       // The worker only needs the tsx hooks its entry registers; inherited flags (--test, …) are dropped.
       execArgv: [],
       stdout: false,
       stderr: false,
     });
-    const slot: Slot = { worker, ready: false, job: null, dead: false };
-    worker.on('message', (msg: WorkerReply | { ready: true }) => this.onMessage(slot, msg));
+    const slot: Slot = { worker, clock: null, ready: false, job: null, dead: false };
+    worker.on('message', (msg: WorkerReply | WorkerReady) => this.onMessage(slot, msg));
     worker.on('error', (err: Error) => this.onExit(slot, `worker error: ${err.message}`));
     worker.on('exit', (code: number) => this.onExit(slot, `worker exited with code ${code}`));
     return slot;
@@ -211,10 +262,11 @@ export class SymbolicPool {
     this.refill();
   }
 
-  private onMessage(slot: Slot, msg: WorkerReply | { ready: true }): void {
+  private onMessage(slot: Slot, msg: WorkerReply | WorkerReady): void {
     if (slot.dead) return;
     if ('ready' in msg) {
       slot.ready = true;
+      if (this.useCpu && typeof msg.tid === 'number') slot.clock = openThreadClock(msg.tid);
       const wi = this.warming.indexOf(slot);
       if (wi >= 0) this.warming.splice(wi, 1);
       if (this.active.length < this.size) this.active.push(slot);
@@ -226,6 +278,7 @@ export class SymbolicPool {
     }
     const job = slot.job;
     if (job === null || job.req.id !== msg.id) return;
+    this.chargeCpu(job);
     slot.job = null;
     this.settle(
       job,
@@ -238,6 +291,7 @@ export class SymbolicPool {
   private onExit(slot: Slot, why: string): void {
     if (slot.dead || this.closed) return;
     const job = slot.job;
+    if (job) this.chargeCpu(job);
     this.remove(slot);
     if (job) this.settle(job, { kind: 'error', message: why });
     this.promote();
@@ -248,6 +302,8 @@ export class SymbolicPool {
   private remove(slot: Slot): void {
     slot.dead = true;
     slot.job = null;
+    slot.clock?.close();
+    slot.clock = null;
     for (const list of [this.active, this.spares, this.warming]) {
       const i = list.indexOf(slot);
       if (i >= 0) list.splice(i, 1);
@@ -268,18 +324,57 @@ export class SymbolicPool {
     this.settle(job, { kind: 'timeout', stage: starting ? 'starting' : 'queued' });
   }
 
+  /** Records the CPU time a job has used so far on its worker thread (while the clock can still be read). */
+  private chargeCpu(job: Job): void {
+    const now = job.cpuStart === null ? null : (job.slot?.clock?.read() ?? null);
+    if (now !== null && job.cpuStart !== null) job.cpuUsed = now - job.cpuStart;
+  }
+
   /**
-   * A running job used up its budget: stop the worker running it. A warm spare takes its place at once and
-   * a replacement starts warming now (not when the next job arrives), so the next wait, if any, is short.
+   * Checks a running job charged in CPU time: terminates it once it has used its budget, or at the wall
+   * cap; else checks again when the rest of the budget could at the earliest be used up (a thread's CPU
+   * time grows at most as fast as wall time), so a job is read a few times, not every few ms.
    */
-  private expireRunning(job: Job): void {
+  private checkRunning(job: Job): void {
+    job.timer = null;
+    const slot = job.slot;
+    if (slot === null || slot.dead || slot.job !== job || job.dispatchedAt === null) return;
+    const cpu = slot.clock?.read() ?? null;
+    if (cpu === null || job.cpuStart === null) {
+      // The clock went away (the thread is exiting: its 'exit' settles the job); fall back to wall time.
+      const left = job.dispatchedAt + job.budgetMs - performance.now();
+      if (left <= 0) this.expireRunning(job, 'running');
+      else job.timer = setTimeout(() => this.checkRunning(job), left);
+      return;
+    }
+    const used = cpu - job.cpuStart;
+    if (used >= job.budgetMs) {
+      this.expireRunning(job, 'running');
+      return;
+    }
+    const capLeft = job.dispatchedAt + job.budgetMs * this.wallCapFactor - performance.now();
+    if (capLeft <= 0) {
+      this.expireRunning(job, 'wall-cap');
+      return;
+    }
+    job.timer = setTimeout(() => this.checkRunning(job), Math.min(Math.max(1, job.budgetMs - used), capLeft));
+  }
+
+  /**
+   * A running job used up its budget (or reached the wall cap): stop the worker running it. A warm spare
+   * takes its place at once and a replacement starts warming now (not when the next job arrives), so the
+   * next wait, if any, is short.
+   */
+  private expireRunning(job: Job, stage: 'running' | 'wall-cap'): void {
     job.timer = null;
     const slot = job.slot;
     if (slot === null || slot.dead || slot.job !== job) return;
+    this.chargeCpu(job);
     this.remove(slot);
     this.terminations++;
+    if (stage === 'wall-cap') this.wallCapTerminations++;
     void slot.worker.terminate();
-    this.settle(job, { kind: 'timeout', stage: 'running' });
+    this.settle(job, { kind: 'timeout', stage });
     this.promote();
     this.dispatch();
   }
@@ -290,9 +385,13 @@ export class SymbolicPool {
     job.slot = null;
     const now = performance.now();
     const ran = job.dispatchedAt;
+    const runWallMs = ran === null ? 0 : now - ran;
+    const cpu = job.cpuStart !== null;
     const timing: PoolTiming = {
       waitMs: (ran ?? now) - job.queuedAt,
-      runMs: ran === null ? 0 : now - ran,
+      runMs: cpu ? (job.cpuUsed ?? runWallMs) : runWallMs,
+      runWallMs,
+      clock: cpu ? 'cpu' : 'wall',
     };
     job.resolve({ ...outcome, timing });
   }
@@ -305,7 +404,12 @@ export class SymbolicPool {
       if (job === undefined) return;
       if (job.timer !== null) clearTimeout(job.timer);
       job.dispatchedAt = performance.now();
-      job.timer = setTimeout(() => this.expireRunning(job), job.budgetMs);
+      job.cpuStart = slot.clock?.read() ?? null;
+      // Charged in CPU time, the budget cannot be used up before `budgetMs` of wall time: first check then.
+      job.timer =
+        job.cpuStart === null
+          ? setTimeout(() => this.expireRunning(job, 'running'), job.budgetMs)
+          : setTimeout(() => this.checkRunning(job), job.budgetMs);
       slot.job = job;
       job.slot = slot;
       slot.worker.postMessage(job.req);

@@ -5,8 +5,9 @@
 import { parentPort } from 'node:worker_threads';
 
 import { compareAnswers } from './compare.js';
+import { currentThreadId } from './cpuclock.js';
 import { createSymbolicCheck } from './symbolic.js';
-import type { WorkerReply, WorkerRequest } from './pool.js';
+import type { WorkerReady, WorkerReply, WorkerRequest } from './pool.js';
 
 const port = parentPort;
 if (port === null) throw new Error('symbolic-worker must run in a worker thread');
@@ -57,4 +58,6 @@ for (let pass = 0; pass < 3; pass++) {
 }
 
 port.on('message', (req: WorkerRequest) => port.postMessage(handle(req)));
-port.postMessage({ ready: true });
+// The kernel thread id lets the pool charge each request the CPU time this thread uses (pool.ts).
+const ready: WorkerReady = { ready: true, tid: currentThreadId() };
+port.postMessage(ready);

@@ -3,6 +3,7 @@
 // symbolic step (pool.ts). Never throws: every failure becomes reward 0 with a reason.
 
 import { compareAnswers } from './compare.js';
+import { threadCpuMs } from './cpuclock.js';
 import { DEFAULT_MAX_ANSWER_CHARS, extractAnswer, type BoxChoice, type ExtractRule } from './extract.js';
 import { DEFAULT_REL_TOL } from './numeric.js';
 import { SymbolicPool, type PoolOptions, type PoolTiming } from './pool.js';
@@ -19,9 +20,9 @@ export interface VerifyResult {
    */
   readonly status?: VerifyStatus;
   /**
-   * Only with `timing: true` in the item options. Time the symbolic step ran in a worker (ms): the part
-   * of the call charged to the budget besides the in-thread rules; 0 when the rules decided alone. At most
-   * the budget plus the termination latency.
+   * Only with `timing: true` in the item options. CPU time the symbolic step used in its worker thread
+   * (ms; wall time where /proc is unavailable): the part of the call charged to the budget besides the
+   * in-thread rules; 0 when the rules decided alone. At most the budget plus the termination latency.
    */
   readonly symbolicMs?: number;
   /**
@@ -102,6 +103,14 @@ function result(reward: 0 | 1, extracted: string | null, reason: string): Verify
   return { reward, extracted, reason };
 }
 
+/**
+ * The clock the budget is charged on in the caller's thread: its CPU time (ms) where /proc allows, else
+ * wall time, so the verdict does not depend on how long the thread waited to be scheduled.
+ */
+function chargedNow(): number {
+  return threadCpuMs() ?? performance.now();
+}
+
 /** Adds the time split to a result when the caller asked for it (`timing: true`). */
 function timed(item: ItemOptions, r: VerifyResult, t?: PoolTiming): VerifyResult {
   if (item.timing !== true) return r;
@@ -146,7 +155,7 @@ export class Verifier {
 
   /** Extracts the answer from a model response and compares it with the label. Never rejects. */
   async verify(response: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
-    const started = performance.now();
+    const started = chargedNow();
     try {
       if (typeof response !== 'string') {
         return timed(item, result(0, null, 'invalid-input: response is not a string'));
@@ -173,7 +182,7 @@ export class Verifier {
 
   /** Compares an already-extracted answer with the label (the `{answer, label}` form). Never rejects. */
   async verifyAnswer(answer: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
-    const started = performance.now();
+    const started = chargedNow();
     try {
       if (typeof answer !== 'string')
         return timed(item, result(0, null, 'invalid-input: answer is not a string'));
@@ -212,9 +221,10 @@ export class Verifier {
     if (nestingDepth(answer) > this.maxSymbolicDepth || nestingDepth(label) > this.maxSymbolicDepth) {
       return done(result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`));
     }
-    // The fast rules' time counts against the budget; the rest is the symbolic step's worker time. Time
-    // spent waiting for a worker is not charged (out.timing.waitMs).
-    const left = budgetMs - (performance.now() - started);
+    // The fast rules' time (this thread's CPU time since the call began: no await before this point)
+    // counts against the budget; the rest is the symbolic step's CPU time in its worker. Time spent
+    // waiting for a worker, or for a CPU, is not charged (out.timing.waitMs).
+    const left = budgetMs - (chargedNow() - started);
     if (left <= 0) {
       return done(result(0, answer, `${how}:symbolic-timeout (before start, budget ${budgetMs} ms)`));
     }
