@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Verifier } from '../index.js';
+import { DEFAULT_WALL_CAP_FACTOR, Verifier } from '../index.js';
 
 /** Termination latency and timer lateness on a loaded shared machine (the benchmark measures it). */
 const SLACK_MS = 700;
@@ -31,10 +31,13 @@ void test('after N terminations in a row, charged time stays within the budget a
         r.symbolicMs > 0 && r.symbolicMs <= BUDGET_MS + SLACK_MS,
         `call ${i}: ran ${r.symbolicMs} ms`,
       );
-      // Charged = wall latency less the wait for a worker: the whole budget was used, and no more.
-      const charged = wall - r.waitMs;
-      assert.ok(charged >= BUDGET_MS - 2, `call ${i}: charged ${charged.toFixed(1)} ms`);
-      assert.ok(charged <= BUDGET_MS + SLACK_MS, `call ${i}: charged ${charged.toFixed(1)} ms`);
+      // The budget is charged in CPU time (symbolicMs): the whole budget was used. In wall time the run
+      // (latency less the wait for a worker) takes at least that, and at most the wall cap (20 × budget)
+      // on a machine so loaded that the worker thread gets little CPU.
+      assert.ok(r.symbolicMs >= BUDGET_MS - 2, `call ${i}: charged ${r.symbolicMs.toFixed(1)} ms of CPU`);
+      const run = wall - r.waitMs;
+      assert.ok(run >= BUDGET_MS - 2, `call ${i}: ran ${run.toFixed(1)} ms`);
+      assert.ok(run <= BUDGET_MS * DEFAULT_WALL_CAP_FACTOR + SLACK_MS, `call ${i}: ran ${run.toFixed(1)} ms`);
       assert.ok(r.waitMs <= wall + 1);
     }
     assert.equal(v.terminations, n);
