@@ -17,7 +17,7 @@ import { toGrpcError } from '../errors/index.js';
 export { grpc };
 
 /** The repository's proto/ directory (the wire contract), used for reflection. */
-export const protoRoot = join(dirname(fileURLToPath(import.meta.url)), '../../../../proto');
+export const protoRoot = join(dirname(fileURLToPath(import.meta.url)), '../../../../../proto');
 
 /** Method paths that never need a token: Kubernetes probes call health checks anonymously. */
 const anonymousPrefixes = ['/grpc.health.v1.Health/'];
