@@ -7,8 +7,28 @@ import type { Processor, Worker, WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import { createWorker, workerOptions } from '@spark/runtime/redis';
+import { InvalidArgumentError } from '@spark/runtime';
+import { createWorker, UnrecoverableError, workerOptions } from '@spark/runtime/redis';
 import { jobKeys, queueName, type QueueRole } from './keys.js';
+
+/**
+ * A task at its job queue's boundary: `parse` checks its shape, and it must belong to the queue's job.
+ * A malformed task, or one of another job, fails at once (UnrecoverableError: retrying cannot help).
+ */
+export function taskOnJobQueue<T extends { jobId: string }>(
+  data: unknown,
+  jobId: string,
+  parse: (data: unknown) => T,
+): T {
+  try {
+    const task = parse(data);
+    if (task.jobId !== jobId)
+      throw new InvalidArgumentError(`task of job ${task.jobId} on job ${jobId}'s queue`);
+    return task;
+  } catch (err) {
+    throw new UnrecoverableError(err instanceof Error ? err.message : String(err));
+  }
+}
 
 /** Tells every JobQueueWorkers of the deployment that the active-job set changed (after changing it). */
 export async function announceActiveChange(redis: Redis, prefix: string): Promise<void> {
