@@ -9,14 +9,8 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 
-import { baseServiceShape, z } from '@spark/runtime/config';
-import {
-  activePollMsKey,
-  startWorkerService,
-  taskLockMsKey,
-  type ServiceDeps,
-  type WorkerService,
-} from '@spark/runtime/service';
+import { activePollMsKey, baseServiceShape, type ConfigOf, taskLockMsKey, z } from '@spark/runtime/config';
+import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 
 import { learnWorkers } from './learn-worker.js';
 import { Learner } from './learner.js';
@@ -77,7 +71,7 @@ export const learnerConfigShape = {
   activePollMs: activePollMsKey(),
 };
 
-export type LearnerConfig = Readonly<z.infer<z.ZodObject<typeof learnerConfigShape>>>;
+export type LearnerConfig = ConfigOf<typeof learnerConfigShape>;
 
 export type LearnerDeps = ServiceDeps;
 

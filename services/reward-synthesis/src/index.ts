@@ -3,14 +3,9 @@
 // SynthesisTask recycles one policy phase's verified groups into judge and reflection prompts and feeds
 // the job's FIFO buffer, releasing a reward-phase batch of B items when the buffer holds enough (see
 // synthesis.ts for the exactly-once rule). Metrics: spark_reward_synthesis_*.
-import { baseServiceShape, configWithDefaults } from '@spark/runtime/config';
+import { activePollMsKey, baseServiceShape, defaultsFor, type ConfigOf } from '@spark/runtime/config';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
-import {
-  activePollMsKey,
-  startWorkerService,
-  type ServiceDeps,
-  type WorkerService,
-} from '@spark/runtime/service';
+import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { z } from 'zod';
 
 import { SynthesisWorker } from './synthesis-worker.js';
@@ -35,12 +30,10 @@ export const synthesisConfigShape = {
   pollMs: activePollMsKey(),
 };
 
-export type SynthesisConfig = Readonly<z.infer<z.ZodObject<typeof synthesisConfigShape>>>;
+export type SynthesisConfig = ConfigOf<typeof synthesisConfigShape>;
 
 /** Parses a config with every default applied (tests and launchers). */
-export function synthesisConfig(overrides: Partial<SynthesisConfig> = {}): SynthesisConfig {
-  return configWithDefaults(synthesisConfigShape, overrides);
-}
+export const synthesisConfig = defaultsFor(synthesisConfigShape);
 
 export type SynthesisDeps = ServiceDeps;
 

@@ -8,15 +8,10 @@
 // _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version, _version_refusals_total{reason},
 // _eval_prompts_total, _eval_task_seconds, _eval_checkpoint_loads_total, _eval_errors_total{code}.
 import { DEFAULT_MAX_POLICY_BYTES } from '@spark/contract';
-import { baseServiceShape, configWithDefaults } from '@spark/runtime/config';
+import type { ConfigOf } from '@spark/runtime/config';
+import { activePollMsKey, baseServiceShape, defaultsFor, taskLockMsKey } from '@spark/runtime/config';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
-import {
-  activePollMsKey,
-  startWorkerService,
-  taskLockMsKey,
-  type ServiceDeps,
-  type WorkerService,
-} from '@spark/runtime/service';
+import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { z } from 'zod';
 
 import { EvalGenerateWorker } from './eval-generate.js';
@@ -56,12 +51,10 @@ export const rolloutConfigShape = {
   evalIdleMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
 };
 
-export type RolloutConfig = Readonly<z.infer<z.ZodObject<typeof rolloutConfigShape>>>;
+export type RolloutConfig = ConfigOf<typeof rolloutConfigShape>;
 
 /** A config with every default applied (tests and launchers). */
-export function rolloutConfig(overrides: Partial<RolloutConfig> = {}): RolloutConfig {
-  return configWithDefaults(rolloutConfigShape, overrides);
-}
+export const rolloutConfig = defaultsFor(rolloutConfigShape);
 
 export type RolloutDeps = ServiceDeps;
 

@@ -2,15 +2,10 @@
 // worker threads) and the verify worker (verify-worker.ts), which scores the `verify-<job>` queue of
 // every active job into the phases' group hashes. A killed worker's shard is redelivered after its lock
 // (`lockMs`) expires, at the next stalled check (`stalledIntervalMs`) of any verifier worker.
-import { baseServiceShape, configWithDefaults } from '@spark/runtime/config';
+import type { ConfigOf } from '@spark/runtime/config';
+import { activePollMsKey, baseServiceShape, defaultsFor, taskLockMsKey } from '@spark/runtime/config';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
-import {
-  activePollMsKey,
-  startWorkerService,
-  taskLockMsKey,
-  type ServiceDeps,
-  type WorkerService,
-} from '@spark/runtime/service';
+import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { z } from 'zod';
 
 import { Verifier } from '../lib/verifier.js';
@@ -40,12 +35,10 @@ export const verifierConfigShape = {
   stalledIntervalMs: z.number().int().min(1_000).max(3_600_000).default(5_000),
 };
 
-export type VerifierServiceConfig = Readonly<z.infer<z.ZodObject<typeof verifierConfigShape>>>;
+export type VerifierServiceConfig = ConfigOf<typeof verifierConfigShape>;
 
 /** A config with every default applied (tests and launchers). */
-export function verifierServiceConfig(overrides: Partial<VerifierServiceConfig> = {}): VerifierServiceConfig {
-  return configWithDefaults(verifierConfigShape, overrides);
-}
+export const verifierServiceConfig = defaultsFor(verifierConfigShape);
 
 export type VerifierServiceDeps = ServiceDeps;
 

@@ -15,7 +15,7 @@ import {
   assertServerSecurity,
   baseServiceShape,
   loadConfigOrExit,
-  z as zod,
+  type ConfigOf,
   type LoadConfigOptions,
 } from '../config/index.js';
 import { GrpcServer, type grpc, type GrpcServerOptions } from '../grpc/index.js';
@@ -27,17 +27,7 @@ import { connectRedis, redactRedisUrl, resolveRedis, type Redis } from '../redis
 export { baseServiceShape };
 
 /** The config keys every service shares (logging, ports, Redis, auth, TLS, limits, shutdown grace). */
-export type BaseServiceConfig = Readonly<z.infer<z.ZodObject<typeof baseServiceShape>>>;
-
-/** Schema of an "how often the active-job set is polled, in ms" key (services that follow active jobs). */
-export function activePollMsKey(defaultMs = 250) {
-  return zod.number().int().min(10).max(60_000).default(defaultMs);
-}
-
-/** Schema of a "BullMQ lock of a running task (renewed while it runs), in ms" key. */
-export function taskLockMsKey(defaultMs: number) {
-  return zod.number().int().min(1_000).max(3_600_000).default(defaultMs);
-}
+export type BaseServiceConfig = ConfigOf<typeof baseServiceShape>;
 
 /** Resolves once an ioredis client is ready (clients here have no offline queue), bounded in time. */
 export async function whenRedisReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
@@ -251,7 +241,7 @@ export async function startWorkerService<C extends BaseServiceConfig, Extra exte
 export async function runServiceMain<Shape extends z.ZodRawShape, Extra>(
   name: string,
   shape: Shape,
-  start: (config: Readonly<z.infer<z.ZodObject<Shape>>>) => Promise<WorkerService<Extra>>,
+  start: (config: ConfigOf<Shape>) => Promise<WorkerService<Extra>>,
   options: LoadConfigOptions = {},
 ): Promise<void> {
   const config = loadConfigOrExit(name, shape, options);
