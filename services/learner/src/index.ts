@@ -19,7 +19,7 @@ import { policyServiceImpl, PolicyServiceFast } from './policy-service.js';
 
 export {
   Learner,
-  JobState,
+  JobModel,
   PolicyVersionMismatchError,
   validateLearnTask,
   type PolicySnapshot,
