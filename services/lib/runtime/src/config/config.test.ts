@@ -89,7 +89,7 @@ describe('config', () => {
     const { spawnSync } = await import('node:child_process');
     const script = `import { loadConfigOrExit, baseServiceShape } from './services/lib/runtime/src/config/index.ts'; loadConfigOrExit('coordinator', baseServiceShape); console.log('unreachable');`;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: join(import.meta.dirname, '../../../..'),
+      cwd: join(import.meta.dirname, '../../../../..'),
       env: { ...process.env, SPARK_GRPC_PORT: '99999', SPARK_METRICS_PORT: 'x' },
       encoding: 'utf8',
     });
