@@ -98,7 +98,8 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
     {
       name: 'learner',
       grpc: { reflectionProtos: ['spark/v1/policy.proto'] },
-      wire: async ({ redis, redisUrl, logger, metrics: serviceMetrics, lifecycle, grpcPort }) => {
+      wire: async (ctx) => {
+        const { redis, logger, metrics: serviceMetrics, lifecycle, grpcPort } = ctx;
         const metrics = createLearnerMetrics(serviceMetrics);
         const address = () => config.advertiseAddress || dialAddress(config.grpcHost, grpcPort());
         const learner = new Learner({
@@ -113,12 +114,8 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
           maxSequencesPerTask: config.maxSequencesPerTask,
         });
         lifecycle.add('learner', () => learner.close());
-        const workers = learnWorkers({
+        const workers = learnWorkers(ctx, {
           learner,
-          redis,
-          redisUrl,
-          prefix: config.redisPrefix,
-          logger,
           pollMs: config.activePollMs,
           lockMs: config.workerLockMs,
           maxSequencesPerTask: config.maxSequencesPerTask,

@@ -48,17 +48,9 @@ export async function startRewardSynthesis(
   return startWorkerService(
     {
       name: SERVICE_NAME,
-      wire: async ({ redis, redisUrl, logger, metrics }) => {
-        const worker = new SynthesisWorker({
-          redis,
-          redisUrl,
-          prefix: config.redisPrefix,
-          logger,
-          metrics,
-          defaults: config,
-          pollMs: config.pollMs,
-        });
-        return { processors: [['workers', worker]], extra: () => ({ metrics }) };
+      wire: async (ctx) => {
+        const worker = new SynthesisWorker(ctx, { defaults: config, pollMs: config.pollMs });
+        return { processors: [['workers', worker]], extra: () => ({ metrics: ctx.metrics }) };
       },
     },
     config,

@@ -2,19 +2,20 @@
 // SynthesisTask recycles one policy phase's verified groups into judge and reflection prompts and feeds
 // the job's FIFO buffer (synthesis.ts: the exactly-once rule). Metrics: spark_reward_synthesis_*.
 import { InvalidArgumentError } from '@spark/runtime';
-import { JobQueueWorkers, taskOnJobQueue, type SynthesisResult, type SynthesisTask } from '@spark/contract';
-import type { Logger } from '@spark/runtime/logging';
+import {
+  followJobQueues,
+  taskOnJobQueue,
+  type JobQueueWorkers,
+  type SynthesisResult,
+  type SynthesisTask,
+  type WorkerHost,
+} from '@spark/contract';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
-import { UnrecoverableError, type Job, type Redis } from '@spark/runtime/redis';
+import { UnrecoverableError, type Job } from '@spark/runtime/redis';
 
 import { parseSynthesisTask, synthesize, type SynthesisOptions } from './synthesis.js';
 
 export interface SynthesisWorkerOptions {
-  redis: Redis;
-  redisUrl: string;
-  prefix: string;
-  logger: Logger;
-  metrics: ServiceMetrics;
   /** Buffer bound and template defaults (the service config). */
   defaults: SynthesisOptions;
   pollMs: number;
@@ -53,17 +54,17 @@ export class SynthesisWorker {
   private readonly workers: JobQueueWorkers<SynthesisTask, SynthesisResult>;
   private readonly m: ReturnType<typeof synthesisMetrics>;
 
-  constructor(private readonly options: SynthesisWorkerOptions) {
-    this.m = synthesisMetrics(options.metrics);
-    this.workers = new JobQueueWorkers<SynthesisTask, SynthesisResult>({
-      url: options.redisUrl,
-      prefix: options.prefix,
-      role: 'synthesis',
-      redis: options.redis,
-      logger: options.logger,
-      processorFor: (jobId) => (job) => this.process(jobId, job),
-      pollMs: options.pollMs,
-    });
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: SynthesisWorkerOptions,
+  ) {
+    this.m = synthesisMetrics(host.metrics);
+    this.workers = followJobQueues(
+      host,
+      'synthesis',
+      (jobId, job: Job<SynthesisTask, SynthesisResult>) => this.process(jobId, job),
+      { pollMs: options.pollMs },
+    );
   }
 
   start(): Promise<void> {
@@ -80,7 +81,7 @@ export class SynthesisWorker {
     const end = m.stepSeconds.startTimer();
     let outcome;
     try {
-      outcome = await synthesize(this.options.redis, this.options.prefix, task, this.options.defaults);
+      outcome = await synthesize(this.host.redis, this.host.config.redisPrefix, task, this.options.defaults);
     } catch (err) {
       if (err instanceof InvalidArgumentError) throw new UnrecoverableError(err.message);
       throw err;
@@ -93,7 +94,7 @@ export class SynthesisWorker {
       if (r.dropped) m.dropped.inc(r.dropped);
     } else m.replays.inc();
     m.bufferLength.set(r.bufferLength);
-    this.options.logger.info(
+    this.host.logger.info(
       {
         job: jobId,
         step: task.step,

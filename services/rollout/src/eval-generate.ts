@@ -15,8 +15,8 @@ import {
   GENERATE_LIMITS,
   type GenerateTask,
   type GenerateTaskResult,
+  type WorkerHost,
 } from '@spark/contract';
-import type { Logger } from '@spark/runtime/logging';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import { createWorker, type Job } from '@spark/runtime/redis';
 import type { Worker } from 'bullmq';
@@ -187,10 +187,6 @@ export class CheckpointGenerators {
 const resolvedDirOf = (key: string): string => key.slice(0, key.indexOf('\u0000'));
 
 export interface EvalGenerateWorkerOptions {
-  redisUrl: string;
-  prefix: string;
-  logger: Logger;
-  metrics: ServiceMetrics;
   /** Evaluation checkpoints kept loaded at once. */
   maxCheckpoints: number;
   /** An evaluation checkpoint unused for this long is freed, in ms. */
@@ -231,8 +227,11 @@ export class EvalGenerateWorker {
   private pruner: NodeJS.Timeout | null = null;
   private readonly m: ReturnType<typeof evalMetrics>;
 
-  constructor(private readonly options: EvalGenerateWorkerOptions) {
-    this.m = evalMetrics(options.metrics);
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: EvalGenerateWorkerOptions,
+  ) {
+    this.m = evalMetrics(host.metrics);
     this.generators = new CheckpointGenerators({
       maxEntries: options.maxCheckpoints,
       idleMs: options.idleMs,
@@ -240,13 +239,13 @@ export class EvalGenerateWorker {
   }
 
   async start(): Promise<void> {
-    const { logger } = this.options;
+    const { logger } = this.host;
     this.worker = createWorker<unknown, GenerateTaskResult>(
       EVAL_GENERATE_QUEUE,
       (job: Job<unknown, GenerateTaskResult>) => this.process(job),
       {
-        url: this.options.redisUrl,
-        prefix: this.options.prefix,
+        url: this.host.redisUrl,
+        prefix: this.host.config.redisPrefix,
         concurrency: 1,
         lockDuration: this.options.lockMs,
       },
@@ -267,10 +266,7 @@ export class EvalGenerateWorker {
     });
     if ('error' in result) {
       this.m.errors.inc({ code: result.error.code });
-      this.options.logger.info(
-        { task: job.id, error: result.error.message },
-        'evaluation generation refused',
-      );
+      this.host.logger.info({ task: job.id, error: result.error.message }, 'evaluation generation refused');
     }
     return result;
   }

@@ -69,37 +69,27 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
   return startWorkerService(
     {
       name: ROLLOUT_SERVICE_NAME,
-      wire: async ({ redis, redisUrl, logger, metrics, lifecycle }) => {
-        const prefix = config.redisPrefix;
+      wire: async (ctx) => {
         const models = new ModelCache({
-          redis,
-          prefix,
+          redis: ctx.redis,
+          prefix: config.redisPrefix,
           learnerAddress: config.learnerAddress,
           token: config.localMode || !config.authToken ? null : config.authToken,
           fetchTimeoutMs: config.fetchTimeoutMs,
           maxPolicyBytes: config.maxPolicyBytes,
           maxJobs: config.maxCachedJobs,
-          ...modelCacheMetrics(metrics),
+          ...modelCacheMetrics(ctx.metrics),
         });
-        lifecycle.add('models', () => models.close());
-        const pruner = new InactiveModelPruner(models, { redis, prefix, everyMs: config.pruneMs, logger });
-        const sampling = new RolloutWorker({
-          redis,
-          redisUrl,
-          prefix,
-          logger,
-          metrics,
+        ctx.lifecycle.add('models', () => models.close());
+        const pruner = new InactiveModelPruner(models, ctx, config.pruneMs);
+        const sampling = new RolloutWorker(ctx, {
           models,
           maxNewTokens: config.maxNewTokens,
           verifyQueueMaxDepth: config.verifyQueueMaxDepth,
           pollMs: config.pollMs,
           lockMs: config.lockMs,
         });
-        const evalGenerate = new EvalGenerateWorker({
-          redisUrl,
-          prefix,
-          logger,
-          metrics,
+        const evalGenerate = new EvalGenerateWorker(ctx, {
           maxCheckpoints: config.evalMaxCheckpoints,
           idleMs: config.evalIdleMs,
           pruneMs: config.pruneMs,
@@ -111,7 +101,7 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
             ['workers', sampling],
             ['eval-generate', evalGenerate],
           ],
-          extra: () => ({ metrics, models }),
+          extra: () => ({ metrics: ctx.metrics, models }),
         };
       },
     },

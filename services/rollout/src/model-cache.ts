@@ -4,9 +4,14 @@
 // learner's PolicyService (fetchPolicy: chunked, sha256-verified) only when the cached version differs
 // from the task's — a model is NEVER used at any other version than the one asked for.
 import { FailedPreconditionError, UnavailableError } from '@spark/runtime';
-import { fetchPolicy, jobKeys, PolicyTransferError, type FetchedPolicy } from '@spark/contract';
+import {
+  fetchPolicy,
+  jobKeys,
+  PolicyTransferError,
+  type FetchedPolicy,
+  type WorkerHost,
+} from '@spark/contract';
 import { grpc } from '@spark/runtime/grpc';
-import type { Logger } from '@spark/runtime/logging';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import type { Redis } from '@spark/runtime/redis';
 import { Model, parseHfConfig } from '@spark/kernels';
@@ -212,20 +217,21 @@ export class InactiveModelPruner {
 
   constructor(
     private readonly models: ModelCache,
-    private readonly options: { redis: Redis; prefix: string; everyMs: number; logger: Logger },
+    private readonly host: WorkerHost,
+    private readonly everyMs: number,
   ) {}
 
   async start(): Promise<void> {
-    const { redis, prefix, everyMs, logger } = this.options;
+    const { redis, config, logger } = this.host;
     this.timer = setInterval(() => {
-      redis.smembers(jobKeys.active(prefix)).then(
+      redis.smembers(jobKeys.active(config.redisPrefix)).then(
         (active) => {
           const dropped = this.models.retainOnly(new Set(active));
           if (dropped.length) logger.info({ jobs: dropped }, 'freed the models of inactive jobs');
         },
         (err: unknown) => logger.warn({ err }, 'cannot read the active job set'),
       );
-    }, everyMs);
+    }, this.everyMs);
     this.timer.unref();
   }
 

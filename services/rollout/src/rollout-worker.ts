@@ -6,15 +6,16 @@
 // Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total, _policy_version.
 import { InvalidArgumentError } from '@spark/runtime';
 import {
-  JobQueueWorkers,
+  followJobQueues,
   queueName,
   taskOnJobQueue,
+  type JobQueueWorkers,
   type RolloutTask,
   type VerifyTask,
+  type WorkerHost,
 } from '@spark/contract';
-import type { Logger } from '@spark/runtime/logging';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
-import { createQueue, enqueueBounded, UnrecoverableError, type Job, type Redis } from '@spark/runtime/redis';
+import { createQueue, enqueueBounded, UnrecoverableError, type Job } from '@spark/runtime/redis';
 import { charTokenizer } from '@spark/method/tokenizers';
 import type { Queue } from 'bullmq';
 
@@ -62,11 +63,6 @@ export class VerifyQueues {
 }
 
 export interface RolloutWorkerOptions {
-  redis: Redis;
-  redisUrl: string;
-  prefix: string;
-  logger: Logger;
-  metrics: ServiceMetrics;
   models: ModelCache;
   /** Cap on generated tokens per response. */
   maxNewTokens: number;
@@ -104,19 +100,21 @@ export class RolloutWorker {
   private readonly verifyQueues: VerifyQueues;
   private readonly m: ReturnType<typeof samplingMetrics>;
 
-  constructor(private readonly options: RolloutWorkerOptions) {
-    this.m = samplingMetrics(options.metrics);
-    this.verifyQueues = new VerifyQueues({ redisUrl: options.redisUrl, prefix: options.prefix });
-    this.workers = new JobQueueWorkers<RolloutTask, RolloutTaskResult>({
-      url: options.redisUrl,
-      prefix: options.prefix,
-      role: 'rollout',
-      redis: options.redis,
-      logger: options.logger,
-      processorFor: (jobId) => (job) => this.process(jobId, job),
-      pollMs: options.pollMs,
-      workerOptions: { concurrency: 1, lockDuration: options.lockMs },
-    });
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: RolloutWorkerOptions,
+  ) {
+    this.m = samplingMetrics(host.metrics);
+    this.verifyQueues = new VerifyQueues({ redisUrl: host.redisUrl, prefix: host.config.redisPrefix });
+    this.workers = followJobQueues(
+      host,
+      'rollout',
+      (jobId, job: Job<RolloutTask, RolloutTaskResult>) => this.process(jobId, job),
+      {
+        pollMs: options.pollMs,
+        workerOptions: { concurrency: 1, lockDuration: options.lockMs },
+      },
+    );
   }
 
   start(): Promise<void> {
@@ -130,7 +128,8 @@ export class RolloutWorker {
   }
 
   private async process(jobId: string, job: Job<RolloutTask, RolloutTaskResult>): Promise<RolloutTaskResult> {
-    const { models, logger } = this.options;
+    const { models } = this.options;
+    const { logger } = this.host;
     const task = taskOnJobQueue(job.data, jobId, parseRolloutTask);
     const shard = await models.withModel(jobId, task.policyVersion, async (model) => {
       try {

@@ -53,20 +53,15 @@ export async function startVerifierService(
   return startWorkerService(
     {
       name: VERIFIER_SERVICE_NAME,
-      wire: async ({ redis, redisUrl, logger, metrics, lifecycle }) => {
+      wire: async (ctx) => {
         const verifier = new Verifier({ budgetMs: config.budgetMs, workers: config.symbolicWorkers });
         let verifierClosed = false;
-        lifecycle.add('verifier', () => {
+        ctx.lifecycle.add('verifier', () => {
           verifierClosed = true;
           return verifier.close();
         });
         await verifier.ready();
-        const worker = new VerifyWorker({
-          redis,
-          redisUrl,
-          prefix: config.redisPrefix,
-          logger,
-          metrics,
+        const worker = new VerifyWorker(ctx, {
           verifier,
           verifierClosed: () => verifierClosed,
           concurrency: config.concurrency,
@@ -74,7 +69,7 @@ export async function startVerifierService(
           lockMs: config.lockMs,
           stalledIntervalMs: config.stalledIntervalMs,
         });
-        return { processors: [['workers', worker]], extra: () => ({ metrics }) };
+        return { processors: [['workers', worker]], extra: () => ({ metrics: ctx.metrics }) };
       },
     },
     config,

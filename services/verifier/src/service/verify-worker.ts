@@ -5,10 +5,17 @@
 // Metrics: spark_verifier_responses_verified_total{kind,result}, _verify_seconds, _reward_ratio{kind},
 // _tasks_total{outcome}.
 import { UnavailableError } from '@spark/runtime';
-import { JobQueueWorkers, jobKeys, taskOnJobQueue, type KindName, type VerifyTask } from '@spark/contract';
-import type { Logger } from '@spark/runtime/logging';
+import {
+  followJobQueues,
+  jobKeys,
+  taskOnJobQueue,
+  type JobQueueWorkers,
+  type KindName,
+  type VerifyTask,
+  type WorkerHost,
+} from '@spark/contract';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
-import type { Job, Redis } from '@spark/runtime/redis';
+import type { Job } from '@spark/runtime/redis';
 
 import type { Verifier } from '../lib/verifier.js';
 import { parseVerifyTask, scoreTask } from './score.js';
@@ -21,11 +28,6 @@ export interface VerifyTaskResult {
 }
 
 export interface VerifyWorkerOptions {
-  redis: Redis;
-  redisUrl: string;
-  prefix: string;
-  logger: Logger;
-  metrics: ServiceMetrics;
   verifier: Verifier;
   /** True once the verifier's threads are closing: results scored then are not stored. */
   verifierClosed: () => boolean;
@@ -65,22 +67,24 @@ export class VerifyWorker {
   private readonly workers: JobQueueWorkers<VerifyTask, VerifyTaskResult>;
   private readonly m: ReturnType<typeof verifyMetrics>;
 
-  constructor(private readonly options: VerifyWorkerOptions) {
-    this.m = verifyMetrics(options.metrics);
-    this.workers = new JobQueueWorkers<VerifyTask, VerifyTaskResult>({
-      url: options.redisUrl,
-      prefix: options.prefix,
-      role: 'verify',
-      redis: options.redis,
-      logger: options.logger,
-      processorFor: (jobId) => (job) => this.process(jobId, job),
-      pollMs: options.pollMs,
-      workerOptions: {
-        concurrency: options.concurrency,
-        lockDuration: options.lockMs,
-        stalledInterval: options.stalledIntervalMs,
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: VerifyWorkerOptions,
+  ) {
+    this.m = verifyMetrics(host.metrics);
+    this.workers = followJobQueues(
+      host,
+      'verify',
+      (jobId, job: Job<VerifyTask, VerifyTaskResult>) => this.process(jobId, job),
+      {
+        pollMs: options.pollMs,
+        workerOptions: {
+          concurrency: options.concurrency,
+          lockDuration: options.lockMs,
+          stalledInterval: options.stalledIntervalMs,
+        },
       },
-    });
+    );
   }
 
   start(): Promise<void> {
@@ -115,11 +119,8 @@ export class VerifyWorker {
       throw new UnavailableError('verifier closed while scoring; the shard will be redelivered');
     for (const [kind, { n, r }] of sums) m.rewardRatio.set({ kind }, r / n);
     if (groups.length) {
-      const key = jobKeys.groups(this.options.prefix, jobId, task.step, task.phase);
-      await this.options.redis.hset(
-        key,
-        Object.fromEntries(groups.map((g) => [g.groupId, JSON.stringify(g)])),
-      );
+      const key = jobKeys.groups(this.host.config.redisPrefix, jobId, task.step, task.phase);
+      await this.host.redis.hset(key, Object.fromEntries(groups.map((g) => [g.groupId, JSON.stringify(g)])));
     }
     m.tasksTotal.inc({ outcome: 'ok' });
     let responses = 0;
@@ -129,7 +130,7 @@ export class VerifyWorker {
         responses++;
         correct += r.reward;
       }
-    this.options.logger.debug({ job: jobId, shard: task.shardId, responses, correct }, 'shard verified');
+    this.host.logger.debug({ job: jobId, shard: task.shardId, responses, correct }, 'shard verified');
     return { groups: groups.length, responses, correct };
   }
 }
