@@ -1,12 +1,7 @@
 // The coordinator's configuration: the shared service keys plus the scheduler's and the job driver's
 // bounds (concurrent jobs, phase time-outs, shard size, queue depth, event stream length, watchers).
-import {
-  baseServiceShape,
-  configWithDefaults,
-  loadConfigOrExit,
-  type LoadConfigOptions,
-  z,
-} from '@spark/runtime/config';
+import type { ConfigOf, LoadConfigOptions } from '@spark/runtime/config';
+import { baseServiceShape, defaultsFor, loadConfigOrExit, z } from '@spark/runtime/config';
 
 export const coordinatorShape = {
   ...baseServiceShape,
@@ -48,7 +43,7 @@ export const coordinatorShape = {
   generateTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
 };
 
-export type CoordinatorConfig = Readonly<z.infer<z.ZodObject<typeof coordinatorShape>>>;
+export type CoordinatorConfig = ConfigOf<typeof coordinatorShape>;
 
 /** The coordinator's config from defaults, file and SPARK_* environment; exits with status 2 when invalid. */
 export function loadCoordinatorConfig(options: LoadConfigOptions = {}): CoordinatorConfig {
@@ -56,6 +51,4 @@ export function loadCoordinatorConfig(options: LoadConfigOptions = {}): Coordina
 }
 
 /** A full config from partial values (tests and in-process launchers): defaults for everything else. */
-export function coordinatorConfig(values: Partial<CoordinatorConfig> = {}): CoordinatorConfig {
-  return configWithDefaults(coordinatorShape, values);
-}
+export const coordinatorConfig = defaultsFor(coordinatorShape);

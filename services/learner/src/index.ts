@@ -1,28 +1,25 @@
-// @spark/learner: the native trainer service. It follows the active-job set with one BullMQ worker per
-// job on `learn-<job>` (concurrency 1), runs each LearnTask's SFT or GRPO update exactly once in effect
-// (./learner.ts), serves the resulting policy weights over PolicyService.GetPolicy (./policy-service.ts),
-// and writes checkpoints (./checkpoint.ts). `startLearner` is used by main.ts and by in-process tests.
+// @spark/learner: the native trainer service, on the service skeleton (@spark/runtime/service). It follows
+// the active-job set with one BullMQ worker per job on `learn-<job>` (./learn-worker.ts), runs each
+// LearnTask's SFT or GRPO update exactly once in effect (./learner.ts), serves the resulting policy weights
+// over PolicyService.GetPolicy (./policy-service.ts), and writes checkpoints (./checkpoint.ts).
+// `startLearner` is used by main.ts and by in-process tests.
 //
 // Samplers fetch weights with `fetchPolicy` from @spark/contract (the client lives with the
 // contract, so rollout does not depend on this package).
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 
-import { InvalidArgumentError, UnavailableError } from '@spark/runtime';
-import { JobQueueWorkers, type LearnResult, type LearnTask } from '@spark/contract';
-import { assertServerSecurity, baseServiceShape, z } from '@spark/runtime/config';
-import { GrpcServer } from '@spark/runtime/grpc';
-import { createLogger, type Logger } from '@spark/runtime/logging';
-import { ServiceMetrics, startMetricsServer } from '@spark/runtime/metrics';
-import { connectRedis, resolveRedis, UnrecoverableError, type Redis } from '@spark/runtime/redis';
+import { activePollMsKey, baseServiceShape, type ConfigOf, taskLockMsKey, z } from '@spark/runtime/config';
+import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 
-import { Learner, PolicyVersionMismatchError, validateLearnTask } from './learner.js';
+import { learnWorkers } from './learn-worker.js';
+import { Learner } from './learner.js';
 import { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
 import { policyServiceImpl, PolicyServiceFast } from './policy-service.js';
 
 export {
   Learner,
-  JobState,
+  JobModel,
   PolicyVersionMismatchError,
   validateLearnTask,
   type PolicySnapshot,
@@ -69,168 +66,85 @@ export const learnerConfigShape = {
   /** Most sequences (SFT examples or sampled responses) one LearnTask may carry. */
   maxSequencesPerTask: z.number().int().min(1).max(1_000_000).default(65_536),
   /** BullMQ lock of a running update (renewed while it runs), in milliseconds. */
-  workerLockMs: z.number().int().min(1_000).max(3_600_000).default(120_000),
+  workerLockMs: taskLockMsKey(120_000),
   /** How often the active-job set is polled, in milliseconds. */
-  activePollMs: z.number().int().min(10).max(60_000).default(250),
+  activePollMs: activePollMsKey(),
 };
 
-export type LearnerConfig = Readonly<z.infer<z.ZodObject<typeof learnerConfigShape>>>;
+export type LearnerConfig = ConfigOf<typeof learnerConfigShape>;
 
-export interface LearnerDeps {
-  logger?: Logger;
-}
+export type LearnerDeps = ServiceDeps;
 
-export interface LearnerService {
-  readonly grpcPort: number;
-  readonly metricsPort: number;
+/** The started learner (grpcPort, metricsPort, logger, serviceMetrics and close() come with the skeleton). */
+export type LearnerService = WorkerService<{
   /** The address written to each job's policy hash. */
   readonly address: string;
   readonly learner: Learner;
   readonly metrics: LearnerMetrics;
-  readonly serviceMetrics: ServiceMetrics;
-  readonly logger: Logger;
-  close(): Promise<void>;
-}
+}>;
 
-/** Resolves once an ioredis client is ready (clients here have no offline queue), bounded in time. */
-export async function whenRedisReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
-  if (redis.status === 'ready') return;
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new UnavailableError(`Redis not ready after ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onReady = () => {
-      cleanup();
-      resolve();
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      redis.off('ready', onReady);
-    };
-    redis.on('ready', onReady);
-  });
+export { whenRedisReady } from '@spark/runtime/service';
+
+/** `host:port` of a bound server as samplers should dial it (the hostname when bound to every interface). */
+function dialAddress(grpcHost: string, port: number): string {
+  const wildcard = grpcHost === '0.0.0.0' || grpcHost === '::';
+  const host = wildcard ? hostname() : grpcHost;
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** Starts the learner: Redis, PolicyService, /metrics, then the per-job learn workers. */
 export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}): Promise<LearnerService> {
-  assertServerSecurity(config);
-  const logger = deps.logger ?? createLogger({ service: 'learner', level: config.logLevel });
-  const redisHandle = await resolveRedis(config.redisUrl || undefined);
-  const redis = connectRedis(redisHandle.url);
-  const serviceMetrics = new ServiceMetrics('learner');
-  const metrics = createLearnerMetrics(serviceMetrics);
-  const closers: (() => Promise<void>)[] = [
-    async () => {
-      await redis.quit().catch(() => undefined);
-      await redisHandle.stop();
-    },
-  ];
-  const closeAll = async () => {
-    for (const c of closers.splice(0).reverse()) {
-      try {
-        await c();
-      } catch (err) {
-        logger.warn({ err }, 'learner shutdown step failed');
-      }
-    }
-  };
-  try {
-    await whenRedisReady(redis);
-    let address = config.advertiseAddress;
-    const learner = new Learner({
-      redis,
-      prefix: config.redisPrefix,
-      logger,
-      metrics,
-      dataDir: resolve(config.dataDir),
-      advertisedAddress: () => address,
-      keepVersions: config.keepVersions,
-      maxModels: config.maxModels,
-      maxSequencesPerTask: config.maxSequencesPerTask,
-    });
-    closers.push(() => learner.close());
-
-    const server = new GrpcServer({
-      service: 'learner',
-      logger,
-      authToken: config.localMode ? null : config.authToken || null,
-      maxMessageBytes: config.grpcMaxMessageBytes,
-      ...(config.tlsCertFile && config.tlsKeyFile
-        ? {
-            tls: {
-              certFile: config.tlsCertFile,
-              keyFile: config.tlsKeyFile,
-              ...(config.tlsCaFile ? { caFile: config.tlsCaFile } : {}),
+  return startWorkerService(
+    {
+      name: 'learner',
+      grpc: { reflectionProtos: ['spark/v1/policy.proto'] },
+      wire: async (ctx) => {
+        const { redis, logger, metrics: serviceMetrics, lifecycle, grpcPort } = ctx;
+        const metrics = createLearnerMetrics(serviceMetrics);
+        const address = () => config.advertiseAddress || dialAddress(config.grpcHost, grpcPort());
+        const learner = new Learner({
+          redis,
+          prefix: config.redisPrefix,
+          logger,
+          metrics,
+          dataDir: resolve(config.dataDir),
+          advertisedAddress: address,
+          keepVersions: config.keepVersions,
+          maxModels: config.maxModels,
+          maxSequencesPerTask: config.maxSequencesPerTask,
+        });
+        lifecycle.add('learner', () => learner.close());
+        const workers = learnWorkers(ctx, {
+          learner,
+          pollMs: config.activePollMs,
+          lockMs: config.workerLockMs,
+          maxSequencesPerTask: config.maxSequencesPerTask,
+        });
+        return {
+          grpcServices: [
+            {
+              definition: PolicyServiceFast,
+              implementation: policyServiceImpl(learner, {
+                logger,
+                metrics,
+                chunkBytes: config.policyChunkBytes,
+              }),
+              name: 'spark.v1.PolicyService',
             },
-          }
-        : {}),
-      reflectionProtos: ['spark/v1/policy.proto'],
-    });
-    server.addService(
-      PolicyServiceFast,
-      policyServiceImpl(learner, { logger, metrics, chunkBytes: config.policyChunkBytes }),
-      'spark.v1.PolicyService',
-    );
-    const grpcPort = await server.listen(config.grpcHost, config.grpcPort);
-    closers.push(() => server.shutdown(config.shutdownGraceMs));
-    if (!address) {
-      const wildcard = config.grpcHost === '0.0.0.0' || config.grpcHost === '::';
-      const host = wildcard ? hostname() : config.grpcHost;
-      address = `${host.includes(':') ? `[${host}]` : host}:${grpcPort}`;
-    }
-
-    const metricsServer = await startMetricsServer(serviceMetrics.registry, {
-      host: config.metricsHost,
-      port: config.metricsPort,
-    });
-    closers.push(() => metricsServer.close());
-
-    const workers = new JobQueueWorkers<LearnTask, LearnResult>({
-      url: redisHandle.url,
-      prefix: config.redisPrefix,
-      role: 'learn',
-      redis,
-      logger,
-      pollMs: config.activePollMs,
-      workerOptions: { concurrency: 1, lockDuration: config.workerLockMs },
-      processorFor: (jobId) => {
-        // load the model (and publish version 0) as soon as the job is active, so samplers can fetch it
-        learner
-          .ensureJob(jobId)
-          .catch((err: unknown) => logger.error({ err, job: jobId }, 'cannot load job model'));
-        return async (job) => {
-          try {
-            validateLearnTask(job.data, jobId, config.maxSequencesPerTask);
-            return await learner.learn(job.data);
-          } catch (err) {
-            // retrying cannot fix malformed input or a version the learner is not at
-            if (err instanceof InvalidArgumentError || err instanceof PolicyVersionMismatchError) {
-              throw new UnrecoverableError(err.message);
-            }
-            throw err;
-          }
+          ],
+          processors: [['workers', workers]],
+          ready: () => ({ address: address() }),
+          extra: () => ({
+            get address() {
+              return address();
+            },
+            learner,
+            metrics,
+          }),
         };
       },
-    });
-    await workers.start();
-    closers.push(() => workers.close());
-
-    logger.info({ grpcPort, metricsPort: metricsServer.port, address }, 'learner ready');
-    return {
-      grpcPort,
-      metricsPort: metricsServer.port,
-      get address() {
-        return address;
-      },
-      learner,
-      metrics,
-      serviceMetrics,
-      logger,
-      close: closeAll,
-    };
-  } catch (err) {
-    await closeAll();
-    throw err;
-  }
+    },
+    config,
+    deps,
+  );
 }

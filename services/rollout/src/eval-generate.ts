@@ -13,11 +13,16 @@ import { isAbsolute, join } from 'node:path';
 import { InvalidArgumentError } from '@spark/runtime';
 import {
   CHECKPOINT_FILES,
+  EVAL_GENERATE_QUEUE,
   GENERATE_LIMITS,
   parseGenerateTask as parseContractGenerateTask,
   type GenerateTask,
   type GenerateTaskResult,
+  type WorkerHost,
 } from '@spark/contract';
+import type { ServiceMetrics } from '@spark/runtime/metrics';
+import { createWorker, type Job } from '@spark/runtime/redis';
+import type { Worker } from 'bullmq';
 
 import {
   CheckpointLoadError,
@@ -177,3 +182,95 @@ export class CheckpointGenerators {
 }
 
 const resolvedDirOf = (key: string): string => key.slice(0, key.indexOf('\u0000'));
+
+export interface EvalGenerateWorkerOptions {
+  /** Evaluation checkpoints kept loaded at once. */
+  maxCheckpoints: number;
+  /** An evaluation checkpoint unused for this long is freed, in ms. */
+  idleMs: number;
+  /** How often idle checkpoints are looked for, in ms. */
+  pruneMs: number;
+  /** BullMQ lock of a running task, in ms. */
+  lockMs: number;
+}
+
+function evalMetrics(metrics: ServiceMetrics) {
+  return {
+    prompts: metrics.counter({ name: 'eval_prompts_total', help: 'Evaluation prompts generated' }),
+    seconds: metrics.histogram({
+      name: 'eval_task_seconds',
+      help: 'Time of one evaluation generation task (checkpoint load included)',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    }),
+    loads: metrics.counter({
+      name: 'eval_checkpoint_loads_total',
+      help: 'Evaluation checkpoints loaded from disk',
+    }),
+    errors: metrics.counter({
+      name: 'eval_errors_total',
+      help: 'Evaluation generation tasks answered with an error',
+      labelNames: ['code'] as const,
+    }),
+  };
+}
+
+/**
+ * The worker of the cluster-wide `eval-generate` queue (one task at a time), with its metrics
+ * (spark_rollout_eval_*) and the idle-checkpoint pruner. A processor of the service skeleton.
+ */
+export class EvalGenerateWorker {
+  private readonly generators: CheckpointGenerators;
+  private worker: Worker<unknown, GenerateTaskResult> | null = null;
+  private pruner: NodeJS.Timeout | null = null;
+  private readonly m: ReturnType<typeof evalMetrics>;
+
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: EvalGenerateWorkerOptions,
+  ) {
+    this.m = evalMetrics(host.metrics);
+    this.generators = new CheckpointGenerators({
+      maxEntries: options.maxCheckpoints,
+      idleMs: options.idleMs,
+    });
+  }
+
+  async start(): Promise<void> {
+    const { logger } = this.host;
+    this.worker = createWorker<unknown, GenerateTaskResult>(
+      EVAL_GENERATE_QUEUE,
+      (job: Job<unknown, GenerateTaskResult>) => this.process(job),
+      {
+        url: this.host.redisUrl,
+        prefix: this.host.config.redisPrefix,
+        concurrency: 1,
+        lockDuration: this.options.lockMs,
+      },
+    );
+    this.worker.on('error', (err) => logger.warn({ err }, 'eval-generate worker error'));
+    this.pruner = setInterval(() => {
+      const freed = this.generators.pruneIdle();
+      if (freed.length) logger.info({ checkpoints: freed }, 'freed idle evaluation checkpoints');
+    }, this.options.pruneMs);
+    this.pruner.unref();
+  }
+
+  private async process(job: Job<unknown, GenerateTaskResult>): Promise<GenerateTaskResult> {
+    const result = await this.generators.run(job.data, (r) => {
+      this.m.prompts.inc(r.prompts);
+      this.m.seconds.observe(r.seconds);
+      if (r.loaded) this.m.loads.inc();
+    });
+    if ('error' in result) {
+      this.m.errors.inc({ code: result.error.code });
+      this.host.logger.info({ task: job.id, error: result.error.message }, 'evaluation generation refused');
+    }
+    return result;
+  }
+
+  async close(): Promise<void> {
+    if (this.pruner) clearInterval(this.pruner);
+    await this.worker?.close();
+    this.generators.close();
+  }
+}

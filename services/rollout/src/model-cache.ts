@@ -10,8 +10,10 @@ import {
   parsePolicyHash,
   PolicyTransferError,
   type FetchedPolicy,
+  type WorkerHost,
 } from '@spark/contract';
 import { grpc } from '@spark/runtime/grpc';
+import type { ServiceMetrics } from '@spark/runtime/metrics';
 import type { Redis } from '@spark/runtime/redis';
 import { Model, parseHfConfig } from '@spark/kernels';
 
@@ -182,5 +184,59 @@ export class ModelCache {
     this.closed = true;
     await Promise.all([...this.locks.values()]);
     for (const jobId of [...this.entries.keys()]) this.drop(jobId);
+  }
+}
+
+/** The weight-fetch metrics of a model cache (spark_rollout_weight_fetch_*, _version_refusals_total). */
+export function modelCacheMetrics(metrics: ServiceMetrics): Pick<ModelCacheOptions, 'onFetch' | 'onRefusal'> {
+  const fetchSeconds = metrics.histogram({
+    name: 'weight_fetch_seconds',
+    help: 'Time to fetch and verify one policy from the learner',
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+  });
+  const fetchBytes = metrics.counter({ name: 'weight_fetch_bytes_total', help: 'Policy bytes fetched' });
+  const refusals = metrics.counter({
+    name: 'version_refusals_total',
+    help: 'Shards not sampled because their policy version was not available (retried later)',
+    labelNames: ['reason'] as const,
+  });
+  return {
+    onFetch: ({ seconds, bytes }) => {
+      fetchSeconds.observe(seconds);
+      fetchBytes.inc(bytes);
+    },
+    onRefusal: (reason) => refusals.inc({ reason }),
+  };
+}
+
+/**
+ * Frees, every `everyMs`, the models of jobs that left the active set (memory is bounded by maxJobs
+ * anyway). A processor of the service skeleton: start() begins, close() stops.
+ */
+export class InactiveModelPruner {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly models: ModelCache,
+    private readonly host: WorkerHost,
+    private readonly everyMs: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const { redis, config, logger } = this.host;
+    this.timer = setInterval(() => {
+      redis.smembers(jobKeys.active(config.redisPrefix)).then(
+        (active) => {
+          const dropped = this.models.retainOnly(new Set(active));
+          if (dropped.length) logger.info({ jobs: dropped }, 'freed the models of inactive jobs');
+        },
+        (err: unknown) => logger.warn({ err }, 'cannot read the active job set'),
+      );
+    }, this.everyMs);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
   }
 }

@@ -3,12 +3,66 @@
 // it, gracefully, when the job leaves the set). Services use it instead of creating Workers by hand. The
 // coordinator announces every change of the set on a pub/sub channel (announceActiveChange), so a new
 // job's queues are served at once; the poll of the set is the safety net for a missed message.
-import type { Processor, Worker, WorkerOptions } from 'bullmq';
+import type { Job, Processor, Worker, WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import { createWorker, workerOptions } from '@spark/runtime/redis';
+import { InvalidArgumentError } from '@spark/runtime';
+import { createWorker, UnrecoverableError, workerOptions } from '@spark/runtime/redis';
+import type { BaseServiceConfig, ServiceContext } from '@spark/runtime/service';
 import { jobKeys, queueName, type QueueRole } from './keys.js';
+
+/** What a per-job worker takes from its service: the service skeleton's context. */
+export type WorkerHost = Pick<
+  ServiceContext<BaseServiceConfig>,
+  'redis' | 'redisUrl' | 'logger' | 'metrics' | 'config'
+>;
+
+/** JobQueueWorkers of `role` on the host's Redis and key prefix; each job's tasks go to `process`. */
+export function followJobQueues<T, R>(
+  host: WorkerHost,
+  role: QueueRole,
+  process: (jobId: string, job: Job<T, R>) => Promise<R>,
+  options: {
+    pollMs: number;
+    workerOptions?: Partial<WorkerOptions>;
+    /** Called once when a job's worker opens (e.g. to load what its tasks will need). */
+    onJob?: (jobId: string) => void;
+  },
+): JobQueueWorkers<T, R> {
+  return new JobQueueWorkers<T, R>({
+    url: host.redisUrl,
+    prefix: host.config.redisPrefix,
+    role,
+    redis: host.redis,
+    logger: host.logger,
+    processorFor: (jobId) => {
+      options.onJob?.(jobId);
+      return (job) => process(jobId, job);
+    },
+    pollMs: options.pollMs,
+    ...(options.workerOptions ? { workerOptions: options.workerOptions } : {}),
+  });
+}
+
+/**
+ * A task at its job queue's boundary: `parse` checks its shape, and it must belong to the queue's job.
+ * A malformed task, or one of another job, fails at once (UnrecoverableError: retrying cannot help).
+ */
+export function taskOnJobQueue<T extends { jobId: string }>(
+  data: unknown,
+  jobId: string,
+  parse: (data: unknown) => T,
+): T {
+  try {
+    const task = parse(data);
+    if (task.jobId !== jobId)
+      throw new InvalidArgumentError(`task of job ${task.jobId} on job ${jobId}'s queue`);
+    return task;
+  } catch (err) {
+    throw new UnrecoverableError(err instanceof Error ? err.message : String(err));
+  }
+}
 
 /** Tells every JobQueueWorkers of the deployment that the active-job set changed (after changing it). */
 export async function announceActiveChange(redis: Redis, prefix: string): Promise<void> {

@@ -46,6 +46,19 @@ export const baseServiceShape = {
   shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
 };
 
+/** The typed, frozen config of a service shape. */
+export type ConfigOf<Shape extends z.ZodRawShape> = Readonly<z.infer<z.ZodObject<Shape>>>;
+
+/** Schema of a "how often the active-job set is polled, in ms" key (services that follow active jobs). */
+export function activePollMsKey(defaultMs = 250) {
+  return z.number().int().min(10).max(60_000).default(defaultMs);
+}
+
+/** Schema of a "BullMQ lock of a running task (renewed while it runs), in ms" key. */
+export function taskLockMsKey(defaultMs: number) {
+  return z.number().int().min(1_000).max(3_600_000).default(defaultMs);
+}
+
 /** UPPER_SNAKE form of a camelCase key: `grpcPort` → `GRPC_PORT`. */
 export function envKeyOf(key: string): string {
   return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
@@ -155,6 +168,13 @@ export function configWithDefaults<Shape extends z.ZodRawShape>(
   overrides: Partial<z.infer<z.ZodObject<Shape>>> = {},
 ): Readonly<z.infer<z.ZodObject<Shape>>> {
   return Object.freeze(z.strictObject(shape).parse(overrides) as z.infer<z.ZodObject<Shape>>);
+}
+
+/** `configWithDefaults` bound to one shape: the `xConfig(overrides)` function of a service. */
+export function defaultsFor<Shape extends z.ZodRawShape>(
+  shape: Shape,
+): (overrides?: Partial<z.infer<z.ZodObject<Shape>>>) => ConfigOf<Shape> {
+  return (overrides = {}) => configWithDefaults(shape, overrides);
 }
 
 /** Like loadConfig, but prints every problem to stderr and exits with status 2 on invalid config. */

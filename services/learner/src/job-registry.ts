@@ -1,0 +1,223 @@
+// The learner's job registry: one JobModel per job (the native policy model, the frozen reference made
+// when RL starts, the policy version, the optimizer-step counters of the lr schedule and the immutable
+// weight snapshots PolicyService streams), loaded on first use — from the checkpoint the job itself last
+// wrote (a restarted learner resumes), else from the spec's model (preset + seed, or a checkpoint
+// directory) — and evicted, least recently used first, when more than maxModels inactive jobs are held.
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@spark/runtime';
+import { CHECKPOINT_FILES, JOB_ID_PATTERN, jobKeys, readJobSpec, type LearnResult } from '@spark/contract';
+import type { Logger } from '@spark/runtime/logging';
+import type { JobSpec } from '@spark/protocol';
+import type { Redis } from '@spark/runtime/redis';
+import { Model, presetNames, toHfConfig } from '@spark/kernels';
+
+import { latestCheckpoint, loadReference } from './checkpoint.js';
+import type { LearnerMetrics } from './metrics.js';
+import type { PolicySnapshot } from './publisher.js';
+import { scheduleFromSpec, type LrSchedule } from './schedule.js';
+
+/** The state of one job on this learner (not the protocol's JobState: that is a job's lifecycle state). */
+export class JobModel {
+  reference: Model | null = null;
+  version = 0;
+  /** AdamW steps of every phase. */
+  optimizerSteps = 0;
+  /** AdamW steps of the RL phases (policy + reward): the position on the lr schedule. */
+  rlOptimizerSteps = 0;
+  snapshots: PolicySnapshot[] = [];
+  lastUsed = Date.now();
+  /** The last task trained and its result, to answer a redelivery whose stored result was lost. */
+  last: { taskId: string; result: LearnResult } | null = null;
+  /** Serialises updates and checkpoints of this job. */
+  tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly jobId: string,
+    readonly spec: JobSpec,
+    readonly model: Model,
+    readonly schedule: LrSchedule,
+    readonly checkpointDir: string,
+  ) {}
+
+  get configJson(): string {
+    return JSON.stringify(toHfConfig(this.model.config));
+  }
+
+  snapshot(version: number): PolicySnapshot | null {
+    return this.snapshots.find((s) => s.version === version) ?? null;
+  }
+
+  free(): void {
+    this.model.free();
+    this.reference?.free();
+    this.snapshots = [];
+  }
+}
+
+export interface JobRegistryOptions {
+  redis: Redis;
+  prefix: string;
+  logger: Logger;
+  metrics: LearnerMetrics;
+  /** Where a job's checkpoints go when its spec names no checkpoint dir: `<dataDir>/<jobId>`. */
+  dataDir: string;
+  /** Job models held in memory; the least recently used inactive job is evicted beyond this. */
+  maxModels: number;
+  /** Publishes a freshly loaded job's first snapshot; the job becomes visible only once it succeeded. */
+  publish: (job: JobModel) => Promise<unknown>;
+}
+
+export class JobRegistry {
+  private readonly jobs = new Map<string, JobModel>();
+  private readonly loading = new Map<string, Promise<JobModel>>();
+  private closed = false;
+
+  constructor(private readonly options: JobRegistryOptions) {}
+
+  /** Job ids whose models are in memory. */
+  get jobIds(): string[] {
+    return [...this.jobs.keys()];
+  }
+
+  /** A loaded job, or null. */
+  job(jobId: string): JobModel | null {
+    return this.jobs.get(jobId) ?? null;
+  }
+
+  /** The job's model, loading it on first use (concurrent callers share one load). */
+  ensureJob(jobId: string): Promise<JobModel> {
+    const have = this.jobs.get(jobId);
+    if (have) {
+      have.lastUsed = Date.now();
+      return Promise.resolve(have);
+    }
+    let p = this.loading.get(jobId);
+    if (!p) {
+      p = this.loadJob(jobId).finally(() => this.loading.delete(jobId));
+      this.loading.set(jobId, p);
+    }
+    return p;
+  }
+
+  /** True when the job is in the active set (GetPolicy may load it on demand). */
+  async isActive(jobId: string): Promise<boolean> {
+    return (await this.options.redis.sismember(jobKeys.active(this.options.prefix), jobId)) === 1;
+  }
+
+  /** The job a caller may read snapshots of: loaded, being loaded, or active (then loaded); else NotFound. */
+  async served(jobId: string): Promise<JobModel> {
+    if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidArgumentError(`invalid job id "${jobId}"`);
+    const have = this.jobs.get(jobId);
+    if (have) return have;
+    const pending = this.loading.get(jobId);
+    if (pending) return pending;
+    if (await this.isActive(jobId)) return this.ensureJob(jobId);
+    throw new NotFoundError(`job ${jobId} is not served by this learner`);
+  }
+
+  /** Drops a job's model (e.g. after it ended). */
+  async dropJob(jobId: string): Promise<void> {
+    const s = this.jobs.get(jobId);
+    if (!s) return;
+    await s.tail.catch(() => undefined);
+    this.jobs.delete(jobId);
+    s.free();
+    this.options.metrics.modelsLoaded.set(this.jobs.size);
+  }
+
+  /** Frees every model once its running update ended. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.loading.values()]);
+    for (const s of this.jobs.values()) {
+      await s.tail.catch(() => undefined);
+      s.free();
+    }
+    this.jobs.clear();
+    this.options.metrics.modelsLoaded.set(0);
+  }
+
+  private async readSpec(jobId: string): Promise<JobSpec> {
+    if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidArgumentError(`invalid job id "${jobId}"`);
+    const spec = await readJobSpec(this.options.redis, this.options.prefix, jobId);
+    if (!spec) throw new NotFoundError(`job ${jobId} not found (no readable spec in its job hash)`);
+    return spec;
+  }
+
+  private async loadJob(jobId: string): Promise<JobModel> {
+    if (this.closed) throw new FailedPreconditionError('learner is shutting down');
+    const { logger, metrics } = this.options;
+    const spec = await this.readSpec(jobId);
+    const schedule = scheduleFromSpec(spec);
+    const checkpointDir = spec.checkpointDir || join(this.options.dataDir, jobId);
+    await this.evictFor(jobId);
+
+    let job: JobModel;
+    const resume = await latestCheckpoint(checkpointDir, jobId);
+    if (resume) {
+      const model = await Model.load(resume.dir, { optimizer: true });
+      job = new JobModel(jobId, spec, model, schedule, checkpointDir);
+      job.version = resume.state.policyVersion;
+      job.optimizerSteps = resume.state.optimizerSteps;
+      job.rlOptimizerSteps = resume.state.rlOptimizerSteps;
+      job.reference = await loadReference(resume.dir, model);
+      logger.info(
+        { job: jobId, dir: resume.dir, version: job.version },
+        'job model resumed from its checkpoint',
+      );
+    } else {
+      const source = spec.model || 'tiny';
+      let model: Model;
+      if (presetNames().includes(source)) {
+        if (!Number.isSafeInteger(spec.seed) || spec.seed < 0)
+          throw new InvalidArgumentError(`job ${jobId}: seed must be an integer in [0, 2^53)`);
+        model = await Model.create(source as 'tiny', spec.seed);
+      } else {
+        try {
+          await access(join(source, CHECKPOINT_FILES.config));
+        } catch {
+          throw new InvalidArgumentError(
+            `job ${jobId}: model "${source}" is neither a preset (${presetNames().join(', ')}) nor a checkpoint directory`,
+          );
+        }
+        model = await Model.load(source);
+      }
+      job = new JobModel(jobId, spec, model, schedule, checkpointDir);
+      logger.info({ job: jobId, model: source, params: model.numParams }, 'job model created');
+    }
+    if (this.closed) {
+      job.free();
+      throw new FailedPreconditionError('learner is shutting down');
+    }
+    // published before it is visible in `jobs`: a reader never sees a job without its first snapshot
+    // (until then it waits on `loading`)
+    try {
+      await this.options.publish(job);
+    } catch (err) {
+      job.free();
+      throw err;
+    }
+    this.jobs.set(jobId, job);
+    metrics.modelsLoaded.set(this.jobs.size);
+    return job;
+  }
+
+  /** Frees the least recently used job models that are not active, to stay under maxModels. */
+  private async evictFor(jobId: string): Promise<void> {
+    if (this.jobs.size < this.options.maxModels) return;
+    const active = new Set(await this.options.redis.smembers(jobKeys.active(this.options.prefix)));
+    const candidates = [...this.jobs.values()]
+      .filter((s) => s.jobId !== jobId && !active.has(s.jobId))
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    while (this.jobs.size >= this.options.maxModels && candidates.length) {
+      const victim = candidates.shift() as JobModel;
+      await victim.tail.catch(() => undefined);
+      this.jobs.delete(victim.jobId);
+      victim.free();
+      this.options.logger.info({ job: victim.jobId }, 'evicted inactive job model');
+    }
+    this.options.metrics.modelsLoaded.set(this.jobs.size);
+  }
+}

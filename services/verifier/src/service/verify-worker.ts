@@ -1,0 +1,136 @@
+// The verify worker: serves the `verify-<job>` queue of every active job (JobQueueWorkers). Each
+// VerifyTask (one rollout shard) is scored with the verifier library and every VerifiedGroup is HSET into
+// the phase's group hash (field = groupId), so a redelivered shard rewrites the same fields and never
+// duplicates. Malformed payloads fail at once (UnrecoverableError); Redis errors retry with backoff.
+// Metrics: spark_verifier_responses_verified_total{kind,result}, _verify_seconds, _reward_ratio{kind},
+// _tasks_total{outcome}.
+import { UnavailableError } from '@spark/runtime';
+import {
+  followJobQueues,
+  jobKeys,
+  taskOnJobQueue,
+  type JobQueueWorkers,
+  type KindName,
+  type VerifyTask,
+  type WorkerHost,
+} from '@spark/contract';
+import type { ServiceMetrics } from '@spark/runtime/metrics';
+import type { Job } from '@spark/runtime/redis';
+
+import type { Verifier } from '@spark/verify';
+import { parseVerifyTask, scoreTask } from './score.js';
+
+/** What a verify task returns to BullMQ (small; the groups themselves go to the hash). */
+export interface VerifyTaskResult {
+  readonly groups: number;
+  readonly responses: number;
+  readonly correct: number;
+}
+
+export interface VerifyWorkerOptions {
+  verifier: Verifier;
+  /** True once the verifier's threads are closing: results scored then are not stored. */
+  verifierClosed: () => boolean;
+  concurrency: number;
+  pollMs: number;
+  lockMs: number;
+  stalledIntervalMs: number;
+}
+
+function verifyMetrics(metrics: ServiceMetrics) {
+  return {
+    verified: metrics.counter({
+      name: 'responses_verified_total',
+      help: 'Responses scored, by prompt kind and result (correct/wrong)',
+      labelNames: ['kind', 'result'] as const,
+    }),
+    seconds: metrics.histogram({
+      name: 'verify_seconds',
+      help: 'Time to score one response',
+      buckets: [0.0001, 0.0005, 0.002, 0.01, 0.05, 0.2, 1],
+    }),
+    rewardRatio: metrics.gauge({
+      name: 'reward_ratio',
+      help: 'Mean reward of the last scored shard, by prompt kind',
+      labelNames: ['kind'] as const,
+    }),
+    tasksTotal: metrics.counter({
+      name: 'tasks_total',
+      help: 'Verify tasks finished, by outcome',
+      labelNames: ['outcome'] as const,
+    }),
+  };
+}
+
+/** The per-job verify workers. A processor of the service skeleton. */
+export class VerifyWorker {
+  private readonly workers: JobQueueWorkers<VerifyTask, VerifyTaskResult>;
+  private readonly m: ReturnType<typeof verifyMetrics>;
+
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: VerifyWorkerOptions,
+  ) {
+    this.m = verifyMetrics(host.metrics);
+    this.workers = followJobQueues(
+      host,
+      'verify',
+      (jobId, job: Job<VerifyTask, VerifyTaskResult>) => this.process(jobId, job),
+      {
+        pollMs: options.pollMs,
+        workerOptions: {
+          concurrency: options.concurrency,
+          lockDuration: options.lockMs,
+          stalledInterval: options.stalledIntervalMs,
+        },
+      },
+    );
+  }
+
+  start(): Promise<void> {
+    return this.workers.start();
+  }
+
+  close(): Promise<void> {
+    return this.workers.close();
+  }
+
+  private async process(jobId: string, job: Job<VerifyTask, VerifyTaskResult>): Promise<VerifyTaskResult> {
+    const { m } = this;
+    let task: VerifyTask;
+    try {
+      task = taskOnJobQueue(job.data, jobId, parseVerifyTask);
+    } catch (err) {
+      m.tasksTotal.inc({ outcome: 'poison' });
+      throw err;
+    }
+    const sums = new Map<KindName, { n: number; r: number }>();
+    const groups = await scoreTask(this.options.verifier, task, (kind, reward, s) => {
+      m.verified.inc({ kind, result: reward === 1 ? 'correct' : 'wrong' });
+      m.seconds.observe(s);
+      const acc = sums.get(kind) ?? { n: 0, r: 0 };
+      acc.n++;
+      acc.r += reward;
+      sums.set(kind, acc);
+    });
+    // a shard still scoring when shutdown outran its grace period may hold time-outs caused by the
+    // closing worker threads: never store those, let BullMQ redeliver the shard instead
+    if (this.options.verifierClosed())
+      throw new UnavailableError('verifier closed while scoring; the shard will be redelivered');
+    for (const [kind, { n, r }] of sums) m.rewardRatio.set({ kind }, r / n);
+    if (groups.length) {
+      const key = jobKeys.groups(this.host.config.redisPrefix, jobId, task.step, task.phase);
+      await this.host.redis.hset(key, Object.fromEntries(groups.map((g) => [g.groupId, JSON.stringify(g)])));
+    }
+    m.tasksTotal.inc({ outcome: 'ok' });
+    let responses = 0;
+    let correct = 0;
+    for (const g of groups)
+      for (const r of g.responses) {
+        responses++;
+        correct += r.reward;
+      }
+    this.host.logger.debug({ job: jobId, shard: task.shardId, responses, correct }, 'shard verified');
+    return { groups: groups.length, responses, correct };
+  }
+}
