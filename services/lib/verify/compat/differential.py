@@ -1,7 +1,7 @@
 """Differential test: scores corpus.jsonl with Hugging Face's Math-Verify and with Spark's verifier
 (src/compat/score-spark.ts) and prints the agreement and every difference, by category.
 
-Run through `pnpm --filter @spark/verifier run compat` (compat/run.sh makes the venv). Each corpus line is
+Run through `pnpm --filter @spark/verify run compat` (CI: `--min-agreement 90`) (compat/run.sh makes the venv). Each corpus line is
 {"cat", "pred" (a model response), "gold" (the label), "expect" (the reward we believe is right),
 "opts"? (Spark item options, e.g. {"unboxed": true})}. Math-Verify gets gold as `$gold$` and the response
 as is, with its default extraction (LaTeX and plain expressions, boxed answers first).
@@ -46,6 +46,12 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(HERE, "corpus.jsonl"))
     ap.add_argument("--lib", default=None, help="another build's src/index.ts to score with")
     ap.add_argument("--json", default=None, help="write every row's scores to this file")
+    ap.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="exit 1 when the agreement with Math-Verify is below this percentage (CI's regression bound)",
+    )
     a = ap.parse_args()
     with open(a.corpus) as f:
         rows = [json.loads(l) for l in f if l.strip()]
@@ -70,6 +76,8 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump([{**r, "mathVerify": m, "spark": s} for r, m, s in zip(rows, mv, sp)], f, indent=1)
+    if a.min_agreement is not None and 100 * agree / n < a.min_agreement:
+        sys.exit(f"agreement {100 * agree / n:.1f}% is below the bound of {a.min_agreement}%")
 
 
 if __name__ == "__main__":
