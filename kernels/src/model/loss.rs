@@ -1,5 +1,5 @@
 //! Losses on top of the logits: per-token log-probs of response tokens, supervised cross-entropy and the GRPO
-//! loss of docs/spark-method.md §1, fused with the softmax gradient (∂L/∂logits written over the logits).
+//! loss of docs/method.md "The GRPO update", fused with the softmax gradient (∂L/∂logits written over the logits).
 //!
 //! Conventions. Sequence b of a padded batch (B, T) holds tokens[0..len] = prompt ++ response with prompt_len ≥ 1;
 //! response token r (0-based) sits at position prompt_len + r and is predicted by row b·T + prompt_len + r − 1.

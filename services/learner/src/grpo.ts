@@ -1,4 +1,4 @@
-// The pure data side of an update: GRPO group advantages (spark-method.md §1), the deterministic shuffle
+// The pure data side of an update: GRPO group advantages (docs/method.md "The GRPO update"), the deterministic shuffle
 // of a phase's sequences, and cutting them into minibatches (one optimizer step each) and micro-batches
 // (gradient accumulation inside a step).
 

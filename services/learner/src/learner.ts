@@ -1,7 +1,7 @@
 // The learner core, independent of BullMQ and gRPC: it orchestrates the job registry (job-registry.ts:
 // one JobModel per job, loading and eviction), weight publishing (publisher.ts), batch building
 // (batches.ts) and the update transaction (update-transaction.ts) into `learn(task)`, the exactly-once
-// update of cluster-plan.md step 5:
+// update of a job step (docs/architecture.md, step 5):
 //   stored result → return it | version check → read groups → drop stale → advantages → old/ref log-probs
 //   → deterministic shuffle → ONE pass in minibatches (one AdamW step each, micro-batch accumulation)
 //   → bump version → snapshot weights → policy hash → LearnResult (SET NX) → checkpoint when due.

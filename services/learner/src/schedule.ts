@@ -1,4 +1,4 @@
-// The learning-rate schedule of a job's RL updates (spark-method.md §1, "Ours"): linear warm-up over
+// The learning-rate schedule of a job's RL updates (docs/method.md "Deviations from the reference"): linear warm-up over
 // `warmupRatio × total` optimizer steps, then cosine decay to `minLrRatio × peak`, counting the optimizer
 // steps of BOTH the policy and the reward phase (so the curve never turns back up). `constant` keeps the
 // peak. Supervised warm-up tasks use their own constant lr and do not advance this counter.
