@@ -1,5 +1,5 @@
 // Test support for the CLI's tests (not a test file): run the real `spark` executable as a child process
-// with a bound on its run time, and poll for conditions.
+// with a bound on its run time, and check whether a process is alive.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -46,12 +46,5 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Polls until `fn` is true or `ms` passed; returns the last value. */
-export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return fn();
-}
+// Waiting for conditions: the shared test kit (one polling helper for every package's tests).
+export { expectUnchanged, until } from '@spark/runtime/testing';
