@@ -191,7 +191,8 @@ describe('a tiny SPARK job through the real services', () => {
     // exactly-once training: one stored result per update, covering every group of its phase once
     const redis = connectRedis(url);
     try {
-      await new Promise((r) => setTimeout(r, 50));
+      // no wait needed: the learner stores each result before its task completes, and the job could only
+      // succeed after every task completed
       let updates = 2; // warm-up
       for (let step = 0; step < 2; step++) {
         for (const phase of ['policy', 'reward'] as const) {
