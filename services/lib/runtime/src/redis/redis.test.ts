@@ -118,7 +118,7 @@ describe('redis', () => {
       const events = createQueueEvents('work', { url, prefix, lastEventId });
       closers.push(() => events.close());
       const completed = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no completed event within 10 s')), 10_000);
+        const timer = setTimeout(() => reject(new Error('no completed event within 60 s')), 60_000);
         events.on('completed', ({ jobId }) => {
           clearTimeout(timer);
           resolve(jobId);
