@@ -35,7 +35,10 @@ import { startVerifierService, verifierServiceConfig } from '@spark/verifier';
 import { coordinatorConfig, startCoordinator, type Coordinator } from '@spark/coordinator';
 
 const logger = createLogger({ service: 'it', level: 'silent' });
-const POLL_MS = 10_000;
+// The coordinator's safety-net poll, far longer than any phase of this job takes even on a loaded machine
+// (a few seconds each; 10 s left a margin of only ~3x at a load of 17 on 2 cores), so that a phase that
+// took longer can only have waited for the poll.
+const POLL_MS = 30_000;
 
 describe('a tiny SPARK job through the real services', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spark-it-'));
@@ -94,7 +97,7 @@ describe('a tiny SPARK job through the real services', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs warm-up, evals, policy and reward phases, training every group exactly once', async () => {
+  it('runs warm-up, evals, policy and reward phases, training every group exactly once', async (t) => {
     const spec = JobSpec.fromPartial({
       name: 'it',
       model: 'tiny',
@@ -151,9 +154,12 @@ describe('a tiny SPARK job through the real services', () => {
 
     // Event-driven completion: every wait starts with a result that is not there yet (the task was just
     // enqueued), so a driver that only polled would spend at least one POLL_MS per phase.
-    for (const e of events) {
-      if (e.type !== JobEventType.JOB_EVENT_TYPE_PHASE && e.type !== JobEventType.JOB_EVENT_TYPE_EVAL)
-        continue;
+    const timed = events.filter(
+      (e) => e.type === JobEventType.JOB_EVENT_TYPE_PHASE || e.type === JobEventType.JOB_EVENT_TYPE_EVAL,
+    );
+    const slowest = Math.max(...timed.map((e) => e.metrics['seconds.total'] ?? 0));
+    t.diagnostic(`slowest phase ${slowest.toFixed(1)} s (the poll: ${POLL_MS / 1000} s)`);
+    for (const e of timed) {
       const seconds = e.metrics['seconds.total'] ?? Number.NaN;
       assert.ok(
         seconds < POLL_MS / 1000,
