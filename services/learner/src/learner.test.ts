@@ -76,13 +76,14 @@ async function setup(
   spec: Partial<JobSpec> = {},
   extra: Record<string, unknown> = {},
   jobId = 'job-1',
+  active = true,
 ): Promise<Env> {
   const url = await testRedisUrl();
   const prefix = testPrefix(name);
   const redis = connectRedis(url);
   await whenRedisReady(redis);
   const dir = await mkdtemp(join(tmpdir(), 'spark-learner-'));
-  await writeJob(redis, prefix, jobId, { checkpointDir: join(dir, jobId), ...spec });
+  await writeJob(redis, prefix, jobId, { checkpointDir: join(dir, jobId), ...spec }, active);
   const config = loadConfig('learner', learnerConfigShape, {
     env: {},
     overrides: {
@@ -99,13 +100,25 @@ async function setup(
   return { url, prefix, redis, dir, service };
 }
 
-async function writeJob(redis: Redis, prefix: string, jobId: string, spec: Partial<JobSpec>): Promise<void> {
+/**
+ * Stores a running job. `active` also puts it in the active set, so the service opens a queue worker for
+ * it: only for tests of the worker path. Tests that call the learner directly leave it out, because a
+ * service closed right after it opened a worker can leak that worker's "Connection is closed" rejections
+ * (seen on a loaded machine, where the worker's connections were still being set up at close).
+ */
+async function writeJob(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+  spec: Partial<JobSpec>,
+  active = true,
+): Promise<void> {
   const full = JobSpec.fromPartial({ model: 'tiny', seed: 11, ...spec });
   await redis.hset(jobKeys.job(prefix, jobId), {
     spec: JSON.stringify(JobSpec.toJSON(full)),
     state: 'RUNNING',
   });
-  await redis.sadd(jobKeys.active(prefix), jobId);
+  if (active) await redis.sadd(jobKeys.active(prefix), jobId);
 }
 
 async function teardown(env: Env): Promise<void> {
@@ -196,7 +209,7 @@ const client = { token: null, defaultDeadlineMs: 20_000 };
 
 /** Runs `fn` against a learner of its own (own Redis prefix, data directory and job): no shared state. */
 async function withLearner(name: string, fn: (env: Env) => Promise<void>): Promise<void> {
-  const env = await setup(name);
+  const env = await setup(name, {}, {}, 'job-1', false);
   try {
     await fn(env);
   } finally {
@@ -206,7 +219,7 @@ async function withLearner(name: string, fn: (env: Env) => Promise<void>): Promi
 
 /** A fresh job (zero AdamW moments) and one GRPO task on two groups at lr 1e-3; returns what it used. */
 async function grpoStep(env: Env, jobId: string) {
-  await writeJob(env.redis, env.prefix, jobId, { checkpointDir: join(env.dir, jobId) });
+  await writeJob(env.redis, env.prefix, jobId, { checkpointDir: join(env.dir, jobId) }, false);
   const state = await env.service.learner.ensureJob(jobId);
   const v = state.version;
   const g1 = group(1, 'a', v, [
@@ -336,7 +349,7 @@ describe('learner: updates', () => {
   it('refuses groups sampled with another policy version and gives all-equal groups zero advantage', () =>
     withLearner('learner-stale', async (env) => {
       // a fresh job (zero AdamW moments): a zero gradient must then leave every weight where it is
-      await writeJob(env.redis, env.prefix, 'job-e', { checkpointDir: join(env.dir, 'job-e') });
+      await writeJob(env.redis, env.prefix, 'job-e', { checkpointDir: join(env.dir, 'job-e') }, false);
       const state = await env.service.learner.ensureJob('job-e');
       const v = state.version;
       const stale = group(2, 's', v + 1, [
@@ -395,7 +408,7 @@ describe('learner: updates', () => {
       // the checkpoint dir sits under a regular file, so writing it fails (ENOTDIR)
       const blocker = join(env.dir, 'blocker');
       await writeFile(blocker, 'x');
-      await writeJob(env.redis, env.prefix, 'job-f', { checkpointDir: join(blocker, 'ckpt') });
+      await writeJob(env.redis, env.prefix, 'job-f', { checkpointDir: join(blocker, 'ckpt') }, false);
       const state = await env.service.learner.ensureJob('job-f');
       const p0 = sha(await state.model.getParams());
       await assert.rejects(env.service.learner.learn({ ...sftTask('job-f', 0, 0, examples), final: true }));
@@ -468,7 +481,7 @@ describe('learner: updates', () => {
       const task = grpoTask('job-1', 1, v, ids);
       await env.service.learner.learn(task);
       await env.service.learner.learn(task); // redelivered: answered from the stored result
-      await writeJob(env.redis, env.prefix, 'job-2', { checkpointDir: join(env.dir, 'job-2') });
+      await writeJob(env.redis, env.prefix, 'job-2', { checkpointDir: join(env.dir, 'job-2') }, false);
       await env.service.learner.ensureJob('job-2');
       await fetchPolicy(env.service.address, 'job-1', state.version, client);
       const text = await env.service.serviceMetrics.registry.metrics();
