@@ -1,6 +1,6 @@
 // The test runner: finds every `*.test.ts` below the workspace's source folders, hands node:test the
 // explicit file list (Node 20's --test takes no globs and would silently run nothing), streams the TAP
-// report, and ends with one `N passed, N failed` line. Exits non-zero on any failure or when no test ran.
+// report, and ends with one `N passed, N failed, N cancelled, N skipped` line. Exits non-zero on any failure or when no test ran.
 //
 //   node scripts/run-tests.mjs [path-filter ...]     e.g. `pnpm test:unit services/lib`
 import { spawn } from 'node:child_process';
@@ -59,6 +59,7 @@ const child = spawn(
 let pass = 0;
 let fail = 0;
 let skipped = 0;
+let cancelled = 0;
 let buf = '';
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
@@ -71,13 +72,15 @@ child.stdout.on('data', (chunk) => {
     if ((m = /^# pass (\d+)$/.exec(line))) pass = Number(m[1]);
     else if ((m = /^# fail (\d+)$/.exec(line))) fail = Number(m[1]);
     else if ((m = /^# skipped (\d+)$/.exec(line))) skipped = Number(m[1]);
+    else if ((m = /^# cancelled (\d+)$/.exec(line))) cancelled = Number(m[1]);
   }
 });
 child.on('close', (code) => {
-  console.log(`${pass} passed, ${fail} failed, ${skipped} skipped`);
-  if (pass + fail === 0) {
+  // cancelled: tests that never ran to the end (a failed before() hook, a file time-out): failures too
+  console.log(`${pass} passed, ${fail} failed, ${cancelled} cancelled, ${skipped} skipped`);
+  if (pass + fail + cancelled === 0) {
     console.error('run-tests: zero tests ran; failing.');
     process.exit(1);
   }
-  process.exit(fail > 0 || code !== 0 ? 1 : 0);
+  process.exit(fail > 0 || cancelled > 0 || code !== 0 ? 1 : 0);
 });

@@ -23,6 +23,7 @@ import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
 import { queueName, type LearnResult } from '@spark/contract';
 import { Algorithm, JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
+import { until } from '@spark/runtime/testing';
 
 const JOB = JobSpec.fromPartial({
   name: 'fault',
@@ -40,16 +41,6 @@ const JOB = JobSpec.fromPartial({
   microBatchSize: 16,
   evalSize: 8,
 });
-
-async function until<T>(what: string, ms: number, fn: () => Promise<T | null>): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await fn();
-    if (v !== null) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
 
 describe('fault tolerance: workers killed mid-step', () => {
   let cluster: LocalCluster;
@@ -89,16 +80,22 @@ describe('fault tolerance: workers killed mid-step', () => {
     });
     try {
       // Mid-step of the first policy phase: both rollout workers hold a shard.
-      await until('two active rollout shards of a policy phase', 240_000, async () => {
-        const active = await rolloutQ.getJobs(['active']);
-        return active.filter((j) => /\/policy\//.test(j.id ?? '')).length >= 2 ? true : null;
-      });
+      await until(
+        async () => {
+          const active = await rolloutQ.getJobs(['active']);
+          return active.filter((j) => /\/policy\//.test(j.id ?? '')).length >= 2;
+        },
+        { timeoutMs: 240_000, intervalMs: 20, message: 'two active rollout shards of a policy phase' },
+      );
       assert.ok(cluster.kill('rollout-1', 'SIGKILL'));
       // Then a verifier with work in flight (verification is fast: kill it as soon as work is queued or active).
-      await until('verification work in flight', 120_000, async () => {
-        const n = await verifyQ.getJobCounts('active', 'wait');
-        return (n.active ?? 0) + (n.wait ?? 0) > 0 ? true : null;
-      });
+      await until(
+        async () => {
+          const n = await verifyQ.getJobCounts('active', 'wait');
+          return (n.active ?? 0) + (n.wait ?? 0) > 0;
+        },
+        { timeoutMs: 120_000, intervalMs: 20, message: 'verification work in flight' },
+      );
       assert.ok(cluster.kill('verifier-1', 'SIGKILL'));
     } finally {
       await rolloutQ.close();

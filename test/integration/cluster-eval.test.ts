@@ -208,7 +208,8 @@ describe('JobService.Generate: pick-up bound and request validation', () => {
   });
 
   it('answers UNAVAILABLE when no rollout worker serves the queue', async () => {
-    const t0 = Date.now();
+    // at the 0.6 s pick-up bound, not at the call's 10 s deadline: the status (UNAVAILABLE, not
+    // DEADLINE_EXCEEDED) and the message say which bound ended the call, with no wall-clock assertion
     await assert.rejects(
       client.generate({ checkpoint: '/tmp/x', prompts: ['1+1=?'], maxNewTokens: 8, tokenizer: '' }, 10_000),
       (err: unknown) =>
@@ -218,7 +219,6 @@ describe('JobService.Generate: pick-up bound and request validation', () => {
           err.message,
         ),
     );
-    assert.ok(Date.now() - t0 < 5_000);
   });
 
   it('answers INVALID_ARGUMENT listing every problem of a bad request', async () => {

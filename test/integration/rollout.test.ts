@@ -25,7 +25,7 @@ import { loadConfig } from '@spark/runtime/config';
 import { createLogger } from '@spark/runtime/logging';
 import { JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
-import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
+import { testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
 import { charTokenizer, CHAR_EOS } from '@spark/method/tokenizers';
 import { Model, parseHfConfig } from '@spark/kernels';
 import { learnerConfigShape, startLearner, whenRedisReady, type LearnerService } from '@spark/learner';
@@ -77,16 +77,6 @@ function rolloutTask(
     sampling: { temperature: 1, topP: 1, maxNewTokens, seed: 99 },
     prompts: Array.from({ length: prompts }, (_, i) => prompt(i)),
   };
-}
-
-async function waitFor<T>(fn: () => Promise<T | null>, timeoutMs = 60_000, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 void describe('rollout service (real learner, real gRPC, real model)', () => {
@@ -153,7 +143,10 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
   void it('samples a shard at the task version with the learner weights, one VerifyTask per shard', async () => {
     const task = rolloutTask('1/policy/0', 0, 3, 4);
     await rolloutQ.add('rollout', task, { jobId: task.shardId });
-    const vjob = await waitFor(async () => (await verifyQ.getJob(task.shardId)) ?? null);
+    const vjob = await until(() => verifyQ.getJob(task.shardId), {
+      timeoutMs: 120_000,
+      message: `the VerifyTask of shard ${task.shardId}`,
+    });
     const v = vjob.data;
     assert.equal(v.shardId, task.shardId);
     assert.equal(v.groups.length, 3);
@@ -207,10 +200,13 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
       backoff: { type: 'fixed', delay: 150 },
     });
     // refused at least twice while the learner is at version 0, never sampled
-    await waitFor(async () => {
-      const j = await rolloutQ.getJob(task.shardId);
-      return j && j.attemptsMade >= 2 ? true : null;
-    });
+    await until(
+      async () => {
+        const j = await rolloutQ.getJob(task.shardId);
+        return j && j.attemptsMade >= 2;
+      },
+      { timeoutMs: 60_000, message: 'two refusals of the unpublished version' },
+    );
     assert.equal(await verifyQ.getJob(task.shardId), undefined, 'a refused task must not be sampled');
     const refusals = await rollout?.metrics.registry.getSingleMetricAsString(
       'spark_rollout_version_refusals_total',
@@ -234,7 +230,10 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
         ],
       };
       await learnQ.add('learn', learn, { jobId: '0/warmup' });
-      const vjob = await waitFor(async () => (await verifyQ.getJob(task.shardId)) ?? null);
+      const vjob = await until(() => verifyQ.getJob(task.shardId), {
+        timeoutMs: 120_000,
+        message: `the VerifyTask of shard ${task.shardId} once version 1 is published`,
+      });
       for (const g of vjob.data.groups) assert.equal(g.policyVersion, 1);
       assert.equal(rollout?.models.cached.get(JOB), 1);
     } finally {
@@ -249,7 +248,10 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
     const bad = { jobId: JOB, shardId: '1/policy/8', prompts: 'nope' } as unknown as RolloutTask;
     await rolloutQ.add('rollout', bad, { jobId: '1/policy/8', attempts: 5 });
     for (const id of ['1/policy/9', '1/policy/8']) {
-      await waitFor(async () => ((await rolloutQ.getJobState(id)) === 'failed' ? true : null), 30_000);
+      await until(async () => (await rolloutQ.getJobState(id)) === 'failed', {
+        timeoutMs: 60_000,
+        message: `poison task ${id} to fail`,
+      });
       const job = await rolloutQ.getJob(id);
       assert.ok(job && job.attemptsMade <= 1, `${id} was retried`);
       assert.equal(await verifyQ.getJob(id), undefined);
@@ -264,18 +266,21 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
   void it('frees the model of a job that leaves the active set', async () => {
     assert.equal(rollout?.models.cached.get(JOB), 1);
     await redis.srem(jobKeys.active(prefix), JOB);
-    await waitFor(async () => (rollout?.models.cached.has(JOB) ? null : true), 10_000);
+    await until(() => !rollout?.models.cached.has(JOB), {
+      timeoutMs: 60_000,
+      message: 'the model of the inactive job to be freed',
+    });
     await redis.sadd(jobKeys.active(prefix), JOB);
   });
 
   void it('close() while a shard is sampling lets it finish (its VerifyTask is enqueued)', async () => {
     const task = rolloutTask('1/policy/2', 1, 6, 8, 48);
     await rolloutQ.add('rollout', task, { jobId: task.shardId });
-    await waitFor(
-      async () => ((await rolloutQ.getJobState(task.shardId)) === 'active' ? true : null),
-      30_000,
-      5,
-    );
+    await until(async () => (await rolloutQ.getJobState(task.shardId)) === 'active', {
+      timeoutMs: 60_000,
+      intervalMs: 5,
+      message: 'the large shard to be taken',
+    });
     assert.ok(rollout);
     await rollout.close();
     rollout = null;

@@ -1,5 +1,5 @@
 // Test support for the CLI's tests (not a test file): run the real `spark` executable as a child process
-// with a bound on its run time, and poll for conditions.
+// with a bound on its run time, and check whether a process is alive.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -11,11 +11,15 @@ export interface SparkRun {
   stderr: string;
 }
 
-/** Runs `spark ARGS` to completion (killed after `timeoutMs`); no SPARK_ADDRESS/TOKEN leak in from the caller. */
+/**
+ * Runs `spark ARGS` to completion; no SPARK_ADDRESS/TOKEN leak in from the caller. `timeoutMs` only bounds a
+ * hung command (default 5 minutes: commands that take 30 s on an idle machine take minutes on a loaded
+ * one); a killed command says so on its stderr, so the failure is not mistaken for the command's own.
+ */
 export function runSpark(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  timeoutMs = 60_000,
+  timeoutMs = 300_000,
   cwd?: string,
 ): Promise<SparkRun> {
   return new Promise((resolve) => {
@@ -24,9 +28,12 @@ export function runSpark(
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(cwd ? { cwd } : {}),
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     let stdout = '';
     let stderr = '';
+    const timer = setTimeout(() => {
+      stderr += `\n[runSpark: \`spark ${args.join(' ')}\` killed after ${timeoutMs} ms]\n`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('close', (code) => {
@@ -46,12 +53,5 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Polls until `fn` is true or `ms` passed; returns the last value. */
-export async function waitFor(fn: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return fn();
-}
+// Waiting for conditions: the shared test kit (one polling helper for every package's tests).
+export { expectUnchanged, until } from '@spark/runtime/testing';

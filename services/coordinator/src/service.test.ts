@@ -19,7 +19,7 @@ import {
   type JobEvent,
   type JobStatus,
 } from '@spark/protocol';
-import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
+import { expectUnchanged, testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
 
 import { coordinatorConfig, startCoordinator, type Coordinator } from './index.js';
 
@@ -83,16 +83,15 @@ async function waitState(
   client: JobServiceClient,
   jobId: string,
   state: JobState,
-  ms = 10_000,
+  timeoutMs = 60_000,
 ): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if ((await getState(client, jobId)) === state) return;
-    await new Promise((r) => setTimeout(r, 30));
-  }
-  assert.fail(
-    `job ${jobId} did not reach ${JobState[state]} (is ${JobState[await getState(client, jobId)]})`,
-  );
+  let last: JobState | undefined;
+  await until(async () => (last = await getState(client, jobId)) === state, {
+    timeoutMs,
+    message: `job ${jobId} to reach ${JobState[state]}`,
+  }).catch((err: unknown) => {
+    assert.fail(`${String(err)} (is ${last === undefined ? '?' : JobState[last]})`);
+  });
 }
 
 function watch(
@@ -101,7 +100,7 @@ function watch(
   afterSeq = 0,
 ): { events: JobEvent[]; ended: Promise<void> } {
   const events: JobEvent[] = [];
-  const stream = client.watchJob({ jobId, afterSeq }, { deadline: Date.now() + 30_000 });
+  const stream = client.watchJob({ jobId, afterSeq }, { deadline: Date.now() + 120_000 });
   const ended = new Promise<void>((resolve, reject) => {
     stream.on('data', (m: { event?: JobEvent }) => m.event && events.push(m.event));
     stream.on('end', () => resolve());
@@ -174,16 +173,22 @@ describe('JobService', () => {
     assert.match(a, /^first-job-/);
     await waitState(client, a, JobState.JOB_STATE_RUNNING);
     const b = await submit(client, 'second');
-    await new Promise((r) => setTimeout(r, 200));
+    // the scheduler runs every 50 ms: b stays queued over many of its passes while a runs
+    await expectUnchanged(() => getState(client, b), {
+      forMs: 1_000,
+      message: `job ${b} (queued while the cluster is busy)`,
+    });
     assert.equal(await getState(client, b), JobState.JOB_STATE_QUEUED, 'waits while the cluster is busy');
 
     // /metrics: jobs by state, and the running job's waiting eval shards (20 items / 8 per shard)
     const metricsUrl = `http://127.0.0.1:${c.metricsPort}/metrics`;
-    let text = '';
-    for (let i = 0; i < 100 && !/queue_depth_tasks\{role="rollout"\} 3\b/.test(text); i++) {
-      text = await (await fetch(metricsUrl)).text();
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const text = await until(
+      async () => {
+        const t = await (await fetch(metricsUrl)).text();
+        return /queue_depth_tasks\{role="rollout"\} 3\b/.test(t) && t;
+      },
+      { timeoutMs: 60_000, intervalMs: 50, message: 'three waiting rollout (eval) shards in /metrics' },
+    );
     assert.match(text, /spark_coordinator_jobs\{state="running"\} 1\b/);
     assert.match(text, /spark_coordinator_jobs\{state="queued"\} 1\b/);
     assert.match(text, /spark_coordinator_queue_depth_tasks\{role="rollout"\} 3\b/);
@@ -244,7 +249,7 @@ describe('JobService', () => {
     const id = await submit(client, 'watched');
     await waitState(client, id, JobState.JOB_STATE_RUNNING);
     const w = watch(client, id);
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => w.events.length >= 2, { message: 'the watch to replay the first two events' });
     assert.deepEqual(
       w.events.map((e) => e.state),
       [JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING],

@@ -4,7 +4,8 @@
 // and per CPU-second of learner + sampler, read from /proc), against the SHA-256 of the same buffer alone.
 // One learner process per chunk size runs throughout, and the transfers are interleaved (one transfer of
 // each size in turn, in a rotated order), so that load from elsewhere on a shared machine falls on every
-// size alike; the figures are medians over the `--reps` transfers of each size.
+// size alike; the figures are medians over the `--reps` transfers of each size, with their spread (the
+// fastest, median and slowest transfer of each size).
 // Target (issue 5): ≥ 200 MB/s for the small preset with the default chunk size (the learner's
 // DEFAULT_POLICY_CHUNK_BYTES).
 //
@@ -46,6 +47,12 @@ interface Row {
   msPerTransfer: number;
   /** The fastest single transfer (the least disturbed by other load on a shared machine). */
   bestMbPerSecond: number;
+  /** The spread over the repeats: the slowest, median and fastest transfer, in milliseconds. */
+  msMin: number;
+  msMedian: number;
+  msMax: number;
+  /** The slowest single transfer's throughput (the most disturbed). */
+  worstMbPerSecond: number;
   /** Mean CPU time of learner + sampler per transfer, and MB per CPU-second. */
   cpuMsPerTransfer: number;
   mbPerCpuSecond: number;
@@ -64,6 +71,7 @@ function row(what: string, chunkBytes: number | null, bytes: number, m: Samples)
   const sorted = [...m.wallMs].sort((a, b) => a - b);
   const ms = sorted[Math.floor((sorted.length - 1) / 2)] as number;
   const best = sorted[0] as number;
+  const worst = sorted[sorted.length - 1] as number;
   const c = m.cpuMs / m.wallMs.length;
   return {
     what,
@@ -71,6 +79,10 @@ function row(what: string, chunkBytes: number | null, bytes: number, m: Samples)
     mbPerSecond: bytes / 1e6 / (ms / 1000),
     msPerTransfer: ms,
     bestMbPerSecond: bytes / 1e6 / (best / 1000),
+    msMin: best,
+    msMedian: ms,
+    msMax: worst,
+    worstMbPerSecond: bytes / 1e6 / (worst / 1000),
     cpuMsPerTransfer: c,
     mbPerCpuSecond: bytes / 1e6 / (c / 1000),
     learnerCpuMsPerTransfer: m.learnerCpuMs === null ? null : m.learnerCpuMs / m.wallMs.length,
@@ -201,7 +213,7 @@ const rows: Row[] = [
 ];
 const ref = rows.find((r) => r.chunkBytes === DEFAULT_POLICY_CHUNK_BYTES)?.mbPerSecond ?? 0;
 console.log(
-  `weight transfer, preset ${values.preset}: ${(bytes / 1e6).toFixed(2)} MB per policy, ${reps} interleaved transfers per chunk size (medians), loopback, one learner process per size`,
+  `weight transfer, preset ${values.preset}: ${(bytes / 1e6).toFixed(2)} MB per policy, ${reps} interleaved transfers per chunk size (medians, with the spread: min / median / max over the transfers), loopback, one learner process per size`,
 );
 console.log(
   `${cpus().length} CPUs, load average ${loadavg()
@@ -209,7 +221,7 @@ console.log(
     .join(' ')}`,
 );
 console.log(
-  '| what | chunk | MB/s (wall) | best transfer MB/s | ms / transfer | CPU ms / transfer (both ends) | of which learner | MB per CPU-s | wall vs default chunks |',
+  '| what | chunk | MB/s (wall, median) | MB/s worst / best transfer | ms / transfer min / median / max | CPU ms / transfer (both ends) | of which learner | MB per CPU-s | wall vs default chunks |',
 );
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
@@ -218,7 +230,7 @@ for (const r of rows) {
       ? '—'
       : `${r.chunkBytes / 1024} KiB${r.chunkBytes === DEFAULT_POLICY_CHUNK_BYTES ? ' (default)' : ''}`;
   console.log(
-    `| ${r.what} | ${chunk} | ${r.mbPerSecond.toFixed(0)} | ${r.bestMbPerSecond.toFixed(0)} | ${r.msPerTransfer.toFixed(1)} | ${r.cpuMsPerTransfer.toFixed(1)} | ${r.learnerCpuMsPerTransfer === null ? '—' : r.learnerCpuMsPerTransfer.toFixed(1)} | ${r.mbPerCpuSecond.toFixed(0)} | ${(r.mbPerSecond / ref).toFixed(2)}× |`,
+    `| ${r.what} | ${chunk} | ${r.mbPerSecond.toFixed(0)} | ${r.worstMbPerSecond.toFixed(0)} / ${r.bestMbPerSecond.toFixed(0)} | ${r.msMin.toFixed(1)} / ${r.msMedian.toFixed(1)} / ${r.msMax.toFixed(1)} | ${r.cpuMsPerTransfer.toFixed(1)} | ${r.learnerCpuMsPerTransfer === null ? '—' : r.learnerCpuMsPerTransfer.toFixed(1)} | ${r.mbPerCpuSecond.toFixed(0)} | ${(r.mbPerSecond / ref).toFixed(2)}× |`,
   );
 }
 console.log(

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import {
   deserializePolicyResponse,
@@ -28,7 +28,7 @@ import { grpc } from '@spark/runtime/grpc';
 import { createLogger } from '@spark/runtime/logging';
 import { GetPolicyResponse, JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
-import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
+import { testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
 import { charTokenizer } from '@spark/method/tokenizers';
 import { Model } from '@spark/kernels';
 
@@ -77,13 +77,14 @@ async function setup(
   spec: Partial<JobSpec> = {},
   extra: Record<string, unknown> = {},
   jobId = 'job-1',
+  active = true,
 ): Promise<Env> {
   const url = await testRedisUrl();
   const prefix = testPrefix(name);
   const redis = connectRedis(url);
   await whenRedisReady(redis);
   const dir = await mkdtemp(join(tmpdir(), 'spark-learner-'));
-  await writeJob(redis, prefix, jobId, { checkpointDir: join(dir, jobId), ...spec });
+  await writeJob(redis, prefix, jobId, { checkpointDir: join(dir, jobId), ...spec }, active);
   const config = loadConfig('learner', learnerConfigShape, {
     env: {},
     overrides: {
@@ -100,13 +101,25 @@ async function setup(
   return { url, prefix, redis, dir, service };
 }
 
-async function writeJob(redis: Redis, prefix: string, jobId: string, spec: Partial<JobSpec>): Promise<void> {
+/**
+ * Stores a running job. `active` also puts it in the active set, so the service opens a queue worker for
+ * it: only for tests of the worker path. Tests that call the learner directly leave it out, because a
+ * service closed right after it opened a worker can leak that worker's "Connection is closed" rejections
+ * (seen on a loaded machine, where the worker's connections were still being set up at close).
+ */
+async function writeJob(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+  spec: Partial<JobSpec>,
+  active = true,
+): Promise<void> {
   const full = JobSpec.fromPartial({ model: 'tiny', seed: 11, ...spec });
   await redis.hset(jobKeys.job(prefix, jobId), {
     spec: JSON.stringify(JobSpec.toJSON(full)),
     state: 'RUNNING',
   });
-  await redis.sadd(jobKeys.active(prefix), jobId);
+  if (active) await redis.sadd(jobKeys.active(prefix), jobId);
 }
 
 async function teardown(env: Env): Promise<void> {
@@ -195,249 +208,303 @@ async function seqLogprob(model: Model, g: VerifiedGroup, i: number): Promise<nu
 
 const client = { token: null, defaultDeadlineMs: 20_000 };
 
+/** Runs `fn` against a learner of its own (own Redis prefix, data directory and job): no shared state. */
+async function withLearner(name: string, fn: (env: Env) => Promise<void>): Promise<void> {
+  const env = await setup(name, {}, {}, 'job-1', false);
+  try {
+    await fn(env);
+  } finally {
+    await teardown(env);
+  }
+}
+
+/** A fresh job (zero AdamW moments) and one GRPO task on two groups at lr 1e-3; returns what it used. */
+async function grpoStep(env: Env, jobId: string) {
+  await writeJob(env.redis, env.prefix, jobId, { checkpointDir: join(env.dir, jobId) }, false);
+  const state = await env.service.learner.ensureJob(jobId);
+  const v = state.version;
+  const g1 = group(1, 'a', v, [
+    ['5', 1],
+    ['xyz', 0],
+    ['5', 1],
+    ['qq', 0],
+  ]);
+  const g2 = group(1, 'b', v, [
+    ['9', 1],
+    ['abc', 0],
+    ['ww', 0],
+    ['k', 0],
+  ]);
+  const ids = await storeGroups(env, jobId, 1, [g1, g2]);
+  const task = grpoTask(jobId, 1, v, ids, { learningRate: 1e-3 });
+  return { state, v, g1, g2, ids, task };
+}
+
+// Every test here starts its own learner on its own prefix, so each passes alone and in any order.
 describe('learner: updates', () => {
-  let env: Env;
-  before(async () => {
-    env = await setup('learner-updates');
-  });
-  after(async () => teardown(env));
+  it('publishes version 0 as soon as the job is loaded', () =>
+    withLearner('learner-v0', async (env) => {
+      const state = await env.service.learner.ensureJob('job-1');
+      assert.equal(state.version, 0);
+      const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-1'));
+      assert.equal(policy.version, '0');
+      assert.equal(policy.learnerAddress, env.service.address);
+      assert.equal(policy.sha256, sha(await state.model.getParams()));
+      assert.equal(Number(policy.bytes), state.model.numParams * 4);
+    }));
 
-  it('publishes version 0 as soon as the job is loaded', async () => {
-    const state = await env.service.learner.ensureJob('job-1');
-    assert.equal(state.version, 0);
-    const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-1'));
-    assert.equal(policy.version, '0');
-    assert.equal(policy.learnerAddress, env.service.address);
-    assert.equal(policy.sha256, sha(await state.model.getParams()));
-    assert.equal(Number(policy.bytes), state.model.numParams * 4);
-  });
-
-  it('warm-up tasks run SFT and lower the loss', async () => {
-    const state = await env.service.learner.ensureJob('job-1');
-    const losses: number[] = [];
-    for (let step = 0; step < 6; step++) {
-      const r = await env.service.learner.learn(sftTask('job-1', step, state.version, examples));
-      losses.push(r.loss);
-      assert.equal(r.policyVersion, step + 1);
-      assert.equal(r.sequences, 4);
-      assert.ok(r.optimizerSteps === 1, 'minibatch 8 > 4 examples: one optimizer step');
-      assert.ok(r.tokens > 0);
-    }
-    assert.equal(state.version, 6);
-    assert.ok(
-      (losses.at(-1) as number) < (losses[0] as number) * 0.8,
-      `SFT loss should fall: ${losses.map((l) => l.toFixed(3)).join(' → ')}`,
-    );
-    assert.equal(state.reference, null, 'no reference before RL');
-  });
-
-  it('a GRPO task raises the log-prob of rewarded responses and bumps the version', async () => {
-    // a fresh job: zero AdamW moments, so the step follows this task's gradient alone
-    await writeJob(env.redis, env.prefix, 'job-g', { checkpointDir: join(env.dir, 'job-g') });
-    const state = await env.service.learner.ensureJob('job-g');
-    const v = state.version;
-    const g1 = group(1, 'a', v, [
-      ['5', 1],
-      ['xyz', 0],
-      ['5', 1],
-      ['qq', 0],
-    ]);
-    const g2 = group(1, 'b', v, [
-      ['9', 1],
-      ['abc', 0],
-      ['ww', 0],
-      ['k', 0],
-    ]);
-    const ids = await storeGroups(env, 'job-g', 1, [g1, g2]);
-    // J = Σ A·log π over the batch: what one GRPO step at ratio 1 ascends
-    const objective = async () => {
-      let j = 0;
-      for (const g of [g1, g2]) {
-        const adv = groupAdvantages(g.responses.map((r) => r.reward));
-        for (let i = 0; i < g.responses.length; i++)
-          j += (adv[i] ?? 0) * (await seqLogprob(state.model, g, i));
+  it('warm-up tasks run SFT and lower the loss', () =>
+    withLearner('learner-sft', async (env) => {
+      const state = await env.service.learner.ensureJob('job-1');
+      assert.equal(state.version, 0);
+      const losses: number[] = [];
+      for (let step = 0; step < 6; step++) {
+        const r = await env.service.learner.learn(sftTask('job-1', step, state.version, examples));
+        losses.push(r.loss);
+        assert.equal(r.policyVersion, step + 1);
+        assert.equal(r.sequences, 4);
+        assert.ok(r.optimizerSteps === 1, 'minibatch 8 > 4 examples: one optimizer step');
+        assert.ok(r.tokens > 0);
       }
-      return j;
-    };
-    const before = [
-      await seqLogprob(state.model, g1, 0),
-      await seqLogprob(state.model, g1, 1),
-      await seqLogprob(state.model, g2, 0),
-    ];
-    const j0 = await objective();
-    const r = await env.service.learner.learn(grpoTask('job-g', 1, v, ids, { learningRate: 1e-3 }));
-    const after = [
-      await seqLogprob(state.model, g1, 0),
-      await seqLogprob(state.model, g1, 1),
-      await seqLogprob(state.model, g2, 0),
-    ];
-    const j1 = await objective();
-    assert.equal(r.policyVersion, v + 1);
-    assert.equal(r.sequences, 8);
-    assert.equal(r.staleGroups, 0);
-    assert.equal(r.optimizerSteps, 1);
-    assert.ok(j1 > j0, `advantage-weighted log-prob should rise: ${j0} → ${j1}`);
-    assert.ok(after[0]! > before[0]!, `rewarded response: ${before[0]} → ${after[0]}`);
-    assert.ok(after[1]! < before[1]!, `unrewarded response: ${before[1]} → ${after[1]}`);
-    assert.ok(after[2]! > before[2]!, `rewarded response of group b: ${before[2]} → ${after[2]}`);
-    assert.ok(state.reference, 'the reference was frozen when RL started');
-    const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-g'));
-    assert.equal(policy.version, String(v + 1));
-    assert.equal(policy.sha256, sha(await state.model.getParams()));
-    const stored = parseLearnResult(
-      JSON.parse((await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null'),
-    );
-    assert.deepEqual(stored, r);
-  });
+      assert.equal(state.version, 6);
+      assert.ok(
+        (losses.at(-1) as number) < (losses[0] as number) * 0.8,
+        `SFT loss should fall: ${losses.map((l) => l.toFixed(3)).join(' → ')}`,
+      );
+      assert.equal(state.reference, null, 'no reference before RL');
+    }));
 
-  it('a redelivered LearnTask returns the stored result without training', async () => {
-    const state = await env.service.learner.ensureJob('job-g');
-    const paramsBefore = sha(await state.model.getParams());
-    const versionBefore = state.version;
-    const stored = parseLearnResult(
-      JSON.parse((await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null'),
-    );
-    // the task as it was first delivered (sampled at version versionBefore - 1)
-    const ids = ['1/policy/a', '1/policy/b'];
-    const again = await env.service.learner.learn(
-      grpoTask('job-g', 1, versionBefore - 1, ids, { learningRate: 1e-3 }),
-    );
-    assert.deepEqual(again, stored);
-    assert.equal(state.version, versionBefore);
-    assert.equal(sha(await state.model.getParams()), paramsBefore, 'parameters unchanged');
-    // the stored result lost (e.g. Redis failed after training): the learner still answers from memory
-    await env.redis.del(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'));
-    const third = await env.service.learner.learn(
-      grpoTask('job-g', 1, versionBefore - 1, ids, { learningRate: 1e-3 }),
-    );
-    assert.deepEqual(third, stored);
-    assert.equal(sha(await state.model.getParams()), paramsBefore, 'parameters unchanged');
-    assert.equal(
-      await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy')),
-      JSON.stringify(stored),
-    );
-  });
+  it('a GRPO task raises the log-prob of rewarded responses and bumps the version', () =>
+    withLearner('learner-grpo', async (env) => {
+      // a fresh job: zero AdamW moments, so the step follows this task's gradient alone
+      const { state, v, g1, g2, task } = await grpoStep(env, 'job-g');
+      // J = Σ A·log π over the batch: what one GRPO step at ratio 1 ascends
+      const objective = async () => {
+        let j = 0;
+        for (const g of [g1, g2]) {
+          const adv = groupAdvantages(g.responses.map((r) => r.reward));
+          for (let i = 0; i < g.responses.length; i++)
+            j += (adv[i] ?? 0) * (await seqLogprob(state.model, g, i));
+        }
+        return j;
+      };
+      const before = [
+        await seqLogprob(state.model, g1, 0),
+        await seqLogprob(state.model, g1, 1),
+        await seqLogprob(state.model, g2, 0),
+      ];
+      const j0 = await objective();
+      const r = await env.service.learner.learn(task);
+      const after = [
+        await seqLogprob(state.model, g1, 0),
+        await seqLogprob(state.model, g1, 1),
+        await seqLogprob(state.model, g2, 0),
+      ];
+      const j1 = await objective();
+      assert.equal(r.policyVersion, v + 1);
+      assert.equal(r.sequences, 8);
+      assert.equal(r.staleGroups, 0);
+      assert.equal(r.optimizerSteps, 1);
+      assert.ok(j1 > j0, `advantage-weighted log-prob should rise: ${j0} → ${j1}`);
+      assert.ok(after[0]! > before[0]!, `rewarded response: ${before[0]} → ${after[0]}`);
+      assert.ok(after[1]! < before[1]!, `unrewarded response: ${before[1]} → ${after[1]}`);
+      assert.ok(after[2]! > before[2]!, `rewarded response of group b: ${before[2]} → ${after[2]}`);
+      assert.ok(state.reference, 'the reference was frozen when RL started');
+      const policy = await env.redis.hgetall(jobKeys.policy(env.prefix, 'job-g'));
+      assert.equal(policy.version, String(v + 1));
+      assert.equal(policy.sha256, sha(await state.model.getParams()));
+      const stored = parseLearnResult(
+        JSON.parse((await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null'),
+      );
+      assert.deepEqual(stored, r);
+    }));
 
-  it('refuses groups sampled with another policy version and gives all-equal groups zero advantage', async () => {
-    // a fresh job (zero AdamW moments): a zero gradient must then leave every weight where it is
-    await writeJob(env.redis, env.prefix, 'job-e', { checkpointDir: join(env.dir, 'job-e') });
-    const state = await env.service.learner.ensureJob('job-e');
-    const v = state.version;
-    const stale = group(2, 's', v + 1, [
-      ['\\boxed{1}', 1],
-      ['\\boxed{2}', 0],
-    ]);
-    const equal = group(2, 'e', v, [
-      ['\\boxed{1}', 1],
-      ['\\boxed{1}', 1],
-      ['\\boxed{1}', 1],
-    ]);
-    const ids = await storeGroups(env, 'job-e', 2, [stale, equal]);
-    const before = await state.model.getParams();
-    // klCoef 0: with every advantage 0 the loss has zero gradient, so AdamW must leave the weights alone
-    const r = await env.service.learner.learn(grpoTask('job-e', 2, v, ids, { klCoefficient: 0 }));
-    assert.equal(r.staleGroups, 1);
-    assert.equal(r.sequences, 3, 'the all-equal group stays in the batch; the stale one is dropped');
-    assert.equal(r.policyVersion, v + 1);
-    assert.ok(Math.abs(r.loss) < 1e-6, `zero advantage → zero policy loss, got ${r.loss}`);
-    const afterP = await state.model.getParams();
-    let maxDiff = 0;
-    for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(before[i]! - afterP[i]!));
-    assert.ok(maxDiff < 1e-7, `parameters moved by ${maxDiff}`);
-  });
+  it('a redelivered LearnTask returns the stored result without training', () =>
+    withLearner('learner-redeliver', async (env) => {
+      // the first delivery, trained
+      const { state, task } = await grpoStep(env, 'job-g');
+      await env.service.learner.learn(task);
+      const paramsBefore = sha(await state.model.getParams());
+      const versionBefore = state.version;
+      const stored = parseLearnResult(
+        JSON.parse((await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'))) ?? 'null'),
+      );
+      assert.ok(stored, 'the first delivery stored its result');
+      // the task as it was first delivered (sampled at version versionBefore - 1)
+      assert.equal(task.policyVersion, versionBefore - 1);
+      const again = await env.service.learner.learn(task);
+      assert.deepEqual(again, stored);
+      assert.equal(state.version, versionBefore);
+      assert.equal(sha(await state.model.getParams()), paramsBefore, 'parameters unchanged');
+      // the stored result lost (e.g. Redis failed after training): the learner still answers from memory
+      await env.redis.del(jobKeys.learned(env.prefix, 'job-g', 1, 'policy'));
+      const third = await env.service.learner.learn(task);
+      assert.deepEqual(third, stored);
+      assert.equal(sha(await state.model.getParams()), paramsBefore, 'parameters unchanged');
+      assert.equal(
+        await env.redis.get(jobKeys.learned(env.prefix, 'job-g', 1, 'policy')),
+        JSON.stringify(stored),
+      );
+    }));
 
-  it('a task at the wrong policy version fails clearly and trains nothing', async () => {
-    const state = await env.service.learner.ensureJob('job-1');
-    const p = sha(await state.model.getParams());
-    await assert.rejects(
-      env.service.learner.learn(sftTask('job-1', 50, state.version + 3, examples)),
-      /sampled with policy version/,
-    );
-    assert.equal(sha(await state.model.getParams()), p);
-  });
+  it('refuses groups sampled with another policy version and gives all-equal groups zero advantage', () =>
+    withLearner('learner-stale', async (env) => {
+      // a fresh job (zero AdamW moments): a zero gradient must then leave every weight where it is
+      await writeJob(env.redis, env.prefix, 'job-e', { checkpointDir: join(env.dir, 'job-e') }, false);
+      const state = await env.service.learner.ensureJob('job-e');
+      const v = state.version;
+      const stale = group(2, 's', v + 1, [
+        ['\\boxed{1}', 1],
+        ['\\boxed{2}', 0],
+      ]);
+      const equal = group(2, 'e', v, [
+        ['\\boxed{1}', 1],
+        ['\\boxed{1}', 1],
+        ['\\boxed{1}', 1],
+      ]);
+      const ids = await storeGroups(env, 'job-e', 2, [stale, equal]);
+      const before = await state.model.getParams();
+      // klCoef 0: with every advantage 0 the loss has zero gradient, so AdamW must leave the weights alone
+      const r = await env.service.learner.learn(grpoTask('job-e', 2, v, ids, { klCoefficient: 0 }));
+      assert.equal(r.staleGroups, 1);
+      assert.equal(r.sequences, 3, 'the all-equal group stays in the batch; the stale one is dropped');
+      assert.equal(r.policyVersion, v + 1);
+      assert.ok(Math.abs(r.loss) < 1e-6, `zero advantage → zero policy loss, got ${r.loss}`);
+      const afterP = await state.model.getParams();
+      let maxDiff = 0;
+      for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(before[i]! - afterP[i]!));
+      assert.ok(maxDiff < 1e-7, `parameters moved by ${maxDiff}`);
+    }));
 
-  it('a missing group fails the task (retryable) and leaves the model as it was', async () => {
-    const state = await env.service.learner.ensureJob('job-1');
-    const p = sha(await state.model.getParams());
-    const v = state.version;
-    await assert.rejects(
-      env.service.learner.learn(grpoTask('job-1', 3, v, ['3/policy/nope'])),
-      /not verified yet/,
-    );
-    assert.equal(state.version, v);
-    assert.equal(sha(await state.model.getParams()), p);
-    assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-1', 3, 'policy')), null);
-  });
+  it('a task at the wrong policy version fails clearly and trains nothing', () =>
+    withLearner('learner-wrong-version', async (env) => {
+      const state = await env.service.learner.ensureJob('job-1');
+      await env.service.learner.learn(sftTask('job-1', 0, 0, examples));
+      const p = sha(await state.model.getParams());
+      const v = state.version;
+      await assert.rejects(
+        env.service.learner.learn(sftTask('job-1', 50, state.version + 3, examples)),
+        /sampled with policy version/,
+      );
+      assert.equal(state.version, v);
+      assert.equal(sha(await state.model.getParams()), p);
+    }));
 
-  it('a failed checkpoint undoes the whole update (weights, optimizer, version, policy hash)', async () => {
-    // the checkpoint dir sits under a regular file, so writing it fails (ENOTDIR)
-    const blocker = join(env.dir, 'blocker');
-    await writeFile(blocker, 'x');
-    await writeJob(env.redis, env.prefix, 'job-f', { checkpointDir: join(blocker, 'ckpt') });
-    const state = await env.service.learner.ensureJob('job-f');
-    const p0 = sha(await state.model.getParams());
-    await assert.rejects(env.service.learner.learn({ ...sftTask('job-f', 0, 0, examples), final: true }));
-    assert.equal(state.version, 0);
-    assert.equal(state.optimizerSteps, 0);
-    assert.equal(sha(await state.model.getParams()), p0);
-    assert.equal((await state.model.getOptimizerState()).step, 0);
-    assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-f', 0, 'warmup')), null);
-    assert.equal(await env.redis.hget(jobKeys.policy(env.prefix, 'job-f'), 'version'), '0');
-    // the retry (without the failing checkpoint) trains exactly once from the same point
-    const r = await env.service.learner.learn(sftTask('job-f', 0, 0, examples));
-    assert.equal(r.policyVersion, 1);
-    assert.equal(r.optimizerSteps, 1);
-    await env.service.learner.dropJob('job-f');
-    await env.redis.srem(jobKeys.active(env.prefix), 'job-f');
-  });
+  it('a missing group fails the task (retryable) and leaves the model as it was', () =>
+    withLearner('learner-missing', async (env) => {
+      const state = await env.service.learner.ensureJob('job-1');
+      const p = sha(await state.model.getParams());
+      const v = state.version;
+      await assert.rejects(
+        env.service.learner.learn(grpoTask('job-1', 3, v, ['3/policy/nope'])),
+        /not verified yet/,
+      );
+      assert.equal(state.version, v);
+      assert.equal(sha(await state.model.getParams()), p);
+      assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-1', 3, 'policy')), null);
+    }));
 
-  it('GetPolicy streams the held versions; older versions are FAILED_PRECONDITION, unknown jobs NOT_FOUND', async () => {
-    const state = await env.service.learner.ensureJob('job-1');
-    const v = state.version;
-    const got = await fetchPolicy(env.service.address, 'job-1', v, client);
-    const params = await state.model.getParams();
-    assert.equal(got.version, v);
-    assert.equal(got.params.length, params.length);
-    assert.deepEqual(got.params, params);
-    assert.equal(got.sha256, sha(params));
-    assert.equal(got.config.vocab_size, 128);
-    const prev = await fetchPolicy(env.service.address, 'job-1', v - 1, client);
-    assert.equal(prev.version, v - 1);
-    assert.notEqual(prev.sha256, got.sha256);
-    await assert.rejects(fetchPolicy(env.service.address, 'job-1', 0, client), (err: grpc.ServiceError) => {
-      assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
-      return true;
-    });
-    await assert.rejects(
-      fetchPolicy(env.service.address, 'job-1', v + 1, client),
-      (err: grpc.ServiceError) => {
+  it('a failed checkpoint undoes the whole update (weights, optimizer, version, policy hash)', () =>
+    withLearner('learner-ckpt-fail', async (env) => {
+      // the checkpoint dir sits under a regular file, so writing it fails (ENOTDIR)
+      const blocker = join(env.dir, 'blocker');
+      await writeFile(blocker, 'x');
+      await writeJob(env.redis, env.prefix, 'job-f', { checkpointDir: join(blocker, 'ckpt') }, false);
+      const state = await env.service.learner.ensureJob('job-f');
+      const p0 = sha(await state.model.getParams());
+      await assert.rejects(env.service.learner.learn({ ...sftTask('job-f', 0, 0, examples), final: true }));
+      assert.equal(state.version, 0);
+      assert.equal(state.optimizerSteps, 0);
+      assert.equal(sha(await state.model.getParams()), p0);
+      assert.equal((await state.model.getOptimizerState()).step, 0);
+      assert.equal(await env.redis.get(jobKeys.learned(env.prefix, 'job-f', 0, 'warmup')), null);
+      assert.equal(await env.redis.hget(jobKeys.policy(env.prefix, 'job-f'), 'version'), '0');
+      // the retry (without the failing checkpoint) trains exactly once from the same point
+      const r = await env.service.learner.learn(sftTask('job-f', 0, 0, examples));
+      assert.equal(r.policyVersion, 1);
+      assert.equal(r.optimizerSteps, 1);
+    }));
+
+  it('GetPolicy streams the held versions; older versions are FAILED_PRECONDITION, unknown jobs NOT_FOUND', () =>
+    withLearner('learner-getpolicy', async (env) => {
+      const state = await env.service.learner.ensureJob('job-1');
+      // two updates: versions 1 and 2 are held (keepVersions 2), version 0 no longer is
+      for (let step = 0; step < 2; step++)
+        await env.service.learner.learn(sftTask('job-1', step, state.version, examples));
+      const v = state.version;
+      assert.equal(v, 2);
+      const got = await fetchPolicy(env.service.address, 'job-1', v, client);
+      const params = await state.model.getParams();
+      assert.equal(got.version, v);
+      assert.equal(got.params.length, params.length);
+      assert.deepEqual(got.params, params);
+      assert.equal(got.sha256, sha(params));
+      assert.equal(got.config.vocab_size, 128);
+      const prev = await fetchPolicy(env.service.address, 'job-1', v - 1, client);
+      assert.equal(prev.version, v - 1);
+      assert.notEqual(prev.sha256, got.sha256);
+      await assert.rejects(fetchPolicy(env.service.address, 'job-1', 0, client), (err: grpc.ServiceError) => {
         assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
         return true;
-      },
-    );
-    await assert.rejects(
-      fetchPolicy(env.service.address, 'no-such-job', 0, client),
-      (err: grpc.ServiceError) => {
-        assert.equal(err.code, grpc.status.NOT_FOUND);
-        return true;
-      },
-    );
-  });
+      });
+      await assert.rejects(
+        fetchPolicy(env.service.address, 'job-1', v + 1, client),
+        (err: grpc.ServiceError) => {
+          assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+          return true;
+        },
+      );
+      await assert.rejects(
+        fetchPolicy(env.service.address, 'no-such-job', 0, client),
+        (err: grpc.ServiceError) => {
+          assert.equal(err.code, grpc.status.NOT_FOUND);
+          return true;
+        },
+      );
+    }));
 
-  it('exposes the spark_learner_* metrics', async () => {
-    const text = await env.service.serviceMetrics.registry.metrics();
-    for (const name of [
-      'spark_learner_updates_total{phase="warmup"} 7',
-      'spark_learner_updates_total{phase="policy"} 2',
-      'spark_learner_loaded_models 3',
-      'spark_learner_stale_groups_total 1',
-      'spark_learner_replayed_updates_total 2',
-    ]) {
-      assert.ok(text.includes(name), `missing ${name}`);
-    }
-    assert.match(text, /spark_learner_weight_bytes_sent_total \d+/);
-    assert.match(text, /spark_learner_policy_version \d+/);
-  });
+  it('exposes the spark_learner_* metrics', () =>
+    withLearner('learner-metrics', async (env) => {
+      // one warm-up update, one policy update with a stale group, one replayed delivery, two models
+      const state = await env.service.learner.ensureJob('job-1');
+      await env.service.learner.learn(sftTask('job-1', 0, 0, examples));
+      const v = state.version;
+      const ids = await storeGroups(env, 'job-1', 1, [
+        group(1, 's', v + 1, [
+          ['\\boxed{1}', 1],
+          ['\\boxed{2}', 0],
+        ]),
+        group(1, 'a', v, [
+          ['\\boxed{1}', 1],
+          ['\\boxed{2}', 0],
+        ]),
+      ]);
+      const task = grpoTask('job-1', 1, v, ids);
+      await env.service.learner.learn(task);
+      await env.service.learner.learn(task); // redelivered: answered from the stored result
+      await writeJob(env.redis, env.prefix, 'job-2', { checkpointDir: join(env.dir, 'job-2') }, false);
+      await env.service.learner.ensureJob('job-2');
+      await fetchPolicy(env.service.address, 'job-1', state.version, client);
+      const text = await env.service.serviceMetrics.registry.metrics();
+      for (const name of [
+        'spark_learner_updates_total{phase="warmup"} 1',
+        'spark_learner_updates_total{phase="policy"} 1',
+        'spark_learner_loaded_models 2',
+        'spark_learner_stale_groups_total 1',
+        'spark_learner_replayed_updates_total 1',
+      ]) {
+        assert.ok(text.includes(name), `missing ${name}`);
+      }
+      assert.match(text, /spark_learner_policy_version \d+/);
+      // counted by the server as the stream ends, which may be just after the client has it all
+      await until(
+        async () =>
+          /spark_learner_weight_bytes_sent_total [1-9]/.test(
+            await env.service.serviceMetrics.registry.metrics(),
+          ),
+        { message: 'the streamed weights in spark_learner_weight_bytes_sent_total' },
+      );
+    }));
 });
 
 describe('learner: checkpoints, auth and the worker path', () => {
@@ -590,12 +657,12 @@ describe('learner: checkpoints, auth and the worker path', () => {
       await queue.waitUntilReady();
       const wait = async (step: number, phase: string): Promise<LearnResult> => {
         const key = jobKeys.learned(env.prefix, 'job-1', step, phase);
-        for (let i = 0; i < 400; i++) {
-          const raw = await env.redis.get(key);
-          if (raw) return parseLearnResult(JSON.parse(raw));
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        throw new Error(`no result for ${step}/${phase}`);
+        const raw = await until(() => env.redis.get(key), {
+          timeoutMs: 120_000,
+          intervalMs: 50,
+          message: `the stored result of ${step}/${phase}`,
+        });
+        return parseLearnResult(JSON.parse(raw));
       };
       await queue.add('learn', sftTask('job-1', 0, 0, examples), { jobId: '0/warmup' });
       const r0 = await wait(0, 'warmup');
@@ -619,17 +686,15 @@ describe('learner: checkpoints, auth and the worker path', () => {
           attempts: 3,
         },
       );
-      for (let i = 0; i < 200; i++) {
-        if ((await queue.getJobState('3/warmup')) === 'failed') {
-          const job = await queue.getJob('3/warmup');
-          assert.ok(job);
-          assert.match(job.failedReason, /miniBatchSize/);
-          assert.equal(job.attemptsMade, 1);
-          break;
-        }
-        assert.ok(i < 199, 'malformed task should fail');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await until(async () => (await queue.getJobState('3/warmup')) === 'failed', {
+        timeoutMs: 60_000,
+        intervalMs: 50,
+        message: 'the malformed task to fail',
+      });
+      const job = await queue.getJob('3/warmup');
+      assert.ok(job);
+      assert.match(job.failedReason, /miniBatchSize/);
+      assert.equal(job.attemptsMade, 1);
     } finally {
       await queue.close();
       await teardown(env);

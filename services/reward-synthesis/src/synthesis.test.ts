@@ -19,7 +19,7 @@ import {
 import { FailedPreconditionError } from '@spark/runtime';
 import { createLogger } from '@spark/runtime/logging';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
-import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
+import { testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
 
 import {
   startRewardSynthesis,
@@ -85,16 +85,6 @@ function task(jobId: string, step: number, over: Partial<SynthesisTask> = {}): S
     groupIds: makeGroups(step, 12).map((g) => g.groupId),
     ...over,
   };
-}
-
-async function waitFor<T>(fn: () => Promise<T | null>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 void describe('reward-synthesis', () => {
@@ -260,19 +250,23 @@ void describe('reward-synthesis', () => {
     after(() => svc.close());
     for (let s = 1; s <= 6; s++) await queue.add('synthesis', task(jobId, s), { jobId: synthesisTaskId(s) });
     // close as soon as the first task is taken: it completes, the rest stay queued
-    await waitFor(async () =>
-      (await queue.getActiveCount()) + (await queue.getCompletedCount()) > 0 ? true : null,
-    );
+    await until(async () => (await queue.getActiveCount()) + (await queue.getCompletedCount()) > 0, {
+      message: 'the first task to be taken',
+      intervalMs: 5,
+    });
     await svc.close();
     const states = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => queue.getJobState(synthesisTaskId(s))));
     for (const st of states) assert.ok(st === 'completed' || st === 'waiting', `state after close: ${st}`);
     const svc2 = await startRewardSynthesis(config, { logger: silent });
     after(() => svc2.close());
-    const results = await waitFor(async () => {
-      const jobs = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => queue.getJob(synthesisTaskId(s))));
-      if (jobs.some((j) => !j?.finishedOn)) return null;
-      return jobs.map((j) => j?.returnvalue as SynthesisResult);
-    });
+    const results = await until(
+      async () => {
+        const jobs = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => queue.getJob(synthesisTaskId(s))));
+        if (jobs.some((j) => !j?.finishedOn)) return null;
+        return jobs.map((j) => j?.returnvalue as SynthesisResult);
+      },
+      { timeoutMs: 120_000, message: 'all six synthesis tasks to finish' },
+    );
     await svc2.close();
     for (let s = 1; s <= 6; s++) {
       const stored = parseSynthesisResult(
@@ -291,7 +285,9 @@ void describe('reward-synthesis', () => {
     });
     const svc3 = await startRewardSynthesis(config, { logger: silent });
     after(() => svc3.close());
-    await waitFor(async () => ((await queue.getJobState('synth-bad')) === 'failed' ? true : null));
+    await until(async () => (await queue.getJobState('synth-bad')) === 'failed', {
+      message: 'the malformed task to fail',
+    });
     const bad = await queue.getJob('synth-bad');
     assert.ok(bad && bad.attemptsMade <= 1);
     assert.match((bad.stacktrace ?? []).join('\n'), /UnrecoverableError: invalid SynthesisTask/);

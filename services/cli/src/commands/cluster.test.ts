@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { runSpark, SPARK_BIN, waitFor } from '../testing.js';
+import { runSpark, SPARK_BIN, until } from '../testing.js';
 import { serviceMain, startLocalCluster, type LocalCluster } from '../launcher/index.js';
 
 const skip = existsSync(serviceMain('coordinator')) ? false : 'the coordinator has no entry point yet';
@@ -75,7 +75,10 @@ describe('client commands against a real coordinator', { skip }, () => {
     let watchOut = '';
     watcher.stdout.on('data', (c: Buffer) => (watchOut += c.toString()));
     const watchExit = new Promise<number | null>((r) => watcher.on('close', (code) => r(code)));
-    assert.ok(await waitFor(() => /running|queued/.test(watchOut), 30_000), `watch printed: ${watchOut}`);
+    await until(() => /running|queued/.test(watchOut), {
+      timeoutMs: 60_000,
+      message: '`spark watch` to print the job state',
+    }).catch((err: unknown) => assert.fail(`${String(err)}; watch printed: ${watchOut}`));
 
     const cancel = await runSpark(['cancel', jobId, ...addr()]);
     assert.equal(cancel.code, 0, cancel.stderr);

@@ -3,7 +3,6 @@
 // outputs, summary semantics against the written results, malformed records (reported, not fatal), an
 // empty file (clear error, non-zero exit), the real-model self-reflection path and the reward benchmark.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,18 +12,10 @@ import { summarize, type AccuracySummary, type EvaluatedProblem } from '@spark/m
 
 import { makeTinyCheckpoint } from '@spark/method/checkpoint';
 
-const bin = join(import.meta.dirname, '../../bin/spark.mjs');
+import { runSpark } from '../testing.js';
 
-function spark(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+// the shared runner: bounded (a hung command is killed and says so), no SPARK_ADDRESS/TOKEN from outside
+const spark = (args: string[]) => runSpark(args);
 
 async function readJsonl<T>(path: string): Promise<T[]> {
   return (await readFile(path, 'utf8'))

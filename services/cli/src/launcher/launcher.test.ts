@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 
 import { redisAnswers } from '@spark/runtime/redis';
 
-import { alive, runSpark, SPARK_BIN, waitFor } from '../testing.js';
+import { alive, runSpark, SPARK_BIN, until } from '../testing.js';
 import { ClusterStartError, serviceMain, startLocalCluster, type ServiceName } from './index.js';
 
 /** Services with an entry point in this checkout, lightest first (for partial-cluster tests). */
@@ -63,7 +63,7 @@ describe('local launcher', { skip }, () => {
     assert.equal(failure.signal, 'SIGKILL');
     await cluster.stop();
     for (const c of cluster.children)
-      assert.ok(await waitFor(() => !alive(c.pid), 5_000), `${c.name} is gone`);
+      await until(() => !alive(c.pid), { timeoutMs: 30_000, message: `${c.name} (pid ${c.pid}) to be gone` });
   });
 
   it('refuses a Redis URL that does not answer and bad worker counts', async () => {
@@ -85,8 +85,14 @@ function sparkUp(args: string[]) {
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   const ready = async () => {
-    const ok = await waitFor(() => /cluster ready/.test(stdout) || child.exitCode !== null, 90_000);
-    assert.ok(ok && /cluster ready/.test(stdout), `spark up did not become ready:\n${stdout}\n${stderr}`);
+    await until(() => /cluster ready/.test(stdout) || child.exitCode !== null, {
+      timeoutMs: 180_000,
+      intervalMs: 50,
+      message: '`spark up` to print "cluster ready" or exit',
+    }).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n${stdout}\n${stderr}`);
+    });
+    assert.ok(/cluster ready/.test(stdout), `spark up did not become ready:\n${stdout}\n${stderr}`);
   };
   return { child, exited, ready, out: () => stdout, err: () => stderr };
 }
@@ -131,17 +137,27 @@ describe('spark up', { skip }, () => {
     assert.ok(await redisAnswers(`redis://127.0.0.1:${port}`, 2_000));
     up.child.kill('SIGKILL');
     await up.exited;
-    const gone = await waitFor(() => rec.children.every((c) => !alive(c.pid)), 30_000);
-    const left = rec.children.filter((c) => alive(c.pid));
-    for (const c of left) process.kill(c.pid, 'SIGKILL');
-    assert.ok(gone, `left running: ${left.map((c) => c.name).join(', ')}`);
-    // the private redis-server dies with its launcher too (parent-death signal via setpriv)
-    let redisGone = false;
-    for (let i = 0; i < 50 && !redisGone; i++) {
-      redisGone = !(await redisAnswers(`redis://127.0.0.1:${port}`, 200));
-      if (!redisGone) await new Promise((r) => setTimeout(r, 100));
+    const left = () => rec.children.filter((c) => alive(c.pid));
+    try {
+      await until(() => left().length === 0, {
+        timeoutMs: 60_000,
+        message: 'every service to stop after its launcher was SIGKILLed',
+      }).catch((err: unknown) => {
+        throw new Error(
+          `${String(err)}; left running: ${left()
+            .map((c) => c.name)
+            .join(', ')}`,
+        );
+      });
+    } finally {
+      for (const c of left()) process.kill(c.pid, 'SIGKILL');
     }
-    assert.ok(redisGone, `the private redis-server on port ${port} outlived its launcher`);
+    // the private redis-server dies with its launcher too (parent-death signal via setpriv)
+    await until(async () => !(await redisAnswers(`redis://127.0.0.1:${port}`, 200)), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: `the private redis-server on port ${port} to die with its launcher`,
+    });
   });
 
   it('exits non-zero with the dead service named when a child is killed', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import { ResourceExhaustedError, UnavailableError } from '../errors/index.js';
-import { testPrefix, testRedisUrl } from '../testing/index.js';
+import { testPrefix, testRedisUrl, until } from '../testing/index.js';
 import {
   createQueue,
   createQueueEvents,
@@ -104,10 +104,8 @@ describe('redis', () => {
       await queue.waitUntilReady();
       const worker = createWorker<{ n: number }, number>('work', async (job) => job.data.n, { url, prefix });
       closers.push(() => worker.close());
-      const finished = async (id: string) => {
-        for (let i = 0; i < 500 && !(await queue.getJob(id))?.finishedOn; i++)
-          await new Promise((r) => setTimeout(r, 10));
-      };
+      const finished = (id: string) =>
+        until(async () => (await queue.getJob(id))?.finishedOn, { message: `job ${id} to finish` });
       await enqueueBounded(queue, 'item', { n: 1 }, { jobId: 'before', maxDepth: 10 });
       await finished('before');
       // the stream's last entry now, then a job that completes BEFORE the events connection exists
@@ -120,7 +118,7 @@ describe('redis', () => {
       const events = createQueueEvents('work', { url, prefix, lastEventId });
       closers.push(() => events.close());
       const completed = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no completed event within 10 s')), 10_000);
+        const timer = setTimeout(() => reject(new Error('no completed event within 60 s')), 60_000);
         events.on('completed', ({ jobId }) => {
           clearTimeout(timer);
           resolve(jobId);
