@@ -52,6 +52,7 @@ export const SPEC_DEFAULTS = Object.freeze({
   taskMaxDifficulty: 2,
   warmupJudgeFraction: 0.25,
   recycleBalanceLabels: false,
+  verifyUnboxed: false,
   datasetFormat: 'auto',
   trainSize: 2048,
   microBatchSize: 16,
@@ -148,6 +149,7 @@ export function normalizeSpec(
     taskMaxDifficulty: num(input.taskMaxDifficulty, d.taskMaxDifficulty),
     warmupJudgeFraction: input.warmupJudgeFraction ?? d.warmupJudgeFraction,
     recycleBalanceLabels: input.recycleBalanceLabels ?? d.recycleBalanceLabels,
+    verifyUnboxed: input.verifyUnboxed ?? d.verifyUnboxed,
   };
   spec.microBatchSize = input.microBatchSize || Math.min(d.microBatchSize, spec.miniBatchSize);
 

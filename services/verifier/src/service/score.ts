@@ -16,11 +16,18 @@ export function modeOf(k: KindName): 'math' | 'judge' {
   return k === 'pointwise' || k === 'pairwise' ? 'judge' : 'math';
 }
 
+/** Job-level scoring settings (from the job spec). */
+export interface ScoreOptions {
+  /** Reward answers stated without a box in math mode (the spec's `verifyUnboxed`; default false). */
+  readonly unboxed?: boolean;
+}
+
 /** Scores every response of the task, in order. */
 export async function scoreTask(
   verifier: Verifier,
   task: VerifyTask,
   onResponse?: (kind: KindName, reward: 0 | 1, seconds: number) => void,
+  options: ScoreOptions = {},
 ): Promise<VerifiedGroup[]> {
   const out: VerifiedGroup[] = [];
   for (const g of task.groups) {
@@ -28,7 +35,11 @@ export async function scoreTask(
     const responses: VerifiedResponse[] = [];
     for (const r of g.responses) {
       const t0 = performance.now();
-      const v = await verifier.verify(r.text, g.prompt.label, { mode });
+      const v = await verifier.verify(
+        r.text,
+        g.prompt.label,
+        mode === 'math' && options.unboxed ? { mode, unboxed: true } : { mode },
+      );
       onResponse?.(g.prompt.kind, v.reward, (performance.now() - t0) / 1000);
       responses.push({ ...r, reward: v.reward, extracted: v.extracted, reason: v.reason });
     }

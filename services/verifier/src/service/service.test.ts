@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import {
+  encodeJobSpec,
   jobKeys,
   queueName,
   type KindName,
@@ -17,6 +18,7 @@ import {
 } from '@spark/contract';
 import { createLogger } from '@spark/runtime/logging';
 import { connectRedis, createQueue, workerOptions, type Redis } from '@spark/runtime/redis';
+import { JobSpec } from '@spark/protocol';
 import { Worker } from 'bullmq';
 import { expectUnchanged, testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
 
@@ -142,6 +144,56 @@ void describe('verifier service', () => {
     const metrics = await svc.metrics.registry.metrics();
     assert.match(metrics, /spark_verifier_responses_verified_total\{kind="pointwise",result="correct"\} 4/);
     assert.match(metrics, /spark_verifier_reward_ratio\{kind="problem"\} 0\.5714/);
+  });
+
+  void it('rewards answers without a box only for a job whose spec sets verifyUnboxed', async () => {
+    const config = verifierServiceConfig({
+      redisUrl: url,
+      redisPrefix: prefix,
+      pollMs: 20,
+      logLevel: 'silent',
+    });
+    svc ??= await startVerifierService(config, { logger: silent });
+    const g = group(2, prompt('u1', 'problem', '7.78'), [
+      'so the final answer is 7.78',
+      'I think it is $7.78$.',
+      '\\boxed{7.78}',
+      'the final answer is 9',
+    ]);
+    const rewardsOf = async (job: string, unboxed: boolean): Promise<number[]> => {
+      await redis.hset(
+        jobKeys.job(prefix, job),
+        'spec',
+        encodeJobSpec(JobSpec.fromPartial({ verifyUnboxed: unboxed })),
+      );
+      await redis.sadd(jobKeys.active(prefix), job);
+      await redis.publish(jobKeys.activeChanged(prefix), job);
+      const queue = createQueue<VerifyTask>(queueName('verify', job), { url, prefix });
+      try {
+        const task = { jobId: job, step: 2, phase: 'policy' as const, shardId: '2/policy/0', groups: [g] };
+        await queue.add('verify', task, { jobId: task.shardId });
+        await until(async () => (await queue.getJobState(task.shardId)) === 'completed', {
+          timeoutMs: 60_000,
+          message: `the shard of ${job} to be scored`,
+        });
+      } finally {
+        await queue.close();
+      }
+      const v = JSON.parse(
+        (await redis.hget(jobKeys.groups(prefix, job, 2, 'policy'), g.groupId)) ?? 'null',
+      ) as VerifiedGroup;
+      return v.responses.map((r) => r.reward);
+    };
+    assert.deepEqual(
+      await rewardsOf('vj-unboxed', true),
+      [1, 1, 1, 0],
+      'unboxed answers count when the spec says so',
+    );
+    assert.deepEqual(
+      await rewardsOf('vj-boxed', false),
+      [0, 0, 1, 0],
+      'the default: only a boxed answer counts',
+    );
   });
 
   void it('fails a malformed shard at once (no retries)', async () => {

@@ -8,6 +8,7 @@ import { UnavailableError } from '@spark/runtime';
 import {
   followJobQueues,
   jobKeys,
+  readJobSpec,
   taskOnJobQueue,
   type JobQueueWorkers,
   type KindName,
@@ -18,7 +19,7 @@ import type { ServiceMetrics } from '@spark/runtime/metrics';
 import type { Job } from '@spark/runtime/redis';
 
 import type { Verifier } from '@spark/verify';
-import { parseVerifyTask, scoreTask } from './score.js';
+import { parseVerifyTask, scoreTask, type ScoreOptions } from './score.js';
 
 /** What a verify task returns to BullMQ (small; the groups themselves go to the hash). */
 export interface VerifyTaskResult {
@@ -66,6 +67,8 @@ function verifyMetrics(metrics: ServiceMetrics) {
 export class VerifyWorker {
   private readonly workers: JobQueueWorkers<VerifyTask, VerifyTaskResult>;
   private readonly m: ReturnType<typeof verifyMetrics>;
+  /** Per job: its spec's scoring settings, read once (a spec never changes after submission). */
+  private readonly scoring = new Map<string, Promise<ScoreOptions>>();
 
   constructor(
     private readonly host: WorkerHost,
@@ -95,6 +98,22 @@ export class VerifyWorker {
     return this.workers.close();
   }
 
+  /** The job's scoring settings from its stored spec (defaults when the spec is gone). */
+  private scoringOf(jobId: string): Promise<ScoreOptions> {
+    let found = this.scoring.get(jobId);
+    if (!found) {
+      found = readJobSpec(this.host.redis, this.host.config.redisPrefix, jobId).then((spec) =>
+        spec?.verifyUnboxed ? { unboxed: true } : {},
+      );
+      // a failed read is not cached: the next task of the job reads again
+      found.catch(() => this.scoring.delete(jobId));
+      this.scoring.set(jobId, found);
+      // bounded: the oldest job's entry goes first (it is read again if that job is still served)
+      if (this.scoring.size > 256) this.scoring.delete(this.scoring.keys().next().value as string);
+    }
+    return found;
+  }
+
   private async process(jobId: string, job: Job<VerifyTask, VerifyTaskResult>): Promise<VerifyTaskResult> {
     const { m } = this;
     let task: VerifyTask;
@@ -105,14 +124,20 @@ export class VerifyWorker {
       throw err;
     }
     const sums = new Map<KindName, { n: number; r: number }>();
-    const groups = await scoreTask(this.options.verifier, task, (kind, reward, s) => {
-      m.verified.inc({ kind, result: reward === 1 ? 'correct' : 'wrong' });
-      m.seconds.observe(s);
-      const acc = sums.get(kind) ?? { n: 0, r: 0 };
-      acc.n++;
-      acc.r += reward;
-      sums.set(kind, acc);
-    });
+    const scoring = await this.scoringOf(jobId);
+    const groups = await scoreTask(
+      this.options.verifier,
+      task,
+      (kind, reward, s) => {
+        m.verified.inc({ kind, result: reward === 1 ? 'correct' : 'wrong' });
+        m.seconds.observe(s);
+        const acc = sums.get(kind) ?? { n: 0, r: 0 };
+        acc.n++;
+        acc.r += reward;
+        sums.set(kind, acc);
+      },
+      scoring,
+    );
     // a shard still scoring when shutdown outran its grace period may hold time-outs caused by the
     // closing worker threads: never store those, let BullMQ redeliver the shard instead
     if (this.options.verifierClosed())

@@ -290,7 +290,14 @@ export interface JobSpec {
    * Keep as many "incorrect" as "correct" pointwise judge items per step (default false: the method's
    * rules, whose labels follow the policy's accuracy). Ours, for policies far below 50 % accuracy.
    */
-  recycleBalanceLabels?: boolean | undefined;
+  recycleBalanceLabels?:
+    | boolean
+    | undefined;
+  /**
+   * Also reward answers stated without a \boxed{} when a response has none ("the final answer is 7.78",
+   * else the last $…$, else the last number). Default false, as in the reference's training.
+   */
+  verifyUnboxed?: boolean | undefined;
 }
 
 /** A job's current state and progress. */
@@ -485,6 +492,7 @@ function createBaseJobSpec(): JobSpec {
     taskMaxDifficulty: 0,
     warmupJudgeFraction: undefined,
     recycleBalanceLabels: undefined,
+    verifyUnboxed: undefined,
   };
 }
 
@@ -603,6 +611,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.recycleBalanceLabels !== undefined) {
       writer.uint32(304).bool(message.recycleBalanceLabels);
+    }
+    if (message.verifyUnboxed !== undefined) {
+      writer.uint32(312).bool(message.verifyUnboxed);
     }
     return writer;
   },
@@ -924,6 +935,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.recycleBalanceLabels = reader.bool();
             continue;
           }
+          case 39: {
+            if (tag !== 312) {
+              break;
+            }
+
+            message.verifyUnboxed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1100,6 +1119,11 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.recycle_balance_labels)
         ? globalThis.Boolean(object.recycle_balance_labels)
         : undefined,
+      verifyUnboxed: isSet(object.verifyUnboxed)
+        ? globalThis.Boolean(object.verifyUnboxed)
+        : isSet(object.verify_unboxed)
+        ? globalThis.Boolean(object.verify_unboxed)
+        : undefined,
     };
   },
 
@@ -1219,6 +1243,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.recycleBalanceLabels !== undefined) {
       obj.recycleBalanceLabels = message.recycleBalanceLabels;
     }
+    if (message.verifyUnboxed !== undefined) {
+      obj.verifyUnboxed = message.verifyUnboxed;
+    }
     return obj;
   },
 
@@ -1265,6 +1292,7 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.taskMaxDifficulty = object.taskMaxDifficulty ?? 0;
     message.warmupJudgeFraction = object.warmupJudgeFraction ?? undefined;
     message.recycleBalanceLabels = object.recycleBalanceLabels ?? undefined;
+    message.verifyUnboxed = object.verifyUnboxed ?? undefined;
     return message;
   },
 };
