@@ -16,6 +16,9 @@ export function modeOf(k: KindName): 'math' | 'judge' {
   return k === 'pointwise' || k === 'pairwise' ? 'judge' : 'math';
 }
 
+/** Longest stretch of in-thread scoring before the event loop gets a turn (ms). */
+const YIELD_MS = 10;
+
 /** Job-level scoring settings (from the job spec). */
 export interface ScoreOptions {
   /** Reward answers stated without a box in math mode (the spec's `verifyUnboxed`; default false). */
@@ -30,6 +33,10 @@ export async function scoreTask(
   options: ScoreOptions = {},
 ): Promise<VerifiedGroup[]> {
   const out: VerifiedGroup[] = [];
+  // Answers decided in this thread resolve without ever yielding to the event loop: a large shard would
+  // hold it for its whole scoring (lock renewals, health checks, metrics and shutdown all wait). Yield
+  // whenever YIELD_MS of scoring has passed since the last turn.
+  let turn = performance.now();
   for (const g of task.groups) {
     const mode = modeOf(g.prompt.kind);
     const responses: VerifiedResponse[] = [];
@@ -42,6 +49,10 @@ export async function scoreTask(
       );
       onResponse?.(g.prompt.kind, v.reward, (performance.now() - t0) / 1000);
       responses.push({ ...r, reward: v.reward, extracted: v.extracted, reason: v.reason });
+      if (performance.now() - turn > YIELD_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        turn = performance.now();
+      }
     }
     out.push({
       groupId: g.groupId,
