@@ -15,7 +15,8 @@ fn ignorable(cfg: &ModelConfig) -> impl Fn(&str) -> bool + '_ {
     move |name: &str| (cfg.tie_word_embeddings && name == "lm_head.weight") || name.ends_with(".rotary_emb.inv_freq")
 }
 
-/// Reads the parameters of `cfg`'s layout from `files` into a new flat buffer (layout: `model::params`).
+/// Reads the parameters of `cfg`'s layout from `files` into a new flat buffer (layout: `model::params`); every
+/// value is checked finite as it is converted.
 fn read_params(cfg: &ModelConfig, table: &[ParamInfo], total: usize, files: &[PathBuf]) -> Result<Vec<f32>> {
     let wanted: Vec<Wanted<'_>> =
         table.iter().map(|p| Wanted { name: &p.name, shape: &p.shape, offset: p.offset, len: p.len }).collect();
@@ -27,31 +28,19 @@ fn read_params(cfg: &ModelConfig, table: &[ParamInfo], total: usize, files: &[Pa
     Ok(out)
 }
 
-/// Maps a model's parameter error ("… not finite at index i") to a format error naming the tensor.
-fn not_finite(table: &[ParamInfo], i: usize) -> Error {
-    let name = table.iter().find(|p| i >= p.offset && i < p.offset + p.len).map(|p| p.name.as_str()).unwrap_or("?");
-    Error::format(format!("checkpoint value of {name} is not finite (flat index {i})"))
-}
-
 /// A new trainable model with the weights of `files` (no random initialisation; gradient and AdamW buffers
 /// are allocated on the first training call).
 pub fn load_model(cfg: ModelConfig, files: &[PathBuf]) -> Result<Model> {
     cfg.validate().map_err(Error::invalid)?;
     let (table, off) = params::layout(&cfg);
     let p = read_params(&cfg, &table, off.total, files)?;
-    if let Some(i) = crate::model::first_non_finite(&p) {
-        return Err(not_finite(&table, i));
-    }
-    Model::from_params(cfg, p).map_err(Error::model)
+    Model::from_finite_params(cfg, p).map_err(Error::model)
 }
 
 /// Replaces `model`'s weights with those of `files`; on any error the model is unchanged.
 pub fn load_weights(model: &mut Model, files: &[PathBuf]) -> Result<()> {
     let p = read_params(model.config(), model.param_table(), model.num_params(), files)?;
-    if let Some(i) = crate::model::first_non_finite(&p) {
-        return Err(not_finite(model.param_table(), i));
-    }
-    model.replace_params(p).map_err(Error::model)
+    model.replace_finite_params(p).map_err(Error::model)
 }
 
 /// Writes the weights as one F32 safetensors file with Hugging Face names (atomically).
@@ -177,7 +166,7 @@ mod tests {
         other.params_mut()[norm.offset + 3] = f32::NAN;
         save_weights(&other, &d.join("nan.safetensors")).unwrap();
         let e = load_weights(&mut m, &[d.join("nan.safetensors")]).unwrap_err();
-        assert!(e.message.contains("model.norm.weight is not finite"), "{e}");
+        assert!(e.message.contains("tensor \"model.norm.weight\" value at index 3 is not finite"), "{e}");
         assert_eq!(e.code, ErrorCode::Format);
         let e = load_model(tiny(), &[d.join("nan.safetensors")]).err().unwrap();
         assert!(e.message.contains("not finite"), "{e}");

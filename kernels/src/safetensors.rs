@@ -283,7 +283,9 @@ impl SafetensorsFile {
     }
 }
 
-/// Converts tensor view `t` (F32, BF16 or F16, little-endian) into `out`, in parallel blocks.
+/// Converts tensor view `t` (F32, BF16 or F16, little-endian) into `out`, in parallel blocks, and checks
+/// every value is finite while the block is still in cache (a NaN or ±inf is a format error naming the tensor
+/// and the element).
 pub fn read_f32(path: &str, name: &str, t: &TensorView<'_>, out: &mut [f32]) -> Result<()> {
     let numel: usize = t.shape().iter().product();
     if out.len() != numel {
@@ -299,26 +301,28 @@ pub fn read_f32(path: &str, name: &str, t: &TensorView<'_>, out: &mut [f32]) -> 
             )))
         }
     };
-    debug_assert_eq!(bytes.len(), numel * esize);
-    // Blocks of 64 Ki elements: large enough to amortise a task, small enough to balance two threads.
+    assert_eq!(bytes.len(), numel * esize, "the crate validated the tensor's byte range");
+    // Blocks of 64 Ki elements: large enough to amortise a task, small enough to balance two threads and to
+    // check a block while it is in L2.
     const BLOCK: usize = 1 << 16;
+    let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
     par_rows(out, BLOCK, 1, |block0, dst| {
         let src = &bytes[block0 * BLOCK * esize..][..dst.len() * esize];
-        match dtype {
-            Dtype::F32 => f32_from_le(src, dst),
-            Dtype::BF16 => {
-                for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                    *d = half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
-                }
+        for (k, (d, s)) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK * esize)).enumerate() {
+            match dtype {
+                Dtype::F32 => f32_from_le(s, d),
+                Dtype::BF16 => half_from_le(s, d, |h| half::bf16::from_bits(h).to_f32()),
+                _ => half_from_le(s, d, |h| half::f16::from_bits(h).to_f32()),
             }
-            _ => {
-                for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                    *d = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
-                }
+            if let Some(i) = d.iter().position(|x| !x.is_finite()) {
+                first_bad.fetch_min((block0 + k) * BLOCK + i, std::sync::atomic::Ordering::Relaxed);
             }
         }
     });
-    Ok(())
+    match first_bad.into_inner() {
+        usize::MAX => Ok(()),
+        i => Err(fmt_err(format!("{path}: tensor {name:?} value at index {i} is not finite ({})", out[i]))),
+    }
 }
 
 /// Little-endian f32 bytes → f32 (a plain copy on little-endian hosts).
@@ -333,6 +337,25 @@ fn f32_from_le(src: &[u8], dst: &mut [f32]) {
     #[cfg(not(target_endian = "little"))]
     for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
         *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}
+
+/// Little-endian 16-bit floats → f32 through `convert` (bf16 or f16 bits → f32). Reads whole `u16`s when the
+/// bytes are 2-aligned (they are in files whose header length is a multiple of 8, as writers pad it), so the
+/// loop vectorises; byte pairs otherwise.
+fn half_from_le(src: &[u8], dst: &mut [f32], convert: impl Fn(u16) -> f32) {
+    assert_eq!(src.len(), dst.len() * 2);
+    // SAFETY: u16 has no invalid bit patterns; `align_to` returns the aligned middle part, used only when it
+    // covers all of `src`.
+    let (head, mid, tail) = unsafe { src.align_to::<u16>() };
+    if cfg!(target_endian = "little") && head.is_empty() && tail.is_empty() {
+        for (d, &h) in dst.iter_mut().zip(mid) {
+            *d = convert(h);
+        }
+    } else {
+        for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = convert(u16::from_le_bytes([c[0], c[1]]));
+        }
     }
 }
 
@@ -615,14 +638,27 @@ mod tests {
         let mut out = vec![0.0; 4];
         f.read_f32_into("x", &mut out).unwrap();
         assert_eq!(out, vals);
-        // F16: 1, −2, the smallest subnormal, +∞
-        let halves: [u16; 4] = [0x3C00, 0xC000, 0x0001, 0x7C00];
+        // F16: 1, −2, the smallest subnormal, 65504; then +∞, which no checkpoint may hold
+        let halves: [u16; 8] = [0x3C00, 0xC000, 0x0001, 0x7BFF, 0x3C00, 0x3C00, 0x3C00, 0x7C00];
         let data: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
-        raw_file(&p, r#"{"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#, &data);
+        raw_file(
+            &p,
+            r#"{"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"inf":{"dtype":"F16","shape":[4],"data_offsets":[8,16]}}"#,
+            &data,
+        );
         let f = SafetensorsFile::open(&p).unwrap();
         f.read_f32_into("h", &mut out).unwrap();
-        assert_eq!(&out[..3], &[1.0, -2.0, 5.960_464_5e-8]);
-        assert!(out[3].is_infinite());
+        assert_eq!(out, [1.0, -2.0, 5.960_464_5e-8, 65504.0]);
+        let e = f.read_f32_into("inf", &mut out).unwrap_err().to_string();
+        assert!(e.contains("tensor \"inf\" value at index 3 is not finite (inf)"), "{e}");
+        // an odd header length leaves 16-bit data unaligned: the byte-pair path converts it the same way
+        let odd = r#"{"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}} "#;
+        raw_file(&p, odd, &data[..8]);
+        assert_eq!(odd.len() % 2, 1);
+        let f = SafetensorsFile::open(&p).unwrap();
+        out.fill(0.0);
+        f.read_f32_into("h", &mut out).unwrap();
+        assert_eq!(out, [1.0, -2.0, 5.960_464_5e-8, 65504.0]);
         // other dtypes do not load as f32
         raw_file(&p, r#"{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}"#, &[0u8; 8]);
         let f = SafetensorsFile::open(&p).unwrap();

@@ -138,12 +138,19 @@ impl Model {
     /// A trainable model with the given flat parameters (layout: `params.rs`; length and finiteness checked),
     /// without random initialisation — e.g. a checkpoint read by `crate::checkpoint::load_model`.
     pub fn from_params(cfg: ModelConfig, p: Vec<f32>) -> Result<Model, String> {
+        check_finite("from_params", &p)?;
+        Model::from_finite_params(cfg, p)
+    }
+
+    /// `from_params` for a buffer the caller has already checked finite (the checkpoint reader checks each
+    /// block as it converts it, so a 2 GB load does not scan the buffer twice).
+    pub(crate) fn from_finite_params(cfg: ModelConfig, p: Vec<f32>) -> Result<Model, String> {
         cfg.validate()?;
         let (table, off) = params::layout(&cfg);
         if p.len() != off.total {
             return Err(format!("from_params: got {} values, the configuration has {}", p.len(), off.total));
         }
-        check_finite("from_params", &p)?;
+        debug_assert!(first_non_finite(&p).is_none());
         let (rope_cos, rope_sin) = ops::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta);
         Ok(Model {
             params: p,
@@ -183,6 +190,15 @@ impl Model {
     /// Replaces all parameters by `p` without copying (length and finiteness checked).
     pub fn replace_params(&mut self, p: Vec<f32>) -> Result<(), String> {
         self.check_new_params(&p)?;
+        self.params = p;
+        Ok(())
+    }
+    /// `replace_params` for a buffer the caller has already checked finite (see `from_finite_params`).
+    pub(crate) fn replace_finite_params(&mut self, p: Vec<f32>) -> Result<(), String> {
+        if p.len() != self.params.len() {
+            return Err(format!("set_params: got {} values, the model has {}", p.len(), self.params.len()));
+        }
+        debug_assert!(first_non_finite(&p).is_none());
         self.params = p;
         Ok(())
     }
