@@ -12,7 +12,7 @@
 //! Prints a table; `--json FILE` writes every figure.
 
 use spark_kernels::backend::blas::blas;
-use spark_kernels::backend::gemm::{self, GemmPath};
+use spark_kernels::backend::gemm::{self, Gemm, GemmPath, Kernel, Mat};
 use spark_kernels::backend::threads::{num_threads, par_rows};
 use spark_kernels::checkpoint;
 use spark_kernels::safetensors::{self as st, TensorData, TensorOut};
@@ -136,15 +136,17 @@ fn main() {
         let a: Vec<f32> = (0..ar * ac).map(|_| rng.normal() as f32).collect();
         let b: Vec<f32> = (0..br * bc).map(|_| rng.normal() as f32).collect();
         let mut cbuf = vec![0.0f32; s.m * s.n];
+        let (a_op, b_op) = (Mat { data: &a, ld: ac, trans: s.ta }, Mat { data: &b, ld: bc, trans: s.tb });
+        let prod = Gemm { m: s.m, n: s.n, k: s.k, alpha: 1.0, a: a_op, b: b_op, beta: 0.0 };
         let flop = 2.0 * (s.m * s.n * s.k) as f64;
         let mut run = |p: GemmPath| {
-            time_best(o.reps, || gemm::sgemm_on(p, threads, s.ta, s.tb, s.m, s.n, s.k, 1.0, &a, ac, &b, bc, 0.0, &mut cbuf, s.n))
+            time_best(o.reps, || prod.run_on(p, threads, &mut cbuf, s.n))
         };
         let t_ours = run(gemm::path());
         let t_bi = if GemmPath::Builtin.available() { run(GemmPath::Builtin) } else { f64::NAN };
         let t_ob = match bl {
             Some(bl) => bl.with_blas_threads(threads, || {
-                time_best(o.reps, || bl.sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0, &a, ac, &b, bc, 0.0, &mut cbuf, s.n))
+                time_best(o.reps, || bl.sgemm(&prod, &mut cbuf, s.n))
             }),
             None => f64::NAN,
         };

@@ -509,28 +509,31 @@ pub fn write(path: &Path, tensors: &[TensorOut<'_>], metadata: &[(&str, &str)]) 
         w.write_all(&header).map_err(io)?;
         let mut staging: Vec<u8> = Vec::with_capacity(1 << 20);
         for t in tensors {
-            // Little-endian bytes, 256 Ki values at a time through a bounded staging buffer.
             match &t.data {
-                TensorData::F32(xs) => {
-                    for chunk in xs.chunks(1 << 18) {
-                        staging.clear();
-                        chunk.iter().for_each(|x| staging.extend_from_slice(&x.to_le_bytes()));
-                        w.write_all(&staging).map_err(io)?;
-                    }
-                }
-                TensorData::BF16(xs) => {
-                    for chunk in xs.chunks(1 << 18) {
-                        staging.clear();
-                        chunk.iter().for_each(|x| staging.extend_from_slice(&x.to_le_bytes()));
-                        w.write_all(&staging).map_err(io)?;
-                    }
-                }
+                TensorData::F32(xs) => write_le(&mut w, &mut staging, xs, |x| x.to_le_bytes()),
+                TensorData::BF16(xs) => write_le(&mut w, &mut staging, xs, |x| x.to_le_bytes()),
             }
+            .map_err(io)?;
         }
         let f = w.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+/// Writes `xs` as little-endian bytes, 256 Ki values at a time through a bounded staging buffer.
+fn write_le<T: Copy, const N: usize>(
+    w: &mut impl Write,
+    staging: &mut Vec<u8>,
+    xs: &[T],
+    le: impl Fn(T) -> [u8; N],
+) -> std::io::Result<()> {
+    for chunk in xs.chunks(1 << 18) {
+        staging.clear();
+        chunk.iter().for_each(|&x| staging.extend_from_slice(&le(x)));
+        w.write_all(staging)?;
+    }
     Ok(())
 }
 
@@ -565,15 +568,14 @@ mod tests {
         let b = vec![f32::MIN_POSITIVE, -0.0, 1e30, 7.0];
         // a name that needs JSON escaping
         let odd = "quote\"back\\slash\u{1}";
-        write(
-            &p,
-            &[
+        let save = || {
+            let tensors = [
                 TensorOut { name: "a.weight", shape: vec![3, 4], data: TensorData::F32(&a) },
                 TensorOut { name: odd, shape: vec![4], data: TensorData::F32(&b) },
-            ],
-            &[("format", "pt")],
-        )
-        .unwrap();
+            ];
+            write(&p, &tensors, &[("format", "pt")]).unwrap();
+        };
+        save();
         let f = SafetensorsFile::open(&p).unwrap();
         assert_eq!(f.header.meta("format"), Some("pt"));
         assert_eq!(f.header.tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a.weight", odd]);
@@ -585,15 +587,7 @@ mod tests {
         assert_eq!(bits(&out), bits(&b));
         // the bytes are deterministic
         let first = std::fs::read(&p).unwrap();
-        write(
-            &p,
-            &[
-                TensorOut { name: "a.weight", shape: vec![3, 4], data: TensorData::F32(&a) },
-                TensorOut { name: odd, shape: vec![4], data: TensorData::F32(&b) },
-            ],
-            &[("format", "pt")],
-        )
-        .unwrap();
+        save();
         assert_eq!(std::fs::read(&p).unwrap(), first);
         std::fs::remove_file(p).ok();
     }

@@ -10,7 +10,7 @@
 
 use super::loss::token_loss;
 use super::*;
-use crate::backend::gemm::{sgemm_on, sgemm_scalar, GemmPath};
+use crate::backend::gemm::{Gemm, GemmPath, Kernel, Mat, Scalar};
 use crate::backend::ops::{self, AttnDims};
 
 fn rand_vec(rng: &mut Rng, n: usize, scale: f64) -> Vec<f32> {
@@ -92,7 +92,7 @@ fn gemm_paths_agree_with_f64_reference() {
                     for &p in &paths {
                         for threads in [1, 2, 3] {
                             let mut c = c0.clone();
-                            sgemm_on(p, threads, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut c, ldc);
+                            Gemm { m: m, n: n, k: k, alpha: alpha, a: Mat { data: &a, ld: lda, trans: ta }, b: Mat { data: &b, ld: ldb, trans: tb }, beta: beta }.run_on(p, threads, &mut c, ldc);
                             for i in 0..m {
                                 for j in 0..n {
                                     let got = c[i * ldc + j] as f64;
@@ -119,12 +119,12 @@ fn gemm_paths_agree_with_f64_reference() {
     let a = vec![1.0f32; 4];
     let b = vec![1.0f32; 4];
     let mut c = vec![f32::NAN; 4];
-    sgemm_scalar(false, false, 2, 2, 2, 1.0, &a, 2, &b, 2, 0.0, &mut c, 2);
+    Scalar.sgemm(&Gemm { m: 2, n: 2, k: 2, alpha: 1.0, a: Mat::n(&a, 2), b: Mat::n(&b, 2), beta: 0.0 }, &mut c, 2);
     assert_eq!(c, vec![2.0; 4]);
     for p in [GemmPath::Builtin, GemmPath::Blas] {
         if p.available() {
             let mut c = vec![f32::NAN; 4];
-            sgemm_on(p, 1, false, false, 2, 2, 2, 1.0, &a, 2, &b, 2, 0.0, &mut c, 2);
+            Gemm { m: 2, n: 2, k: 2, alpha: 1.0, a: Mat::n(&a, 2), b: Mat::n(&b, 2), beta: 0.0 }.run_on(p, 1, &mut c, 2);
             assert_eq!(c, vec![2.0; 4], "{p:?}");
         }
     }
