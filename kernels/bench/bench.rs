@@ -5,12 +5,17 @@
 //!   2. training tokens/s (forward + backward + grad clip + AdamW, SFT loss on every position of a (B, T) batch)
 //!      for the tiny and small presets, and the GFLOP/s of the GEMMs inside those steps;
 //!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1);
-//!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios.
+//!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios;
+//!   5. loading a Qwen2.5-0.5B-shaped checkpoint (494 M parameters) from F32 and BF16 safetensors files to a
+//!      ready model (`checkpoint::load_model`, what `Model.load` runs natively): seconds and MB/s, with the file
+//!      in the page cache (warm) and evicted from it (cold). Skipped by --quick; `--only load` runs it alone.
 //! Prints a table; `--json FILE` writes every figure.
 
 use spark_kernels::backend::blas::blas;
-use spark_kernels::backend::gemm::{self, GemmPath};
-use spark_kernels::backend::threads::num_threads;
+use spark_kernels::backend::gemm::{self, Gemm, GemmPath, Kernel, Mat};
+use spark_kernels::backend::threads::{num_threads, par_rows};
+use spark_kernels::checkpoint;
+use spark_kernels::safetensors::{self as st, TensorData, TensorOut};
 use spark_kernels::model::{AdamWParams, LossSpec, Model, ModelConfig, Rng, SampleRequest, Sequence};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -23,12 +28,13 @@ struct Opts {
     seq: usize,
     steps: usize,
     reps: usize,
-    /// Sections to run: gemm, train, sample (all by default).
+    /// Sections to run: gemm, train, sample, load (all by default).
     only: Option<String>,
+    quick: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None };
+    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None, quick: false };
     let mut it = std::env::args().skip(1);
     fn num(it: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, String> {
         it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a positive integer"))
@@ -37,7 +43,7 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?),
             "--no-torch" => o.torch = false,
-            "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample")?),
+            "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample|load")?),
             "--batch" => o.batch = num(&mut it, "--batch")?,
             "--seq" => o.seq = num(&mut it, "--seq")?,
             "--steps" => o.steps = num(&mut it, "--steps")?,
@@ -45,9 +51,10 @@ fn parse_args() -> Result<Opts, String> {
             "--quick" => {
                 o.steps = 2;
                 o.reps = 1;
+                o.quick = true;
             }
             "-h" | "--help" => {
-                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--only gemm|train|sample]");
+                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--only gemm|train|sample|load]");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown argument {a}")),
@@ -118,24 +125,28 @@ fn main() {
     ];
     let bl = blas();
     let mut rng = Rng::new(1, 1);
-    println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
-    let (mut sum_ours, mut sum_ob, mut sum_bi, mut sum_flop) = (0.0, 0.0, 0.0, 0.0);
     let want = |sec: &str| o.only.as_deref().is_none_or(|x| x == sec);
+    if want("gemm") {
+        println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
+    }
+    let (mut sum_ours, mut sum_ob, mut sum_bi, mut sum_flop) = (0.0, 0.0, 0.0, 0.0);
     for s in shapes.iter().filter(|_| want("gemm")) {
         let (ar, ac) = if s.ta { (s.k, s.m) } else { (s.m, s.k) };
         let (br, bc) = if s.tb { (s.n, s.k) } else { (s.k, s.n) };
         let a: Vec<f32> = (0..ar * ac).map(|_| rng.normal() as f32).collect();
         let b: Vec<f32> = (0..br * bc).map(|_| rng.normal() as f32).collect();
         let mut cbuf = vec![0.0f32; s.m * s.n];
+        let (a_op, b_op) = (Mat { data: &a, ld: ac, trans: s.ta }, Mat { data: &b, ld: bc, trans: s.tb });
+        let prod = Gemm { m: s.m, n: s.n, k: s.k, alpha: 1.0, a: a_op, b: b_op, beta: 0.0 };
         let flop = 2.0 * (s.m * s.n * s.k) as f64;
         let mut run = |p: GemmPath| {
-            time_best(o.reps, || gemm::sgemm_on(p, threads, s.ta, s.tb, s.m, s.n, s.k, 1.0, &a, ac, &b, bc, 0.0, &mut cbuf, s.n))
+            time_best(o.reps, || prod.run_on(p, threads, &mut cbuf, s.n))
         };
         let t_ours = run(gemm::path());
         let t_bi = if GemmPath::Builtin.available() { run(GemmPath::Builtin) } else { f64::NAN };
         let t_ob = match bl {
             Some(bl) => bl.with_blas_threads(threads, || {
-                time_best(o.reps, || bl.sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0, &a, ac, &b, bc, 0.0, &mut cbuf, s.n))
+                time_best(o.reps, || bl.sgemm(&prod, &mut cbuf, s.n))
             }),
             None => f64::NAN,
         };
@@ -162,7 +173,8 @@ fn main() {
         sum_flop += flop;
     }
     let (agg_ours, agg_ob, agg_bi) = (sum_flop / sum_ours * 1e-9, sum_flop / sum_ob * 1e-9, sum_flop / sum_bi * 1e-9);
-    println!(
+    if want("gemm") {
+        println!(
         "  {:<48} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}\n",
         "all shapes (time-weighted)",
         agg_ours,
@@ -171,15 +183,19 @@ fn main() {
         agg_bi,
         agg_bi / agg_ob
     );
+    }
     fig.insert("gemm.all.ours_gflops".into(), agg_ours);
     fig.insert("gemm.all.openblas_gflops".into(), agg_ob);
     fig.insert("gemm.all.builtin_gflops".into(), agg_bi);
     fig.insert("gemm.all.builtin_over_openblas".into(), agg_bi / agg_ob);
 
     // 2–3. Training and sampling through the model API.
-    let torch = if o.torch { run_torch(&o, threads) } else { BTreeMap::new() };
-    println!("Model ({threads} threads)                 ours     PyTorch   ours/PyTorch");
-    for preset in ["tiny", "small"] {
+    let model_section = want("train") || want("sample");
+    let torch = if o.torch && model_section { run_torch(&o, threads) } else { BTreeMap::new() };
+    if model_section {
+        println!("Model ({threads} threads)                 ours     PyTorch   ours/PyTorch");
+    }
+    for preset in ["tiny", "small"].into_iter().filter(|_| model_section) {
         let cfg = ModelConfig::preset(preset).expect("preset");
         let mut m = Model::new(cfg.clone(), 7).expect("model");
         let mut r = Rng::new(3, 0);
@@ -238,6 +254,10 @@ fn main() {
         fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
         fig.insert(format!("{preset}.train_gemm_over_openblas"), gemm_gflops / agg_ob);
     }
+    // 5. Loading a 0.5 B checkpoint.
+    if want("load") && (!o.quick || o.only.is_some()) {
+        bench_load(o.reps, &mut fig);
+    }
     fig.insert("loadavg_1m_end".into(), loadavg());
     println!("\nload average (1 min) at start {:.1}, at end {:.1}", fig["loadavg_1m_start"], fig["loadavg_1m_end"]);
     if let Some(path) = &o.json {
@@ -252,6 +272,124 @@ fn main() {
         }
         println!("\nwrote {path}");
     }
+}
+
+/// The Qwen2.5-0.5B configuration (its config.json): 494,032,768 parameters, tied embeddings, q/k/v bias.
+fn qwen05b() -> ModelConfig {
+    ModelConfig {
+        hidden_size: 896,
+        intermediate_size: 4864,
+        num_hidden_layers: 24,
+        num_attention_heads: 14,
+        num_key_value_heads: 2,
+        vocab_size: 151_936,
+        rms_norm_eps: 1e-6,
+        rope_theta: 1e6,
+        tie_word_embeddings: true,
+        max_position_embeddings: 32_768,
+        attention_bias: true,
+    }
+}
+
+/// Writes a 0.5 B checkpoint (random weights, F32 and BF16) to a temporary directory and times
+/// `checkpoint::load_model` on each: warm (file in the page cache, as right after a download or a save) and
+/// cold (the file's pages evicted with posix_fadvise(DONTNEED) first, so the read comes from the disk).
+fn bench_load(reps: usize, fig: &mut BTreeMap<String, f64>) {
+    let cfg = qwen05b();
+    let n = cfg.num_params();
+    let dir = std::env::temp_dir().join(format!("spark-bench-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Random weights, uniform in ±0.05: one PRNG stream per block, filled in parallel.
+    let t0 = Instant::now();
+    let mut p = vec![0.0f32; n];
+    par_rows(&mut p, 1 << 20, 1, |b0, blk| {
+        for (k, row) in blk.chunks_mut(1 << 20).enumerate() {
+            let mut r = Rng::new(11, (b0 + k) as u64);
+            row.iter_mut().for_each(|x| *x = (r.uniform() as f32 - 0.5) * 0.1);
+        }
+    });
+    let m = Model::from_params(cfg.clone(), p).expect("model");
+    let bf: Vec<u16> = m.params().iter().map(|&x| st::f32_to_bf16(x)).collect();
+    let files = [("f32", dir.join("model-f32.safetensors")), ("bf16", dir.join("model-bf16.safetensors"))];
+    for (kind, path) in &files {
+        let tensors: Vec<TensorOut<'_>> = m
+            .param_table()
+            .iter()
+            .map(|t| TensorOut {
+                name: &t.name,
+                shape: t.shape.clone(),
+                data: if *kind == "f32" {
+                    TensorData::F32(&m.params()[t.offset..t.offset + t.len])
+                } else {
+                    TensorData::BF16(&bf[t.offset..t.offset + t.len])
+                },
+            })
+            .collect();
+        st::write(path, &tensors, &[("format", "pt")]).expect("write checkpoint");
+    }
+    drop(bf);
+    drop(m);
+    println!(
+        "\nLoad a Qwen2.5-0.5B-shaped checkpoint ({n} parameters; files written in {:.1} s) to a ready model",
+        t0.elapsed().as_secs_f64()
+    );
+    println!("  file        MB   warm s (cpu s)   warm MB/s   cold s (cpu s)   cold MB/s");
+    for (kind, path) in &files {
+        let mb = std::fs::metadata(path).expect("size").len() as f64 / 1e6;
+        // (wall seconds, CPU seconds of the process: user + system, all threads), medians over reps
+        let mut time = |cold: bool| -> (f64, f64) {
+            let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                if cold {
+                    evict(path);
+                }
+                let (t, c) = (Instant::now(), cpu_seconds());
+                let m = checkpoint::load_model(cfg.clone(), std::slice::from_ref(path)).expect("load");
+                wall.push(t.elapsed().as_secs_f64());
+                cpu.push(cpu_seconds() - c);
+                assert_eq!(m.num_params(), n);
+            }
+            (median(&mut wall), median(&mut cpu))
+        };
+        let ((warm, warm_cpu), (cold, cold_cpu)) = (time(false), time(true));
+        println!(
+            "  {kind:<6} {mb:>8.0} {warm:>8.2} ({warm_cpu:>4.1}) {:>11.0} {cold:>8.2} ({cold_cpu:>4.1}) {:>11.0}",
+            mb / warm,
+            mb / cold
+        );
+        fig.insert(format!("load_05b.{kind}.mb"), mb);
+        fig.insert(format!("load_05b.{kind}.warm_s"), warm);
+        fig.insert(format!("load_05b.{kind}.warm_cpu_s"), warm_cpu);
+        fig.insert(format!("load_05b.{kind}.cold_s"), cold);
+        fig.insert(format!("load_05b.{kind}.cold_cpu_s"), cold_cpu);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// CPU time of this process so far (user + system, all threads; /proc/self/stat, in clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Drops a (written and synced) file's pages from the page cache, so the next read comes from the disk.
+fn evict(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    extern "C" {
+        fn posix_fadvise(fd: i32, offset: i64, len: i64, advice: i32) -> i32;
+    }
+    const POSIX_FADV_DONTNEED: i32 = 4;
+    let f = std::fs::File::open(path).expect("open");
+    f.sync_all().ok();
+    // SAFETY: a plain syscall wrapper on an open descriptor.
+    unsafe { posix_fadvise(f.as_raw_fd(), 0, 0, POSIX_FADV_DONTNEED) };
 }
 
 /// Runs the PyTorch reference with the same shapes and thread count; parses its `RESULT name value` lines.

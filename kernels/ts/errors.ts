@@ -1,6 +1,8 @@
 // Errors of @spark/kernels: the native binding reports failures as JS Errors carrying a stable `code`
 // (ERR_SPARK_*); `toKernelError` re-types them into the named classes below, so callers can `instanceof`
-// instead of parsing messages. Errors raised by the wrapper's own validation use the same classes.
+// instead of parsing messages. Errors raised by the wrapper's own validation use the same classes. A JS
+// value of the wrong type for the raw binding is rejected by napi-rs's argument conversion, whose errors
+// carry a Node-API status as `code` (`InvalidArg`, `NumberExpected`, …): those are InvalidInputErrors too.
 
 /** Base class of every @spark/kernels error; `code` is stable and machine-readable. */
 export class KernelError extends Error {
@@ -83,6 +85,15 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   ERR_SPARK_FORMAT: CheckpointFormatError,
   ERR_SPARK_IO: KernelIoError,
   ERR_SPARK_PANIC: NativePanicError,
+  // napi-rs argument conversion (Node-API statuses)
+  InvalidArg: InvalidInputError,
+  ObjectExpected: InvalidInputError,
+  StringExpected: InvalidInputError,
+  NumberExpected: InvalidInputError,
+  BooleanExpected: InvalidInputError,
+  ArrayExpected: InvalidInputError,
+  BigintExpected: InvalidInputError,
+  ArrayBufferExpected: InvalidInputError,
 };
 
 /** Re-types an error thrown by the native binding (by its `code`); other values become a KernelError. */
@@ -90,7 +101,7 @@ export function toKernelError(err: unknown): KernelError {
   if (err instanceof KernelError) return err;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    const Cls = typeof code === 'string' ? byCode[code] : undefined;
+    const Cls = typeof code === 'string' && Object.hasOwn(byCode, code) ? byCode[code] : undefined;
     if (Cls) return new Cls(err.message, { cause: err });
     return new KernelError(err.message, typeof code === 'string' ? code : 'ERR_SPARK_KERNEL', {
       cause: err,

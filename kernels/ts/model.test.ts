@@ -272,11 +272,35 @@ void describe('Model (tiny preset, real addon)', () => {
       await code(native.setParams(raw, new Float32Array(3))),
       /INVALID_INPUT: .*params has 3 values/,
     );
-    assert.match(await code(native.forward({} as never, u32([1]), 1, 1)), /INVALID_INPUT: model handle/);
     assert.match(
-      await code(native.logprobs(raw, [{ tokens: [1, 2] } as never])),
-      /INVALID_INPUT: .*tokens must be a typed array/,
+      await code(native.logprobs(raw, [{ ...rawSeq, advantage: null, promptLen: 1.5 }])),
+      /INVALID_INPUT: .*sequences\[0\]\.promptLen must be an integer/,
     );
+    assert.match(
+      await code(
+        native.sample(raw, {
+          prompts: [u32([1])],
+          temperature: 1,
+          topP: 1,
+          maxNewTokens: 2,
+          stopTokens: null as never,
+          seed: -1,
+        }),
+      ),
+      /INVALID_INPUT: .*seed must be an integer/,
+    );
+    // a JS value of the wrong type is refused by napi-rs's argument conversion (thrown synchronously, with
+    // the field named); the Model class calls the binding inside its queue, so its users see a rejection
+    const typeError = (f: () => unknown, re: RegExp): void =>
+      assert.throws(f, (e: unknown) => {
+        assert.ok(toKernelError(e) instanceof InvalidInputError, `got ${String(e)}`);
+        assert.match((e as Error).message, re);
+        return true;
+      });
+    typeError(() => native.forward({} as never, u32([1]), 1, 1), /NativeModel/);
+    typeError(() => native.logprobs(raw, [{ ...rawSeq, tokens: [1, 2] as never }]), /NativeSequence\.tokens/);
+    typeError(() => native.logprobs(raw, [{ tokens: u32([1, 2]) } as never]), /promptLen/);
+    typeError(() => native.forward(raw, u32([1]), '1' as never, 1), /String into rust type `f64`/);
     native.freeModel(raw);
     m.free();
   });

@@ -10,7 +10,7 @@
 // floats, integer counts, lengths); the binding checks again, so the raw surface is safe too.
 //
 // Copy semantics: typed arrays passed in are copied at call time (reuse them freely once the call returns);
-// typed arrays returned are fresh, owned by the caller.
+// typed arrays returned are fresh, owned by the caller (backed by native memory the garbage collector frees).
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromNativeConfig, parseHfConfig, presetConfig, toHfConfig, toNativeConfig } from './config.js';
@@ -297,13 +297,20 @@ export class Model {
   ): Promise<Model> {
     const cfg = await readCheckpointConfig(dir);
     const files = await checkpointFiles(dir);
-    const model = await Model.create(cfg, 0);
+    let model: Model;
     try {
-      await model.loadWeights(files);
-      if (options.optimizer) await model.loadOptimizer(join(dir, OPTIMIZER_FILE));
+      // Built straight from the files (memory-mapped, no random initialisation first).
+      model = new Model(await loadNative().loadModel(toNativeConfig(cfg), files));
     } catch (err) {
-      model.free();
-      throw err;
+      throw toKernelError(err);
+    }
+    if (options.optimizer) {
+      try {
+        await model.loadOptimizer(join(dir, OPTIMIZER_FILE));
+      } catch (err) {
+        model.free();
+        throw err;
+      }
     }
     return model;
   }

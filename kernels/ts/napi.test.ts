@@ -1,9 +1,11 @@
-// Tests of the Node-API layer itself through the real addon: typed-array copy semantics, error and panic
-// mapping (a Rust panic on the JS thread, on a worker, and on a scoped thread below a worker each become a
-// JS Error), async work running off the JS thread.
+// Tests of the Node-API boundary through the real addon: the generated declarations match what the addon
+// exports, typed-array copy semantics, error and panic mapping (a Rust panic on the JS thread, on a worker,
+// and on a scoped thread below a worker each become a JS Error), async work running off the JS thread,
+// handles that are not ours.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   AddonNotBuiltError,
   addonPath,
@@ -32,6 +34,18 @@ void describe('napi layer', () => {
       delete process.env.SPARK_KERNELS_ADDON;
     }
     assert.equal(loadNative(), native);
+  });
+
+  void it('exports exactly the functions the generated index.d.ts declares (the build regenerates it)', () => {
+    const dts = readFileSync(join(dirname(addonPath()), 'index.d.ts'), 'utf8');
+    const declared = [...dts.matchAll(/^export declare function (\w+)\(/gm)].map((m) => m[1]).sort();
+    const exported = Object.entries(native as unknown as Record<string, unknown>)
+      .filter(([, v]) => typeof v === 'function')
+      .map(([k]) => k)
+      .filter((k) => !new RegExp(`^export declare class ${k}\\b`, 'm').test(dts))
+      .sort();
+    assert.ok(declared.length > 20, `only ${declared.length} functions declared`);
+    assert.deepEqual(exported, declared);
   });
 
   void it('reads typed arrays by copy and rejects wrong element types', async () => {

@@ -6,6 +6,7 @@
 //! own multi-threading explicitly (`with_blas_threads`) to measure it standalone.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
+use super::gemm::{Gemm, Kernel};
 use std::sync::{Mutex, OnceLock};
 
 // <dlfcn.h> (glibc ≥ 2.34 exports these from libc.so.6, which std already links).
@@ -91,53 +92,41 @@ pub fn blas() -> Option<&'static Blas> {
     BLAS.get_or_init(load).as_ref()
 }
 
-impl Blas {
-    /// Row-major C = alpha·op(A)·op(B) + beta·C through cblas_sgemm. Slice lengths are checked here so the
-    /// foreign call never reads or writes out of bounds.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sgemm(
-        &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        ldb: usize,
-        beta: f32,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        if m == 0 || n == 0 {
+impl Kernel for Blas {
+    /// Row-major C = alpha·op(A)·op(B) + beta·C through cblas_sgemm. The slice lengths are checked here, so
+    /// the foreign call never reads or writes out of bounds.
+    fn sgemm(&self, g: &Gemm<'_>, c: &mut [f32], ldc: usize) {
+        if g.m == 0 || g.n == 0 {
             return;
         }
-        super::gemm::check_dims(ta, tb, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
+        g.check(c, ldc);
         let lim = c_int::MAX as usize;
-        assert!(m <= lim && n <= lim && k <= lim && lda <= lim && ldb <= lim && ldc <= lim, "sgemm: size > INT_MAX");
-        // SAFETY: bounds checked above (check_dims); pointers are valid for the call's duration.
+        let dims = [g.m, g.n, g.k, g.a.ld, g.b.ld, ldc];
+        assert!(dims.iter().all(|&d| d <= lim), "sgemm: size > INT_MAX");
+        let trans = |t: bool| if t { CBLAS_TRANS } else { CBLAS_NO_TRANS };
+        // SAFETY: bounds checked above (Gemm::check); the pointers are valid for the call.
         unsafe {
             (self.sgemm)(
                 CBLAS_ROW_MAJOR,
-                if ta { CBLAS_TRANS } else { CBLAS_NO_TRANS },
-                if tb { CBLAS_TRANS } else { CBLAS_NO_TRANS },
-                m as c_int,
-                n as c_int,
-                k as c_int,
-                alpha,
-                a.as_ptr(),
-                lda.max(1) as c_int,
-                b.as_ptr(),
-                ldb.max(1) as c_int,
-                beta,
+                trans(g.a.trans),
+                trans(g.b.trans),
+                g.m as c_int,
+                g.n as c_int,
+                g.k as c_int,
+                g.alpha,
+                g.a.data.as_ptr(),
+                g.a.ld.max(1) as c_int,
+                g.b.data.as_ptr(),
+                g.b.ld.max(1) as c_int,
+                g.beta,
                 c.as_mut_ptr(),
                 ldc.max(1) as c_int,
             )
         }
     }
+}
 
+impl Blas {
     /// Runs `f` with OpenBLAS's own thread pool set to `threads`, then back to 1 (benchmarks only; serialised).
     pub fn with_blas_threads<R>(&self, threads: usize, f: impl FnOnce() -> R) -> R {
         let _g = THREAD_LOCK.lock().unwrap_or_else(|e| e.into_inner());

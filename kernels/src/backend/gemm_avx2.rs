@@ -7,6 +7,7 @@
 //! thread-local and reused across calls. Only the microkernel is `unsafe` (raw SIMD loads/stores, bounds
 //! established by the driver).
 
+use super::gemm::{Gemm, Kernel, Mat};
 use std::cell::RefCell;
 
 const MR: usize = 6;
@@ -33,59 +34,57 @@ thread_local! {
     static BUFS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Row-major C = alpha·op(A)·op(B) + beta·C; returns false (doing nothing) when the CPU lacks AVX2/FMA.
-/// Dimensions must already be checked (`gemm::check_dims`).
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    ta: bool,
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) -> bool {
-    if !available() {
-        return false;
+/// The built-in kernel as a GEMM path; exists only on CPUs with AVX2 and FMA (`get`).
+pub struct BuiltinKernel(());
+
+impl BuiltinKernel {
+    pub fn get() -> Option<&'static BuiltinKernel> {
+        static K: BuiltinKernel = BuiltinKernel(());
+        available().then_some(&K)
     }
-    if m == 0 || n == 0 {
-        return true;
-    }
-    if k == 0 {
-        for i in 0..m {
-            for v in &mut c[i * ldc..i * ldc + n] {
-                *v = if beta == 0.0 { 0.0 } else { beta * *v };
-            }
+}
+
+/// C rows m, columns n, scaled by beta (beta = 0: overwritten with 0, C not read) — the product when k = 0.
+fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
+    for i in 0..m {
+        for v in &mut c[i * ldc..i * ldc + n] {
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
         }
-        return true;
     }
-    BUFS.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let (ap, bp) = &mut *guard;
-        let kc_max = KC.min(k);
-        ap.resize(MC.div_ceil(MR) * MR * kc_max, 0.0);
-        bp.resize(NC.min(n).div_ceil(NR) * NR * kc_max, 0.0);
-        let mut jc = 0;
-        while jc < n {
-            let nc = NC.min(n - jc);
-            let mut pc = 0;
-            while pc < k {
-                let kc = KC.min(k - pc);
-                pack_b(tb, b, ldb, pc, kc, jc, nc, bp);
-                let beta_eff = if pc == 0 { beta } else { 1.0 };
-                run_block(ap, ta, a, lda, m, pc, kc, bp, jc, nc, alpha, beta_eff, c, ldc);
-                pc += KC;
-            }
-            jc += NC;
+}
+
+impl Kernel for BuiltinKernel {
+    /// Row-major C = alpha·op(A)·op(B) + beta·C (slice lengths checked here: the microkernel uses raw pointers).
+    fn sgemm(&self, g: &Gemm<'_>, c: &mut [f32], ldc: usize) {
+        let (m, n, k) = (g.m, g.n, g.k);
+        if m == 0 || n == 0 {
+            return;
         }
-    });
-    true
+        g.check(c, ldc);
+        if k == 0 {
+            return scale_c(m, n, g.beta, c, ldc);
+        }
+        BUFS.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (ap, bp) = &mut *guard;
+            let kc_max = KC.min(k);
+            ap.resize(MC.div_ceil(MR) * MR * kc_max, 0.0);
+            bp.resize(NC.min(n).div_ceil(NR) * NR * kc_max, 0.0);
+            let mut jc = 0;
+            while jc < n {
+                let nc = NC.min(n - jc);
+                let mut pc = 0;
+                while pc < k {
+                    let kc = KC.min(k - pc);
+                    pack::<NR>(g.b, pc, kc, jc, nc, bp);
+                    let beta = if pc == 0 { g.beta } else { 1.0 };
+                    run_block(ap, g.a, m, g.alpha, pc, kc, bp, jc, nc, beta, c, ldc);
+                    pc += KC;
+                }
+                jc += NC;
+            }
+        });
+    }
 }
 
 /// op(B) packed once into the kernel's panel layout (e.g. a weight matrix reused by every decode step):
@@ -97,123 +96,78 @@ pub struct PackedB {
 }
 
 impl PackedB {
-    /// Packs op(B) (k×n; `tb`: B is stored n×k with row stride ldb, else k×n).
-    pub fn new(tb: bool, b: &[f32], ldb: usize, k: usize, n: usize) -> PackedB {
-        super::gemm::check_dims(false, tb, 1, n, k, k, k.max(1), b.len(), ldb, n, n);
+    /// Packs op(B) (k × n).
+    pub fn new(b: Mat<'_>, k: usize, n: usize) -> PackedB {
+        b.check(k, n, "B");
         let np = n.div_ceil(NR);
         let mut data = vec![0.0f32; np * NR * k];
         let mut pc = 0;
         while pc < k {
             let kc = KC.min(k - pc);
             let off = pc * np * NR;
-            pack_b(tb, b, ldb, pc, kc, 0, n, &mut data[off..off + np * kc * NR]);
+            pack::<NR>(b, pc, kc, 0, n, &mut data[off..off + np * kc * NR]);
             pc += KC;
         }
         PackedB { k, n, data }
     }
-}
 
-/// C = alpha·op(A)·B + beta·C with B pre-packed; false (nothing done) without AVX2/FMA.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_packed(ta: bool, m: usize, alpha: f32, a: &[f32], lda: usize, bp: &PackedB, beta: f32, c: &mut [f32], ldc: usize) -> bool {
-    if !available() {
-        return false;
-    }
-    let (n, k) = (bp.n, bp.k);
-    super::gemm::check_dims(ta, false, m, n, k, a.len(), lda, bp.data.len().max(1), n.max(1), c.len(), ldc);
-    if m == 0 || n == 0 {
-        return true;
-    }
-    if k == 0 {
-        for i in 0..m {
-            for v in &mut c[i * ldc..i * ldc + n] {
-                *v = if beta == 0.0 { 0.0 } else { beta * *v };
+    /// C (m × (cols.end − cols.start), stride ldc) = alpha·op(A)·B[:, cols] + beta·C, with op(A) m × k;
+    /// `cols.start` must be a multiple of the panel width (`PANEL`), so threads computing disjoint column
+    /// ranges share one packed B. false (nothing done) without AVX2/FMA.
+    pub fn mul(&self, a: Mat<'_>, m: usize, alpha: f32, cols: std::ops::Range<usize>, beta: f32, c: &mut [f32], ldc: usize) -> bool {
+        if !available() {
+            return false;
+        }
+        let (n, k) = (self.n, self.k);
+        assert!(cols.start.is_multiple_of(NR) && cols.start <= cols.end && cols.end <= n, "PackedB::mul: bad column range");
+        let nc = cols.end - cols.start;
+        a.check(m, k, "A");
+        if m > 0 && nc > 0 {
+            assert!(nc <= ldc && c.len() >= (m - 1) * ldc + nc, "PackedB::mul: C too short");
+        }
+        if m == 0 || nc == 0 {
+            return true;
+        }
+        if k == 0 {
+            scale_c(m, nc, beta, c, ldc);
+            return true;
+        }
+        let np = n.div_ceil(NR);
+        let (p0, p1) = (cols.start / NR, cols.start / NR + nc.div_ceil(NR));
+        BUFS.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let ap = &mut guard.0;
+            ap.resize(MC.div_ceil(MR) * MR * KC.min(k), 0.0);
+            let mut pc = 0;
+            while pc < k {
+                let kc = KC.min(k - pc);
+                let off = pc * np * NR;
+                let beta_eff = if pc == 0 { beta } else { 1.0 };
+                let blk = &self.data[off + p0 * kc * NR..off + p1 * kc * NR];
+                run_block(ap, a, m, alpha, pc, kc, blk, 0, nc, beta_eff, c, ldc);
+                pc += KC;
             }
-        }
-        return true;
+        });
+        true
     }
-    let np = n.div_ceil(NR);
-    BUFS.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let ap = &mut guard.0;
-        ap.resize(MC.div_ceil(MR) * MR * KC.min(k), 0.0);
-        let mut pc = 0;
-        while pc < k {
-            let kc = KC.min(k - pc);
-            let off = pc * np * NR;
-            let beta_eff = if pc == 0 { beta } else { 1.0 };
-            run_block(ap, ta, a, lda, m, pc, kc, &bp.data[off..off + np * kc * NR], 0, n, alpha, beta_eff, c, ldc);
-            pc += KC;
-        }
-    });
-    true
 }
 
-/// C (m × (col1 − col0)) = alpha·op(A)·B[:, col0..col1] with B pre-packed; col0 must be a multiple of the panel
-/// width (`PANEL`). Threads computing disjoint column ranges share one packed B. false without AVX2/FMA.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_packed_cols(
-    ta: bool,
-    m: usize,
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    bp: &PackedB,
-    col0: usize,
-    col1: usize,
-    c: &mut [f32],
-    ldc: usize,
-) -> bool {
-    if !available() {
-        return false;
-    }
-    let (n, k) = (bp.n, bp.k);
-    assert!(col0 % NR == 0 && col0 <= col1 && col1 <= n, "sgemm_packed_cols: bad column range");
-    let nc = col1 - col0;
-    super::gemm::check_dims(ta, false, m, nc, k, a.len(), lda, bp.data.len().max(1), n.max(1), c.len(), ldc);
-    if m == 0 || nc == 0 || k == 0 {
-        for i in 0..m {
-            c[i * ldc..i * ldc + nc].iter_mut().for_each(|v| *v = 0.0);
-        }
-        return true;
-    }
-    let np = n.div_ceil(NR);
-    let (p0, p1) = (col0 / NR, nc.div_ceil(NR) + col0 / NR);
-    BUFS.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let ap = &mut guard.0;
-        ap.resize(MC.div_ceil(MR) * MR * KC.min(k), 0.0);
-        let mut pc = 0;
-        while pc < k {
-            let kc = KC.min(k - pc);
-            let off = pc * np * NR;
-            let beta_eff = if pc == 0 { 0.0 } else { 1.0 };
-            let blk = &bp.data[off + p0 * kc * NR..off + p1 * kc * NR];
-            run_block(ap, ta, a, lda, m, pc, kc, blk, 0, nc, alpha, beta_eff, c, ldc);
-            pc += KC;
-        }
-    });
-    true
-}
-
-/// Width of a packed panel: column ranges of `sgemm_packed_cols` start at multiples of it.
+/// Width of a packed panel: column ranges of `PackedB::mul` start at multiples of it.
 pub const PANEL: usize = NR;
 
-/// The inner loops for one packed depth block `bp` (columns jc..jc+nc of C, depth pc..pc+kc): rows in blocks
-/// of MC (op(A) packed into `ap`), then NR-wide panels × MR-tall panels through the microkernel.
+/// The inner loops for one packed depth block `bp` (columns jc..jc+nc of C, depth pc..pc+kc; op(A) is m × k):
+/// rows in blocks of MC (op(A) packed into `ap`), then NR-wide panels × MR-tall panels through the microkernel.
 #[allow(clippy::too_many_arguments)]
 fn run_block(
     ap: &mut [f32],
-    ta: bool,
-    a: &[f32],
-    lda: usize,
+    a: Mat<'_>,
     m: usize,
+    alpha: f32,
     pc: usize,
     kc: usize,
     bp: &[f32],
     jc: usize,
     nc: usize,
-    alpha: f32,
     beta_eff: f32,
     c: &mut [f32],
     ldc: usize,
@@ -221,7 +175,8 @@ fn run_block(
     let mut ic = 0;
     while ic < m {
         let mc = MC.min(m - ic);
-        pack_a(ta, a, lda, ic, mc, pc, kc, ap);
+        pack::<MR>(a.transposed(), pc, kc, ic, mc, ap);
+
         let mut jr = 0;
         while jr < nc {
             let nr = NR.min(nc - jr);
@@ -262,64 +217,32 @@ fn run_block(
     }
 }
 
-/// Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels: bp[(panel·kc + p)·NR + j], zero-padded.
-#[allow(clippy::too_many_arguments)]
-fn pack_b(tb: bool, b: &[f32], ldb: usize, pc: usize, kc: usize, jc: usize, nc: usize, bp: &mut [f32]) {
-    let panels = nc.div_ceil(NR);
-    for jp in 0..panels {
-        let j0 = jc + jp * NR;
-        let nr = NR.min(jc + nc - j0);
-        let dst = &mut bp[jp * kc * NR..(jp + 1) * kc * NR];
-        if !tb {
+/// Packs op(x)[depth0..depth0+kc, w0..w0+wn] into W-wide panels, zero-padded past the last column:
+/// dst[(panel·kc + p)·W + j] = op(x)(depth0 + p, w0 + panel·W + j). op(B) (k × n) packs as is into NR-wide
+/// panels; op(A) (m × k) packs as op(A)ᵀ into MR-tall panels.
+fn pack<const W: usize>(x: Mat<'_>, depth0: usize, kc: usize, w0: usize, wn: usize, dst: &mut [f32]) {
+    for panel in 0..wn.div_ceil(W) {
+        let j0 = w0 + panel * W;
+        let nw = W.min(w0 + wn - j0);
+        let d = &mut dst[panel * kc * W..(panel + 1) * kc * W];
+        if !x.trans {
+            // op(x)(depth, w) = data[depth·ld + w]: a depth row holds the panel's W values contiguously
             for p in 0..kc {
-                let src = &b[(pc + p) * ldb + j0..(pc + p) * ldb + j0 + nr];
-                let d = &mut dst[p * NR..p * NR + NR];
-                d[..nr].copy_from_slice(src);
-                d[nr..].iter_mut().for_each(|x| *x = 0.0);
+                let src = &x.data[(depth0 + p) * x.ld + j0..][..nw];
+                let row = &mut d[p * W..(p + 1) * W];
+                row[..nw].copy_from_slice(src);
+                row[nw..].iter_mut().for_each(|v| *v = 0.0);
             }
         } else {
-            for jj in 0..NR {
-                if jj < nr {
-                    let src = &b[(j0 + jj) * ldb + pc..(j0 + jj) * ldb + pc + kc];
+            // op(x)(depth, w) = data[w·ld + depth]: a column holds its kc depth values contiguously
+            for j in 0..W {
+                if j < nw {
+                    let src = &x.data[(j0 + j) * x.ld + depth0..][..kc];
                     for (p, &v) in src.iter().enumerate() {
-                        dst[p * NR + jj] = v;
+                        d[p * W + j] = v;
                     }
                 } else {
-                    for p in 0..kc {
-                        dst[p * NR + jj] = 0.0;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Packs op(A)[ic..ic+mc, pc..pc+kc] into MR-tall panels: ap[(panel·kc + p)·MR + i], zero-padded.
-#[allow(clippy::too_many_arguments)]
-fn pack_a(ta: bool, a: &[f32], lda: usize, ic: usize, mc: usize, pc: usize, kc: usize, ap: &mut [f32]) {
-    let panels = mc.div_ceil(MR);
-    for ip in 0..panels {
-        let i0 = ic + ip * MR;
-        let mr = MR.min(ic + mc - i0);
-        let dst = &mut ap[ip * kc * MR..(ip + 1) * kc * MR];
-        if ta {
-            for p in 0..kc {
-                let src = &a[(pc + p) * lda + i0..(pc + p) * lda + i0 + mr];
-                let d = &mut dst[p * MR..p * MR + MR];
-                d[..mr].copy_from_slice(src);
-                d[mr..].iter_mut().for_each(|x| *x = 0.0);
-            }
-        } else {
-            for ii in 0..MR {
-                if ii < mr {
-                    let src = &a[(i0 + ii) * lda + pc..(i0 + ii) * lda + pc + kc];
-                    for (p, &v) in src.iter().enumerate() {
-                        dst[p * MR + ii] = v;
-                    }
-                } else {
-                    for p in 0..kc {
-                        dst[p * MR + ii] = 0.0;
-                    }
+                    (0..kc).for_each(|p| d[p * W + j] = 0.0);
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! Notation: N = rows (tokens), C = hidden size, D = head dim, H = query heads, KV = key/value heads,
 //! W = (H + 2·KV)·D = width of a fused qkv row laid out [q heads | k heads | v heads], I = intermediate size.
 
-use super::gemm;
+use super::gemm::{self, Gemm, Mat};
 use super::threads::{par_reduce_into, par_rows, par_rows2, parallel_for, SharedMut};
 
 /// Defines a function whose body is compiled twice — for AVX2+FMA and for the baseline target — and picks the
@@ -329,9 +329,9 @@ pub fn attention_fwd(dm: AttnDims, qkv: &[f32], probs: &mut [f32], out: &mut [f3
             let r1 = (r0 + ATT_BLOCK).min(tt);
             let rb = r1 - r0;
             let pb = &mut p[r0 * tt..];
-            gemm::sgemm_st(path, false, true, rb, r1, d, scale, &q[r0 * w..], w, k, w, 0.0, pb, tt);
+            Gemm { m: rb, n: r1, k: d, alpha: scale, a: Mat::n(&q[r0 * w..], w), b: Mat::t(k, w), beta: 0.0 }.serial(path, pb, tt);
             causal_softmax_rows(pb, tt, r0, rb, tt);
-            gemm::sgemm_st(path, false, false, rb, d, r1, 1.0, pb, tt, v, w, 0.0, &mut o[r0 * d..], d);
+            Gemm { m: rb, n: d, k: r1, alpha: 1.0, a: Mat::n(pb, tt), b: Mat::n(v, w), beta: 0.0 }.serial(path, &mut o[r0 * d..], d);
             r0 = r1;
         }
         for t in 0..tt {
@@ -372,13 +372,13 @@ pub fn attention_bwd(dm: AttnDims, dout: &[f32], qkv: &[f32], probs: &[f32], dqk
                 let r1 = (r0 + ATT_BLOCK).min(tt);
                 let rb = r1 - r0;
                 let pb = &p[r0 * tt..];
-                gemm::sgemm_st(path, false, true, rb, r1, d, 1.0, &dy[r0 * hd..], hd, v, w, 0.0, &mut ds, r1);
+                Gemm { m: rb, n: r1, k: d, alpha: 1.0, a: Mat::n(&dy[r0 * hd..], hd), b: Mat::t(v, w), beta: 0.0 }.serial(path, &mut ds, r1);
                 for i in 0..rb {
                     softmax_bwd_row(&pb[i * tt..i * tt + r1], &mut ds[i * r1..(i + 1) * r1], r0 + i + 1, scale);
                 }
-                gemm::sgemm_st(path, false, false, rb, d, r1, 1.0, &ds, r1, k, w, 0.0, &mut dq[r0 * d..], d);
-                gemm::sgemm_st(path, true, false, r1, d, rb, 1.0, &ds, r1, &q[r0 * w..], w, 1.0, &mut dk, d);
-                gemm::sgemm_st(path, true, false, r1, d, rb, 1.0, pb, tt, &dy[r0 * hd..], hd, 1.0, &mut dv, d);
+                Gemm { m: rb, n: d, k: r1, alpha: 1.0, a: Mat::n(&ds, r1), b: Mat::n(k, w), beta: 0.0 }.serial(path, &mut dq[r0 * d..], d);
+                Gemm { m: r1, n: d, k: rb, alpha: 1.0, a: Mat::t(&ds, r1), b: Mat::n(&q[r0 * w..], w), beta: 1.0 }.serial(path, &mut dk, d);
+                Gemm { m: r1, n: d, k: rb, alpha: 1.0, a: Mat::t(pb, tt), b: Mat::n(&dy[r0 * hd..], hd), beta: 1.0 }.serial(path, &mut dv, d);
                 r0 = r1;
             }
             for t in 0..tt {

@@ -77,15 +77,29 @@ pub const SCORE_CHUNK: usize = 16;
 /// Most sequences in one call (training micro-batch, scoring or sampling).
 pub const MAX_BATCH: usize = 1 << 16;
 
+/// Gradients and AdamW state of a trainable model (same layout as the parameters). Allocated on the first
+/// training call, so a model that only samples or scores (e.g. a loaded checkpoint serving rollouts) holds its
+/// weights and nothing else.
+struct TrainState {
+    grads: Vec<f32>,
+    adam_m: Vec<f32>,
+    adam_v: Vec<f32>,
+    step: u64,
+}
+
+impl TrainState {
+    fn new(n: usize) -> TrainState {
+        TrainState { grads: vec![0.0; n], adam_m: vec![0.0; n], adam_v: vec![0.0; n], step: 0 }
+    }
+}
+
 pub struct Model {
     cfg: ModelConfig,
     table: Vec<ParamInfo>,
     off: Offsets,
     params: Vec<f32>,
-    grads: Vec<f32>,
-    adam_m: Vec<f32>,
-    adam_v: Vec<f32>,
-    step: u64,
+    /// None until the first training call (and always for a frozen copy).
+    train: Option<TrainState>,
     frozen: bool,
     rope_cos: Vec<f32>,
     rope_sin: Vec<f32>,
@@ -93,10 +107,21 @@ pub struct Model {
 }
 
 fn check_finite(name: &str, xs: &[f32]) -> Result<(), String> {
-    match xs.iter().position(|x| !x.is_finite()) {
+    match first_non_finite(xs) {
         Some(i) => Err(format!("{name}: value at index {i} is not finite ({})", xs[i])),
         None => Ok(()),
     }
+}
+
+/// Index of the first NaN or ±inf in `xs` (scanned in parallel blocks: parameter buffers reach GBs).
+pub fn first_non_finite(xs: &[f32]) -> Option<usize> {
+    use crate::backend::threads::{num_threads, par_map, split_range};
+    let parts = split_range(xs.len(), num_threads(), 1 << 16);
+    let found = par_map(parts.len(), |k| {
+        let (a, b) = parts[k];
+        xs[a..b].iter().position(|x| !x.is_finite()).map(|i| a + i)
+    });
+    found.into_iter().flatten().min()
 }
 
 impl Model {
@@ -107,16 +132,32 @@ impl Model {
         debug_assert_eq!(off.total, cfg.num_params());
         let mut p = vec![0.0f32; off.total];
         params::init(&cfg, &table, seed, &mut p);
+        Model::from_params(cfg, p)
+    }
+
+    /// A trainable model with the given flat parameters (layout: `params.rs`; length and finiteness checked),
+    /// without random initialisation — e.g. a checkpoint read by `crate::checkpoint::load_model`.
+    pub fn from_params(cfg: ModelConfig, p: Vec<f32>) -> Result<Model, String> {
+        check_finite("from_params", &p)?;
+        Model::from_finite_params(cfg, p)
+    }
+
+    /// `from_params` for a buffer the caller has already checked finite (the checkpoint reader checks each
+    /// block as it converts it, so a 2 GB load does not scan the buffer twice).
+    pub(crate) fn from_finite_params(cfg: ModelConfig, p: Vec<f32>) -> Result<Model, String> {
+        cfg.validate()?;
+        let (table, off) = params::layout(&cfg);
+        if p.len() != off.total {
+            return Err(format!("from_params: got {} values, the configuration has {}", p.len(), off.total));
+        }
+        debug_assert!(first_non_finite(&p).is_none());
         let (rope_cos, rope_sin) = ops::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta);
         Ok(Model {
-            grads: vec![0.0; off.total],
-            adam_m: vec![0.0; off.total],
-            adam_v: vec![0.0; off.total],
             params: p,
+            train: None,
             cfg,
             table,
             off,
-            step: 0,
             frozen: false,
             rope_cos,
             rope_sin,
@@ -142,37 +183,68 @@ impl Model {
     }
     /// Replaces all parameters (length and finiteness checked).
     pub fn set_params(&mut self, p: &[f32]) -> Result<(), String> {
-        if p.len() != self.params.len() {
-            return Err(format!("set_params: got {} values, the model has {}", p.len(), self.params.len()));
-        }
-        check_finite("set_params", p)?;
+        self.check_new_params(p)?;
         self.params.copy_from_slice(p);
         Ok(())
     }
-    /// The flat gradient buffer (same layout as params; empty for a frozen model).
-    pub fn grads(&self) -> &[f32] {
-        &self.grads
+    /// Replaces all parameters by `p` without copying (length and finiteness checked).
+    pub fn replace_params(&mut self, p: Vec<f32>) -> Result<(), String> {
+        self.check_new_params(&p)?;
+        self.params = p;
+        Ok(())
     }
-    pub fn grads_mut(&mut self) -> &mut [f32] {
-        &mut self.grads
+    /// `replace_params` for a buffer the caller has already checked finite (see `from_finite_params`).
+    pub(crate) fn replace_finite_params(&mut self, p: Vec<f32>) -> Result<(), String> {
+        if p.len() != self.params.len() {
+            return Err(format!("set_params: got {} values, the model has {}", p.len(), self.params.len()));
+        }
+        debug_assert!(first_non_finite(&p).is_none());
+        self.params = p;
+        Ok(())
+    }
+    fn check_new_params(&self, p: &[f32]) -> Result<(), String> {
+        if p.len() != self.params.len() {
+            return Err(format!("set_params: got {} values, the model has {}", p.len(), self.params.len()));
+        }
+        check_finite("set_params", p)
+    }
+
+    /// Whether the gradient and AdamW buffers exist (they are allocated by the first training call).
+    pub fn has_train_buffers(&self) -> bool {
+        self.train.is_some()
+    }
+    /// The training state, allocated on first use; Err for a frozen copy.
+    fn train_state(&mut self) -> Result<&mut TrainState, String> {
+        self.check_trainable()?;
+        let n = self.params.len();
+        Ok(self.train.get_or_insert_with(|| TrainState::new(n)))
+    }
+    /// The flat gradient buffer (same layout as params; Err for a frozen model).
+    pub fn grads(&mut self) -> Result<&[f32], String> {
+        Ok(&self.train_state()?.grads)
+    }
+    pub fn grads_mut(&mut self) -> Result<&mut [f32], String> {
+        Ok(&mut self.train_state()?.grads)
     }
     /// Replaces all gradients (e.g. after an all-reduce).
     pub fn set_grads(&mut self, g: &[f32]) -> Result<(), String> {
-        self.check_trainable()?;
-        if g.len() != self.grads.len() {
-            return Err(format!("set_grads: got {} values, the model has {}", g.len(), self.grads.len()));
+        let n = self.params.len();
+        if g.len() != n {
+            self.check_trainable()?;
+            return Err(format!("set_grads: got {} values, the model has {n}", g.len()));
         }
         check_finite("set_grads", g)?;
-        self.grads.copy_from_slice(g);
+        self.train_state()?.grads.copy_from_slice(g);
         Ok(())
     }
     pub fn is_frozen(&self) -> bool {
         self.frozen
     }
 
-    /// AdamW moments and step count (empty slices for a frozen model).
-    pub fn optimizer_state(&self) -> (&[f32], &[f32], u64) {
-        (&self.adam_m, &self.adam_v, self.step)
+    /// AdamW moments and step count (Err for a frozen model).
+    pub fn optimizer_state(&mut self) -> Result<(&[f32], &[f32], u64), String> {
+        let t = self.train_state()?;
+        Ok((&t.adam_m, &t.adam_v, t.step))
     }
     pub fn set_optimizer_state(&mut self, m: &[f32], v: &[f32], step: u64) -> Result<(), String> {
         self.check_trainable()?;
@@ -185,9 +257,10 @@ impl Model {
         if let Some(i) = v.iter().position(|&x| x < 0.0) {
             return Err(format!("optimizer v: negative second moment at index {i}"));
         }
-        self.adam_m.copy_from_slice(m);
-        self.adam_v.copy_from_slice(v);
-        self.step = step;
+        let t = self.train_state()?;
+        t.adam_m.copy_from_slice(m);
+        t.adam_v.copy_from_slice(v);
+        t.step = step;
         Ok(())
     }
 
@@ -199,10 +272,7 @@ impl Model {
             table: self.table.clone(),
             off: self.off.clone(),
             params: self.params.clone(),
-            grads: Vec::new(),
-            adam_m: Vec::new(),
-            adam_v: Vec::new(),
-            step: 0,
+            train: None,
             frozen: true,
             rope_cos: self.rope_cos.clone(),
             rope_sin: self.rope_sin.clone(),
@@ -339,8 +409,10 @@ impl Model {
         Ok(out)
     }
 
-    pub fn zero_grads(&mut self) {
-        self.grads.iter_mut().for_each(|g| *g = 0.0);
+    /// Sets every gradient to 0 (allocating the training buffers on first use; Err for a frozen model).
+    pub fn zero_grads(&mut self) -> Result<(), String> {
+        self.train_state()?.grads.iter_mut().for_each(|g| *g = 0.0);
+        Ok(())
     }
 
     /// Forward + backward of one micro-batch, ADDING scale·∂(Σ_tokens ℓ_t)/∂θ into the gradients. Returns the
@@ -374,13 +446,15 @@ impl Model {
             }
         }
         loss::write_dlogits(&mut self.acts.logits, v, &targets, &coef);
-        forward::backward(&self.cfg, &self.off, &self.params, (&self.rope_cos, &self.rope_sin), &mut self.acts, &mut self.grads);
+        let n = self.params.len();
+        let grads = &mut self.train.get_or_insert_with(|| TrainState::new(n)).grads;
+        forward::backward(&self.cfg, &self.off, &self.params, (&self.rope_cos, &self.rope_sin), &mut self.acts, grads);
         Ok(st)
     }
 
-    /// Global L2 norm of the gradients.
+    /// Global L2 norm of the gradients (0 before any training call).
     pub fn grad_norm(&self) -> f32 {
-        ops::sum_squares(&self.grads).sqrt() as f32
+        self.train.as_ref().map_or(0.0, |t| ops::sum_squares(&t.grads).sqrt() as f32)
     }
 
     /// Clips the gradients to `max_grad_norm` (global L2 norm) and applies one AdamW step (weight decay on
@@ -407,14 +481,15 @@ impl Model {
             return Err(format!("gradient norm is not finite ({norm}); step skipped"));
         }
         let gscale = if o.max_grad_norm > 0.0 && norm > o.max_grad_norm { o.max_grad_norm / (norm + 1e-6) } else { 1.0 };
-        self.step += 1;
+        let t = self.train.get_or_insert_with(|| TrainState::new(self.params.len()));
+        t.step += 1;
         let st = ops::AdamWStep {
             lr: o.lr,
             beta1: o.beta1,
             beta2: o.beta2,
             eps: o.eps,
-            bc1: 1.0 - o.beta1.powi(self.step.min(1 << 30) as i32),
-            bc2: 1.0 - o.beta2.powi(self.step.min(1 << 30) as i32),
+            bc1: 1.0 - o.beta1.powi(t.step.min(1 << 30) as i32),
+            bc2: 1.0 - o.beta2.powi(t.step.min(1 << 30) as i32),
             gscale,
         };
         for p in &self.table {
@@ -422,9 +497,9 @@ impl Model {
             let wd = if p.shape.len() >= 2 { o.weight_decay } else { 0.0 };
             ops::adamw(
                 &mut self.params[r.clone()],
-                &self.grads[r.clone()],
-                &mut self.adam_m[r.clone()],
-                &mut self.adam_v[r],
+                &t.grads[r.clone()],
+                &mut t.adam_m[r.clone()],
+                &mut t.adam_v[r],
                 st,
                 wd,
             );
@@ -447,7 +522,7 @@ impl Model {
         if total == 0 {
             return Err("train_step: no response tokens in the batch".into());
         }
-        self.zero_grads();
+        self.zero_grads()?;
         let scale = 1.0 / total as f32;
         let mut st = LossStats::default();
         for mb in micro_batches {

@@ -19,7 +19,7 @@
 
 use super::params::Rng;
 use super::Model;
-use crate::backend::gemm::{self, sgemm, GemmPath};
+use crate::backend::gemm::{self, sgemm, GemmPath, Mat};
 use crate::backend::gemm_avx2::{self, PackedB};
 use crate::backend::ops;
 
@@ -336,7 +336,7 @@ impl Model {
         let p = &self.params;
         let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
         let (w, hd) = (cfg.qkv_width(), cfg.num_attention_heads * cfg.head_dim());
-        let pb = |off: usize, n: usize, k: usize| PackedB::new(true, &p[off..off + n * k], k, k, n);
+        let pb = |off: usize, n: usize, k: usize| PackedB::new(Mat::t(&p[off..off + n * k], k), k, n);
         let layers = self
             .off
             .layers
@@ -366,25 +366,14 @@ fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, be
             let parts = crate::backend::threads::par_map(ranges.len(), |t| {
                 let (j0, j1) = ranges[t];
                 let mut tmp = vec![0.0f32; rows * (j1 - j0)];
-                let done = gemm_avx2::sgemm_packed_cols(false, rows, 1.0, x, k, pb, j0, j1, &mut tmp, j1 - j0);
+                let done = pb.mul(Mat::n(x, k), rows, 1.0, j0..j1, 0.0, &mut tmp, j1 - j0);
                 debug_assert!(done, "packed weights exist only when the built-in kernel can run");
                 tmp
             });
-            for (&(j0, j1), tmp) in ranges.iter().zip(&parts) {
-                let nj = j1 - j0;
-                for r in 0..rows {
-                    let dst = &mut out[r * n + j0..r * n + j1];
-                    let src = &tmp[r * nj..(r + 1) * nj];
-                    if beta == 0.0 {
-                        dst.copy_from_slice(src);
-                    } else {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = beta * *d + s);
-                    }
-                }
-            }
+            gemm::merge_cols(&ranges, &parts, beta, out, n, rows);
         }
         Some(pb) => {
-            let done = gemm_avx2::sgemm_packed(false, rows, 1.0, x, k, pb, beta, out, n);
+            let done = pb.mul(Mat::n(x, k), rows, 1.0, 0..n, beta, out, n);
             debug_assert!(done, "packed weights exist only when the built-in kernel can run");
         }
         None => sgemm(false, true, rows, n, k, 1.0, x, k, w, k, beta, out, n),

@@ -10,7 +10,7 @@
 
 use super::loss::token_loss;
 use super::*;
-use crate::backend::gemm::{sgemm_on, sgemm_scalar, GemmPath};
+use crate::backend::gemm::{Gemm, GemmPath, Kernel, Mat, Scalar};
 use crate::backend::ops::{self, AttnDims};
 
 fn rand_vec(rng: &mut Rng, n: usize, scale: f64) -> Vec<f32> {
@@ -92,7 +92,7 @@ fn gemm_paths_agree_with_f64_reference() {
                     for &p in &paths {
                         for threads in [1, 2, 3] {
                             let mut c = c0.clone();
-                            sgemm_on(p, threads, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut c, ldc);
+                            Gemm { m: m, n: n, k: k, alpha: alpha, a: Mat { data: &a, ld: lda, trans: ta }, b: Mat { data: &b, ld: ldb, trans: tb }, beta: beta }.run_on(p, threads, &mut c, ldc);
                             for i in 0..m {
                                 for j in 0..n {
                                     let got = c[i * ldc + j] as f64;
@@ -119,12 +119,12 @@ fn gemm_paths_agree_with_f64_reference() {
     let a = vec![1.0f32; 4];
     let b = vec![1.0f32; 4];
     let mut c = vec![f32::NAN; 4];
-    sgemm_scalar(false, false, 2, 2, 2, 1.0, &a, 2, &b, 2, 0.0, &mut c, 2);
+    Scalar.sgemm(&Gemm { m: 2, n: 2, k: 2, alpha: 1.0, a: Mat::n(&a, 2), b: Mat::n(&b, 2), beta: 0.0 }, &mut c, 2);
     assert_eq!(c, vec![2.0; 4]);
     for p in [GemmPath::Builtin, GemmPath::Blas] {
         if p.available() {
             let mut c = vec![f32::NAN; 4];
-            sgemm_on(p, 1, false, false, 2, 2, 2, 1.0, &a, 2, &b, 2, 0.0, &mut c, 2);
+            Gemm { m: 2, n: 2, k: 2, alpha: 1.0, a: Mat::n(&a, 2), b: Mat::n(&b, 2), beta: 0.0 }.run_on(p, 1, &mut c, 2);
             assert_eq!(c, vec![2.0; 4], "{p:?}");
         }
     }
@@ -360,10 +360,10 @@ fn model_grad_check(cfg: ModelConfig, spec: LossSpec) {
             s.ref_logprobs = lp.iter().enumerate().map(|(r, &l)| l + 0.3 - 0.2 * (r % 4) as f32).collect();
         }
     }
-    m.zero_grads();
+    m.zero_grads().unwrap();
     let st = m.accumulate_grads(&seqs, &spec, 1.0).unwrap();
     assert!(st.tokens > 0);
-    let analytic = m.grads().to_vec();
+    let analytic = m.grads().unwrap().to_vec();
     let table = m.param_table().to_vec();
     let mut worst = (0.0f64, String::new());
     for t in &table {
@@ -410,13 +410,13 @@ fn micro_batches_accumulate_like_one_batch() {
     let seqs = test_batch(&mut rng, cfg.vocab_size);
     let mut a = test_model(cfg.clone(), 3);
     let mut b = test_model(cfg.clone(), 3);
-    a.zero_grads();
+    a.zero_grads().unwrap();
     a.accumulate_grads(&seqs, &LossSpec::Sft, 0.1).unwrap();
-    b.zero_grads();
+    b.zero_grads().unwrap();
     b.accumulate_grads(&seqs[..1], &LossSpec::Sft, 0.1).unwrap();
     b.accumulate_grads(&seqs[1..], &LossSpec::Sft, 0.1).unwrap();
     let (ga, gb): (Vec<f64>, Vec<f64>) =
-        (a.grads().iter().map(|&x| x as f64).collect(), b.grads().iter().map(|&x| x as f64).collect());
+        (a.grads().unwrap().iter().map(|&x| x as f64).collect(), b.grads().unwrap().iter().map(|&x| x as f64).collect());
     let e = rel_err(&ga, &gb, 1e-9);
     assert!(e < 1e-5, "micro-batch accumulation differs: {e}");
 }
@@ -594,7 +594,7 @@ fn layout_and_presets() {
     for name in ModelConfig::PRESETS {
         let cfg = ModelConfig::preset(name).unwrap();
         cfg.validate().unwrap();
-        let m = Model::new(cfg.clone(), 1).unwrap();
+        let mut m = Model::new(cfg.clone(), 1).unwrap();
         let mut off = 0;
         for t in m.param_table() {
             assert_eq!(t.offset, off, "{}", t.name);
@@ -603,7 +603,9 @@ fn layout_and_presets() {
         }
         assert_eq!(off, cfg.num_params());
         assert_eq!(m.params().len(), off);
-        assert_eq!(m.grads().len(), off);
+        assert!(!m.has_train_buffers(), "gradient buffers are allocated by the first training call");
+        assert_eq!(m.grads().unwrap().len(), off);
+        assert!(m.has_train_buffers());
     }
     let small = ModelConfig::preset("small").unwrap();
     let n = small.num_params();
@@ -665,7 +667,7 @@ fn invalid_input_is_an_error() {
     assert!(m.set_params(&p).is_err());
     // NaN gradients: the step is refused and the parameters stay as they were
     let before = m.params().to_vec();
-    m.grads_mut()[0] = f32::NAN;
+    m.grads_mut().unwrap()[0] = f32::NAN;
     assert!(m.clip_and_step(&opt).is_err());
     assert_eq!(m.params(), &before[..]);
     // configs

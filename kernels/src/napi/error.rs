@@ -1,108 +1,56 @@
-//! Errors at the Node-API boundary: every Rust failure becomes an `Error` with a stable `code` (the TS wrapper
-//! re-types it by code into a named error class) and a message; a caught panic becomes the same, with code
-//! `ERR_SPARK_PANIC` and the panic message (and location, when the panic hook saw it).
+//! Errors and panics at the JS boundary.
+//!
+//! Every failure reaches JS as an `Error` whose `code` is an `ErrorCode` (`ERR_SPARK_*`) and whose message
+//! says what was wrong: synchronous exports return `Result<T>` (napi-rs throws the error, taking `code` from
+//! `napi::Error<ErrorCode>`'s status), asynchronous ones reject their Promise with the same kind of object
+//! (`rejection`). A panic anywhere below an export — on the JS thread, on a libuv worker, or on a backend
+//! thread under a worker — is caught (`guard`, `task::Work`) and becomes `ERR_SPARK_PANIC` with the panic's
+//! message and source location; no panic unwinds into Node.
+use crate::error::{Error, ErrorCode};
+use napi::bindgen_prelude::{Env, JsError};
 use std::any::Any;
 use std::cell::RefCell;
-use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, Once};
 
-/// The error kinds the binding reports; `code()` is what JS sees as `err.code`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Bad arguments: wrong JS type, out-of-range number, token id >= vocab, NaN, shape mismatch, …
-    InvalidInput,
-    /// The model handle was closed (`free`) before this call.
-    ModelClosed,
-    /// Another asynchronous operation on the same model is still running (the TS wrapper queues calls per
-    /// model, so only raw binding users see this).
-    ModelBusy,
-    /// A training/mutation call on a frozen reference copy.
-    Frozen,
-    /// A Rust panic was caught at the boundary.
-    Panic,
-    /// File system failure (open, read, write).
-    Io,
-    /// A malformed or inconsistent file (safetensors header, tensor table).
-    Format,
-    /// An error reported by the model code itself (its `Err(String)`).
-    Model,
-    /// A Node-API call failed (should not happen; reported rather than ignored).
-    Napi,
+/// What synchronous exports return: napi-rs turns `Err` into a thrown JS Error with our `code`. (Named
+/// `Result` because napi-derive recognises results by that name.)
+pub type Result<T> = std::result::Result<T, napi::Error<ErrorCode>>;
+
+/// Our error as napi-rs's error (status = our code).
+pub fn to_js(e: Error) -> napi::Error<ErrorCode> {
+    napi::Error::new(e.code, e.message)
 }
 
-impl ErrorCode {
-    pub fn code(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidInput => "ERR_SPARK_INVALID_INPUT",
-            ErrorCode::ModelClosed => "ERR_SPARK_MODEL_CLOSED",
-            ErrorCode::ModelBusy => "ERR_SPARK_MODEL_BUSY",
-            ErrorCode::Frozen => "ERR_SPARK_MODEL_FROZEN",
-            ErrorCode::Panic => "ERR_SPARK_PANIC",
-            ErrorCode::Io => "ERR_SPARK_IO",
-            ErrorCode::Format => "ERR_SPARK_FORMAT",
-            ErrorCode::Model => "ERR_SPARK_MODEL",
-            ErrorCode::Napi => "ERR_SPARK_NAPI",
-        }
-    }
+/// A napi-rs error carrying a reference to a JS Error with our `code` (napi-rs's task machinery rejects
+/// Promises with `napi::Error<Status>`, whose own code would be a napi status; a referenced JS value is
+/// passed through as it is).
+pub fn rejection(env: &Env, e: Error) -> napi::Error {
+    napi::Error::from(JsError::from(to_js(e)).into_unknown(*env))
 }
 
-#[derive(Clone, Debug)]
-pub struct Error {
-    pub code: ErrorCode,
-    pub message: String,
+/// A napi-rs failure (creating a value, queueing work) as our error.
+pub fn from_napi<S: AsRef<str>>(e: napi::Error<S>) -> Error {
+    Error::new(ErrorCode::Napi, format!("Node-API call failed ({}): {}", e.status.as_ref(), e.reason))
 }
 
-impl Error {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error {
-            code,
-            message: message.into(),
-        }
-    }
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Error::new(ErrorCode::InvalidInput, message)
-    }
-    pub fn model(message: impl Into<String>) -> Self {
-        Error::new(ErrorCode::Model, message)
-    }
-    pub fn format(message: impl Into<String>) -> Self {
-        Error::new(ErrorCode::Format, message)
-    }
-    pub fn io(what: &str, e: std::io::Error) -> Self {
-        Error::new(ErrorCode::Io, format!("{what}: {e}"))
-    }
-    /// Prefixes the message with context ("loading weights: …").
-    pub fn context(mut self, what: &str) -> Self {
-        self.message = format!("{what}: {}", self.message);
-        self
-    }
+/// Runs `f`, turning a panic into an `ERR_SPARK_PANIC` error.
+pub fn catch<T>(during: &str, f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+    install_panic_hook();
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload, during)))
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code.code())
-    }
+/// Runs the body of a synchronous export: `Err` and panics (→ `ERR_SPARK_PANIC`) are thrown as JS Errors.
+pub fn guard<T>(during: &str, f: impl FnOnce() -> crate::error::Result<T>) -> Result<T> {
+    catch(during, f).map_err(to_js)
 }
-
-impl std::error::Error for Error {}
-
-impl From<crate::safetensors::SafetensorsError> for Error {
-    fn from(e: crate::safetensors::SafetensorsError) -> Self {
-        match e {
-            crate::safetensors::SafetensorsError::Io(m) => Error::new(ErrorCode::Io, m),
-            crate::safetensors::SafetensorsError::Format(m) => Error::format(m),
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
 
 // ---- panics ----
 //
 // The panic hook records "message at file:line" per thread, and also globally: a panic on one of the
 // backend's scoped worker threads reaches our `catch_unwind` as the generic "a scoped thread panicked"
 // payload, so the last recorded message is the informative one. The previous hook still runs (it prints the
-// panic to stderr, which is what a developer wants to see).
+// panic to stderr, which is what a developer wants to see) unless `SPARK_KERNELS_QUIET_PANICS` is set.
 
 thread_local! {
     static LAST_PANIC_HERE: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -150,14 +98,7 @@ pub fn panic_error(payload: Box<dyn Any + Send>, during: &str) -> Error {
     let recorded = LAST_PANIC_HERE.with(|c| c.borrow_mut().take());
     let detail = match recorded {
         Some(r) if !from_payload.contains("scoped thread panicked") => r,
-        _ => LAST_PANIC_ANYWHERE
-            .lock()
-            .ok()
-            .and_then(|mut g| g.take())
-            .unwrap_or(from_payload),
+        _ => LAST_PANIC_ANYWHERE.lock().ok().and_then(|mut g| g.take()).unwrap_or(from_payload),
     };
-    Error::new(
-        ErrorCode::Panic,
-        format!("native panic during {during}: {detail}"),
-    )
+    Error::new(ErrorCode::Panic, format!("native panic during {during}: {detail}"))
 }

@@ -1,53 +1,18 @@
-//! The Node-API boundary of `spark_kernels`.
+//! The Node-API boundary of `spark_kernels`, written with napi-rs (`napi`, `napi-derive`): every `#[napi]`
+//! item here is exported to JS, and `napi build --dts index.d.ts` generates `kernels/index.d.ts` from them,
+//! which `kernels/ts/native.check.ts` checks against the hand-written `NativeBinding` of `kernels/ts/native.ts`.
 //!
-//! - `sys`: the raw C declarations (the only `extern "C"` block for Node), checked against Node's headers by
-//!   `header_check`.
-//! - `env`, `error`, `task`: the safe layer — value conversions with copy semantics, error/panic mapping,
-//!   exported-function trampolines and asynchronous work settled through Promises.
-//! - `exports`: registration and the small debug functions that test the layer itself; `models`: model
-//!   handles and every model operation (async heavy work, checkpoints).
+//! - `error`: `ERR_SPARK_*` codes on JS Errors, panics caught and reported (never unwinding into Node);
+//! - `task`: work on libuv worker threads settling Promises;
+//! - `handle`: model handles — the registry of live models, the per-model busy guard, freeing;
+//! - `convert`: the JS object shapes and their conversion to the model's Rust types (value checks);
+//! - `ops`: the exported model operations; `debug`: `version` and the functions that test this layer.
 //!
-//! Registration: Node finds the exported symbol `napi_register_module_v1` (the `NAPI_MODULE_INIT` form) and
-//! `node_api_module_get_api_version_v1`, which reports the Node-API version this addon targets.
-pub mod env;
+//! Only this module touches Node types; below it everything is plain Rust (`crate::model`,
+//! `crate::checkpoint`, `crate::backend`).
+pub mod convert;
+pub mod debug;
 pub mod error;
-pub mod exports;
-pub mod models;
-pub mod sys;
+pub mod handle;
+pub mod ops;
 pub mod task;
-
-#[cfg(test)]
-mod header_check;
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-/// The Node-API version the addon is written against (`NAPI_VERSION` 8: Node ≥ 12.22 / 14.17 / 15.12).
-#[no_mangle]
-pub extern "C" fn node_api_module_get_api_version_v1() -> i32 {
-    sys::NAPI_VERSION
-}
-
-/// Module initialiser: fills `exports` with the binding's functions. Errors (and panics) become a thrown JS
-/// Error, so `require()` of the addon fails cleanly instead of crashing.
-///
-/// # Safety
-/// Called by Node on the JS thread with a valid `env` and `exports` object.
-#[no_mangle]
-pub unsafe extern "C" fn napi_register_module_v1(
-    env: sys::napi_env,
-    exports: sys::napi_value,
-) -> sys::napi_value {
-    error::install_panic_hook();
-    let e = env::Env(env);
-    match catch_unwind(AssertUnwindSafe(|| exports::register(e, exports))) {
-        Ok(Ok(())) => exports,
-        Ok(Err(err)) => {
-            e.throw(&err);
-            std::ptr::null_mut()
-        }
-        Err(payload) => {
-            e.throw(&error::panic_error(payload, "module registration"));
-            std::ptr::null_mut()
-        }
-    }
-}
