@@ -8,7 +8,8 @@
 //!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios;
 //!   5. loading a Qwen2.5-0.5B-shaped checkpoint (494 M parameters) from F32 and BF16 safetensors files to a
 //!      ready model (`checkpoint::load_model`, what `Model.load` runs natively): seconds and MB/s, with the file
-//!      in the page cache (warm) and evicted from it (cold). Skipped by --quick; `--only load` runs it alone.
+//!      in the page cache (warm) and evicted from it (cold). Skipped by --quick and --no-load; `--only load` runs
+//!      it alone.
 //! Prints a table; `--json FILE` writes every figure.
 
 use spark_kernels::backend::blas::blas;
@@ -31,10 +32,12 @@ struct Opts {
     /// Sections to run: gemm, train, sample, load (all by default).
     only: Option<String>,
     quick: bool,
+    /// Skip the 0.5 B checkpoint load section (it writes 3 GB of temporary files).
+    no_load: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None, quick: false };
+    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None, quick: false, no_load: false };
     let mut it = std::env::args().skip(1);
     fn num(it: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, String> {
         it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a positive integer"))
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?),
             "--no-torch" => o.torch = false,
+            "--no-load" => o.no_load = true,
             "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample|load")?),
             "--batch" => o.batch = num(&mut it, "--batch")?,
             "--seq" => o.seq = num(&mut it, "--seq")?,
@@ -54,7 +58,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.quick = true;
             }
             "-h" | "--help" => {
-                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--only gemm|train|sample|load]");
+                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--no-load] [--only gemm|train|sample|load]");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown argument {a}")),
@@ -255,7 +259,7 @@ fn main() {
         fig.insert(format!("{preset}.train_gemm_over_openblas"), gemm_gflops / agg_ob);
     }
     // 5. Loading a 0.5 B checkpoint.
-    if want("load") && (!o.quick || o.only.is_some()) {
+    if want("load") && !o.no_load && (!o.quick || o.only.is_some()) {
         bench_load(o.reps, &mut fig);
     }
     fig.insert("loadavg_1m_end".into(), loadavg());
@@ -337,7 +341,7 @@ fn bench_load(reps: usize, fig: &mut BTreeMap<String, f64>) {
     for (kind, path) in &files {
         let mb = std::fs::metadata(path).expect("size").len() as f64 / 1e6;
         // (wall seconds, CPU seconds of the process: user + system, all threads), medians over reps
-        let mut time = |cold: bool| -> (f64, f64) {
+        let time = |cold: bool| -> (f64, f64) {
             let (mut wall, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..reps {
                 if cold {

@@ -1,19 +1,19 @@
 //! Threads of the CPU backend: fork-join parallel regions.
 //!
-//! Every parallel region splits its work into at most `num_threads()` tasks (contiguous blocks); the calling
-//! thread takes part. Regions run on a persistent pool of `num_threads() − 1` workers parked on a condition
-//! variable (a region costs a wake-up, not a thread spawn — measured ≈ 200 µs per spawned region on a busy
-//! 2-core machine). The pool runs one region at a time; a region started while it is busy (another model on
-//! another thread) falls back to `std::thread::scope`, so models never wait for each other. The region call
-//! returns only after every task finished, so tasks may borrow from the caller's stack. The thread count is
-//! `SPARK_THREADS` when set (1..=256), else `std::thread::available_parallelism()`.
+//! Every parallel region splits its work into at most `num_threads()` tasks (contiguous blocks), claimed one at
+//! a time by the calling thread and `num_threads() − 1` workers of a rayon pool (rayon 1.12; measured against
+//! the hand-written condition-variable pool it replaced, interleaved, with no loss — docs/benchmarks.md). A
+//! region started while another runs (another model on another libuv worker, a nested region) shares the same
+//! workers: rayon's work stealing, no extra threads. The region call returns only after every task finished,
+//! so tasks may borrow from the caller's stack. The thread count is `SPARK_THREADS` when set (1..=256), else
+//! `std::thread::available_parallelism()`.
 //!
 //! `SharedMut` is the one escape hatch: a raw view of a mutable slice handed to several threads that write
 //! provably disjoint parts of it (strided head columns in attention, column blocks in GEMM). Each use states
 //! why its writes are disjoint.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
@@ -79,159 +79,47 @@ pub fn split_range(n: usize, parts: usize, align: usize) -> Vec<(usize, usize)> 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The persistent pool.
+// Regions on rayon's pool.
 
-/// A posted region: the task function (lifetime erased; see `Pool::run`), the task count, the next task
-/// index and whether a task panicked.
-#[derive(Clone, Copy)]
-struct JobRef {
-    f: *const (dyn Fn(usize) + Sync),
-    n: usize,
-    next: *const AtomicUsize,
-    panicked: *const AtomicBool,
-}
-// SAFETY: the pointers are only dereferenced while `Pool::run` keeps their targets alive (it waits until every
-// worker has left the job), and the function is `Sync`.
-unsafe impl Send for JobRef {}
-
-struct PoolState {
-    generation: u64,
-    job: Option<JobRef>,
-    /// Workers that have not yet finished the current generation.
-    active: usize,
-}
-
-struct Pool {
-    workers: usize,
-    state: Mutex<PoolState>,
-    work: Condvar,
-    done: Condvar,
-    busy: AtomicBool,
-}
-
-static POOL: OnceLock<Pool> = OnceLock::new();
-
-fn lock(m: &Mutex<PoolState>) -> std::sync::MutexGuard<'_, PoolState> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Claims and runs tasks of `job` until none is left; a panicking task is recorded, not propagated.
-fn drain(job: JobRef) {
-    // SAFETY: see JobRef — the targets outlive this call.
-    let (f, next, panicked) = unsafe { (&*job.f, &*job.next, &*job.panicked) };
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= job.n {
-            break;
-        }
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))).is_err() {
-            panicked.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Pool {
-    fn get() -> Option<&'static Pool> {
+/// The pool: `max_threads() − 1` rayon workers (the calling thread is the last one). None when there is one
+/// thread, or when the workers could not be started (then regions run inline).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
         let n = max_threads();
         if n <= 1 {
             return None;
         }
-        let pool = POOL.get_or_init(|| {
-            let pool = Pool {
-                workers: n - 1,
-                state: Mutex::new(PoolState { generation: 0, job: None, active: 0 }),
-                work: Condvar::new(),
-                done: Condvar::new(),
-                busy: AtomicBool::new(false),
-            };
-            pool
-        });
-        static STARTED: OnceLock<bool> = OnceLock::new();
-        let ok = *STARTED.get_or_init(|| {
-            (0..pool.workers).all(|k| {
-                std::thread::Builder::new().name(format!("spark-cpu-{k}")).spawn(move || pool.worker()).is_ok()
-            })
-        });
-        ok.then_some(pool)
-    }
-
-    fn worker(&'static self) {
-        let mut seen = 0u64;
-        loop {
-            let job = {
-                let mut st = lock(&self.state);
-                while st.generation == seen {
-                    st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
-                }
-                seen = st.generation;
-                st.job
-            };
-            if let Some(job) = job {
-                drain(job);
-            }
-            let mut st = lock(&self.state);
-            st.active -= 1;
-            if st.active == 0 {
-                self.done.notify_all();
-            }
-        }
-    }
-
-    /// Runs f(0..n) on the workers and the caller; false (nothing run) when the pool is busy.
-    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
-        if self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            return false;
-        }
-        let next = AtomicUsize::new(0);
-        let panicked = AtomicBool::new(false);
-        // SAFETY (lifetime erasure): `f`, `next` and `panicked` live on this stack frame, and this function
-        // returns only after `active` is back to 0, i.e. after every worker has finished with the job.
-        let fptr: *const (dyn Fn(usize) + Sync + '_) = f;
-        let fptr: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(fptr) };
-        let job = JobRef { f: fptr, n, next: &next, panicked: &panicked };
-        {
-            let mut st = lock(&self.state);
-            st.job = Some(job);
-            st.active = self.workers;
-            st.generation = st.generation.wrapping_add(1);
-            self.work.notify_all();
-        }
-        drain(job);
-        {
-            let mut st = lock(&self.state);
-            while st.active > 0 {
-                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-            st.job = None;
-        }
-        self.busy.store(false, Ordering::Release);
-        if panicked.load(Ordering::Relaxed) {
-            panic!("a task of a parallel region panicked (see the panic message above)");
-        }
-        true
-    }
+        rayon::ThreadPoolBuilder::new().num_threads(n - 1).thread_name(|k| format!("spark-cpu-{k}")).build().ok()
+    })
+    .as_ref()
 }
 
-/// Runs `f(i)` for every `i in 0..n` (n small: one task per block of work) on the pool, or on scoped threads
-/// when the pool is busy; inline when there is one thread or one task.
+/// Runs `f(i)` for every `i in 0..n` (n small: one task per block of work): the caller and up to
+/// `num_threads() − 1` pool workers claim tasks one at a time until none is left, so a thread that loses its
+/// core leaves its share to the others. Returns when every task has finished; a panic in a task is re-raised
+/// here after that (rayon's scope). Inline when there is one thread or one task.
 fn run_tasks(n: usize, f: &(dyn Fn(usize) + Sync)) {
     if n == 0 {
         return;
     }
-    if n == 1 || num_threads() <= 1 {
-        (0..n).for_each(f);
-        return;
-    }
-    if let Some(pool) = Pool::get() {
-        if pool.run(n, f) {
-            return;
+    let pool = match pool() {
+        Some(p) if n > 1 && num_threads() > 1 => p,
+        _ => return (0..n).for_each(f),
+    };
+    let next = AtomicUsize::new(0);
+    let claim = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
         }
-    }
-    std::thread::scope(|s| {
-        for i in 1..n {
-            s.spawn(move || f(i));
+        f(i);
+    };
+    pool.in_place_scope(|s| {
+        for _ in 1..num_threads().min(n) {
+            s.spawn(|_| claim());
         }
-        f(0);
+        claim();
     });
 }
 
@@ -388,7 +276,7 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
         }
-        // a region inside a region (the pool is busy: the inner one uses scoped threads)
+        // a region inside a region
         let total = AtomicUsize::new(0);
         parallel_for(4, |_| {
             parallel_for(5, |_| {
