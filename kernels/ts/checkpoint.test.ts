@@ -10,10 +10,13 @@ import {
   CheckpointFormatError,
   ConfigError,
   DEFAULT_ADAMW,
+  InvalidInputError,
   KernelIoError,
+  loadNative,
   Model,
   parseHfConfig,
   toHfConfig,
+  toKernelError,
   type ParamInfo,
 } from './index.js';
 
@@ -90,6 +93,38 @@ void describe('checkpoints', () => {
     assert.deepEqual(a, b);
     m.free();
     back.free();
+  });
+
+  void it('Model.load builds the model from the files alone; the raw loadModel rejects bad arguments', async () => {
+    const src = await Model.create('tiny', 12);
+    const d = dir();
+    await src.save(d);
+    const m = await Model.load(d);
+    assert.deepEqual(await m.getParams(), await src.getParams());
+    // gradient and optimizer buffers appear with the first training call, zeroed
+    const g = await m.getGrads();
+    assert.equal(g.length, m.numParams);
+    assert.ok(g.every((x) => x === 0));
+    const native = loadNative();
+    const cfg = native.presetConfig('tiny')!;
+    const file = join(d, 'model.safetensors');
+    await assert.rejects(native.loadModel({ ...cfg, hidden_size: 64.5 }, [file]), (e: unknown) => {
+      assert.ok(toKernelError(e) instanceof InvalidInputError, String(e));
+      assert.match((e as Error).message, /config\.hidden_size must be an integer/);
+      return true;
+    });
+    await assert.rejects(native.loadModel(cfg, []), /files must list/);
+    await assert.rejects(
+      native.loadModel(cfg, [join(d, 'nope.safetensors')]),
+      (e: unknown) => toKernelError(e) instanceof KernelIoError,
+    );
+    await assert.rejects(
+      native.loadModel({ ...cfg, num_hidden_layers: 3 }, [file]),
+      (e: unknown) =>
+        toKernelError(e) instanceof CheckpointFormatError && /missing/.test((e as Error).message),
+    );
+    src.free();
+    m.free();
   });
 
   void it('loads a BF16 safetensors file (and an untied, bias-free Llama config)', async () => {

@@ -126,12 +126,12 @@ impl<'a> Mat<'a> {
         }
     }
     /// op(X) restricted to rows `r0..` (op(X) keeps its column count).
-    fn from_row(self, r0: usize) -> Mat<'a> {
+    fn rows_from(self, r0: usize) -> Mat<'a> {
         let off = if self.trans { r0 } else { r0 * self.ld };
         Mat { data: &self.data[off..], ..self }
     }
     /// op(X) restricted to columns `c0..`.
-    fn from_col(self, c0: usize) -> Mat<'a> {
+    fn cols_from(self, c0: usize) -> Mat<'a> {
         let off = if self.trans { c0 * self.ld } else { c0 };
         Mat { data: &self.data[off..], ..self }
     }
@@ -185,12 +185,12 @@ impl<'a> Gemm<'a> {
 
     /// Rows r0..r1 of C: op(A)'s rows r0..r1.
     fn rows(&self, r0: usize, r1: usize) -> Gemm<'a> {
-        Gemm { m: r1 - r0, a: self.a.from_row(r0), ..*self }
+        Gemm { m: r1 - r0, a: self.a.rows_from(r0), ..*self }
     }
 
     /// Columns j0..j1 of C: op(B)'s columns j0..j1.
     fn cols(&self, j0: usize, j1: usize) -> Gemm<'a> {
-        Gemm { n: j1 - j0, b: self.b.from_col(j0), ..*self }
+        Gemm { n: j1 - j0, b: self.b.cols_from(j0), ..*self }
     }
 
     /// On the calling thread with path `p` (e.g. inside a parallel region).

@@ -114,6 +114,7 @@ impl PackedB {
     /// C (m × (cols.end − cols.start), stride ldc) = alpha·op(A)·B[:, cols] + beta·C, with op(A) m × k;
     /// `cols.start` must be a multiple of the panel width (`PANEL`), so threads computing disjoint column
     /// ranges share one packed B. false (nothing done) without AVX2/FMA.
+    #[allow(clippy::too_many_arguments)]
     pub fn mul(&self, a: Mat<'_>, m: usize, alpha: f32, cols: std::ops::Range<usize>, beta: f32, c: &mut [f32], ldc: usize) -> bool {
         if !available() {
             return false;

@@ -92,7 +92,7 @@ fn gemm_paths_agree_with_f64_reference() {
                     for &p in &paths {
                         for threads in [1, 2, 3] {
                             let mut c = c0.clone();
-                            Gemm { m: m, n: n, k: k, alpha: alpha, a: Mat { data: &a, ld: lda, trans: ta }, b: Mat { data: &b, ld: ldb, trans: tb }, beta: beta }.run_on(p, threads, &mut c, ldc);
+                            Gemm { m, n, k, alpha, a: Mat { data: &a, ld: lda, trans: ta }, b: Mat { data: &b, ld: ldb, trans: tb }, beta }.run_on(p, threads, &mut c, ldc);
                             for i in 0..m {
                                 for j in 0..n {
                                     let got = c[i * ldc + j] as f64;
