@@ -12,7 +12,7 @@ import {
   type FetchedPolicy,
   type WorkerHost,
 } from '@spark/contract';
-import { grpc } from '@spark/runtime/grpc';
+import { grpc, type ClientOptions } from '@spark/runtime/grpc';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import type { Redis } from '@spark/runtime/redis';
 import { Model, parseHfConfig } from '@spark/kernels';
@@ -26,6 +26,8 @@ export interface ModelCacheOptions {
   /** Fixed learner address; empty = read `learnerAddress` from the job's policy hash. */
   learnerAddress: string;
   token: string | null;
+  /** TLS for the weight fetch (`clientTlsFrom(config)`); absent = plaintext (local mode). */
+  tls?: ClientOptions['tls'];
   fetchTimeoutMs: number;
   maxPolicyBytes: number;
   maxJobs: number;
@@ -135,6 +137,7 @@ export class ModelCache {
     try {
       fetched = await fetchPolicy(address, jobId, version, {
         token: o.token,
+        ...(o.tls ? { tls: o.tls } : {}),
         defaultDeadlineMs: o.fetchTimeoutMs,
         maxBytes: o.maxPolicyBytes,
       });

@@ -14,6 +14,7 @@ import {
   type WatchJobResponse,
 } from '@spark/protocol';
 import {
+  clientTlsFrom,
   callUnary,
   checkHealth,
   clientSetup,
@@ -256,5 +257,24 @@ describe('gRPC helpers against a real server on loopback', () => {
     );
     await s2.shutdown(1_000);
     await assert.rejects(checkHealth(`127.0.0.1:${port}`, { token: null, defaultDeadlineMs: 500 }));
+  });
+});
+
+describe('clientTlsFrom', () => {
+  it('is off without TLS files, and carries the CA and (for mTLS) the cert+key of the service', () => {
+    assert.equal(clientTlsFrom({ tlsCaFile: '', tlsCertFile: '', tlsKeyFile: '' }), undefined);
+    assert.deepEqual(clientTlsFrom({ tlsCaFile: '/ca.pem', tlsCertFile: '', tlsKeyFile: '' }), {
+      caFile: '/ca.pem',
+    });
+    assert.deepEqual(clientTlsFrom({ tlsCaFile: '/ca.pem', tlsCertFile: '/c.pem', tlsKeyFile: '/k.pem' }), {
+      caFile: '/ca.pem',
+      certFile: '/c.pem',
+      keyFile: '/k.pem',
+    });
+    // a server-only TLS setup (cert+key, no CA) still makes the client speak TLS, with the system roots
+    assert.deepEqual(clientTlsFrom({ tlsCaFile: '', tlsCertFile: '/c.pem', tlsKeyFile: '/k.pem' }), {
+      certFile: '/c.pem',
+      keyFile: '/k.pem',
+    });
   });
 });

@@ -207,6 +207,24 @@ export interface ClientOptions {
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
+/**
+ * A client's TLS settings from a service's `tls*` config keys (the same PEM files its server uses: the CA
+ * verifies the peer, the cert+key are presented for mTLS); undefined when TLS is off. Every internal client
+ * (e.g. the rollout worker's weight fetch) uses this, so switching TLS on never leaves a plaintext channel.
+ */
+export function clientTlsFrom(config: {
+  readonly tlsCaFile: string;
+  readonly tlsCertFile: string;
+  readonly tlsKeyFile: string;
+}): ClientOptions['tls'] {
+  const { tlsCaFile, tlsCertFile, tlsKeyFile } = config;
+  if (!tlsCaFile && !tlsCertFile && !tlsKeyFile) return undefined;
+  return {
+    ...(tlsCaFile ? { caFile: tlsCaFile } : {}),
+    ...(tlsCertFile && tlsKeyFile ? { certFile: tlsCertFile, keyFile: tlsKeyFile } : {}),
+  };
+}
+
 /** Client interceptor: attaches the token and a default deadline to every call. */
 export function clientInterceptor(options: ClientOptions): grpc.Interceptor {
   return (callOptions, nextCall) => {
