@@ -19,6 +19,15 @@ export function parseSchedstat(text: string): number | null {
 }
 
 /**
+ * Run-queue ms from the text of a `schedstat` file (its second field: ns spent runnable but waiting for a
+ * CPU, counted up to the thread's last time on a CPU); null if malformed.
+ */
+export function parseSchedstatWait(text: string): number | null {
+  const m = /^\d+ (\d+) \d+/.exec(text);
+  return m?.[1] === undefined ? null : Number(m[1]) / 1e6;
+}
+
+/**
  * CPU ms (utime + stime, fields 14 and 15) from the text of a `stat` file; null if malformed. The
  * command name (field 2) is in parentheses and may itself hold spaces or parentheses, so fields are
  * counted from the last ')'.
@@ -51,7 +60,25 @@ export interface CpuClock {
   readonly source: 'schedstat' | 'stat';
   /** CPU ms the thread has used since it started; null once it cannot be read (the thread exited). */
   read(): number | null;
+  /**
+   * Ms the thread has spent runnable but waiting for a CPU since it started (`schedstat` only: null from
+   * `stat`, or once it cannot be read). With `read()` it tells a starved thread from a blocked one.
+   */
+  readWait(): number | null;
+  /**
+   * Whether the thread is runnable (state `R`: on a CPU or waiting for one) from `stat` field 3; null
+   * once it cannot be read. Run-queue time counts a wait only once it ends, so a starved thread is told
+   * from a blocked one by this state.
+   */
+  runnable(): boolean | null;
   close(): void;
+}
+
+/** Whether the text of a `stat` file says the thread is runnable (state `R`); null if malformed. */
+export function parseStatRunnable(text: string): boolean | null {
+  const close = text.lastIndexOf(')');
+  const state = close < 0 ? '' : text.slice(close + 2, close + 3);
+  return /^[A-Za-z]$/.test(state) ? state === 'R' : null;
 }
 
 const BUF_BYTES = 1024;
@@ -59,7 +86,7 @@ const BUF_BYTES = 1024;
 function openFile(
   path: string,
   parse: (text: string) => number | null,
-): Pick<CpuClock, 'read' | 'close'> | null {
+): { read: () => number | null; readText: () => string | null; close: () => void } | null {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -67,13 +94,17 @@ function openFile(
     return null;
   }
   const buf = Buffer.allocUnsafe(BUF_BYTES);
-  const read = (): number | null => {
+  const readText = (): string | null => {
     try {
       const n = readSync(fd, buf, 0, BUF_BYTES, 0);
-      return parse(buf.toString('latin1', 0, n));
+      return buf.toString('latin1', 0, n);
     } catch {
       return null;
     }
+  };
+  const read = (): number | null => {
+    const text = readText();
+    return text === null ? null : parse(text);
   };
   if (read() === null) {
     closeSync(fd);
@@ -88,7 +119,7 @@ function openFile(
     }
     fd = -1;
   };
-  return { read, close };
+  return { read, readText, close };
 }
 
 /**
@@ -102,9 +133,29 @@ export function openThreadClock(tid: number): CpuClock | null {
     ['stat', (t: string) => parseStat(t)],
   ] as const) {
     const f = openFile(`${base}/${source}`, parse);
-    if (f !== null) return { source, ...f };
+    if (f === null) continue;
+    const readWait = (): number | null => {
+      if (source !== 'schedstat') return null;
+      const text = f.readText();
+      return text === null ? null : parseSchedstatWait(text);
+    };
+    const stat = source === 'stat' ? f : openFile(`${base}/stat`, parseStatRunnableAsNumber);
+    const runnable = (): boolean | null => {
+      const text = stat?.readText() ?? null;
+      return text === null ? null : parseStatRunnable(text);
+    };
+    const close = (): void => {
+      f.close();
+      if (stat !== f) stat?.close();
+    };
+    return { source, read: f.read, readWait, runnable, close };
   }
   return null;
+}
+
+function parseStatRunnableAsNumber(text: string): number | null {
+  const r = parseStatRunnable(text);
+  return r === null ? null : Number(r);
 }
 
 let own: CpuClock | null | undefined;

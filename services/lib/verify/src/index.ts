@@ -29,6 +29,7 @@ export {
   SymbolicPool,
   DEFAULT_MAX_QUEUE_WAIT_MS,
   DEFAULT_SPARES,
+  DEFAULT_MAX_RUN_WALL_FACTOR,
   DEFAULT_WALL_CAP_FACTOR,
   type PoolOptions,
   type PoolOutcome,

@@ -7,9 +7,13 @@
 //     the budget to be scheduled, and its verdict must not depend on that. Each worker reports its kernel
 //     thread id when ready; while a job runs the pool reads that thread's CPU clock (/proc, cpuclock.ts)
 //     from a timer, first when the budget could at the earliest be used up (CPU time never grows faster
-//     than wall time) and then when the rest could be; an idle pool reads nothing. A wall-clock cap
-//     (`wallCapFactor` × budget) still terminates a job whose thread uses no CPU (blocked), reported as
-//     stage `wall-cap`. Without /proc (not Linux) the budget is charged in wall time, as before;
+//     than wall time) and then when the rest could be; an idle pool reads nothing. A thread that uses no
+//     CPU would never use up its budget: a job whose thread has been BLOCKED (neither on a CPU nor
+//     waiting for one: wall time less CPU time less run-queue time, from `schedstat`) for `wallCapFactor`
+//     × budget, and is not runnable now, is terminated, stage `blocked`. Starvation on a loaded machine is run-queue time, so it
+//     never cuts a job off; only an absolute bound of `maxRunWallFactor` × budget of wall time does
+//     (stage `wall-cap`), so every call still ends. Without /proc (not Linux) the budget is charged in
+//     wall time, as before;
 //   - waiting, behind other jobs or for a worker to start (start-up, or replacement after a termination
 //     with no warm spare): at most `maxQueueWaitMs`, NOT charged to the budget, so the verdict of a job does
 //     not depend on what ran before it. A job dropped after that wait is a time-out, never a "wrong". Workers run under a heap limit, so a
@@ -55,7 +59,10 @@ export interface PoolTiming {
 /** What a pool job resolves to (never rejects). */
 export type PoolOutcome = (
   | { readonly kind: 'done'; readonly equal: boolean; readonly rule: string }
-  | { readonly kind: 'timeout'; readonly stage: 'queued' | 'running' | 'starting' | 'wall-cap' }
+  | {
+      readonly kind: 'timeout';
+      readonly stage: 'queued' | 'running' | 'starting' | 'blocked' | 'wall-cap';
+    }
   | { readonly kind: 'error'; readonly message: string }
 ) & {
   /** Set on every outcome of a job the pool accepted (absent when refused at once: closed, queue full). */
@@ -78,10 +85,17 @@ export interface PoolOptions {
    */
   readonly maxQueueWaitMs?: number;
   /**
-   * A running job is terminated after this many times its budget in WALL time even if it has not used
-   * its CPU budget (a thread blocked without using CPU), reported as stage `wall-cap` (default 20).
+   * A running job whose thread has spent this many times its budget blocked (off the CPU and not waiting
+   * for one) is terminated although it has not used its CPU budget, stage `blocked` (default 20). Where
+   * run-queue time cannot be read (`stat` clock) all off-CPU time counts as blocked.
    */
   readonly wallCapFactor?: number;
+  /**
+   * The absolute bound: a running job is terminated after this many times its budget in wall time
+   * whatever the reason, stage `wall-cap` (default 200: 10 s at 50 ms, reached only when the machine is
+   * so loaded that the worker thread gets under 0.5 % of a core).
+   */
+  readonly maxRunWallFactor?: number;
   /**
    * How the running budget is charged: `cpu` (default) the worker thread's CPU time where /proc allows,
    * else wall time; `wall` always wall time.
@@ -93,6 +107,7 @@ export interface PoolOptions {
 
 export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
 export const DEFAULT_WALL_CAP_FACTOR = 20;
+export const DEFAULT_MAX_RUN_WALL_FACTOR = 200;
 /** Pre-warmed spares by default (see docs/verifier.md §3 for the choice). */
 export const DEFAULT_SPARES = 2;
 
@@ -106,6 +121,8 @@ interface Job {
   dispatchedAt: number | null;
   /** Its worker thread's CPU clock at the hand-off (ms); null when charged in wall time. */
   cpuStart: number | null;
+  /** Its worker thread's run-queue time at the hand-off (ms); null where it cannot be read. */
+  waitStart: number | null;
   /** CPU ms charged, recorded when it stopped running; null while running or when charged in wall time. */
   cpuUsed: number | null;
   readonly resolve: (o: PoolOutcome) => void;
@@ -131,6 +148,7 @@ export class SymbolicPool {
   private readonly maxQueue: number;
   private readonly maxQueueWaitMs: number;
   private readonly wallCapFactor: number;
+  private readonly maxRunWallFactor: number;
   private readonly useCpu: boolean;
   private readonly entry: URL;
   /** Warm workers that take jobs (at most `size`; fewer while a replacement warms up). */
@@ -148,7 +166,9 @@ export class SymbolicPool {
   private closed = false;
   /** Workers terminated because a job overran its deadline (for metrics and the benchmark). */
   terminations = 0;
-  /** Of those, workers terminated at the wall-clock cap (a job's thread used too little CPU). */
+  /** Of those, workers terminated because a job's thread was blocked (off the CPU, not waiting for one). */
+  blockedTerminations = 0;
+  /** Of those, workers terminated at the absolute wall-clock bound. */
   wallCapTerminations = 0;
 
   constructor(opts: PoolOptions = {}) {
@@ -158,6 +178,10 @@ export class SymbolicPool {
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.maxQueueWaitMs = opts.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
     this.wallCapFactor = Math.max(1, opts.wallCapFactor ?? DEFAULT_WALL_CAP_FACTOR);
+    this.maxRunWallFactor = Math.max(
+      this.wallCapFactor,
+      opts.maxRunWallFactor ?? DEFAULT_MAX_RUN_WALL_FACTOR,
+    );
     this.useCpu = (opts.clock ?? 'cpu') === 'cpu';
     this.entry = opts.entry ?? ENTRY;
     this.refill(true);
@@ -188,6 +212,7 @@ export class SymbolicPool {
         queuedAt: performance.now(),
         dispatchedAt: null,
         cpuStart: null,
+        waitStart: null,
         cpuUsed: null,
         resolve,
         timer: null,
@@ -331,9 +356,10 @@ export class SymbolicPool {
   }
 
   /**
-   * Checks a running job charged in CPU time: terminates it once it has used its budget, or at the wall
-   * cap; else checks again when the rest of the budget could at the earliest be used up (a thread's CPU
-   * time grows at most as fast as wall time), so a job is read a few times, not every few ms.
+   * Checks a running job charged in CPU time: terminates it once it has used its budget, once its thread
+   * has been blocked too long, or at the absolute wall bound; else checks again when the first of these
+   * could at the earliest be reached (CPU and blocked time each grow at most as fast as wall time), so a
+   * job is read a few times, not every few ms.
    */
   private checkRunning(job: Job): void {
     job.timer = null;
@@ -352,12 +378,23 @@ export class SymbolicPool {
       this.expireRunning(job, 'running');
       return;
     }
-    const capLeft = job.dispatchedAt + job.budgetMs * this.wallCapFactor - performance.now();
-    if (capLeft <= 0) {
+    const wall = performance.now() - job.dispatchedAt;
+    const hardLeft = job.budgetMs * this.maxRunWallFactor - wall;
+    if (hardLeft <= 0) {
       this.expireRunning(job, 'wall-cap');
       return;
     }
-    job.timer = setTimeout(() => this.checkRunning(job), Math.min(Math.max(1, job.budgetMs - used), capLeft));
+    const waited = job.waitStart === null ? null : (slot.clock?.readWait() ?? null);
+    const queued = waited === null || job.waitStart === null ? 0 : Math.max(0, waited - job.waitStart);
+    // Run-queue time counts a wait only once it ends: a thread that is runnable now is starved, not blocked.
+    const blockedLeft = job.budgetMs * this.wallCapFactor - Math.max(0, wall - used - queued);
+    if (blockedLeft <= 0 && slot.clock?.runnable() !== true) {
+      this.expireRunning(job, 'blocked');
+      return;
+    }
+    const untilBlocked = blockedLeft > 0 ? blockedLeft : job.budgetMs;
+    const next = Math.min(Math.max(1, job.budgetMs - used), untilBlocked, hardLeft);
+    job.timer = setTimeout(() => this.checkRunning(job), next);
   }
 
   /**
@@ -365,13 +402,14 @@ export class SymbolicPool {
    * takes its place at once and a replacement starts warming now (not when the next job arrives), so the
    * next wait, if any, is short.
    */
-  private expireRunning(job: Job, stage: 'running' | 'wall-cap'): void {
+  private expireRunning(job: Job, stage: 'running' | 'blocked' | 'wall-cap'): void {
     job.timer = null;
     const slot = job.slot;
     if (slot === null || slot.dead || slot.job !== job) return;
     this.chargeCpu(job);
     this.remove(slot);
     this.terminations++;
+    if (stage === 'blocked') this.blockedTerminations++;
     if (stage === 'wall-cap') this.wallCapTerminations++;
     void slot.worker.terminate();
     this.settle(job, { kind: 'timeout', stage });
@@ -405,6 +443,7 @@ export class SymbolicPool {
       if (job.timer !== null) clearTimeout(job.timer);
       job.dispatchedAt = performance.now();
       job.cpuStart = slot.clock?.read() ?? null;
+      job.waitStart = job.cpuStart === null ? null : (slot.clock?.readWait() ?? null);
       // Charged in CPU time, the budget cannot be used up before `budgetMs` of wall time: first check then.
       job.timer =
         job.cpuStart === null

@@ -1,12 +1,24 @@
 // The CPU clock behind the symbolic budget (cpuclock.ts, pool.ts): /proc parsing, and the pool charging a
 // job its worker thread's CPU time — a spinning job is cut off at the budget, a job blocked without using
-// CPU at the wall cap (stage `wall-cap`), a quick one is charged little CPU. The stand-in worker
+// CPU once it has been blocked for the blocked cap (stage `blocked`), any job at the absolute wall bound
+// (stage `wall-cap`), a starved one never (waiting for a CPU is not blocking), a quick one is charged
+// little CPU. The stand-in worker
 // (fixtures/test-worker.mjs) starts in milliseconds, unlike the engine's.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 
-import { currentThreadId, openThreadClock, parseSchedstat, parseStat, threadCpuMs } from '../cpuclock.js';
+import {
+  currentThreadId,
+  openThreadClock,
+  parseSchedstat,
+  parseSchedstatWait,
+  parseStat,
+  parseStatRunnable,
+  threadCpuMs,
+} from '../cpuclock.js';
 import { SymbolicPool } from '../pool.js';
 
 const onLinux = existsSync('/proc/thread-self');
@@ -16,6 +28,8 @@ void test('parses schedstat and stat', () => {
   assert.equal(parseSchedstat('2824984185 10252211723 1249\n'), 2824.984185);
   assert.equal(parseSchedstat(''), null);
   assert.equal(parseSchedstat('garbage'), null);
+  assert.equal(parseSchedstatWait('2824984185 10252211723 1249\n'), 10252.211723);
+  assert.equal(parseSchedstatWait('12 34'), null);
   // A command name with spaces and parentheses; utime 280 and stime 1 ticks (fields 14, 15).
   const stat =
     '10943 (a b) (c)) R 10928 10928 10351 0 -1 4194304 102 0 0 0 280 1 0 0 20 0 1 0 3811299 3133440 418\n';
@@ -23,6 +37,9 @@ void test('parses schedstat and stat', () => {
   assert.equal(parseStat(stat, 1000), 281);
   assert.equal(parseStat('no parenthesis'), null);
   assert.equal(parseStat('1 (x) R 1 2'), null);
+  assert.equal(parseStatRunnable(stat), true);
+  assert.equal(parseStatRunnable(stat.replace(') R ', ') S ')), false);
+  assert.equal(parseStatRunnable('no parenthesis'), null);
 });
 
 void test('reads this thread’s CPU clock cheaply', { skip: !onLinux && 'no /proc' }, () => {
@@ -37,6 +54,8 @@ void test('reads this thread’s CPU clock cheaply', { skip: !onLinux && 'no /pr
     while (performance.now() < end);
     const b = clock.read();
     assert.ok(a !== null && b !== null && b > a, `${a} -> ${b}`);
+    assert.ok((clock.readWait() ?? -1) >= 0);
+    assert.equal(clock.runnable(), true);
     const n = 2_000;
     const t0 = performance.now();
     for (let i = 0; i < n; i++) clock.read();
@@ -50,7 +69,7 @@ void test('reads this thread’s CPU clock cheaply', { skip: !onLinux && 'no /pr
 });
 
 void test(
-  'the pool charges CPU time: spin hits the budget, block the wall cap',
+  'the pool charges CPU time: spin hits the budget, block the blocked cap',
   { skip: !onLinux && 'no /proc' },
   async () => {
     const pool = new SymbolicPool({ workers: 1, spares: 1, entry: ENTRY, wallCapFactor: 10 });
@@ -75,13 +94,68 @@ void test(
       const wall = performance.now() - t0;
       assert.deepEqual(
         { kind: block.kind, stage: 'stage' in block ? block.stage : null },
-        { kind: 'timeout', stage: 'wall-cap' },
+        { kind: 'timeout', stage: 'blocked' },
       );
       assert.ok((block.timing?.runMs ?? Infinity) < 50, JSON.stringify(block.timing));
       assert.ok(wall >= 500, `cut off after ${wall.toFixed(0)} ms, before the 10 × 50 ms cap`);
       assert.equal(pool.terminations, 2);
-      assert.equal(pool.wallCapTerminations, 1);
+      assert.equal(pool.blockedTerminations, 1);
+      assert.equal(pool.wallCapTerminations, 0);
     } finally {
+      await pool.close();
+    }
+  },
+);
+
+void test('the absolute wall bound ends any job', { skip: !onLinux && 'no /proc' }, async () => {
+  const pool = new SymbolicPool({
+    workers: 1,
+    spares: 0,
+    entry: ENTRY,
+    wallCapFactor: 1_000,
+    maxRunWallFactor: 1_000,
+  });
+  try {
+    await pool.ready();
+    const t0 = performance.now();
+    const block = await pool.run('block', '', 1e-6, 1);
+    const wall = performance.now() - t0;
+    assert.deepEqual(
+      { kind: block.kind, stage: 'stage' in block ? block.stage : null },
+      { kind: 'timeout', stage: 'wall-cap' },
+    );
+    assert.ok(wall >= 1_000, `cut off after ${wall.toFixed(0)} ms, before the 1000 × 1 ms bound`);
+    assert.equal(pool.wallCapTerminations, 1);
+  } finally {
+    await pool.close();
+  }
+});
+
+void test(
+  'a starved job is not cut off: waiting for a CPU is not blocking',
+  { skip: !onLinux && 'no /proc' },
+  async () => {
+    // 100 ms of CPU with a budget of 150 ms and a blocked cap of 1 × 150 ms, while twice as many busy
+    // threads as cores compete: the job takes far longer than 150 ms of wall time, nearly all of it
+    // waiting for a CPU. Charged in wall time (or with run-queue time counted as blocked) it would be cut off.
+    const pool = new SymbolicPool({ workers: 1, spares: 0, entry: ENTRY, wallCapFactor: 1 });
+    const burners = Array.from(
+      { length: 2 * availableParallelism() },
+      () => new Worker('for (;;);', { eval: true }),
+    );
+    const online = Promise.all(burners.map((w) => new Promise((resolve) => w.once('online', resolve))));
+    try {
+      await pool.ready();
+      await online;
+      const out = await pool.run('cpu:100', '', 1e-6, 150);
+      assert.equal(out.kind, 'done', JSON.stringify(out));
+      const t = out.timing;
+      assert.ok(t !== undefined && t.runMs >= 100 && t.runMs < 150, JSON.stringify(t));
+      // The competition really starved it (else this test would prove nothing).
+      assert.ok(t.runWallMs > 150, `not starved: ${JSON.stringify(t)}`);
+      assert.equal(pool.terminations, 0);
+    } finally {
+      await Promise.all(burners.map((w) => w.terminate()));
       await pool.close();
     }
   },
