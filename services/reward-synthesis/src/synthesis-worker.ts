@@ -3,9 +3,8 @@
 // the job's FIFO buffer (synthesis.ts: the exactly-once rule). Metrics: spark_reward_synthesis_*.
 import { InvalidArgumentError } from '@spark/runtime';
 import {
-  followJobQueues,
+  JobQueueProcessor,
   taskOnJobQueue,
-  type JobQueueWorkers,
   type SynthesisResult,
   type SynthesisTask,
   type WorkerHost,
@@ -50,32 +49,18 @@ function synthesisMetrics(metrics: ServiceMetrics) {
 }
 
 /** The per-job synthesis workers. A processor of the service skeleton. */
-export class SynthesisWorker {
-  private readonly workers: JobQueueWorkers<SynthesisTask, SynthesisResult>;
+export class SynthesisWorker extends JobQueueProcessor<SynthesisTask, SynthesisResult> {
   private readonly m: ReturnType<typeof synthesisMetrics>;
 
   constructor(
-    private readonly host: WorkerHost,
+    host: WorkerHost,
     private readonly options: SynthesisWorkerOptions,
   ) {
+    super(host, 'synthesis', { pollMs: options.pollMs });
     this.m = synthesisMetrics(host.metrics);
-    this.workers = followJobQueues(
-      host,
-      'synthesis',
-      (jobId, job: Job<SynthesisTask, SynthesisResult>) => this.process(jobId, job),
-      { pollMs: options.pollMs },
-    );
   }
 
-  start(): Promise<void> {
-    return this.workers.start();
-  }
-
-  close(): Promise<void> {
-    return this.workers.close();
-  }
-
-  private async process(jobId: string, job: Job<SynthesisTask, SynthesisResult>): Promise<SynthesisResult> {
+  protected async process(jobId: string, job: Job<SynthesisTask, SynthesisResult>): Promise<SynthesisResult> {
     const { m } = this;
     const task = taskOnJobQueue(job.data, jobId, parseSynthesisTask);
     const end = m.stepSeconds.startTimer();

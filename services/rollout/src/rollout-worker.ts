@@ -6,10 +6,9 @@
 // Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total, _policy_version.
 import { InvalidArgumentError } from '@spark/runtime';
 import {
-  followJobQueues,
+  JobQueueProcessor,
   queueName,
   taskOnJobQueue,
-  type JobQueueWorkers,
   type RolloutTask,
   type VerifyTask,
   type WorkerHost,
@@ -95,39 +94,32 @@ function samplingMetrics(metrics: ServiceMetrics) {
 }
 
 /** The per-job sampling workers and their verify-queue producers. A processor of the service skeleton. */
-export class RolloutWorker {
-  private readonly workers: JobQueueWorkers<RolloutTask, RolloutTaskResult>;
+export class RolloutWorker extends JobQueueProcessor<RolloutTask, RolloutTaskResult> {
   private readonly verifyQueues: VerifyQueues;
   private readonly m: ReturnType<typeof samplingMetrics>;
 
   constructor(
-    private readonly host: WorkerHost,
+    host: WorkerHost,
     private readonly options: RolloutWorkerOptions,
   ) {
+    super(host, 'rollout', {
+      pollMs: options.pollMs,
+      workerOptions: { concurrency: 1, lockDuration: options.lockMs },
+    });
     this.m = samplingMetrics(host.metrics);
     this.verifyQueues = new VerifyQueues({ redisUrl: host.redisUrl, prefix: host.config.redisPrefix });
-    this.workers = followJobQueues(
-      host,
-      'rollout',
-      (jobId, job: Job<RolloutTask, RolloutTaskResult>) => this.process(jobId, job),
-      {
-        pollMs: options.pollMs,
-        workerOptions: { concurrency: 1, lockDuration: options.lockMs },
-      },
-    );
-  }
-
-  start(): Promise<void> {
-    return this.workers.start();
   }
 
   /** Lets the running shard finish, then closes the verify producers. */
-  async close(): Promise<void> {
-    await this.workers.close();
+  override async close(): Promise<void> {
+    await super.close();
     await this.verifyQueues.close();
   }
 
-  private async process(jobId: string, job: Job<RolloutTask, RolloutTaskResult>): Promise<RolloutTaskResult> {
+  protected async process(
+    jobId: string,
+    job: Job<RolloutTask, RolloutTaskResult>,
+  ): Promise<RolloutTaskResult> {
     const { models } = this.options;
     const { logger } = this.host;
     const task = taskOnJobQueue(job.data, jobId, parseRolloutTask);

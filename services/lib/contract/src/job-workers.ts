@@ -23,12 +23,7 @@ export function followJobQueues<T, R>(
   host: WorkerHost,
   role: QueueRole,
   process: (jobId: string, job: Job<T, R>) => Promise<R>,
-  options: {
-    pollMs: number;
-    workerOptions?: Partial<WorkerOptions>;
-    /** Called once when a job's worker opens (e.g. to load what its tasks will need). */
-    onJob?: (jobId: string) => void;
-  },
+  options: FollowOptions,
 ): JobQueueWorkers<T, R> {
   return new JobQueueWorkers<T, R>({
     url: host.redisUrl,
@@ -43,6 +38,42 @@ export function followJobQueues<T, R>(
     pollMs: options.pollMs,
     ...(options.workerOptions ? { workerOptions: options.workerOptions } : {}),
   });
+}
+
+/** The options of `followJobQueues` (and of a `JobQueueProcessor`). */
+export interface FollowOptions {
+  pollMs: number;
+  workerOptions?: Partial<WorkerOptions>;
+  /** Called once when a job's worker opens (e.g. to load what its tasks will need). */
+  onJob?: (jobId: string) => void;
+}
+
+/**
+ * A service processor that serves the `role` queue of every active job: a subclass names its queue and
+ * options once and implements `process`; starting, following jobs and closing are here.
+ */
+export abstract class JobQueueProcessor<T, R> {
+  private readonly workers: JobQueueWorkers<T, R>;
+
+  protected constructor(
+    protected readonly host: WorkerHost,
+    role: QueueRole,
+    options: FollowOptions,
+  ) {
+    this.workers = followJobQueues(host, role, (jobId, job: Job<T, R>) => this.process(jobId, job), options);
+  }
+
+  start(): Promise<void> {
+    return this.workers.start();
+  }
+
+  /** Lets running tasks finish and closes every job's worker. */
+  close(): Promise<void> {
+    return this.workers.close();
+  }
+
+  /** Runs one task of job `jobId` (its data still unchecked: parse it with `taskOnJobQueue`). */
+  protected abstract process(jobId: string, job: Job<T, R>): Promise<R>;
 }
 
 /**

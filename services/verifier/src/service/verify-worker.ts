@@ -6,11 +6,10 @@
 // _tasks_total{outcome}.
 import { UnavailableError } from '@spark/runtime';
 import {
-  followJobQueues,
+  JobQueueProcessor,
   jobKeys,
   readJobSpec,
   taskOnJobQueue,
-  type JobQueueWorkers,
   type KindName,
   type VerifyTask,
   type WorkerHost,
@@ -64,38 +63,24 @@ function verifyMetrics(metrics: ServiceMetrics) {
 }
 
 /** The per-job verify workers. A processor of the service skeleton. */
-export class VerifyWorker {
-  private readonly workers: JobQueueWorkers<VerifyTask, VerifyTaskResult>;
+export class VerifyWorker extends JobQueueProcessor<VerifyTask, VerifyTaskResult> {
   private readonly m: ReturnType<typeof verifyMetrics>;
   /** Per job: its spec's scoring settings, read once (a spec never changes after submission). */
   private readonly scoring = new Map<string, Promise<ScoreOptions>>();
 
   constructor(
-    private readonly host: WorkerHost,
+    host: WorkerHost,
     private readonly options: VerifyWorkerOptions,
   ) {
-    this.m = verifyMetrics(host.metrics);
-    this.workers = followJobQueues(
-      host,
-      'verify',
-      (jobId, job: Job<VerifyTask, VerifyTaskResult>) => this.process(jobId, job),
-      {
-        pollMs: options.pollMs,
-        workerOptions: {
-          concurrency: options.concurrency,
-          lockDuration: options.lockMs,
-          stalledInterval: options.stalledIntervalMs,
-        },
+    super(host, 'verify', {
+      pollMs: options.pollMs,
+      workerOptions: {
+        concurrency: options.concurrency,
+        lockDuration: options.lockMs,
+        stalledInterval: options.stalledIntervalMs,
       },
-    );
-  }
-
-  start(): Promise<void> {
-    return this.workers.start();
-  }
-
-  close(): Promise<void> {
-    return this.workers.close();
+    });
+    this.m = verifyMetrics(host.metrics);
   }
 
   /** The job's scoring settings from its stored spec (defaults when the spec is gone). */
@@ -114,7 +99,7 @@ export class VerifyWorker {
     return found;
   }
 
-  private async process(jobId: string, job: Job<VerifyTask, VerifyTaskResult>): Promise<VerifyTaskResult> {
+  protected async process(jobId: string, job: Job<VerifyTask, VerifyTaskResult>): Promise<VerifyTaskResult> {
     const { m } = this;
     let task: VerifyTask;
     try {
