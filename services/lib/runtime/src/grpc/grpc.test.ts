@@ -50,6 +50,7 @@ function jobServiceFor(server: GrpcServer, releaseStream: Promise<void>): void {
             message: '',
             createdAtMs: 1,
             updatedAtMs: 2,
+            owner: 'someone',
           },
         };
       }),
