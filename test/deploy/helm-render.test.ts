@@ -382,6 +382,41 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.equal(verifier.containers[0]!.image, 'ghcr.io/spark-project/spark:0.1.0');
   });
 
+  it('per-user access: the tokens file mounted from its Secret, the service token, the JWT settings', () => {
+    const objs = render('per-user-access.yaml');
+    const common = find(objs, 'ConfigMap', 'spark-common').data!;
+    assert.equal(common.SPARK_AUTH_TOKENS_FILE, '/etc/spark/auth/tokens.yaml');
+    assert.equal(
+      common.SPARK_AUTH_JWKS_URL,
+      'https://idp.example/realms/spark/protocol/openid-connect/certs',
+    );
+    assert.equal(common.SPARK_AUTH_JWT_ROLES_CLAIM, 'realm_access.roles');
+    assert.equal(common.SPARK_AUTH_JWT_NAME_CLAIM, 'preferred_username');
+    for (const [kind, name] of WORKLOADS) {
+      const spec = podSpec(find(objs, kind, name)) as PodSpec & {
+        volumes: { name: string; secret?: { secretName: string; items?: { key: string; path: string }[] } }[];
+        containers: (Container & { volumeMounts: { name: string; mountPath: string; subPath?: string }[] })[];
+      };
+      const vol = spec.volumes.find((v) => v.name === 'auth-tokens');
+      assert.deepEqual(vol?.secret, {
+        secretName: 'spark-principals',
+        items: [{ key: 'tokens.yaml', path: 'tokens.yaml' }],
+      });
+      const mount = spec.containers[0]!.volumeMounts.find((m) => m.name === 'auth-tokens');
+      assert.equal(mount?.mountPath, '/etc/spark/auth');
+      assert.equal(mount?.subPath, undefined, 'a directory mount, so Secret updates reach the pod');
+      const env = spec.containers[0]!.env ?? [];
+      assert.deepEqual(env.find((e) => e.name === 'SPARK_AUTH_SERVICE_TOKEN')?.valueFrom, {
+        secretKeyRef: { name: 'spark-principals', key: 'service-token' },
+      });
+      assert.equal(
+        env.find((e) => e.name === 'SPARK_AUTH_TOKEN'),
+        undefined,
+        'no shared token',
+      );
+    }
+  });
+
   it('renders the PrometheusRule equal to deploy/prometheus/rules.yaml for the default values', () => {
     const objs = render('default.yaml', ['--set', 'prometheusRule.enabled=true']);
     const rule = find(objs, 'PrometheusRule', 'spark');
@@ -440,6 +475,18 @@ describe('helm chart (rendered)', { skip }, () => {
         /at least minReplicaCount/,
       ],
       [['--set', 'tls.enabled=true'], /tls\.secretName/],
+      [['--set', 'auth.jwt.jwksUrl=https://idp/certs'], /needs auth\.jwt\.issuer and auth\.jwt\.audience/],
+      [
+        [
+          '--set',
+          'auth.jwt.jwksUrl=http://idp/certs',
+          '--set',
+          'auth.jwt.issuer=i',
+          '--set',
+          'auth.jwt.audience=a',
+        ],
+        /must be an https:\/\/ URL/,
+      ],
       [['--set', 'tls.certManager.enabled=true'], /enable tls\.enabled too/],
       [['--set', 'tls.enabled=true', '--set', 'tls.certManager.enabled=true'], /issuerRef\.name/],
       [['--set', 'redis.bundled.enabled=true'], /redis\.bundled\.password/],
@@ -473,6 +520,10 @@ describe('helm chart (rendered)', { skip }, () => {
       ],
     ];
     const base = ['--set', 'redis.url=redis://r:6379'];
+    // per-user credentials without a shared token need the service token for the weight fetch
+    const noServiceToken = template([...base, '--set', 'auth.tokensSecret=principals']);
+    assert.notEqual(noServiceToken.status, 0);
+    assert.match(noServiceToken.err, /set auth\.serviceTokenSecretKey/);
     for (const [args, message] of cases) {
       const withCreds = args.length === 0 ? [] : ['--set', 'auth.token=test-token-0123456789abcdef'];
       const all = [...base, ...withCreds, ...args];

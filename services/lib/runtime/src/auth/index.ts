@@ -247,7 +247,7 @@ export class JwtVerifier {
         path,
         (text) => {
           try {
-            return jose.createLocalJWKSet(JSON.parse(text) as jose.JSONWebKeySet) as KeyResolver;
+            return jose.createLocalJWKSet(JSON.parse(text) as jose.JSONWebKeySet);
           } catch (err) {
             throw new ConfigError('auth', [`${path}: ${err instanceof Error ? err.message : String(err)}`]);
           }
@@ -262,7 +262,7 @@ export class JwtVerifier {
         timeoutDuration: 5_000,
         cooldownDuration: 30_000,
         cacheMaxAge: 10 * 60_000,
-      }) as KeyResolver;
+      });
     } else {
       throw new ConfigError('auth', ['JWT verification needs authJwksFile or authJwksUrl']);
     }
