@@ -360,15 +360,17 @@ export class Authenticator {
   }
 
   async authenticate(token: string | null, peer: PeerAuth = {}): Promise<Principal> {
-    if (!token) {
-      if (this.mtlsOnly && peer.transportSecurityType === 'ssl' && peer.sslPeerCertificate) {
+    if (this.mtlsOnly) {
+      // no token source: the verified certificate is the credential (a token, if sent, is not looked at)
+      if (peer.transportSecurityType === 'ssl' && peer.sslPeerCertificate) {
         const cn = peer.sslPeerCertificate.subject?.CN;
         const first = Array.isArray(cn) ? cn[0] : cn;
         const name = `mtls:${first ?? 'client'}`.replace(/[^\x21-\x7e]/g, '_').slice(0, 256);
         return Object.freeze({ name, roles: SHARED_TOKEN_PRINCIPAL.roles, via: 'mtls' });
       }
-      throw new UnauthenticatedError('missing bearer token (send authorization: Bearer <token>)');
+      throw new UnauthenticatedError('no verified client certificate');
     }
+    if (!token) throw new UnauthenticatedError('missing bearer token (send authorization: Bearer <token>)');
     if (token.length > MAX_TOKEN_CHARS) throw new UnauthenticatedError('invalid bearer token: too long');
     if (this.jwt && JWT_SHAPE.test(token)) return this.jwt.verify(token);
     const digest = sha256(token);
