@@ -1,6 +1,7 @@
 // gRPC helpers: servers with explicit message limits, grpc.health.v1, server reflection, an auth
-// interceptor (bearer token → principal, then the method's roles; see ../auth) and graceful shutdown (NOT_SERVING, drain, then force); clients with a default deadline
-// on every call and the token attached; async handler adapters that map errors through toGrpcError.
+// interceptor (bearer token or client certificate → principal, then the roles its method needs; see
+// ../auth) and graceful shutdown (NOT_SERVING, drain, then force); clients with a default deadline on every
+// call and the token attached; async handler adapters that map errors through toGrpcError.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
