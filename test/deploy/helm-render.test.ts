@@ -446,6 +446,29 @@ describe('helm chart (rendered)', { skip }, () => {
       ['REDIS_URL', 'SPARK_ADDRESS', 'SPARK_AUTH_TOKEN', 'SPARK_THREADS'],
     );
     assert.equal(c.env?.[1]?.value, 'spark-coordinator.spark.svc:50051');
+    // per-user credentials only: `spark jobs` with helmTest.tokenSecretKey's token, else doctor alone
+    const perUser = (extra: string[]) => {
+      const t = template([
+        '-f',
+        join(valuesDir, 'per-user-access.yaml'),
+        '--show-only',
+        'templates/tests/test-doctor.yaml',
+        ...extra,
+      ]);
+      assert.equal(t.status, 0, t.err);
+      return (parseYaml(t.out) as K8sObject & { spec: PodSpec }).spec.containers[0]!;
+    };
+    const withToken = perUser(['--set', 'helmTest.tokenSecretKey=helm-test-token']);
+    assert.match(withToken.args!.join(' '), /jobs --limit 1/);
+    assert.deepEqual(withToken.env?.find((e) => e.name === 'SPARK_AUTH_TOKEN')?.valueFrom, {
+      secretKeyRef: { name: 'spark-principals', key: 'helm-test-token' },
+    });
+    const doctorOnly = perUser([]);
+    assert.doesNotMatch(doctorOnly.args!.join(' '), /jobs/);
+    assert.equal(
+      doctorOnly.env?.find((e) => e.name === 'SPARK_AUTH_TOKEN'),
+      undefined,
+    );
     assert.ok(
       existsSync(join(repoRoot, 'services', 'cli', 'bin', 'spark.mjs')),
       'the CLI entry point exists',
