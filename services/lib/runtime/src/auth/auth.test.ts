@@ -361,6 +361,7 @@ describe('OIDC/JWT bearer tokens verified against a JWKS URL', () => {
   let address = '';
   let key: Key;
   let fetches = 0;
+  let jwksBase = '';
 
   before(async () => {
     key = await newKey('url-key');
@@ -373,9 +374,9 @@ describe('OIDC/JWT bearer tokens verified against a JWKS URL', () => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] }));
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    const port = (http.address() as { port: number }).port;
+    jwksBase = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
     ({ server, address } = await serve({
-      jwt: { ...jwtSettings, jwksUrl: `http://127.0.0.1:${port}/.well-known/jwks.json` },
+      jwt: { ...jwtSettings, jwksUrl: `${jwksBase}/.well-known/jwks.json` },
     }));
   });
   after(async () => {
@@ -383,7 +384,7 @@ describe('OIDC/JWT bearer tokens verified against a JWKS URL', () => {
     await new Promise<void>((r) => http.close(() => r()));
   });
 
-  it('fetches the JWKS and verifies tokens with it', async () => {
+  it('fetches the JWKS and verifies tokens with it; an unreachable JWKS is UNAVAILABLE', async () => {
     const token = await jwt(key, { sub: 'dana', realm: { roles: ['operator'] } });
     assert.equal(await whoAmI(address, token), 'dana operator');
     assert.ok(fetches >= 1, 'the JWKS was fetched over HTTP');
@@ -392,6 +393,20 @@ describe('OIDC/JWT bearer tokens verified against a JWKS URL', () => {
       grpc.status.UNAUTHENTICATED,
       /JWT audience is not spark/,
     );
+    // no JWKS to be had (404; nothing listening): UNAVAILABLE, the identity provider's fault, not the caller's
+    const anyToken = await jwt(key, { sub: 'dana', realm: { roles: ['operator'] } });
+    for (const url of [`${jwksBase}/missing.json`, 'http://127.0.0.1:1/jwks.json']) {
+      const other = await serve({ jwt: { ...jwtSettings, jwksUrl: url } });
+      try {
+        await refused(
+          whoAmI(other.address, anyToken),
+          grpc.status.UNAVAILABLE,
+          /cannot verify JWTs now: the JWKS could not be fetched/,
+        );
+      } finally {
+        await other.server.shutdown(1_000);
+      }
+    }
     // a plain token is not a JWT: refused without a tokens file
     await refused(whoAmI(address, 'plain-token-0123456789abc'), grpc.status.UNAUTHENTICATED, /not a JWT/);
   });

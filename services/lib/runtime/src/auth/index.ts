@@ -17,7 +17,12 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
-import { ConfigError, PermissionDeniedError, UnauthenticatedError } from '../errors/index.js';
+import {
+  ConfigError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+  UnavailableError,
+} from '../errors/index.js';
 
 export const ROLES = ['researcher', 'operator', 'service'] as const;
 export type Role = (typeof ROLES)[number];
@@ -209,6 +214,14 @@ function claimAt(payload: jose.JWTPayload, path: string): unknown {
   return v;
 }
 
+/** True when the key set itself could not be had (the identity provider's fault, not the token's). */
+function jwksUnavailable(err: unknown): boolean {
+  if (err instanceof jose.errors.JWKSTimeout || err instanceof jose.errors.JWKSInvalid) return true;
+  if (err instanceof jose.errors.JOSEError) return /JSON Web Key Set HTTP response/.test(err.message);
+  // fetch's own failures (connection refused, DNS) are plain errors
+  return err instanceof TypeError;
+}
+
 function describeJoseError(err: unknown, settings: JwtSettings): string {
   if (err instanceof jose.errors.JWTExpired) return 'JWT expired';
   if (err instanceof jose.errors.JWTClaimValidationFailed) {
@@ -221,7 +234,6 @@ function describeJoseError(err: unknown, settings: JwtSettings): string {
   if (err instanceof jose.errors.JWKSNoMatchingKey) return 'JWT signed by a key not in the JWKS';
   if (err instanceof jose.errors.JWKSMultipleMatchingKeys) return 'JWT key id matches several JWKS keys';
   if (err instanceof jose.errors.JOSEAlgNotAllowed) return 'JWT algorithm not allowed';
-  if (err instanceof jose.errors.JWKSTimeout) return 'JWKS could not be fetched in time';
   if (err instanceof jose.errors.JWSInvalid || err instanceof jose.errors.JWTInvalid) return 'malformed JWT';
   if (err instanceof jose.errors.JOSEError) return `JWT refused (${err.code})`;
   return 'JWT could not be verified';
@@ -239,7 +251,7 @@ export class JwtVerifier {
   constructor(
     private readonly settings: JwtSettings,
     reloadMs: number,
-    logger?: Logger,
+    private readonly logger?: Logger,
   ) {
     if (settings.jwksFile) {
       const path = settings.jwksFile;
@@ -285,6 +297,10 @@ export class JwtVerifier {
         requiredClaims: ['exp'],
       }));
     } catch (err) {
+      if (jwksUnavailable(err)) {
+        this.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'JWKS unavailable');
+        throw new UnavailableError('cannot verify JWTs now: the JWKS could not be fetched; retry later');
+      }
       throw new UnauthenticatedError(describeJoseError(err, s));
     }
     const name = claimAt(payload, s.nameClaim);
