@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { ClusterCallError, JobClient } from '@spark/cli/client';
+import type { ClusterCallError } from '@spark/cli/client';
+import { JobClient } from '@spark/cli/client';
 import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
 import { grpc } from '@spark/runtime/grpc';

@@ -249,6 +249,16 @@ describe('tokens file validation', () => {
     );
   });
 
+  it('refuses to start on a tokens file that cannot be read, naming it', () => {
+    assert.throws(
+      () => new Authenticator({ tokensFile: join(dir, 'no-such-tokens.yaml') }),
+      (err: Error & { problems: string[] }) => {
+        assert.match(err.problems.join('\n'), /no-such-tokens\.yaml: cannot read \(ENOENT\)/);
+        return true;
+      },
+    );
+  });
+
   it('gives reflection to every principal and unmapped services to operator or service', () => {
     assert.equal(rolesFor('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', {}), null);
     assert.deepEqual(rolesFor('/x.Y/Z', {}), ['operator', 'service']);

@@ -158,7 +158,14 @@ export class ReloadingFile<T> {
   }
 
   private read(): string {
-    const buf = readFileSync(this.path);
+    let buf: Buffer;
+    try {
+      buf = readFileSync(this.path);
+    } catch (err) {
+      throw new ConfigError('auth', [
+        `${this.path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      ]);
+    }
     if (buf.length > MAX_FILE_BYTES) throw new ConfigError('auth', [`${this.path}: larger than 1 MiB`]);
     return buf.toString('utf8');
   }

@@ -2,10 +2,11 @@
 // does, in this order: the gRPC security check (services with a gRPC server), the logger, the Lifecycle,
 // the ServiceMetrics, Redis (the configured URL or a private redis-server) with a bounded wait until it
 // answers, the service's own wiring (`wire(ctx)`: its domain objects, its gRPC implementations and its
-// processors), the gRPC server (health, reflection, auth — principals and per-method roles —, TLS/mTLS from the shared config keys),
-// the `/metrics` + `/healthz` server, and finally each processor's `start()`. Every step registers its
-// closer on the Lifecycle, so `close()` (or SIGTERM) undoes it in reverse: processors stop taking work,
-// then the servers stop, then the service's objects are freed, then Redis disconnects.
+// processors), the gRPC server (health, reflection, auth — principals and per-method roles —, TLS/mTLS
+// from the shared config keys), the `/metrics` + `/healthz` server, and finally each processor's
+// `start()`. Every step registers its closer on the Lifecycle, so `close()` (or SIGTERM) undoes it in
+// reverse: processors stop taking work, then the servers stop, then the service's objects are freed, then
+// Redis disconnects.
 // `runServiceMain` is a service's process entry: config loaded once from defaults, file and SPARK_*
 // environment; signal handlers and the launcher-death watch; one `READY {json}` line on stdout.
 import type { z } from 'zod';
