@@ -259,6 +259,14 @@ describe('tokens file validation', () => {
     );
   });
 
+  it('with mTLS as the only source, the verified certificate is the principal and a token is not looked at', async () => {
+    const auth = new Authenticator({ mtls: true });
+    const peer = { transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: 'rollout 1' } } };
+    const p = await auth.authenticate('a-token-that-is-not-checked', peer);
+    assert.deepEqual([p.name, p.roles, p.via], ['mtls:rollout_1', ['operator', 'service'], 'mtls']);
+    await assert.rejects(auth.authenticate(null, {}), /no verified client certificate/);
+  });
+
   it('gives reflection to every principal and unmapped services to operator or service', () => {
     assert.equal(rolesFor('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', {}), null);
     assert.deepEqual(rolesFor('/x.Y/Z', {}), ['operator', 'service']);
