@@ -61,7 +61,8 @@ export function describeCallError(err: unknown, what: string, address: string): 
     case grpc.status.UNAUTHENTICATED:
       return new ClusterCallError(
         `the cluster at ${address} refused the credentials (${details}). Pass --token TOKEN or set ` +
-          'SPARK_AUTH_TOKEN to the cluster’s token.',
+          'SPARK_AUTH_TOKEN to your token for the cluster (its shared token, a token of its tokens file, or an ' +
+          'OIDC access token).',
         err.code,
       );
     case grpc.status.PERMISSION_DENIED:
