@@ -382,6 +382,41 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.equal(verifier.containers[0]!.image, 'ghcr.io/spark-project/spark:0.1.0');
   });
 
+  it('per-user access: the tokens file mounted from its Secret, the service token, the JWT settings', () => {
+    const objs = render('per-user-access.yaml');
+    const common = find(objs, 'ConfigMap', 'spark-common').data!;
+    assert.equal(common.SPARK_AUTH_TOKENS_FILE, '/etc/spark/auth/tokens.yaml');
+    assert.equal(
+      common.SPARK_AUTH_JWKS_URL,
+      'https://idp.example/realms/spark/protocol/openid-connect/certs',
+    );
+    assert.equal(common.SPARK_AUTH_JWT_ROLES_CLAIM, 'realm_access.roles');
+    assert.equal(common.SPARK_AUTH_JWT_NAME_CLAIM, 'preferred_username');
+    for (const [kind, name] of WORKLOADS) {
+      const spec = podSpec(find(objs, kind, name)) as PodSpec & {
+        volumes: { name: string; secret?: { secretName: string; items?: { key: string; path: string }[] } }[];
+        containers: (Container & { volumeMounts: { name: string; mountPath: string; subPath?: string }[] })[];
+      };
+      const vol = spec.volumes.find((v) => v.name === 'auth-tokens');
+      assert.deepEqual(vol?.secret, {
+        secretName: 'spark-principals',
+        items: [{ key: 'tokens.yaml', path: 'tokens.yaml' }],
+      });
+      const mount = spec.containers[0]!.volumeMounts.find((m) => m.name === 'auth-tokens');
+      assert.equal(mount?.mountPath, '/etc/spark/auth');
+      assert.equal(mount?.subPath, undefined, 'a directory mount, so Secret updates reach the pod');
+      const env = spec.containers[0]!.env ?? [];
+      assert.deepEqual(env.find((e) => e.name === 'SPARK_AUTH_SERVICE_TOKEN')?.valueFrom, {
+        secretKeyRef: { name: 'spark-principals', key: 'service-token' },
+      });
+      assert.equal(
+        env.find((e) => e.name === 'SPARK_AUTH_TOKEN'),
+        undefined,
+        'no shared token',
+      );
+    }
+  });
+
   it('renders the PrometheusRule equal to deploy/prometheus/rules.yaml for the default values', () => {
     const objs = render('default.yaml', ['--set', 'prometheusRule.enabled=true']);
     const rule = find(objs, 'PrometheusRule', 'spark');
@@ -411,6 +446,29 @@ describe('helm chart (rendered)', { skip }, () => {
       ['REDIS_URL', 'SPARK_ADDRESS', 'SPARK_AUTH_TOKEN', 'SPARK_THREADS'],
     );
     assert.equal(c.env?.[1]?.value, 'spark-coordinator.spark.svc:50051');
+    // per-user credentials only: `spark jobs` with helmTest.tokenSecretKey's token, else doctor alone
+    const perUser = (extra: string[]) => {
+      const t = template([
+        '-f',
+        join(valuesDir, 'per-user-access.yaml'),
+        '--show-only',
+        'templates/tests/test-doctor.yaml',
+        ...extra,
+      ]);
+      assert.equal(t.status, 0, t.err);
+      return (parseYaml(t.out) as K8sObject & { spec: PodSpec }).spec.containers[0]!;
+    };
+    const withToken = perUser(['--set', 'helmTest.tokenSecretKey=helm-test-token']);
+    assert.match(withToken.args!.join(' '), /jobs --limit 1/);
+    assert.deepEqual(withToken.env?.find((e) => e.name === 'SPARK_AUTH_TOKEN')?.valueFrom, {
+      secretKeyRef: { name: 'spark-principals', key: 'helm-test-token' },
+    });
+    const doctorOnly = perUser([]);
+    assert.doesNotMatch(doctorOnly.args!.join(' '), /jobs/);
+    assert.equal(
+      doctorOnly.env?.find((e) => e.name === 'SPARK_AUTH_TOKEN'),
+      undefined,
+    );
     assert.ok(
       existsSync(join(repoRoot, 'services', 'cli', 'bin', 'spark.mjs')),
       'the CLI entry point exists',
@@ -440,6 +498,18 @@ describe('helm chart (rendered)', { skip }, () => {
         /at least minReplicaCount/,
       ],
       [['--set', 'tls.enabled=true'], /tls\.secretName/],
+      [['--set', 'auth.jwt.jwksUrl=https://idp/certs'], /needs auth\.jwt\.issuer and auth\.jwt\.audience/],
+      [
+        [
+          '--set',
+          'auth.jwt.jwksUrl=http://idp/certs',
+          '--set',
+          'auth.jwt.issuer=i',
+          '--set',
+          'auth.jwt.audience=a',
+        ],
+        /must be an https:\/\/ URL/,
+      ],
       [['--set', 'tls.certManager.enabled=true'], /enable tls\.enabled too/],
       [['--set', 'tls.enabled=true', '--set', 'tls.certManager.enabled=true'], /issuerRef\.name/],
       [['--set', 'redis.bundled.enabled=true'], /redis\.bundled\.password/],
@@ -473,6 +543,10 @@ describe('helm chart (rendered)', { skip }, () => {
       ],
     ];
     const base = ['--set', 'redis.url=redis://r:6379'];
+    // per-user credentials without a shared token need the service token for the weight fetch
+    const noServiceToken = template([...base, '--set', 'auth.tokensSecret=principals']);
+    assert.notEqual(noServiceToken.status, 0);
+    assert.match(noServiceToken.err, /set auth\.serviceTokenSecretKey/);
     for (const [args, message] of cases) {
       const withCreds = args.length === 0 ? [] : ['--set', 'auth.token=test-token-0123456789abcdef'];
       const all = [...base, ...withCreds, ...args];

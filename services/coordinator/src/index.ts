@@ -10,7 +10,7 @@ import type { CoordinatorConfig } from './config.js';
 import { GenerateDispatcher } from './generate.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { JobScheduler } from './scheduler.js';
-import { createJobService } from './service.js';
+import { createJobService, JOB_SERVICE_ACCESS } from './service.js';
 import { JobStore } from './store.js';
 import { WatchConnections } from './watch-connections.js';
 
@@ -73,7 +73,12 @@ export async function startCoordinator(
         });
         return {
           grpcServices: [
-            { definition: JobServiceService, implementation: service, name: 'spark.v1.JobService' },
+            {
+              definition: JobServiceService,
+              implementation: service,
+              name: 'spark.v1.JobService',
+              access: JOB_SERVICE_ACCESS,
+            },
           ],
           // shutdown runs in reverse: watch streams end first, then scheduling and the drivers stop
           processors: [

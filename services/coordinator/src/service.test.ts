@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { problemsFromMetadata } from '@spark/runtime';
-import { clientSetup, grpc } from '@spark/runtime/grpc';
+import { checkHealth, clientSetup, grpc } from '@spark/runtime/grpc';
 import { createLogger } from '@spark/runtime/logging';
 import {
   JobEventType,
@@ -347,5 +347,107 @@ describe('authentication outside local mode', () => {
       b.close();
       await c.close();
     }
+  });
+});
+
+describe('per-user access: jobs have owners', () => {
+  const tokens = {
+    alice: 'alice-token-0123456789abcdef',
+    bob: 'bob-token-0123456789abcdef',
+    ops: 'ops-token-0123456789abcdef',
+    svc: 'svc-token-0123456789abcdef',
+  };
+  let c: Coordinator;
+  const clients: Record<string, JobServiceClient> = {};
+
+  before(async () => {
+    const file = join(dataDir, 'tokens.yaml');
+    writeFileSync(
+      file,
+      [
+        'principals:',
+        `  - { name: alice, roles: [researcher], tokens: ["${tokens.alice}"] }`,
+        `  - { name: bob, roles: [researcher], tokens: ["${tokens.bob}"] }`,
+        `  - { name: ops, roles: [operator], tokens: ["${tokens.ops}"] }`,
+        `  - { name: rollout, roles: [service], tokens: ["${tokens.svc}"] }`,
+        '',
+      ].join('\n'),
+    );
+    c = await startCoordinator(
+      coordinatorConfig({
+        localMode: false,
+        authTokensFile: file,
+        redisUrl: await testRedisUrl(),
+        redisPrefix: testPrefix('coord-owners'),
+        logLevel: 'silent',
+        dataDir,
+        schedulePollMs: 50,
+        pollMs: 20,
+        maxConcurrentJobs: 1,
+        cancelWaitMs: 5_000,
+      }),
+      { logger },
+    );
+    for (const [who, token] of Object.entries({ ...tokens, anon: null })) {
+      const setup = clientSetup({ token, defaultDeadlineMs: 10_000 });
+      clients[who] = new JobServiceClient(`127.0.0.1:${c.grpcPort}`, setup.credentials, setup.options);
+    }
+  });
+  after(async () => {
+    for (const cl of Object.values(clients)) cl.close();
+    await c.close();
+  });
+
+  const denied = (method: string, jobId: string) => (e: grpc.ServiceError) => {
+    assert.equal(e.code, grpc.status.PERMISSION_DENIED, e.details);
+    assert.equal(e.details, `permission denied: ${method} of job ${jobId}: it is not a job of bob`);
+    return true;
+  };
+
+  it('records the submitter as owner; a researcher lists, gets, watches and cancels only its own', async () => {
+    const a = await submit(clients.alice!, 'alice-job');
+    const b = await submit(clients.bob!, 'bob-job');
+    const got = await call<unknown, { status: JobStatus }>(clients.alice!, 'getJob', { jobId: a });
+    assert.equal(got.status.owner, 'alice');
+
+    const listOf = async (who: string) =>
+      (await call<unknown, { jobs: JobStatus[] }>(clients[who]!, 'listJobs', { limit: 0 })).jobs.map(
+        (j) => `${j.owner}:${j.jobId}`,
+      );
+    assert.deepEqual(await listOf('alice'), [`alice:${a}`]);
+    assert.deepEqual(await listOf('bob'), [`bob:${b}`]);
+    assert.deepEqual(await listOf('ops'), [`bob:${b}`, `alice:${a}`], 'an operator sees every job');
+
+    // bob may not touch alice's job, and the refusal names only the method and the job
+    await assert.rejects(call(clients.bob!, 'getJob', { jobId: a }), denied('GetJob', a));
+    await assert.rejects(call(clients.bob!, 'cancelJob', { jobId: a }), denied('CancelJob', a));
+    await assert.rejects(watch(clients.bob!, a).ended, denied('WatchJob', a));
+    assert.notEqual(await getState(clients.alice!, a), JobState.JOB_STATE_CANCELLED);
+
+    // alice cancels her own; the operator cancels bob's
+    await call(clients.alice!, 'cancelJob', { jobId: a });
+    await waitState(clients.alice!, a, JobState.JOB_STATE_CANCELLED);
+    const w = watch(clients.ops!, b);
+    await call(clients.ops!, 'cancelJob', { jobId: b });
+    await w.ended;
+    assert.ok(w.events.some((e) => e.state === JobState.JOB_STATE_CANCELLED));
+  });
+
+  it('refuses unauthenticated calls and the service role, and leaves health anonymous', async () => {
+    await assert.rejects(
+      call(clients.anon!, 'listJobs', { limit: 0 }),
+      (e: grpc.ServiceError) =>
+        e.code === grpc.status.UNAUTHENTICATED && /missing bearer token/.test(e.details),
+    );
+    await assert.rejects(
+      call(clients.svc!, 'listJobs', { limit: 0 }),
+      (e: grpc.ServiceError) =>
+        e.code === grpc.status.PERMISSION_DENIED &&
+        /JobService\/ListJobs needs role researcher or operator; rollout has service/.test(e.details),
+    );
+    assert.equal(
+      await checkHealth(`127.0.0.1:${c.grpcPort}`, { token: null, defaultDeadlineMs: 5_000 }),
+      'SERVING',
+    );
   });
 });

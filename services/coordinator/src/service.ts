@@ -3,14 +3,23 @@
 // wait for it; FAILED_PRECONDITION when already ended) and WatchJob (replay the event stream after
 // `afterSeq`, then follow it live with XREAD BLOCK on a dedicated connection until the job ends, the
 // client goes away or the server shuts down; concurrent watchers are bounded) and Generate (greedy
-// outputs of a checkpoint from a rollout worker, through generate.ts).
+// outputs of a checkpoint from a rollout worker, through generate.ts). Callers are principals (see
+// @spark/runtime/auth): the server lets researchers and operators call JobService (JOB_SERVICE_ACCESS); a job
+// records its submitter as its owner, and a researcher may get, watch, cancel and list only its own jobs
+// (PERMISSION_DENIED naming the method and job otherwise); operators see every job.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@spark/runtime';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+} from '@spark/runtime';
 import { JOB_ID_PATTERN } from '@spark/contract';
+import { hasRole, type AccessMap, type Principal } from '@spark/runtime/auth';
 import type { grpc } from '@spark/runtime/grpc';
-import { serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
+import { principalOf, serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
 import {
   JobEventType,
   JobState,
@@ -56,6 +65,24 @@ export const LIST_MAX = 500;
 const WATCH_BATCH = 200;
 const WATCH_BLOCK_MS = 1_000;
 
+/** Who may call JobService: researchers (their own jobs) and operators (every job); Generate too. */
+export const JOB_SERVICE_ACCESS: AccessMap = {
+  '/spark.v1.JobService/': ['researcher', 'operator'],
+};
+
+/** Whether `principal` may act on any job, not only its own. */
+function seesEveryJob(principal: Principal): boolean {
+  return hasRole(principal, 'operator');
+}
+
+/** PermissionDeniedError unless the job is the caller's own or the caller is an operator. */
+function checkOwner(principal: Principal, method: string, status: JobStatus): void {
+  if (seesEveryJob(principal) || (status.owner !== '' && status.owner === principal.name)) return;
+  throw new PermissionDeniedError(
+    `permission denied: ${method} of job ${status.jobId}: it is not a job of ${principal.name}`,
+  );
+}
+
 function checkJobId(id: string): void {
   if (!JOB_ID_PATTERN.test(id))
     throw new InvalidArgumentError('invalid job id', [`jobId: must match ${String(JOB_ID_PATTERN)}`]);
@@ -65,34 +92,51 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
   const { store, logger, config } = deps;
   let watchers = 0;
 
-  const submitJob = async (req: SubmitJobRequest): Promise<SubmitJobResponse> => {
+  const submitJob = async (
+    req: SubmitJobRequest,
+    call: grpc.ServerUnaryCall<SubmitJobRequest, SubmitJobResponse>,
+  ): Promise<SubmitJobResponse> => {
+    const owner = principalOf(call).name;
     const name = req.spec?.name.trim() ?? '';
     const jobId = newJobId(name.slice(0, 128));
     const spec = normalizeSpec(req.spec, { dataDir: config.dataDir, jobId });
     if ((await store.pendingCount()) >= config.maxQueuedJobs) {
       throw new ResourceExhaustedError(`${config.maxQueuedJobs} jobs are already queued; try again later`);
     }
-    const status = await store.create(jobId, spec);
-    logger.info({ job: jobId, name: spec.name }, 'job submitted');
+    const status = await store.create(jobId, spec, owner);
+    logger.info({ job: jobId, name: spec.name, owner }, 'job submitted');
     deps.kick();
     return { jobId, status };
   };
 
-  const getJob = async (req: GetJobRequest): Promise<GetJobResponse> => {
+  const getJob = async (
+    req: GetJobRequest,
+    call: grpc.ServerUnaryCall<GetJobRequest, GetJobResponse>,
+  ): Promise<GetJobResponse> => {
     checkJobId(req.jobId);
-    return { status: await store.require(req.jobId) };
+    const status = await store.require(req.jobId);
+    checkOwner(principalOf(call), 'GetJob', status);
+    return { status };
   };
 
-  const listJobs = async (req: ListJobsRequest): Promise<ListJobsResponse> => {
+  const listJobs = async (
+    req: ListJobsRequest,
+    call: grpc.ServerUnaryCall<ListJobsRequest, ListJobsResponse>,
+  ): Promise<ListJobsResponse> => {
     const limit = req.limit === 0 ? LIST_DEFAULT : req.limit;
     if (limit > LIST_MAX)
       throw new InvalidArgumentError('invalid list request', [`limit: at most ${LIST_MAX}`]);
-    return { jobs: await store.list(limit) };
+    const principal = principalOf(call);
+    return { jobs: await store.list(limit, seesEveryJob(principal) ? undefined : principal.name) };
   };
 
-  const cancelJob = async (req: CancelJobRequest): Promise<CancelJobResponse> => {
+  const cancelJob = async (
+    req: CancelJobRequest,
+    call: grpc.ServerUnaryCall<CancelJobRequest, CancelJobResponse>,
+  ): Promise<CancelJobResponse> => {
     checkJobId(req.jobId);
     const before = await store.require(req.jobId);
+    checkOwner(principalOf(call), 'CancelJob', before);
     if (isTerminal(before.state)) {
       throw new FailedPreconditionError(`job ${req.jobId} already ended (${JobState[before.state]})`);
     }
@@ -121,7 +165,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     call: grpc.ServerWritableStream<WatchJobRequest, WatchJobResponse>,
   ): Promise<void> => {
     checkJobId(req.jobId);
-    await store.require(req.jobId);
+    checkOwner(principalOf(call), 'WatchJob', await store.require(req.jobId));
     if (watchers >= config.maxWatchers) {
       throw new ResourceExhaustedError(`too many watchers (${config.maxWatchers}); try again later`);
     }

@@ -7,7 +7,14 @@
 import type { Redis } from 'ioredis';
 
 import { NotFoundError } from '@spark/runtime';
-import { announceActiveChange, decodeJobSpec, encodeJobSpec, jobKeys } from '@spark/contract';
+import {
+  announceActiveChange,
+  decodeJobOwner,
+  decodeJobSpec,
+  encodeJobSpec,
+  jobKeys,
+  jobOwnerSchema,
+} from '@spark/contract';
 import {
   JobEvent,
   JobEventType,
@@ -94,8 +101,9 @@ export class JobStore {
     this.redis = redis as TransitionRedis;
   }
 
-  /** Creates a QUEUED job (hash, index, STATE event) and appends it to the pending list. */
-  async create(jobId: string, spec: JobSpec, now = Date.now()): Promise<JobStatus> {
+  /** Creates a QUEUED job of `owner` (hash, indexes, STATE event) and appends it to the pending list. */
+  async create(jobId: string, spec: JobSpec, owner: string, now = Date.now()): Promise<JobStatus> {
+    jobOwnerSchema.parse(owner);
     const key = jobKeys.job(this.prefix, jobId);
     const created = await this.redis.hsetnx(key, 'state', jobStateToJSON(JobState.JOB_STATE_QUEUED));
     if (created !== 1) throw new Error(`job ${jobId} already exists`);
@@ -103,6 +111,7 @@ export class JobStore {
       .multi()
       .hset(key, {
         spec: encodeJobSpec(spec),
+        owner,
         step: 0,
         policyVersion: 0,
         message: '',
@@ -111,6 +120,7 @@ export class JobStore {
         seq: 0,
       })
       .zadd(jobKeys.all(this.prefix), now, jobId)
+      .zadd(jobKeys.owned(this.prefix, owner), now, jobId)
       .exec();
     await this.event(jobId, {
       type: JobEventType.JOB_EVENT_TYPE_STATE,
@@ -135,9 +145,10 @@ export class JobStore {
     return s;
   }
 
-  /** The newest `limit` jobs, newest first. */
-  async list(limit: number): Promise<JobStatus[]> {
-    const ids = await this.redis.zrevrange(jobKeys.all(this.prefix), 0, limit - 1);
+  /** The newest `limit` jobs (of `owner` when given), newest first. */
+  async list(limit: number, owner?: string): Promise<JobStatus[]> {
+    const index = owner === undefined ? jobKeys.all(this.prefix) : jobKeys.owned(this.prefix, owner);
+    const ids = await this.redis.zrevrange(index, 0, limit - 1);
     if (ids.length === 0) return [];
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hgetall(jobKeys.job(this.prefix, id));
@@ -342,6 +353,7 @@ function statusOf(jobId: string, h: Record<string, string>): JobStatus {
   return {
     jobId,
     spec: decodeJobSpec(h.spec) ?? undefined,
+    owner: decodeJobOwner(h.owner),
     state: jobStateFromJSON(h.state),
     step: num(h.step),
     policyVersion: num(h.policyVersion),

@@ -130,6 +130,8 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
                 chunkBytes: config.policyChunkBytes,
               }),
               name: 'spark.v1.PolicyService',
+              // the weight stream is internal: only services (the rollout workers) may read it
+              access: { '/spark.v1.PolicyService/': ['service'] },
             },
           ],
           processors: [['workers', workers]],

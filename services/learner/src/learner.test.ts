@@ -595,6 +595,40 @@ describe('learner: checkpoints, auth and the worker path', () => {
     }
   });
 
+  it('serves the weight stream to the service role only (per-user tokens file)', async () => {
+    const tokensFile = join(await mkdtemp(join(tmpdir(), 'spark-learner-tokens-')), 'tokens.yaml');
+    const svc = 'rollout-service-token-0123456789';
+    const researcher = 'researcher-token-0123456789';
+    await writeFile(
+      tokensFile,
+      [
+        'principals:',
+        `  - { name: rollout, roles: [service], tokens: ["${svc}"] }`,
+        `  - { name: alice, roles: [researcher, operator], tokens: ["${researcher}"] }`,
+        '',
+      ].join('\n'),
+    );
+    const env = await setup('learner-roles', {}, { localMode: false, authTokensFile: tokensFile });
+    try {
+      await env.service.learner.ensureJob('job-1');
+      await assert.rejects(
+        fetchPolicy(env.service.address, 'job-1', 0, { ...client, token: researcher }),
+        (err: grpc.ServiceError) => {
+          assert.equal(err.code, grpc.status.PERMISSION_DENIED);
+          assert.match(
+            err.details,
+            /PolicyService\/GetPolicy needs role service; alice has researcher, operator/,
+          );
+          return true;
+        },
+      );
+      const ok = await fetchPolicy(env.service.address, 'job-1', 0, { ...client, token: svc });
+      assert.equal(ok.version, 0);
+    } finally {
+      await teardown(env);
+    }
+  });
+
   it("writes the `warmup` checkpoint on the final warm-up task, loadable as a new job's model", async () => {
     const env = await setup('learner-warmup-ckpt', { checkpointInterval: 0 }, {}, 'job-w');
     try {

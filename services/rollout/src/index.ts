@@ -10,7 +10,7 @@
 import { DEFAULT_MAX_POLICY_BYTES } from '@spark/contract';
 import type { ConfigOf } from '@spark/runtime/config';
 import { activePollMsKey, baseServiceShape, defaultsFor, taskLockMsKey } from '@spark/runtime/config';
-import { clientTlsFrom } from '@spark/runtime/grpc';
+import { clientTlsFrom, serviceTokenFrom } from '@spark/runtime/grpc';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { z } from 'zod';
@@ -75,7 +75,7 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
           redis: ctx.redis,
           prefix: config.redisPrefix,
           learnerAddress: config.learnerAddress,
-          token: config.localMode || !config.authToken ? null : config.authToken,
+          token: serviceTokenFrom(config),
           // the weight fetch honours the service's TLS settings (it used to open a plaintext channel)
           ...(clientTlsFrom(config) ? { tls: clientTlsFrom(config) } : {}),
           fetchTimeoutMs: config.fetchTimeoutMs,

@@ -104,6 +104,18 @@ SPARK_TLS_KEY_FILE: /etc/spark/tls/tls.key
 SPARK_TLS_CA_FILE: /etc/spark/tls/ca.crt
 {{- end }}
 {{- end }}
+{{- if .Values.auth.tokensSecret }}
+SPARK_AUTH_TOKENS_FILE: /etc/spark/auth/tokens.yaml
+{{- end }}
+{{- with .Values.auth.jwt }}
+{{- if .jwksUrl }}
+SPARK_AUTH_JWKS_URL: {{ .jwksUrl | quote }}
+SPARK_AUTH_JWT_ISSUER: {{ .issuer | quote }}
+SPARK_AUTH_JWT_AUDIENCE: {{ .audience | quote }}
+SPARK_AUTH_JWT_ROLES_CLAIM: {{ .rolesClaim | quote }}
+SPARK_AUTH_JWT_NAME_CLAIM: {{ .nameClaim | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* One service's own ConfigMap data: (dict "root" $ "key" "rollout"). Its `config` over the chart's defaults. */}}
@@ -215,6 +227,13 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
           name: {{ include "spark.authSecretName" $root }}
           key: {{ include "spark.authSecretKey" $root }}
     {{- end }}
+    {{- if and $root.Values.auth.tokensSecret $root.Values.auth.serviceTokenSecretKey }}
+    - name: SPARK_AUTH_SERVICE_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root.Values.auth.tokensSecret }}
+          key: {{ $root.Values.auth.serviceTokenSecretKey }}
+    {{- end }}
     - name: SPARK_REDIS_URL
       valueFrom:
         secretKeyRef:
@@ -301,6 +320,12 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
       mountPath: /etc/spark/tls
       readOnly: true
     {{- end }}
+    {{- if $root.Values.auth.tokensSecret }}
+    {{- /* A directory mount (no subPath): the kubelet updates it when the Secret changes; the servers re-read it. */}}
+    - name: auth-tokens
+      mountPath: /etc/spark/auth
+      readOnly: true
+    {{- end }}
     {{- if eq .key "learner" }}
     - name: checkpoints
       mountPath: {{ $root.Values.learner.persistence.mountPath }}
@@ -338,7 +363,7 @@ affinity:
 {{- end }}
 {{- end }}
 
-{{/* Volumes every pod has: /tmp (tsx's compile cache; the root filesystem is read-only) and TLS files. */}}
+{{/* Volumes every pod has: /tmp (tsx's compile cache; the root filesystem is read-only), TLS files, the tokens file. */}}
 {{- define "spark.volumes" -}}
 - name: tmp
   emptyDir: {}
@@ -346,6 +371,14 @@ affinity:
 - name: tls
   secret:
     secretName: {{ include "spark.tlsSecretName" . }}
+{{- end }}
+{{- if .Values.auth.tokensSecret }}
+- name: auth-tokens
+  secret:
+    secretName: {{ .Values.auth.tokensSecret }}
+    items:
+      - key: {{ .Values.auth.tokensSecretKey }}
+        path: tokens.yaml
 {{- end }}
 {{- end }}
 

@@ -1,7 +1,8 @@
 // The CLI's gRPC client of the coordinator's JobService: one channel per command, the bearer token and a
 // deadline on every unary call, an idle bound on the WatchJob stream, TLS when asked, and one error class
 // (`ClusterCallError`) whose message says what went wrong in user terms — unreachable cluster, bad token,
-// every problem of a rejected job spec (from the `spark-problems-bin` trailer), unknown job.
+// a refused permission (another principal's job, a missing role), every problem of a rejected job spec
+// (from the `spark-problems-bin` trailer), unknown job.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -60,9 +61,12 @@ export function describeCallError(err: unknown, what: string, address: string): 
     case grpc.status.UNAUTHENTICATED:
       return new ClusterCallError(
         `the cluster at ${address} refused the credentials (${details}). Pass --token TOKEN or set ` +
-          'SPARK_AUTH_TOKEN to the cluster’s token.',
+          'SPARK_AUTH_TOKEN to your token for the cluster (its shared token, a token of its tokens file, or an ' +
+          'OIDC access token).',
         err.code,
       );
+    case grpc.status.PERMISSION_DENIED:
+      return new ClusterCallError(`${what} was refused: ${details}`, err.code);
     case grpc.status.INVALID_ARGUMENT: {
       const problems = problemsFromMetadata(err.metadata);
       const list = problems.length ? `:\n  - ${problems.join('\n  - ')}` : `: ${details}`;

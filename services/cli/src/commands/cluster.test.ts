@@ -94,3 +94,66 @@ describe('client commands against a real coordinator', { skip }, () => {
     assert.match(unknown.stderr, /no-such-job/);
   });
 });
+
+describe('per-user access through the CLI (a tokens file)', { skip }, () => {
+  let cluster: LocalCluster;
+  const dir = mkdtempSync(join(tmpdir(), 'spark-access-'));
+  const ALICE = 'alice-cli-token-0123456789';
+  const BOB = 'bob-cli-token-0123456789ab';
+
+  before(async () => {
+    const tokens = join(dir, 'tokens.json');
+    writeFileSync(
+      tokens,
+      JSON.stringify({
+        principals: [
+          { name: 'alice', roles: ['researcher'], tokens: [ALICE] },
+          { name: 'bob', roles: ['researcher'], tokens: [BOB] },
+        ],
+      }),
+    );
+    cluster = await startLocalCluster({
+      dataDir: join(dir, 'cluster'),
+      services: ['coordinator'],
+      env: { SPARK_LOCAL_MODE: 'false', SPARK_AUTH_TOKENS_FILE: tokens },
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("--token picks the principal; another researcher's job is refused with PERMISSION_DENIED, exit 1", async () => {
+    const as = (token: string) => ['--address', cluster.coordinatorAddress, '--token', token];
+    const file = join(dir, 'job.json');
+    writeFileSync(file, JSON.stringify({ name: 'alices', model: 'tiny', batchSize: 4, groupSize: 2 }));
+    const sub = await runSpark(['submit', file, ...as(ALICE)]);
+    assert.equal(sub.code, 0, sub.stderr);
+    const jobId = sub.stdout.trim();
+
+    const mine = await runSpark(['jobs', '--json', ...as(ALICE)]);
+    assert.equal(mine.code, 0, mine.stderr);
+    const listed = JSON.parse(mine.stdout) as { jobId: string; owner: string }[];
+    assert.deepEqual(
+      listed.map((j) => [j.jobId, j.owner]),
+      [[jobId, 'alice']],
+    );
+    const bobs = await runSpark(['jobs', '--json', ...as(BOB)]);
+    assert.deepEqual(JSON.parse(bobs.stdout), [], 'bob does not see alice’s job');
+
+    for (const cmd of [
+      ['cancel', jobId],
+      ['watch', jobId],
+    ]) {
+      const r = await runSpark([...cmd, ...as(BOB)]);
+      assert.equal(r.code, 1, `${cmd[0]}: ${r.stderr}`);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `refused: permission denied: (GetJob|CancelJob|WatchJob) of job ${jobId}: it is not a job of bob`,
+        ),
+      );
+    }
+    const cancel = await runSpark(['cancel', jobId, ...as(ALICE)]);
+    assert.equal(cancel.code, 0, cancel.stderr);
+  });
+});

@@ -1,5 +1,5 @@
 // `spark jobs`: the cluster's recent jobs, newest first — id, state, step, policy version, algorithm,
-// name and age — as a table, or as JSON with --json.
+// name, owner (the submitting principal) and age — as a table, or as JSON with --json.
 import type { Command } from 'commander';
 
 import { algorithmToJSON, JobStatus } from '@spark/protocol';
@@ -28,9 +28,10 @@ export function formatJobsTable(jobs: readonly JobStatus[]): string {
           .replace('_', '-')
       : '',
     (j.spec?.name ?? '').slice(0, 40),
+    j.owner.slice(0, 40),
     j.createdAtMs ? age(j.createdAtMs) : '',
   ]);
-  const head = ['ID', 'STATE', 'STEP', 'VERSION', 'ALGORITHM', 'NAME', 'AGE'];
+  const head = ['ID', 'STATE', 'STEP', 'VERSION', 'ALGORITHM', 'NAME', 'OWNER', 'AGE'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [head, ...rows]
     .map((r) =>
@@ -46,7 +47,7 @@ export function register(program: Command): void {
   withConnectOptions(
     program
       .command('jobs')
-      .description('list recent jobs, newest first')
+      .description('list recent jobs, newest first (a researcher sees only its own)')
       .option('--limit <n>', 'at most this many jobs', intOption(1, 500), 50)
       .option('--json', 'print the job statuses as JSON'),
   ).action(async (opts: ConnectFlags & { limit: number; json?: boolean }) => {

@@ -4,9 +4,11 @@
 // Job-level keys (coordinator writes, everyone may read):
 //   <p>:jobs                       ZSET  jobId → createdAtMs (all jobs, newest last)
 //   <p>:jobs:pending               LIST  job ids waiting for the cluster (FIFO)
+//   <p>:jobs:owner:<owner>         ZSET  jobId → createdAtMs (the jobs one principal submitted)
 //   <p>:jobs:active                SET   job ids whose queues workers must serve
 //   <p>:jobs:active:changed        CHANNEL pub/sub: "the active set changed" (workers re-read it at once)
-//   <p>:job:<id>                   HASH  spec (JSON), state, step, policyVersion, message, createdAtMs, updatedAtMs
+//   <p>:job:<id>                   HASH  spec (JSON), owner, state, step, policyVersion, message, createdAtMs,
+//                                        updatedAtMs
 //   <p>:job:<id>:events            STREAM progress events (MAXLEN ~ 10000), read by WatchJob
 //   <p>:job:<id>:cancel            STRING "1" when cancellation was requested
 // Phase data:
@@ -50,6 +52,7 @@ export const GENERATE_LIMITS = Object.freeze({
 export const jobKeys = {
   all: (p: string) => `${p}:jobs`,
   pending: (p: string) => `${p}:jobs:pending`,
+  owned: (p: string, owner: string) => `${p}:jobs:owner:${owner}`,
   active: (p: string) => `${p}:jobs:active`,
   activeChanged: (p: string) => `${p}:jobs:active:changed`,
   job: (p: string, id: string) => `${p}:job:${id}`,

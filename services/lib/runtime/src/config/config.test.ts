@@ -116,4 +116,26 @@ describe('config', () => {
     assert.doesNotThrow(() => assertServerSecurity({ ...base, authToken: 'a'.repeat(32) }));
     assert.doesNotThrow(() => assertServerSecurity({ ...base, localMode: true }));
   });
+
+  it('accepts a tokens file or a JWKS instead, and checks the JWT settings', () => {
+    const base = { localMode: false, authToken: '', tlsCaFile: '', tlsCertFile: '', tlsKeyFile: '' };
+    assert.doesNotThrow(() => assertServerSecurity({ ...base, authTokensFile: '/etc/spark/tokens.yaml' }));
+    const jwt = { authJwtIssuer: 'https://idp', authJwtAudience: 'spark' };
+    assert.doesNotThrow(() => assertServerSecurity({ ...base, ...jwt, authJwksUrl: 'https://idp/jwks' }));
+    assert.doesNotThrow(() =>
+      assertServerSecurity({ ...base, ...jwt, authJwksUrl: 'http://127.0.0.1:8080/jwks' }),
+    );
+    assert.throws(
+      () => assertServerSecurity({ ...base, ...jwt, authJwksUrl: 'http://idp.example/jwks' }),
+      /must be https/,
+    );
+    assert.throws(
+      () => assertServerSecurity({ ...base, authJwksFile: '/jwks.json' }),
+      /authJwtIssuer and authJwtAudience/,
+    );
+    assert.throws(
+      () => assertServerSecurity({ ...base, ...jwt, authJwksFile: '/a', authJwksUrl: 'https://b' }),
+      /set one, not both/,
+    );
+  });
 });

@@ -29,8 +29,29 @@ export const baseServiceShape = {
     .default('spark'),
   /** Local mode: a single-machine cluster with authentication off. Never use it on a shared network. */
   localMode: z.boolean().default(false),
-  /** Bearer token every gRPC call must carry outside local mode. */
+  /**
+   * The single shared bearer token (back-compat mode): whoever presents it is the principal `shared-token`
+   * with roles operator and service. Also what services present to each other unless authServiceToken is set.
+   */
   authToken: z.string().max(4096).default(''),
+  /** YAML/JSON file of principals (name, roles, tokens), re-read when it changes (see docs/operations.md). */
+  authTokensFile: z.string().max(4096).default(''),
+  /** JWKS file verifying OIDC/JWT bearer tokens, re-read when it changes (or use authJwksUrl). */
+  authJwksFile: z.string().max(4096).default(''),
+  /** JWKS URL (https; http only on a loopback host) verifying OIDC/JWT bearer tokens. */
+  authJwksUrl: z.string().max(4096).default(''),
+  /** Required `iss` of a JWT (required with a JWKS). */
+  authJwtIssuer: z.string().max(1024).default(''),
+  /** Required `aud` of a JWT (required with a JWKS). */
+  authJwtAudience: z.string().max(1024).default(''),
+  /** JWT claim holding the roles (array or space-separated string; dots walk into objects). */
+  authJwtRolesClaim: z.string().min(1).max(256).default('roles'),
+  /** JWT claim naming the principal (a job's owner). */
+  authJwtNameClaim: z.string().min(1).max(256).default('sub'),
+  /** How often the tokens file and JWKS file are checked for changes, in milliseconds. */
+  authReloadMs: z.number().int().min(50).max(3_600_000).default(10_000),
+  /** Token this service presents when it calls another service (default: authToken). */
+  authServiceToken: z.string().max(8192).default(''),
   /** PEM files for TLS on the gRPC server (all three for mTLS; cert+key for server-only TLS). */
   tlsCertFile: z.string().max(4096).default(''),
   tlsKeyFile: z.string().max(4096).default(''),
@@ -194,21 +215,50 @@ export function loadConfigOrExit<Shape extends z.ZodRawShape>(
   }
 }
 
-/** Security check shared by every server: outside local mode a bearer token or mTLS is required. */
+/** Security check shared by every server: outside local mode a credential source or mTLS is required. */
 export function assertServerSecurity(config: {
   localMode: boolean;
   authToken: string;
+  authTokensFile?: string;
+  authJwksFile?: string;
+  authJwksUrl?: string;
+  authJwtIssuer?: string;
+  authJwtAudience?: string;
   tlsCaFile: string;
   tlsCertFile: string;
   tlsKeyFile: string;
 }): void {
   const problems: string[] = [];
   const mtls = Boolean(config.tlsCaFile && config.tlsCertFile && config.tlsKeyFile);
-  if (!config.localMode && !config.authToken && !mtls) {
-    problems.push('authToken (SPARK_AUTH_TOKEN) or mTLS files are required outside local mode');
+  const jwks = Boolean(config.authJwksFile || config.authJwksUrl);
+  if (!config.localMode && !config.authToken && !config.authTokensFile && !jwks && !mtls) {
+    problems.push(
+      'outside local mode one of authToken (SPARK_AUTH_TOKEN), authTokensFile (SPARK_AUTH_TOKENS_FILE), ' +
+        'authJwksFile/authJwksUrl (SPARK_AUTH_JWKS_FILE/SPARK_AUTH_JWKS_URL) or mTLS files is required',
+    );
   }
   if (config.authToken && config.authToken.length < 16) {
     problems.push('authToken (SPARK_AUTH_TOKEN): at least 16 characters');
+  }
+  if (config.authJwksFile && config.authJwksUrl) {
+    problems.push('authJwksFile and authJwksUrl: set one, not both');
+  }
+  if (config.authJwksUrl) {
+    let url: URL | null = null;
+    try {
+      url = new URL(config.authJwksUrl);
+    } catch {
+      problems.push('authJwksUrl (SPARK_AUTH_JWKS_URL): not a URL');
+    }
+    const loopback = url && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+    if (url && url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+      problems.push('authJwksUrl (SPARK_AUTH_JWKS_URL): must be https (http only on a loopback host)');
+    }
+  }
+  if (jwks && (!config.authJwtIssuer || !config.authJwtAudience)) {
+    problems.push(
+      'authJwtIssuer and authJwtAudience (SPARK_AUTH_JWT_ISSUER/_AUDIENCE) are required with a JWKS',
+    );
   }
   if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) {
     problems.push('tlsCertFile and tlsKeyFile go together');

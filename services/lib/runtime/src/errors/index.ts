@@ -56,6 +56,11 @@ export class UnauthenticatedError extends SparkError {
   override readonly code = 'UNAUTHENTICATED';
 }
 
+/** Thrown when an authenticated caller may not do what it asked (its role, or another's resource). */
+export class PermissionDeniedError extends SparkError {
+  override readonly code = 'PERMISSION_DENIED';
+}
+
 /** Thrown when an operation was cancelled by its caller. */
 export class CancelledError extends SparkError {
   override readonly code = 'CANCELLED';
@@ -95,6 +100,7 @@ const codeToStatus: Record<string, GrpcStatus> = {
   UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   DEADLINE_EXCEEDED: GrpcStatus.DEADLINE_EXCEEDED,
   UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   CANCELLED: GrpcStatus.CANCELLED,
   INTERNAL: GrpcStatus.INTERNAL,
 };

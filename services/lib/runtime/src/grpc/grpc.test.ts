@@ -21,6 +21,7 @@ import {
   grpc,
   GrpcServer,
   serverStreamHandler,
+  serviceTokenFrom,
   unaryHandler,
 } from './index.js';
 
@@ -50,6 +51,7 @@ function jobServiceFor(server: GrpcServer, releaseStream: Promise<void>): void {
             message: '',
             createdAtMs: 1,
             updatedAtMs: 2,
+            owner: 'someone',
           },
         };
       }),
@@ -257,6 +259,16 @@ describe('gRPC helpers against a real server on loopback', () => {
     );
     await s2.shutdown(1_000);
     await assert.rejects(checkHealth(`127.0.0.1:${port}`, { token: null, defaultDeadlineMs: 500 }));
+  });
+});
+
+describe('serviceTokenFrom', () => {
+  it('presents authServiceToken, else the shared token, and nothing in local mode', () => {
+    const base = { localMode: false, authToken: '', authServiceToken: '' };
+    assert.equal(serviceTokenFrom(base), null);
+    assert.equal(serviceTokenFrom({ ...base, authToken: 'shared' }), 'shared');
+    assert.equal(serviceTokenFrom({ ...base, authToken: 'shared', authServiceToken: 'svc' }), 'svc');
+    assert.equal(serviceTokenFrom({ ...base, localMode: true, authServiceToken: 'svc' }), null);
   });
 });
 

@@ -1,7 +1,7 @@
-// gRPC helpers: servers with explicit message limits, grpc.health.v1, server reflection, a bearer-token
-// auth interceptor and graceful shutdown (NOT_SERVING, drain, then force); clients with a default deadline
-// on every call and the token attached; async handler adapters that map errors through toGrpcError.
-import { timingSafeEqual } from 'node:crypto';
+// gRPC helpers: servers with explicit message limits, grpc.health.v1, server reflection, an auth
+// interceptor (bearer token or client certificate → principal, then the roles its method needs; see
+// ../auth) and graceful shutdown (NOT_SERVING, drain, then force); clients with a default deadline on every
+// call and the token attached; async handler adapters that map errors through toGrpcError.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,15 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
 
-import { toGrpcError } from '../errors/index.js';
+import {
+  Authenticator,
+  checkAccess,
+  LOCAL_PRINCIPAL,
+  type AccessMap,
+  type Principal,
+  type Role,
+} from '../auth/index.js';
+import { toGrpcError, UnauthenticatedError } from '../errors/index.js';
 
 export { grpc };
 
@@ -22,17 +30,36 @@ export const protoRoot = join(dirname(fileURLToPath(import.meta.url)), '../../..
 /** Method paths that never need a token: Kubernetes probes call health checks anonymously. */
 const anonymousPrefixes = ['/grpc.health.v1.Health/'];
 
-function tokenMatches(presented: string, expected: Buffer): boolean {
-  const got = Buffer.from(presented, 'utf8');
-  return got.length === expected.length && timingSafeEqual(got, expected);
+/** The principal of each call, keyed by the call's metadata object (the one its handler receives). */
+const principals = new WeakMap<grpc.Metadata, Principal>();
+
+/**
+ * The authenticated caller of a call (set by the server's auth interceptor before the handler runs).
+ * UnauthenticatedError when none was recorded, so a handler never runs on an unknown caller.
+ */
+export function principalOf(call: { readonly metadata: grpc.Metadata }): Principal {
+  const p = principals.get(call.metadata);
+  if (!p) throw new UnauthenticatedError('no authenticated principal for this call');
+  return p;
+}
+
+function bearerOf(metadata: grpc.Metadata): string | null {
+  const header = metadata.get('authorization')[0];
+  const m = /^Bearer (.+)$/.exec(typeof header === 'string' ? header : '');
+  return m?.[1] ?? null;
 }
 
 /**
- * Server interceptor: every call must carry `authorization: Bearer <token>` unless its method is anonymous;
- * otherwise it ends with UNAUTHENTICATED before the handler sees it.
+ * Server interceptor: every call not to an anonymous method (health) is authenticated (`authenticator`;
+ * null = local mode, every call is the `local` principal) and then checked against `access` (the roles its
+ * method needs); a refused call ends with UNAUTHENTICATED or PERMISSION_DENIED before its handler sees it.
+ * The principal is available to the handler through `principalOf(call)`.
  */
-export function bearerAuthInterceptor(token: string): grpc.ServerInterceptor {
-  const expected = Buffer.from(token, 'utf8');
+export function authInterceptor(
+  authenticator: Authenticator | null,
+  access: () => AccessMap,
+  logger?: Logger,
+): grpc.ServerInterceptor {
   return (method, call) => {
     if (anonymousPrefixes.some((p) => method.path.startsWith(p)))
       return new grpc.ServerInterceptingCall(call);
@@ -40,16 +67,21 @@ export function bearerAuthInterceptor(token: string): grpc.ServerInterceptor {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const header = metadata.get('authorization')[0];
-            const value = typeof header === 'string' ? header : '';
-            const m = /^Bearer (.+)$/.exec(value);
-            if (!m?.[1]) {
-              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'missing bearer token' });
-            } else if (!tokenMatches(m[1], expected)) {
-              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'invalid bearer token' });
-            } else {
-              nextMetadata(metadata);
-            }
+            const who = authenticator
+              ? authenticator.authenticate(bearerOf(metadata), call.getAuthContext())
+              : Promise.resolve(LOCAL_PRINCIPAL);
+            who
+              .then((principal) => {
+                checkAccess(principal, method.path, access());
+                principals.set(metadata, principal);
+                nextMetadata(metadata);
+              })
+              .catch((err: unknown) => {
+                const mapped = toGrpcError(err);
+                if (mapped.code === grpc.status.INTERNAL)
+                  logger?.error({ err, path: method.path }, 'authentication failed');
+                call.sendStatus({ code: mapped.code, details: mapped.details });
+              });
           },
         });
       },
@@ -57,12 +89,22 @@ export function bearerAuthInterceptor(token: string): grpc.ServerInterceptor {
   };
 }
 
+/** Server interceptor for the single shared token (back-compat form of `authInterceptor`). */
+export function bearerAuthInterceptor(token: string): grpc.ServerInterceptor {
+  return authInterceptor(new Authenticator({ sharedToken: token }), () => ({}));
+}
+
 export interface GrpcServerOptions {
   /** Service name, for logs and health. */
   service: string;
   logger: Logger;
-  /** Bearer token required on every non-health call; null disables auth (local mode only). */
-  authToken: string | null;
+  /**
+   * Who may call: an Authenticator (tokens file, JWT, shared token, mTLS). Without one, `authToken` is the
+   * single shared token; with neither, auth is off (local mode only: every call is the `local` principal).
+   */
+  authenticator?: Authenticator | null;
+  /** The single shared token (back-compat; ignored when `authenticator` is given). */
+  authToken?: string | null;
   /** Largest message received or sent, in bytes. */
   maxMessageBytes: number;
   /** PEM file paths: cert+key for TLS; add ca to require client certificates (mTLS). */
@@ -77,15 +119,20 @@ export class GrpcServer {
   readonly health: HealthImplementation;
   private port = 0;
   private readonly serviceNames: string[] = [];
+  private readonly access: Record<string, readonly Role[]> = {};
+  readonly authenticator: Authenticator | null;
 
   constructor(private readonly options: GrpcServerOptions) {
+    this.authenticator =
+      options.authenticator ??
+      (options.authToken ? new Authenticator({ sharedToken: options.authToken }) : null);
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': options.maxMessageBytes,
       'grpc.max_send_message_length': options.maxMessageBytes,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
-      interceptors: options.authToken ? [bearerAuthInterceptor(options.authToken)] : [],
+      interceptors: [authInterceptor(this.authenticator, () => this.access, options.logger)],
     });
     this.health = new HealthImplementation({ '': 'NOT_SERVING' });
     this.health.addToServer(this.server);
@@ -100,13 +147,18 @@ export class GrpcServer {
     new ReflectionService(pkg).addToServer(this.server);
   }
 
-  /** Adds a service implementation; its fully-qualified name is reported by health. */
+  /**
+   * Adds a service implementation; its fully-qualified name is reported by health. `access` says which
+   * roles may call its methods (without it: operator or service).
+   */
   addService(
     definition: grpc.ServiceDefinition,
     implementation: grpc.UntypedServiceImplementation,
     name?: string,
+    access?: AccessMap,
   ): void {
     this.server.addService(definition, implementation);
+    Object.assign(this.access, access ?? {});
     if (name) this.serviceNames.push(name);
   }
 
@@ -120,10 +172,7 @@ export class GrpcServer {
     );
     this.health.setStatus('', 'SERVING');
     for (const n of this.serviceNames) this.health.setStatus(n, 'SERVING');
-    this.options.logger.info(
-      { port: this.port, auth: Boolean(this.options.authToken) },
-      'gRPC server listening',
-    );
+    this.options.logger.info({ port: this.port, auth: Boolean(this.authenticator) }, 'gRPC server listening');
     return this.port;
   }
 
@@ -143,6 +192,7 @@ export class GrpcServer {
 
   /** Health goes NOT_SERVING, in-flight calls drain for up to `graceMs`, then remaining calls are cut. */
   async shutdown(graceMs: number): Promise<void> {
+    this.authenticator?.close();
     this.health.setStatus('', 'NOT_SERVING');
     for (const n of this.serviceNames) this.health.setStatus(n, 'NOT_SERVING');
     await new Promise<void>((resolve) => {
@@ -223,6 +273,19 @@ export function clientTlsFrom(config: {
     ...(tlsCaFile ? { caFile: tlsCaFile } : {}),
     ...(tlsCertFile && tlsKeyFile ? { certFile: tlsCertFile, keyFile: tlsKeyFile } : {}),
   };
+}
+
+/**
+ * The token a service presents when it calls another service (e.g. the rollout worker's weight fetch):
+ * `authServiceToken`, else the shared `authToken`; null in local mode or when neither is set.
+ */
+export function serviceTokenFrom(config: {
+  readonly localMode: boolean;
+  readonly authToken: string;
+  readonly authServiceToken: string;
+}): string | null {
+  if (config.localMode) return null;
+  return config.authServiceToken || config.authToken || null;
 }
 
 /** Client interceptor: attaches the token and a default deadline to every call. */

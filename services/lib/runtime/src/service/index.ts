@@ -2,10 +2,11 @@
 // does, in this order: the gRPC security check (services with a gRPC server), the logger, the Lifecycle,
 // the ServiceMetrics, Redis (the configured URL or a private redis-server) with a bounded wait until it
 // answers, the service's own wiring (`wire(ctx)`: its domain objects, its gRPC implementations and its
-// processors), the gRPC server (health, reflection, bearer auth, TLS/mTLS from the shared config keys),
-// the `/metrics` + `/healthz` server, and finally each processor's `start()`. Every step registers its
-// closer on the Lifecycle, so `close()` (or SIGTERM) undoes it in reverse: processors stop taking work,
-// then the servers stop, then the service's objects are freed, then Redis disconnects.
+// processors), the gRPC server (health, reflection, auth — principals and per-method roles —, TLS/mTLS
+// from the shared config keys), the `/metrics` + `/healthz` server, and finally each processor's
+// `start()`. Every step registers its closer on the Lifecycle, so `close()` (or SIGTERM) undoes it in
+// reverse: processors stop taking work, then the servers stop, then the service's objects are freed, then
+// Redis disconnects.
 // `runServiceMain` is a service's process entry: config loaded once from defaults, file and SPARK_*
 // environment; signal handlers and the launcher-death watch; one `READY {json}` line on stdout.
 import type { z } from 'zod';
@@ -18,6 +19,7 @@ import {
   type ConfigOf,
   type LoadConfigOptions,
 } from '../config/index.js';
+import { Authenticator, type AccessMap } from '../auth/index.js';
 import { GrpcServer, type grpc, type GrpcServerOptions } from '../grpc/index.js';
 import { Lifecycle } from '../lifecycle/index.js';
 import { createLogger, type Logger } from '../logging/index.js';
@@ -45,7 +47,29 @@ export async function whenRedisReady(redis: Redis, timeoutMs = 10_000): Promise<
   });
 }
 
-/** The gRPC server options of a service: limits, bearer auth (off in local mode) and TLS/mTLS files. */
+/** The Authenticator of a service's config (shared token, tokens file, JWKS, mTLS); null in local mode. */
+export function authenticatorFrom(config: BaseServiceConfig, logger?: Logger): Authenticator | null {
+  if (config.localMode) return null;
+  const jwks = config.authJwksFile || config.authJwksUrl;
+  return new Authenticator({
+    sharedToken: config.authToken || null,
+    tokensFile: config.authTokensFile || null,
+    jwt: jwks
+      ? {
+          ...(config.authJwksFile ? { jwksFile: config.authJwksFile } : { jwksUrl: config.authJwksUrl }),
+          issuer: config.authJwtIssuer,
+          audience: config.authJwtAudience,
+          rolesClaim: config.authJwtRolesClaim,
+          nameClaim: config.authJwtNameClaim,
+        }
+      : null,
+    mtls: Boolean(config.tlsCaFile && config.tlsCertFile && config.tlsKeyFile),
+    reloadMs: config.authReloadMs,
+    ...(logger ? { logger } : {}),
+  });
+}
+
+/** The gRPC server options of a service: limits, auth (off in local mode) and TLS/mTLS files. */
 export function grpcServerOptions(
   service: string,
   config: BaseServiceConfig,
@@ -55,7 +79,7 @@ export function grpcServerOptions(
   return {
     service,
     logger,
-    authToken: config.localMode ? null : config.authToken || null,
+    authenticator: authenticatorFrom(config, logger),
     maxMessageBytes: config.grpcMaxMessageBytes,
     ...(config.tlsCertFile && config.tlsKeyFile
       ? {
@@ -97,6 +121,8 @@ export interface GrpcServiceSpec {
   readonly implementation: grpc.UntypedServiceImplementation;
   /** Fully-qualified name, reported by health (`spark.v1.PolicyService`). */
   readonly name: string;
+  /** Which roles may call which of its methods (see @spark/runtime/auth). */
+  readonly access: AccessMap;
 }
 
 /** What a service's wiring returns to the skeleton. */
@@ -188,7 +214,8 @@ export async function startWorkerService<C extends BaseServiceConfig, Extra exte
       const server = new GrpcServer(
         grpcServerOptions(name, config, logger, definition.grpc.reflectionProtos),
       );
-      for (const s of wiring.grpcServices ?? []) server.addService(s.definition, s.implementation, s.name);
+      for (const s of wiring.grpcServices ?? [])
+        server.addService(s.definition, s.implementation, s.name, s.access);
       grpcPort = await server.listen(config.grpcHost, config.grpcPort);
       lifecycle.add('grpc', () => server.shutdown(config.shutdownGraceMs));
     }

@@ -320,6 +320,8 @@ export interface JobStatus {
   createdAtMs: number;
   /** Last change, milliseconds since the Unix epoch. */
   updatedAtMs: number;
+  /** The principal that submitted it ("local" in local mode; empty for jobs stored before owners were). */
+  owner: string;
 }
 
 /** One progress event of a job, streamed by WatchJob. */
@@ -1307,6 +1309,7 @@ function createBaseJobStatus(): JobStatus {
     message: "",
     createdAtMs: 0,
     updatedAtMs: 0,
+    owner: "",
   };
 }
 
@@ -1335,6 +1338,9 @@ export const JobStatus: MessageFns<JobStatus> = {
     }
     if (message.updatedAtMs !== 0) {
       writer.uint32(64).uint64(message.updatedAtMs);
+    }
+    if (message.owner !== "") {
+      writer.uint32(74).string(message.owner);
     }
     return writer;
   },
@@ -1416,6 +1422,14 @@ export const JobStatus: MessageFns<JobStatus> = {
             message.updatedAtMs = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1454,6 +1468,7 @@ export const JobStatus: MessageFns<JobStatus> = {
         : isSet(object.updated_at_ms)
         ? globalThis.Number(object.updated_at_ms)
         : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -1483,6 +1498,9 @@ export const JobStatus: MessageFns<JobStatus> = {
     if (message.updatedAtMs !== 0) {
       obj.updatedAtMs = Math.round(message.updatedAtMs);
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -1499,6 +1517,7 @@ export const JobStatus: MessageFns<JobStatus> = {
     message.message = object.message ?? "";
     message.createdAtMs = object.createdAtMs ?? 0;
     message.updatedAtMs = object.updatedAtMs ?? 0;
+    message.owner = object.owner ?? "";
     return message;
   },
 };
