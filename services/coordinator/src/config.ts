@@ -27,8 +27,17 @@ export const coordinatorShape = {
   eventsMaxLen: z.number().int().min(100).max(1_000_000).default(10_000),
   /** Concurrent WatchJob streams; more are refused with RESOURCE_EXHAUSTED. */
   maxWatchers: z.number().int().min(1).max(10_000).default(64),
-  /** Directory under which a job's checkpoints go when its spec names none (`<dataDir>/<jobId>`). */
+  /**
+   * The checkpoint root: a job's checkpoints go to `<dataDir>/<jobId>` when its spec names no directory, and
+   * a spec's `checkpointDir` must lie below it. Specs may read checkpoints (`model`) below it or below
+   * `datasetDir`.
+   */
   dataDir: z.string().min(1).max(4096).default('./spark-data/jobs'),
+  /**
+   * The dataset root: a spec's `dataset` file must lie below it or below `dataDir` (symlinks resolved);
+   * uploaded datasets are stored under `<datasetDir>/uploads`.
+   */
+  datasetDir: z.string().min(1).max(4096).default('./spark-data/datasets'),
   /** How often the scheduler looks for queued jobs to start, in ms. */
   schedulePollMs: z.number().int().min(10).max(60_000).default(500),
   /** Jobs that may wait QUEUED at once; SubmitJob answers RESOURCE_EXHAUSTED beyond. */

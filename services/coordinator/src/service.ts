@@ -68,7 +68,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
   const submitJob = async (req: SubmitJobRequest): Promise<SubmitJobResponse> => {
     const name = req.spec?.name.trim() ?? '';
     const jobId = newJobId(name.slice(0, 128));
-    const spec = normalizeSpec(req.spec, { dataDir: config.dataDir, jobId });
+    const spec = normalizeSpec(req.spec, {
+      dataDir: config.dataDir,
+      datasetDir: config.datasetDir,
+      jobId,
+    });
     if ((await store.pendingCount()) >= config.maxQueuedJobs) {
       throw new ResourceExhaustedError(`${config.maxQueuedJobs} jobs are already queued; try again later`);
     }
