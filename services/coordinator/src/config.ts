@@ -38,6 +38,17 @@ export const coordinatorShape = {
    * uploaded datasets are stored under `<datasetDir>/uploads`.
    */
   datasetDir: z.string().min(1).max(4096).default('./spark-data/datasets'),
+  /** Largest dataset file UploadDataset accepts, in bytes (RESOURCE_EXHAUSTED beyond). */
+  uploadMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 ** 3)
+    .default(512 * 1024 ** 2),
+  /** Uploads at once; more get RESOURCE_EXHAUSTED. */
+  uploadMaxInFlight: z.number().int().min(1).max(64).default(4),
+  /** Longest time one upload may take, in ms (then DEADLINE_EXCEEDED). */
+  uploadTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(600_000),
   /** How often the scheduler looks for queued jobs to start, in ms. */
   schedulePollMs: z.number().int().min(10).max(60_000).default(500),
   /** Jobs that may wait QUEUED at once; SubmitJob answers RESOURCE_EXHAUSTED beyond. */

@@ -3,14 +3,14 @@
 // wait for it; FAILED_PRECONDITION when already ended) and WatchJob (replay the event stream after
 // `afterSeq`, then follow it live with XREAD BLOCK on a dedicated connection until the job ends, the
 // client goes away or the server shuts down; concurrent watchers are bounded) and Generate (greedy
-// outputs of a checkpoint from a rollout worker, through generate.ts).
+// outputs of a checkpoint from a rollout worker, through generate.ts) and UploadDataset (upload.ts).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@spark/runtime';
 import { JOB_ID_PATTERN } from '@spark/contract';
 import type { grpc } from '@spark/runtime/grpc';
-import { serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
+import { clientStreamHandler, serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
 import {
   JobEventType,
   JobState,
@@ -33,6 +33,7 @@ import {
 import type { CoordinatorConfig } from './config.js';
 import { newJobId, normalizeSpec } from './spec.js';
 import { isTerminal, type JobStore } from './store.js';
+import { createUploader } from './upload.js';
 
 /** What the service needs from the coordinator around it. */
 export interface JobServiceDeps {
@@ -178,6 +179,14 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     }
   };
 
+  const uploadDataset = createUploader({
+    datasetDir: config.datasetDir,
+    maxBytes: config.uploadMaxBytes,
+    maxInFlight: config.uploadMaxInFlight,
+    timeoutMs: config.uploadTimeoutMs,
+    logger,
+  });
+
   return {
     submitJob: unaryHandler(logger, submitJob),
     getJob: unaryHandler(logger, getJob),
@@ -185,6 +194,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     cancelJob: unaryHandler(logger, cancelJob),
     watchJob: serverStreamHandler(logger, watchJob),
     generate: unaryHandler(logger, (req: GenerateRequest, call) => deps.generate(req, () => call.cancelled)),
+    uploadDataset: clientStreamHandler(logger, uploadDataset),
   };
 }
 

@@ -5,7 +5,7 @@
 // checkpoint directory below the checkpoint root (paths.ts). Also the fixed optimizer constants and the
 // job-id generator.
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { InvalidArgumentError } from '@spark/runtime';
 import { CHECKPOINT_FILES, JOB_ID_PATTERN, type AlgorithmName } from '@spark/contract';
@@ -19,6 +19,14 @@ import {
   rootList,
   type JobRoots,
 } from './paths.js';
+
+/** How a spec names an uploaded dataset (upload.ts stores it). */
+const UPLOADED = /^sha256:[0-9a-f]{64}$/;
+
+/** Where the uploaded dataset with this hash is stored below the dataset root. */
+export function uploadedPath(datasetDir: string, sha256: string): string {
+  return join(resolve(datasetDir), 'uploads', 'sha256', `${sha256}.jsonl`);
+}
 
 /** The model presets the native learner compiles in (kernels/ts/config.ts PresetName). */
 export const MODEL_PRESETS = ['tiny', 'small', 'demo'] as const;
@@ -165,7 +173,14 @@ export function normalizeSpec(input: JobSpec | undefined, options: JobRoots & { 
     else spec.model = dir;
   }
   if (spec.dataset.length > MAX_PATH_CHARS) problems.push(`dataset: at most ${MAX_PATH_CHARS} characters`);
-  else if (spec.dataset !== 'builtin') {
+  else if (UPLOADED.test(spec.dataset)) {
+    const file = confinedDatasetFile(uploadedPath(options.datasetDir, spec.dataset.slice(7)), options);
+    if (file === null)
+      problems.push(
+        `dataset: no uploaded dataset ${spec.dataset} on this cluster (\`spark submit\` uploads it)`,
+      );
+    else spec.dataset = file;
+  } else if (spec.dataset !== 'builtin') {
     const file = confinedDatasetFile(spec.dataset, options);
     if (file === null)
       problems.push(
