@@ -1,7 +1,7 @@
 // `spark submit` with a dataset file on the caller's disk, against a real coordinator (real gRPC, real
 // Redis): the file is uploaded (JobService.UploadDataset) and the job runs on the stored copy; the same
 // file again is found on the cluster; a too-large or unusable file, and --no-upload with a path outside
-// the cluster's roots, exit 1 with the reason.
+// the cluster's roots, exit 1 with the reason. The coordinator runs as `spark up` launches it.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
@@ -9,11 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { coordinatorConfig, startCoordinator, type Coordinator } from '@spark/coordinator';
-import { createLogger } from '@spark/runtime/logging';
-import { testPrefix, testRedisUrl } from '@spark/runtime/testing';
-
 import { JobClient } from '../client/index.js';
+import { startLocalCluster, type LocalCluster } from '../launcher/index.js';
 import { runSpark } from '../testing.js';
 
 const top = realpathSync(mkdtempSync(join(tmpdir(), 'spark-submit-up-')));
@@ -22,23 +19,16 @@ const MAX = 32 * 1024;
 const rows = `${Array.from({ length: 30 }, (_, i) => JSON.stringify({ question: `${i} + 5 = ?`, answer: String(i + 5) })).join('\n')}\n`;
 
 describe('spark submit uploads a local dataset file', () => {
-  let c: Coordinator;
+  let cluster: LocalCluster;
   let address: string;
   before(async () => {
-    c = await startCoordinator(
-      coordinatorConfig({
-        localMode: true,
-        redisUrl: await testRedisUrl(),
-        redisPrefix: testPrefix('cli-upload'),
-        logLevel: 'silent',
-        dataDir: join(top, 'cluster', 'jobs'),
-        datasetDir,
-        uploadMaxBytes: MAX,
-        schedulePollMs: 50,
-      }),
-      { logger: createLogger({ service: 'cli-upload-test', level: 'silent' }) },
-    );
-    address = `127.0.0.1:${c.grpcPort}`;
+    // the coordinator process as `spark up` starts it (dataset root <dataDir>/datasets), small upload limit
+    cluster = await startLocalCluster({
+      dataDir: join(top, 'cluster'),
+      services: ['coordinator'],
+      env: { SPARK_UPLOAD_MAX_BYTES: String(MAX), SPARK_LOG_LEVEL: 'warn' },
+    });
+    address = cluster.coordinatorAddress;
     mkdirSync(join(top, 'mine'));
     writeFileSync(join(top, 'mine', 'data.jsonl'), rows);
     writeFileSync(
@@ -47,7 +37,7 @@ describe('spark submit uploads a local dataset file', () => {
     );
   });
   after(async () => {
-    await c.close();
+    await cluster?.stop();
   });
 
   it('uploads, submits with the stored copy, and finds it on the cluster the second time', async () => {
