@@ -38,9 +38,7 @@ type Msg = UploadDatasetRequest['part'];
 
 function upload(client: JobServiceClient, parts: Msg[]): Promise<UploadDatasetResponse> {
   return new Promise((resolve, reject) => {
-    const stream = client.uploadDataset((err, res) =>
-      err ? reject(err) : resolve(res as UploadDatasetResponse),
-    );
+    const stream = client.uploadDataset((err, res) => (err ? reject(err) : resolve(res)));
     for (const part of parts) stream.write({ part });
     stream.end();
   });

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '../errors/index.js';
 import { freePort } from '../redis/index.js';
-import { s3Skip, startTestS3, type TestS3 } from '../testing/index.js';
+import { s3Skip, startTestS3, VERSITYGW_VERSION, type TestS3 } from '../testing/index.js';
 import { FileObjectStore, objectStoreFrom, S3ObjectStore, type ObjectStore } from './index.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'spark-store-test-'));
@@ -122,5 +122,12 @@ describe('S3 store failures', { skip: s3Skip() }, () => {
     const nowhere = new S3ObjectStore({ ...opts, endpoint: `http://127.0.0.1:${await freePort()}` });
     await assert.rejects(nowhere.putBytes('x', Buffer.from('x')), UnavailableError);
     nowhere.close();
+  });
+});
+
+describe('the S3 server pin', () => {
+  it('is the version .ci/run builds', () => {
+    const ci = readFileSync(join(import.meta.dirname, '../../../../../.ci/run'), 'utf8');
+    assert.match(ci, new RegExp(`^versitygw_version=${VERSITYGW_VERSION.replaceAll('.', '\\.')}$`, 'm'));
   });
 });
