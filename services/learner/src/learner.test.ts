@@ -766,7 +766,7 @@ describe('learner: pure parts', () => {
 });
 
 describe('learner: checkpoints published to an object store', { skip: s3Skip() }, () => {
-  it('uploads every checkpoint file under checkpoints/<jobId>/<dir>/ and latest.json last (real S3 server)', async () => {
+  it('uploads every checkpoint under checkpoints/<jobId>/<dir>/, latest.json last, and resumes from it (real S3 server)', async () => {
     const s3 = await startTestS3();
     const storeConfig = {
       storeEndpoint: s3.endpoint,
@@ -799,6 +799,32 @@ describe('learner: checkpoints published to an object store', { skip: s3Skip() }
       assert.deepEqual(pointer, { dir: 'warmup', step: 0 });
       const weights = await store.getBytes('checkpoints/job-1/warmup/model.safetensors', 1 << 30);
       assert.ok(weights?.equals(await readFile(join(dir, 'model.safetensors'))), 'the same weights');
+
+      // a step checkpoint, then the volume is lost: a fresh learner resumes the job from the store
+      job.version = 7;
+      await env.service.learner.checkpoint(job, { step: 3, phase: 'checkpoint' });
+      const params = sha(await job.model.getParams());
+      await env.service.close();
+      await rm(join(env.dir, 'job-1'), { recursive: true, force: true });
+      const config = loadConfig('learner', learnerConfigShape, {
+        env: {},
+        overrides: {
+          redisUrl: env.url,
+          redisPrefix: env.prefix,
+          localMode: true,
+          dataDir: env.dir,
+          logLevel: 'silent',
+          ...storeConfig,
+        },
+      });
+      env.service = await startLearner(config, { logger: silent });
+      const resumed = await env.service.learner.ensureJob('job-1');
+      assert.equal(resumed.version, 7, 'resumed at the stored checkpoint');
+      assert.equal(sha(await resumed.model.getParams()), params);
+      assert.deepEqual(JSON.parse(await readFile(join(env.dir, 'job-1', 'latest.json'), 'utf8')), {
+        dir: 'step-3',
+        step: 3,
+      });
     } finally {
       store.close();
       await teardown(env);

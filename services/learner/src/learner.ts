@@ -128,6 +128,7 @@ export class Learner {
       dataDir: options.dataDir,
       maxModels: options.maxModels,
       publish: (job) => this.publisher.publish(job),
+      checkpointStore: options.checkpointStore ?? null,
     });
   }
 

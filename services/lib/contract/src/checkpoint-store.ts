@@ -18,6 +18,7 @@ import {
   CHECKPOINT_NAME_PATTERN,
   MAX_LATEST_POINTER_BYTES,
   parseLatestPointer,
+  stepOfDirName,
 } from './checkpoint-layout.js';
 import { JOB_ID_PATTERN } from './keys.js';
 import { parseJson } from './parse.js';
@@ -75,7 +76,7 @@ export async function publishCheckpoint(
   if (!CHECKPOINT_NAME_PATTERN.test(name)) throw new InvalidArgumentError(`bad checkpoint name "${name}"`);
   const dir = join(localRoot, name);
   const files = (await readdir(dir, { withFileTypes: true }))
-    .filter((e) => e.isFile() && !e.name.endsWith('.tmp'))
+    .filter((e) => e.isFile() && !e.name.endsWith('.tmp') && !e.name.startsWith('.'))
     .map((e) => e.name)
     .slice(0, MAX_CHECKPOINT_FILES);
   let bytes = 0;
@@ -118,7 +119,10 @@ export async function fetchCheckpoint(
     throw new InvalidArgumentError(
       `checkpoint ${ref.jobId}/${dir} has more than ${MAX_CHECKPOINT_FILES} files`,
     );
-  const names = keys.map((k) => k.slice(prefix.length + dir.length + 1)).sort();
+  const names = keys
+    .map((k) => k.slice(prefix.length + dir.length + 1))
+    .filter((n) => !n.startsWith('.'))
+    .sort();
   const local = join(cacheRoot, ref.jobId, dir);
   const marker = join(local, COMPLETE);
   const have = await stat(marker).then(
@@ -147,4 +151,43 @@ export async function fetchCheckpoint(
     throw err;
   }
   return local;
+}
+
+/**
+ * Puts the job's latest stored `step-<n>` checkpoint back into `checkpointDir` (`<checkpointDir>/step-<n>/`
+ * and latest.json) when that directory has no latest.json of its own — a learner whose volume was lost
+ * resumes from the store. Returns the restored directory, or null (nothing stored, only a `warmup`
+ * checkpoint, or a local latest.json exists).
+ */
+export async function restoreCheckpoint(
+  store: ObjectStore,
+  jobId: string,
+  checkpointDir: string,
+  maxFileBytes: number,
+): Promise<string | null> {
+  const localLatest = join(checkpointDir, CHECKPOINT_FILES.latest);
+  if (
+    await stat(localLatest).then(
+      () => true,
+      () => false,
+    )
+  )
+    return null;
+  const text = await store.getBytes(
+    `${checkpointPrefix(jobId)}${CHECKPOINT_FILES.latest}`,
+    MAX_LATEST_POINTER_BYTES,
+  );
+  if (!text) return null;
+  const pointer = parseLatestPointer(parseJson(text.toString('utf8'), `${jobId}/latest.json`));
+  if (stepOfDirName(pointer.dir) === null) return null;
+  const staging = join(checkpointDir, '.restore');
+  const fetched = await fetchCheckpoint(store, { jobId, dir: pointer.dir }, staging, maxFileBytes);
+  const target = join(checkpointDir, pointer.dir);
+  await rm(target, { recursive: true, force: true });
+  await rename(fetched, target);
+  await rm(join(target, COMPLETE), { force: true });
+  await rm(staging, { recursive: true, force: true });
+  await writeFile(`${localLatest}.tmp`, JSON.stringify(pointer) + '\n');
+  await rename(`${localLatest}.tmp`, localLatest);
+  return target;
 }
