@@ -382,11 +382,11 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.equal(verifier.containers[0]!.image, 'ghcr.io/spark-project/spark:0.1.0');
   });
 
-  it('object store: SPARK_STORE_* and the key pair from the Secret for the learner and rollout only; the dataset root', () => {
+  it('object store: SPARK_STORE_* and the key pair from the Secret for the learner, rollout and coordinator only; the dataset root', () => {
     const configOf = (objs: K8sObject[], name: string) =>
       (find(objs, 'ConfigMap', name) as K8sObject & { data?: Record<string, string> }).data ?? {};
     const objs = render('object-store.yaml');
-    for (const name of ['spark-learner', 'spark-rollout']) {
+    for (const name of ['spark-learner', 'spark-rollout', 'spark-coordinator']) {
       assert.deepEqual(
         Object.fromEntries(
           Object.entries(configOf(objs, name)).filter(([k]) => k.startsWith('SPARK_STORE_')),
@@ -404,7 +404,7 @@ describe('helm chart (rendered)', { skip }, () => {
     for (const [kind, name] of WORKLOADS) {
       const env = podSpec(find(objs, kind, name)).containers[0]!.env ?? [];
       const keys = env.filter((e) => e.name.startsWith('AWS_')).map((e) => e.valueFrom?.secretKeyRef);
-      const reads = name === 'spark-learner' || name === 'spark-rollout';
+      const reads = name === 'spark-learner' || name === 'spark-rollout' || name === 'spark-coordinator';
       assert.deepEqual(
         keys,
         reads

@@ -2,6 +2,7 @@
 // bounds (concurrent jobs, phase time-outs, shard size, queue depth, event stream length, watchers).
 import type { ConfigOf, LoadConfigOptions } from '@spark/runtime/config';
 import { baseServiceShape, defaultsFor, loadConfigOrExit, z } from '@spark/runtime/config';
+import { objectStoreShape } from '@spark/runtime/storage';
 
 export const coordinatorShape = {
   ...baseServiceShape,
@@ -61,6 +62,11 @@ export const coordinatorShape = {
   generatePickupMs: z.number().int().min(100).max(3_600_000).default(30_000),
   /** How long one Generate request may take in all, in ms (then DEADLINE_EXCEEDED). */
   generateTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
+  /**
+   * An S3-API store uploaded datasets are also kept in (`datasets/sha256/<hex>.jsonl`; SPARK_STORE_*; no
+   * bucket = none): a coordinator that lost its dataset root fetches them back when a job needs them.
+   */
+  ...objectStoreShape,
 };
 
 export type CoordinatorConfig = ConfigOf<typeof coordinatorShape>;

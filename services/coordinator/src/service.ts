@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@spark/runtime';
 import { JOB_ID_PATTERN } from '@spark/contract';
 import type { grpc } from '@spark/runtime/grpc';
+import type { ObjectStore } from '@spark/runtime/storage';
 import { clientStreamHandler, serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
 import {
   JobEventType,
@@ -31,9 +32,9 @@ import {
 } from '@spark/protocol';
 
 import type { CoordinatorConfig } from './config.js';
-import { newJobId, normalizeSpec } from './spec.js';
+import { newJobId, normalizeSpec, uploadedPath } from './spec.js';
 import { isTerminal, type JobStore } from './store.js';
-import { createUploader } from './upload.js';
+import { createUploader, restoreUploadedDataset } from './upload.js';
 
 /** What the service needs from the coordinator around it. */
 export interface JobServiceDeps {
@@ -48,6 +49,8 @@ export interface JobServiceDeps {
   readonly stopDriver: (jobId: string, waitMs: number) => Promise<void>;
   /** True once the server is shutting down (watchers end). */
   readonly closing: () => boolean;
+  /** Where uploaded datasets are also kept (null: only below the dataset root). */
+  readonly datasetStore?: ObjectStore | null;
   /** Serves JobService.Generate (GenerateDispatcher.generate); `cancelled` says the client went away. */
   readonly generate: (req: GenerateRequest, cancelled: () => boolean) => Promise<GenerateResponse>;
 }
@@ -69,6 +72,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
   const submitJob = async (req: SubmitJobRequest): Promise<SubmitJobResponse> => {
     const name = req.spec?.name.trim() ?? '';
     const jobId = newJobId(name.slice(0, 128));
+    const uploaded = /^sha256:([0-9a-f]{64})$/.exec(req.spec?.dataset.trim() ?? '');
+    if (uploaded) {
+      const path = uploadedPath(config.datasetDir, uploaded[1] as string);
+      await restoreUploadedDataset(deps.datasetStore ?? null, config.datasetDir, path, config.uploadMaxBytes);
+    }
     const spec = normalizeSpec(req.spec, {
       dataDir: config.dataDir,
       datasetDir: config.datasetDir,
@@ -181,6 +189,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
 
   const uploadDataset = createUploader({
     datasetDir: config.datasetDir,
+    store: deps.datasetStore ?? null,
     maxBytes: config.uploadMaxBytes,
     maxInFlight: config.uploadMaxInFlight,
     timeoutMs: config.uploadTimeoutMs,

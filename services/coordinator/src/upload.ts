@@ -3,17 +3,32 @@
 // header comes first (size, SHA-256, format); the bytes are written to a temporary file while hashed and
 // counted (bounded: the size limit, 1 MiB per chunk, uploads at once, the time), then checked — size and
 // hash as announced, at least one usable record as the job's loader reads it — and only then renamed into
-// place (atomically; the same content again leaves the stored file as it is).
+// place (atomically; the same content again leaves the stored file as it is). With an object store the
+// file is also kept there (`datasets/sha256/<hex>.jsonl`) and fetched back when the dataset root lost it.
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 
 import type { Logger } from 'pino';
 
-import { DeadlineExceededError, InvalidArgumentError, ResourceExhaustedError } from '@spark/runtime';
+import {
+  DeadlineExceededError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from '@spark/runtime';
 import type { grpc } from '@spark/runtime/grpc';
 import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/method/datasets';
 import type { UploadDatasetRequest, UploadDatasetResponse } from '@spark/protocol';
+import type { ObjectStore } from '@spark/runtime/storage';
 
 import { DATASET_FORMATS, uploadedPath } from './spec.js';
 
@@ -21,8 +36,40 @@ import { DATASET_FORMATS, uploadedPath } from './spec.js';
 export const UPLOAD_MAX_CHUNK = 1024 * 1024;
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** The object key of an uploaded dataset. */
+export function uploadKey(sha256: string): string {
+  return `datasets/sha256/${sha256}.jsonl`;
+}
+
+/**
+ * When `path` is an uploaded dataset's place below the dataset root and the file is missing there, fetches
+ * it back from `store` and checks its hash. Does nothing for other paths, present files or no store.
+ */
+export async function restoreUploadedDataset(
+  store: ObjectStore | null,
+  datasetDir: string,
+  path: string,
+  maxBytes: number,
+): Promise<void> {
+  if (!store) return;
+  const m = /^([0-9a-f]{64})\.jsonl$/.exec(basename(path));
+  if (!m || path !== uploadedPath(datasetDir, m[1] as string) || existsSync(path)) return;
+  const hex = m[1] as string;
+  if (!(await store.getFile(uploadKey(hex), path, maxBytes))) return;
+  const hash = createHash('sha256');
+  for await (const c of createReadStream(path)) hash.update(c as Buffer);
+  if (hash.digest('hex') !== hex) {
+    rmSync(path, { force: true });
+    throw new UnavailableError(
+      `the stored copy of dataset sha256:${hex} in ${store.url} does not match its hash`,
+    );
+  }
+}
+
 export interface UploadOptions {
   readonly datasetDir: string;
+  /** Where uploads are also kept (null: only below the dataset root). */
+  readonly store: ObjectStore | null;
   /** Largest file accepted, in bytes (RESOURCE_EXHAUSTED beyond). */
   readonly maxBytes: number;
   /** Uploads at once (RESOURCE_EXHAUSTED beyond). */
@@ -47,6 +94,7 @@ export function createUploader(options: UploadOptions) {
       out.on('close', res);
       out.on('error', rej);
     });
+    outClosed.catch(() => undefined); // awaited below; a write error must not go unhandled meanwhile
     const timer = setTimeout(
       () => call.destroy(new DeadlineExceededError('upload timed out')),
       options.timeoutMs,
@@ -114,6 +162,8 @@ export function createUploader(options: UploadOptions) {
         renameSync(tmp, final);
         kept = true;
       }
+      if (options.store && (await options.store.list(uploadKey(digest), 1)).length === 0)
+        await options.store.putFile(uploadKey(digest), final);
       options.logger.info(
         { sha256: digest, bytes: received, records: loaded.records.length, existed, name: header.name },
         'dataset uploaded',
@@ -127,7 +177,9 @@ export function createUploader(options: UploadOptions) {
     } finally {
       clearTimeout(timer);
       inFlight--;
+      // the file is created when the stream opens: wait for it to close before removing it
       if (!out.closed) out.destroy();
+      await outClosed.catch(() => undefined);
       if (!kept) rmSync(tmp, { force: true });
     }
   };

@@ -36,10 +36,13 @@ which overrides them): where checkpoints go (the learner's volume; the coordinat
 directory under it), the coordinator's dataset root (its datasets volume) and the PolicyService address the learner advertises to rollout workers.
 */}}
 {{- define "spark.serviceDefaults" -}}
+{{- $store := .Values.objectStore }}
 coordinator:
   dataDir: {{ printf "%s/jobs" .Values.learner.persistence.mountPath | quote }}
   datasetDir: {{ .Values.coordinator.datasets.mountPath | quote }}
-{{- $store := .Values.objectStore }}
+  {{- if $store.enabled }}
+  {{- include "spark.storeConfig" . | nindent 2 }}
+  {{- end }}
 rollout:
   {{- if $store.enabled }}
   {{- include "spark.storeConfig" . | nindent 2 }}
@@ -54,7 +57,8 @@ learner:
   advertiseAddress: {{ printf "%s-learner.%s.svc:%d" (include "spark.fullname" .) .Release.Namespace (int .Values.ports.grpc) | quote }}
 {{- end }}
 
-{{/* The object-store config keys of the services that read or write checkpoints (learner, rollout). */}}
+{{/* The object-store config keys of the services that use it: learner and rollout (checkpoints), coordinator
+(uploaded datasets). */}}
 {{- define "spark.storeConfig" -}}
 storeEndpoint: {{ .Values.objectStore.endpoint | quote }}
 storeBucket: {{ .Values.objectStore.bucket | quote }}
@@ -237,7 +241,7 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
         secretKeyRef:
           name: {{ include "spark.redisSecretName" $root }}
           key: {{ include "spark.redisSecretKey" $root }}
-    {{- if and $root.Values.objectStore.enabled $root.Values.objectStore.existingSecret (has .key (list "learner" "rollout")) }}
+    {{- if and $root.Values.objectStore.enabled $root.Values.objectStore.existingSecret (has .key (list "coordinator" "learner" "rollout")) }}
     {{- /* The AWS SDK's own variables: its default credential chain reads them (storeAccessKeyId stays empty). */}}
     - name: AWS_ACCESS_KEY_ID
       valueFrom:
