@@ -427,6 +427,7 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.equal(objs.filter((o) => o.kind === 'PersistentVolumeClaim').length, 0);
 
     const dflt = render('default.yaml');
+    assert.equal(configOf(dflt, 'spark-rollout').SPARK_EVAL_PATH_ROOTS, '/data/checkpoints');
     assert.equal(
       Object.keys(configOf(dflt, 'spark-learner')).filter((k) => k.startsWith('SPARK_STORE_')).length,
       0,

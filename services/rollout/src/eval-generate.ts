@@ -8,9 +8,10 @@
 // of them (least recently used freed), and freed after `idleMs` without use. A missing or unusable
 // checkpoint and a bad request are answered with an `error` result (not retried); anything else throws
 // so that BullMQ retries the task (on any worker).
+import { realpathSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, sep } from 'node:path';
 
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@spark/runtime';
 import {
@@ -95,13 +96,45 @@ export class CheckpointGenerators {
       readonly cacheDir?: string;
       /** Largest checkpoint file fetched, in bytes. */
       readonly maxFileBytes?: number;
+      /** Directories checkpoint and tokenizer paths must lie below (empty or absent: any). */
+      readonly pathRoots?: readonly string[];
     },
   ) {}
+
+  /** Null when `path` lies below a path root (or none are set), else the refusal (same for every reason). */
+  private outsideRoots(field: string, path: string): GenerateTaskResult | null {
+    const roots = this.options.pathRoots ?? [];
+    if (roots.length === 0) return null;
+    let real: string | null = null;
+    try {
+      real = realpathSync(path);
+    } catch {
+      real = null;
+    }
+    const inside =
+      real !== null &&
+      roots.some((root) => {
+        let r: string;
+        try {
+          r = realpathSync(root);
+        } catch {
+          return false;
+        }
+        return real === r || real.startsWith(r.endsWith(sep) ? r : r + sep);
+      });
+    if (inside) return null;
+    return {
+      error: {
+        code: 'invalid-argument',
+        message: `${field} "${path.slice(0, 200)}" is not a readable path below the rollout workers' allowed roots (${roots.join(', ')}); name a stored checkpoint as job:<jobId>`,
+      },
+    };
+  }
 
   /** The local directory of the task's checkpoint: a path as it is, a `job:` name fetched from the store. */
   private async localCheckpoint(checkpoint: string): Promise<string | GenerateTaskResult> {
     const ref = parseStoredCheckpointRef(checkpoint);
-    if (!ref) return checkpoint;
+    if (!ref) return this.outsideRoots('checkpoint', checkpoint) ?? checkpoint;
     const { store, cacheDir } = this.options;
     if (!store || !cacheDir)
       return {
@@ -139,6 +172,10 @@ export class CheckpointGenerators {
     let loaded = false;
     const local = await this.localCheckpoint(task.checkpoint);
     if (typeof local !== 'string') return local;
+    if (task.tokenizer && task.tokenizer !== 'char') {
+      const refused = this.outsideRoots('tokenizer', task.tokenizer);
+      if (refused) return refused;
+    }
     try {
       const dir = await resolveCheckpoint(local);
       const key = [
@@ -260,6 +297,8 @@ export interface EvalGenerateWorkerOptions {
   /** Where `job:<jobId>` checkpoints are read from (null: refused), and their local copies. */
   store?: ObjectStore | null;
   cacheDir?: string;
+  /** Directories Generate paths must lie below (empty: any). */
+  pathRoots?: readonly string[];
 }
 
 function evalMetrics(metrics: ServiceMetrics) {
@@ -302,6 +341,7 @@ export class EvalGenerateWorker {
       idleMs: options.idleMs,
       store: options.store ?? null,
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      pathRoots: options.pathRoots ?? [],
     });
   }
 

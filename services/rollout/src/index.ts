@@ -56,6 +56,11 @@ export const rolloutConfigShape = {
   evalIdleMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
   /** Local copies of checkpoints Generate names as `job:<jobId>` (fetched from the object store). */
   evalCacheDir: z.string().min(1).max(4096).default(join(tmpdir(), 'spark-eval-cache')),
+  /**
+   * Directories (comma-separated) a Generate checkpoint or tokenizer path must lie below (symlinks
+   * resolved); refused otherwise with one message whatever the reason. Empty: any path (local mode).
+   */
+  evalPathRoots: z.string().max(16_384).default(''),
   /** The S3-API store `job:` checkpoints are read from (SPARK_STORE_*; no bucket = none). */
   ...objectStoreShape,
 };
@@ -105,6 +110,11 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
         const evalGenerate = new EvalGenerateWorker(ctx, {
           store,
           cacheDir: resolve(config.evalCacheDir),
+          pathRoots: config.evalPathRoots
+            .split(',')
+            .map((r) => r.trim())
+            .filter((r) => r !== '')
+            .map((r) => resolve(r)),
           maxCheckpoints: config.evalMaxCheckpoints,
           idleMs: config.evalIdleMs,
           pruneMs: config.pruneMs,

@@ -33,7 +33,8 @@ learner: {dir: learner, grpc: true}
 {{/*
 Config the chart decides per service (camelCase config keys, rendered like each service's `config` map,
 which overrides them): where checkpoints go (the learner's volume; the coordinator names each job's
-directory under it), the coordinator's dataset root (its datasets volume) and the PolicyService address the learner advertises to rollout workers.
+directory under it), the coordinator's dataset root (its datasets volume), the one directory Generate
+paths may name on the rollout workers (the checkpoint mount path, for a ReadWriteMany volume there) and the PolicyService address the learner advertises to rollout workers.
 */}}
 {{- define "spark.serviceDefaults" -}}
 {{- $store := .Values.objectStore }}
@@ -44,6 +45,7 @@ coordinator:
   {{- include "spark.storeConfig" . | nindent 2 }}
   {{- end }}
 rollout:
+  evalPathRoots: {{ .Values.learner.persistence.mountPath | quote }}
   {{- if $store.enabled }}
   {{- include "spark.storeConfig" . | nindent 2 }}
   {{- end }}
