@@ -36,7 +36,7 @@ export interface ObjectStore {
   getBytes(key: string, maxBytes: number): Promise<Buffer | null>;
   /** Writes the object to `path` (whole or not at all); false when there is none. */
   getFile(key: string, path: string, maxBytes: number): Promise<boolean>;
-  /** The keys below `prefix` (which should end with `/`), at most `max`, in key order. */
+  /** The keys that start with `prefix` (e.g. `a/b/`, or a whole key), at most `max`, in key order. */
   list(prefix: string, max: number): Promise<string[]>;
   /** Releases connections. */
   close(): void;
@@ -119,13 +119,17 @@ export class FileObjectStore implements ObjectStore {
       for (const e of entries) {
         if (out.length >= max) return;
         const key = rel ? `${rel}/${e.name}` : e.name;
-        if (e.isDirectory()) await walk(join(dir, e.name), key);
-        else if (e.isFile() && !e.name.endsWith('.tmp')) out.push(key);
+        if (e.isDirectory()) {
+          // only directories that can hold keys with the prefix
+          if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`))
+            await walk(join(dir, e.name), key);
+        } else if (e.isFile() && !e.name.endsWith('.tmp') && key.startsWith(prefix)) out.push(key);
       }
     };
-    const base = prefix.replace(/\/$/, '');
+    // start at the deepest directory the prefix names in full
+    const base = prefix.slice(0, prefix.lastIndexOf('/') + 1).replace(/\/$/, '');
     await walk(base ? join(this.root, ...base.split('/')) : this.root, base);
-    return out.filter((k) => k.startsWith(prefix)).sort();
+    return out;
   }
 
   close(): void {}

@@ -54,6 +54,9 @@ function contract(name: string, open: () => Promise<ObjectStore>, skip: string |
       assert.deepEqual(await store.list('c/', 100), ['c/latest.json', 'c/step-1/y', 'c/step-2/x']);
       assert.deepEqual(await store.list('c/', 2), ['c/latest.json', 'c/step-1/y']);
       assert.deepEqual(await store.list('zz/', 10), []);
+      assert.deepEqual(await store.list('c/la', 10), ['c/latest.json'], 'a prefix that ends inside a name');
+      assert.deepEqual(await store.list('c/latest.json', 1), ['c/latest.json'], 'a whole key');
+      assert.deepEqual(await store.list('c', 10), ['c/latest.json', 'c/step-1/y', 'c/step-2/x', 'cc/other']);
     });
 
     it('refuses keys that could leave the store', async () => {
