@@ -21,7 +21,7 @@
 //     (A rise from RL alone within a test-sized budget is within noise at this scale; the demo and
 //     docs/results.md measure it on a larger budget.)
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -91,7 +91,9 @@ describe('end to end: a tiny SPARK job through the real services', () => {
 
   before(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'spark-e2e-'));
-    job = { ...E2E_JOB, dataset: writeDataset(dir) };
+    // below the cluster's dataset root (<dataDir>/datasets): specs may not name files elsewhere
+    mkdirSync(join(dir, 'cluster', 'datasets'), { recursive: true });
+    job = { ...E2E_JOB, dataset: writeDataset(join(dir, 'cluster', 'datasets')) };
     cluster = await startLocalCluster({ dataDir: join(dir, 'cluster'), prefix: 'e2e' });
     client = new JobClient({ address: cluster.coordinatorAddress, token: null, deadlineMs: 30_000 });
   });

@@ -417,6 +417,66 @@ describe('helm chart (rendered)', { skip }, () => {
     }
   });
 
+  it('object store: SPARK_STORE_* and the key pair from the Secret for the learner, rollout and coordinator only; the dataset root', () => {
+    const configOf = (objs: K8sObject[], name: string) =>
+      (find(objs, 'ConfigMap', name) as K8sObject & { data?: Record<string, string> }).data ?? {};
+    const objs = render('object-store.yaml');
+    for (const name of ['spark-learner', 'spark-rollout', 'spark-coordinator']) {
+      assert.deepEqual(
+        Object.fromEntries(
+          Object.entries(configOf(objs, name)).filter(([k]) => k.startsWith('SPARK_STORE_')),
+        ),
+        {
+          SPARK_STORE_ENDPOINT: 'http://minio.storage:9000',
+          SPARK_STORE_BUCKET: 'spark-checkpoints',
+          SPARK_STORE_PREFIX: 'prod/',
+          SPARK_STORE_REGION: 'us-east-1',
+          SPARK_STORE_FORCE_PATH_STYLE: 'true',
+        },
+        name,
+      );
+    }
+    for (const [kind, name] of WORKLOADS) {
+      const env = podSpec(find(objs, kind, name)).containers[0]!.env ?? [];
+      const keys = env.filter((e) => e.name.startsWith('AWS_')).map((e) => e.valueFrom?.secretKeyRef);
+      const reads = name === 'spark-learner' || name === 'spark-rollout' || name === 'spark-coordinator';
+      assert.deepEqual(
+        keys,
+        reads
+          ? [
+              { name: 'spark-s3', key: 'access-key-id' },
+              { name: 'spark-s3', key: 'secret-access-key' },
+            ]
+          : [],
+        name,
+      );
+    }
+    assert.equal(configOf(objs, 'spark-coordinator').SPARK_DATASET_DIR, '/data/datasets');
+    const coord = find(objs, 'Deployment', 'spark-coordinator');
+    const volumes = (coord.spec as { template: { spec: { volumes: { name: string; emptyDir?: object }[] } } })
+      .template.spec.volumes;
+    assert.deepEqual(
+      volumes.find((v) => v.name === 'datasets'),
+      { name: 'datasets', emptyDir: {} },
+    );
+    assert.equal(objs.filter((o) => o.kind === 'PersistentVolumeClaim').length, 0);
+
+    const dflt = render('default.yaml');
+    assert.equal(configOf(dflt, 'spark-rollout').SPARK_EVAL_PATH_ROOTS, '/data/checkpoints');
+    assert.equal(
+      Object.keys(configOf(dflt, 'spark-learner')).filter((k) => k.startsWith('SPARK_STORE_')).length,
+      0,
+    );
+    const pvc = find(dflt, 'PersistentVolumeClaim', 'spark-datasets');
+    assert.deepEqual((pvc.spec as { accessModes: string[] }).accessModes, ['ReadWriteOnce']);
+    const mounts = (
+      podSpec(find(dflt, 'Deployment', 'spark-coordinator')).containers[0] as unknown as {
+        volumeMounts: { name: string; mountPath: string }[];
+      }
+    ).volumeMounts;
+    assert.ok(mounts.some((m) => m.name === 'datasets' && m.mountPath === '/data/datasets'));
+  });
+
   it('renders the PrometheusRule equal to deploy/prometheus/rules.yaml for the default values', () => {
     const objs = render('default.yaml', ['--set', 'prometheusRule.enabled=true']);
     const rule = find(objs, 'PrometheusRule', 'spark');
@@ -537,6 +597,8 @@ describe('helm chart (rendered)', { skip }, () => {
       [['--set', 'image.repository=bad image'], /is not repository:tag/],
       [['--set', 'rollout.replicas=two'], /want integer/],
       [['--set', 'unknownKey=1'], /additional properties 'unknownKey' not allowed/],
+      [['--set', 'objectStore.enabled=true'], /objectStore\.enabled needs objectStore\.bucket/],
+      [['--set', 'objectStore.prefix=no-slash'], /objectStore\.prefix|pattern/],
       [
         ['--set', 'networkPolicy.enabled=true', '--set', 'networkPolicy.externalRedis.ports=null'],
         /externalRedis\.ports/,

@@ -2,6 +2,7 @@
 // bounds (concurrent jobs, phase time-outs, shard size, queue depth, event stream length, watchers).
 import type { ConfigOf, LoadConfigOptions } from '@spark/runtime/config';
 import { baseServiceShape, defaultsFor, loadConfigOrExit, z } from '@spark/runtime/config';
+import { objectStoreShape } from '@spark/runtime/storage';
 
 export const coordinatorShape = {
   ...baseServiceShape,
@@ -27,8 +28,28 @@ export const coordinatorShape = {
   eventsMaxLen: z.number().int().min(100).max(1_000_000).default(10_000),
   /** Concurrent WatchJob streams; more are refused with RESOURCE_EXHAUSTED. */
   maxWatchers: z.number().int().min(1).max(10_000).default(64),
-  /** Directory under which a job's checkpoints go when its spec names none (`<dataDir>/<jobId>`). */
+  /**
+   * The checkpoint root: a job's checkpoints go to `<dataDir>/<jobId>` when its spec names no directory, and
+   * a spec's `checkpointDir` must lie below it. Specs may read checkpoints (`model`) below it or below
+   * `datasetDir`.
+   */
   dataDir: z.string().min(1).max(4096).default('./spark-data/jobs'),
+  /**
+   * The dataset root: a spec's `dataset` file must lie below it or below `dataDir` (symlinks resolved);
+   * uploaded datasets are stored under `<datasetDir>/uploads`.
+   */
+  datasetDir: z.string().min(1).max(4096).default('./spark-data/datasets'),
+  /** Largest dataset file UploadDataset accepts, in bytes (RESOURCE_EXHAUSTED beyond). */
+  uploadMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 ** 3)
+    .default(512 * 1024 ** 2),
+  /** Uploads at once; more get RESOURCE_EXHAUSTED. */
+  uploadMaxInFlight: z.number().int().min(1).max(64).default(4),
+  /** Longest time one upload may take, in ms (then DEADLINE_EXCEEDED). */
+  uploadTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(600_000),
   /** How often the scheduler looks for queued jobs to start, in ms. */
   schedulePollMs: z.number().int().min(10).max(60_000).default(500),
   /** Jobs that may wait QUEUED at once; SubmitJob answers RESOURCE_EXHAUSTED beyond. */
@@ -41,6 +62,11 @@ export const coordinatorShape = {
   generatePickupMs: z.number().int().min(100).max(3_600_000).default(30_000),
   /** How long one Generate request may take in all, in ms (then DEADLINE_EXCEEDED). */
   generateTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
+  /**
+   * An S3-API store uploaded datasets are also kept in (`datasets/sha256/<hex>.jsonl`; SPARK_STORE_*; no
+   * bucket = none): a coordinator that lost its dataset root fetches them back when a job needs them.
+   */
+  ...objectStoreShape,
 };
 
 export type CoordinatorConfig = ConfigOf<typeof coordinatorShape>;

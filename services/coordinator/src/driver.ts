@@ -49,6 +49,7 @@ import {
 } from '@spark/contract';
 import { JobEventType, JobState, Phase, type JobSpec } from '@spark/protocol';
 import { createQueue, createQueueEvents, enqueueBounded } from '@spark/runtime/redis';
+import type { ObjectStore } from '@spark/runtime/storage';
 import type { TemplateVariant } from '@spark/method/templates';
 
 import type { CoordinatorConfig } from './config.js';
@@ -70,6 +71,7 @@ import {
 } from './plan.js';
 import { algorithmName, OPTIMIZER } from './spec.js';
 import type { JobStore } from './store.js';
+import { restoreUploadedDataset } from './upload.js';
 
 /** Where a job's driver resumes: stored as JSON in the job hash field `cursor` (the contract's schema). */
 export type { DriverCursor };
@@ -128,6 +130,8 @@ export interface DriverDeps {
   readonly config: CoordinatorConfig;
   readonly logger: Logger;
   readonly metrics: CoordinatorMetrics;
+  /** Where uploaded datasets are also kept: a missing one is fetched back before the job reads it. */
+  readonly datasetStore?: ObjectStore | null;
 }
 
 const ROLES: readonly QueueRole[] = ['rollout', 'verify', 'synthesis', 'learn'];
@@ -303,6 +307,13 @@ export class JobDriver {
     const spec = this.spec;
     const cursor = parseCursor(await store.getField(this.jobId, 'cursor'));
     this.version = cursor.version;
+    if (spec.dataset !== 'builtin')
+      await restoreUploadedDataset(
+        this.deps.datasetStore ?? null,
+        this.deps.config.datasetDir,
+        spec.dataset,
+        this.deps.config.uploadMaxBytes,
+      );
     this.dataset = spec.dataset === 'builtin' ? builtinDataset(spec) : await fileDataset(spec);
     const T = totalSteps(spec, this.dataset.train.length);
     this.horizon = estimateOptimizerSteps(spec, T);

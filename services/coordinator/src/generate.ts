@@ -19,6 +19,7 @@ import {
   EVAL_GENERATE_QUEUE,
   GENERATE_LIMITS,
   parseGenerateTaskResult,
+  parseStoredCheckpointRef,
   type GenerateTask,
   type GenerateTaskResult,
 } from '@spark/contract';
@@ -45,12 +46,20 @@ export interface GenerateDispatcherOptions {
 export function generateRequestProblems(req: GenerateRequest): string[] {
   const problems: string[] = [];
   if (!req.checkpoint)
-    problems.push('checkpoint: required (an absolute directory path the rollout workers can read)');
+    problems.push(
+      'checkpoint: required (an absolute directory path the rollout workers can read, or job:<jobId>[/<dir>] in the object store)',
+    );
   else if (req.checkpoint.length > L.maxPathChars)
     problems.push(`checkpoint: at most ${L.maxPathChars} characters`);
-  else if (!isAbsolute(req.checkpoint))
+  else if (req.checkpoint.startsWith('job:')) {
+    try {
+      parseStoredCheckpointRef(req.checkpoint);
+    } catch (err) {
+      problems.push(`checkpoint: ${(err as Error).message}`);
+    }
+  } else if (!isAbsolute(req.checkpoint))
     problems.push(
-      `checkpoint: must be an absolute path (the workers' working directory is not yours), got ${req.checkpoint}`,
+      `checkpoint: must be an absolute path (the workers' working directory is not yours) or job:<jobId>[/<dir>], got ${req.checkpoint}`,
     );
   if (req.prompts.length === 0) problems.push('prompts: at least one prompt');
   if (req.prompts.length > L.maxPrompts)

@@ -5,6 +5,7 @@
 // (scheduler.ts), which recovers the store and starts the job drivers (driver.ts).
 import { JobServiceService } from '@spark/protocol';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
+import { s3StoreFrom } from '@spark/runtime/storage';
 
 import type { CoordinatorConfig } from './config.js';
 import { GenerateDispatcher } from './generate.js';
@@ -49,7 +50,9 @@ export async function startCoordinator(
       metrics: metrics.service,
       wire: async ({ redis, redisUrl, logger, lifecycle }) => {
         const store = new JobStore(redis, config.redisPrefix, config.eventsMaxLen);
-        const scheduler = new JobScheduler({ store, redis, redisUrl, config, logger, metrics });
+        const datasetStore = s3StoreFrom(config);
+        if (datasetStore) lifecycle.add('dataset-store', async () => datasetStore.close());
+        const scheduler = new JobScheduler({ store, redis, redisUrl, config, logger, metrics, datasetStore });
         metrics.setSource({ jobsByState: () => store.countByState(), ...scheduler.metricsSource() });
         const generator = new GenerateDispatcher({
           redisUrl,
@@ -70,6 +73,7 @@ export async function startCoordinator(
           stopDriver: (jobId, waitMs) => scheduler.stopDriver(jobId, waitMs),
           closing: () => scheduler.isClosing,
           generate: (req, cancelled) => generator.generate(req, cancelled),
+          datasetStore,
         });
         return {
           grpcServices: [

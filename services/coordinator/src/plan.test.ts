@@ -30,7 +30,7 @@ import {
 } from './plan.js';
 import { newJobId, normalizeSpec, SPEC_DEFAULTS } from './spec.js';
 
-const opts = { dataDir: '/tmp/spark-jobs', jobId: 'j-1' };
+const opts = { dataDir: '/tmp/spark-jobs', datasetDir: '/tmp/spark-datasets', jobId: 'j-1' };
 
 describe('job spec', () => {
   it('fills every documented default', () => {
@@ -228,10 +228,10 @@ describe('file datasets', () => {
       JSON.stringify({ question: `What is ${i} + 1?`, answer: String(i + 1) }),
     );
     writeFileSync(file, `${rows.join('\n')}\n`);
-    const spec = normalizeSpec(
-      JobSpec.fromPartial({ dataset: file, evalSize: 4, batchSize: 8, seed: 2 }),
-      opts,
-    );
+    const spec = normalizeSpec(JobSpec.fromPartial({ dataset: file, evalSize: 4, batchSize: 8, seed: 2 }), {
+      ...opts,
+      datasetDir: dir,
+    });
     const d = await fileDataset(spec);
     assert.equal(d.test.length, 4);
     assert.equal(d.train.length, 16);

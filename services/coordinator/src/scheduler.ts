@@ -5,6 +5,7 @@
 // scheduling and every driver (the jobs resume on the next start).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { ObjectStore } from '@spark/runtime/storage';
 
 import { JobState, type JobSpec } from '@spark/protocol';
 import { jobKeys, type QueueRole } from '@spark/contract';
@@ -21,6 +22,8 @@ export interface SchedulerOptions {
   config: CoordinatorConfig;
   logger: Logger;
   metrics: CoordinatorMetrics;
+  /** Where uploaded datasets are also kept (the drivers fetch a missing one back). */
+  datasetStore?: ObjectStore | null;
 }
 
 export class JobScheduler {
@@ -118,8 +121,16 @@ export class JobScheduler {
   }
 
   private startDriver(jobId: string, spec: JobSpec): void {
-    const { store, redis, redisUrl, config, logger, metrics } = this.options;
-    const driver = new JobDriver(jobId, spec, { store, redis, redisUrl, config, logger, metrics });
+    const { store, redis, redisUrl, config, logger, metrics, datasetStore } = this.options;
+    const driver = new JobDriver(jobId, spec, {
+      store,
+      redis,
+      redisUrl,
+      config,
+      logger,
+      metrics,
+      datasetStore: datasetStore ?? null,
+    });
     this.drivers.set(jobId, driver);
     driver.start();
     void driver.done.then(() => {

@@ -3,10 +3,11 @@
 // wait for it; FAILED_PRECONDITION when already ended) and WatchJob (replay the event stream after
 // `afterSeq`, then follow it live with XREAD BLOCK on a dedicated connection until the job ends, the
 // client goes away or the server shuts down; concurrent watchers are bounded) and Generate (greedy
-// outputs of a checkpoint from a rollout worker, through generate.ts). Callers are principals (see
-// @spark/runtime/auth): the server lets researchers and operators call JobService (JOB_SERVICE_ACCESS); a job
-// records its submitter as its owner, and a researcher may get, watch, cancel and list only its own jobs
-// (PERMISSION_DENIED naming the method and job otherwise); operators see every job.
+// outputs of a checkpoint from a rollout worker, through generate.ts) and UploadDataset (upload.ts).
+// Callers are principals (see @spark/runtime/auth): the server lets researchers and operators call
+// JobService (JOB_SERVICE_ACCESS); a job records its submitter as its owner, and a researcher may get,
+// watch, cancel and list only its own jobs (PERMISSION_DENIED naming the method and job otherwise);
+// operators see every job.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -19,7 +20,8 @@ import {
 import { JOB_ID_PATTERN } from '@spark/contract';
 import { hasRole, type AccessMap, type Principal } from '@spark/runtime/auth';
 import type { grpc } from '@spark/runtime/grpc';
-import { principalOf, serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
+import type { ObjectStore } from '@spark/runtime/storage';
+import { clientStreamHandler, principalOf, serverStreamHandler, unaryHandler } from '@spark/runtime/grpc';
 import {
   JobEventType,
   JobState,
@@ -40,8 +42,9 @@ import {
 } from '@spark/protocol';
 
 import type { CoordinatorConfig } from './config.js';
-import { newJobId, normalizeSpec } from './spec.js';
+import { newJobId, normalizeSpec, uploadedPath } from './spec.js';
 import { isTerminal, type JobStore } from './store.js';
+import { createUploader, restoreUploadedDataset } from './upload.js';
 
 /** What the service needs from the coordinator around it. */
 export interface JobServiceDeps {
@@ -56,6 +59,8 @@ export interface JobServiceDeps {
   readonly stopDriver: (jobId: string, waitMs: number) => Promise<void>;
   /** True once the server is shutting down (watchers end). */
   readonly closing: () => boolean;
+  /** Where uploaded datasets are also kept (null: only below the dataset root). */
+  readonly datasetStore?: ObjectStore | null;
   /** Serves JobService.Generate (GenerateDispatcher.generate); `cancelled` says the client went away. */
   readonly generate: (req: GenerateRequest, cancelled: () => boolean) => Promise<GenerateResponse>;
 }
@@ -99,7 +104,16 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     const owner = principalOf(call).name;
     const name = req.spec?.name.trim() ?? '';
     const jobId = newJobId(name.slice(0, 128));
-    const spec = normalizeSpec(req.spec, { dataDir: config.dataDir, jobId });
+    const uploaded = /^sha256:([0-9a-f]{64})$/.exec(req.spec?.dataset.trim() ?? '');
+    if (uploaded) {
+      const path = uploadedPath(config.datasetDir, uploaded[1] as string);
+      await restoreUploadedDataset(deps.datasetStore ?? null, config.datasetDir, path, config.uploadMaxBytes);
+    }
+    const spec = normalizeSpec(req.spec, {
+      dataDir: config.dataDir,
+      datasetDir: config.datasetDir,
+      jobId,
+    });
     if ((await store.pendingCount()) >= config.maxQueuedJobs) {
       throw new ResourceExhaustedError(`${config.maxQueuedJobs} jobs are already queued; try again later`);
     }
@@ -218,6 +232,15 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     }
   };
 
+  const uploadDataset = createUploader({
+    datasetDir: config.datasetDir,
+    store: deps.datasetStore ?? null,
+    maxBytes: config.uploadMaxBytes,
+    maxInFlight: config.uploadMaxInFlight,
+    timeoutMs: config.uploadTimeoutMs,
+    logger,
+  });
+
   return {
     submitJob: unaryHandler(logger, submitJob),
     getJob: unaryHandler(logger, getJob),
@@ -225,6 +248,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     cancelJob: unaryHandler(logger, cancelJob),
     watchJob: serverStreamHandler(logger, watchJob),
     generate: unaryHandler(logger, (req: GenerateRequest, call) => deps.generate(req, () => call.cancelled)),
+    uploadDataset: clientStreamHandler(logger, uploadDataset),
   };
 }
 

@@ -1,16 +1,32 @@
 // Job spec validation: fills the documented defaults of every zero field (docs/jobs.md), checks every
 // range at once and throws one InvalidArgumentError listing EVERY bad field (`<field>: <why>`, field
 // names as in the proto JSON, camelCase). The model must be a preset or a checkpoint directory holding a
-// config.json; the dataset "builtin" or a readable file. Also the fixed optimizer constants and the
+// config.json; the dataset "builtin" or a readable file; both below the cluster's roots, and the job's
+// checkpoint directory below the checkpoint root (paths.ts). Also the fixed optimizer constants and the
 // job-id generator.
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { InvalidArgumentError } from '@spark/runtime';
 import { CHECKPOINT_FILES, JOB_ID_PATTERN, type AlgorithmName } from '@spark/contract';
 import { Algorithm, type JobSpec } from '@spark/protocol';
 import { FAMILIES } from '@spark/method/tasks';
+
+import {
+  confinedCheckpointDir,
+  confinedCheckpointTarget,
+  confinedDatasetFile,
+  rootList,
+  type JobRoots,
+} from './paths.js';
+
+/** How a spec names an uploaded dataset (upload.ts stores it). */
+const UPLOADED = /^sha256:[0-9a-f]{64}$/;
+
+/** Where the uploaded dataset with this hash is stored below the dataset root. */
+export function uploadedPath(datasetDir: string, sha256: string): string {
+  return join(resolve(datasetDir), 'uploads', 'sha256', `${sha256}.jsonl`);
+}
 
 /** The model presets the native learner compiles in (kernels/ts/config.ts PresetName). */
 export const MODEL_PRESETS = ['tiny', 'small', 'demo'] as const;
@@ -75,37 +91,16 @@ function isPreset(model: string): boolean {
   return (MODEL_PRESETS as readonly string[]).includes(model);
 }
 
-/** Why `dir` is not a usable checkpoint directory, or null. */
-function checkpointProblem(dir: string): string | null {
-  try {
-    if (!statSync(dir).isDirectory()) return 'is neither a preset nor a directory';
-    accessSync(join(dir, CHECKPOINT_FILES.config), constants.R_OK);
-    return null;
-  } catch {
-    return `"${dir.slice(0, 200)}" is neither a model preset (${MODEL_PRESETS.join(', ')}) nor a checkpoint directory with a readable ${CHECKPOINT_FILES.config}`;
-  }
-}
-
-function fileProblem(path: string): string | null {
-  try {
-    if (!statSync(path).isFile()) return `"${path.slice(0, 200)}" is not a file`;
-    accessSync(path, constants.R_OK);
-    return null;
-  } catch {
-    return `"${path.slice(0, 200)}" is neither "builtin" nor a readable file`;
-  }
-}
-
 /**
  * The spec with defaults filled; throws InvalidArgumentError listing every bad field. Paths (a checkpoint
- * model, a dataset file) are made absolute against the coordinator's working directory.
+ * model, a dataset file, the checkpoint directory) are confined to `options`' roots and made absolute
+ * (real paths for what is read); relative ones are taken below the dataset root (dataset) or the checkpoint
+ * root (model, checkpointDir).
  */
-export function normalizeSpec(
-  input: JobSpec | undefined,
-  options: { dataDir: string; jobId: string },
-): JobSpec {
+export function normalizeSpec(input: JobSpec | undefined, options: JobRoots & { jobId: string }): JobSpec {
   if (!input) throw new InvalidArgumentError('invalid job spec', ['spec: required']);
   const problems: string[] = [];
+  const roots = rootList(options).join(', ');
   const d = SPEC_DEFAULTS;
   const num = (v: number, def: number) => (v === 0 ? def : v);
   const str = (v: string, def: string) => (v === '' ? def : v);
@@ -170,16 +165,27 @@ export function normalizeSpec(
     problems.push('name: must not contain control characters');
   if (spec.model.length > MAX_PATH_CHARS) problems.push(`model: at most ${MAX_PATH_CHARS} characters`);
   else if (!isPreset(spec.model)) {
-    const dir = resolve(spec.model);
-    const why = checkpointProblem(dir);
-    if (why) problems.push(`model: ${why}`);
+    const dir = confinedCheckpointDir(spec.model, options, CHECKPOINT_FILES.config);
+    if (dir === null)
+      problems.push(
+        `model: "${spec.model.slice(0, 200)}" is neither a model preset (${MODEL_PRESETS.join(', ')}) nor a checkpoint directory with a readable ${CHECKPOINT_FILES.config} below the allowed roots (${roots})`,
+      );
     else spec.model = dir;
   }
   if (spec.dataset.length > MAX_PATH_CHARS) problems.push(`dataset: at most ${MAX_PATH_CHARS} characters`);
-  else if (spec.dataset !== 'builtin') {
-    const file = resolve(spec.dataset);
-    const why = fileProblem(file);
-    if (why) problems.push(`dataset: ${why}`);
+  else if (UPLOADED.test(spec.dataset)) {
+    const file = confinedDatasetFile(uploadedPath(options.datasetDir, spec.dataset.slice(7)), options);
+    if (file === null)
+      problems.push(
+        `dataset: no uploaded dataset ${spec.dataset} on this cluster (\`spark submit\` uploads it)`,
+      );
+    else spec.dataset = file;
+  } else if (spec.dataset !== 'builtin') {
+    const file = confinedDatasetFile(spec.dataset, options);
+    if (file === null)
+      problems.push(
+        `dataset: "${spec.dataset.slice(0, 200)}" is neither "builtin" nor a readable file below the allowed roots (${roots}); upload a local file with \`spark submit\``,
+      );
     else spec.dataset = file;
   }
   if (
@@ -221,7 +227,14 @@ export function normalizeSpec(
     problems.push(`templateVariant: must be "short" or "full", got "${spec.templateVariant.slice(0, 64)}"`);
   if (spec.checkpointDir.length > MAX_PATH_CHARS)
     problems.push(`checkpointDir: at most ${MAX_PATH_CHARS} characters`);
-  else spec.checkpointDir = resolve(spec.checkpointDir);
+  else {
+    const target = confinedCheckpointTarget(spec.checkpointDir, options);
+    if (target === null)
+      problems.push(
+        `checkpointDir: "${spec.checkpointDir.slice(0, 200)}" is not a directory below the checkpoint root (${rootList(options)[1]})`,
+      );
+    else spec.checkpointDir = target;
+  }
   int('warmupBatchSize', spec.warmupBatchSize, 1, 4096);
   real('warmupLearningRate', spec.warmupLearningRate, 0, 1, true);
   int('taskMaxDifficulty', spec.taskMaxDifficulty, 1, 3);

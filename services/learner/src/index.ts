@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 
 import { activePollMsKey, baseServiceShape, type ConfigOf, taskLockMsKey, z } from '@spark/runtime/config';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
+import { objectStoreShape, s3StoreFrom } from '@spark/runtime/storage';
 
 import { learnWorkers } from './learn-worker.js';
 import { Learner } from './learner.js';
@@ -69,6 +70,8 @@ export const learnerConfigShape = {
   workerLockMs: taskLockMsKey(120_000),
   /** How often the active-job set is polled, in milliseconds. */
   activePollMs: activePollMsKey(),
+  /** An S3-API store every checkpoint is also published to (SPARK_STORE_*; no bucket = none). */
+  ...objectStoreShape,
 };
 
 export type LearnerConfig = ConfigOf<typeof learnerConfigShape>;
@@ -102,7 +105,10 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
         const { redis, logger, metrics: serviceMetrics, lifecycle, grpcPort } = ctx;
         const metrics = createLearnerMetrics(serviceMetrics);
         const address = () => config.advertiseAddress || dialAddress(config.grpcHost, grpcPort());
+        const checkpointStore = s3StoreFrom(config);
+        if (checkpointStore) lifecycle.add('checkpoint-store', async () => checkpointStore.close());
         const learner = new Learner({
+          checkpointStore,
           redis,
           prefix: config.redisPrefix,
           logger,

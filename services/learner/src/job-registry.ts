@@ -7,10 +7,18 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@spark/runtime';
-import { CHECKPOINT_FILES, JOB_ID_PATTERN, jobKeys, readJobSpec, type LearnResult } from '@spark/contract';
+import {
+  CHECKPOINT_FILES,
+  JOB_ID_PATTERN,
+  jobKeys,
+  readJobSpec,
+  restoreCheckpoint,
+  type LearnResult,
+} from '@spark/contract';
 import type { Logger } from '@spark/runtime/logging';
 import type { JobSpec } from '@spark/protocol';
 import type { Redis } from '@spark/runtime/redis';
+import type { ObjectStore } from '@spark/runtime/storage';
 import { Model, presetNames, toHfConfig } from '@spark/kernels';
 
 import { latestCheckpoint, loadReference } from './checkpoint.js';
@@ -56,6 +64,9 @@ export class JobModel {
   }
 }
 
+/** Largest checkpoint file restored from the object store (weights of the largest preset fit easily). */
+const MAX_RESTORE_FILE_BYTES = 64 * 1024 ** 3;
+
 export interface JobRegistryOptions {
   redis: Redis;
   prefix: string;
@@ -67,6 +78,8 @@ export interface JobRegistryOptions {
   maxModels: number;
   /** Publishes a freshly loaded job's first snapshot; the job becomes visible only once it succeeded. */
   publish: (job: JobModel) => Promise<unknown>;
+  /** The object store checkpoints are published to: a job without a local checkpoint resumes from it. */
+  checkpointStore?: ObjectStore | null;
 }
 
 export class JobRegistry {
@@ -155,6 +168,12 @@ export class JobRegistry {
     await this.evictFor(jobId);
 
     let job: JobModel;
+    const store = this.options.checkpointStore;
+    if (store) {
+      const restored = await restoreCheckpoint(store, jobId, checkpointDir, MAX_RESTORE_FILE_BYTES);
+      if (restored)
+        logger.info({ job: jobId, dir: restored, store: store.url }, 'checkpoint restored from the store');
+    }
     const resume = await latestCheckpoint(checkpointDir, jobId);
     if (resume) {
       const model = await Model.load(resume.dir, { optimizer: true });

@@ -28,7 +28,8 @@ import { grpc } from '@spark/runtime/grpc';
 import { createLogger } from '@spark/runtime/logging';
 import { GetPolicyResponse, JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
-import { testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
+import { s3Skip, startTestS3, testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
+import { S3ObjectStore } from '@spark/runtime/storage';
 import { charTokenizer } from '@spark/method/tokenizers';
 import { Model } from '@spark/kernels';
 
@@ -795,5 +796,73 @@ describe('learner: pure parts', () => {
       () => scheduleFromSpec({ lrSchedule: 'linear', lrWarmupRatio: 0, minLrRatio: 0 }),
       /cosine/,
     );
+  });
+});
+
+describe('learner: checkpoints published to an object store', { skip: s3Skip() }, () => {
+  it('uploads every checkpoint under checkpoints/<jobId>/<dir>/, latest.json last, and resumes from it (real S3 server)', async () => {
+    const s3 = await startTestS3();
+    const storeConfig = {
+      storeEndpoint: s3.endpoint,
+      storeBucket: s3.bucket,
+      storeAccessKeyId: s3.accessKeyId,
+      storeSecretAccessKey: s3.secretAccessKey,
+    };
+    const env = await setup('learner-store', { checkpointInterval: 0 }, storeConfig);
+    const store = new S3ObjectStore({
+      endpoint: s3.endpoint,
+      region: s3.region,
+      bucket: s3.bucket,
+      prefix: '',
+      accessKeyId: s3.accessKeyId,
+      secretAccessKey: s3.secretAccessKey,
+      forcePathStyle: true,
+      requestTimeoutMs: 30_000,
+    });
+    try {
+      const job = await env.service.learner.ensureJob('job-1');
+      const dir = await env.service.learner.checkpoint(job, { step: 0, phase: 'warmup' });
+      assert.equal(dir, join(env.dir, 'job-1', 'warmup'));
+      const keys = await store.list('checkpoints/job-1/', 100);
+      for (const f of ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json'])
+        assert.ok(keys.includes(`checkpoints/job-1/warmup/${f}`), `${f} in ${keys.join(', ')}`);
+      assert.ok(keys.includes('checkpoints/job-1/latest.json'));
+      const pointer: unknown = JSON.parse(
+        (await store.getBytes('checkpoints/job-1/latest.json', 4096))?.toString() ?? '',
+      );
+      assert.deepEqual(pointer, { dir: 'warmup', step: 0 });
+      const weights = await store.getBytes('checkpoints/job-1/warmup/model.safetensors', 1 << 30);
+      assert.ok(weights?.equals(await readFile(join(dir, 'model.safetensors'))), 'the same weights');
+
+      // a step checkpoint, then the volume is lost: a fresh learner resumes the job from the store
+      job.version = 7;
+      await env.service.learner.checkpoint(job, { step: 3, phase: 'checkpoint' });
+      const params = sha(await job.model.getParams());
+      await env.service.close();
+      await rm(join(env.dir, 'job-1'), { recursive: true, force: true });
+      const config = loadConfig('learner', learnerConfigShape, {
+        env: {},
+        overrides: {
+          redisUrl: env.url,
+          redisPrefix: env.prefix,
+          localMode: true,
+          dataDir: env.dir,
+          logLevel: 'silent',
+          ...storeConfig,
+        },
+      });
+      env.service = await startLearner(config, { logger: silent });
+      const resumed = await env.service.learner.ensureJob('job-1');
+      assert.equal(resumed.version, 7, 'resumed at the stored checkpoint');
+      assert.equal(sha(await resumed.model.getParams()), params);
+      assert.deepEqual(JSON.parse(await readFile(join(env.dir, 'job-1', 'latest.json'), 'utf8')), {
+        dir: 'step-3',
+        step: 3,
+      });
+    } finally {
+      store.close();
+      await teardown(env);
+      await s3.stop();
+    }
   });
 });

@@ -7,9 +7,12 @@
 //   → bump version → snapshot weights → policy hash → LearnResult (SET NX) → checkpoint when due.
 // A failed update, publish or checkpoint rolls the transaction back (weights, optimizer state, counters,
 // version), so a retried task trains from the same point.
+import { basename } from 'node:path';
+
 import { FailedPreconditionError, InvalidArgumentError } from '@spark/runtime';
 import {
   jobKeys,
+  publishCheckpoint,
   parseJson,
   parseLearnResult,
   parseLearnTask,
@@ -20,6 +23,7 @@ import {
   type LearnTask,
 } from '@spark/contract';
 import type { Logger } from '@spark/runtime/logging';
+import type { ObjectStore } from '@spark/runtime/storage';
 import type { Redis } from '@spark/runtime/redis';
 import {
   DEFAULT_ADAMW,
@@ -55,6 +59,11 @@ export interface LearnerOptions {
   maxModels: number;
   /** Most SFT examples or sampled sequences one task may carry. */
   maxSequencesPerTask: number;
+  /**
+   * The object store every checkpoint is published to after it is written locally (`checkpoints/<jobId>/…`,
+   * read by rollout workers and `spark eval`), or null (the checkpoint directory is the only copy).
+   */
+  checkpointStore?: ObjectStore | null;
 }
 
 /** A task sampled with a version the learner is not at: retrying cannot help (the coordinator must act). */
@@ -119,6 +128,7 @@ export class Learner {
       dataDir: options.dataDir,
       maxModels: options.maxModels,
       publish: (job) => this.publisher.publish(job),
+      checkpointStore: options.checkpointStore ?? null,
     });
   }
 
@@ -457,6 +467,12 @@ export class Learner {
       trainer,
       task.phase === 'warmup' ? WARMUP_CHECKPOINT : stepDirName(task.step),
     );
+    const store = this.options.checkpointStore;
+    if (store) {
+      // a failure fails the task (retried): a checkpoint readers cannot reach is not a checkpoint yet
+      const bytes = await publishCheckpoint(store, job.jobId, job.checkpointDir, basename(dir), task.step);
+      this.options.logger.info({ job: job.jobId, store: store.url, bytes }, 'checkpoint published');
+    }
     this.options.metrics.checkpoints.inc();
     this.options.metrics.checkpointSeconds.observe((performance.now() - t0) / 1000);
     this.options.logger.info({ job: job.jobId, step: task.step, dir }, 'checkpoint written');

@@ -3,7 +3,7 @@
 // once and reloaded when rewritten, the cache is bounded and idle entries are freed, and bad tasks and
 // missing or unusable checkpoints are answered with an error result (not thrown, so not retried).
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -107,6 +107,39 @@ describe('CheckpointGenerators', () => {
       assert.match(tok.message, /cannot load tokenizer/);
       const long = err(await gens.run({ ...base, maxNewTokens: 4_096 }));
       assert.match(long.message, /exceeds the model's context/);
+    } finally {
+      gens.close();
+    }
+  });
+
+  it('with path roots, refuses paths outside them with one message whatever the reason', async () => {
+    const allowed = join(dir, 'allowed');
+    await mkdir(allowed, { recursive: true });
+    const inside = join(allowed, 'ckpt');
+    const m = await Model.create('tiny', 3);
+    await m.save(inside);
+    m.free();
+    await symlink(b, join(allowed, 'escape'));
+    const gens = new CheckpointGenerators({ maxEntries: 1, idleMs: 60_000, pathRoots: [allowed] });
+    try {
+      const base = { prompts: ['1+1=?'], maxNewTokens: 4, tokenizer: '' };
+      ok(await gens.run({ ...base, checkpoint: inside }));
+      const messages = new Set<string>();
+      for (const path of [
+        b,
+        join(dir, 'missing'),
+        join(allowed, 'escape'),
+        join(allowed, '..', 'b'),
+        '/etc',
+      ]) {
+        const e = err(await gens.run({ ...base, checkpoint: path }));
+        assert.equal(e.code, 'invalid-argument', path);
+        messages.add(e.message.replace(`"${path}"`, '"<path>"'));
+      }
+      assert.equal(messages.size, 1, [...messages].join('\n'));
+      assert.match([...messages][0] ?? '', /below the rollout workers' allowed roots/);
+      const tok = err(await gens.run({ ...base, checkpoint: inside, tokenizer: b }));
+      assert.match(tok.message, /^tokenizer ".*" is not a readable path below/);
     } finally {
       gens.close();
     }

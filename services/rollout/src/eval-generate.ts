@@ -1,26 +1,32 @@
 // The rollout workers' side of JobService.Generate (evaluation through the cluster): GenerateTasks from
 // the cluster-wide `eval-generate` queue are answered with the greedy generator of checkpoint.ts, on a
 // model loaded from the task's checkpoint path (a directory every worker can read, as the learner's
-// checkpoints are on a shared volume). Loaded checkpoints are cached by resolved model directory,
+// checkpoints are on a shared volume), or fetched from the object store when the task names `job:<jobId>`
+// or `job:<jobId>/<dir>` (checkpoint-store.ts of @spark/contract; local copies under the eval cache dir,
+// the most recent few kept). Loaded checkpoints are cached by resolved model directory,
 // tokenizer and the files' modification times (a rewritten checkpoint is reloaded), at most `maxEntries`
 // of them (least recently used freed), and freed after `idleMs` without use. A missing or unusable
 // checkpoint and a bad request are answered with an `error` result (not retried); anything else throws
 // so that BullMQ retries the task (on any worker).
-import { stat } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, sep } from 'node:path';
 
-import { InvalidArgumentError } from '@spark/runtime';
+import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@spark/runtime';
 import {
   CHECKPOINT_FILES,
   EVAL_GENERATE_QUEUE,
+  fetchCheckpoint,
   GENERATE_LIMITS,
+  parseStoredCheckpointRef,
   parseGenerateTask as parseContractGenerateTask,
   type GenerateTask,
   type GenerateTaskResult,
   type WorkerHost,
 } from '@spark/contract';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
+import type { ObjectStore } from '@spark/runtime/storage';
 import { createWorker, type Job } from '@spark/runtime/redis';
 import type { Worker } from 'bullmq';
 
@@ -43,7 +49,15 @@ export function parseGenerateTask(data: unknown): GenerateTask | string {
     if (err instanceof InvalidArgumentError) return err.message;
     throw err;
   }
-  if (!isAbsolute(task.checkpoint)) return `checkpoint must be an absolute path, got ${task.checkpoint}`;
+  if (task.checkpoint.startsWith('job:')) {
+    try {
+      parseStoredCheckpointRef(task.checkpoint);
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) return err.message;
+      throw err;
+    }
+  } else if (!isAbsolute(task.checkpoint))
+    return `checkpoint must be an absolute path or job:<jobId>[/<dir>], got ${task.checkpoint}`;
   return task;
 }
 
@@ -72,7 +86,74 @@ export class CheckpointGenerators {
   private readonly entries = new Map<string, Entry>();
   readonly worker = `${hostname()}:${process.pid}`;
 
-  constructor(private readonly options: { readonly maxEntries: number; readonly idleMs: number }) {}
+  constructor(
+    private readonly options: {
+      readonly maxEntries: number;
+      readonly idleMs: number;
+      /** Where `job:` checkpoints are read from (null: none configured, such names are refused). */
+      readonly store?: ObjectStore | null;
+      /** Local copies of fetched `job:` checkpoints (`<cacheDir>/<jobId>/<dir>/`). */
+      readonly cacheDir?: string;
+      /** Largest checkpoint file fetched, in bytes. */
+      readonly maxFileBytes?: number;
+      /** Directories checkpoint and tokenizer paths must lie below (empty or absent: any). */
+      readonly pathRoots?: readonly string[];
+    },
+  ) {}
+
+  /** Null when `path` lies below a path root (or none are set), else the refusal (same for every reason). */
+  private outsideRoots(field: string, path: string): GenerateTaskResult | null {
+    const roots = this.options.pathRoots ?? [];
+    if (roots.length === 0) return null;
+    let real: string | null = null;
+    try {
+      real = realpathSync(path);
+    } catch {
+      real = null;
+    }
+    const inside =
+      real !== null &&
+      roots.some((root) => {
+        let r: string;
+        try {
+          r = realpathSync(root);
+        } catch {
+          return false;
+        }
+        return real === r || real.startsWith(r.endsWith(sep) ? r : r + sep);
+      });
+    if (inside) return null;
+    return {
+      error: {
+        code: 'invalid-argument',
+        message: `${field} "${path.slice(0, 200)}" is not a readable path below the rollout workers' allowed roots (${roots.join(', ')}); name a stored checkpoint as job:<jobId>`,
+      },
+    };
+  }
+
+  /** The local directory of the task's checkpoint: a path as it is, a `job:` name fetched from the store. */
+  private async localCheckpoint(checkpoint: string): Promise<string | GenerateTaskResult> {
+    const ref = parseStoredCheckpointRef(checkpoint);
+    if (!ref) return this.outsideRoots('checkpoint', checkpoint) ?? checkpoint;
+    const { store, cacheDir } = this.options;
+    if (!store || !cacheDir)
+      return {
+        error: {
+          code: 'invalid-argument',
+          message: `checkpoint ${checkpoint}: the rollout workers have no object store (SPARK_STORE_BUCKET); name a checkpoint directory they can read`,
+        },
+      };
+    try {
+      const dir = await fetchCheckpoint(store, ref, cacheDir, this.options.maxFileBytes ?? 64 * 1024 ** 3);
+      await pruneFetched(cacheDir, this.options.maxEntries + 1, dir);
+      return dir;
+    } catch (err) {
+      if (err instanceof NotFoundError) return { error: { code: 'not-found', message: err.message } };
+      if (err instanceof InvalidArgumentError || err instanceof ResourceExhaustedError)
+        return { error: { code: 'invalid-argument', message: err.message } };
+      throw err;
+    }
+  }
 
   /** Checkpoint keys currently loaded (for tests and logs). */
   get loaded(): string[] {
@@ -89,8 +170,14 @@ export class CheckpointGenerators {
     const t0 = performance.now();
     let entry: Entry;
     let loaded = false;
+    const local = await this.localCheckpoint(task.checkpoint);
+    if (typeof local !== 'string') return local;
+    if (task.tokenizer && task.tokenizer !== 'char') {
+      const refused = this.outsideRoots('tokenizer', task.tokenizer);
+      if (refused) return refused;
+    }
     try {
-      const dir = await resolveCheckpoint(task.checkpoint);
+      const dir = await resolveCheckpoint(local);
       const key = [
         dir,
         task.tokenizer,
@@ -183,6 +270,21 @@ export class CheckpointGenerators {
 
 const resolvedDirOf = (key: string): string => key.slice(0, key.indexOf('\u0000'));
 
+/** Keeps the `keep` most recently fetched checkpoint copies under `cacheDir` (and `current`); frees the rest. */
+async function pruneFetched(cacheDir: string, keep: number, current: string): Promise<void> {
+  const dirs: { path: string; mtime: number }[] = [];
+  for (const job of await readdir(cacheDir).catch(() => [] as string[])) {
+    for (const d of await readdir(join(cacheDir, job)).catch(() => [] as string[])) {
+      const path = join(cacheDir, job, d);
+      const info = await stat(path).catch(() => null);
+      if (info?.isDirectory() && !d.endsWith('.partial')) dirs.push({ path, mtime: info.mtimeMs });
+    }
+  }
+  dirs.sort((a, b) => b.mtime - a.mtime);
+  for (const d of dirs.slice(keep))
+    if (d.path !== current) await rm(d.path, { recursive: true, force: true });
+}
+
 export interface EvalGenerateWorkerOptions {
   /** Evaluation checkpoints kept loaded at once. */
   maxCheckpoints: number;
@@ -192,6 +294,11 @@ export interface EvalGenerateWorkerOptions {
   pruneMs: number;
   /** BullMQ lock of a running task, in ms. */
   lockMs: number;
+  /** Where `job:<jobId>` checkpoints are read from (null: refused), and their local copies. */
+  store?: ObjectStore | null;
+  cacheDir?: string;
+  /** Directories Generate paths must lie below (empty: any). */
+  pathRoots?: readonly string[];
 }
 
 function evalMetrics(metrics: ServiceMetrics) {
@@ -232,6 +339,9 @@ export class EvalGenerateWorker {
     this.generators = new CheckpointGenerators({
       maxEntries: options.maxCheckpoints,
       idleMs: options.idleMs,
+      store: options.store ?? null,
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      pathRoots: options.pathRoots ?? [],
     });
   }
 

@@ -7,12 +7,16 @@
 // Metrics: spark_rollout_samples_total{phase}, _sample_seconds, _tokens_generated_total,
 // _weight_fetch_seconds, _weight_fetch_bytes_total, _policy_version, _version_refusals_total{reason},
 // _eval_prompts_total, _eval_task_seconds, _eval_checkpoint_loads_total, _eval_errors_total{code}.
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
 import { DEFAULT_MAX_POLICY_BYTES } from '@spark/contract';
 import type { ConfigOf } from '@spark/runtime/config';
 import { activePollMsKey, baseServiceShape, defaultsFor, taskLockMsKey } from '@spark/runtime/config';
 import { clientTlsFrom, serviceTokenFrom } from '@spark/runtime/grpc';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
+import { objectStoreShape, s3StoreFrom } from '@spark/runtime/storage';
 import { z } from 'zod';
 
 import { EvalGenerateWorker } from './eval-generate.js';
@@ -50,6 +54,15 @@ export const rolloutConfigShape = {
   evalMaxCheckpoints: z.number().int().min(1).max(16).default(2),
   /** An evaluation checkpoint unused for this long is freed, in milliseconds. */
   evalIdleMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
+  /** Local copies of checkpoints Generate names as `job:<jobId>` (fetched from the object store). */
+  evalCacheDir: z.string().min(1).max(4096).default(join(tmpdir(), 'spark-eval-cache')),
+  /**
+   * Directories (comma-separated) a Generate checkpoint or tokenizer path must lie below (symlinks
+   * resolved); refused otherwise with one message whatever the reason. Empty: any path (local mode).
+   */
+  evalPathRoots: z.string().max(16_384).default(''),
+  /** The S3-API store `job:` checkpoints are read from (SPARK_STORE_*; no bucket = none). */
+  ...objectStoreShape,
 };
 
 export type RolloutConfig = ConfigOf<typeof rolloutConfigShape>;
@@ -92,7 +105,16 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
           pollMs: config.pollMs,
           lockMs: config.lockMs,
         });
+        const store = s3StoreFrom(config);
+        if (store) ctx.lifecycle.add('checkpoint-store', async () => store.close());
         const evalGenerate = new EvalGenerateWorker(ctx, {
+          store,
+          cacheDir: resolve(config.evalCacheDir),
+          pathRoots: config.evalPathRoots
+            .split(',')
+            .map((r) => r.trim())
+            .filter((r) => r !== '')
+            .map((r) => resolve(r)),
           maxCheckpoints: config.evalMaxCheckpoints,
           idleMs: config.evalIdleMs,
           pruneMs: config.pruneMs,

@@ -33,17 +33,40 @@ learner: {dir: learner, grpc: true}
 {{/*
 Config the chart decides per service (camelCase config keys, rendered like each service's `config` map,
 which overrides them): where checkpoints go (the learner's volume; the coordinator names each job's
-directory under it) and the PolicyService address the learner advertises to rollout workers.
+directory under it), the coordinator's dataset root (its datasets volume), the one directory Generate
+paths may name on the rollout workers (the checkpoint mount path, for a ReadWriteMany volume there) and the PolicyService address the learner advertises to rollout workers.
 */}}
 {{- define "spark.serviceDefaults" -}}
+{{- $store := .Values.objectStore }}
 coordinator:
   dataDir: {{ printf "%s/jobs" .Values.learner.persistence.mountPath | quote }}
-rollout: {}
+  datasetDir: {{ .Values.coordinator.datasets.mountPath | quote }}
+  {{- if $store.enabled }}
+  {{- include "spark.storeConfig" . | nindent 2 }}
+  {{- end }}
+rollout:
+  evalPathRoots: {{ .Values.learner.persistence.mountPath | quote }}
+  {{- if $store.enabled }}
+  {{- include "spark.storeConfig" . | nindent 2 }}
+  {{- end }}
 verifier: {}
 rewardSynthesis: {}
 learner:
   dataDir: {{ .Values.learner.persistence.mountPath | quote }}
+  {{- if $store.enabled }}
+  {{- include "spark.storeConfig" . | nindent 2 }}
+  {{- end }}
   advertiseAddress: {{ printf "%s-learner.%s.svc:%d" (include "spark.fullname" .) .Release.Namespace (int .Values.ports.grpc) | quote }}
+{{- end }}
+
+{{/* The object-store config keys of the services that use it: learner and rollout (checkpoints), coordinator
+(uploaded datasets). */}}
+{{- define "spark.storeConfig" -}}
+storeEndpoint: {{ .Values.objectStore.endpoint | quote }}
+storeBucket: {{ .Values.objectStore.bucket | quote }}
+storePrefix: {{ .Values.objectStore.prefix | quote }}
+storeRegion: {{ .Values.objectStore.region | quote }}
+storeForcePathStyle: {{ .Values.objectStore.forcePathStyle }}
 {{- end }}
 
 {{- define "spark.labels" -}}
@@ -239,6 +262,19 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
         secretKeyRef:
           name: {{ include "spark.redisSecretName" $root }}
           key: {{ include "spark.redisSecretKey" $root }}
+    {{- if and $root.Values.objectStore.enabled $root.Values.objectStore.existingSecret (has .key (list "coordinator" "learner" "rollout")) }}
+    {{- /* The AWS SDK's own variables: its default credential chain reads them (storeAccessKeyId stays empty). */}}
+    - name: AWS_ACCESS_KEY_ID
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root.Values.objectStore.existingSecret }}
+          key: {{ $root.Values.objectStore.accessKeyIdKey }}
+    - name: AWS_SECRET_ACCESS_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root.Values.objectStore.existingSecret }}
+          key: {{ $root.Values.objectStore.secretAccessKeyKey }}
+    {{- end }}
     {{- /* The native thread pool (kernels/src/backend/threads.rs) sizes itself from SPARK_THREADS, else from
     every core of the node: bound it by the container's CPU limit (the downward API rounds it up). */}}
     - name: SPARK_THREADS
@@ -329,6 +365,10 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
     {{- if eq .key "learner" }}
     - name: checkpoints
       mountPath: {{ $root.Values.learner.persistence.mountPath }}
+    {{- end }}
+    {{- if eq .key "coordinator" }}
+    - name: datasets
+      mountPath: {{ $root.Values.coordinator.datasets.mountPath }}
     {{- end }}
 {{- end }}
 

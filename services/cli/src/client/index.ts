@@ -3,8 +3,10 @@
 // (`ClusterCallError`) whose message says what went wrong in user terms — unreachable cluster, bad token,
 // a refused permission (another principal's job, a missing role), every problem of a rejected job spec
 // (from the `spark-problems-bin` trailer), unknown job.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 
 import { clientSetup, grpc, type ClientOptions } from '@spark/runtime/grpc';
 import { problemsFromMetadata } from '@spark/runtime/errors';
@@ -17,6 +19,8 @@ import {
   type JobSpec,
   type JobStatus,
   type SubmitJobResponse,
+  type UploadDatasetRequest,
+  type UploadDatasetResponse,
 } from '@spark/protocol';
 
 /** Where to reach a cluster and how to authenticate. */
@@ -174,6 +178,54 @@ export class JobClient {
         },
       );
     });
+  }
+
+  /**
+   * Uploads a local dataset file (JobService.UploadDataset, in 256 KiB chunks with backpressure); the
+   * answer's `dataset` ("sha256:<hex>") is what a spec names. The whole upload has `deadlineMs`.
+   */
+  async uploadDataset(
+    file: string,
+    options: { format?: string; deadlineMs?: number } = {},
+  ): Promise<UploadDatasetResponse> {
+    const size = statSync(file).size;
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    const sha256 = hash.digest('hex');
+    let settled = false;
+    let call: grpc.ClientWritableStream<UploadDatasetRequest> | null = null;
+    const done = new Promise<UploadDatasetResponse>((resolve, reject) => {
+      call = this.client.uploadDataset(
+        new grpc.Metadata(),
+        { deadline: Date.now() + (options.deadlineMs ?? 600_000) },
+        (err: grpc.ServiceError | null, res: UploadDatasetResponse) => {
+          settled = true;
+          if (err) reject(describeCallError(err, `uploading ${basename(file)}`, this.address));
+          else resolve(res);
+        },
+      );
+    });
+    const stream = call as unknown as grpc.ClientWritableStream<UploadDatasetRequest>;
+    const ended = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    const send = async (msg: UploadDatasetRequest): Promise<void> => {
+      // the server may answer early (a refused header): stop writing then instead of waiting for drain
+      if (!settled && !stream.write(msg)) await Promise.race([once(stream, 'drain'), ended]);
+    };
+    await send({
+      part: {
+        $case: 'header',
+        value: { size, sha256, format: options.format ?? '', name: basename(file).slice(0, 256) },
+      },
+    });
+    for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) {
+      if (settled) break;
+      await send({ part: { $case: 'chunk', value: chunk as Buffer } });
+    }
+    if (!settled) stream.end();
+    return done;
   }
 
   /**

@@ -82,6 +82,10 @@ export async function runEval(
       ? await problemsFromFiles(data, opts.format, count)
       : problemsFromSplit(opts.split, count ?? 64, seed);
   reportInput(report);
+  if (checkpoint.startsWith('job:') && opts.address === undefined)
+    throw new EvalOptionError(
+      `eval: ${checkpoint.slice(0, 200)} names a checkpoint in a cluster's object store; pass --address HOST:PORT of that cluster (or a checkpoint directory)`,
+    );
   // the native model and the verifier load lazily, so `spark --help` and other commands stay fast
   const gen = opts.address !== undefined ? await clusterGen(checkpoint, opts, maxNewTokens, batch) : null;
   const local = gen
@@ -175,7 +179,10 @@ export function register(program: Command): void {
     .description(
       'Evaluate a checkpoint: answer accuracy per dataset (unweighted mean), optional self-reflection, or the reward benchmark (--judge)',
     )
-    .argument('<checkpoint>', 'checkpoint directory (config.json + model.safetensors)')
+    .argument(
+      '<checkpoint>',
+      "checkpoint directory (config.json + model.safetensors); with --address also job:<jobId>[/<dir>]: the job's latest (or named) checkpoint in the cluster's object store",
+    )
     .argument(
       '[data...]',
       'evaluation JSONL files (dataset, problem, answer, image_path); default: the built-in split',

@@ -3,8 +3,10 @@
 // of at most `batch` prompts — and into at least `inFlight` pieces when there are enough prompts, so that
 // every worker gets some — and up to `inFlight` Generate calls run at once; the coordinator queues them
 // and each free rollout worker takes the next. Greedy decoding is deterministic, so the outputs are the
-// same as in-process. Scoring stays in the CLI. The checkpoint path is sent as an absolute path: the
-// workers must be able to read it (a shared volume, as with the learner's checkpoints).
+// same as in-process. Scoring stays in the CLI. A checkpoint path is sent as an absolute path: the
+// workers must be able to read it (a shared volume, as with the learner's checkpoints); a `job:<jobId>`
+// or `job:<jobId>/<dir>` name is sent as it is: the workers fetch it from the cluster's object store (the
+// checkpoint need not be on this machine, nor on a volume the workers mount).
 import { resolve } from 'node:path';
 
 import type { GenerateFn } from '@spark/method/evaluation';
@@ -53,7 +55,9 @@ export function clusterGenerator(
   settings: ClusterGenerateSettings,
 ): { generate: GenerateFn; stats: ClusterGenerateStats } {
   const batch = Math.min(settings.batch, GENERATE_LIMITS.maxPrompts);
-  const checkpoint = resolve(settings.checkpoint);
+  const checkpoint = settings.checkpoint.startsWith('job:')
+    ? settings.checkpoint
+    : resolve(settings.checkpoint);
   const stats: ClusterGenerateStats = {
     calls: 0,
     prompts: 0,

@@ -365,8 +365,10 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         launch('coordinator', 'coordinator', {
           ...env,
           SPARK_GRPC_PORT: String(options.coordinatorPort ?? 0),
-          // The coordinator's default checkpoint root: <dataDir>/jobs/<jobId>.
+          // The coordinator's checkpoint root (<dataDir>/jobs/<jobId> by default) and dataset root: job
+          // specs may read only below these two (and `spark submit` uploads local dataset files there).
           SPARK_DATA_DIR: join(dataDir, 'jobs'),
+          SPARK_DATASET_DIR: join(dataDir, 'datasets'),
         }),
       );
     if (wanted.has('reward-synthesis')) rest.push(launch('reward-synthesis', 'reward-synthesis', env));

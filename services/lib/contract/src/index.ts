@@ -7,4 +7,5 @@ export * from './job-workers.js';
 export * from './spec.js';
 export * from './policy-client.js';
 export * from './checkpoint-layout.js';
+export * from './checkpoint-store.js';
 export { describeIssues, parseJson } from './parse.js';

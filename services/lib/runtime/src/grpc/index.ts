@@ -228,6 +228,24 @@ export function unaryHandler<Req, Res>(
   };
 }
 
+/** Adapts an async function to a client-streaming handler (it reads `call`, e.g. with `for await`). */
+export function clientStreamHandler<Req, Res>(
+  logger: Logger,
+  fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>,
+): grpc.handleClientStreamingCall<Req, Res> {
+  return (call, callback) => {
+    fn(call).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        const mapped = toGrpcError(err);
+        if (mapped.code === grpc.status.INTERNAL)
+          logger.error({ err, path: call.getPath() }, 'handler failed');
+        callback(mapped);
+      },
+    );
+  };
+}
+
 /** Adapts an async function to a server-streaming handler; it writes through `call.write`. */
 export function serverStreamHandler<Req, Res>(
   logger: Logger,

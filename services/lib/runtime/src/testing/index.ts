@@ -145,3 +145,5 @@ export async function expectUnchanged<T>(
   }
   return first;
 }
+
+export { findS3Server, s3Skip, startTestS3, VERSITYGW_VERSION, type TestS3 } from './s3.js';

@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -452,6 +454,44 @@ export interface GenerateResponse {
   worker: string;
   /** The model directory that was loaded (the step directory when checkpoint is a learner root). */
   checkpointDir: string;
+}
+
+/**
+ * UploadDataset input: the first message is the header, every later one a chunk of the file's bytes (at most
+ * 1 MiB each), in order.
+ */
+export interface UploadDatasetRequest {
+  part:
+    | //
+    /** What is uploaded (first message only). */
+    { $case: "header"; value: UploadDatasetHeader }
+    | //
+    /** The next bytes of the file. */
+    { $case: "chunk"; value: Buffer }
+    | undefined;
+}
+
+/** The header of an upload. */
+export interface UploadDatasetHeader {
+  /** The file's size in bytes (1 to the coordinator's uploadMaxBytes; RESOURCE_EXHAUSTED beyond). */
+  size: number;
+  /** The file's SHA-256 as 64 lowercase hex digits (checked against the bytes received). */
+  sha256: string;
+  /** The format to check the records with: as JobSpec.dataset_format ("" = "auto"). */
+  format: string;
+  /** The caller's file name, for the log only (at most 256 characters). */
+  name: string;
+}
+
+/** UploadDataset output. */
+export interface UploadDatasetResponse {
+  /** What a JobSpec's `dataset` names to use the upload: "sha256:<hex>". */
+  dataset: string;
+  /** Records the file holds, and lines that are not a usable record. */
+  records: number;
+  badLines: number;
+  /** True when the same content was stored already (nothing was written). */
+  existed: boolean;
 }
 
 function createBaseJobSpec(): JobSpec {
@@ -2846,6 +2886,345 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
   },
 };
 
+function createBaseUploadDatasetRequest(): UploadDatasetRequest {
+  return { part: undefined };
+}
+
+export const UploadDatasetRequest: MessageFns<UploadDatasetRequest> = {
+  encode(message: UploadDatasetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "header":
+        UploadDatasetHeader.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "chunk":
+        writer.uint32(18).bytes(message.part.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadDatasetRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadDatasetRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "header", value: UploadDatasetHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "chunk", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadDatasetRequest {
+    return {
+      part: isSet(object.header)
+        ? { $case: "header", value: UploadDatasetHeader.fromJSON(object.header) }
+        : isSet(object.chunk)
+        ? { $case: "chunk", value: Buffer.from(bytesFromBase64(object.chunk)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: UploadDatasetRequest): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "header") {
+      obj.header = UploadDatasetHeader.toJSON(message.part.value);
+    } else if (message.part?.$case === "chunk") {
+      obj.chunk = base64FromBytes(message.part.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadDatasetRequest>, I>>(base?: I): UploadDatasetRequest {
+    return UploadDatasetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadDatasetRequest>, I>>(object: I): UploadDatasetRequest {
+    const message = createBaseUploadDatasetRequest();
+    switch (object.part?.$case) {
+      case "header": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "header", value: UploadDatasetHeader.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "chunk": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "chunk", value: object.part.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseUploadDatasetHeader(): UploadDatasetHeader {
+  return { size: 0, sha256: "", format: "", name: "" };
+}
+
+export const UploadDatasetHeader: MessageFns<UploadDatasetHeader> = {
+  encode(message: UploadDatasetHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.size !== 0) {
+      writer.uint32(8).uint64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(18).string(message.sha256);
+    }
+    if (message.format !== "") {
+      writer.uint32(26).string(message.format);
+    }
+    if (message.name !== "") {
+      writer.uint32(34).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadDatasetHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadDatasetHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadDatasetHeader {
+    return {
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: UploadDatasetHeader): unknown {
+    const obj: any = {};
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadDatasetHeader>, I>>(base?: I): UploadDatasetHeader {
+    return UploadDatasetHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadDatasetHeader>, I>>(object: I): UploadDatasetHeader {
+    const message = createBaseUploadDatasetHeader();
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.format = object.format ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseUploadDatasetResponse(): UploadDatasetResponse {
+  return { dataset: "", records: 0, badLines: 0, existed: false };
+}
+
+export const UploadDatasetResponse: MessageFns<UploadDatasetResponse> = {
+  encode(message: UploadDatasetResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dataset !== "") {
+      writer.uint32(10).string(message.dataset);
+    }
+    if (message.records !== 0) {
+      writer.uint32(16).uint32(message.records);
+    }
+    if (message.badLines !== 0) {
+      writer.uint32(24).uint32(message.badLines);
+    }
+    if (message.existed !== false) {
+      writer.uint32(32).bool(message.existed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadDatasetResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadDatasetResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dataset = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.records = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.badLines = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.existed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadDatasetResponse {
+    return {
+      dataset: isSet(object.dataset) ? globalThis.String(object.dataset) : "",
+      records: isSet(object.records) ? globalThis.Number(object.records) : 0,
+      badLines: isSet(object.badLines)
+        ? globalThis.Number(object.badLines)
+        : isSet(object.bad_lines)
+        ? globalThis.Number(object.bad_lines)
+        : 0,
+      existed: isSet(object.existed) ? globalThis.Boolean(object.existed) : false,
+    };
+  },
+
+  toJSON(message: UploadDatasetResponse): unknown {
+    const obj: any = {};
+    if (message.dataset !== "") {
+      obj.dataset = message.dataset;
+    }
+    if (message.records !== 0) {
+      obj.records = Math.round(message.records);
+    }
+    if (message.badLines !== 0) {
+      obj.badLines = Math.round(message.badLines);
+    }
+    if (message.existed !== false) {
+      obj.existed = message.existed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadDatasetResponse>, I>>(base?: I): UploadDatasetResponse {
+    return UploadDatasetResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadDatasetResponse>, I>>(object: I): UploadDatasetResponse {
+    const message = createBaseUploadDatasetResponse();
+    message.dataset = object.dataset ?? "";
+    message.records = object.records ?? 0;
+    message.badLines = object.badLines ?? 0;
+    message.existed = object.existed ?? false;
+    return message;
+  },
+};
+
 /** The researchers' API: submit, inspect, cancel and follow training jobs, and generate with a checkpoint. */
 export type JobServiceService = typeof JobServiceService;
 export const JobServiceService = {
@@ -2915,6 +3294,22 @@ export const JobServiceService = {
     responseSerialize: (value: GenerateResponse): Buffer => Buffer.from(GenerateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GenerateResponse => GenerateResponse.decode(value),
   },
+  /**
+   * Stores a dataset file, content-addressed by its SHA-256, below the coordinator's dataset root; the
+   * answer names it for JobSpec.dataset. The file is checked like a job's dataset before it is kept
+   * (INVALID_ARGUMENT when no line is a usable record, or the size or hash does not match);
+   * RESOURCE_EXHAUSTED beyond the size limit. Uploading the same content again answers the same name.
+   */
+  uploadDataset: {
+    path: "/spark.v1.JobService/UploadDataset" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: UploadDatasetRequest): Buffer => Buffer.from(UploadDatasetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadDatasetRequest => UploadDatasetRequest.decode(value),
+    responseSerialize: (value: UploadDatasetResponse): Buffer =>
+      Buffer.from(UploadDatasetResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadDatasetResponse => UploadDatasetResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -2936,6 +3331,13 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    * does not finish in time.
    */
   generate: handleUnaryCall<GenerateRequest, GenerateResponse>;
+  /**
+   * Stores a dataset file, content-addressed by its SHA-256, below the coordinator's dataset root; the
+   * answer names it for JobSpec.dataset. The file is checked like a job's dataset before it is kept
+   * (INVALID_ARGUMENT when no line is a usable record, or the size or hash does not match);
+   * RESOURCE_EXHAUSTED beyond the size limit. Uploading the same content again answers the same name.
+   */
+  uploadDataset: handleClientStreamingCall<UploadDatasetRequest, UploadDatasetResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -3032,6 +3434,28 @@ export interface JobServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GenerateResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Stores a dataset file, content-addressed by its SHA-256, below the coordinator's dataset root; the
+   * answer names it for JobSpec.dataset. The file is checked like a job's dataset before it is kept
+   * (INVALID_ARGUMENT when no line is a usable record, or the size or hash does not match);
+   * RESOURCE_EXHAUSTED beyond the size limit. Uploading the same content again answers the same name.
+   */
+  uploadDataset(
+    callback: (error: ServiceError | null, response: UploadDatasetResponse) => void,
+  ): ClientWritableStream<UploadDatasetRequest>;
+  uploadDataset(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadDatasetResponse) => void,
+  ): ClientWritableStream<UploadDatasetRequest>;
+  uploadDataset(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadDatasetResponse) => void,
+  ): ClientWritableStream<UploadDatasetRequest>;
+  uploadDataset(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadDatasetResponse) => void,
+  ): ClientWritableStream<UploadDatasetRequest>;
 }
 
 export const JobServiceClient = makeGenericClientConstructor(JobServiceService, "spark.v1.JobService") as unknown as {
@@ -3039,6 +3463,14 @@ export const JobServiceClient = makeGenericClientConstructor(JobServiceService, 
   service: typeof JobServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
