@@ -385,6 +385,7 @@ describe('per-user access: jobs have owners', () => {
         pollMs: 20,
         maxConcurrentJobs: 1,
         cancelWaitMs: 5_000,
+        generatePickupMs: 200,
       }),
       { logger },
     );
@@ -431,6 +432,26 @@ describe('per-user access: jobs have owners', () => {
     await call(clients.ops!, 'cancelJob', { jobId: b });
     await w.ended;
     assert.ok(w.events.some((e) => e.state === JobState.JOB_STATE_CANCELLED));
+  });
+
+  it("Generate: a researcher reads only its own jobs' checkpoints; a directory path needs an operator", async () => {
+    const a = await submit(clients.alice!, 'alice-eval');
+    const gen = (who: string, checkpoint: string) =>
+      call(clients[who]!, 'generate', { checkpoint, prompts: ['1+1='], maxNewTokens: 4 });
+    await assert.rejects(gen('bob', `job:${a}`), denied('Generate', a));
+    await assert.rejects(
+      gen('bob', '/data/checkpoints/x/step-1'),
+      (e: grpc.ServiceError) =>
+        e.code === grpc.status.PERMISSION_DENIED &&
+        /Generate of a checkpoint path needs role operator; bob may name its own jobs' checkpoints/.test(
+          e.details,
+        ),
+    );
+    // Past the access check no rollout worker picks the request up here: UNAVAILABLE, not PERMISSION_DENIED.
+    const notDenied = (e: grpc.ServiceError) => e.code !== grpc.status.PERMISSION_DENIED;
+    await assert.rejects(gen('alice', `job:${a}`), notDenied);
+    await assert.rejects(gen('ops', '/data/checkpoints/x/step-1'), notDenied);
+    await call(clients.alice!, 'cancelJob', { jobId: a });
   });
 
   it('refuses unauthenticated calls and the service role, and leaves health anonymous', async () => {

@@ -17,7 +17,7 @@ import {
   PermissionDeniedError,
   ResourceExhaustedError,
 } from '@spark/runtime';
-import { JOB_ID_PATTERN } from '@spark/contract';
+import { JOB_ID_PATTERN, parseStoredCheckpointRef, type StoredCheckpointRef } from '@spark/contract';
 import { hasRole, type AccessMap, type Principal } from '@spark/runtime/auth';
 import type { grpc } from '@spark/runtime/grpc';
 import type { ObjectStore } from '@spark/runtime/storage';
@@ -86,6 +86,28 @@ function checkOwner(principal: Principal, method: string, status: JobStatus): vo
   throw new PermissionDeniedError(
     `permission denied: ${method} of job ${status.jobId}: it is not a job of ${principal.name}`,
   );
+}
+
+/**
+ * Generate reads a checkpoint: a researcher may name only a checkpoint of its own job (`job:<jobId>…` in
+ * the object store); a directory path, which says nothing about whose it is, needs an operator.
+ */
+async function checkGenerateAccess(store: JobStore, principal: Principal, checkpoint: string): Promise<void> {
+  if (seesEveryJob(principal)) return;
+  let ref: StoredCheckpointRef | null;
+  try {
+    ref = parseStoredCheckpointRef(checkpoint);
+  } catch {
+    return; // malformed: the request check answers INVALID_ARGUMENT with the reason
+  }
+  if (ref === null) {
+    if (checkpoint === '') return;
+    throw new PermissionDeniedError(
+      `permission denied: Generate of a checkpoint path needs role operator; ${principal.name} may name its own jobs' checkpoints as job:<jobId>[/<dir>]`,
+    );
+  }
+  const status = await store.require(ref.jobId);
+  checkOwner(principal, 'Generate', status);
 }
 
 function checkJobId(id: string): void {
@@ -247,7 +269,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceServer {
     listJobs: unaryHandler(logger, listJobs),
     cancelJob: unaryHandler(logger, cancelJob),
     watchJob: serverStreamHandler(logger, watchJob),
-    generate: unaryHandler(logger, (req: GenerateRequest, call) => deps.generate(req, () => call.cancelled)),
+    generate: unaryHandler(logger, async (req: GenerateRequest, call) => {
+      await checkGenerateAccess(store, principalOf(call), req.checkpoint);
+      return deps.generate(req, () => call.cancelled);
+    }),
     uploadDataset: clientStreamHandler(logger, uploadDataset),
   };
 }
