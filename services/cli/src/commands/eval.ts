@@ -18,7 +18,7 @@ import type { Split } from '@spark/method/tasks';
 import type { clusterGenerator } from '../eval/cluster.js';
 import { problemsFromFiles, problemsFromSplit, type InputReport } from '../eval/inputs.js';
 import { EvalOptionError, intOption, seedOption, variantOption } from '../eval/options.js';
-import { runJudge, runProblems } from '../eval/run.js';
+import { runJudge, runProblems, type JudgeExtras } from '../eval/run.js';
 
 interface EvalCliOptions {
   split: Split;
@@ -40,6 +40,7 @@ interface EvalCliOptions {
   tlsCert?: string;
   tlsKey?: string;
   inFlight: string;
+  ownDraws: string;
 }
 
 /** Deadline of one Generate call in cluster mode (the coordinator's own bound is 300 s by default). */
@@ -74,6 +75,7 @@ export async function runEval(
   const seed = seedOption('eval', opts.seed);
   const count = opts.count !== undefined ? intOption('eval', 'count', opts.count, 100_000) : undefined;
   const variant = variantOption(opts.variant);
+  const ownDraws = opts.ownDraws === '0' ? 0 : intOption('eval', 'own-draws', opts.ownDraws, 64);
   if (opts.reflect && opts.judge)
     throw new EvalOptionError('eval: --reflect and --judge are separate runs; pass one');
   // inputs first: a bad file fails before the model is loaded
@@ -106,8 +108,18 @@ export async function runEval(
       reflect: opts.reflect ?? false,
       ...(gen ? { cluster: { address: gen.address, inFlight: gen.inFlight } } : {}),
     };
+    const extras: JudgeExtras = local
+      ? {
+          // own mistakes: answers sampled at temperature 1.0, one seed per draw; the margin AUC by log-probs
+          sample: (prompts, draw) => local.generate(prompts, { temperature: 1, seed: 1 + draw }),
+          sampling: 'temperature 1.0',
+          ownDraws,
+          score: local.score,
+        }
+      : // a cluster generates greedily and scores no log-probs: own mistakes are the greedy answers
+        { sample: (prompts) => generate(prompts), sampling: 'greedy', ownDraws: Math.min(ownDraws, 1) };
     const run = opts.judge
-      ? await runJudge(problems, generate, verifier, report, settings, roundBatch)
+      ? await runJudge(problems, generate, verifier, report, { ...settings, ownDraws }, roundBatch, extras)
       : await runProblems(problems, generate, verifier, report, settings, roundBatch);
     const summary = { ...run.summary, generation: { ...stats } };
     if (opts.out !== undefined) await writeOut(opts.out, run.results, summary);
@@ -215,6 +227,11 @@ export function register(program: Command): void {
     .option('--tls-cert <file>', 'PEM client certificate (mTLS)')
     .option('--tls-key <file>', 'PEM client key (mTLS)')
     .option('--in-flight <n>', 'with --address: Generate calls at once (about 2 × rollout workers)', '4')
+    .option(
+      '--own-draws <n>',
+      "with --judge: answers sampled per problem to find the model's own mistakes (0: none; with --address: greedy, at most 1)",
+      '4',
+    )
     .action(async (checkpoint: string, data: string[], opts: EvalCliOptions) => {
       await runEval(checkpoint, data, opts);
     });
