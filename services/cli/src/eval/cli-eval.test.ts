@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { summarize, type AccuracySummary, type EvaluatedProblem } from '@spark/method/evaluation';
+import {
+  summarize,
+  type AccuracySummary,
+  type EvaluatedProblem,
+  type JudgeDiagnostics,
+} from '@spark/method/evaluation';
 
 import { makeTinyCheckpoint } from '@spark/method/checkpoint';
 
@@ -143,22 +148,66 @@ describe('spark eval / score / infer on a tiny checkpoint', { concurrency: 3 }, 
     assert.equal(summary.withoutReflection.count, 4);
   });
 
-  it('eval --judge runs the reward benchmark on balanced pointwise and pairwise items', async () => {
+  it('eval --judge runs the reward benchmark on balanced items and its diagnostics', async () => {
     const out = join(dir, 'judge');
     const r = await spark(['eval', ckpt, '--count', '4', '--judge', '--out', out, ...FAST]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /pointwise-yesno\s+4/);
     assert.match(r.stdout, /mean \(pointwise, pairwise\)/);
+    for (const table of [
+      'option order',
+      'verdicts \\(standard items\\)',
+      'wrong answer shown',
+      'margin AUC',
+      'family',
+    ])
+      assert.match(r.stdout, new RegExp(table));
     const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as {
       kind: string;
       items: number;
       judge: { pointwise: { count: number }; pairwise: { count: number }; mean: number };
+      diagnostics: JudgeDiagnostics;
+      ownMistakes: { sampling: string; draws: number; samples: number; problems: number };
     };
     assert.equal(summary.kind, 'judge');
-    assert.equal(summary.items, 12);
+    // the headline is the 12 standard items (3 per problem); then 2 option-order copies and 3 far-off
+    // items per problem, and 3 per own mistake
     assert.equal(summary.judge.pointwise.count, 8);
     assert.equal(summary.judge.pairwise.count, 4);
-    assert.equal((await readJsonl(join(out, 'results.jsonl'))).length, 12);
+    const d = summary.diagnostics;
+    const own = summary.ownMistakes;
+    assert.deepEqual(d.sets, {
+      standard: 12,
+      'no-first': 8,
+      far: 12,
+      ...(own.problems ? { own: 3 * own.problems } : {}),
+    });
+    assert.equal(summary.items, 32 + 3 * own.problems);
+    assert.equal((await readJsonl(join(out, 'results.jsonl'))).length, summary.items);
+    assert.equal(own.sampling, 'temperature 1.0');
+    assert.equal(own.draws, 4);
+    assert.ok(own.samples >= 4 && own.samples <= 16, String(own.samples));
+    assert.equal(d.byOrder.pointwise?.['yes-first']?.count, 8);
+    assert.equal(d.byOrder.pointwise?.['no-first']?.count, 8);
+    assert.equal(d.byOrder.pairwise?.['gold-A']?.count, 2);
+    assert.ok(Object.keys(d.byFamily).every((f) => f.startsWith('syn-')));
+    assert.equal(d.wrongAnswers.far?.pointwise.count, 8);
+    // every item fits the tiny model's context, so every one has a teacher-forced margin
+    assert.equal(d.auc?.scored, summary.items);
+    for (const v of Object.values(d.auc?.styles ?? {})) assert.ok(v !== null && v >= 0 && v <= 1);
+    const noOwn = await spark([
+      'eval',
+      ckpt,
+      '--count',
+      '2',
+      '--judge',
+      '--own-draws',
+      '0',
+      '--json',
+      ...FAST,
+    ]);
+    assert.equal(noOwn.code, 0, noOwn.stderr);
+    assert.equal((JSON.parse(noOwn.stdout) as { ownMistakes: { samples: number } }).ownMistakes.samples, 0);
   });
 
   it('score re-scores foreign results files, reports malformed lines, rejects an empty file', async () => {

@@ -123,7 +123,9 @@ export async function collectOwnMistakes(
       }
     }
   }
-  const mistakes = problems.filter((p) => found.has(p.id)).map((p) => ({ problemId: p.id, answer: found.get(p.id) as string }));
+  const mistakes = problems
+    .filter((p) => found.has(p.id))
+    .map((p) => ({ problemId: p.id, answer: found.get(p.id) as string }));
   return { mistakes, samples, wrong };
 }
 
@@ -262,8 +264,7 @@ export async function scoreJudgeMargins(
   score: ScoreFn,
   batchSize = 32,
 ): Promise<JudgeResult[]> {
-  if (items.length !== results.length)
-    throw new Error(`${items.length} items for ${results.length} results`);
+  if (items.length !== results.length) throw new Error(`${items.length} items for ${results.length} results`);
   const out: JudgeResult[] = [];
   for (let start = 0; start < items.length; start += batchSize) {
     const chunk = items.slice(start, start + batchSize);
@@ -292,11 +293,11 @@ export function rocAuc(positives: readonly number[], negatives: readonly number[
   const pos = positives.filter((x) => !Number.isNaN(x));
   const neg = negatives.filter((x) => !Number.isNaN(x));
   if (pos.length === 0 || neg.length === 0) return null;
-  const all = [...pos.map((v) => ({ v, p: true })), ...neg.map((v) => ({ v, p: false }))].sort(
-    (a, b) => (a.v < b.v ? -1 : a.v > b.v ? 1 : 0),
+  const all = [...pos.map((v) => ({ v, p: true })), ...neg.map((v) => ({ v, p: false }))].sort((a, b) =>
+    a.v < b.v ? -1 : a.v > b.v ? 1 : 0,
   );
   let rankSum = 0;
-  for (let i = 0; i < all.length; ) {
+  for (let i = 0; i < all.length;) {
     let j = i;
     while (j + 1 < all.length && (all[j + 1] as { v: number }).v === (all[i] as { v: number }).v) j++;
     const mid = (i + j) / 2 + 1; // ranks are 1-based
@@ -349,7 +350,9 @@ export interface JudgeDiagnostics {
   /** Standard items: verdict production per style. */
   readonly verdicts: Readonly<Record<string, VerdictCounts>>;
   /** Items that show a wrong answer, per kind (near, far, own): pointwise (target incorrect) and pairwise. */
-  readonly wrongAnswers: Readonly<Record<string, { readonly pointwise: DiagGroup; readonly pairwise: DiagGroup }>>;
+  readonly wrongAnswers: Readonly<
+    Record<string, { readonly pointwise: DiagGroup; readonly pairwise: DiagGroup }>
+  >;
   /** Null when no item was scored. */
   readonly auc: JudgeAuc | null;
 }
@@ -458,12 +461,15 @@ export function diagnoseJudge(results: readonly Judged[]): JudgeDiagnostics {
   };
 }
 
-const aucCell = (v: number | null | undefined): string => (v === null || v === undefined ? '—' : v.toFixed(3));
+const aucCell = (v: number | null | undefined): string =>
+  v === null || v === undefined ? '—' : v.toFixed(3);
 
 /** The printed diagnostics: option order, verdict production, wrong-answer kinds, AUC, per family/template. */
 export function formatJudgeDiagnostics(d: JudgeDiagnostics): string {
   const row = (name: string, g: DiagGroup | undefined): string[] =>
-    g ? [name, String(g.count), pct(g.accuracy), pct(g.yesShare), String(g.missing)] : [name, '0', '—', '—', '—'];
+    g
+      ? [name, String(g.count), pct(g.accuracy), pct(g.yesShare), String(g.missing)]
+      : [name, '0', '—', '—', '—'];
   const head = ['', 'n', 'accuracy', 'Yes/A share', 'no verdict'];
   const orderRows: string[][] = [];
   for (const [style, groups] of Object.entries(d.byOrder))
@@ -483,7 +489,10 @@ export function formatJudgeDiagnostics(d: JudgeDiagnostics): string {
   const parts = [
     formatTable(['option order', ...head.slice(1)], orderRows),
     '',
-    formatTable(['verdicts (standard items)', 'n', 'verdict', 'no box', 'box before verdict', 'other box'], verdictRows),
+    formatTable(
+      ['verdicts (standard items)', 'n', 'verdict', 'no box', 'box before verdict', 'other box'],
+      verdictRows,
+    ),
     '',
     formatTable(['wrong answer shown', ...head.slice(1)], wrongRows),
   ];
@@ -494,7 +503,12 @@ export function formatJudgeDiagnostics(d: JudgeDiagnostics): string {
       formatTable(
         ['margin AUC', 'pointwise-yesno', 'pointwise-ab', 'pairwise'],
         [
-          ['standard (near misses)', aucCell(a.styles['pointwise-yesno']), aucCell(a.styles['pointwise-ab']), aucCell(a.styles.pairwise)],
+          [
+            'standard (near misses)',
+            aucCell(a.styles['pointwise-yesno']),
+            aucCell(a.styles['pointwise-ab']),
+            aucCell(a.styles.pairwise),
+          ],
           ...['far', 'own'].map((k) => [
             `correct vs ${k}`,
             aucCell(a.wrongAnswers[k]?.['pointwise-yesno']),
@@ -508,9 +522,15 @@ export function formatJudgeDiagnostics(d: JudgeDiagnostics): string {
   }
   parts.push(
     '',
-    formatTable(['family (standard items)', ...head.slice(1)], Object.entries(d.byFamily).map(([k, g]) => row(k, g))),
+    formatTable(
+      ['family (standard items)', ...head.slice(1)],
+      Object.entries(d.byFamily).map(([k, g]) => row(k, g)),
+    ),
     '',
-    formatTable(['template', ...head.slice(1)], Object.entries(d.byTemplate).map(([k, g]) => row(k, g))),
+    formatTable(
+      ['template', ...head.slice(1)],
+      Object.entries(d.byTemplate).map(([k, g]) => row(k, g)),
+    ),
   );
   return parts.join('\n');
 }

@@ -65,7 +65,9 @@ function counterparts(kind: PointwiseKind, variant: TemplateVariant, texts: read
   const originals = TEMPLATES[kind][variant];
   if (originals.length !== texts.length)
     throw new Error(`${kind}/${variant}: ${texts.length} option-order templates for ${originals.length}`);
-  return originals.map((t, i) => Object.freeze({ id: `${t.id}/no-first`, variant, text: texts[i] as string }));
+  return originals.map((t, i) =>
+    Object.freeze({ id: `${t.id}/no-first`, variant, text: texts[i] as string }),
+  );
 }
 
 /**
