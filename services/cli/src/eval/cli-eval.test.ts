@@ -233,6 +233,71 @@ describe('spark eval / score / infer on a tiny checkpoint', { concurrency: 3 }, 
     assert.match(e.stderr, /the results file is empty/);
   });
 
+  it("score reads the reference's evaluation files (JSON array or JSONL), ignores is_correct, names the fields", async () => {
+    const ref = (gt: string, out: string, isCorrect: boolean, dataset = 'mathvista') => ({
+      dataset,
+      problem: 'p',
+      image_path: 'img/1.png',
+      ground_truth: gt,
+      vlm_output: out,
+      extracted_answer: 'ignored',
+      is_correct: isCorrect,
+    });
+    const records = [
+      ref('\\frac{1}{2}', 'so \\boxed{0.5}', false), // stored verdict wrong: Spark's verifier says correct
+      ref('3', 'the answer is \\boxed{4}', true), // stored verdict wrong the other way
+      ref('7', '\\boxed{7}', true, 'mathverse'),
+    ];
+    const array = join(dir, 'ref.json');
+    const lines = join(dir, 'ref.jsonl');
+    const bad = join(dir, 'bad.json');
+    const none = join(dir, 'none.json');
+    const empty = join(dir, 'empty.json');
+    await writeFile(array, JSON.stringify(records, null, 2));
+    await writeFile(lines, records.map((r) => JSON.stringify(r)).join('\n'));
+    await writeFile(bad, '[{"ground_truth": "1", ');
+    await writeFile(none, JSON.stringify([{ problem: 'no gold' }, 5]));
+    await writeFile(empty, ' [ ] ');
+    const [a, l, b, n, e] = await Promise.all([
+      spark(['score', array, '--json']),
+      spark(['score', lines]),
+      spark(['score', bad]),
+      spark(['score', none]),
+      spark(['score', empty]),
+    ]);
+    assert.equal(a.code, 0, a.stderr);
+    const summary = JSON.parse(a.stdout) as {
+      format: string;
+      fields: Record<string, Record<string, number>>;
+      storedVerdicts: { records: number; disagree: number };
+      answers: AccuracySummary;
+    };
+    assert.equal(summary.format, 'json-array');
+    assert.deepEqual(summary.fields, { gold: { ground_truth: 3 }, output: { vlm_output: 3 }, extracted: {} });
+    assert.deepEqual(summary.storedVerdicts, { records: 3, disagree: 2 });
+    assert.equal(summary.answers.correct, 2);
+    assert.deepEqual(
+      summary.answers.datasets.map((d) => [d.dataset, d.correct, d.count]),
+      [
+        ['mathverse', 1, 1],
+        ['mathvista', 1, 2],
+      ],
+    );
+    assert.equal(l.code, 0, l.stderr);
+    assert.match(l.stdout, /mathvista\s+2\s+1\s+50\.0%/);
+    assert.match(l.stdout, /read as jsonl; ground truth from ground_truth \(3\)/);
+    assert.match(l.stdout, /re-extracted \(last \\boxed\{\}\) from vlm_output \(3\)/);
+    assert.match(l.stdout, /stored verdicts \(is_correct\) ignored: .* disagrees on 2 of 3/);
+    assert.equal(b.code, 1);
+    assert.match(b.stderr, /bad\.json: starts with '\[' but is not a valid JSON array/);
+    assert.equal(n.code, 1);
+    assert.match(n.stderr, /skipped 2 malformed record/);
+    assert.match(n.stderr, /none\.json:record 1: no ground truth/);
+    assert.match(n.stderr, /no usable record in/);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /empty JSON array/);
+  });
+
   it('infer prints one answer, and the reflection trace with --reflect', async () => {
     const [r, t, empty] = await Promise.all([
       spark(['infer', ckpt, '5+3=?', '--answer', '8', '--max-new-tokens', '48']),
