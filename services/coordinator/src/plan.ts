@@ -6,11 +6,9 @@
 import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/method/datasets';
 import type { PromptItem, VerifiedGroup } from '@spark/contract';
 import {
-  DIFFICULTIES,
-  FAMILIES,
   generateTasks,
   Rng,
-  type Family,
+  specTaskMix,
   type TaskDatasetOptions,
   type TaskProblem,
 } from '@spark/method/tasks';
@@ -49,20 +47,15 @@ function fromTask(p: TaskProblem): Problem {
   return { id: p.id, question: p.question, answer: p.answer, solution: p.solution, family: p.family };
 }
 
-/** The demo task mix's highest difficulty (DEMO_TASK_MIX: every family, difficulties 1–2). */
-const DEMO_MAX_DIFFICULTY = 2;
-
 /**
  * The built-in task mix of a job: `taskFamilies` (empty = every family) at difficulties
- * 1..`taskMaxDifficulty` (0 = the demo mix's 1..2).
+ * 1..`taskMaxDifficulty` (0 = the demo mix's 1..2) — @spark/method's specTaskMix, which the learner also
+ * records in every checkpoint.
  */
 export function taskMix(
   spec: Partial<Pick<JobSpec, 'taskFamilies' | 'taskMaxDifficulty'>>,
 ): Pick<TaskDatasetOptions, 'families' | 'difficulties'> {
-  const families = spec.taskFamilies?.length ? (spec.taskFamilies as Family[]) : FAMILIES;
-  const max = spec.taskMaxDifficulty ?? 0;
-  const difficulties = DIFFICULTIES.filter((d) => d <= (max > 0 ? max : DEMO_MAX_DIFFICULTY));
-  return { families, difficulties };
+  return specTaskMix(spec);
 }
 
 /**
