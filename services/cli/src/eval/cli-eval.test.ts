@@ -3,7 +3,7 @@
 // outputs, summary semantics against the written results, malformed records (reported, not fatal), an
 // empty file (clear error, non-zero exit), the real-model self-reflection path and the reward benchmark.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -146,6 +146,74 @@ describe('spark eval / score / infer on a tiny checkpoint', { concurrency: 3 }, 
       summary.reflection.modelCalls,
     );
     assert.equal(summary.withoutReflection.count, 4);
+  });
+
+  it("eval defaults to the checkpoint's task mix; --families / --difficulties override it", async () => {
+    // a learner checkpoint root whose trainer_state.json records the mix (add and sub at level 1)
+    const root = join(dir, 'mixed');
+    const step = join(root, 'step-2');
+    await mkdir(step, { recursive: true });
+    for (const f of ['config.json', 'model.safetensors']) await copyFile(join(ckpt, f), join(step, f));
+    await writeFile(join(root, 'latest.json'), JSON.stringify({ dir: 'step-2', step: 2 }));
+    const state = {
+      jobId: 'j',
+      step: 2,
+      phase: 'policy',
+      policyVersion: 4,
+      optimizerSteps: 4,
+      rlOptimizerSteps: 4,
+      totalOptimizerSteps: null,
+      schedule: { kind: 'cosine', warmupRatio: 0.03, minLrRatio: 0.1 },
+      learningRate: null,
+      savedAt: '2026-01-01T00:00:00.000Z',
+      taskMix: { dataset: 'builtin', families: ['add', 'sub'], difficulties: [1] },
+    };
+    await writeFile(join(step, 'trainer_state.json'), JSON.stringify(state));
+    type Out = {
+      settings: { taskMix: { families: string[]; difficulties: number[]; from: string } };
+      answers: AccuracySummary;
+    };
+    const run = async (args: string[]): Promise<Out> => {
+      const r = await spark(['eval', ...args, '--count', '6', '--json', ...FAST]);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as Out;
+    };
+    const [own, flags, plain] = await Promise.all([
+      run([root]),
+      run([root, '--families', 'mul', '--difficulties', '2,3']),
+      run([ckpt]),
+    ]);
+    assert.deepEqual(own.settings.taskMix, {
+      families: ['add', 'sub'],
+      difficulties: [1],
+      from: 'checkpoint',
+    });
+    assert.ok(own.answers.datasets.every((d) => ['syn-add', 'syn-sub'].includes(d.dataset)));
+    assert.deepEqual(flags.settings.taskMix, { families: ['mul'], difficulties: [2, 3], from: 'flags' });
+    assert.deepEqual(
+      flags.answers.datasets.map((d) => d.dataset),
+      ['syn-mul'],
+    );
+    // no trainer_state.json (a Model.save checkpoint): the demo mix
+    assert.equal(plain.settings.taskMix.from, 'default');
+    assert.deepEqual(plain.settings.taskMix.difficulties, [1, 2]);
+    const [bad, mixed, broken] = await Promise.all([
+      spark(['eval', root, '--families', 'add,nope']),
+      spark(['eval', root, join(dir, 'x.jsonl'), '--difficulties', '1']),
+      (async () => {
+        const b = join(dir, 'broken');
+        await mkdir(b, { recursive: true });
+        for (const f of ['config.json', 'model.safetensors']) await copyFile(join(ckpt, f), join(b, f));
+        await writeFile(join(b, 'trainer_state.json'), '{"jobId": 1}');
+        return spark(['eval', b, '--count', '2']);
+      })(),
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--families must be a comma-separated list of distinct families/);
+    assert.equal(mixed.code, 1);
+    assert.match(mixed.stderr, /do not apply to DATA files/);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, /cannot read .*trainer_state\.json/);
   });
 
   it('eval --judge runs the reward benchmark on balanced items and its diagnostics', async () => {

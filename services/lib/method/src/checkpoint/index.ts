@@ -12,10 +12,13 @@ import { join } from 'node:path';
 import {
   CHECKPOINT_FILES,
   MAX_LATEST_POINTER_BYTES,
+  MAX_TRAINER_STATE_BYTES,
   parseJson,
   parseLatestPointer,
+  parseTrainerState,
   stepOfDirName,
   type LatestPointer,
+  type TaskMix,
 } from '@spark/contract';
 
 import type { GenerateFn, ScoreFn } from '../evaluation/index.js';
@@ -193,6 +196,26 @@ export async function resolveCheckpoint(checkpoint: string): Promise<string> {
       `cannot load checkpoint ${checkpoint}: ${CHECKPOINT_FILES.latest} does not name a step-<n> directory`,
     );
   return join(checkpoint, pointer.dir);
+}
+
+/**
+ * The task mix CHECKPOINT was trained on (its trainer_state.json, @spark/contract TaskMix), or null when it
+ * has none: no trainer_state.json (a `Model.save` checkpoint) or one written before the mix was recorded.
+ * CheckpointLoadError for a trainer_state.json that is there but unreadable or invalid.
+ */
+export async function readTaskMix(checkpoint: string): Promise<TaskMix | null> {
+  const path = join(await resolveCheckpoint(checkpoint), CHECKPOINT_FILES.trainerState);
+  if (!(await exists(path))) return null;
+  try {
+    const text = await readFile(path, 'utf8');
+    if (text.length > MAX_TRAINER_STATE_BYTES)
+      throw new Error(`over ${MAX_TRAINER_STATE_BYTES} bytes`);
+    return parseTrainerState(parseJson(text, path)).taskMix ?? null;
+  } catch (e) {
+    throw new CheckpointLoadError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
+  }
 }
 
 /**
