@@ -208,8 +208,7 @@ export async function readTaskMix(checkpoint: string): Promise<TaskMix | null> {
   if (!(await exists(path))) return null;
   try {
     const text = await readFile(path, 'utf8');
-    if (text.length > MAX_TRAINER_STATE_BYTES)
-      throw new Error(`over ${MAX_TRAINER_STATE_BYTES} bytes`);
+    if (text.length > MAX_TRAINER_STATE_BYTES) throw new Error(`over ${MAX_TRAINER_STATE_BYTES} bytes`);
     return parseTrainerState(parseJson(text, path)).taskMix ?? null;
   } catch (e) {
     throw new CheckpointLoadError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, {

@@ -436,7 +436,8 @@ export function diagnoseJudge(results: readonly Judged[]): JudgeDiagnostics {
     }
     const wrong: Record<string, Record<string, number | null>> = {};
     for (const kind of ['near', 'far', 'own']) {
-      wrong[kind] = {};
+      const byStyle: Record<string, number | null> = {};
+      wrong[kind] = byStyle;
       for (const style of ['pointwise-yesno', 'pointwise-ab']) {
         const pos = std.filter((r) => r.style === style && r.tags?.[1] === 'correct');
         const neg = results.filter(
@@ -445,7 +446,7 @@ export function diagnoseJudge(results: readonly Judged[]): JudgeDiagnostics {
             tagValue(r.tags, 'wrong') === kind &&
             (kind !== 'near' || judgeSetOf(r.tags) === 'standard'),
         );
-        (wrong[kind] as Record<string, number | null>)[style] = rocAuc(margins(pos), margins(neg));
+        byStyle[style] = rocAuc(margins(pos), margins(neg));
       }
     }
     auc = { scored, styles, wrongAnswers: wrong };

@@ -191,7 +191,6 @@ export async function readResults(
   return { records, errors, errorCount, format: 'jsonl' };
 }
 
-// eslint-disable-next-line @typescript-eslint/require-await
 async function* toAsync<T>(xs: Iterable<T>): AsyncGenerator<T> {
   yield* xs;
 }
