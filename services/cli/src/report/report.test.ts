@@ -238,6 +238,18 @@ describe('progress output', () => {
       ),
       /\[j1\] failed: boom/,
     );
+    // an eval line shows the headline accuracies, not the dotted judge diagnostics
+    assert.equal(
+      formatEvent(
+        ev(6, EVAL, 2, {
+          answer_accuracy: 0.5,
+          'judge_accuracy.family.add': 1,
+          'pointwise_accuracy.no_first': 0.25,
+          pointwise_accuracy: 0.75,
+        }),
+      ),
+      '[j1] eval at step 2: answer_accuracy 0.500  pointwise_accuracy 0.750',
+    );
     assert.deepEqual(
       keyFigures({ z: 1, loss: 2, 'acc/x': 0.5, reward: 0.1 }).map(([k]) => k),
       ['reward', 'acc/x', 'loss'],
