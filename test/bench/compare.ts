@@ -144,8 +144,18 @@ interface ReflectSummary {
     verdictCounts: { yes: number; no: number; other: number; none: number };
   };
 }
+interface DiagGroupJson {
+  accuracy: number;
+  yesShare: number;
+  count: number;
+}
 interface JudgeSummaryJson {
   judge: { pointwise: { accuracy: number }; pairwise: { accuracy: number }; mean: number };
+  diagnostics: {
+    byOrder: Record<string, Record<string, DiagGroupJson>>;
+    wrongAnswers: Record<string, { pointwise: DiagGroupJson }>;
+    auc: { styles: Record<string, number | null> } | null;
+  };
 }
 
 const rows = [];
@@ -172,6 +182,14 @@ for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seco
     judgePointwise: j.judge.pointwise.accuracy,
     judgePairwise: j.judge.pairwise.accuracy,
     judgeMean: j.judge.mean,
+    diagnostics: {
+      yesFirst: j.diagnostics.byOrder.pointwise?.['yes-first'],
+      noFirst: j.diagnostics.byOrder.pointwise?.['no-first'],
+      near: j.diagnostics.wrongAnswers.near?.pointwise,
+      far: j.diagnostics.wrongAnswers.far?.pointwise,
+      own: j.diagnostics.wrongAnswers.own?.pointwise,
+      auc: j.diagnostics.auc?.styles ?? {},
+    },
   });
 }
 
@@ -186,6 +204,17 @@ const table = [
       `| ${r.model} | ${pct(r.answers)} | ${pct(r.answersWithReflection)} | ${r.reflectionFixed} / ${r.reflectionBroken} | ${pct(r.selfJudgeAccuracy)} (${pct(r.selfJudgeYesShare)}) | ${pct(r.judgePointwise)} | ${pct(r.judgePairwise)} | ${pct(r.judgeMean)} |`,
   ),
 ].join('\n');
+const g = (x: DiagGroupJson | undefined, share = false): string =>
+  x && x.count > 0 ? `${pct(x.accuracy)}${share ? ` (${pct(x.yesShare)})` : ''}` : '—';
+const auc = (x: number | null | undefined): string => (typeof x === 'number' ? x.toFixed(3) : '—');
+const diagnostics = [
+  '| model | pointwise, Yes/A first (Yes share) | pointwise, No/B first (Yes share) | says wrong: near / far / own | margin AUC yes/no / a/b / pairwise |',
+  '| --- | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.model} | ${g(r.diagnostics.yesFirst, true)} | ${g(r.diagnostics.noFirst, true)} | ${g(r.diagnostics.near)} / ${g(r.diagnostics.far)} / ${g(r.diagnostics.own)} | ${auc(r.diagnostics.auc['pointwise-yesno'])} / ${auc(r.diagnostics.auc['pointwise-ab'])} / ${auc(r.diagnostics.auc.pairwise)} |`,
+  ),
+].join('\n');
 const note =
   `${records.length} held-out problems (${heldout}), seed ${seed}, ${steps} RL steps from ${resolve(base)}; ` +
   `${Object.keys(extra).length ? `extra spec ${JSON.stringify(extra)}; ` : ''}` +
@@ -194,5 +223,5 @@ writeFileSync(
   join(out, 'compare.json'),
   JSON.stringify({ seed, steps, base, count, extra, trainSeconds, rows }, null, 2),
 );
-writeFileSync(join(out, 'compare.md'), `${table}\n\n${note}\n`);
-process.stdout.write(`\n${table}\n\n${note}\n`);
+writeFileSync(join(out, 'compare.md'), `${table}\n\nJudge diagnostics:\n\n${diagnostics}\n\n${note}\n`);
+process.stdout.write(`\n${table}\n\n${diagnostics}\n\n${note}\n`);

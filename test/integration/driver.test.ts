@@ -188,8 +188,17 @@ describe('a tiny SPARK job through the real services', () => {
       'before RL and at the end',
     );
     for (const e of evals) {
-      assert.equal(e.metrics.items, 20, '5 items per held-out problem');
-      for (const k of ['answer_accuracy', 'pointwise_accuracy', 'pairwise_accuracy', 'reflection_accuracy'])
+      assert.equal(e.metrics.items, 40, '5 items per held-out problem, and 5 judge-diagnostic ones');
+      for (const k of [
+        'answer_accuracy',
+        'pointwise_accuracy',
+        'pairwise_accuracy',
+        'reflection_accuracy',
+        'pointwise_accuracy.no_first',
+        'pointwise_accuracy.far',
+        'yesno_yes_share',
+        'judge_no_verdict',
+      ])
         assert.ok((e.metrics[k] ?? -1) >= 0 && (e.metrics[k] ?? 2) <= 1, k);
     }
 

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
+import { judgeSetOf } from '@spark/method/evaluation';
+
 import { InvalidArgumentError } from '@spark/runtime';
 import { JOB_ID_PATTERN, type VerifiedGroup } from '@spark/contract';
 import { Algorithm, JobSpec } from '@spark/protocol';
@@ -249,6 +251,7 @@ describe('eval items', () => {
     question: `What is ${i} + 10?`,
     answer: String(i + 10),
     solution: null,
+    family: i < 2 ? 'add' : 'sub',
   }));
 
   it('derives a wrong answer from the gold only', () => {
@@ -258,12 +261,17 @@ describe('eval items', () => {
     assert.equal(wrongAnswer('x^2'), 'x^2 + 1');
   });
 
-  it('builds five balanced items per held-out problem, unique ids, same for every call', () => {
+  it('builds five balanced items per held-out problem (and five diagnostic ones), unique ids, same for every call', () => {
     const items = buildEvalItems(test, 'short', 3);
-    assert.equal(items.length, 20);
-    assert.equal(new Set(items.map((i) => i.promptId)).size, 20);
+    // problem, 3 standard judge items, reflection; then 2 option-order copies and 3 far-off-answer items
+    assert.equal(items.length, 40);
+    assert.equal(new Set(items.map((i) => i.promptId)).size, 40);
     assert.deepEqual(buildEvalItems(test, 'short', 3), items);
-    const by = (tag: string) => items.filter((i) => evalTagOf(i) === tag);
+    const diag = items.filter((i) => judgeSetOf(i.tags) !== 'standard');
+    assert.equal(diag.filter((i) => judgeSetOf(i.tags) === 'no-first').length, 8);
+    assert.equal(diag.filter((i) => judgeSetOf(i.tags) === 'far').length, 12);
+    const by = (tag: string) =>
+      items.filter((i) => evalTagOf(i) === tag && judgeSetOf(i.tags) === 'standard');
     assert.deepEqual(
       by('pointwise-yesno').map((i) => i.label),
       ['Yes', 'No', 'Yes', 'No'],
@@ -293,7 +301,7 @@ describe('eval items', () => {
       policyVersion: 0,
       responses: [
         {
-          text: 't',
+          text: prompt.kind === 'pointwise' || prompt.kind === 'pairwise' ? '\\boxed{x}' : 't',
           tokens: [],
           logprobs: [],
           finish: i % 7 === 0 ? 'length' : 'stop',
@@ -311,12 +319,22 @@ describe('eval items', () => {
     assert.equal(m.judge_accuracy, 1 / 3);
     assert.equal(m.reflection_accuracy, 0);
     assert.equal(m.answer_missing, 0.25);
+    assert.equal(m.items, 40);
+    // diagnostics: the verdicts here are all "x" (a box, not a verdict), every pairwise item is right
+    assert.equal(m['pairwise_accuracy.gold_a'], 1);
+    assert.equal(m['pairwise_accuracy.far'], 1);
+    assert.equal(m['pointwise_accuracy.no_first'], 0);
+    assert.equal(m['pointwise_accuracy.far'], 0);
+    assert.equal(m.yesno_yes_share, 0);
+    assert.equal(m.judge_no_verdict, 0);
+    assert.equal(m.judge_box_before_verdict, 0);
+    assert.equal(m['judge_accuracy.family.add'], 1 / 3);
     const p = aggregatePhase(groups);
-    assert.equal(p.samples, 20);
+    assert.equal(p.samples, 40);
     assert.equal(p['samples.problem'], 4);
     assert.equal(p['reward_mean.pairwise'], 1);
     assert.equal(p['judge_accuracy.pairwise'], 1);
-    assert.equal((p.groups_all_correct ?? 0) + (p.groups_all_wrong ?? 0) + (p.groups_mixed ?? 0), 20);
-    assert.equal(p.truncated_ratio, 3 / 20);
+    assert.equal((p.groups_all_correct ?? 0) + (p.groups_all_wrong ?? 0) + (p.groups_mixed ?? 0), 40);
+    assert.equal(p.truncated_ratio, 6 / 40);
   });
 });

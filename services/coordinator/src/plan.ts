@@ -6,15 +6,21 @@
 import { DatasetError, loadDatasetFile, type DatasetFormat } from '@spark/method/datasets';
 import type { PromptItem, VerifiedGroup } from '@spark/contract';
 import {
-  DIFFICULTIES,
-  FAMILIES,
   generateTasks,
   Rng,
-  type Family,
+  specTaskMix,
   type TaskDatasetOptions,
   type TaskProblem,
 } from '@spark/method/tasks';
-import { buildJudgeItems, buildReflectionItems, wrongAnswerFor } from '@spark/method/evaluation';
+import {
+  buildJudgeBenchmark,
+  buildJudgeItems,
+  buildReflectionItems,
+  diagnoseJudge,
+  judgeSetOf,
+  verdictStatus,
+  wrongAnswerFor,
+} from '@spark/method/evaluation';
 import { problemPrompt, type TemplateVariant } from '@spark/method/templates';
 import type { JobSpec } from '@spark/protocol';
 
@@ -27,6 +33,8 @@ export interface Problem {
   readonly answer: string;
   /** Worked solution ending in \boxed{answer} (built-in problems, MATH/GSM8K files), used for warm-up. */
   readonly solution: string | null;
+  /** The task family (built-in problems) or the record's dataset (files), for per-family judge figures. */
+  readonly family?: string;
 }
 
 /** A job's dataset: the training problems and the held-out problems evaluations use. */
@@ -36,23 +44,18 @@ export interface JobDataset {
 }
 
 function fromTask(p: TaskProblem): Problem {
-  return { id: p.id, question: p.question, answer: p.answer, solution: p.solution };
+  return { id: p.id, question: p.question, answer: p.answer, solution: p.solution, family: p.family };
 }
-
-/** The demo task mix's highest difficulty (DEMO_TASK_MIX: every family, difficulties 1–2). */
-const DEMO_MAX_DIFFICULTY = 2;
 
 /**
  * The built-in task mix of a job: `taskFamilies` (empty = every family) at difficulties
- * 1..`taskMaxDifficulty` (0 = the demo mix's 1..2).
+ * 1..`taskMaxDifficulty` (0 = the demo mix's 1..2) — @spark/method's specTaskMix, which the learner also
+ * records in every checkpoint.
  */
 export function taskMix(
   spec: Partial<Pick<JobSpec, 'taskFamilies' | 'taskMaxDifficulty'>>,
 ): Pick<TaskDatasetOptions, 'families' | 'difficulties'> {
-  const families = spec.taskFamilies?.length ? (spec.taskFamilies as Family[]) : FAMILIES;
-  const max = spec.taskMaxDifficulty ?? 0;
-  const difficulties = DIFFICULTIES.filter((d) => d <= (max > 0 ? max : DEMO_MAX_DIFFICULTY));
-  return { families, difficulties };
+  return specTaskMix(spec);
 }
 
 /**
@@ -92,6 +95,7 @@ export async function fileDataset(spec: JobSpec): Promise<JobDataset> {
     question: r.question,
     answer: r.answer,
     solution: r.solution?.includes('\\boxed{') ? r.solution : null,
+    ...(r.dataset !== undefined ? { family: r.dataset } : {}),
   }));
   const order = new Rng(`spark/coordinator/${spec.seed}/file-split`).shuffle(all);
   const evalCount = Math.min(spec.evalSize, Math.floor(order.length / 2));
@@ -307,7 +311,9 @@ export function evalTagOf(item: PromptItem): string {
  * --judge` (@spark/method/evaluation): per held-out problem the problem itself, a pointwise yes/no item,
  * a pointwise a/b item and a pairwise item (the gold answer vs its deterministic wrong answer, targets
  * alternating over problems so each style is balanced), and a reflection item (the wrong answer shown,
- * label = gold). Templates are drawn with the seed.
+ * label = gold). Templates are drawn with the seed. The judge diagnostics add, per problem, the two
+ * pointwise items with their options listed No/B first and three items on a far-off wrong answer (the
+ * headline judge figures use the standard items only; see aggregateEval).
  */
 export function buildEvalItems(
   test: readonly Problem[],
@@ -315,10 +321,15 @@ export function buildEvalItems(
   seed: number,
 ): PromptItem[] {
   const problems = test.map((p, i) => ({ ...problemItem(p, i, variant, 'e'), tags: ['problem'] }));
-  const sources = test.map((p) => ({ id: p.id, question: p.question, answer: p.answer }));
+  const sources = test.map((p) => ({
+    id: p.id,
+    question: p.question,
+    answer: p.answer,
+    ...(p.family !== undefined ? { family: p.family } : {}),
+  }));
   return [
     ...problems,
-    ...buildJudgeItems(sources, { variant, seed }),
+    ...buildJudgeBenchmark(sources, { variant, seed }),
     ...buildReflectionItems(sources, { variant, seed }),
   ];
 }
@@ -340,14 +351,28 @@ function mean(xs: readonly number[]): number {
  * An EVAL event's metrics from the verified eval groups (G = 1): `answer_accuracy`,
  * `pointwise_yesno_accuracy`, `pointwise_ab_accuracy`, `pointwise_accuracy` (both styles),
  * `pairwise_accuracy`, `judge_accuracy` (all three styles), `reflection_accuracy`, `answer_missing`
- * (share of problems with no extracted answer), `items`, `problems`.
+ * (share of problems with no extracted answer), `items`, `problems` — the judge figures over the standard
+ * judge items only — and the judge diagnostics (`judgeDiagnosticMetrics`).
  */
 export function aggregateEval(groups: readonly VerifiedGroup[]): Record<string, number> {
   const byTag = new Map<string, number[]>();
   let missing = 0;
+  const judged: JudgedEvalItem[] = [];
   for (const g of groups) {
     const tag = evalTagOf(g.prompt);
     const rewards = g.responses.map((r) => r.reward);
+    const judge = g.prompt.kind === 'pointwise' || g.prompt.kind === 'pairwise';
+    if (judge) {
+      for (const r of g.responses)
+        judged.push({
+          style: tag,
+          correct: r.reward === 1,
+          verdict: r.extracted,
+          tags: g.prompt.tags,
+          status: verdictStatus(r.text, tag),
+        });
+      if (judgeSetOf(g.prompt.tags) !== 'standard') continue;
+    }
     byTag.set(tag, [...(byTag.get(tag) ?? []), ...rewards]);
     if (tag === 'problem' && g.responses.every((r) => r.extracted === null)) missing++;
   }
@@ -360,6 +385,60 @@ export function aggregateEval(groups: readonly VerifiedGroup[]): Record<string, 
   m.answer_missing = problems ? missing / problems : 0;
   m.problems = problems;
   m.items = groups.length;
+  return { ...m, ...judgeDiagnosticMetrics(judged) };
+}
+
+type JudgedEvalItem = Parameters<typeof diagnoseJudge>[0][number];
+
+/** Longest family name used in a metric key. */
+const MAX_FAMILY_KEY = 64;
+
+/**
+ * The judge diagnostics of an EVAL event, as flat metrics (shares in [0, 1]):
+ * - option order: `pointwise_accuracy.yes_first` / `.no_first` (the same items, options listed Yes/A first
+ *   or No/B first) with `pointwise_yes_share.yes_first` / `.no_first` (share of Yes/A verdicts), and
+ *   `pairwise_accuracy.gold_a` / `.gold_b`;
+ * - verdict shares on the standard items: `yesno_yes_share`, `ab_a_share`, `pairwise_a_share`;
+ * - verdict production on the standard items: `judge_no_verdict` (no box) and `judge_box_before_verdict`
+ *   (the first box is not a verdict, a later one is);
+ * - wrong answers shown: `pointwise_accuracy.near` / `.far` (pointwise items whose target is incorrect),
+ *   `pairwise_accuracy.near` / `.far`;
+ * - `judge_accuracy.family.<family>` on the standard items.
+ */
+export function judgeDiagnosticMetrics(judged: readonly JudgedEvalItem[]): Record<string, number> {
+  if (judged.length === 0) return {};
+  const d = diagnoseJudge(judged);
+  const m: Record<string, number> = {};
+  const put = (key: string, v: number | undefined): void => {
+    if (v !== undefined) m[key] = v;
+  };
+  const order = d.byOrder.pointwise ?? {};
+  put('pointwise_accuracy.yes_first', order['yes-first']?.accuracy);
+  put('pointwise_accuracy.no_first', order['no-first']?.accuracy);
+  put('pointwise_yes_share.yes_first', order['yes-first']?.yesShare);
+  put('pointwise_yes_share.no_first', order['no-first']?.yesShare);
+  put('pairwise_accuracy.gold_a', d.byOrder.pairwise?.['gold-A']?.accuracy);
+  put('pairwise_accuracy.gold_b', d.byOrder.pairwise?.['gold-B']?.accuracy);
+  put('yesno_yes_share', d.byOrder['pointwise-yesno']?.['yes-first']?.yesShare);
+  put('ab_a_share', d.byOrder['pointwise-ab']?.['yes-first']?.yesShare);
+  const pairwise = d.byOrder.pairwise ?? {};
+  const pairs = Object.values(pairwise);
+  const pairCount = pairs.reduce((a, g) => a + g.count, 0);
+  if (pairCount > 0) m.pairwise_a_share = pairs.reduce((a, g) => a + g.yesShare * g.count, 0) / pairCount;
+  const verdicts = Object.values(d.verdicts);
+  const standard = verdicts.reduce((a, v) => a + v.count, 0);
+  if (standard > 0) {
+    m.judge_no_verdict = verdicts.reduce((a, v) => a + v.none, 0) / standard;
+    m.judge_box_before_verdict = verdicts.reduce((a, v) => a + v.boxBeforeVerdict, 0) / standard;
+  }
+  for (const kind of ['near', 'far'] as const) {
+    const w = d.wrongAnswers[kind];
+    if (w && w.pointwise.count > 0) m[`pointwise_accuracy.${kind}`] = w.pointwise.accuracy;
+    if (w && w.pairwise.count > 0) m[`pairwise_accuracy.${kind}`] = w.pairwise.accuracy;
+  }
+  for (const [family, g] of Object.entries(d.byFamily))
+    m[`judge_accuracy.family.${family.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, MAX_FAMILY_KEY)}`] =
+      g.accuracy;
   return m;
 }
 

@@ -180,18 +180,19 @@ describe('JobService', () => {
     });
     assert.equal(await getState(client, b), JobState.JOB_STATE_QUEUED, 'waits while the cluster is busy');
 
-    // /metrics: jobs by state, and the running job's waiting eval shards (20 items / 8 per shard)
+    // /metrics: jobs by state, and the running job's waiting eval shards (4 problems × 10 eval items = 40
+    // items / 8 per shard)
     const metricsUrl = `http://127.0.0.1:${c.metricsPort}/metrics`;
     const text = await until(
       async () => {
         const t = await (await fetch(metricsUrl)).text();
-        return /queue_depth_tasks\{role="rollout"\} 3\b/.test(t) && t;
+        return /queue_depth_tasks\{role="rollout"\} 5\b/.test(t) && t;
       },
-      { timeoutMs: 60_000, intervalMs: 50, message: 'three waiting rollout (eval) shards in /metrics' },
+      { timeoutMs: 60_000, intervalMs: 50, message: 'five waiting rollout (eval) shards in /metrics' },
     );
     assert.match(text, /spark_coordinator_jobs\{state="running"\} 1\b/);
     assert.match(text, /spark_coordinator_jobs\{state="queued"\} 1\b/);
-    assert.match(text, /spark_coordinator_queue_depth_tasks\{role="rollout"\} 3\b/);
+    assert.match(text, /spark_coordinator_queue_depth_tasks\{role="rollout"\} 5\b/);
     assert.match(text, /spark_coordinator_queue_depth_tasks\{role="learn"\} 0\b/);
     assert.match(text, /spark_coordinator_policy_version_lag_versions 0\b/);
 

@@ -45,6 +45,7 @@ import {
   whenRedisReady,
   type LearnerService,
 } from './index.js';
+import { checkpointTaskMix } from './learner.js';
 
 const silent = createLogger({
   service: 'learner-test',
@@ -631,7 +632,12 @@ describe('learner: checkpoints, auth and the worker path', () => {
   });
 
   it("writes the `warmup` checkpoint on the final warm-up task, loadable as a new job's model", async () => {
-    const env = await setup('learner-warmup-ckpt', { checkpointInterval: 0 }, {}, 'job-w');
+    const env = await setup(
+      'learner-warmup-ckpt',
+      { checkpointInterval: 0, dataset: 'builtin', taskFamilies: ['add', 'remainder'], taskMaxDifficulty: 1 },
+      {},
+      'job-w',
+    );
     try {
       await env.service.learner.ensureJob('job-w');
       const r0 = await env.service.learner.learn(sftTask('job-w', 0, 0, examples));
@@ -641,6 +647,12 @@ describe('learner: checkpoints, auth and the worker path', () => {
       const trainer = await readTrainerState(join(env.dir, 'job-w', 'warmup'));
       assert.equal(trainer.phase, 'warmup');
       assert.equal(trainer.policyVersion, 2);
+      // the task mix the job trained on, which `spark eval` defaults to
+      assert.deepEqual(trainer.taskMix, {
+        dataset: 'builtin',
+        families: ['add', 'remainder'],
+        difficulties: [1],
+      });
       const latest = JSON.parse(await readFile(join(env.dir, 'job-w', 'latest.json'), 'utf8')) as {
         dir: string;
       };
@@ -738,6 +750,27 @@ describe('learner: checkpoints, auth and the worker path', () => {
 });
 
 describe('learner: pure parts', () => {
+  it('records the task mix of the built-in tasks resolved, and of a file as the file alone', () => {
+    assert.deepEqual(checkpointTaskMix({ dataset: 'builtin', taskFamilies: [], taskMaxDifficulty: 0 }), {
+      dataset: 'builtin',
+      families: ['add', 'sub', 'mul', 'expr', 'linear', 'compare', 'remainder'],
+      difficulties: [1, 2],
+    });
+    assert.deepEqual(checkpointTaskMix({ dataset: '', taskFamilies: ['mul'], taskMaxDifficulty: 3 }), {
+      dataset: 'builtin',
+      families: ['mul'],
+      difficulties: [1, 2, 3],
+    });
+    assert.deepEqual(
+      checkpointTaskMix({ dataset: '/d/gsm8k.jsonl', taskFamilies: [], taskMaxDifficulty: 0 }),
+      {
+        dataset: '/d/gsm8k.jsonl',
+        families: [],
+        difficulties: [],
+      },
+    );
+  });
+
   it('the hand-framed chunk encoding equals the generated protobuf encoding both ways', () => {
     for (const n of [0, 1, 127, 128, 300, 16_384, 1 << 20, (1 << 20) + 3]) {
       const data = Buffer.alloc(n, 0xab);

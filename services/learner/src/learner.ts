@@ -21,7 +21,9 @@ import {
   WARMUP_CHECKPOINT,
   type LearnResult,
   type LearnTask,
+  type TaskMix,
 } from '@spark/contract';
+import type { JobSpec } from '@spark/protocol';
 import type { Logger } from '@spark/runtime/logging';
 import type { ObjectStore } from '@spark/runtime/storage';
 import type { Redis } from '@spark/runtime/redis';
@@ -32,6 +34,8 @@ import {
   type ScoredSequence,
   type TrainStats,
 } from '@spark/kernels';
+
+import { specTaskMix } from '@spark/method/tasks';
 
 import { grpoSequences, optimizerBatches, sftSequences } from './batches.js';
 import { writeCheckpoint, type TrainerState } from './checkpoint.js';
@@ -459,6 +463,7 @@ export class Learner {
       schedule: job.schedule,
       learningRate: null,
       savedAt: new Date().toISOString(),
+      taskMix: checkpointTaskMix(job.spec),
     };
     const dir = await writeCheckpoint(
       job.checkpointDir,
@@ -483,4 +488,17 @@ export class Learner {
   close(): Promise<void> {
     return this.registry.close();
   }
+}
+
+/**
+ * The task mix recorded in a checkpoint's trainer_state.json (@spark/contract TaskMix): the built-in
+ * tasks' resolved families and difficulties (the coordinator's mix), or the training file alone.
+ */
+export function checkpointTaskMix(
+  spec: Pick<JobSpec, 'dataset' | 'taskFamilies' | 'taskMaxDifficulty'>,
+): TaskMix {
+  const dataset = spec.dataset || 'builtin';
+  if (dataset !== 'builtin') return { dataset, families: [], difficulties: [] };
+  const mix = specTaskMix(spec);
+  return { dataset, families: [...mix.families], difficulties: [...mix.difficulties] };
 }

@@ -14,7 +14,13 @@ import { JobEventType, JobSpec, jobEventTypeToJSON, phaseToJSON, type JobEvent }
 import { followJob, type FollowResult } from '../client/follow.js';
 import { JobClient } from '../client/index.js';
 import { startLocalCluster, type ChildFailure, type LocalCluster } from '../launcher/index.js';
-import { computeResults, curvePanels, formatResultsTable, type JobResults } from '../report/results.js';
+import {
+  computeResults,
+  curvePanels,
+  formatDiagnosticsTable,
+  formatResultsTable,
+  type JobResults,
+} from '../report/results.js';
 import { renderSvg } from '../report/svg.js';
 import { DEMO_ROLLOUT_WORKERS, demoJobSpec } from './demo-job.js';
 import { intOption, untilSignal } from './up.js';
@@ -44,6 +50,7 @@ export function resultsDocument(args: {
     wallSeconds: Number(args.wallSeconds.toFixed(1)),
     spec: JobSpec.toJSON(outcome.status.spec ?? args.spec),
     table: results.rows,
+    judgeDiagnostics: results.judgeDiagnostics,
     evalColumns: results.columns,
     evals: results.evals,
     phases: args.events
@@ -74,12 +81,15 @@ export function writeDemoReport(
   const jsonFile = join(out, 'results.json');
   writeFileSync(jsonFile, `${JSON.stringify(resultsDocument(args), null, 2)}\n`);
   const mdFile = join(out, 'results.md');
+  const diagnostics = formatDiagnosticsTable(args.results);
   writeFileSync(
     mdFile,
     `# Spark demo results (job ${args.jobId}, ${args.outcome.state.toLowerCase()}, ${args.wallSeconds.toFixed(0)} s)\n\n` +
       '```\n' +
       `${table}\n` +
-      '```\n\n![training curves](curves.svg)\n',
+      '```\n\n' +
+      (diagnostics ? `Judge diagnostics (docs/evaluation.md):\n\n\`\`\`\n${diagnostics}\n\`\`\`\n\n` : '') +
+      '![training curves](curves.svg)\n',
   );
   return { table, files: [svgFile, jsonFile, mdFile] };
 }
@@ -155,7 +165,8 @@ export function register(program: Command): void {
           events: r.events,
           wallSeconds,
         });
-        process.stdout.write(`\n${table}\n\n`);
+        const diagnostics = formatDiagnosticsTable(results);
+        process.stdout.write(`\n${table}\n\n${diagnostics ? `${diagnostics}\n\n` : ''}`);
         say(
           `job ${jobId} ${r.state.toLowerCase()}${r.status.message ? `: ${r.status.message}` : ''} in ${wallSeconds.toFixed(0)} s`,
         );

@@ -13,12 +13,19 @@ import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 
 import { DATASET_FORMATS, type DatasetFormat } from '@spark/method/datasets';
-import type { Split } from '@spark/method/tasks';
+import { DEMO_TASK_MIX, type Difficulty, type Family, type Split } from '@spark/method/tasks';
 
 import type { clusterGenerator } from '../eval/cluster.js';
 import { problemsFromFiles, problemsFromSplit, type InputReport } from '../eval/inputs.js';
-import { EvalOptionError, intOption, seedOption, variantOption } from '../eval/options.js';
-import { runJudge, runProblems } from '../eval/run.js';
+import {
+  difficultiesOption,
+  EvalOptionError,
+  familiesOption,
+  intOption,
+  seedOption,
+  variantOption,
+} from '../eval/options.js';
+import { runJudge, runProblems, type JudgeExtras } from '../eval/run.js';
 
 interface EvalCliOptions {
   split: Split;
@@ -40,6 +47,9 @@ interface EvalCliOptions {
   tlsCert?: string;
   tlsKey?: string;
   inFlight: string;
+  ownDraws: string;
+  families?: string;
+  difficulties?: string;
 }
 
 /** Deadline of one Generate call in cluster mode (the coordinator's own bound is 300 s by default). */
@@ -74,13 +84,27 @@ export async function runEval(
   const seed = seedOption('eval', opts.seed);
   const count = opts.count !== undefined ? intOption('eval', 'count', opts.count, 100_000) : undefined;
   const variant = variantOption(opts.variant);
+  const ownDraws = opts.ownDraws === '0' ? 0 : intOption('eval', 'own-draws', opts.ownDraws, 64);
   if (opts.reflect && opts.judge)
     throw new EvalOptionError('eval: --reflect and --judge are separate runs; pass one');
+  const families = opts.families !== undefined ? familiesOption('eval', opts.families) : undefined;
+  const difficulties =
+    opts.difficulties !== undefined ? difficultiesOption('eval', opts.difficulties) : undefined;
+  if (data.length > 0 && (families || difficulties))
+    throw new EvalOptionError(
+      'eval: --families and --difficulties choose the built-in split; they do not apply to DATA files',
+    );
   // inputs first: a bad file fails before the model is loaded
+  const taskMix = data.length > 0 ? null : await evalTaskMix(checkpoint, families, difficulties);
   const { problems, report } =
     data.length > 0
       ? await problemsFromFiles(data, opts.format, count)
-      : problemsFromSplit(opts.split, count ?? 64, seed);
+      : problemsFromSplit(
+          opts.split,
+          count ?? 64,
+          seed,
+          taskMix ? { families: taskMix.families, difficulties: taskMix.difficulties } : undefined,
+        );
   reportInput(report);
   if (checkpoint.startsWith('job:') && opts.address === undefined)
     throw new EvalOptionError(
@@ -108,10 +132,21 @@ export async function runEval(
       maxNewTokens,
       seed,
       reflect: opts.reflect ?? false,
+      ...(taskMix ? { taskMix } : {}),
       ...(gen ? { cluster: { address: gen.address, inFlight: gen.inFlight } } : {}),
     };
+    const extras: JudgeExtras = local
+      ? {
+          // own mistakes: answers sampled at temperature 1.0, one seed per draw; the margin AUC by log-probs
+          sample: (prompts, draw) => local.generate(prompts, { temperature: 1, seed: 1 + draw }),
+          sampling: 'temperature 1.0',
+          ownDraws,
+          score: local.score,
+        }
+      : // a cluster generates greedily and scores no log-probs: own mistakes are the greedy answers
+        { sample: (prompts) => generate(prompts), sampling: 'greedy', ownDraws: Math.min(ownDraws, 1) };
     const run = opts.judge
-      ? await runJudge(problems, generate, verifier, report, settings, roundBatch)
+      ? await runJudge(problems, generate, verifier, report, { ...settings, ownDraws }, roundBatch, extras)
       : await runProblems(problems, generate, verifier, report, settings, roundBatch);
     const summary = { ...run.summary, generation: { ...stats } };
     if (opts.out !== undefined) await writeOut(opts.out, run.results, summary);
@@ -135,6 +170,54 @@ export async function runEval(
     local?.close();
     gen?.close();
   }
+}
+
+/** The built-in split's task mix, and where it came from. */
+interface EvalTaskMix {
+  readonly families: readonly Family[];
+  readonly difficulties: readonly Difficulty[];
+  /** `flags`, `checkpoint` (its trainer_state.json), or `default` (the demo mix). */
+  readonly from: 'flags' | 'checkpoint' | 'default' | 'flags+checkpoint' | 'flags+default';
+}
+
+/**
+ * The built-in split's task mix: the one the checkpoint was trained on (trainer_state.json's taskMix),
+ * else the demo mix; `--families` / `--difficulties` override either part.
+ */
+async function evalTaskMix(
+  checkpoint: string,
+  families: readonly Family[] | undefined,
+  difficulties: readonly Difficulty[] | undefined,
+): Promise<EvalTaskMix> {
+  let base: { families: readonly Family[]; difficulties: readonly Difficulty[] } | null = null;
+  let note = '';
+  if (!families || !difficulties) {
+    const { readTaskMix, CheckpointLoadError } = await import('@spark/method/checkpoint');
+    try {
+      const mix = await readTaskMix(checkpoint);
+      if (mix && mix.dataset === 'builtin' && mix.families.length > 0 && mix.difficulties.length > 0)
+        base = {
+          families: mix.families as Family[],
+          difficulties: mix.difficulties as Difficulty[],
+        };
+      else if (mix && mix.dataset !== 'builtin')
+        note = `the checkpoint was trained on ${mix.dataset}: pass it (or its held-out part) as DATA to evaluate on it`;
+    } catch (e) {
+      // a checkpoint only the cluster's workers can read (--address) has no local trainer_state.json
+      if (!(e instanceof CheckpointLoadError && e.notFound)) throw e;
+    }
+  }
+  const fromBase = base ? 'checkpoint' : 'default';
+  const mix = {
+    families: families ?? base?.families ?? DEMO_TASK_MIX.families ?? [],
+    difficulties: difficulties ?? base?.difficulties ?? DEMO_TASK_MIX.difficulties ?? [],
+  };
+  const from: EvalTaskMix['from'] =
+    families && difficulties ? 'flags' : families || difficulties ? `flags+${fromBase}` : fromBase;
+  process.stderr.write(
+    `spark eval: task mix ${mix.families.join(',')} at level(s) ${mix.difficulties.join(',')} (${from === 'default' ? 'the demo mix' : from === 'checkpoint' ? "the checkpoint's" : from})${note ? `; ${note}` : ''}\n`,
+  );
+  return { ...mix, from };
 }
 
 /** The cluster generator of `--address` (no model is loaded here). */
@@ -193,6 +276,14 @@ export function register(program: Command): void {
         .default('test'),
     )
     .option('--count <n>', 'problems (built-in split: default 64; files: at most N records per file)')
+    .option(
+      '--families <list>',
+      "built-in split: task families, comma-separated (default: the checkpoint's task mix, else every family)",
+    )
+    .option(
+      '--difficulties <list>',
+      "built-in split: difficulty levels, comma-separated (default: the checkpoint's task mix, else 1,2)",
+    )
     .option('--seed <n>', 'seed of the built-in split and of judge template draws', '0')
     .addOption(
       new Option('--format <format>', 'format of DATA files')
@@ -222,6 +313,11 @@ export function register(program: Command): void {
     .option('--tls-cert <file>', 'PEM client certificate (mTLS)')
     .option('--tls-key <file>', 'PEM client key (mTLS)')
     .option('--in-flight <n>', 'with --address: Generate calls at once (about 2 × rollout workers)', '4')
+    .option(
+      '--own-draws <n>',
+      "with --judge: answers sampled per problem to find the model's own mistakes (0: none; with --address: greedy, at most 1)",
+      '4',
+    )
     .action(async (checkpoint: string, data: string[], opts: EvalCliOptions) => {
       await runEval(checkpoint, data, opts);
     });

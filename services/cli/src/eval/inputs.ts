@@ -12,7 +12,7 @@ import {
   type RecordError,
 } from '@spark/method/datasets';
 import type { EvalProblem } from '@spark/method/evaluation';
-import { DEMO_TASK_MIX, type Split } from '@spark/method/tasks';
+import { DEMO_TASK_MIX, type Split, type TaskDatasetOptions } from '@spark/method/tasks';
 
 /** Where the problems came from and what was skipped. */
 export interface InputReport {
@@ -62,13 +62,14 @@ export async function problemsFromFiles(
   };
 }
 
-/** Problems of the built-in synthetic split (the demo mix: every family, levels 1–2). */
+/** Problems of the built-in synthetic split, of a task mix (default: the demo mix, every family, levels 1–2). */
 export function problemsFromSplit(
   split: Split,
   count: number,
   seed: number,
+  mix: Pick<TaskDatasetOptions, 'families' | 'difficulties'> = DEMO_TASK_MIX,
 ): { problems: EvalProblem[]; report: InputReport } {
-  const records = syntheticRecords({ seed, split, count, ...DEMO_TASK_MIX });
+  const records = syntheticRecords({ seed, split, count, ...mix });
   return {
     problems: records.map((r) => toProblem(r, 'synthetic')),
     report: {

@@ -2,8 +2,13 @@
 // self-reflection) and the reward benchmark over a loaded generator, producing the summary.json object,
 // the per-record results, and the printed tables. Writing files is the command's business.
 import {
-  buildJudgeItems,
+  buildJudgeBenchmark,
+  collectOwnMistakes,
+  diagnoseJudge,
   evaluateJudge,
+  formatJudgeDiagnostics,
+  judgeSetOf,
+  scoreJudgeMargins,
   evaluateProblems,
   formatAccuracyTable,
   formatJudgeTable,
@@ -16,9 +21,12 @@ import {
   type EvalScorer,
   type EvaluatedProblem,
   type GenerateFn,
+  type JudgeDiagnostics,
   type JudgeResult,
   type JudgeSummary,
   type ReflectionStats,
+  type SampleFn,
+  type ScoreFn,
 } from '@spark/method/evaluation';
 import type { TemplateVariant } from '@spark/method/templates';
 
@@ -111,12 +119,39 @@ export interface JudgeEvalSummary {
   readonly kind: 'judge';
   readonly input: InputReport;
   readonly settings: Record<string, unknown>;
+  /** Every judged item (all sets). */
   readonly items: number;
+  /** The headline: the standard items (gold vs near miss, options listed Yes/A first). */
   readonly judge: JudgeSummary;
+  /** The diagnostics over every set (docs/evaluation.md "Judge diagnostics"). */
+  readonly diagnostics: JudgeDiagnostics;
+  /** How the model's own mistakes were collected. */
+  readonly ownMistakes: {
+    readonly sampling: string;
+    readonly draws: number;
+    readonly samples: number;
+    readonly wrong: number;
+    readonly problems: number;
+  };
   readonly seconds: number;
 }
 
-/** Builds the checkpoint-independent judge items from the problems and judges them. */
+/** What the reward benchmark can use beyond greedy generation. */
+export interface JudgeExtras {
+  /** Samples the model's answers for its own mistakes (absent: none are collected). */
+  readonly sample?: SampleFn;
+  /** How `sample` samples, for the summary (e.g. `temperature 1.0`, `greedy`). */
+  readonly sampling: string;
+  /** Answers sampled per problem (0: no own-mistake items). */
+  readonly ownDraws: number;
+  /** Teacher-forced verdict scores for the margin AUC (absent: no AUC). */
+  readonly score?: ScoreFn;
+}
+
+/**
+ * Builds the judge benchmark (the checkpoint-independent standard items, their option-order counterparts,
+ * far-off answers, and the model's own mistakes) from the problems, judges it and diagnoses the verdicts.
+ */
 export async function runJudge(
   problems: readonly EvalProblem[],
   generate: GenerateFn,
@@ -128,21 +163,50 @@ export async function runJudge(
   >,
   /** Items per generate call (default: settings.batch; larger in cluster mode). */
   roundBatch = settings.batch,
+  extras: JudgeExtras = { sampling: 'none', ownDraws: 0 },
 ): Promise<{ results: JudgeResult[]; summary: JudgeEvalSummary; table: string }> {
   const t0 = performance.now();
-  const items = buildJudgeItems(
-    problems.filter((p): p is EvalProblem & { answer: string } => p.answer !== undefined),
-    { variant: settings.variant, seed: settings.seed },
-  );
-  const results = await evaluateJudge(items, { generate, scorer, batchSize: roundBatch });
-  const judge = summarizeJudge(results);
+  const sources = problems
+    .filter((p): p is EvalProblem & { answer: string } => p.answer !== undefined)
+    .map((p) => ({ id: p.id, question: p.question, answer: p.answer, family: p.dataset }));
+  const own =
+    extras.sample && extras.ownDraws > 0
+      ? await collectOwnMistakes(sources, {
+          sample: extras.sample,
+          draws: extras.ownDraws,
+          scorer,
+          variant: settings.variant,
+          batchSize: roundBatch,
+        })
+      : { mistakes: [], samples: 0, wrong: 0 };
+  const items = buildJudgeBenchmark(sources, {
+    variant: settings.variant,
+    seed: settings.seed,
+    own: own.mistakes,
+  });
+  let results = await evaluateJudge(items, { generate, scorer, batchSize: roundBatch });
+  if (extras.score) results = await scoreJudgeMargins(items, results, extras.score, settings.batch);
+  const judge = summarizeJudge(results.filter((r) => judgeSetOf(r.tags) === 'standard'));
+  const diagnostics = diagnoseJudge(results);
   const summary: JudgeEvalSummary = {
     kind: 'judge',
     input,
     settings,
     items: items.length,
     judge,
+    diagnostics,
+    ownMistakes: {
+      sampling: extras.sampling,
+      draws: extras.ownDraws,
+      samples: own.samples,
+      wrong: own.wrong,
+      problems: own.mistakes.length,
+    },
     seconds: (performance.now() - t0) / 1000,
   };
-  return { results, summary, table: formatJudgeTable(judge) };
+  return {
+    results,
+    summary,
+    table: `${formatJudgeTable(judge)}\n\n${formatJudgeDiagnostics(diagnostics)}`,
+  };
 }

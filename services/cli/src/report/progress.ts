@@ -57,8 +57,11 @@ export function formatEvent(event: JobEvent): string {
       const secs = event.metrics.seconds ?? event.metrics.phase_seconds;
       return `[${event.jobId}] ${at} ${phaseName(event)}: ${figures(event.metrics) || '(no figures)'}${secs !== undefined ? `  (${fmt(secs)} s)` : ''}`;
     }
-    case JobEventType.JOB_EVENT_TYPE_EVAL:
-      return `[${event.jobId}] eval at ${at}: ${figures(event.metrics, 10) || '(no figures)'}`;
+    case JobEventType.JOB_EVENT_TYPE_EVAL: {
+      // the headline accuracies; the dotted judge diagnostics (`pointwise_accuracy.no_first`, …) are in results
+      const headline = Object.fromEntries(Object.entries(event.metrics).filter(([k]) => !k.includes('.')));
+      return `[${event.jobId}] eval at ${at}: ${figures(headline, 10) || '(no figures)'}`;
+    }
     case JobEventType.JOB_EVENT_TYPE_CHECKPOINT:
       return `[${event.jobId}] checkpoint at ${at}: ${event.message}`;
     default:

@@ -4,7 +4,13 @@ import { describe, it } from 'node:test';
 import { JobEvent, JobEventType, JobState, Phase } from '@spark/protocol';
 
 import { formatEvent, keyFigures, progressBar, ProgressPrinter } from './progress.js';
-import { accuracyOf, computeResults, curvePanels, formatResultsTable } from './results.js';
+import {
+  accuracyOf,
+  computeResults,
+  curvePanels,
+  formatDiagnosticsTable,
+  formatResultsTable,
+} from './results.js';
 import { escapeXml, niceTicks, renderSvg, scale } from './svg.js';
 
 function ev(
@@ -150,6 +156,8 @@ describe('results table', () => {
       pointwise_accuracy: 0.7,
       pairwise_accuracy: 0.65,
       reflection_accuracy: 0.3,
+      'pointwise_accuracy.no_first': 0.55,
+      'pointwise_yes_share.no_first': 0.25,
     }),
   ];
 
@@ -165,6 +173,16 @@ describe('results table', () => {
     const table = formatResultsTable(r);
     assert.match(table, /held-out answer accuracy\s+5\.0\s+20\.0\s+35\.0\s+\+15\.0/);
     assert.match(table, /pairwise judge accuracy\s+—\s+45\.0\s+65\.0\s+\+20\.0/);
+    // judge diagnostics: only the metrics an eval reported, before/after like the headline
+    assert.deepEqual(
+      r.judgeDiagnostics.map((d) => [d.key, d.before, d.after]),
+      [
+        ['pointwise_accuracy.no_first', null, 0.55],
+        ['pointwise_yes_share.no_first', null, 0.25],
+      ],
+    );
+    assert.match(formatDiagnosticsTable(r), /pointwise, options No\/B first\s+—\s+55\.0\s+—/);
+    assert.equal(formatDiagnosticsTable({ judgeDiagnostics: [] }), '');
   });
 
   it('shows dashes, not numbers, when RL never evaluated', () => {
@@ -219,6 +237,18 @@ describe('progress output', () => {
         ),
       ),
       /\[j1\] failed: boom/,
+    );
+    // an eval line shows the headline accuracies, not the dotted judge diagnostics
+    assert.equal(
+      formatEvent(
+        ev(6, EVAL, 2, {
+          answer_accuracy: 0.5,
+          'judge_accuracy.family.add': 1,
+          'pointwise_accuracy.no_first': 0.25,
+          pointwise_accuracy: 0.75,
+        }),
+      ),
+      '[j1] eval at step 2: answer_accuracy 0.500  pointwise_accuracy 0.750',
     );
     assert.deepEqual(
       keyFigures({ z: 1, loss: 2, 'acc/x': 0.5, reward: 0.1 }).map(([k]) => k),

@@ -65,8 +65,34 @@ export interface ResultRow {
   readonly change: number | null;
 }
 
+/** A judge-diagnostic row (an EVAL metric of the coordinator's judgeDiagnosticMetrics, before/after RL). */
+export interface DiagnosticRow {
+  readonly key: string;
+  readonly label: string;
+  readonly baseline: number | null;
+  readonly before: number | null;
+  readonly after: number | null;
+  readonly change: number | null;
+}
+
+/** The judge diagnostics shown beside the headline table (docs/evaluation.md "Judge diagnostics"). */
+export const JUDGE_DIAGNOSTICS: readonly { readonly key: string; readonly label: string }[] = [
+  { key: 'pointwise_accuracy.yes_first', label: 'pointwise, options Yes/A first' },
+  { key: 'pointwise_accuracy.no_first', label: 'pointwise, options No/B first' },
+  { key: 'pointwise_yes_share.yes_first', label: 'Yes/A verdicts, Yes/A listed first' },
+  { key: 'pointwise_yes_share.no_first', label: 'Yes/A verdicts, No/B listed first' },
+  { key: 'pairwise_accuracy.gold_a', label: 'pairwise, gold in A' },
+  { key: 'pairwise_accuracy.gold_b', label: 'pairwise, gold in B' },
+  { key: 'pointwise_accuracy.near', label: 'pointwise on near-miss answers' },
+  { key: 'pointwise_accuracy.far', label: 'pointwise on far-off answers' },
+  { key: 'judge_no_verdict', label: 'judge outputs without a box' },
+  { key: 'judge_box_before_verdict', label: 'a box before the verdict' },
+];
+
 export interface JobResults {
   readonly rows: readonly ResultRow[];
+  /** The judge diagnostics reported by the evals (rows whose metric no eval reported are left out). */
+  readonly judgeDiagnostics: readonly DiagnosticRow[];
   readonly evals: readonly EvalPoint[];
   /** Which evals the columns came from (sequence numbers), null when absent. */
   readonly columns: {
@@ -107,8 +133,25 @@ export function computeResults(events: readonly JobEvent[]): JobResults {
       change: a !== null && b !== null ? a - b : null,
     };
   });
+  const value = (e: EvalPoint | undefined, key: string): number | null => {
+    const v = e?.metrics[key];
+    return typeof v === 'number' ? v : null;
+  };
+  const judgeDiagnostics = JUDGE_DIAGNOSTICS.map((d) => {
+    const b = value(before, d.key);
+    const a = value(after, d.key);
+    return {
+      key: d.key,
+      label: d.label,
+      baseline: value(baseline, d.key),
+      before: b,
+      after: a,
+      change: a !== null && b !== null ? a - b : null,
+    };
+  }).filter((r) => r.baseline !== null || r.before !== null || r.after !== null);
   return {
     rows,
+    judgeDiagnostics,
     evals,
     columns: { baseline: baseline?.seq ?? null, before: before?.seq ?? null, after: after?.seq ?? null },
   };
@@ -121,10 +164,19 @@ function cell(v: number | null, signed = false): string {
 }
 
 /** The results as a fixed-width text table (accuracies in percent). */
-export function formatResultsTable(results: JobResults): string {
-  const withBaseline = results.rows.some((r) => r.baseline !== null);
-  const head = ['metric (%)', ...(withBaseline ? ['pre-warm-up'] : []), 'before RL', 'after RL', 'change'];
-  const body = results.rows.map((r) => [
+export function formatResultsTable(results: Pick<JobResults, 'rows'>): string {
+  return formatRows(results.rows, 'metric (%)');
+}
+
+/** The judge diagnostics as a fixed-width text table (percent), or '' when no eval reported them. */
+export function formatDiagnosticsTable(results: Pick<JobResults, 'judgeDiagnostics'>): string {
+  return results.judgeDiagnostics.length ? formatRows(results.judgeDiagnostics, 'judge diagnostics (%)') : '';
+}
+
+function formatRows(rows: readonly DiagnosticRow[], title: string): string {
+  const withBaseline = rows.some((r) => r.baseline !== null);
+  const head = [title, ...(withBaseline ? ['pre-warm-up'] : []), 'before RL', 'after RL', 'change'];
+  const body = rows.map((r) => [
     r.label,
     ...(withBaseline ? [cell(r.baseline)] : []),
     cell(r.before),

@@ -8,7 +8,7 @@
 //     model.safetensors                  weights (or model.safetensors.index.json + shards, read by kernels)
 //     optimizer.safetensors              AdamW moments and step (Model.save with the optimizer)
 //     reference.safetensors              the frozen GRPO reference, once RL started
-//     trainer_state.json                 TrainerState: job, step, versions, lr-schedule position
+//     trainer_state.json                 TrainerState: job, step, versions, lr-schedule position, task mix
 //     tokenizer.json (+ tokenizer_config.json)  a Hugging Face tokenizer, when the checkpoint carries one
 //
 // `latest.json` names the newest checkpoint; only a `step-<n>` one is resumed from (the `warmup` one is
@@ -74,6 +74,18 @@ export const LrScheduleSchema = z.object({
 
 const count = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
+/**
+ * The task mix a checkpoint was trained on (the job spec's dataset and, for the built-in tasks, its
+ * resolved families and difficulty levels); `spark eval` evaluates on it by default.
+ */
+export const TaskMixSchema = z.object({
+  /** `builtin`, or the training file (families and difficulties are then empty). */
+  dataset: z.string().min(1).max(4096),
+  families: z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/)).max(64),
+  difficulties: z.array(z.number().int().min(1).max(100)).max(100),
+});
+export type TaskMix = Readonly<z.infer<typeof TaskMixSchema>>;
+
 /** `trainer_state.json`: what a restarted learner resumes from (and what a reader reports). */
 export const TrainerStateSchema = z.object({
   jobId: z.string().min(1).max(256),
@@ -88,6 +100,8 @@ export const TrainerStateSchema = z.object({
   learningRate: z.number().nullable(),
   /** ISO time of writing. */
   savedAt: z.string().max(64),
+  /** The task mix of the job (absent in checkpoints written before it was recorded). */
+  taskMix: TaskMixSchema.optional(),
 });
 export type TrainerState = Readonly<z.infer<typeof TrainerStateSchema>> & {
   readonly schedule: Readonly<z.infer<typeof LrScheduleSchema>>;

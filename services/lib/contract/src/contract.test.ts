@@ -513,4 +513,27 @@ describe('checkpoint layout', () => {
     assert.equal(CHECKPOINT_FILES.latest, 'latest.json');
     assert.equal(CHECKPOINT_FILES.trainerState, 'trainer_state.json');
   });
+
+  it('records the task mix in trainer_state.json, optional for older checkpoints', () => {
+    const state = {
+      jobId: 'j',
+      step: 3,
+      phase: 'policy',
+      policyVersion: 6,
+      optimizerSteps: 12,
+      rlOptimizerSteps: 4,
+      totalOptimizerSteps: null,
+      schedule: { kind: 'cosine', warmupRatio: 0.03, minLrRatio: 0.1 },
+      learningRate: null,
+      savedAt: '2026-01-01T00:00:00.000Z',
+    };
+    assert.equal(parseTrainerState(state).taskMix, undefined);
+    const taskMix = { dataset: 'builtin', families: ['add', 'remainder'], difficulties: [1] };
+    assert.deepEqual(parseTrainerState({ ...state, taskMix }).taskMix, taskMix);
+    assert.throws(
+      () => parseTrainerState({ ...state, taskMix: { ...taskMix, families: ['Add; rm'] } }),
+      /trainer_state\.json/,
+    );
+    assert.throws(() => parseTrainerState({ ...state, taskMix: { ...taskMix, difficulties: [0] } }));
+  });
 });

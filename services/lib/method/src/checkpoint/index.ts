@@ -12,13 +12,16 @@ import { join } from 'node:path';
 import {
   CHECKPOINT_FILES,
   MAX_LATEST_POINTER_BYTES,
+  MAX_TRAINER_STATE_BYTES,
   parseJson,
   parseLatestPointer,
+  parseTrainerState,
   stepOfDirName,
   type LatestPointer,
+  type TaskMix,
 } from '@spark/contract';
 
-import type { GenerateFn } from '../evaluation/index.js';
+import type { GenerateFn, ScoreFn } from '../evaluation/index.js';
 import { loadTokenizer, renderPromptTokens, type Tokenizer } from '../tokenizers/index.js';
 import { Model } from '@spark/kernels';
 
@@ -40,13 +43,27 @@ export interface GenerateStats {
   outputTokens: number;
 }
 
+/** Per-call options of a generator: the settings, and sampling instead of greedy decoding. */
+export interface GenerateCallOptions extends Partial<GenerateSettings> {
+  /** Sampling temperature (default 0: greedy); in [0, 10]. */
+  readonly temperature?: number;
+  /** Sampling seed (default 0): the same seed, model and prompts give the same outputs. */
+  readonly seed?: number;
+}
+
 /** A loaded model with its tokenizer and generator. */
 export interface LoadedGenerator {
   readonly model: Model;
   readonly tokenizer: Tokenizer;
   /** The GenerateFn; `options` override the settings for one call (validated the same way). */
   readonly generate: GenerateFn &
-    ((prompts: readonly string[], options?: Partial<GenerateSettings>) => Promise<readonly string[]>);
+    ((prompts: readonly string[], options?: GenerateCallOptions) => Promise<readonly string[]>);
+  /**
+   * Teacher-forced verdict scores (@spark/method/evaluation ScoreFn): for each request, the total
+   * log-probability of every candidate after the rendered prompt and the prefix (the kernels' log-probs);
+   * null when prompt, prefix and the longest candidate do not fit the model's context.
+   */
+  readonly score: ScoreFn;
   readonly stats: GenerateStats;
   close(): void;
 }
@@ -75,9 +92,21 @@ export function generatorOf(model: Model, tokenizer: Tokenizer, settings: Genera
   const stats: GenerateStats = { calls: 0, prompts: 0, tooLong: 0, outputTokens: 0 };
   const generate = async (
     prompts: readonly string[],
-    options: Partial<GenerateSettings> = {},
+    options: GenerateCallOptions = {},
   ): Promise<readonly string[]> => {
-    const call = options.maxNewTokens || options.batch ? check({ ...defaults, ...options }) : defaults;
+    const call =
+      options.maxNewTokens || options.batch
+        ? check({
+            maxNewTokens: options.maxNewTokens ?? defaults.maxNewTokens,
+            batch: options.batch ?? defaults.batch,
+          })
+        : defaults;
+    const temperature = options.temperature ?? 0;
+    if (!Number.isFinite(temperature) || temperature < 0 || temperature > 10)
+      throw new RangeError(`temperature must be in [0, 10], got ${temperature}`);
+    const seed = options.seed ?? 0;
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+      throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
     const outputs: string[] = Array.from({ length: prompts.length }, () => '');
     const runnable: { index: number; tokens: Uint32Array }[] = [];
     prompts.forEach((p, index) => {
@@ -91,11 +120,11 @@ export function generatorOf(model: Model, tokenizer: Tokenizer, settings: Genera
       stats.calls++;
       const samples = await model.sample({
         prompts: chunk.map((c) => c.tokens),
-        temperature: 0,
+        temperature,
         topP: 1,
         maxNewTokens: call.maxNewTokens,
         stopTokens: tokenizer.stopIds,
-        seed: 0,
+        seed,
       });
       samples.forEach((s, i) => {
         stats.outputTokens += s.tokens.length;
@@ -106,7 +135,31 @@ export function generatorOf(model: Model, tokenizer: Tokenizer, settings: Genera
     }
     return outputs;
   };
-  return { model, tokenizer, generate, stats, close: () => model.free() };
+  const score: ScoreFn = async (requests) => {
+    const out: (number[] | null)[] = requests.map(() => null);
+    const seqs: { request: number; candidate: number; tokens: Uint32Array; promptLen: number }[] = [];
+    requests.forEach((r, request) => {
+      const base = [...renderPromptTokens(tokenizer, r.prompt), ...tokenizer.encode(r.prefix)];
+      const candidates = r.candidates.map((c) => tokenizer.encode(c));
+      const longest = Math.max(0, ...candidates.map((c) => c.length));
+      if (candidates.length === 0 || candidates.some((c) => c.length === 0) || base.length + longest > maxPos)
+        return;
+      out[request] = candidates.map(() => 0);
+      candidates.forEach((c, candidate) =>
+        seqs.push({ request, candidate, tokens: Uint32Array.from([...base, ...c]), promptLen: base.length }),
+      );
+    });
+    for (let start = 0; start < seqs.length; start += defaults.batch) {
+      const chunk = seqs.slice(start, start + defaults.batch);
+      const lps = await model.logprobs(chunk);
+      chunk.forEach((s, i) => {
+        const total = (lps[i] as Float32Array).reduce((a, b) => a + b, 0);
+        (out[s.request] as number[])[s.candidate] = total;
+      });
+    }
+    return out;
+  };
+  return { model, tokenizer, generate, score, stats, close: () => model.free() };
 }
 
 const exists = (path: string): Promise<boolean> =>
@@ -143,6 +196,25 @@ export async function resolveCheckpoint(checkpoint: string): Promise<string> {
       `cannot load checkpoint ${checkpoint}: ${CHECKPOINT_FILES.latest} does not name a step-<n> directory`,
     );
   return join(checkpoint, pointer.dir);
+}
+
+/**
+ * The task mix CHECKPOINT was trained on (its trainer_state.json, @spark/contract TaskMix), or null when it
+ * has none: no trainer_state.json (a `Model.save` checkpoint) or one written before the mix was recorded.
+ * CheckpointLoadError for a trainer_state.json that is there but unreadable or invalid.
+ */
+export async function readTaskMix(checkpoint: string): Promise<TaskMix | null> {
+  const path = join(await resolveCheckpoint(checkpoint), CHECKPOINT_FILES.trainerState);
+  if (!(await exists(path))) return null;
+  try {
+    const text = await readFile(path, 'utf8');
+    if (text.length > MAX_TRAINER_STATE_BYTES) throw new Error(`over ${MAX_TRAINER_STATE_BYTES} bytes`);
+    return parseTrainerState(parseJson(text, path)).taskMix ?? null;
+  } catch (e) {
+    throw new CheckpointLoadError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
+  }
 }
 
 /**

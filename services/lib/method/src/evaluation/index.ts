@@ -7,3 +7,5 @@ export * from './summary.js';
 export * from './problems.js';
 export * from './judge.js';
 export * from './results-file.js';
+export * from './verdicts.js';
+export * from './judge-diagnostics.js';

@@ -20,6 +20,7 @@ import {
   TEMPLATES,
   type TemplateVariant,
 } from '../templates/index.js';
+import { verdictStatus, type VerdictStatus } from './verdicts.js';
 import type { EvalScorer, GenerateFn } from './problems.js';
 import { formatTable, pct } from './summary.js';
 
@@ -28,6 +29,8 @@ export interface JudgeSource {
   readonly id: string;
   readonly question: string;
   readonly answer: string;
+  /** The task family or dataset (tagged `family:<name>` for per-family diagnostics). */
+  readonly family?: string;
 }
 
 export interface JudgeItemOptions {
@@ -66,8 +69,10 @@ export const EVAL_JUDGE_STYLES: readonly EvalJudgeStyle[] = ['pointwise-yesno', 
 
 /**
  * Three judge items per problem (yes/no, a/b, pairwise), balanced across problems. `promptId`s are
- * `j-<style>-<problem id>`; `tags` = [style, target] with target `correct`/`incorrect` (pointwise) or
- * `slot-A`/`slot-B` (pairwise).
+ * `j-<style>-<problem id>`; `tags` = [style, target, ...diagnostic tags] with target `correct`/`incorrect`
+ * (pointwise) or `slot-A`/`slot-B` (pairwise), then `set:standard`, `template:<id>`, `order:yes-first`
+ * (pointwise: every recycling template lists Yes/A first), `wrong:near` (items showing the wrong answer)
+ * and `family:<name>` when the source has one (judge-diagnostics.ts reads them).
  */
 export function buildJudgeItems(problems: readonly JudgeSource[], opts: JudgeItemOptions = {}): PromptItem[] {
   const variant = opts.variant ?? 'short';
@@ -77,8 +82,10 @@ export function buildJudgeItems(problems: readonly JudgeSource[], opts: JudgeIte
     const rng = root.fork(p.id);
     const wrong = wrongAnswerFor(p.answer);
     const correctFirst = i % 2 === 0; // alternate targets so each style is balanced
+    const family = p.family !== undefined ? [`family:${p.family.slice(0, 200)}`] : [];
     for (const style of EVAL_JUDGE_STYLES) {
       const template = rng.pick(TEMPLATES[style][variant]);
+      const diag = ['set:standard', `template:${template.id}`];
       if (style === 'pairwise') {
         const goldInA = correctFirst;
         const [a, b] = goldInA ? [p.answer, wrong] : [wrong, p.answer];
@@ -89,7 +96,7 @@ export function buildJudgeItems(problems: readonly JudgeSource[], opts: JudgeIte
           label: goldInA ? 'A' : 'B',
           sourceGroupId: null,
           question: null,
-          tags: [style, goldInA ? 'slot-A' : 'slot-B'],
+          tags: [style, goldInA ? 'slot-A' : 'slot-B', ...diag, 'wrong:near', ...family],
         });
       } else {
         // yes/no and a/b alternate in opposite phase so a problem contributes one correct and one wrong
@@ -102,7 +109,14 @@ export function buildJudgeItems(problems: readonly JudgeSource[], opts: JudgeIte
           label,
           sourceGroupId: null,
           question: null,
-          tags: [style, correct ? 'correct' : 'incorrect'],
+          tags: [
+            style,
+            correct ? 'correct' : 'incorrect',
+            ...diag,
+            'order:yes-first',
+            ...(correct ? [] : ['wrong:near']),
+            ...family,
+          ],
         });
       }
     }
@@ -144,6 +158,12 @@ export interface JudgeResult {
   /** The boxed verdict (first box, trimmed), or null. */
   readonly verdict: string | null;
   readonly correct: boolean;
+  /** The item's tags (style, target, diagnostic tags). */
+  readonly tags?: readonly string[];
+  /** Whether a verdict was produced (judge-diagnostics.ts `verdictStatus`). */
+  readonly status?: VerdictStatus;
+  /** log P(Yes|A) − log P(No|B) at the verdict under teacher forcing, when scored (`scoreJudgeMargins`). */
+  readonly margin?: number | null;
 }
 
 /** Accuracy of one group of judge items. */
@@ -214,6 +234,8 @@ export async function evaluateJudge(
         output,
         verdict: v.extracted,
         correct: v.reward === 1,
+        tags: it.tags,
+        status: verdictStatus(output, it.tags[0] ?? it.kind),
       });
     }
   }

@@ -1,9 +1,12 @@
-// Reading results files for re-scoring (`spark score`): JSONL records produced by `spark eval` or
-// elsewhere. A record needs the ground truth (`answer`, or `ground_truth` / `gt` / `label` /
-// `gold`) and the model's answer: the raw `output` (or `response` / `prediction`), re-extracted and
-// re-scored, or an already `extracted` answer (or `pred`). `dataset` defaults to "default"; `problem`
-// (or `question`) and `id` are kept when present. Malformed lines are reported per line, never fatal; an
-// input with no non-blank line is an error. Everything is bounded: line bytes and kept errors.
+// Reading results files for re-scoring (`spark score`): records produced by `spark eval` or elsewhere,
+// as JSONL or as one JSON array (the reference's evaluation files: `dataset`, `problem`, `image_path`,
+// `ground_truth`, `vlm_output`, `extracted_answer`, `is_correct`). A record needs the ground truth
+// (`answer`, or `ground_truth` / `gt` / `label` / `gold`) and the model's answer: the raw `output` (or
+// `response` / `prediction` / `vlm_output`), re-extracted and re-scored, or an already `extracted` answer
+// (or `extracted_answer` / `pred`). A stored verdict (`is_correct` / `correct`) is never used for the
+// score; it is kept only to count how often it disagrees. `dataset` defaults to "default"; `problem` (or
+// `question`) and `id` are kept when present. Malformed records are reported one by one, never fatal; an
+// input with no record is an error. Everything is bounded: line bytes, array bytes and kept errors.
 import { InvalidArgumentError } from '@spark/runtime/errors';
 import { readLines, type ChunkSource } from '../datasets/index.js';
 
@@ -18,6 +21,14 @@ export interface ResultsRecord {
   readonly output: string | null;
   /** The extracted answer given in the file, when present (used when there is no output). */
   readonly extracted: string | null;
+  /** The fields this record's ground truth, output and extracted answer came from. */
+  readonly fields: {
+    readonly gold: string;
+    readonly output: string | null;
+    readonly extracted: string | null;
+  };
+  /** The file's own verdict (`is_correct` / `correct`), when it has a boolean one: never used to score. */
+  readonly storedCorrect: boolean | null;
 }
 
 /** Why a results line was skipped. */
@@ -30,8 +41,11 @@ export interface ResultsLineError {
 export class ResultsFileError extends InvalidArgumentError {}
 
 const GOLD_KEYS = ['answer', 'ground_truth', 'gt', 'label', 'gold'] as const;
-const OUTPUT_KEYS = ['output', 'response', 'prediction'] as const;
-const EXTRACTED_KEYS = ['extracted', 'pred'] as const;
+const OUTPUT_KEYS = ['output', 'response', 'prediction', 'vlm_output'] as const;
+const EXTRACTED_KEYS = ['extracted', 'extracted_answer', 'pred'] as const;
+const STORED_VERDICT_KEYS = ['is_correct', 'correct'] as const;
+/** Largest JSON-array results file read (a JSONL file is read line by line, without this bound). */
+export const MAX_RESULTS_ARRAY_BYTES = 256 << 20;
 const MAX_ERRORS = 1_000;
 
 function text(v: unknown): string | null {
@@ -53,6 +67,11 @@ export function parseResultsLine(textLine: string, line: number): ResultsRecord 
   } catch (e) {
     return { line, message: `invalid JSON: ${e instanceof Error ? e.message : String(e)}` };
   }
+  return parseResultsValue(v, line);
+}
+
+/** Parses one JSON value (a line's, or an array element's) into a record or an error message. */
+export function parseResultsValue(v: unknown, line: number): ResultsRecord | ResultsLineError {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return { line, message: 'not a JSON object' };
   const o = v as Record<string, unknown>;
   const gold = first(o, GOLD_KEYS);
@@ -66,8 +85,10 @@ export function parseResultsLine(textLine: string, line: number): ResultsRecord 
   if (out && output === null) return { line, message: `"${out.key}" must be a string` };
   const extracted = ext ? text(ext.value) : null;
   if (ext && extracted === null) return { line, message: `"${ext.key}" must be a string or number` };
-  if (!out && !ext && !('extracted' in o))
+  const extKey = EXTRACTED_KEYS.find((k) => k in o);
+  if (!out && !ext && extKey === undefined)
     return { line, message: `no model answer (one of ${[...OUTPUT_KEYS, ...EXTRACTED_KEYS].join(', ')})` };
+  const stored = STORED_VERDICT_KEYS.map((k) => o[k]).find((x) => typeof x === 'boolean');
   const dataset = text(o['dataset']) ?? 'default';
   return {
     line,
@@ -77,31 +98,99 @@ export function parseResultsLine(textLine: string, line: number): ResultsRecord 
     answer: answer.trim(),
     output,
     extracted,
+    fields: { gold: gold.key, output: out?.key ?? null, extracted: ext?.key ?? extKey ?? null },
+    storedCorrect: typeof stored === 'boolean' ? stored : null,
   };
 }
 
-/** Reads a results stream: records, the first errors, and the error count. */
+/** Reads a results stream (JSONL, or one JSON array of records): records, the first errors, the error count. */
 export async function readResults(
   source: ChunkSource,
   name: string,
   maxLineBytes = 4 << 20,
-): Promise<{ records: ResultsRecord[]; errors: ResultsLineError[]; errorCount: number }> {
+  maxArrayBytes = MAX_RESULTS_ARRAY_BYTES,
+): Promise<{
+  records: ResultsRecord[];
+  errors: ResultsLineError[];
+  errorCount: number;
+  format: 'jsonl' | 'json-array';
+}> {
   const records: ResultsRecord[] = [];
   const errors: ResultsLineError[] = [];
   let errorCount = 0;
+  const add = (r: ResultsRecord | ResultsLineError): void => {
+    if ('message' in r) {
+      errorCount++;
+      if (errors.length < MAX_ERRORS) errors.push(r);
+    } else records.push(r);
+  };
+  // peek at the first non-blank character: '[' is a JSON array, anything else JSONL
+  const it = (
+    Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : toAsync(source)
+  ) as AsyncIterator<Uint8Array | string>;
+  const decoder = new TextDecoder();
+  const head: (Uint8Array | string)[] = [];
+  let first: string | undefined;
+  let bytes = 0;
+  while (first === undefined) {
+    const n = await it.next();
+    if (n.done) break;
+    head.push(n.value);
+    bytes += typeof n.value === 'string' ? n.value.length : n.value.byteLength;
+    const text = typeof n.value === 'string' ? n.value : decoder.decode(n.value, { stream: true });
+    const m = /\S/.exec(text);
+    if (m) first = m[0];
+  }
+  if (first === '[') {
+    // decoded again from the start: the peek's decoder has consumed the head
+    const bin = new TextDecoder();
+    const textOf = (c: Uint8Array | string): string =>
+      typeof c === 'string' ? c : bin.decode(c, { stream: true });
+    const parts = head.map(textOf);
+    for (let n = await it.next(); !n.done; n = await it.next()) {
+      bytes += typeof n.value === 'string' ? n.value.length : n.value.byteLength;
+      if (bytes > maxArrayBytes)
+        throw new ResultsFileError(
+          `${name}: a JSON-array results file over ${maxArrayBytes} bytes; write it as JSONL (one record per line)`,
+        );
+      parts.push(textOf(n.value));
+    }
+    if (bytes > maxArrayBytes)
+      throw new ResultsFileError(
+        `${name}: a JSON-array results file over ${maxArrayBytes} bytes; write it as JSONL (one record per line)`,
+      );
+    let all: unknown;
+    try {
+      all = JSON.parse(parts.join('') + bin.decode());
+    } catch (e) {
+      throw new ResultsFileError(
+        `${name}: starts with '[' but is not a valid JSON array: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    if (!Array.isArray(all)) throw new ResultsFileError(`${name}: not a JSON array`);
+    if (all.length === 0)
+      throw new ResultsFileError(`${name}: the results file is empty (an empty JSON array)`);
+    all.forEach((v, i) => add(parseResultsValue(v, i + 1)));
+    return { records, errors, errorCount, format: 'json-array' };
+  }
+  async function* replay(): AsyncGenerator<Uint8Array | string> {
+    yield* head;
+    for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+  }
   let lines = 0;
-  for await (const ev of readLines(source, maxLineBytes)) {
+  for await (const ev of readLines(replay(), maxLineBytes)) {
     let r: ResultsRecord | ResultsLineError;
     if ('oversized' in ev)
       r = { line: ev.line, message: `line has ${ev.oversized} bytes (limit ${maxLineBytes})` };
     else if (ev.text.trim() === '') continue;
     else r = parseResultsLine(ev.text, ev.line);
     lines++;
-    if ('message' in r) {
-      errorCount++;
-      if (errors.length < MAX_ERRORS) errors.push(r);
-    } else records.push(r);
+    add(r);
   }
   if (lines === 0) throw new ResultsFileError(`${name}: the results file is empty (no non-blank lines)`);
-  return { records, errors, errorCount };
+  return { records, errors, errorCount, format: 'jsonl' };
+}
+
+async function* toAsync<T>(xs: Iterable<T>): AsyncGenerator<T> {
+  yield* xs;
 }

@@ -68,6 +68,24 @@ export const DEMO_TASK_MIX: Pick<TaskDatasetOptions, 'families' | 'difficulties'
   difficulties: [1, 2] as const,
 });
 
+/** The demo task mix's highest difficulty (DEMO_TASK_MIX: every family, difficulties 1–2). */
+const DEMO_MAX_DIFFICULTY = 2;
+
+/**
+ * The built-in task mix of a job spec: `taskFamilies` (empty = every family) at difficulties
+ * 1..`taskMaxDifficulty` (0 = the demo mix's 1..2). The coordinator generates a job's problems from it,
+ * the learner records it in each checkpoint, and `spark eval` evaluates on it by default.
+ */
+export function specTaskMix(spec: {
+  readonly taskFamilies?: readonly string[];
+  readonly taskMaxDifficulty?: number;
+}): { families: readonly Family[]; difficulties: readonly Difficulty[] } {
+  const families = spec.taskFamilies?.length ? (spec.taskFamilies as readonly Family[]) : FAMILIES;
+  const max = spec.taskMaxDifficulty ?? 0;
+  const difficulties = DIFFICULTIES.filter((d) => d <= (max > 0 ? max : DEMO_MAX_DIFFICULTY));
+  return { families, difficulties };
+}
+
 /** Upper bound on `count` so a typo cannot ask for an unbounded loop. */
 export const MAX_TASK_COUNT = 1_000_000;
 /** Rejection-sampling attempts per produced problem before the generator reports an exhausted space. */

@@ -3,3 +3,4 @@
 export * from './render.js';
 export * from './sets.js';
 export * from './prompts.js';
+export * from './option-order.js';
