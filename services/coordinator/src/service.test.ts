@@ -51,7 +51,7 @@ async function start(
 
 function call<Req, Res>(
   client: JobServiceClient,
-  method: 'submitJob' | 'getJob' | 'listJobs' | 'cancelJob',
+  method: 'submitJob' | 'getJob' | 'listJobs' | 'cancelJob' | 'generate',
   req: Req,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
