@@ -85,7 +85,7 @@ describe('compiled tree (scripts/build-dist.mjs)', () => {
       encoding: 'utf8',
       env: plainEnv(),
       cwd: tmp,
-      input: '{"response":"\\boxed{x^2+2x+1}","label":"(x+1)^2"}\n',
+      input: '{"response":"\\\\boxed{x^2+2x+1}","label":"(x+1)^2"}\n',
     });
     assert.equal(v.status, 0, v.stderr);
     assert.equal((JSON.parse(v.stdout) as { reason: string; reward: number }).reason, 'boxed:symbolic');
