@@ -141,6 +141,9 @@ describe('Dockerfile', () => {
     for (const img of external) assert.doesNotMatch(img, /:latest\b|:lts\b|:current\b/, img);
     assert.match(arg('NODE_VERSION'), /^\d+\.\d+\.\d+$/);
     assert.match(arg('CUDA_IMAGE'), /^[\w./-]+:\d+\.\d+\.\d+-[\w.-]+$/);
+    // The Node the images run is the Node LTS that .ci/run tests with.
+    const ci = readFileSync(join(repoRoot, '.ci', 'run'), 'utf8');
+    assert.equal(/^node_lts=(\S+)$/m.exec(ci)?.[1], arg('NODE_VERSION'), '.ci/run node_lts = NODE_VERSION');
     // A digest, when one is recorded, is a full sha256.
     for (const m of dockerfile.matchAll(/@sha256:(\w*)/g)) assert.match(m[1]!, /^[0-9a-f]{64}$/);
   });
