@@ -87,7 +87,9 @@ export async function startPrometheus(
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let spawnError: Error | null = null;
+  child.once('error', (err) => (spawnError = err));
+  const exited = new Promise<void>((r) => child.once('close', () => r()));
 
   async function api<T>(path: string, params: Record<string, string | string[]> = {}): Promise<T> {
     const qs = new URLSearchParams();
@@ -100,7 +102,7 @@ export async function startPrometheus(
   }
 
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
+    if (!spawnError && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
@@ -112,6 +114,7 @@ export async function startPrometheus(
   try {
     await until(
       async () => {
+        if (spawnError) throw new Error(`cannot start ${PROMETHEUS_BIN}: ${String(spawnError)}`);
         if (child.exitCode !== null) throw new Error(`prometheus exited with ${child.exitCode}:\n${out}`);
         try {
           return (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) })).ok;
