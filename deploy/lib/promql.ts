@@ -99,3 +99,26 @@ export function metricNamesIn(expr: string): string[] {
   }
   return [...names].sort();
 }
+
+/**
+ * The vector selectors of `expr` (metric name with its label matchers, without range or offset), in order of
+ * appearance and de-duplicated: `rate(a{x="1"}[5m]) / b` → [`a{x="1"}`, `b`]. Grafana variables are left as
+ * they are (substitute them first). Each one can be evaluated on its own as an instant query.
+ */
+export function vectorSelectorsIn(expr: string): string[] {
+  const names = new Set(metricNamesIn(expr));
+  const out: string[] = [];
+  const re =
+    /("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)|([A-Za-z_:][A-Za-z0-9_:]*)(\s*\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})?/g;
+  for (const m of expr.matchAll(re)) {
+    if (m[1] !== undefined) continue; // a string literal (label value, …)
+    const name = m[2]!;
+    // A name that is a metric (not a function, keyword or grouping label) and not inside a label matcher.
+    if (!names.has(name)) continue;
+    const before = expr.slice(0, m.index);
+    if (/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*$/.test(before)) continue;
+    const sel = `${name}${(m[3] ?? '').trim()}`;
+    if (!out.includes(sel)) out.push(sel);
+  }
+  return out;
+}

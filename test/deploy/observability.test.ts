@@ -16,7 +16,7 @@ import { DASHBOARDS } from '../../deploy/grafana/dashboards.js';
 import { buildDashboard, dashboardExpressions, jobMatcher } from '../../deploy/grafana/grafana.js';
 import { EXTERNAL_METRICS } from '../../deploy/lib/external-metrics.js';
 import { parseMetricDefinitions, readMetricCatalog, seriesNames } from '../../deploy/lib/metric-catalog.js';
-import { metricNamesIn } from '../../deploy/lib/promql.js';
+import { metricNamesIn, vectorSelectorsIn } from '../../deploy/lib/promql.js';
 
 import { repoRoot } from './chart.js';
 
@@ -95,6 +95,16 @@ describe('promql metric references', () => {
       ['spark_a_seconds_bucket', 'spark_b_total', 'up'],
     );
     assert.throws(() => metricNamesIn('rate(x[5m)'), /unbalanced/);
+  });
+
+  it('lists vector selectors with their matchers, without ranges, offsets or grouping labels', () => {
+    assert.deepEqual(
+      vectorSelectorsIn(
+        'sum by (up) (rate(spark_a_total{job="j",x="b{c}"}[5m])) / on (kind) spark_b offset 5m' +
+          ' and absent(up{job=~"a|b"}) or spark_a_total{job="j",x="b{c}"}',
+      ),
+      ['spark_a_total{job="j",x="b{c}"}', 'spark_b', 'up{job=~"a|b"}'],
+    );
   });
 });
 

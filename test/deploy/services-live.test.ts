@@ -1,6 +1,6 @@
-// The deployed entry points, started the way the chart starts them: `node --import tsx
-// services/<name>/src/main.ts` configured only through SPARK_* variables (as the chart's ConfigMaps set
-// them), against a real Redis. Each must print READY, answer /healthz, expose exactly the metrics the
+// The deployed entry points, from their sources (`node --import tsx services/<name>/src/main.ts`; the image
+// runs the same entry points compiled, `node services/<name>/src/main.js`: test/deploy/dist.test.ts),
+// configured only through SPARK_* variables (as the chart's ConfigMaps set them), against a real Redis. Each must print READY, answer /healthz, expose exactly the metrics the
 // catalog (and so docs/metrics.md, the dashboards and the rules) says it has, pass `promtool check
 // metrics`, and exit 0 on SIGTERM.
 import assert from 'node:assert/strict';

@@ -235,8 +235,8 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
 - name: {{ .dir }}
   image: {{ include "spark.image" (dict "root" $root "svc" $svc) }}
   imagePullPolicy: {{ include "spark.imagePullPolicy" (dict "root" $root "svc" $svc) }}
-  # The image's entrypoint is tini; the service is its argument list.
-  args: ["node", "--import", "tsx", "services/{{ .dir }}/src/main.ts"]
+  # The image's entrypoint is tini; the service is its argument list (the image's compiled JavaScript).
+  args: ["node", "services/{{ .dir }}/src/main.js"]
   envFrom:
     - configMapRef:
         name: {{ include "spark.fullname" $root }}-common
@@ -403,7 +403,7 @@ affinity:
 {{- end }}
 {{- end }}
 
-{{/* Volumes every pod has: /tmp (tsx's compile cache; the root filesystem is read-only), TLS files, the tokens file. */}}
+{{/* Volumes every pod has: /tmp (scratch space; the root filesystem is read-only), TLS files, the tokens file. */}}
 {{- define "spark.volumes" -}}
 - name: tmp
   emptyDir: {}

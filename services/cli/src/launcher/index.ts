@@ -171,7 +171,8 @@ function spawnService(
     );
   const logFile = join(logsDir, `${name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+  // TypeScript sources (the workspace) run with tsx; the compiled tree (scripts/build-dist.mjs) with plain node.
+  const child = spawn(process.execPath, [...(main.endsWith('.ts') ? ['--import', 'tsx'] : []), main], {
     cwd: REPO_ROOT,
     env,
     // an IPC channel the service watches: when the launcher dies (even by SIGKILL) the channel closes and
