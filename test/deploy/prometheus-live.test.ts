@@ -20,7 +20,7 @@
 //
 // A query naming a misspelt metric or a wrong job fails the same checks (the last test).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -251,7 +251,10 @@ function substitute(expr: string, vars: Record<string, string>): string {
 function tinyJob(dir: string): JobSpec {
   const gen = (split: 'train' | 'test', count: number) =>
     generateTasks({ seed: 3, split, count, families: ['compare'], difficulties: [1], unique: true });
-  const file = join(dir, 'tasks.jsonl');
+  // below the local cluster's dataset root (`<data dir>/datasets`): jobs read only there
+  const datasets = join(dir, 'cluster', 'datasets');
+  mkdirSync(datasets, { recursive: true });
+  const file = join(datasets, 'tasks.jsonl');
   const lines = [...gen('train', 64), ...gen('test', 8)].map((p) =>
     JSON.stringify({ problem: p.question, solution: p.solution, answer: p.answer }),
   );

@@ -41,8 +41,9 @@ export { serializePolicyResponse, PolicyServiceFast } from './policy-service.js'
 
 /**
  * Default bytes per GetPolicy chunk message. Measured with bench-weights.ts (128 KiB–4 MiB, interleaved
- * transfers; docs/benchmarks.md): within 128 KiB–1 MiB, 1 MiB gave the highest median throughput and the
- * least CPU per transfer; smaller chunks cost more per byte (more messages to frame, wake up for and hash).
+ * transfers, eight runs; docs/benchmarks.md): 1 MiB and 4 MiB are equally fast (4 MiB / 1 MiB geometric mean
+ * 0.99), smaller chunks slower (more messages to frame, wake up for and hash); 1 MiB stays under gRPC's
+ * default 4 MiB receive limit, which a 4 MiB chunk plus framing exceeds.
  */
 export const DEFAULT_POLICY_CHUNK_BYTES = 1024 * 1024;
 
