@@ -12,7 +12,6 @@ import { after, before, describe, it } from 'node:test';
 
 import { publishCheckpoint } from '@spark/contract';
 import { makeTinyCheckpoint } from '@spark/method/checkpoint';
-import { S3ObjectStore } from '@spark/runtime/storage';
 import { s3Skip, startTestS3, testPrefix, testRedisUrl, type TestS3 } from '@spark/runtime/testing';
 import { runSpark, type SparkRun } from '@spark/cli/testing';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
@@ -36,16 +35,7 @@ describe(
       s3 = await startTestS3();
       learnerRoot = join(dir, 'learner-volume', 'job-s');
       await makeTinyCheckpoint(join(learnerRoot, 'step-2'), 60);
-      const store = new S3ObjectStore({
-        endpoint: s3.endpoint,
-        region: s3.region,
-        bucket: s3.bucket,
-        prefix: 'spark/',
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
-        forcePathStyle: true,
-        requestTimeoutMs: 30_000,
-      });
+      const store = s3.openStore('spark/');
       try {
         await publishCheckpoint(store, 'job-s', learnerRoot, 'step-2', 2);
       } finally {

@@ -17,7 +17,6 @@ import {
   type JobStatus,
   type UploadDatasetResponse,
 } from '@spark/protocol';
-import { S3ObjectStore } from '@spark/runtime/storage';
 import { s3Skip, startTestS3, testPrefix, testRedisUrl, until, type TestS3 } from '@spark/runtime/testing';
 
 import { coordinatorConfig, startCoordinator, type Coordinator } from './index.js';
@@ -84,16 +83,7 @@ describe('uploaded datasets in the object store', { skip: s3Skip() }, () => {
       stream.end();
     });
     assert.equal(res.dataset, `sha256:${hex}`);
-    const store = new S3ObjectStore({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      bucket: s3.bucket,
-      prefix: '',
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      forcePathStyle: true,
-      requestTimeoutMs: 30_000,
-    });
+    const store = s3.openStore('');
     try {
       assert.ok(
         (await store.getBytes(`datasets/sha256/${hex}.jsonl`, 1 << 20))?.equals(rows),

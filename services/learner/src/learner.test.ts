@@ -29,7 +29,6 @@ import { createLogger } from '@spark/runtime/logging';
 import { GetPolicyResponse, JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
 import { s3Skip, startTestS3, testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
-import { S3ObjectStore } from '@spark/runtime/storage';
 import { charTokenizer } from '@spark/method/tokenizers';
 import { Model } from '@spark/kernels';
 
@@ -842,16 +841,7 @@ describe('learner: checkpoints published to an object store', { skip: s3Skip() }
       storeSecretAccessKey: s3.secretAccessKey,
     };
     const env = await setup('learner-store', { checkpointInterval: 0 }, storeConfig);
-    const store = new S3ObjectStore({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      bucket: s3.bucket,
-      prefix: '',
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      forcePathStyle: true,
-      requestTimeoutMs: 30_000,
-    });
+    const store = s3.openStore('');
     try {
       const job = await env.service.learner.ensureJob('job-1');
       const dir = await env.service.learner.checkpoint(job, { step: 0, phase: 'warmup' });

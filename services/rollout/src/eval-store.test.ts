@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { publishCheckpoint, type GenerateTaskResult } from '@spark/contract';
 import { Model } from '@spark/kernels';
 import { loadGenerator } from '@spark/method/checkpoint';
-import { S3ObjectStore } from '@spark/runtime/storage';
+import type { S3ObjectStore } from '@spark/runtime/storage';
 import { s3Skip, startTestS3, type TestS3 } from '@spark/runtime/testing';
 
 import { CheckpointGenerators, parseGenerateTask } from './eval-generate.js';
@@ -43,16 +43,7 @@ describe('Generate from checkpoints in the object store', { skip: s3Skip() }, ()
 
   before(async () => {
     s3 = await startTestS3();
-    store = new S3ObjectStore({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      bucket: s3.bucket,
-      prefix: 'spark/',
-      accessKeyId: s3.accessKeyId,
-      secretAccessKey: s3.secretAccessKey,
-      forcePathStyle: true,
-      requestTimeoutMs: 30_000,
-    });
+    store = s3.openStore('spark/');
     dir = await mkdtemp(join(tmpdir(), 'spark-evalstore-'));
     // the learner's layout: <root>/<name>/ per checkpoint, published after writing
     for (const [name, seed] of [

@@ -216,16 +216,25 @@ export function unaryHandler<Req, Res>(
   fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    fn(call.request, call).then(
-      (res) => callback(null, res),
-      (err: unknown) => {
-        const mapped = toGrpcError(err);
-        if (mapped.code === grpc.status.INTERNAL)
-          logger.error({ err, path: call.getPath() }, 'handler failed');
-        callback(mapped);
-      },
-    );
+    void answer(logger, call, callback, fn(call.request, call));
   };
+}
+
+/** Sends a handler's result, or its error as a gRPC status (an INTERNAL one logged with the method). */
+function answer<Res>(
+  logger: Logger,
+  call: { getPath(): string },
+  callback: grpc.sendUnaryData<Res>,
+  result: Promise<Res>,
+): Promise<void> {
+  return result.then(
+    (res) => callback(null, res),
+    (err: unknown) => {
+      const mapped = toGrpcError(err);
+      if (mapped.code === grpc.status.INTERNAL) logger.error({ err, path: call.getPath() }, 'handler failed');
+      callback(mapped);
+    },
+  );
 }
 
 /** Adapts an async function to a client-streaming handler (it reads `call`, e.g. with `for await`). */
@@ -234,15 +243,7 @@ export function clientStreamHandler<Req, Res>(
   fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>,
 ): grpc.handleClientStreamingCall<Req, Res> {
   return (call, callback) => {
-    fn(call).then(
-      (res) => callback(null, res),
-      (err: unknown) => {
-        const mapped = toGrpcError(err);
-        if (mapped.code === grpc.status.INTERNAL)
-          logger.error({ err, path: call.getPath() }, 'handler failed');
-        callback(mapped);
-      },
-    );
+    void answer(logger, call, callback, fn(call));
   };
 }
 

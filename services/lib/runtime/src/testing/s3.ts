@@ -10,6 +10,7 @@ import { delimiter, join, resolve } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 import { freePort } from '../redis/index.js';
+import { S3ObjectStore } from '../storage/index.js';
 import { until } from './index.js';
 
 /** The pinned versitygw release `.ci/run` builds. */
@@ -44,6 +45,8 @@ export interface TestS3 {
   readonly secretAccessKey: string;
   /** The backing directory (objects are files below `<dir>/<bucket>`). */
   readonly dir: string;
+  /** A client of this server's bucket, its keys below `prefix`. */
+  openStore(prefix?: string): S3ObjectStore;
   stop(): Promise<void>;
 }
 
@@ -107,5 +110,17 @@ export async function startTestS3(bucket = 'spark-test'): Promise<TestS3> {
   } finally {
     client.destroy();
   }
-  return { endpoint, region: 'us-east-1', bucket, accessKeyId, secretAccessKey, dir, stop };
+  const region = 'us-east-1';
+  const openStore = (prefix = ''): S3ObjectStore =>
+    new S3ObjectStore({
+      endpoint,
+      region,
+      bucket,
+      prefix,
+      accessKeyId,
+      secretAccessKey,
+      forcePathStyle: true,
+      requestTimeoutMs: 30_000,
+    });
+  return { endpoint, region, bucket, accessKeyId, secretAccessKey, dir, openStore, stop };
 }
