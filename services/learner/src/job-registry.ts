@@ -1,7 +1,7 @@
 // The learner's job registry: one JobModel per job (the native policy model, the frozen reference made
 // when RL starts, the policy version, the optimizer-step counters of the lr schedule and the immutable
-// weight snapshots PolicyService streams), loaded on first use — from the checkpoint the job itself last
-// wrote (a restarted learner resumes), else from the spec's model (preset + seed, or a checkpoint
+// weight snapshots PolicyService streams), loaded on first use — from the newest checkpoint the job itself
+// wrote that verifies against its manifest (a restarted learner resumes; checkpoint.ts), else from the spec's model (preset + seed, or a checkpoint
 // directory) — and evicted, least recently used first, when more than maxModels inactive jobs are held.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import type { Redis } from '@spark/runtime/redis';
 import type { ObjectStore } from '@spark/runtime/storage';
 import { Model, presetNames, toHfConfig } from '@spark/kernels';
 
-import { latestCheckpoint, loadReference } from './checkpoint.js';
+import { latestCheckpoint, loadReference, removeCheckpointLeftovers } from './checkpoint.js';
 import type { LearnerMetrics } from './metrics.js';
 import type { PolicySnapshot } from './publisher.js';
 import { scheduleFromSpec, type LrSchedule } from './schedule.js';
@@ -174,7 +174,10 @@ export class JobRegistry {
       if (restored)
         logger.info({ job: jobId, dir: restored, store: store.url }, 'checkpoint restored from the store');
     }
-    const resume = await latestCheckpoint(checkpointDir, jobId);
+    const leftovers = await removeCheckpointLeftovers(checkpointDir);
+    if (leftovers.length)
+      logger.warn({ job: jobId, dir: checkpointDir, leftovers }, 'removed unfinished checkpoint writes');
+    const resume = await latestCheckpoint(checkpointDir, jobId, logger);
     if (resume) {
       const model = await Model.load(resume.dir, { optimizer: true });
       job = new JobModel(jobId, spec, model, schedule, checkpointDir);
@@ -183,7 +186,7 @@ export class JobRegistry {
       job.rlOptimizerSteps = resume.state.rlOptimizerSteps;
       job.reference = await loadReference(resume.dir, model);
       logger.info(
-        { job: jobId, dir: resume.dir, version: job.version },
+        { job: jobId, dir: resume.dir, step: resume.state.step, version: job.version },
         'job model resumed from its checkpoint',
       );
     } else {
