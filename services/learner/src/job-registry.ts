@@ -13,6 +13,7 @@ import {
   jobKeys,
   readJobSpec,
   restoreCheckpoint,
+  type LearnerResume,
   type LearnResult,
 } from '@spark/contract';
 import type { Logger } from '@spark/runtime/logging';
@@ -212,6 +213,24 @@ export class JobRegistry {
     if (this.closed) {
       job.free();
       throw new FailedPreconditionError('learner is shutting down');
+    }
+    // where this load starts the job: the coordinator rewinds to it when it expected a later version
+    const phases = ['warmup', 'policy', 'reward', 'checkpoint'] as const;
+    const resumePhase = phases.find((p) => p === resume?.state.phase) ?? 'checkpoint';
+    const record: LearnerResume = resume
+      ? {
+          version: job.version,
+          step: resume.state.step,
+          phase: resumePhase,
+          dir: resume.dir,
+          at: new Date().toISOString(),
+        }
+      : { version: 0, step: 0, phase: 'start', dir: '', at: new Date().toISOString() };
+    try {
+      await this.options.redis.set(jobKeys.resumed(this.options.prefix, jobId), JSON.stringify(record));
+    } catch (err) {
+      job.free();
+      throw err;
     }
     // published before it is visible in `jobs`: a reader never sees a job without its first snapshot
     // (until then it waits on `loading`)
