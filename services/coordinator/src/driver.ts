@@ -99,6 +99,22 @@ export function parseCursor(text: string | null): DriverCursor {
   }
 }
 
+/** Most abandoned task ids kept (a rewind of many steps at most lists this many). */
+const MAX_DISCARDED = 100_000;
+
+/** The job hash's `discarded` field: `<role>:<task id>` strings; empty when absent or unreadable. */
+export function parseDiscarded(text: string | null): string[] {
+  if (!text) return [];
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v)
+      ? v.filter((x): x is string => typeof x === 'string').slice(0, MAX_DISCARDED)
+      : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Whether an evaluation runs after `completed` RL steps (of `total`). */
 export function evalDue(completed: number, total: number, evalInterval: number): boolean {
   return completed === total || (evalInterval > 0 && completed > 0 && completed % evalInterval === 0);
@@ -373,6 +389,8 @@ export class JobDriver {
     const { store } = this.deps;
     const spec = this.spec;
     let cursor = parseCursor(await store.getField(this.jobId, 'cursor'));
+    // task ids a rewind abandoned and that were not enqueued again yet (kept across a coordinator restart)
+    for (const d of parseDiscarded(await store.getField(this.jobId, 'discarded'))) this.discarded.add(d);
     this.version = cursor.version;
     if (spec.dataset !== 'builtin')
       await restoreUploadedDataset(
@@ -508,12 +526,12 @@ export class JobDriver {
       if (text) abandoned.push(`${unit} (v${parseLearnResult(parseJson(text, key)).policyVersion})`);
       keys.push(key);
     }
-    for (const [role, taskId] of tasks) {
-      this.discarded.add(`${role}:${taskId}`);
+    for (const [role, taskId] of tasks) this.discarded.add(`${role}:${taskId}`);
+    await this.saveDiscarded();
+    for (const [role, taskId] of tasks)
       await this.queue(role)
         .remove(taskId)
         .catch(() => 0);
-    }
     // an old synthesis still running would change the buffer after it is restored: wait it out
     await this.clearDiscarded(
       'synthesis',
@@ -601,6 +619,11 @@ export class JobDriver {
       this.discarded.delete(`${role}:${taskId}`);
     }
     if (resultKeys.length) await this.deps.redis.del(...resultKeys);
+    await this.saveDiscarded();
+  }
+
+  private async saveDiscarded(): Promise<void> {
+    await this.deps.store.setFields(this.jobId, { discarded: JSON.stringify([...this.discarded]) });
   }
 
   private async saveCursor(c: DriverCursor, extra: Record<string, number> = {}): Promise<void> {
