@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -142,5 +142,16 @@ describe('exact resume and learner failover (real cluster)', () => {
       assert.equal(rb.gradNorm, r.gradNorm, `${k}: grad norm`);
     }
     assert.deepEqual(await finalCheckpoint(b.jobId), await finalCheckpoint(a.jobId));
+    // B's checkpoints are all complete: no temporary directory left, each with its manifest
+    const names = await readdir(join(cluster.dataDir, 'jobs', b.jobId));
+    assert.deepEqual(
+      names.filter((n) => n.startsWith('.')),
+      [],
+    );
+    for (const n of names.filter((x) => x.startsWith('step-') || x === 'warmup'))
+      assert.ok(
+        (await readdir(join(cluster.dataDir, 'jobs', b.jobId, n))).includes('manifest.json'),
+        `${n} has a manifest`,
+      );
   });
 });
