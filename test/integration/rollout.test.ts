@@ -241,6 +241,45 @@ void describe('rollout service (real learner, real gRPC, real model)', () => {
     }
   });
 
+  void it('refetches a cached version the learner now publishes with other weights (a rewound job)', async () => {
+    // the learner loses the job and trains version 1 again on other data: the abandoned line's version 1
+    // is still in the rollout worker's cache
+    assert.equal(rollout?.models.cached.get(JOB), 1);
+    const oldSha = (await redis.hget(jobKeys.policy(prefix, JOB), 'sha256')) ?? '';
+    await learner.learner.dropJob(JOB);
+    await redis.del(jobKeys.learned(prefix, JOB, 0, 'warmup'));
+    await learner.learner.ensureJob(JOB);
+    const r = await learner.learner.learn({
+      jobId: JOB,
+      step: 0,
+      phase: 'warmup',
+      policyVersion: 0,
+      groupIds: [],
+      hyper,
+      sft: [{ prompt: 'What is 3 + 3?', target: 'The answer is \\boxed{6}' }],
+    });
+    assert.equal(r.policyVersion, 1);
+    const newSha = (await redis.hget(jobKeys.policy(prefix, JOB), 'sha256')) ?? '';
+    assert.notEqual(newSha, oldSha, 'version 1 of the new line has other weights');
+    const fetched = async () =>
+      Number(
+        /spark_rollout_weight_fetch_bytes_total (\d+)/.exec(
+          (await rollout?.metrics.registry.getSingleMetricAsString(
+            'spark_rollout_weight_fetch_bytes_total',
+          )) ?? '',
+        )?.[1] ?? 0,
+      );
+    const bytesBefore = await fetched();
+    const task = rolloutTask('2/policy/0', 1, 1, 2);
+    await rolloutQ.add('rollout', task, { jobId: task.shardId });
+    await until(() => verifyQ.getJob(task.shardId), {
+      timeoutMs: 120_000,
+      message: 'the VerifyTask of 2/policy/0',
+    });
+    assert.ok((await fetched()) > bytesBefore, 'version 1 fetched again');
+    assert.equal(rollout?.models.cached.get(JOB), 1);
+  });
+
   void it('fails poison tasks at once: a malformed payload, a prompt longer than the model context', async () => {
     const long = rolloutTask('1/policy/9', 1, 1, 2);
     const poison = { ...long, prompts: [{ ...prompt(0), text: 'x'.repeat(20_000) }] };

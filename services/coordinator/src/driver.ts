@@ -14,6 +14,15 @@
 // trains on it. Every id is deterministic, so re-running a step after a restart re-uses what was already
 // done (BullMQ dedupes task ids; the learner and synthesis return their stored results). The driver saves
 // a resume cursor in the job hash after each warm-up step, the first eval and each RL step.
+//
+// Learner failover: a learner that restarts (crash, eviction) reloads the job from its newest complete
+// checkpoint (written at a step end) and records where in `<p>:job:<id>:resumed`. When the policy version
+// it publishes is below the one the driver expects, the driver rewinds the job to that point instead of
+// failing: the cursor goes back to the step after the checkpoint, the tasks of the abandoned steps are
+// discarded by id (removed, and removed again before the same id is re-enqueued, once no worker holds it),
+// their groups, synthesis and learner results are deleted, the recycling FIFO buffer is restored from its
+// copy taken before that step's synthesis, and an event lists the abandoned updates. The data order and
+// every sampling seed are functions of (seed, step), so the re-run steps see the same prompts.
 import type { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -27,6 +36,7 @@ import {
 } from '@spark/runtime';
 import {
   groupIdOf,
+  parseLearnerResume,
   synthesisTaskId,
   jobKeys,
   parseDriverCursor,
@@ -37,6 +47,7 @@ import {
   queueName,
   type DriverCursor,
   type LearnHyper,
+  type LearnerResume,
   type LearnResult,
   type LearnTask,
   type PhaseName,
@@ -88,6 +99,22 @@ export function parseCursor(text: string | null): DriverCursor {
   }
 }
 
+/** Most abandoned task ids kept (a rewind of many steps at most lists this many). */
+const MAX_DISCARDED = 100_000;
+
+/** The job hash's `discarded` field: `<role>:<task id>` strings; empty when absent or unreadable. */
+export function parseDiscarded(text: string | null): string[] {
+  if (!text) return [];
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v)
+      ? v.filter((x): x is string => typeof x === 'string').slice(0, MAX_DISCARDED)
+      : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Whether an evaluation runs after `completed` RL steps (of `total`). */
 export function evalDue(completed: number, total: number, evalInterval: number): boolean {
   return completed === total || (evalInterval > 0 && completed > 0 && completed % evalInterval === 0);
@@ -121,6 +148,42 @@ class StopSignal extends Error {
     super(reason);
   }
 }
+
+/** The learner restarted behind the driver: the job rewinds to where it resumed. */
+class RewindSignal extends Error {
+  constructor(readonly to: LearnerResume) {
+    super(`learner resumed at policy version ${to.version}`);
+  }
+}
+
+/** Rollout failures that mean the learner was down or restarting (not a bad task). */
+const LEARNER_OUTAGE = /UNAVAILABLE|ECONNREFUSED|is not published yet|does not hold policy version/;
+/** Rollout tasks put back after a learner outage, per driver run. */
+const LEARNER_OUTAGE_RETRIES = 200;
+
+/** Most rewinds one driver run makes before it fails the job (a learner that keeps losing its state). */
+const MAX_REWINDS = 10;
+
+// Before a step's synthesis (unless it already ran): a copy of the FIFO buffer and its epoch, what a
+// rewind to that step restores. KEYS: synth, buffer, bufferEpoch, at, atEpoch.
+const SNAPSHOT_BUFFER = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[4])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('COPY', KEYS[2], KEYS[4]) end
+local e = redis.call('GET', KEYS[3])
+redis.call('SET', KEYS[5], e or '')
+return 1
+`;
+
+// Restores the FIFO buffer from a step's copy; 0 when there is none. KEYS: buffer, bufferEpoch, at, atEpoch.
+const RESTORE_BUFFER = `
+local e = redis.call('GET', KEYS[4])
+if not e then return 0 end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('COPY', KEYS[3], KEYS[1]) end
+if e == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], e) end
+return 1
+`;
 
 export interface DriverDeps {
   readonly store: JobStore;
@@ -165,6 +228,12 @@ export class JobDriver {
   private horizon = 1;
   /** The last RL phase reported (see phaseEvent); null until read from the job hash. */
   private reported: number | null = null;
+  /** `<role>:<task id>` of tasks a rewind abandoned: cleared again before the id is re-enqueued. */
+  private readonly discarded = new Set<string>();
+  /** The learner load (its `at`) the last rewind followed, so one load rewinds once. */
+  private lastRewindAt = '';
+  /** Rollout tasks put back after a learner outage in this run (see failedTask). */
+  private outageRetries = 0;
   /** Resolves when the loop has ended (any way). */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -297,7 +366,21 @@ export class JobDriver {
     await this.deps.redis.del(
       jobKeys.buffer(this.prefix, this.jobId),
       jobKeys.bufferEpoch(this.prefix, this.jobId),
+      jobKeys.resumed(this.prefix, this.jobId),
     );
+    let scan = '0';
+    let rounds = 0;
+    do {
+      const [next, keys] = await this.deps.redis.scan(
+        scan,
+        'MATCH',
+        `${jobKeys.bufferAt(this.prefix, this.jobId, 0).slice(0, -1)}*`,
+        'COUNT',
+        1000,
+      );
+      if (keys.length) await this.deps.redis.del(...keys);
+      scan = next;
+    } while (scan !== '0' && ++rounds < 10_000);
   }
 
   // ---- the job -------------------------------------------------------------------------------
@@ -305,7 +388,9 @@ export class JobDriver {
   private async drive(): Promise<void> {
     const { store } = this.deps;
     const spec = this.spec;
-    const cursor = parseCursor(await store.getField(this.jobId, 'cursor'));
+    let cursor = parseCursor(await store.getField(this.jobId, 'cursor'));
+    // task ids a rewind abandoned and that were not enqueued again yet (kept across a coordinator restart)
+    for (const d of parseDiscarded(await store.getField(this.jobId, 'discarded'))) this.discarded.add(d);
     this.version = cursor.version;
     if (spec.dataset !== 'builtin')
       await restoreUploadedDataset(
@@ -318,7 +403,24 @@ export class JobDriver {
     const T = totalSteps(spec, this.dataset.train.length);
     this.horizon = estimateOptimizerSteps(spec, T);
     this.log.info({ steps: T, resumeAt: cursor, train: this.dataset.train.length }, 'driving job');
+    for (let rewinds = 0; ; rewinds++) {
+      try {
+        await this.driveFrom(cursor, T);
+        return;
+      } catch (err) {
+        if (!(err instanceof RewindSignal)) throw err;
+        if (rewinds >= MAX_REWINDS)
+          throw new FailedPreconditionError(
+            `the learner restarted behind the job ${MAX_REWINDS} times in one run; giving up`,
+          );
+        cursor = await this.rewind(cursor, err.to, T);
+      }
+    }
+  }
 
+  /** Runs the job from `cursor` (advanced in place as units of work complete) to its end. */
+  private async driveFrom(cursor: DriverCursor, T: number): Promise<void> {
+    const spec = this.spec;
     for (let w = cursor.warmup; w < spec.warmupSteps; w++) {
       await this.warmupStep(w);
       cursor.warmup = w + 1;
@@ -347,12 +449,181 @@ export class JobDriver {
         jobKeys.groups(this.prefix, this.jobId, t, 'policy'),
         jobKeys.groups(this.prefix, this.jobId, t, 'reward'),
       );
+      // buffer copies older than a rewind can reach (two checkpoint intervals back) are dropped
+      const keep = spec.checkpointInterval > 0 ? 2 * spec.checkpointInterval + 2 : 1;
+      if (t - keep >= 0)
+        await this.deps.redis.del(
+          jobKeys.bufferAt(this.prefix, this.jobId, t - keep),
+          jobKeys.bufferEpochAt(this.prefix, this.jobId, t - keep),
+        );
       if (cursor.evaluated !== t + 1 && evalDue(t + 1, T, spec.evalInterval)) {
         await this.evaluate(t + 1);
         cursor.evaluated = t + 1;
         await this.saveCursor(cursor);
       }
     }
+  }
+
+  /**
+   * The learner resumed the job at `to`, behind `cur`: discards the work of the abandoned warm-up and RL
+   * steps, restores the FIFO buffer, records the rewind and returns the cursor to go on from.
+   */
+  private async rewind(cur: DriverCursor, to: LearnerResume, T: number): Promise<DriverCursor> {
+    const spec = this.spec;
+    const redis = this.deps.redis;
+    const W = spec.warmupSteps;
+    const next: DriverCursor =
+      to.phase === 'start'
+        ? { warmup: 0, evaluated: -1, step: 0, version: 0 }
+        : to.phase === 'warmup'
+          ? { warmup: W, evaluated: cur.evaluated >= 0 ? 0 : -1, step: 0, version: to.version }
+          : {
+              warmup: W,
+              evaluated: Math.min(cur.evaluated, to.step + 1),
+              step: Math.min(to.step + 1, T),
+              version: to.version,
+            };
+    if (next.step > cur.step || (next.step === cur.step && next.warmup > cur.warmup))
+      throw new FailedPreconditionError(
+        `the learner resumed at step ${to.step} (${to.phase}), ahead of the job at step ${cur.step}`,
+      );
+    // every task id and result key of the abandoned units of work
+    const tasks: [QueueRole, string][] = [];
+    const keys: string[] = [];
+    const learned: [string, string][] = [];
+    const p = this.prefix;
+    const id = this.jobId;
+    if (next.warmup < W)
+      for (let w = next.warmup; w <= Math.min(cur.warmup, W - 1); w++) {
+        tasks.push(['learn', `${w}/warmup`]);
+        learned.push([`${w}/warmup`, jobKeys.learned(p, id, w, 'warmup')]);
+      }
+    this.evalItems ??= buildEvalItems(
+      (this.dataset as JobDataset).test,
+      spec.templateVariant as TemplateVariant,
+      spec.seed,
+    );
+    const shards = Math.ceil(Math.max(spec.batchSize, this.evalItems.length, 1) / this.deps.config.shardSize);
+    for (let t = next.step; t <= Math.min(cur.step, T); t++) {
+      const phases: PhaseName[] = ['policy', 'reward'];
+      if (t > next.evaluated) phases.push('eval');
+      for (const phase of phases) {
+        keys.push(jobKeys.groups(p, id, t, phase));
+        for (let i = 0; i < shards; i++)
+          tasks.push(['rollout', `${t}/${phase}/${i}`], ['verify', `${t}/${phase}/${i}`]);
+      }
+      tasks.push(['synthesis', synthesisTaskId(t)]);
+      keys.push(jobKeys.synth(p, id, t));
+      for (const phase of ['policy', 'reward', 'checkpoint'] as const) {
+        tasks.push(['learn', `${t}/${phase}`]);
+        learned.push([`${t}/${phase}`, jobKeys.learned(p, id, t, phase)]);
+      }
+      if (t > next.step) keys.push(jobKeys.bufferAt(p, id, t), jobKeys.bufferEpochAt(p, id, t));
+    }
+    const abandoned: string[] = [];
+    for (const [unit, key] of learned) {
+      const text = await redis.get(key);
+      if (text) abandoned.push(`${unit} (v${parseLearnResult(parseJson(text, key)).policyVersion})`);
+      keys.push(key);
+    }
+    for (const [role, taskId] of tasks) this.discarded.add(`${role}:${taskId}`);
+    await this.saveDiscarded();
+    for (const [role, taskId] of tasks)
+      await this.queue(role)
+        .remove(taskId)
+        .catch(() => 0);
+    // an old synthesis still running would change the buffer after it is restored: wait it out
+    await this.clearDiscarded(
+      'synthesis',
+      tasks.filter(([r]) => r === 'synthesis').map(([, t]) => t),
+      [],
+    );
+    for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+    if (next.step === 0) {
+      await redis.del(jobKeys.buffer(p, id), jobKeys.bufferEpoch(p, id));
+    } else if (stepPlan(algorithmName(spec.algorithm)).synthesis) {
+      const ok = await redis.eval(
+        RESTORE_BUFFER,
+        4,
+        jobKeys.buffer(p, id),
+        jobKeys.bufferEpoch(p, id),
+        jobKeys.bufferAt(p, id, next.step),
+        jobKeys.bufferEpochAt(p, id, next.step),
+      );
+      if (ok !== 1)
+        throw new FailedPreconditionError(
+          `cannot rewind to step ${next.step}: the copy of the recycling buffer before it was dropped`,
+        );
+    }
+    this.version = next.version;
+    this.lastRewindAt = to.at;
+    this.reported = next.step > 0 ? 2 * next.step - 1 : -1;
+    const message =
+      `learner resumed at policy version ${to.version} (${to.phase === 'start' ? 'no checkpoint' : `${to.phase} checkpoint of step ${to.step}`}): ` +
+      `rewound from ${cur.warmup < W ? `warm-up step ${cur.warmup}` : `step ${cur.step}`} to ` +
+      `${next.warmup < W ? `warm-up step ${next.warmup}` : `step ${next.step}`}; abandoned updates: ${abandoned.join(', ') || 'none'}`;
+    this.log.warn({ from: cur, to: next, resumed: to, abandoned }, 'rewinding the job');
+    await this.deps.store.event(
+      this.jobId,
+      {
+        type: JobEventType.JOB_EVENT_TYPE_STATE,
+        state: JobState.JOB_STATE_RUNNING,
+        step: next.step,
+        metrics: {
+          rewound_to_step: next.step,
+          rewound_to_warmup: next.warmup,
+          abandoned_updates: abandoned.length,
+          policy_version: next.version,
+        },
+        message,
+      },
+      { cursor: JSON.stringify(next), policyVersion: next.version, reported: this.reported, step: next.step },
+    );
+    return next;
+  }
+
+  /**
+   * The learner restarted behind this driver (it publishes a version below the expected one and recorded
+   * where it resumed): a RewindSignal to that point.
+   */
+  private async checkRewind(): Promise<void> {
+    const p = this.prefix;
+    const published = await this.deps.redis.hget(jobKeys.policy(p, this.jobId), 'version');
+    if (published === null || !(Number(published) < this.version)) return;
+    const text = await this.deps.redis.get(jobKeys.resumed(p, this.jobId));
+    if (!text) return;
+    const to = parseLearnerResume(parseJson(text, 'learner resume record'));
+    if (to.version !== Number(published) || to.at === this.lastRewindAt) return;
+    throw new RewindSignal(to);
+  }
+
+  /**
+   * Before ids a rewind abandoned are enqueued again: waits until no worker holds them (bounded by the phase
+   * time-out), removes them and deletes the result keys the old tasks may still have written.
+   */
+  private async clearDiscarded(role: QueueRole, ids: readonly string[], resultKeys: string[]): Promise<void> {
+    const mine = ids.filter((i) => this.discarded.has(`${role}:${i}`));
+    if (!mine.length) return;
+    const q = this.queue(role);
+    const deadline = Date.now() + this.deps.config.phaseTimeoutMs;
+    for (const taskId of mine) {
+      for (;;) {
+        if (this.stopReason) throw new StopSignal(this.stopReason);
+        const state = await q.getJobState(taskId);
+        if (state === 'unknown') break;
+        if (state !== 'active' && (await q.remove(taskId).catch(() => 0)) === 1) break;
+        if (Date.now() > deadline)
+          throw new DeadlineExceededError(`abandoned ${role} task ${taskId} is still held by a worker`);
+        await new Promise((r) => setTimeout(r, Math.min(this.deps.config.pollMs, 500)));
+      }
+      this.discarded.delete(`${role}:${taskId}`);
+    }
+    if (resultKeys.length) await this.deps.redis.del(...resultKeys);
+    await this.saveDiscarded();
+  }
+
+  private async saveDiscarded(): Promise<void> {
+    await this.deps.store.setFields(this.jobId, { discarded: JSON.stringify([...this.discarded]) });
   }
 
   private async saveCursor(c: DriverCursor, extra: Record<string, number> = {}): Promise<void> {
@@ -435,6 +706,7 @@ export class JobDriver {
         sft: [],
         sampledWith,
         final: last && !released,
+        midStep: Boolean(released),
       });
       learnerSeconds = (performance.now() - t2) / 1000;
     }
@@ -572,6 +844,10 @@ export class JobDriver {
     const s = this.spec;
     const queue = this.queue('rollout');
     const shards = shardPrompts(prompts, this.deps.config.shardSize);
+    const key = jobKeys.groups(this.prefix, this.jobId, step, phase);
+    const ids = shards.map((_, i) => `${step}/${phase}/${i}`);
+    await this.clearDiscarded('rollout', ids, []);
+    await this.clearDiscarded('verify', ids, [key]);
     const shardIds: string[] = [];
     for (const [i, shard] of shards.entries()) {
       const shardId = `${step}/${phase}/${i}`;
@@ -591,7 +867,6 @@ export class JobDriver {
         maxDepth: this.deps.config.queueMaxDepth,
       });
     }
-    const key = jobKeys.groups(this.prefix, this.jobId, step, phase);
     const want = new Set(prompts.map((p) => groupIdOf(step, phase, p.promptId)));
     await this.waitFor(
       `${phase} phase of step ${step}: ${want.size} verified groups`,
@@ -635,11 +910,22 @@ export class JobDriver {
       templateVariant: s.templateVariant === 'full' ? 'full' : 'short',
     };
     const id = synthesisTaskId(step);
+    const key = jobKeys.synth(this.prefix, this.jobId, step);
+    await this.clearDiscarded('synthesis', [id], [key]);
+    // the buffer as it is before this step (unless the step's synthesis already ran): a rewind restores it
+    await this.deps.redis.eval(
+      SNAPSHOT_BUFFER,
+      5,
+      key,
+      jobKeys.buffer(this.prefix, this.jobId),
+      jobKeys.bufferEpoch(this.prefix, this.jobId),
+      jobKeys.bufferAt(this.prefix, this.jobId, step),
+      jobKeys.bufferEpochAt(this.prefix, this.jobId, step),
+    );
     await enqueueBounded(this.queue('synthesis'), 'synthesis', task, {
       jobId: id,
       maxDepth: this.deps.config.queueMaxDepth,
     });
-    const key = jobKeys.synth(this.prefix, this.jobId, step);
     return this.waitFor(
       `synthesis of step ${step}`,
       async () => {
@@ -657,6 +943,7 @@ export class JobDriver {
     sft: { prompt: string; target: string }[];
     sampledWith?: number;
     final?: boolean;
+    midStep?: boolean;
   }): Promise<LearnResult> {
     const task: LearnTask = {
       jobId: this.jobId,
@@ -668,13 +955,15 @@ export class JobDriver {
       sft: req.sft,
       totalOptimizerSteps: this.horizon,
       ...(req.final ? { final: true } : {}),
+      ...(req.midStep ? { midStep: true } : {}),
     };
     const id = `${req.step}/${req.phase}`;
+    const key = jobKeys.learned(this.prefix, this.jobId, req.step, req.phase);
+    await this.clearDiscarded('learn', [id], [key]);
     await enqueueBounded(this.queue('learn'), 'learn', task, {
       jobId: id,
       maxDepth: this.deps.config.queueMaxDepth,
     });
-    const key = jobKeys.learned(this.prefix, this.jobId, req.step, req.phase);
     const result = await this.waitFor(
       `learner update ${id}`,
       async () => {
@@ -698,13 +987,34 @@ export class JobDriver {
     return result;
   }
 
-  /** The failure reason of the first of `ids` that failed for good in a role's queue, or null. */
+  /**
+   * The failure reason of the first of `ids` that failed for good in a role's queue, or null. A rollout
+   * task that failed because the learner was unreachable or did not (yet) serve its policy version is put
+   * back instead (at most LEARNER_OUTAGE_RETRIES times per run; the phase time-out bounds the wait): a
+   * restarting learner comes back, and when it comes back behind the job, the job rewinds.
+   */
   private async failedTask(role: QueueRole, ids: readonly string[]): Promise<string | null> {
     const q = this.queue(role);
     for (const id of ids) {
       const state = await q.getJobState(id);
       if (state === 'failed') {
         const job = await q.getJob(id);
+        if (
+          role === 'rollout' &&
+          job &&
+          LEARNER_OUTAGE.test(job.failedReason ?? '') &&
+          this.outageRetries < LEARNER_OUTAGE_RETRIES
+        ) {
+          this.outageRetries += 1;
+          this.log.warn(
+            { task: id, reason: job.failedReason },
+            'rollout task failed on a learner outage: retried',
+          );
+          await job
+            .retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+            .catch(() => undefined);
+          continue;
+        }
         return `${role} task ${id} failed after ${job?.attemptsMade ?? '?'} attempts: ${job?.failedReason ?? 'unknown reason'}`;
       }
     }
@@ -735,6 +1045,8 @@ export class JobDriver {
         this.failureNudged = false;
         lastSlowCheck = Date.now();
         if (await this.deps.store.cancelRequested(this.jobId)) throw new StopSignal('cancel');
+        // a learner that restarted behind the job makes its tasks fail: rewind rather than fail the job
+        await this.checkRewind();
         const why = await failed();
         if (why) throw new FailedPreconditionError(why);
       }

@@ -1,7 +1,7 @@
 // The learner's job registry: one JobModel per job (the native policy model, the frozen reference made
 // when RL starts, the policy version, the optimizer-step counters of the lr schedule and the immutable
-// weight snapshots PolicyService streams), loaded on first use — from the checkpoint the job itself last
-// wrote (a restarted learner resumes), else from the spec's model (preset + seed, or a checkpoint
+// weight snapshots PolicyService streams), loaded on first use — from the newest checkpoint the job itself
+// wrote that verifies against its manifest (a restarted learner resumes; checkpoint.ts), else from the spec's model (preset + seed, or a checkpoint
 // directory) — and evicted, least recently used first, when more than maxModels inactive jobs are held.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import {
   jobKeys,
   readJobSpec,
   restoreCheckpoint,
+  type LearnerResume,
   type LearnResult,
 } from '@spark/contract';
 import type { Logger } from '@spark/runtime/logging';
@@ -21,7 +22,7 @@ import type { Redis } from '@spark/runtime/redis';
 import type { ObjectStore } from '@spark/runtime/storage';
 import { Model, presetNames, toHfConfig } from '@spark/kernels';
 
-import { latestCheckpoint, loadReference } from './checkpoint.js';
+import { latestCheckpoint, loadReference, removeCheckpointLeftovers } from './checkpoint.js';
 import type { LearnerMetrics } from './metrics.js';
 import type { PolicySnapshot } from './publisher.js';
 import { scheduleFromSpec, type LrSchedule } from './schedule.js';
@@ -174,7 +175,10 @@ export class JobRegistry {
       if (restored)
         logger.info({ job: jobId, dir: restored, store: store.url }, 'checkpoint restored from the store');
     }
-    const resume = await latestCheckpoint(checkpointDir, jobId);
+    const leftovers = await removeCheckpointLeftovers(checkpointDir);
+    if (leftovers.length)
+      logger.warn({ job: jobId, dir: checkpointDir, leftovers }, 'removed unfinished checkpoint writes');
+    const resume = await latestCheckpoint(checkpointDir, jobId, logger);
     if (resume) {
       const model = await Model.load(resume.dir, { optimizer: true });
       job = new JobModel(jobId, spec, model, schedule, checkpointDir);
@@ -183,7 +187,7 @@ export class JobRegistry {
       job.rlOptimizerSteps = resume.state.rlOptimizerSteps;
       job.reference = await loadReference(resume.dir, model);
       logger.info(
-        { job: jobId, dir: resume.dir, version: job.version },
+        { job: jobId, dir: resume.dir, step: resume.state.step, version: job.version },
         'job model resumed from its checkpoint',
       );
     } else {
@@ -209,6 +213,24 @@ export class JobRegistry {
     if (this.closed) {
       job.free();
       throw new FailedPreconditionError('learner is shutting down');
+    }
+    // where this load starts the job: the coordinator rewinds to it when it expected a later version
+    const phases = ['warmup', 'policy', 'reward', 'checkpoint'] as const;
+    const resumePhase = phases.find((p) => p === resume?.state.phase) ?? 'checkpoint';
+    const record: LearnerResume = resume
+      ? {
+          version: job.version,
+          step: resume.state.step,
+          phase: resumePhase,
+          dir: resume.dir,
+          at: new Date().toISOString(),
+        }
+      : { version: 0, step: 0, phase: 'start', dir: '', at: new Date().toISOString() };
+    try {
+      await this.options.redis.set(jobKeys.resumed(this.options.prefix, jobId), JSON.stringify(record));
+    } catch (err) {
+      job.free();
+      throw err;
     }
     // published before it is visible in `jobs`: a reader never sees a job without its first snapshot
     // (until then it waits on `loading`)

@@ -577,6 +577,60 @@ describe('learner: checkpoints, auth and the worker path', () => {
     }
   });
 
+  it('checkpoints at step ends only (none after a midStep policy update) and records where each load resumed', async () => {
+    const env = await setup('learner-midstep', { checkpointInterval: 2 }, {}, 'job-1', false);
+    const resumed = async () =>
+      JSON.parse((await env.redis.get(jobKeys.resumed(env.prefix, 'job-1'))) ?? '{}') as Record<
+        string,
+        unknown
+      >;
+    try {
+      await env.service.learner.ensureJob('job-1');
+      assert.deepEqual(
+        { ...(await resumed()), at: '' },
+        { version: 0, step: 0, phase: 'start', dir: '', at: '' },
+      );
+      const ids = await storeGroups(env, 'job-1', 2, [
+        group(2, 'a', 0, [
+          ['\\boxed{1}', 1],
+          ['\\boxed{2}', 0],
+        ]),
+      ]);
+      const rp = await env.service.learner.learn({ ...grpoTask('job-1', 2, 0, ids), midStep: true });
+      assert.equal(rp.checkpointPath, undefined, 'a reward phase follows: no checkpoint mid-step');
+      const g = group(2, 'b', 1, [
+        ['\\boxed{3}', 0],
+        ['\\boxed{4}', 1],
+      ]);
+      await env.redis.hset(jobKeys.groups(env.prefix, 'job-1', 2, 'reward'), g.groupId, JSON.stringify(g));
+      const rr = await env.service.learner.learn({
+        ...grpoTask('job-1', 2, 1, [g.groupId]),
+        phase: 'reward',
+      });
+      assert.equal(rr.checkpointPath, join(env.dir, 'job-1', 'step-2'));
+      await env.service.close();
+      const config = loadConfig('learner', learnerConfigShape, {
+        env: {},
+        overrides: {
+          redisUrl: env.url,
+          redisPrefix: env.prefix,
+          localMode: true,
+          dataDir: env.dir,
+          logLevel: 'silent',
+        },
+      });
+      env.service = await startLearner(config, { logger: silent });
+      await env.service.learner.ensureJob('job-1');
+      const r = await resumed();
+      assert.equal(r.version, 2);
+      assert.equal(r.step, 2);
+      assert.equal(r.phase, 'reward');
+      assert.equal(r.dir, join(env.dir, 'job-1', 'step-2'));
+    } finally {
+      await teardown(env);
+    }
+  });
+
   it('requires the bearer token on GetPolicy when one is configured', async () => {
     const env = await setup('learner-auth', {}, { localMode: false, authToken: TOKEN });
     try {

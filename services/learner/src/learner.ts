@@ -437,11 +437,13 @@ export class Learner {
   }
 
   /**
-   * Every checkpointInterval RL steps (step % interval = 0, step > 0), and after a `final` task: the job's
-   * last RL update, or its last warm-up step (the `warmup` checkpoint: the base model RL starts from).
+   * Every checkpointInterval RL steps (step % interval = 0, step > 0) after the step's last update (not
+   * after a `midStep` policy update), and after a `final` task: the job's last RL update, or its last warm-up step (the `warmup` checkpoint: the base model RL starts from).
    */
   private checkpointDue(job: JobModel, task: LearnTask): boolean {
     if (task.final) return true;
+    // a reward phase of this step follows: checkpoints mark step ends, where a job can resume
+    if (task.midStep) return false;
     const every = job.spec.checkpointInterval;
     return task.phase !== 'warmup' && every > 0 && task.step > 0 && task.step % every === 0;
   }

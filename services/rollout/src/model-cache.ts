@@ -40,6 +40,8 @@ export interface ModelCacheOptions {
 interface Entry {
   jobId: string;
   version: number;
+  /** SHA-256 of the cached weights (the learner's, verified on fetch). */
+  sha256: string;
   configJson: string;
   model: Model;
   lastUsed: number;
@@ -80,7 +82,7 @@ export class ModelCache {
 
   private async ensure(jobId: string, version: number): Promise<Model> {
     const cur = this.entries.get(jobId);
-    if (cur && cur.version === version && !cur.model.closed) {
+    if (cur && cur.version === version && !cur.model.closed && (await this.stillPublished(cur))) {
       cur.lastUsed = Date.now();
       return cur.model;
     }
@@ -90,6 +92,7 @@ export class ModelCache {
       cur.version = -1;
       await cur.model.setParams(fetched.params);
       cur.version = version;
+      cur.sha256 = fetched.sha256;
       cur.lastUsed = Date.now();
       return cur.model;
     }
@@ -111,11 +114,22 @@ export class ModelCache {
     this.entries.set(jobId, {
       jobId,
       version,
+      sha256: fetched.sha256,
       configJson: fetched.configJson,
       model,
       lastUsed: Date.now(),
     });
     return model;
+  }
+
+  /**
+   * False when the learner now publishes the cached version with other weights: it restarted behind the
+   * job, which was rewound and trained that version again (the cached copy belongs to the abandoned line).
+   */
+  private async stillPublished(cur: Entry): Promise<boolean> {
+    const o = this.options;
+    const policy = parsePolicyHash(await o.redis.hgetall(jobKeys.policy(o.prefix, cur.jobId)));
+    return !(policy && policy.version === cur.version && policy.sha256 !== cur.sha256);
   }
 
   private async fetch(jobId: string, version: number): Promise<FetchedPolicy> {

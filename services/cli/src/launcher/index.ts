@@ -97,6 +97,11 @@ export interface LocalCluster {
   readonly failure: Promise<ChildFailure>;
   /** Sends `signal` to one child on purpose (fault tests); its exit is not a cluster failure. */
   kill(name: string, signal?: NodeJS.Signals): boolean;
+  /**
+   * Starts a child that kill() ended again, with the same environment and gRPC port (so the addresses the
+   * other services hold stay valid); resolves once it printed READY (fault tests: a learner restart).
+   */
+  restart(name: string): Promise<void>;
   /** Stops every child (SIGTERM, bounded wait, SIGKILL) and the private Redis. Idempotent. */
   stop(): Promise<void>;
 }
@@ -153,6 +158,8 @@ interface Spawned {
   exited: Promise<void>;
   /** Set when the launcher itself signalled the child (stop or kill). */
   expectedExit: boolean;
+  /** The environment it was started with (restart reuses it). */
+  env: NodeJS.ProcessEnv;
 }
 
 const MAX_LINE = 64 * 1024;
@@ -239,7 +246,7 @@ function spawnService(
       );
     });
   });
-  return { name, service, child, logFile, log, ready, exited, expectedExit: false };
+  return { name, service, child, logFile, log, ready, exited, expectedExit: false, env };
 }
 
 async function terminate(children: readonly Spawned[], timeoutMs: number): Promise<void> {
@@ -405,10 +412,20 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       children,
       failure,
       kill: (name, signal = 'SIGKILL') => {
-        const s = spawned.find((c) => c.name === name);
+        const s = spawned.findLast((c) => c.name === name);
         if (!s || s.child.exitCode !== null || s.child.signalCode !== null) return false;
         s.expectedExit = true;
         return s.child.kill(signal);
+      },
+      restart: async (name) => {
+        const old = spawned.findLast((c) => c.name === name);
+        if (!old) throw new Error(`no child named ${name}`);
+        if (!old.expectedExit) throw new Error(`${name} was not ended by kill()`);
+        if (stopping) throw new Error('the cluster is stopping');
+        await old.exited;
+        const port = readyByName.get(name)?.grpcPort;
+        const s = launch(old.service, name, port ? { ...old.env, SPARK_GRPC_PORT: String(port) } : old.env);
+        await s.ready;
       },
       stop,
     };

@@ -10,9 +10,12 @@
 //     reference.safetensors              the frozen GRPO reference, once RL started
 //     trainer_state.json                 TrainerState: job, step, versions, lr-schedule position, task mix
 //     tokenizer.json (+ tokenizer_config.json)  a Hugging Face tokenizer, when the checkpoint carries one
+//     manifest.json                      CheckpointManifest: size and SHA-256 of every other file, written
+//                                        last; a directory is complete when it verifies against it
 //
-// `latest.json` names the newest checkpoint; only a `step-<n>` one is resumed from (the `warmup` one is
-// the base model before RL, loaded by naming its directory). @spark/kernels reads config.json and the
+// A checkpoint directory is built under a hidden temporary name (`.tmp-…`, never read) and renamed into
+// place once complete and synced. `latest.json` names the newest checkpoint (`step-<n>` or `warmup`); a
+// restarted learner resumes the job from it, or from the newest other one that verifies when it does not. @spark/kernels reads config.json and the
 // weights with its own names (checkpointFiles); they are the same files.
 import { z } from 'zod';
 
@@ -28,6 +31,7 @@ export const CHECKPOINT_FILES = Object.freeze({
   trainerState: 'trainer_state.json',
   tokenizer: 'tokenizer.json',
   tokenizerConfig: 'tokenizer_config.json',
+  manifest: 'manifest.json',
   /** In the checkpoint root, not in a checkpoint directory. */
   latest: 'latest.json',
 });
@@ -52,9 +56,31 @@ export function stepOfDirName(name: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** Largest latest.json / trainer_state.json a reader accepts. */
+/** Largest latest.json / trainer_state.json / manifest.json a reader accepts. */
 export const MAX_LATEST_POINTER_BYTES = 4_096;
 export const MAX_TRAINER_STATE_BYTES = 1 << 20;
+export const MAX_MANIFEST_BYTES = 1 << 20;
+
+/** `<dir>/manifest.json`: every other file of a checkpoint directory with its size and SHA-256 (hex). */
+export const CheckpointManifestSchema = z.object({
+  format: z.literal(1),
+  files: z
+    .array(
+      z.object({
+        name: z
+          .string()
+          .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be a plain file name')
+          .refine((n) => n !== 'manifest.json', 'the manifest does not list itself'),
+        bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+      }),
+    )
+    .min(1)
+    .max(1024),
+});
+export type CheckpointManifest = Readonly<z.infer<typeof CheckpointManifestSchema>>;
+export const parseCheckpointManifest = (data: unknown): CheckpointManifest =>
+  parseWith(CheckpointManifestSchema, 'manifest.json', data);
 
 /** `<root>/latest.json`: the newest checkpoint directory (relative to the root) and its step. */
 export const LatestPointerSchema = z.object({

@@ -18,7 +18,6 @@ import {
   CHECKPOINT_NAME_PATTERN,
   MAX_LATEST_POINTER_BYTES,
   parseLatestPointer,
-  stepOfDirName,
 } from './checkpoint-layout.js';
 import { JOB_ID_PATTERN } from './keys.js';
 import { parseJson } from './parse.js';
@@ -154,10 +153,10 @@ export async function fetchCheckpoint(
 }
 
 /**
- * Puts the job's latest stored `step-<n>` checkpoint back into `checkpointDir` (`<checkpointDir>/step-<n>/`
- * and latest.json) when that directory has no latest.json of its own — a learner whose volume was lost
- * resumes from the store. Returns the restored directory, or null (nothing stored, only a `warmup`
- * checkpoint, or a local latest.json exists).
+ * Puts the job's latest stored checkpoint (`step-<n>` or `warmup`) back into `checkpointDir`
+ * (`<checkpointDir>/<dir>/` and latest.json) when that directory has no latest.json of its own — a learner
+ * whose volume was lost resumes from the store (the learner verifies it against its manifest before
+ * loading). Returns the restored directory, or null (nothing stored, or a local latest.json exists).
  */
 export async function restoreCheckpoint(
   store: ObjectStore,
@@ -179,7 +178,6 @@ export async function restoreCheckpoint(
   );
   if (!text) return null;
   const pointer = parseLatestPointer(parseJson(text.toString('utf8'), `${jobId}/latest.json`));
-  if (stepOfDirName(pointer.dir) === null) return null;
   const staging = join(checkpointDir, '.restore');
   const fetched = await fetchCheckpoint(store, { jobId, dir: pointer.dir }, staging, maxFileBytes);
   const target = join(checkpointDir, pointer.dir);

@@ -18,6 +18,11 @@
 //   <p>:job:<id>:buffer                  LIST  PromptItem JSON, the recycling FIFO (RPUSH in, LPOP B out)
 //   <p>:job:<id>:buffer:epoch            STRING the epoch the buffer belongs to (cleared on a new epoch)
 //   <p>:job:<id>:policy                  HASH  version, learnerAddress, bytes, sha256 (learner writes)
+//   <p>:job:<id>:resumed                 STRING LearnerResume JSON: where the learner last (re)loaded the
+//                                        job from (learner writes on every load; the coordinator rewinds)
+//   <p>:job:<id>:buffer-at:<step>        LIST  copy of the FIFO buffer before step <step>'s synthesis
+//   <p>:job:<id>:buffer-at:<step>:epoch  STRING its epoch ("" when none): the buffer a rewind restores
+//                                        (coordinator writes, keeps the last few steps)
 
 // Cluster-wide queues (not per job):
 //   eval-generate                  GenerateTask → GenerateTaskResult: greedy generation with a checkpoint
@@ -64,6 +69,9 @@ export const jobKeys = {
   buffer: (p: string, id: string) => `${p}:job:${id}:buffer`,
   bufferEpoch: (p: string, id: string) => `${p}:job:${id}:buffer:epoch`,
   policy: (p: string, id: string) => `${p}:job:${id}:policy`,
+  resumed: (p: string, id: string) => `${p}:job:${id}:resumed`,
+  bufferAt: (p: string, id: string, step: number) => `${p}:job:${id}:buffer-at:${step}`,
+  bufferEpochAt: (p: string, id: string, step: number) => `${p}:job:${id}:buffer-at:${step}:epoch`,
 } as const;
 
 /**

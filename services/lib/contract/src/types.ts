@@ -235,6 +235,11 @@ export const LearnTaskSchema = z.object({
   totalOptimizerSteps: count().exactOptional(),
   /** The last update of the job: the learner writes a checkpoint after it (whatever the interval). */
   final: z.boolean().exactOptional(),
+  /**
+   * A reward phase of the same step follows this policy update: no interval checkpoint after it, so every
+   * checkpoint marks the end of a step (where the coordinator can resume after a learner restart).
+   */
+  midStep: z.boolean().exactOptional(),
 });
 export type LearnTask = DeepReadonly<z.infer<typeof LearnTaskSchema>>;
 export const parseLearnTask = (data: unknown): LearnTask => parseWith(LearnTaskSchema, 'LearnTask', data);
@@ -405,5 +410,23 @@ export const DriverCursorSchema = z.object({
   version: policyVersion(),
 });
 export type DriverCursor = z.infer<typeof DriverCursorSchema>;
+
+/**
+ * `<p>:job:<id>:resumed`: where the learner last loaded the job from — a checkpoint written after the
+ * update (step, phase) at `version`, or `start` (the spec's model at version 0, step 0). The coordinator
+ * compares it with the version it expects and rewinds the job to it when the learner is behind.
+ */
+export const LearnerResumeSchema = z.object({
+  version: policyVersion(),
+  step: int(0, P.maxStep),
+  phase: z.enum(['start', 'warmup', 'policy', 'reward', 'checkpoint']),
+  /** The checkpoint directory (empty for `start`). */
+  dir: z.string().max(4096),
+  /** ISO time of the load. */
+  at: z.string().max(64),
+});
+export type LearnerResume = z.infer<typeof LearnerResumeSchema>;
+export const parseLearnerResume = (data: unknown): LearnerResume =>
+  parseWith(LearnerResumeSchema, 'LearnerResume', data);
 export const parseDriverCursor = (data: unknown): DriverCursor =>
   parseWith(DriverCursorSchema, 'driver cursor', data);
