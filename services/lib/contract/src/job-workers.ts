@@ -134,7 +134,9 @@ export class JobQueueWorkers<T, R> {
     sub.on('error', () => undefined); // reconnects on its own; the poll covers the gap
     sub.on('message', () => this.requestSync());
     this.subscriber = sub;
-    sub.subscribe(jobKeys.activeChanged(this.options.prefix)).catch((err: unknown) => {
+    // awaited (a failure only logged: the poll covers it), so that a close() right after start() never
+    // cuts a subscription off mid-flight
+    await sub.subscribe(jobKeys.activeChanged(this.options.prefix)).catch((err: unknown) => {
       if (!this.closed) this.options.logger.warn({ err }, 'cannot subscribe to active-set announcements');
     });
     await this.sync();
@@ -184,6 +186,10 @@ export class JobQueueWorkers<T, R> {
         ),
       );
       this.workers.set(jobId, worker);
+      // its connections set up before the next step (a close() during their set-up leaves rejections behind)
+      await worker.waitUntilReady().catch((err: unknown) => {
+        if (!this.closed) this.options.logger.warn({ err, job: jobId }, 'worker not ready');
+      });
       this.options.logger.info({ job: jobId, role: this.options.role }, 'serving job queue');
     }
     for (const [jobId, worker] of this.workers) {
@@ -198,8 +204,10 @@ export class JobQueueWorkers<T, R> {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    this.subscriber?.disconnect();
+    const sub = this.subscriber;
     this.subscriber = null;
+    // QUIT waits for the replies of commands already sent, so none is left to reject after the close
+    await sub?.quit().catch(() => sub.disconnect());
     await this.syncing;
     await Promise.all([...this.workers.values()].map((w) => w.close()));
     this.workers.clear();
