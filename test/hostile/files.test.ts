@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 
 import { DatasetError, loadDataset, type LoadResult } from '@spark/method/datasets';
-import { HfTokenizer, TokenizerError } from '@spark/method/tokenizers';
+import { HfTokenizer, MAX_TOKEN_ID, TokenizerError } from '@spark/method/tokenizers';
 
 const RUNS = Number(process.env.SPARK_FUZZ_RUNS ?? 200);
 const SEED = Number(process.env.SPARK_FUZZ_SEED ?? 20261206);
@@ -166,7 +166,20 @@ const mutated = (base: unknown, paths: Path[]): fc.Arbitrary<unknown> =>
       return v;
     });
 
+/** Loading and one encode/decode must take well under this, even on a loaded machine. */
+const TOKENIZER_BOUND_MS = 5_000;
+
 function checkTokenizer(build: () => HfTokenizer, probe: string): void {
+  const started = performance.now();
+  try {
+    checkTokenizerOnce(build, probe);
+  } finally {
+    const ms = performance.now() - started;
+    assert.ok(ms < TOKENIZER_BOUND_MS, `loading and using the tokenizer took ${Math.round(ms)} ms`);
+  }
+}
+
+function checkTokenizerOnce(build: () => HfTokenizer, probe: string): void {
   let tok: HfTokenizer;
   try {
     tok = build();
@@ -200,6 +213,28 @@ describe('hostile tokenizer files', () => {
       ),
       { numRuns: RUNS, seed: SEED },
     );
+  });
+
+  // Regression: tokenizers.js builds dense tables up to the largest id, so one id of 10^9 took minutes (found
+  // by the property above); ids beyond MAX_TOKEN_ID are now refused before it runs.
+  it('a huge or non-integer token id is refused at once with TokenizerError naming it', () => {
+    const cases: [string, (j: Record<string, unknown>) => void][] = [
+      ['added_tokens[0].id', (j) => ((j.added_tokens as Record<string, unknown>[])[0]!.id = 1e9)],
+      ['model.vocab', (j) => ((j.model as { vocab: Record<string, unknown> }).vocab.a = 2 ** 53)],
+      ['model.vocab', (j) => ((j.model as { vocab: Record<string, unknown> }).vocab.a = 1.5)],
+      ['added_tokens[1].id', (j) => ((j.added_tokens as Record<string, unknown>[])[1]!.id = -1)],
+    ];
+    for (const [where, edit] of cases) {
+      const json = structuredClone(fixtureJson) as Record<string, unknown>;
+      edit(json);
+      const started = performance.now();
+      assert.throws(
+        () => new HfTokenizer(json, fixtureConfig, 'hostile'),
+        (err: unknown) => err instanceof TokenizerError && err.message.includes(where),
+      );
+      assert.ok(performance.now() - started < 1_000);
+    }
+    assert.ok(MAX_TOKEN_ID >= 150_000, 'real vocabularies (Qwen2: 151,646 ids) still load');
   });
 
   it('truncated or corrupted tokenizer files on disk fail with TokenizerError', async () => {
