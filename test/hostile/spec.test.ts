@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 
 import { coordinatorConfig, normalizeSpec, startCoordinator, type Coordinator } from '@spark/coordinator';
-import { Algorithm, JobServiceClient, JobSpec, type JobStatus } from '@spark/protocol';
+import { Algorithm, JobServiceClient, JobSpec, JobState, type JobStatus } from '@spark/protocol';
 import { InvalidArgumentError, problemsFromMetadata } from '@spark/runtime';
 import { clientSetup, grpc } from '@spark/runtime/grpc';
 import { createLogger } from '@spark/runtime/logging';
@@ -253,5 +253,59 @@ describe('hostile job specs', () => {
         JSON.stringify([...codes]),
       );
     });
+  });
+
+  // Regression (found by `pnpm bench:load`: 220 queued jobs with a bound of 200 under 20 concurrent callers):
+  // the queue bound holds for concurrent submissions.
+  it('maxQueuedJobs holds under concurrent SubmitJob calls', async () => {
+    const max = 5;
+    const c = await startCoordinator(
+      coordinatorConfig({
+        localMode: true,
+        redisUrl: await testRedisUrl(),
+        redisPrefix: testPrefix('hostile-admit'),
+        logLevel: 'silent',
+        ...roots,
+        maxQueuedJobs: max,
+      }),
+      { logger: createLogger({ service: 'hostile-admit', level: 'silent' }) },
+    );
+    const setup = clientSetup({ token: null, defaultDeadlineMs: 20_000 });
+    const client = new JobServiceClient(`127.0.0.1:${c.grpcPort}`, setup.credentials, setup.options);
+    try {
+      const spec = JobSpec.fromPartial({
+        name: 'admit',
+        trainSize: 64,
+        evalSize: 4,
+        batchSize: 4,
+        groupSize: 2,
+      });
+      const codes = await Promise.all(
+        Array.from(
+          { length: 40 },
+          () =>
+            new Promise<grpc.status>((resolve) =>
+              client.submitJob({ spec }, (err) => resolve(err ? err.code : grpc.status.OK)),
+            ),
+        ),
+      );
+      const ok = codes.filter((x) => x === grpc.status.OK).length;
+      assert.deepEqual(
+        [...new Set(codes)].sort(),
+        [grpc.status.OK, grpc.status.RESOURCE_EXHAUSTED].sort(),
+        String(codes),
+      );
+      const jobs = await new Promise<JobStatus[]>((resolve, reject) =>
+        client.listJobs({ limit: 100 }, (err, r) => (err ? reject(err) : resolve(r.jobs))),
+      );
+      assert.equal(jobs.length, ok);
+      // at most `max` wait at once; a job the scheduler started in between no longer counts
+      const started = jobs.filter((j) => j.state !== JobState.JOB_STATE_QUEUED).length;
+      assert.ok(ok - started <= max, `${ok} admitted, ${started} started, bound ${max}`);
+      assert.ok(ok <= max + 1, `${ok} admitted with a bound of ${max} and one job running`);
+    } finally {
+      client.close();
+      await c.close();
+    }
   });
 });
