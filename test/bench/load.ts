@@ -117,9 +117,9 @@ async function main(): Promise<void> {
         model: 'tiny',
         batchSize: 4,
         groupSize: 2,
-        maxSteps: 8,
+        maxSteps: 48,
         maxNewTokens: 16,
-        trainSize: 64,
+        trainSize: 1024,
         evalSize: 4,
       }),
     );
@@ -155,6 +155,7 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     const rssAfterLoad = rssKiB(coord.pid);
     // the load overlapped the training: the job was still running when it ended
+    const loadEndedAt = Date.now();
     const stateAfterLoad = (await client.get(jobId)).state;
     if (stateAfterLoad !== JobState.JOB_STATE_RUNNING)
       failures.push(`the training job was ${JobState[stateAfterLoad]} when the load ended: make it longer`);
@@ -168,6 +169,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 1_000));
     }
     const rssEnd = rssKiB(coord.pid);
+    const jobEndedSecondsAfterLoad = Math.round(((await client.get(jobId)).updatedAtMs - loadEndedAt) / 1000);
     if (state !== JobState.JOB_STATE_SUCCEEDED) failures.push(`the training job ended ${JobState[state]}`);
     for (const [method, r] of Object.entries(results)) {
       // ghz stops at the end of the run with calls in flight: those end Canceled or Unavailable ("transport is
@@ -218,6 +220,7 @@ async function main(): Promise<void> {
       },
       trainingJobWhenLoadEnded: JobState[stateAfterLoad],
       trainingJob: JobState[state],
+      jobEndedSecondsAfterLoad,
       failures,
     };
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
