@@ -12,3 +12,6 @@ pub mod error;
 pub mod model;
 pub mod napi;
 pub mod safetensors;
+
+#[cfg(test)]
+mod hostile_tests;

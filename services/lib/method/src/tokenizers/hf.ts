@@ -17,6 +17,11 @@ import {
 
 /** Largest tokenizer file read (a 150k-token BPE tokenizer.json is ~10 MiB). */
 export const MAX_TOKENIZER_FILE_BYTES = 64 << 20;
+/**
+ * Largest token id accepted (the native model's vocabulary bound, 2^20). tokenizers.js builds dense tables
+ * up to the largest id, so one id of 10^9 in a hostile tokenizer.json would cost minutes and gigabytes.
+ */
+export const MAX_TOKEN_ID = (1 << 20) - 1;
 /** Longest chat template accepted. */
 const MAX_TEMPLATE_CHARS = 1 << 20;
 /**
@@ -67,6 +72,26 @@ function chatTemplateOf(config: Obj): string | null {
   return null;
 }
 
+/** The first token id of `model.vocab` or `added_tokens` that is not an integer in [0, MAX_TOKEN_ID]. */
+function tokenIdProblem(json: Obj): string | null {
+  const check = (where: string, id: unknown): string | null =>
+    typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= MAX_TOKEN_ID
+      ? null
+      : `${where}: token id ${String(id).slice(0, 40)} is not an integer in [0, ${MAX_TOKEN_ID}]`;
+  const vocab = (json.model as Obj).vocab;
+  if (isObj(vocab))
+    for (const [token, id] of Object.entries(vocab)) {
+      const p = check(`model.vocab[${JSON.stringify(token.slice(0, 40))}]`, id);
+      if (p) return p;
+    }
+  if (Array.isArray(json.added_tokens))
+    for (const [i, t] of json.added_tokens.entries()) {
+      const p = check(`added_tokens[${i}].id`, isObj(t) ? t.id : undefined);
+      if (p) return p;
+    }
+  return null;
+}
+
 /** A Hugging Face tokenizer behind Spark's Tokenizer interface. */
 export class HfTokenizer implements Tokenizer {
   readonly kind = 'hf' as const;
@@ -92,6 +117,8 @@ export class HfTokenizer implements Tokenizer {
     if (model.type === 'BPE' && (!isObj(model.vocab) || !Array.isArray(model.merges))) {
       throw new TokenizerError(`${name}: a BPE model needs "vocab" (object) and "merges" (list)`);
     }
+    const badId = tokenIdProblem(tokenizerJson);
+    if (badId) throw new TokenizerError(`${name}: ${badId}`);
     const config: Obj = isObj(tokenizerConfig) ? tokenizerConfig : {};
     try {
       this.core = new HfCore(tokenizerJson, config);

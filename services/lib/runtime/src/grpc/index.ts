@@ -94,6 +94,47 @@ export function bearerAuthInterceptor(token: string): grpc.ServerInterceptor {
   return authInterceptor(new Authenticator({ sharedToken: token }), () => ({}));
 }
 
+/** What a tolerant request decoder returns for bytes that are not a message of the method's type. */
+class MalformedRequest {
+  constructor(readonly reason: string) {}
+}
+
+/** The definition with request decoders that return a MalformedRequest instead of throwing. */
+function tolerantDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const decode = method.requestDeserialize as (bytes: Buffer) => unknown;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          return new MalformedRequest(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out;
+}
+
+/** Ends a call whose request (any message of a stream) did not decode, with INVALID_ARGUMENT. */
+const malformedRequestInterceptor: grpc.ServerInterceptor = (method, call) =>
+  new grpc.ServerInterceptingCall(call, {
+    start: (next) => {
+      next({
+        onReceiveMessage: (message: unknown, nextMessage) => {
+          if (message instanceof MalformedRequest)
+            call.sendStatus({
+              code: grpc.status.INVALID_ARGUMENT,
+              details: `malformed request: not a ${method.path} message (${message.reason.slice(0, 200)})`,
+            });
+          else nextMessage(message);
+        },
+      });
+    },
+  });
+
 export interface GrpcServerOptions {
   /** Service name, for logs and health. */
   service: string;
@@ -132,10 +173,19 @@ export class GrpcServer {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
-      interceptors: [authInterceptor(this.authenticator, () => this.access, options.logger)],
+      interceptors: [
+        authInterceptor(this.authenticator, () => this.access, options.logger),
+        malformedRequestInterceptor,
+      ],
     });
+    // Every service (health and reflection too) is added with tolerant request decoders: bytes that do not
+    // decode end the call with INVALID_ARGUMENT (grpc-js itself would answer INTERNAL).
+    const tolerant = {
+      addService: (d: grpc.ServiceDefinition, i: grpc.UntypedServiceImplementation) =>
+        this.server.addService(tolerantDefinition(d), i),
+    } as unknown as grpc.Server;
     this.health = new HealthImplementation({ '': 'NOT_SERVING' });
-    this.health.addToServer(this.server);
+    this.health.addToServer(tolerant);
     const protos = [...(options.reflectionProtos ?? []), healthProtoPath];
     const pkg: PackageDefinition = loadSync(protos, {
       includeDirs: [protoRoot, dirname(healthProtoPath)],
@@ -144,7 +194,7 @@ export class GrpcServer {
       enums: String,
       defaults: true,
     });
-    new ReflectionService(pkg).addToServer(this.server);
+    new ReflectionService(pkg).addToServer(tolerant);
   }
 
   /**
@@ -157,7 +207,7 @@ export class GrpcServer {
     name?: string,
     access?: AccessMap,
   ): void {
-    this.server.addService(definition, implementation);
+    this.server.addService(tolerantDefinition(definition), implementation);
     Object.assign(this.access, access ?? {});
     if (name) this.serviceNames.push(name);
   }
