@@ -14,7 +14,6 @@ import {
 } from '@spark/method/tasks';
 import {
   buildJudgeBenchmark,
-  buildJudgeItems,
   buildReflectionItems,
   diagnoseJudge,
   judgeSetOf,
