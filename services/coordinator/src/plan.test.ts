@@ -139,7 +139,7 @@ describe('plan', () => {
     assert.deepEqual(warmupBatch(data.train, spec, 3), warmupBatch(data.train, spec, 3));
   });
 
-  it('mixes judge- and reflection-format pairs with correct verdicts into warm-up batches', () => {
+  it('mixes judge-, reflection- and re-solve-format pairs with correct verdicts into warm-up batches', () => {
     const verdicts = new Map<string, number>();
     const test = new Set(data.test.map((p) => p.question));
     let judged = 0;
@@ -160,25 +160,23 @@ describe('plan', () => {
           const shown = /(?:Answer|Given): (\S+)/.exec(ex.prompt)?.[1];
           if (shown !== undefined && (verdict === 'Yes' || verdict === 'No'))
             assert.equal(verdict === 'Yes', shown === src.answer, `verdict of ${ex.prompt}`);
-          // the explicit check puts each shown answer next to the gold one, and agrees with the verdict
-          const pair = /A: (-?\d+)(!?=)(-?\d+), B: (-?\d+)(!?=)(-?\d+)\. \\boxed\{\w+\}$/.exec(ex.target);
-          const point = /\s(-?\d+)(!?=)(-?\d+)\. \\boxed\{\w+\}$/.exec(ex.target);
-          const m = pair ?? point;
-          assert.ok(m, `a check before the verdict: ${ex.target}`);
-          const checks = pair ? [pair.slice(1, 4), pair.slice(4, 7)] : [m.slice(1, 4)];
-          for (const [left, op, right] of checks) {
+          // the explicit check (@spark/method compareCheck) compares each shown answer with the gold one,
+          // and the verdict follows it
+          const checks = [...ex.target.matchAll(/(-?\d+) vs (-?\d+): (?:\S\S[=x] )+(same|differ)\./g)];
+          assert.ok(checks.length > 0, `a check before the verdict: ${ex.target}`);
+          for (const [, left, right, outcome] of checks) {
             assert.equal(right, src.answer, 'compared against the gold answer');
-            assert.equal(
-              op === '=',
-              left === src.answer,
-              `check ${String(left)}${String(op)}${String(right)}`,
-            );
+            assert.equal(outcome === 'same', left === src.answer, `check in ${ex.target}`);
           }
-          if (pair) assert.equal(verdict, pair[2] === '=' ? 'A' : 'B', 'pairwise slot');
-          else if (verdict === 'A' || verdict === 'B')
-            assert.equal(verdict === 'A', m[2] === '=', 'a/b verdict follows the check');
+          const same = checks.map((c) => c[3] === 'same');
+          if (checks.length === 2) assert.equal(verdict, same[0] ? 'A' : 'B', 'pairwise slot');
+          else assert.equal(verdict === 'A' || verdict === 'Yes', same[0], 'the verdict follows the check');
         } else {
-          assert.match(ex.target, /\\boxed\{-?\d+\}$/, 'reflection pairs end in the gold answer');
+          assert.match(
+            ex.target,
+            /\\boxed\{-?\d+\}$/,
+            'reflection and re-solve pairs end in the gold answer',
+          );
         }
       }
     }

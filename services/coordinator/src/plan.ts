@@ -14,10 +14,10 @@ import {
 } from '@spark/method/tasks';
 import {
   buildJudgeBenchmark,
-  buildJudgeItems,
   buildReflectionItems,
   diagnoseJudge,
   judgeSetOf,
+  judgeWarmupPair,
   verdictStatus,
   wrongAnswerFor,
 } from '@spark/method/evaluation';
@@ -173,12 +173,10 @@ export function promptsForStep(
  * permutation of the problems that have a worked solution. Target = the worked solution.
  *
  * A share `warmupJudgeFraction` (unset = 0.25, rounded per batch) of the batch are instead judge- and
- * reflection-format examples of the same problems, built with the held-out eval builders
- * (@spark/method/evaluation) from TRAIN problems and their checkpoint-independent wrong answer, so the
- * model learns the formats it is asked to answer in the reward phase (the reference starts from an
- * instruct model that already follows them): pointwise yes/no, pointwise a/b and pairwise items answered
- * with the worked solution's reasoning (its box removed) then the correct verdict box, and reflection
- * items (the wrong answer shown) answered with the worked solution. Every algorithm gets the same pairs.
+ * reflection-format examples of the same problems (@spark/method/evaluation judgeWarmupPair: pointwise
+ * yes/no and a/b in both option orders, pairwise, reflection and test-time re-solve), so the model learns
+ * the formats it is asked to answer in the reward phase and at test time (the reference starts from an
+ * instruct model that already follows them). Every algorithm gets the same pairs.
  */
 export function warmupBatch(
   train: readonly Problem[],
@@ -205,7 +203,8 @@ export function warmupBatch(
       cachedPass = pass;
     }
     const p = usable[perm[pos % perPass] as number] as Problem;
-    if (k < judgeCount) out.push(judgeWarmupPair(p, variant, spec.seed, pos));
+    if (k < judgeCount)
+      out.push(judgeWarmupPair({ ...p, solution: p.solution as string }, variant, spec.seed, pos));
     else out.push({ prompt: problemPrompt(p.question, variant), target: p.solution as string });
   }
   return out;
@@ -213,63 +212,6 @@ export function warmupBatch(
 
 /** Default share of judge/reflection-format pairs in a warm-up batch (JobSpec.warmupJudgeFraction unset). */
 export const DEFAULT_WARMUP_JUDGE_FRACTION = 0.25;
-
-/** The worked solution without its final `\boxed{…}` (the reasoning a judge writes before its verdict). */
-function reasoningOf(solution: string): string {
-  const at = solution.lastIndexOf('\\boxed{');
-  return (at >= 0 ? solution.slice(0, at) : solution).trimEnd();
-}
-
-/**
- * One judge- or reflection-format warm-up pair for problem `p` at warm-up position `pos`: the kind cycles
- * over pointwise yes/no, pointwise a/b, pairwise and reflection, and the item (template, shown answer,
- * slot) is drawn by the eval builders with a per-position seed, so targets are balanced.
- */
-function judgeWarmupPair(
-  p: Problem,
-  variant: TemplateVariant,
-  seed: number,
-  pos: number,
-): { prompt: string; target: string } {
-  const source = { id: `${p.id}#${pos}`, question: p.question, answer: p.answer };
-  const solution = p.solution as string;
-  const kind = pos % 4;
-  if (kind === 3) {
-    const [item] = buildReflectionItems([source], { variant, seed: seed * 7919 + pos });
-    return { prompt: (item as PromptItem).text, target: solution };
-  }
-  // buildJudgeItems alternates targets by index: pad with a copy to draw the other target on odd rounds
-  const round = Math.floor(pos / 4) % 2;
-  const items = buildJudgeItems(round === 0 ? [source] : [source, source], {
-    variant,
-    seed: seed * 7919 + pos,
-  });
-  const item = items[round * 3 + kind] as PromptItem;
-  const reasoning = reasoningOf(solution);
-  const check = judgeCheck(item, p.answer);
-  return {
-    prompt: item.text,
-    target: `${reasoning ? `${reasoning} ` : ''}${check} \\boxed{${item.label}}`,
-  };
-}
-
-/**
- * The explicit check a warm-up judge target writes between the reasoning and the verdict: each shown
- * answer next to the answer the reasoning reached, joined by `=` or `!=` (`32!=35.`; pairwise
- * `A: 32=32, B: 35!=32.`). It puts the two values side by side so the verdict is a local comparison the
- * model can learn, instead of a recall of a number many tokens back. Only warm-up targets carry it; the
- * reward never looks at the reasoning.
- */
-export function judgeCheck(item: Pick<PromptItem, 'tags'>, gold: string): string {
-  const wrong = wrongAnswerFor(gold);
-  const cmp = (shown: string) => `${shown}${shown === gold ? '=' : '!='}${gold}`;
-  const [style, target] = item.tags;
-  if (style === 'pairwise') {
-    const [a, b] = target === 'slot-A' ? [gold, wrong] : [wrong, gold];
-    return `A: ${cmp(a)}, B: ${cmp(b)}.`;
-  }
-  return `${cmp(target === 'correct' ? gold : wrong)}.`;
-}
 
 /** Optimizer steps of one GRPO phase of `prompts` prompts (ceil(prompts·G / miniBatchSize)). */
 export function optimizerStepsPerPhase(prompts: number, groupSize: number, miniBatchSize: number): number {

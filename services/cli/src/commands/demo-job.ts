@@ -8,8 +8,10 @@ import { Algorithm, JobSpec } from '@spark/protocol';
 /**
  * The full demo (README: `npm run demo`): the demo preset on level-1 add/sub/compare/remainder (a ~0.8 M-param
  * char model learns these in minutes; the full mix stayed at ~3 %), 20000 generated train problems (warm-up
- * sees each ~2×, so it generalises instead of memorising), a quarter of every warm-up batch judge- and
- * reflection-format pairs (so judge rewards are not all 0 when RL starts), 1500 warm-up steps (≈ 43 % of
+ * sees each ~2×, so it generalises instead of memorising), half of every warm-up batch judge-, reflection-
+ * and re-solve-format pairs (so judge rewards are not all 0 when RL starts; at a quarter the warm-up model
+ * judged at chance, at half 64.5 % pointwise, docs/results.md "A base that can judge"), 128 new tokens (the warm-up judge
+ * check makes pairwise judge outputs up to ~110 characters), 1500 warm-up steps (≈ 43 % of
  * held-out answers; a 1200-step base at 32 % did not improve under RL), RL lr 3e-4 with a fresh optimizer
  * (docs/results.md). Measured on the idle 2-core machine: the whole `spark demo` in 485 s (warm-up
  * ≈ 6.3 min), held-out answers 43.0 → 49.2 % over the 24 SPARK steps; 1073 s with a test suite alongside.
@@ -23,7 +25,7 @@ export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   taskFamilies: ['add', 'sub', 'compare', 'remainder'],
   taskMaxDifficulty: 1,
   trainSize: 20000,
-  warmupJudgeFraction: 0.25,
+  warmupJudgeFraction: 0.5,
   batchSize: 16,
   groupSize: 8,
   epochs: 1,
@@ -37,7 +39,7 @@ export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   klCoefficient: 0.001,
   temperature: 1.0,
   topP: 1.0,
-  maxNewTokens: 80,
+  maxNewTokens: 128,
   miniBatchSize: 64,
   microBatchSize: 16,
   evalSize: 128,

@@ -9,3 +9,4 @@ export * from './judge.js';
 export * from './results-file.js';
 export * from './verdicts.js';
 export * from './judge-diagnostics.js';
+export * from './warmup.js';
