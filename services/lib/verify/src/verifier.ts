@@ -104,12 +104,41 @@ function result(reward: 0 | 1, extracted: string | null, reason: string): Verify
 }
 
 /**
- * The clock the budget is charged on in the caller's thread: its CPU time (ms) where /proc allows, else
- * wall time, so the verdict does not depend on how long the thread waited to be scheduled.
+ * Inputs (response plus label) up to this many characters have their in-thread rules charged in wall
+ * time, at most `SMALL_CHARGE_CAP_MS`: those rules take tens of µs of CPU there, and reading the thread's
+ * CPU clock (a `pread` of /proc, 6–9 µs) would double the cost of a numeric verdict. Larger inputs are
+ * charged the caller thread's CPU time.
  */
-function chargedNow(): number {
-  return threadCpuMs() ?? performance.now();
+const SMALL_INPUT_CHARS = 4096;
+const SMALL_CHARGE_CAP_MS = 1;
+
+/**
+ * When a call began, on the clock its in-thread rules are charged on: the caller thread's CPU time (ms)
+ * for a large input where /proc allows, so that the verdict does not depend on how long the thread
+ * waited to be scheduled; else wall time, capped for a small input.
+ */
+interface ChargeStart {
+  readonly wall: number;
+  readonly cpu: number | null;
+  readonly capped: boolean;
 }
+
+function chargeStart(inputChars: number): ChargeStart {
+  const capped = inputChars <= SMALL_INPUT_CHARS;
+  return { wall: performance.now(), cpu: capped ? null : threadCpuMs(), capped };
+}
+
+/** The in-thread time charged since `start` (ms). */
+function chargedSince(start: ChargeStart): number {
+  if (start.cpu !== null) {
+    const now = threadCpuMs();
+    if (now !== null) return now - start.cpu;
+  }
+  const wall = performance.now() - start.wall;
+  return start.capped ? Math.min(wall, SMALL_CHARGE_CAP_MS) : wall;
+}
+
+const lengthOf = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
 
 /** Adds the time split to a result when the caller asked for it (`timing: true`). */
 function timed(item: ItemOptions, r: VerifyResult, t?: PoolTiming): VerifyResult {
@@ -155,7 +184,7 @@ export class Verifier {
 
   /** Extracts the answer from a model response and compares it with the label. Never rejects. */
   async verify(response: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
-    const started = chargedNow();
+    const started = chargeStart(lengthOf(response) + lengthOf(label));
     try {
       if (typeof response !== 'string') {
         return timed(item, result(0, null, 'invalid-input: response is not a string'));
@@ -182,7 +211,7 @@ export class Verifier {
 
   /** Compares an already-extracted answer with the label (the `{answer, label}` form). Never rejects. */
   async verifyAnswer(answer: unknown, label: unknown, item: ItemOptions = {}): Promise<VerifyResult> {
-    const started = chargedNow();
+    const started = chargeStart(lengthOf(answer) + lengthOf(label));
     try {
       if (typeof answer !== 'string')
         return timed(item, result(0, null, 'invalid-input: answer is not a string'));
@@ -201,7 +230,7 @@ export class Verifier {
     label: unknown,
     how: ExtractRule | 'given',
     judge: boolean,
-    started: number,
+    started: ChargeStart,
     item: ItemOptions,
   ): Promise<VerifyResult> {
     const budgetMs = item.budgetMs ?? this.budgetMs;
@@ -221,10 +250,10 @@ export class Verifier {
     if (nestingDepth(answer) > this.maxSymbolicDepth || nestingDepth(label) > this.maxSymbolicDepth) {
       return done(result(0, answer, `${how}:symbolic-skipped: nested deeper than ${this.maxSymbolicDepth}`));
     }
-    // The fast rules' time (this thread's CPU time since the call began: no await before this point)
-    // counts against the budget; the rest is the symbolic step's CPU time in its worker. Time spent
-    // waiting for a worker, or for a CPU, is not charged (out.timing.waitMs).
-    const left = budgetMs - (chargedNow() - started);
+    // The fast rules' time (no await before this point: this thread's CPU time since the call began, or
+    // for a small input its wall time capped at 1 ms) counts against the budget; the rest is the symbolic
+    // step's CPU time in its worker. Waiting for a worker, or for a CPU, is not charged (out.timing.waitMs).
+    const left = budgetMs - chargedSince(started);
     if (left <= 0) {
       return done(result(0, answer, `${how}:symbolic-timeout (before start, budget ${budgetMs} ms)`));
     }
