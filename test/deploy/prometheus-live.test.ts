@@ -3,23 +3,38 @@
 // scrapes each one's /metrics every second with the labels the chart's ServiceMonitor gives a target on
 // Kubernetes (job = the Service name `spark-<component>`, namespace `spark`, pod, container, service,
 // endpoint), i.e. release `spark` in namespace `spark`, the context deploy/prometheus/rules.yaml is rendered
-// for. A tiny SPARK job (warm-up, policy and reward phases) runs to its end, then:
+// for. redis_exporter (the chart's sidecar release, built by .ci/run into .tools/bin from the Go module
+// proxy) scrapes the cluster's Redis (maxmemory set as the chart sets it) and Prometheus scrapes it as the
+// ServiceMonitor scrapes the sidecar (job `spark-redis`, pod `spark-redis-0`, container `metrics`). A tiny
+// SPARK job (warm-up, policy and reward phases) runs to its end, then:
 //
 //   - Grafana's template variables, evaluated the way the dashboards define them (label_values queries and
 //     the release variable's regex), resolve to namespace `spark` and release `spark`;
 //   - every dashboard query, with those values and `$__rate_interval` = 1m, evaluates and returns at least
 //     one series, and so does every vector selector in it: except queries over exporters' metrics that do
-//     not run here (redis_exporter, kube-state-metrics, kubelet, DCGM: listed as not checked) and
+//     not run here (kube-state-metrics, kubelet, DCGM: listed as not checked) and
 //     selectors of event-only series (errors, refusals, poison tasks: no series on a healthy run), whose
 //     metric must then be in the scraped target's metadata (name and job right, Prometheus saw its TYPE);
 //   - every alert expression of deploy/prometheus/rules.yaml evaluates; each of its vector selectors
 //     returns series (same exceptions); each operand of a top-level and/or/unless with its final
 //     comparison stripped returns series that carry the `namespace` label the alert groups by; and the
 //     alerts that must be quiet on a healthy cluster (SparkServiceDown, SparkServiceDegraded,
-//     SparkCoordinatorAbsent, SparkLearnerAbsent) return no series.
+//     SparkCoordinatorAbsent, SparkLearnerAbsent, and the four Redis alerts) return no series;
+//   - every Redis panel query returns series, and every Redis alert (SparkRedisDown, SparkRedisMemoryHigh,
+//     SparkRedisMemoryCritical, SparkRedisRejectedConnections) has its selectors and compared operands
+//     checked and is quiet. Without the binary this test skips with the build command, and fails under
+//     CI=true; the other tests then leave the Redis series out as they do the other exporters'.
+//
+// Not checked, because what exports them cannot run here (no Kubernetes, no GPU): kube-state-metrics'
+// series (panels Container restarts and Last termination: OOM-killed; alerts SparkPodRestarting and
+// SparkContainerOOMKilled), the kubelet's volume stats (panel Volume used; alert SparkVolumeFillingUp) and the
+// DCGM exporter's (panels GPU utilisation, GPU memory used, GPU power). Only their names are checked, against
+// deploy/lib/external-metrics.ts; whether those exporters give the series the labels the queries select
+// (namespace, pod, persistentvolumeclaim, reason) and whether the queries then return series is not.
 //
 // A query naming a misspelt metric or a wrong job fails the same checks (the last test).
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +45,7 @@ import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
 import { generateTasks } from '@spark/method/tasks';
 import { Algorithm, JobSpec } from '@spark/protocol';
+import { connectRedis, freePort } from '@spark/runtime/redis';
 import { until } from '@spark/runtime/testing';
 import { parse } from 'yaml';
 
@@ -49,8 +65,36 @@ const RELEASE = 'spark';
 /** Grafana's `$__rate_interval` for a data source with the default 15 s scrape interval (4 × 15 s). */
 const RATE_INTERVAL = '1m';
 
-/** Exporters' metrics that no process here exports (`up` is Prometheus's own and is checked). */
-const EXTERNAL = new Set(EXTERNAL_METRICS.map((m) => m.name).filter((n) => n !== 'up'));
+/**
+ * redis_exporter, the chart's sidecar release (redis.bundled.metrics.image.tag), built by .ci/run from the Go
+ * module proxy into .tools/bin with its version in .tools/bin/.redis_exporter-version (its `--version` says
+ * nothing useful: `go install` does not stamp it).
+ */
+const REDIS_EXPORTER_BIN =
+  process.env.SPARK_REDIS_EXPORTER_BIN ?? join(repoRoot, '.tools', 'bin', 'redis_exporter');
+const REDIS_EXPORTER_STAMP = join(repoRoot, '.tools', 'bin', '.redis_exporter-version');
+const CHART_REDIS_EXPORTER = (
+  parse(readFileSync(join(repoRoot, 'deploy', 'helm', 'spark', 'values.yaml'), 'utf8')) as {
+    redis: { bundled: { metrics: { image: { tag: string } } } };
+  }
+).redis.bundled.metrics.image.tag;
+const redisExporterAvailable = spawnSync(REDIS_EXPORTER_BIN, ['--version']).status === 0;
+const noRedisExporter =
+  `redis_exporter is not built (${REDIS_EXPORTER_BIN}): GOBIN="$PWD/.tools/bin" go install ` +
+  `github.com/oliver006/redis_exporter@${CHART_REDIS_EXPORTER} (as .ci/run does), or set SPARK_REDIS_EXPORTER_BIN`;
+/** The bundled Redis's Service (the ServiceMonitor's job for the sidecar's port `metrics`). */
+const REDIS_JOB = `${RELEASE}-redis`;
+const isRedisMetric = (name: string) => name.startsWith('redis_');
+
+/**
+ * Exporters' metrics that no process here exports (`up` is Prometheus's own and is checked): kube-state-metrics,
+ * kubelet and DCGM always (no Kubernetes, no GPU here), redis_exporter's when its binary is missing.
+ */
+const EXTERNAL = new Set(
+  EXTERNAL_METRICS.map((m) => m.name).filter(
+    (n) => n !== 'up' && !(redisExporterAvailable && isRedisMetric(n)),
+  ),
+);
 /** Series that only exist once something goes wrong: metric → the label whose values name the event. */
 const EVENT_ONLY: Record<string, string> = {
   spark_coordinator_errors_total: 'reason',
@@ -63,6 +107,14 @@ const EVENT_ONLY: Record<string, string> = {
 };
 /** Alerts whose expression returns nothing on a healthy cluster. */
 const QUIET = ['SparkServiceDown', 'SparkServiceDegraded', 'SparkCoordinatorAbsent', 'SparkLearnerAbsent'];
+/** The Redis alerts (group spark.redis): quiet on a healthy cluster with a Redis far below maxmemory. */
+const REDIS_QUIET = [
+  'SparkRedisDown',
+  'SparkRedisMemoryHigh',
+  'SparkRedisMemoryCritical',
+  'SparkRedisRejectedConnections',
+];
+if (redisExporterAvailable) QUIET.push(...REDIS_QUIET);
 
 /** What checkSelector returns for an exporter's selector. */
 const SKIPPED = Symbol('not checked: an exporter that does not run here');
@@ -94,8 +146,8 @@ async function checkSelector(
   selector: string,
 ): Promise<string | null | typeof SKIPPED> {
   const name = /^[A-Za-z_:][\w:]*/.exec(selector)![0];
-  // The bundled Redis's exporter sidecar (job `<release>-redis`) does not run here.
-  if (EXTERNAL.has(name) || selectorJob(selector) === `${RELEASE}-redis`) return SKIPPED;
+  // The bundled Redis's exporter sidecar (job `<release>-redis`) runs here only when its binary is built.
+  if (EXTERNAL.has(name) || (!redisExporterAvailable && selectorJob(selector) === REDIS_JOB)) return SKIPPED;
   const series = await prom.query(selector);
   if (series.length > 0) return null;
   if (!eventOnly(selector)) return `selector ${selector} returns no series`;
@@ -281,6 +333,55 @@ function tinyJob(dir: string): JobSpec {
   });
 }
 
+interface RunningExporter {
+  address: string;
+  stop(): Promise<void>;
+  output(): string;
+}
+
+/** Starts redis_exporter against `redisUrl` the way the chart's sidecar runs (environment, not flags); awaits /health. */
+async function startRedisExporter(redisUrl: string): Promise<RunningExporter> {
+  const address = `127.0.0.1:${await freePort()}`;
+  const child: ChildProcess = spawn(REDIS_EXPORTER_BIN, [], {
+    env: { ...process.env, REDIS_ADDR: redisUrl, REDIS_EXPORTER_WEB_LISTEN_ADDRESS: address },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (c: Buffer): void => {
+    out = (out + c.toString('utf8')).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let spawnError: Error | null = null;
+  child.once('error', (err) => (spawnError = err));
+  const exited = new Promise<void>((r) => child.once('close', () => r()));
+  const stop = async (): Promise<void> => {
+    if (spawnError || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  try {
+    await until(
+      async () => {
+        if (spawnError) throw new Error(`cannot start ${REDIS_EXPORTER_BIN}: ${String(spawnError)}`);
+        if (child.exitCode !== null) throw new Error(`redis_exporter exited with ${child.exitCode}:\n${out}`);
+        try {
+          return (await fetch(`http://${address}/health`, { signal: AbortSignal.timeout(2_000) })).ok;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 20_000, intervalMs: 100, message: `redis_exporter answers /health\n${out}` },
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { address, stop, output: () => out };
+}
+
 const skip = prometheusAvailable
   ? false
   : process.env.CI
@@ -291,6 +392,7 @@ describe('dashboards and alerts against a live Prometheus', { skip }, () => {
   let dir: string;
   let cluster: LocalCluster;
   let prom: RunningPrometheus;
+  let exporter: RunningExporter | undefined;
   let vars: Record<string, string> = {};
 
   before(async () => {
@@ -314,6 +416,34 @@ describe('dashboards and alerts against a live Prometheus', { skip }, () => {
         },
       };
     });
+    if (redisExporterAvailable) {
+      // The chart sets maxmemory (a share of the memory limit) and noeviction; the private Redis has the
+      // policy only. 256 MiB: the memory alerts' ratio exists and stays far below their thresholds.
+      const redis = connectRedis(cluster.redisUrl);
+      try {
+        // producer semantics (no offline queue): the first command waits for the connection
+        await until(() => redis.status === 'ready', {
+          timeoutMs: 5_000,
+          message: 'the cluster’s Redis connects',
+        });
+        await redis.config('SET', 'maxmemory', String(256 * 1024 * 1024));
+      } finally {
+        redis.disconnect();
+      }
+      exporter = await startRedisExporter(cluster.redisUrl);
+      // What the ServiceMonitor gives the sidecar's port `metrics` of the StatefulSet's pod.
+      targets.push({
+        job: REDIS_JOB,
+        address: exporter.address,
+        labels: {
+          namespace: NAMESPACE,
+          service: REDIS_JOB,
+          pod: `${REDIS_JOB}-0`,
+          container: 'metrics',
+          endpoint: 'metrics',
+        },
+      });
+    }
     prom = await startPrometheus(targets);
     // The first scrape of every target.
     await until(async () => (await prom.query('up == 1')).length === targets.length, {
@@ -360,6 +490,7 @@ describe('dashboards and alerts against a live Prometheus', { skip }, () => {
   });
   after(async () => {
     await prom?.stop();
+    await exporter?.stop();
     await cluster?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -426,6 +557,66 @@ describe('dashboards and alerts against a live Prometheus', { skip }, () => {
         `${name} exists`,
       );
   });
+
+  it(
+    'checks the Redis panels and Redis alerts against the chart’s redis_exporter release',
+    {
+      skip: redisExporterAvailable ? false : process.env.CI ? false : noRedisExporter,
+    },
+    async () => {
+      // Under CI a missing binary fails here (the other checks then leave the Redis series out).
+      assert.ok(redisExporterAvailable, noRedisExporter);
+      if (!process.env.SPARK_REDIS_EXPORTER_BIN) {
+        const built = readFileSync(REDIS_EXPORTER_STAMP, 'utf8').trim();
+        assert.equal(built, CHART_REDIS_EXPORTER, `${REDIS_EXPORTER_STAMP}: the chart's sidecar release`);
+      }
+      assert.ok(exporter, 'redis_exporter started');
+      const findings: Finding[] = [];
+      const panels: string[] = [];
+      for (const d of dashboards())
+        for (const p of d.panels)
+          for (const t of p.targets ?? []) {
+            const expr = substitute(t.expr, { namespace: NAMESPACE, release: RELEASE });
+            if (!metricNamesIn(expr).some(isRedisMetric)) continue;
+            panels.push(`${d.title} / ${p.title}`);
+            findings.push(...(await checkDashboardQuery(prom, expr)));
+            if ((await prom.query(expr)).length === 0) findings.push({ expr, problem: 'returns no series' });
+          }
+      const redisAlerts = alertRules().filter((r) =>
+        vectorSelectorsIn(r.expr).some(
+          (sel) => isRedisMetric(/^[A-Za-z_:][\w:]*/.exec(sel)![0]) || selectorJob(sel) === REDIS_JOB,
+        ),
+      );
+      for (const r of redisAlerts) {
+        findings.push(...(await checkAlert(prom, r)));
+        if (alertCoverage.get(r.alert) !== 'operands')
+          findings.push({ expr: r.expr, problem: `${r.alert}: its compared operands were not checked` });
+      }
+      assert.deepEqual(findings, [], exporter.output());
+      assert.ok(new Set(panels).size >= 4, `Redis panels: ${[...new Set(panels)].join('; ')}`);
+      assert.deepEqual(redisAlerts.map((r) => r.alert).sort(), [...REDIS_QUIET].sort());
+      // The quiet ones are quiet (checkAlert reports a QUIET alert that fires; here once more, explicitly).
+      for (const r of redisAlerts) assert.equal((await prom.query(r.expr.trim())).length, 0, r.alert);
+      // And the check can fail: the exporter's series under another job, a Redis alert that fires.
+      const wrongJob = await checkAlert(prom, {
+        alert: 'X',
+        expr: 'max by (namespace) (redis_up{job="spark-redis-metrics"}) == 0',
+      });
+      assert.match(
+        wrongJob.map((f) => f.problem).join('\n'),
+        /redis_up\{job="spark-redis-metrics"\} returns no series/,
+      );
+      const firing = await checkAlert(prom, {
+        alert: 'SparkRedisDown',
+        expr: 'max by (namespace) (redis_up{job="spark-redis"}) == 1',
+      });
+      assert.match(firing.map((f) => f.problem).join('\n'), /SparkRedisDown fires on a healthy cluster/);
+      process.stderr.write(
+        `prometheus-live: redis_exporter ${CHART_REDIS_EXPORTER}: ${new Set(panels).size} Redis panels and ` +
+          `${redisAlerts.length} Redis alerts checked (${redisAlerts.map((r) => r.alert).join(', ')})\n`,
+      );
+    },
+  );
 
   it('catches a misspelt metric, a wrong job, an event-only metric that no target exposes, and a non-firing alert that fires', async () => {
     const ok = 'sum(rate(spark_coordinator_steps_total{namespace=~"spark",job=~"spark-coordinator"}[1m]))';
