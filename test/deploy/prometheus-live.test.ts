@@ -4,7 +4,7 @@
 // Kubernetes (job = the Service name `spark-<component>`, namespace `spark`, pod, container, service,
 // endpoint), i.e. release `spark` in namespace `spark`, the context deploy/prometheus/rules.yaml is rendered
 // for. redis_exporter (the chart's sidecar release, built by .ci/run into .tools/bin from the Go module
-// proxy) scrapes the cluster's Redis (maxmemory set as the chart sets it) and Prometheus scrapes it as the
+// proxy) scrapes the cluster's Redis (with a maxmemory, 256 MiB, as the chart gives its Redis one) and Prometheus scrapes it as the
 // ServiceMonitor scrapes the sidecar (job `spark-redis`, pod `spark-redis-0`, container `metrics`). A tiny
 // SPARK job (warm-up, policy and reward phases) runs to its end, then:
 //
@@ -19,7 +19,7 @@
 //     returns series (same exceptions); each operand of a top-level and/or/unless with its final
 //     comparison stripped returns series that carry the `namespace` label the alert groups by; and the
 //     alerts that must be quiet on a healthy cluster (SparkServiceDown, SparkServiceDegraded,
-//     SparkCoordinatorAbsent, SparkLearnerAbsent, and the four Redis alerts) return no series;
+//     SparkCoordinatorAbsent, SparkLearnerAbsent, and with redis_exporter the four Redis alerts) return no series;
 //   - every Redis panel query returns series, and every Redis alert (SparkRedisDown, SparkRedisMemoryHigh,
 //     SparkRedisMemoryCritical, SparkRedisRejectedConnections) has its selectors and compared operands
 //     checked and is quiet. Without the binary this test skips with the build command, and fails under
