@@ -11,7 +11,7 @@ import { KINDS, runChaos, table } from './chaos/chaos.js';
 
 describe('chaos: every kind of process SIGKILLed during a job', () => {
   it('6 kills (one per kind) from seed 7: the job succeeds and every invariant holds', async () => {
-    const report = await runChaos({ kills: 6, seed: 7, boundMs: 240_000 });
+    const report = await runChaos({ kills: 6, seed: 7, boundMs: 180_000 });
     const text = table(report);
     assert.deepEqual(report.violations, [], text);
     assert.equal(report.state, 'SUCCEEDED', text);
