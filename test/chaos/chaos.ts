@@ -310,7 +310,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
  * The invariants, read after the job ended:
  * - every step 0..maxSteps-1 has a policy update, each (step, phase) one LearnResult, none with stale groups,
  *   each covering B × G sequences; the policy versions along the final lineage are warmup+1..K, no gaps or
- *   repeats (abandoned updates were deleted by the rewinds, whose events list them);
+ *   repeats, K being the job's recorded version (abandoned updates were deleted by the rewinds, and every
+ *   rewind event lists them);
  * - no recycled item was released twice (reward-synthesis's per-step results);
  * - the event stream's seq is 1..N, contiguous, no duplicates, and WatchJob from the start replays exactly it.
  */
@@ -341,6 +342,13 @@ export async function checkInvariants(
   if (versions.join() !== want.join())
     violations.push(`policy versions ${versions.join()} (want ${want.join()})`);
 
+  // the final model is the end of that lineage: the job's recorded policy version is the last update's
+  const final = Number(await redis.hget(jobKeys.job(prefix, jobId), 'policyVersion'));
+  if (versions.length && final !== versions[versions.length - 1])
+    violations.push(
+      `the job records policy version ${final}, its last update made ${versions[versions.length - 1]}`,
+    );
+
   const seen = new Map<string, number>();
   for (let step = 0; step < spec.maxSteps; step++) {
     const text = await redis.get(jobKeys.synth(prefix, jobId, step));
@@ -356,7 +364,11 @@ export async function checkInvariants(
 
   const stream = await redis.xrange(jobKeys.events(prefix, jobId), '-', '+');
   const seqs = stream.map(([, f]) => Number(f[f.indexOf('seq') + 1]));
-  const rewinds = stream.filter(([, f]) => f.join(' ').includes('rewound from step')).length;
+  const rewindEvents = stream.map(([, f]) => f.join(' ')).filter((e) => e.includes('rewound from step'));
+  const rewinds = rewindEvents.length;
+  for (const e of rewindEvents)
+    if (!/abandoned updates: \S/.test(e))
+      violations.push(`a rewind event lists no abandoned updates: ${e.slice(0, 300)}`);
   seqs.forEach((s, i) => {
     if (s !== i + 1) violations.push(`event ${i}: seq ${s} (want ${i + 1})`);
   });
