@@ -163,6 +163,11 @@ const LEARNER_OUTAGE_RETRIES = 200;
 
 /** Most rewinds one driver run makes before it fails the job (a learner that keeps losing its state). */
 const MAX_REWINDS = 10;
+/** How an ioredis / BullMQ call fails while Redis is down or restarting (not a fault of the job). */
+const REDIS_UNREACHABLE =
+  /Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|max retries per request|LOADING/;
+/** Redis outages one run of the driver rides out (each resumes from the saved cursor) before it fails the job. */
+const MAX_REDIS_OUTAGES = 100;
 
 // Before a step's synthesis (unless it already ran): a copy of the FIFO buffer and its epoch, what a
 // rewind to that step restores. KEYS: synth, buffer, bufferEpoch, at, atEpoch.
@@ -318,7 +323,24 @@ export class JobDriver {
     let outcome: { state: JobState; message: string } | null = null;
     try {
       await this.listen();
-      await this.drive();
+      // A Redis restart (AOF replayed) is survived like a coordinator restart: once Redis answers again
+      // the job resumes from the cursor saved in its hash (every step of the driver is idempotent from it).
+      for (let outages = 0; ; outages++) {
+        try {
+          await this.drive();
+          break;
+        } catch (err) {
+          if (this.stopReason || outages >= MAX_REDIS_OUTAGES || !REDIS_UNREACHABLE.test(describeError(err)))
+            throw err;
+          this.log.warn(
+            { err, outages },
+            'Redis unreachable; the job resumes from its saved cursor once it answers',
+          );
+          await this.awaitRedis();
+          this.reported = null;
+          this.discarded.clear();
+        }
+      }
       outcome = { state: JobState.JOB_STATE_SUCCEEDED, message: 'finished' };
     } catch (err) {
       const reason = err instanceof StopSignal ? err.reason : this.stopReason;
@@ -351,6 +373,26 @@ export class JobDriver {
       );
       this.events.clear();
       this.queues.clear();
+    }
+  }
+
+  /** Waits (bounded by phaseTimeoutMs) until Redis answers a PING again; throws past the bound or on stop. */
+  private async awaitRedis(): Promise<void> {
+    const deadline = Date.now() + this.deps.config.phaseTimeoutMs;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 200));
+      if (this.stopReason) throw new StopSignal(this.stopReason);
+      // every connection the driver uses: its own and each queue's (they reconnect independently)
+      const clients = [
+        this.deps.redis,
+        ...(await Promise.all([...this.queues.values()].map((q) => q.client))),
+      ];
+      const answers = await Promise.all(clients.map((c) => c.ping().catch(() => '')));
+      if (answers.every((a) => a === 'PONG')) return;
+      if (Date.now() > deadline)
+        throw new DeadlineExceededError(
+          `Redis did not answer again within ${this.deps.config.phaseTimeoutMs} ms; the job cannot go on`,
+        );
     }
   }
 

@@ -276,11 +276,15 @@ export function createWorker<T, R>(
   options: QueueFactoryOptions & Partial<WorkerOptions>,
 ): Worker<T, R> {
   const { url, prefix, ...rest } = options;
+  const lockDuration = rest.lockDuration ?? 60_000;
   return new Worker<T, R>(name, processor, {
     connection: workerOptions(url),
     prefix,
     concurrency: 1,
-    lockDuration: 60_000,
+    lockDuration,
+    // a lock shorter than BullMQ's 30 s stalled check gets a check as often as its lock, so a dead worker's
+    // task comes back after about lock + 2 × lock, not lock + 60 s (docs/operations.md, task locks)
+    stalledInterval: Math.min(30_000, lockDuration),
     maxStalledCount: 3,
     ...rest,
   });
