@@ -109,7 +109,7 @@ export class JobClient {
       defaultDeadlineMs: this.deadlineMs,
       ...(options.tls ? { tls: options.tls } : {}),
     };
-    const setup = clientSetup(clientOptions);
+    const setup = clientSetup(clientOptions, options.address);
     this.client = new JobServiceClient(options.address, setup.credentials, setup.options);
   }
 

@@ -100,7 +100,7 @@ export async function fetchPolicy(
     throw new InvalidArgumentError(`policy version must be a uint32, got ${version}`);
   }
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_POLICY_BYTES;
-  const setup = clientSetup(options);
+  const setup = clientSetup(options, address);
   const client = new PolicyClientFast(address, setup.credentials, {
     ...setup.options,
     // HTTP/2 flow control: a 64 KiB receive window makes the learner stop every 64 KiB for a WINDOW_UPDATE

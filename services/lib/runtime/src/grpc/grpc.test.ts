@@ -20,6 +20,7 @@ import {
   clientSetup,
   grpc,
   GrpcServer,
+  ipLiteralHost,
   serverStreamHandler,
   serviceTokenFrom,
   unaryHandler,
@@ -259,6 +260,17 @@ describe('gRPC helpers against a real server on loopback', () => {
     );
     await s2.shutdown(1_000);
     await assert.rejects(checkHealth(`127.0.0.1:${port}`, { token: null, defaultDeadlineMs: 500 }));
+  });
+});
+
+describe('ipLiteralHost', () => {
+  it('finds an IP literal in the target forms grpc-js takes, and only there', () => {
+    assert.equal(ipLiteralHost('127.0.0.1:50051'), '127.0.0.1');
+    assert.equal(ipLiteralHost('dns:///10.0.0.7:443'), '10.0.0.7');
+    assert.equal(ipLiteralHost('[::1]:50051'), '::1');
+    assert.equal(ipLiteralHost('ipv4:127.0.0.1:1'), '127.0.0.1');
+    assert.equal(ipLiteralHost('spark-coordinator.spark.svc:50051'), null);
+    assert.equal(ipLiteralHost('localhost:50051'), null);
   });
 });
 

@@ -3,7 +3,9 @@
 // ../auth) and graceful shutdown (NOT_SERVING, drain, then force); clients with a default deadline on every
 // call and the token attached; async handler adapters that map errors through toGrpcError.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
+import { checkServerIdentity } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 import * as grpc from '@grpc/grpc-js';
@@ -373,17 +375,39 @@ export function clientInterceptor(options: ClientOptions): grpc.Interceptor {
   };
 }
 
-/** Channel credentials and options for a client built with `new SomeClient(address, creds, options)`. */
-export function clientSetup(options: ClientOptions): {
+/** The host of a gRPC target (`host:port`, `[v6]:port`, `dns:///host:port`) when it is an IP literal. */
+export function ipLiteralHost(address: string): string | null {
+  const target = address.replace(/^[a-z][a-z0-9+.-]*:(\/\/[^/]*\/)?/i, '');
+  const host = target.startsWith('[') ? target.slice(1, target.indexOf(']')) : target.replace(/:\d+$/, '');
+  return isIP(host) === 0 ? null : host;
+}
+
+/**
+ * SNI sent when a TLS target is an IP address: grpc-js sends the target host as the TLS server name,
+ * which Node refuses for an IP literal (RFC 6066; an error since Node 26), so such a channel overrides it
+ * with this name and still checks the server's certificate against the IP address itself.
+ */
+const IP_TARGET_SERVERNAME = 'localhost';
+
+/**
+ * Channel credentials and options for a client built with `new SomeClient(address, creds, options)`.
+ * Pass the `address` the client will dial: with TLS to an IP address the channel needs it (see above).
+ */
+export function clientSetup(
+  options: ClientOptions,
+  address?: string,
+): {
   credentials: grpc.ChannelCredentials;
   options: grpc.ClientOptions;
 } {
   const tls = options.tls;
+  const ip = tls && address !== undefined ? ipLiteralHost(address) : null;
   const credentials = tls
     ? grpc.credentials.createSsl(
         tls.caFile ? readFileSync(tls.caFile) : null,
         tls.keyFile ? readFileSync(tls.keyFile) : null,
         tls.certFile ? readFileSync(tls.certFile) : null,
+        ip === null ? {} : { checkServerIdentity: (_name, cert) => checkServerIdentity(ip, cert) },
       )
     : grpc.credentials.createInsecure();
   const max = options.maxMessageBytes ?? 64 * 1024 * 1024;
@@ -394,6 +418,7 @@ export function clientSetup(options: ClientOptions): {
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
       'grpc.keepalive_time_ms': 30_000,
+      ...(ip === null ? {} : { 'grpc.ssl_target_name_override': IP_TARGET_SERVERNAME }),
     },
   };
 }
@@ -420,7 +445,7 @@ export async function checkHealth(
       };
     };
   };
-  const setup = clientSetup(options);
+  const setup = clientSetup(options, address);
   const client = new pkg.grpc.health.v1.Health(address, setup.credentials, setup.options);
   try {
     return await new Promise<string>((resolve, reject) =>
