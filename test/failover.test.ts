@@ -56,8 +56,9 @@ describe('exact resume and learner failover (real cluster)', () => {
     cluster = await startLocalCluster({
       dataDir: mkdtempSync(join(tmpdir(), 'spark-failover-')),
       prefix: 'failover',
-      // short task locks: the killed learner's update comes back in seconds
-      env: { SPARK_LOCK_MS: '5000' },
+      // short task locks (rollout: SPARK_LOCK_MS; the learner's: SPARK_WORKER_LOCK_MS): the killed
+      // learner's update comes back in seconds
+      env: { SPARK_LOCK_MS: '5000', SPARK_WORKER_LOCK_MS: '5000' },
     });
     client = new JobClient({ address: cluster.coordinatorAddress, token: null, deadlineMs: 30_000 });
     redis = connectRedis(cluster.redisUrl);
