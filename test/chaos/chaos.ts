@@ -32,6 +32,8 @@ export interface KillRecord {
   kind: Kind;
   /** ms since the job was submitted. */
   at: number;
+  /** The job's step when it fired. */
+  step: number;
   /** ms from the kill to the next job event after the restart (null: the job ended first). */
   recoverMs: number | null;
 }
@@ -62,19 +64,36 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** The kill plan: each round of 6 covers every kind once, in an order drawn from the seed. */
-export function plan(kills: number, seed: number): { kind: Kind; delayMs: number }[] {
+/**
+ * The kill plan: each round of 6 covers every kind once, in an order drawn from the seed. Kill i of k
+ * fires once the job's step reaches `atStep` — drawn within the i-th of k equal windows of the job's
+ * steps, the last ending 6 steps before the end — plus a short delay (< 400 ms) drawn from the seed, so
+ * kills land at varied phases of a step. Triggering on steps, not on wall time, keeps every kill inside
+ * the job however fast or slow the machine runs it.
+ */
+export function plan(kills: number, seed: number): { kind: Kind; atStep: number; delayMs: number }[] {
   const rnd = prng(seed);
-  const out: { kind: Kind; delayMs: number }[] = [];
+  const steps = chaosSteps(kills);
+  const window = (steps - 8) / kills;
+  const out: { kind: Kind; atStep: number; delayMs: number }[] = [];
   while (out.length < kills) {
     const round = [...KINDS];
     for (let i = round.length - 1; i > 0; i--) {
       const j = Math.floor(rnd() * (i + 1));
       [round[i], round[j]] = [round[j] as Kind, round[i] as Kind];
     }
-    for (const kind of round) if (out.length < kills) out.push({ kind, delayMs: Math.floor(rnd() * 2_000) });
+    for (const kind of round) {
+      if (out.length >= kills) break;
+      const atStep = 2 + Math.floor(out.length * window + rnd() * window * 0.75);
+      out.push({ kind, atStep, delayMs: Math.floor(rnd() * 400) });
+    }
   }
   return out;
+}
+
+/** The job's steps for k kills: 8 per kill and 6 more (a kill cycle takes a few seconds, a step under one). */
+export function chaosSteps(kills: number): number {
+  return 6 + 8 * kills;
 }
 
 async function freePort(): Promise<number> {
@@ -163,17 +182,17 @@ export class AofRedis {
   }
 }
 
-/** The job: tiny preset, checkpoints every 2 steps, enough steps for the kills (8 per kill: a kill cycle takes a few seconds, a step under one). */
+/** The job: tiny preset, checkpoints every 2 steps, chaosSteps(kills) steps. */
 export function chaosJob(kills: number, seed: number): JobSpec {
   return JobSpec.fromPartial({
     name: 'chaos',
     model: 'tiny',
     algorithm: Algorithm.ALGORITHM_SPARK,
     seed,
-    trainSize: 4 * (6 + 8 * kills),
+    trainSize: 4 * chaosSteps(kills),
     batchSize: 4,
     groupSize: 2,
-    maxSteps: 6 + 8 * kills,
+    maxSteps: chaosSteps(kills),
     warmupSteps: 1,
     warmupBatchSize: 8,
     maxNewTokens: 16,
@@ -193,6 +212,15 @@ async function lastSeq(redis: Redis, prefix: string, jobId: string): Promise<num
     return i >= 0 ? Number(f[i + 1]) : 0;
   } catch {
     return 0;
+  }
+}
+
+/** The job's current step (its resume cursor's; -1 when Redis is down). */
+async function jobStep(redis: Redis, prefix: string, jobId: string): Promise<number> {
+  try {
+    return Number((await redis.hget(jobKeys.job(prefix, jobId), 'step')) ?? 0);
+  } catch {
+    return -1;
   }
 }
 
@@ -238,20 +266,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     say(`job ${jobId}: ${spec.maxSteps} steps, ${options.kills} kills, seed ${options.seed}`);
     const kills: KillRecord[] = [];
     const ended = async () => TERMINAL.test(await jobState(redis, c.prefix, jobId));
-    for (const { kind, delayMs } of plan(options.kills, options.seed)) {
-      // a random moment: after the previous recovery, a delay drawn from the seed, once the job moved
-      const seq0 = await lastSeq(redis, c.prefix, jobId);
+    for (const { kind, atStep, delayMs } of plan(options.kills, options.seed)) {
+      // the drawn moment: after the previous recovery, once the job reached the drawn step, plus a delay
       await Promise.race([
-        until(async () => (await lastSeq(redis, c.prefix, jobId)) > seq0 || (await ended()), {
+        until(async () => (await jobStep(redis, c.prefix, jobId)) >= atStep || (await ended()), {
           timeoutMs: left(),
           intervalMs: 20,
-          message: 'the job to make progress before the next kill',
+          message: `the job to reach step ${atStep} for the next kill`,
         }),
         fail,
       ]);
       await new Promise((r) => setTimeout(r, delayMs));
       if (await ended()) break;
       const before = await lastSeq(redis, c.prefix, jobId);
+      const step = await jobStep(redis, c.prefix, jobId);
       const killedAt = Date.now();
       if (kind === 'redis') await redisServer.killAndRestart();
       else {
@@ -259,7 +287,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         if (!c.kill(name, 'SIGKILL')) throw new Error(`${name} was not running`);
         await Promise.race([c.restart(name), fail]);
       }
-      const rec: KillRecord = { kind, at: killedAt - submitted, recoverMs: null };
+      const rec: KillRecord = { kind, at: killedAt - submitted, step, recoverMs: null };
       kills.push(rec);
       await Promise.race([
         until(
@@ -273,7 +301,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       ]);
       if ((await lastSeq(redis, c.prefix, jobId)) > before) rec.recoverMs = Date.now() - killedAt;
       say(
-        `kill ${kills.length}: ${kind} at +${(rec.at / 1000).toFixed(1)} s, recovered ${rec.recoverMs === null ? '(job ended)' : `in ${(rec.recoverMs / 1000).toFixed(1)} s`}`,
+        `kill ${kills.length}: ${kind} at +${(rec.at / 1000).toFixed(1)} s (step ${step}), recovered ${rec.recoverMs === null ? '(job ended)' : `in ${(rec.recoverMs / 1000).toFixed(1)} s`}`,
       );
     }
     await Promise.race([
