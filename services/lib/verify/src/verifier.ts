@@ -143,7 +143,13 @@ const lengthOf = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
 /** Adds the time split to a result when the caller asked for it (`timing: true`). */
 function timed(item: ItemOptions, r: VerifyResult, t?: PoolTiming): VerifyResult {
   if (item.timing !== true) return r;
-  return { ...r, symbolicMs: t?.runMs ?? 0, waitMs: t?.waitMs ?? 0 };
+  // Built field by field, not spread: this is on the per-call path of every timed verification.
+  const symbolicMs = t?.runMs ?? 0;
+  const waitMs = t?.waitMs ?? 0;
+  const { reward, extracted, reason, status } = r;
+  return status === undefined
+    ? { reward, extracted, reason, symbolicMs, waitMs }
+    : { reward, extracted, reason, status, symbolicMs, waitMs };
 }
 
 export class Verifier {

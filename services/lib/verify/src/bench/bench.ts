@@ -5,11 +5,13 @@
 // less its wait for a worker); the wall latency, the total wait for a worker and the number of worker
 // terminations are reported beside it, not checked against the budget (docs/verifier.md §3). Prints one
 // table with ratios to the targets; --json writes every figure. Inputs are generated from a fixed seed, so
-// runs are comparable.
+// runs are comparable. `--against DIR` instead measures this checkout's verifier side by side with the one
+// in another checkout (bench/against.ts).
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 
 import { DEFAULT_SPARES, Verifier } from '../index.js';
+import { benchAgainst } from './against.js';
 import {
   adversarialItems,
   junkItem,
@@ -27,6 +29,16 @@ function arg(name: string): string | undefined {
 }
 
 async function main(): Promise<void> {
+  const against = arg('--against');
+  if (against !== undefined) {
+    const rounds = Number(arg('--rounds') ?? '5');
+    if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) {
+      console.error(`bench:verifier: --rounds must be an integer 1…50 (got ${arg('--rounds')})`);
+      process.exit(2);
+    }
+    await benchAgainst(against, rounds);
+    return;
+  }
   const jsonPath = arg('--json');
   const scale = Number(arg('--scale') ?? '1');
   const budgetMs = 50;

@@ -66,6 +66,30 @@ void test('MATH normalisation steps', () => {
   assert.equal(normalizeAnswer('\\sin x + 1', { keepSpaces: true }), '\\sin x + 1');
 });
 
+void test('normalisation fast path: plain and grouped decimals give what the full rule chain gives', () => {
+  // A leading space defeats the fast path (its patterns are anchored) and the chain trims it first.
+  const viaChain = (s: string, o: { keepSpaces?: boolean; keepEquation?: boolean }): string =>
+    normalizeAnswer(` ${s}`, o);
+  const inputs = ['0', '-0', '0.5', '-0.5', '0.50', '00.5', '5', '1,234', '-1,234.5', '12,345,678.901'];
+  inputs.push('1'.repeat(400), '1,23', '1,2345', '1.', '.5', '1.2.3', '--1', '1e5');
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let i = 0; i < 2_000; i++) {
+    const n = rnd(2_000_000_000);
+    const sign = rnd(4) === 0 ? '-' : '';
+    const frac = rnd(3) === 0 ? `.${rnd(10_000)}` : '';
+    inputs.push(`${sign}${n}${frac}`, `${sign}${n.toLocaleString('en-US')}${frac}`);
+  }
+  for (const input of inputs)
+    for (const o of [{}, { keepSpaces: true }, { keepEquation: true }])
+      assert.equal(normalizeAnswer(input, o), viaChain(input, o), `${input} ${JSON.stringify(o)}`);
+  assert.equal(normalizeAnswer('1,234,567'), '1234567');
+  assert.equal(normalizeAnswer('0.5'), '\\frac{1}{2}');
+});
+
 void test('exact numbers: big integers, exponent caps, tolerance only for inexact values', () => {
   const big = parseNumber('1'.repeat(400));
   assert.ok(big && big.den === 1n && big.num === BigInt('1'.repeat(400)));
