@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 import { JobClient } from '@spark/cli/client';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
-import { jobKeys, type LearnResult } from '@spark/contract';
+import { jobKeys, parseLearnResult, parseSynthesisResult } from '@spark/contract';
 import { Algorithm, JobSpec } from '@spark/protocol';
 import { connectRedis, redisAnswers, type Redis } from '@spark/runtime/redis';
 import { until } from '@spark/runtime/testing';
@@ -249,7 +249,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       dataDir: mkdtempSync(join(tmpdir(), 'spark-chaos-')),
       redisUrl: redisServer.url,
       prefix: 'chaos',
-      // short task locks (rollout, verifier: SPARK_LOCK_MS; learner: SPARK_WORKER_LOCK_MS) and stalled
+      // short task locks (rollout, verifier, reward-synthesis: SPARK_LOCK_MS; learner: SPARK_WORKER_LOCK_MS) and stalled
       // checks, so a killed worker's task comes back in seconds (docs/operations.md, task locks)
       env: { SPARK_LOCK_MS: '5000', SPARK_WORKER_LOCK_MS: '5000', SPARK_STALLED_INTERVAL_MS: '2000' },
       stopOnFailure: false,
@@ -309,7 +309,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       fail,
     ]);
     const state = await jobState(redis, c.prefix, jobId);
-    const inv = await checkInvariants(redis, client, c.prefix, jobId, spec);
+    const watcher = client;
+    const inv = await checkInvariants(redis, c.prefix, jobId, spec, () =>
+      watcher.watch(jobId, { afterSeq: 0 }),
+    );
     if (!/SUCCEEDED/.test(state)) inv.violations.unshift(`job ended ${state}`);
     if (kills.length < options.kills)
       inv.violations.push(`the job ended after ${kills.length} of ${options.kills} kills`);
@@ -341,14 +344,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
  *   repeats, K being the job's recorded version (abandoned updates were deleted by the rewinds, and every
  *   rewind event lists them);
  * - no recycled item was released twice (reward-synthesis's per-step results);
- * - the event stream's seq is 1..N, contiguous, no duplicates, and WatchJob from the start replays exactly it.
+ * - the event stream's seq is 1..N, contiguous, no duplicates, and WatchJob from the start (`replay`)
+ *   replays exactly it.
+ * A record that does not parse through the contract's schema is a violation. test/chaos-invariants.test.ts
+ * corrupts each of these and checks that the violation is reported.
  */
 export async function checkInvariants(
   redis: Redis,
-  client: JobClient,
   prefix: string,
   jobId: string,
   spec: JobSpec,
+  replay: () => AsyncIterable<{ seq: number }>,
 ): Promise<{ violations: string[]; rewinds: number; events: number }> {
   const violations: string[] = [];
   const versions: number[] = [];
@@ -359,7 +365,13 @@ export async function checkInvariants(
         if (phase === 'policy') violations.push(`step ${step}: no policy update`);
         continue;
       }
-      const r = JSON.parse(text) as LearnResult;
+      let r;
+      try {
+        r = parseLearnResult(JSON.parse(text));
+      } catch (err) {
+        violations.push(`${step}/${phase}: unreadable LearnResult (${String(err).slice(0, 200)})`);
+        continue;
+      }
       versions.push(r.policyVersion);
       if (r.staleGroups !== 0) violations.push(`${step}/${phase}: ${r.staleGroups} stale groups`);
       if (r.sequences + (r.skippedSequences ?? 0) !== spec.batchSize * spec.groupSize)
@@ -381,7 +393,13 @@ export async function checkInvariants(
   for (let step = 0; step < spec.maxSteps; step++) {
     const text = await redis.get(jobKeys.synth(prefix, jobId, step));
     if (!text) continue;
-    const res = JSON.parse(text) as { released: { promptId: string }[] | null };
+    let res;
+    try {
+      res = parseSynthesisResult(JSON.parse(text));
+    } catch (err) {
+      violations.push(`step ${step}: unreadable SynthesisResult (${String(err).slice(0, 200)})`);
+      continue;
+    }
     for (const item of res.released ?? []) {
       const prev = seen.get(item.promptId);
       if (prev !== undefined)
@@ -392,7 +410,7 @@ export async function checkInvariants(
 
   const stream = await redis.xrange(jobKeys.events(prefix, jobId), '-', '+');
   const seqs = stream.map(([, f]) => Number(f[f.indexOf('seq') + 1]));
-  const rewindEvents = stream.map(([, f]) => f.join(' ')).filter((e) => e.includes('rewound from step'));
+  const rewindEvents = stream.map(([, f]) => f.join(' ')).filter((e) => e.includes('rewound from '));
   const rewinds = rewindEvents.length;
   for (const e of rewindEvents)
     if (!/abandoned updates: \S/.test(e))
@@ -401,7 +419,7 @@ export async function checkInvariants(
     if (s !== i + 1) violations.push(`event ${i}: seq ${s} (want ${i + 1})`);
   });
   const watched: number[] = [];
-  for await (const e of client.watch(jobId, { afterSeq: 0 })) watched.push(e.seq);
+  for await (const e of replay()) watched.push(e.seq);
   if (watched.join() !== seqs.join())
     violations.push(
       `WatchJob replayed seqs ${watched.length} events, the stream holds ${seqs.length} (or out of order)`,

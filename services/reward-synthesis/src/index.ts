@@ -3,7 +3,13 @@
 // SynthesisTask recycles one policy phase's verified groups into judge and reflection prompts and feeds
 // the job's FIFO buffer, releasing a reward-phase batch of B items when the buffer holds enough (see
 // synthesis.ts for the exactly-once rule). Metrics: spark_reward_synthesis_*.
-import { activePollMsKey, baseServiceShape, defaultsFor, type ConfigOf } from '@spark/runtime/config';
+import {
+  activePollMsKey,
+  baseServiceShape,
+  defaultsFor,
+  taskLockMsKey,
+  type ConfigOf,
+} from '@spark/runtime/config';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { z } from 'zod';
@@ -28,6 +34,8 @@ export const synthesisConfigShape = {
   maxCotChars: z.number().int().min(1).max(1_000_000).default(400),
   /** How often the active-job set is polled, in milliseconds. */
   pollMs: activePollMsKey(),
+  /** BullMQ lock of a running synthesis task (renewed while it runs), in ms (docs/operations.md, task locks). */
+  lockMs: taskLockMsKey(60_000),
 };
 
 export type SynthesisConfig = ConfigOf<typeof synthesisConfigShape>;
@@ -49,7 +57,11 @@ export async function startRewardSynthesis(
     {
       name: SERVICE_NAME,
       wire: async (ctx) => {
-        const worker = new SynthesisWorker(ctx, { defaults: config, pollMs: config.pollMs });
+        const worker = new SynthesisWorker(ctx, {
+          defaults: config,
+          pollMs: config.pollMs,
+          lockMs: config.lockMs,
+        });
         return { processors: [['workers', worker]], extra: () => ({ metrics: ctx.metrics }) };
       },
     },

@@ -18,6 +18,8 @@ export interface SynthesisWorkerOptions {
   /** Buffer bound and template defaults (the service config). */
   defaults: SynthesisOptions;
   pollMs: number;
+  /** BullMQ lock of a running task (renewed while it runs), in ms: a dead worker's task returns after it. */
+  lockMs: number;
 }
 
 function synthesisMetrics(metrics: ServiceMetrics) {
@@ -56,7 +58,7 @@ export class SynthesisWorker extends JobQueueProcessor<SynthesisTask, SynthesisR
     host: WorkerHost,
     private readonly options: SynthesisWorkerOptions,
   ) {
-    super(host, 'synthesis', { pollMs: options.pollMs });
+    super(host, 'synthesis', { pollMs: options.pollMs, workerOptions: { lockDuration: options.lockMs } });
     this.m = synthesisMetrics(host.metrics);
   }
 
