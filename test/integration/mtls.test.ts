@@ -20,6 +20,7 @@ import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
 import { runSpark } from '@spark/cli/testing';
 import { JobSpec, JobState } from '@spark/protocol';
+import { grpc } from '@spark/runtime/grpc';
 
 const dir = mkdtempSync(join(tmpdir(), 'spark-mtls-'));
 const f = (name: string) => join(dir, name);
@@ -37,15 +38,18 @@ function makeCa(name: string): void {
   ); // prettier-ignore
 }
 
-/** A leaf `name`.crt/.key with common name `cn`, signed by `ca`, for server and client use on 127.0.0.1. */
-function makeLeaf(name: string, cn: string, ca: string): void {
+/**
+ * A leaf `name`.crt/.key with common name `cn` (and organisation `o`, the roles), signed by `ca`, for
+ * server and client use on 127.0.0.1.
+ */
+function makeLeaf(name: string, cn: string, ca: string, o?: string): void {
   writeFileSync(
     f(`${name}.ext`),
     'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n',
   );
   openssl(
     'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`,
+    '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}${o ? `/O=${o}` : ''}`,
   ); // prettier-ignore
   openssl(
     'x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.crt`), '-CAkey', f(`${ca}.key`),
@@ -79,6 +83,7 @@ describe('the cluster on mutual TLS', () => {
     return c;
   };
   const good = { caFile: f('ca.crt'), certFile: f('cli.crt'), keyFile: f('cli.key') };
+  let trainedJob = '';
 
   before(async () => {
     makeCa('ca');
@@ -86,6 +91,7 @@ describe('the cluster on mutual TLS', () => {
     makeLeaf('node', 'spark-node', 'ca');
     makeLeaf('cli', 'researcher-cli', 'ca');
     makeLeaf('intruder', 'intruder', 'other-ca');
+    makeLeaf('bob', 'bob', 'ca', 'researcher');
     cluster = await startLocalCluster({
       dataDir: f('cluster'),
       prefix: 'mtls',
@@ -144,5 +150,18 @@ describe('the cluster on mutual TLS', () => {
     const final = await client.get(jobId);
     assert.equal(final.state, JobState.JOB_STATE_SUCCEEDED, `${JSON.stringify(end)} ${final.message}`);
     assert.ok(final.policyVersion >= 1, 'one RL update was published');
+    trainedJob = jobId;
+  });
+
+  it("a certificate with O=researcher is a researcher: it sees only its own jobs and may not touch another's", async () => {
+    assert.ok(trainedJob, 'the job of the previous test');
+    const bob = connect({ caFile: f('ca.crt'), certFile: f('bob.crt'), keyFile: f('bob.key') });
+    assert.deepEqual(await bob.list(), [], "the other principal's job is not listed");
+    for (const call of [() => bob.get(trainedJob), () => bob.cancel(trainedJob)])
+      await assert.rejects(call(), (err: Error & { code?: number }) => {
+        assert.equal(err.code, grpc.status.PERMISSION_DENIED, err.message);
+        return true;
+      });
+    assert.equal((await connect(good).get(trainedJob)).owner, 'mtls:researcher-cli');
   });
 });

@@ -267,6 +267,16 @@ describe('tokens file validation', () => {
     await assert.rejects(auth.authenticate(null, {}), /no verified client certificate/);
   });
 
+  it("a certificate's organisation (O) values that name roles are its roles", async () => {
+    const auth = new Authenticator({ mtls: true });
+    const as = async (O: string | string[]) =>
+      (await auth.authenticate(null, { transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: 'alice', O } } }))
+        .roles; // prettier-ignore
+    assert.deepEqual(await as('researcher'), ['researcher']);
+    assert.deepEqual(await as(['service', 'acme', 'operator']), ['operator', 'service']);
+    assert.deepEqual(await as('acme'), ['operator', 'service'], 'no role named: the default');
+  });
+
   it('gives reflection to every principal and unmapped services to operator or service', () => {
     assert.equal(rolesFor('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', {}), null);
     assert.deepEqual(rolesFor('/x.Y/Z', {}), ['operator', 'service']);

@@ -3,7 +3,8 @@
 // the configured issuer and audience; roles from a claim), a tokens file (YAML or JSON: principals with
 // their roles and one or more tokens, re-read when it changes), or the single shared token (back-compat:
 // the principal `shared-token` with roles operator and service). With mTLS and no token source configured,
-// a verified client certificate is the principal (`mtls:<CN>`, operator and service). Local mode has no
+// a verified client certificate is the principal (`mtls:<CN>`, with the roles its subject's O values name,
+// or operator and service when it names none). Local mode has no
 // authentication: every call is the principal `local` with every role.
 // Roles: researcher (submit; get, watch, cancel and list its own jobs), operator (every job), service
 // (the calls services make on each other, e.g. the learner's weight stream). Which role a method needs is
@@ -343,7 +344,20 @@ export interface AuthenticatorOptions {
 /** The peer's TLS state, as grpc-js reports it (`call.getAuthContext()`). */
 export interface PeerAuth {
   readonly transportSecurityType?: string;
-  readonly sslPeerCertificate?: { readonly subject?: { readonly CN?: string | string[] } };
+  readonly sslPeerCertificate?: {
+    readonly subject?: { readonly CN?: string | string[]; readonly O?: string | string[] };
+  };
+}
+
+/**
+ * The roles of a client certificate: the subject's organisation (O) values that name a role, as Kubernetes
+ * reads O as groups (`/CN=alice/O=researcher`); a certificate that names none keeps the roles every
+ * certificate of the CA had before (operator and service).
+ */
+export function certificateRoles(o: string | string[] | undefined): readonly Role[] {
+  const listed = (Array.isArray(o) ? o : o === undefined ? [] : [o]).slice(0, 16);
+  const roles = ROLES.filter((r) => listed.includes(r));
+  return roles.length ? Object.freeze(roles) : SHARED_TOKEN_PRINCIPAL.roles;
 }
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
@@ -386,10 +400,11 @@ export class Authenticator {
     if (this.mtlsOnly) {
       // no token source: the verified certificate is the credential (a token, if sent, is not looked at)
       if (peer.transportSecurityType === 'ssl' && peer.sslPeerCertificate) {
-        const cn = peer.sslPeerCertificate.subject?.CN;
+        const subject = peer.sslPeerCertificate.subject;
+        const cn = subject?.CN;
         const first = Array.isArray(cn) ? cn[0] : cn;
         const name = `mtls:${first ?? 'client'}`.replace(/[^\x21-\x7e]/g, '_').slice(0, 256);
-        return Object.freeze({ name, roles: SHARED_TOKEN_PRINCIPAL.roles, via: 'mtls' });
+        return Object.freeze({ name, roles: certificateRoles(subject?.O), via: 'mtls' });
       }
       throw new UnauthenticatedError('no verified client certificate');
     }
