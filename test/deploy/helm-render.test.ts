@@ -391,6 +391,7 @@ describe('helm chart (rendered)', { skip }, () => {
       'https://idp.example/realms/spark/protocol/openid-connect/certs',
     );
     assert.equal(common.SPARK_AUTH_JWT_ROLES_CLAIM, 'realm_access.roles');
+    assert.equal(common.SPARK_AUTH_SERVICE_TOKEN_FILE, '/etc/spark/auth/service-token');
     assert.equal(common.SPARK_AUTH_JWT_NAME_CLAIM, 'preferred_username');
     for (const [kind, name] of WORKLOADS) {
       const spec = podSpec(find(objs, kind, name)) as PodSpec & {
@@ -400,15 +401,20 @@ describe('helm chart (rendered)', { skip }, () => {
       const vol = spec.volumes.find((v) => v.name === 'auth-tokens');
       assert.deepEqual(vol?.secret, {
         secretName: 'spark-principals',
-        items: [{ key: 'tokens.yaml', path: 'tokens.yaml' }],
+        items: [
+          { key: 'tokens.yaml', path: 'tokens.yaml' },
+          { key: 'service-token', path: 'service-token' },
+        ],
       });
       const mount = spec.containers[0]!.volumeMounts.find((m) => m.name === 'auth-tokens');
       assert.equal(mount?.mountPath, '/etc/spark/auth');
       assert.equal(mount?.subPath, undefined, 'a directory mount, so Secret updates reach the pod');
       const env = spec.containers[0]!.env ?? [];
-      assert.deepEqual(env.find((e) => e.name === 'SPARK_AUTH_SERVICE_TOKEN')?.valueFrom, {
-        secretKeyRef: { name: 'spark-principals', key: 'service-token' },
-      });
+      assert.equal(
+        env.find((e) => e.name === 'SPARK_AUTH_SERVICE_TOKEN'),
+        undefined,
+        'the service token is a re-read file, not an env var fixed at start',
+      );
       assert.equal(
         env.find((e) => e.name === 'SPARK_AUTH_TOKEN'),
         undefined,

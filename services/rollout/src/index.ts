@@ -88,7 +88,7 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
           redis: ctx.redis,
           prefix: config.redisPrefix,
           learnerAddress: config.learnerAddress,
-          token: serviceTokenFrom(config),
+          token: serviceTokenFrom(config, ctx.logger),
           // the weight fetch honours the service's TLS settings (it used to open a plaintext channel)
           ...(clientTlsFrom(config) ? { tls: clientTlsFrom(config) } : {}),
           fetchTimeoutMs: config.fetchTimeoutMs,

@@ -25,7 +25,8 @@ export interface ModelCacheOptions {
   prefix: string;
   /** Fixed learner address; empty = read `learnerAddress` from the job's policy hash. */
   learnerAddress: string;
-  token: string | null;
+  /** The service token (a function when it comes from a re-read token file). */
+  token: ClientOptions['token'];
   /** TLS for the weight fetch (`clientTlsFrom(config)`); absent = plaintext (local mode). */
   tls?: ClientOptions['tls'];
   fetchTimeoutMs: number;

@@ -129,6 +129,9 @@ SPARK_TLS_CA_FILE: /etc/spark/tls/ca.crt
 {{- end }}
 {{- if .Values.auth.tokensSecret }}
 SPARK_AUTH_TOKENS_FILE: /etc/spark/auth/tokens.yaml
+{{- if .Values.auth.serviceTokenSecretKey }}
+SPARK_AUTH_SERVICE_TOKEN_FILE: /etc/spark/auth/service-token
+{{- end }}
 {{- end }}
 {{- with .Values.auth.jwt }}
 {{- if .jwksUrl }}
@@ -249,13 +252,6 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
         secretKeyRef:
           name: {{ include "spark.authSecretName" $root }}
           key: {{ include "spark.authSecretKey" $root }}
-    {{- end }}
-    {{- if and $root.Values.auth.tokensSecret $root.Values.auth.serviceTokenSecretKey }}
-    - name: SPARK_AUTH_SERVICE_TOKEN
-      valueFrom:
-        secretKeyRef:
-          name: {{ $root.Values.auth.tokensSecret }}
-          key: {{ $root.Values.auth.serviceTokenSecretKey }}
     {{- end }}
     - name: SPARK_REDIS_URL
       valueFrom:
@@ -419,6 +415,11 @@ affinity:
     items:
       - key: {{ .Values.auth.tokensSecretKey }}
         path: tokens.yaml
+      {{- /* The service token as a file, re-read like the tokens file: rotating it needs no restart. */}}
+      {{- if .Values.auth.serviceTokenSecretKey }}
+      - key: {{ .Values.auth.serviceTokenSecretKey }}
+        path: service-token
+      {{- end }}
 {{- end }}
 {{- end }}
 

@@ -52,6 +52,11 @@ export const baseServiceShape = {
   authReloadMs: z.number().int().min(50).max(3_600_000).default(10_000),
   /** Token this service presents when it calls another service (default: authToken). */
   authServiceToken: z.string().max(8192).default(''),
+  /**
+   * File holding the token this service presents to others, re-read every authReloadMs (rotate a mounted
+   * Secret without a restart); wins over authServiceToken.
+   */
+  authServiceTokenFile: z.string().max(4096).default(''),
   /** PEM files for TLS on the gRPC server (all three for mTLS; cert+key for server-only TLS). */
   tlsCertFile: z.string().max(4096).default(''),
   tlsKeyFile: z.string().max(4096).default(''),

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 
 import { InvalidArgumentError, NotFoundError, problemsFromMetadata } from '../errors/index.js';
 import { createLogger } from '../logging/index.js';
+import { until } from '../testing/index.js';
 import {
   JobServiceClient,
   JobServiceService,
@@ -24,6 +28,7 @@ import {
   serverStreamHandler,
   serviceTokenFrom,
   unaryHandler,
+  type TokenSource,
 } from './index.js';
 
 const silent = createLogger({
@@ -103,7 +108,7 @@ describe('gRPC helpers against a real server on loopback', () => {
     await server.shutdown(1_000);
   });
 
-  function client(opts: { token: string | null; deadlineMs?: number; maxMessageBytes?: number }) {
+  function client(opts: { token: TokenSource; deadlineMs?: number; maxMessageBytes?: number }) {
     const setup = clientSetup({
       token: opts.token,
       defaultDeadlineMs: opts.deadlineMs ?? 5_000,
@@ -141,6 +146,51 @@ describe('gRPC helpers against a real server on loopback', () => {
         return true;
       });
       c.close();
+    }
+  });
+
+  it('presents the token of authServiceTokenFile, and a rotated one once the file is re-read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spark-token-'));
+    const path = join(dir, 'token');
+    try {
+      writeFileSync(path, 'old-token-0123456789abcdef\n');
+      const logged: string[] = [];
+      const logger = createLogger({
+        service: 'test',
+        level: 'info',
+        destination: new Writable({ write: (chunk, _enc, done) => (logged.push(String(chunk)), done()) }),
+      });
+      const source = serviceTokenFrom(
+        {
+          localMode: false,
+          authToken: '',
+          authServiceToken: 'ignored-when-a-file-is-set',
+          authServiceTokenFile: path,
+          authReloadMs: 50,
+        },
+        logger,
+      );
+      const c = client({ token: source });
+      const get = () => callUnary(c.getJob.bind(c), { jobId: 'job-1' });
+      await assert.rejects(get(), (err: grpc.ServiceError) => err.code === grpc.status.UNAUTHENTICATED);
+      writeFileSync(path, `${token}\n`); // the Secret is rotated in place
+      await until(
+        () =>
+          get().then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 5_000, message: 'the new token' },
+      );
+      writeFileSync(path, 'two tokens\n'); // a broken new content: the last good token stays
+      await until(() => logged.some((l) => l.includes('keeping the previous content')), {
+        timeoutMs: 5_000,
+        message: 'the broken content to be read',
+      });
+      assert.equal((await get()).status?.jobId, 'job-1');
+      c.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -281,6 +331,24 @@ describe('serviceTokenFrom', () => {
     assert.equal(serviceTokenFrom({ ...base, authToken: 'shared' }), 'shared');
     assert.equal(serviceTokenFrom({ ...base, authToken: 'shared', authServiceToken: 'svc' }), 'svc');
     assert.equal(serviceTokenFrom({ ...base, localMode: true, authServiceToken: 'svc' }), null);
+  });
+
+  it('refuses a token file it cannot read, or that does not hold one token, at start', () => {
+    const base = { localMode: false, authToken: '', authServiceToken: '' };
+    assert.throws(
+      () => serviceTokenFrom({ ...base, authServiceTokenFile: '/no/such/token' }),
+      /cannot read \(ENOENT\)/,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'spark-token-'));
+    try {
+      writeFileSync(join(dir, 'empty'), '  \n');
+      assert.throws(
+        () => serviceTokenFrom({ ...base, authServiceTokenFile: join(dir, 'empty') }),
+        /holds one token/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -18,11 +18,12 @@ import {
   Authenticator,
   checkAccess,
   LOCAL_PRINCIPAL,
+  ReloadingFile,
   type AccessMap,
   type Principal,
   type Role,
 } from '../auth/index.js';
-import { toGrpcError, UnauthenticatedError } from '../errors/index.js';
+import { ConfigError, toGrpcError, UnauthenticatedError } from '../errors/index.js';
 
 export { grpc };
 
@@ -318,9 +319,12 @@ export function serverStreamHandler<Req, Res>(
   };
 }
 
+/** A bearer token, none (null), or a function read on every call (a token file that is re-read). */
+export type TokenSource = string | null | (() => string | null);
+
 export interface ClientOptions {
   /** Bearer token to attach, or null. */
-  token: string | null;
+  token: TokenSource;
   /** Deadline applied to every call that does not set its own, in milliseconds. */
   defaultDeadlineMs: number;
   maxMessageBytes?: number;
@@ -346,16 +350,46 @@ export function clientTlsFrom(config: {
   };
 }
 
+/** Most characters of a token read from a file. */
+const MAX_TOKEN_FILE_CHARS = 8192;
+
+function parseTokenFile(text: string, path: string): string {
+  const t = text.trim();
+  if (!t || t.length > MAX_TOKEN_FILE_CHARS || /\s/.test(t))
+    throw new ConfigError('auth', [
+      `${path}: a token file holds one token (non-empty, no spaces, at most ${MAX_TOKEN_FILE_CHARS} chars)`,
+    ]);
+  return t;
+}
+
 /**
  * The token a service presents when it calls another service (e.g. the rollout worker's weight fetch):
- * `authServiceToken`, else the shared `authToken`; null in local mode or when neither is set.
+ * the token in `authServiceTokenFile` (re-read every `authReloadMs`, so a rotated Kubernetes Secret takes
+ * effect without a restart; an unreadable or invalid new content is logged and the last good token kept),
+ * else `authServiceToken`, else the shared `authToken`; null in local mode or when none is set. A token file
+ * that cannot be read at start is a ConfigError.
  */
-export function serviceTokenFrom(config: {
-  readonly localMode: boolean;
-  readonly authToken: string;
-  readonly authServiceToken: string;
-}): string | null {
+export function serviceTokenFrom(
+  config: {
+    readonly localMode: boolean;
+    readonly authToken: string;
+    readonly authServiceToken: string;
+    readonly authServiceTokenFile?: string;
+    readonly authReloadMs?: number;
+  },
+  logger?: Logger,
+): TokenSource {
   if (config.localMode) return null;
+  const path = config.authServiceTokenFile;
+  if (path) {
+    const file = new ReloadingFile(
+      path,
+      (text) => parseTokenFile(text, path),
+      config.authReloadMs ?? 10_000,
+      logger,
+    );
+    return () => file.current;
+  }
   return config.authServiceToken || config.authToken || null;
 }
 
@@ -368,7 +402,8 @@ export function clientInterceptor(options: ClientOptions): grpc.Interceptor {
         : callOptions;
     return new grpc.InterceptingCall(nextCall(withDeadline), {
       start: (metadata, listener, next) => {
-        if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
+        const token = typeof options.token === 'function' ? options.token() : options.token;
+        if (token) metadata.set('authorization', `Bearer ${token}`);
         next(metadata, listener);
       },
     });
