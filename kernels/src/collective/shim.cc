@@ -251,12 +251,13 @@ int spark_coll_connect(const char* host, int port, const char* user, const char*
     *out = c.release();
   });
   if (rc == kTimeout && store) {
-    // Which ranks never published their addresses (PrefixStore keys are "<prefix>/<rank>").
+    // Which ranks never arrived: connectFullMesh's first write is "rank_<r>" (the rank's hostname), before
+    // it waits for anyone (PrefixStore keys are "<prefix>/<key>").
     std::string missing;
     int count = 0;
     try {
       for (int r = 0; r < size; r++) {
-        if (!store->exists(std::string(prefix) + "/" + std::to_string(r))) {
+        if (!store->exists(std::string(prefix) + "/rank_" + std::to_string(r))) {
           missing += (count++ ? ", " : "") + std::to_string(r);
         }
       }
