@@ -25,6 +25,9 @@ pub enum ErrorCode {
     Model,
     /// A Node-API call failed (should not happen; reported rather than ignored).
     Napi,
+    /// A `cuda:N` device was asked for and cannot be used: the driver, NVRTC or cuBLASLt missing, no device N,
+    /// a GPU older than sm_80 (the message names which), or the CUDA model not wired in this build.
+    CudaUnavailable,
 }
 
 impl ErrorCode {
@@ -39,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Format => "ERR_SPARK_FORMAT",
             ErrorCode::Model => "ERR_SPARK_MODEL",
             ErrorCode::Napi => "ERR_SPARK_NAPI",
+            ErrorCode::CudaUnavailable => "ERR_SPARK_CUDA_UNAVAILABLE",
         }
     }
 }

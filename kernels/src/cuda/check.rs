@@ -1,0 +1,124 @@
+//! The compile half of `pnpm gpu:check` (`kernels/gpu-check/`): every module of `sources::MODULES` compiled
+//! by NVRTC — the same `Nvrtc::compile` the CUDA backend runs at load — to cubins for `CUBIN_ARCHS` and PTX
+//! for `PTX_ARCH`. Any error, any warning in NVRTC's log (ptxas' register-spill warnings included), or a listed
+//! kernel missing from the compiled PTX fails the check. Needs NVRTC only, no GPU.
+use std::time::Instant;
+
+use crate::cuda::nvrtc::{Nvrtc, Target};
+use crate::cuda::sources::{CUBIN_ARCHS, HEADERS, MODULES, PTX_ARCH};
+
+/// Options of the check on top of the production options: ptxas warns on register spills.
+pub const CHECK_OPTIONS: &[&str] = &["--ptxas-options=--warn-on-spills"];
+
+/// The outcome of compiling one module for one target.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CompileOutcome {
+    pub module: &'static str,
+    pub target: String,
+    pub ok: bool,
+    pub millis: u64,
+    pub bytes: usize,
+    /// The error, the warnings, or the kernels missing from the PTX; empty when clean.
+    pub problem: String,
+}
+
+/// True when NVRTC's log has a warning or an error line (an informational log passes).
+pub fn log_has_problem(log: &str) -> bool {
+    log.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("warning") || l.contains("error")
+    })
+}
+
+/// Compiles every module for every target.
+pub fn compile_all(nvrtc: &Nvrtc) -> Vec<CompileOutcome> {
+    let mut targets: Vec<Target> = CUBIN_ARCHS.iter().map(|&a| Target::Cubin(a)).collect();
+    targets.push(Target::Ptx(PTX_ARCH));
+    MODULES.iter().flat_map(|m| targets.iter().map(move |&t| check_one(nvrtc, m.name, m.source, m.kernels, t))).collect()
+}
+
+/// Compiles one module for one target and judges it: no error, no warning, every kernel in the PTX.
+pub fn check_one(nvrtc: &Nvrtc, name: &'static str, source: &str, kernels: &[&str], t: Target) -> CompileOutcome {
+    let start = Instant::now();
+    let r = nvrtc.compile(name, source, HEADERS, t, CHECK_OPTIONS);
+    let millis = start.elapsed().as_millis() as u64;
+    let (ok, bytes, problem) = match r {
+        Err(e) => (false, 0, e.message),
+        Ok(c) => {
+            let mut problems = Vec::new();
+            if log_has_problem(&c.log) {
+                problems.push(c.log.clone());
+            }
+            if let Target::Ptx(_) = t {
+                let ptx = String::from_utf8_lossy(&c.binary);
+                let missing: Vec<&str> = kernels.iter().copied().filter(|k| !ptx.contains(&format!(".entry {k}("))).collect();
+                if !missing.is_empty() {
+                    problems.push(format!("kernels missing from the PTX: {}", missing.join(", ")));
+                }
+            }
+            if c.binary.is_empty() {
+                problems.push("empty output".into());
+            }
+            (problems.is_empty(), c.binary.len(), problems.join("\n"))
+        }
+    };
+    CompileOutcome { module: name, target: t.to_string(), ok, millis, bytes, problem }
+}
+
+/// The check's JSON report (`--json FILE`).
+pub fn report_json(nvrtc: (i32, i32), seconds: f64, outcomes: &[CompileOutcome]) -> String {
+    let doc = serde_json::json!({
+        "nvrtc": format!("{}.{}", nvrtc.0, nvrtc.1),
+        "seconds": seconds,
+        "ok": outcomes.iter().all(|o| o.ok),
+        "compiles": outcomes,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_and_errors_in_the_log_are_problems() {
+        assert!(!log_has_problem(""));
+        assert!(!log_has_problem("ptxas info    : Used 40 registers"));
+        assert!(log_has_problem("attention.cu(12): warning #177-D: variable \"x\" was declared but never referenced"));
+        assert!(log_has_problem("ptxas warning : Registers are spilled to local memory in function 'f'"));
+        assert!(log_has_problem("x.cu(3): error: identifier \"y\" is undefined"));
+    }
+
+    /// With NVRTC present (SPARK_CUDA_LIB_DIR naming the nvidia-cuda-nvrtc wheel's site-packages, as
+    /// `pnpm gpu:check --compile-only` sets it), every kernel compiles cleanly for every target. Without it
+    /// the test says so and checks nothing (CI runs the compile check itself after installing the wheel).
+    #[test]
+    fn every_kernel_compiles_when_nvrtc_is_present() {
+        let Ok(nvrtc) = Nvrtc::load(&crate::cuda::libs::env_dirs()) else {
+            eprintln!("skipped: NVRTC not found (set SPARK_CUDA_LIB_DIR)");
+            return;
+        };
+        let bad: Vec<_> = compile_all(&nvrtc).into_iter().filter(|o| !o.ok).collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
+    /// The check fails a module with a warning, an error, or a listed kernel that is not defined.
+    #[test]
+    fn the_check_fails_warnings_errors_and_missing_kernels() {
+        let Ok(nvrtc) = Nvrtc::load(&crate::cuda::libs::env_dirs()) else {
+            eprintln!("skipped: NVRTC not found (set SPARK_CUDA_LIB_DIR)");
+            return;
+        };
+        let clean = "#include \"common.cuh\"\nextern \"C\" __global__ void k(float* x) { x[threadIdx.x] = to_f(x[0]); }\n";
+        let ok = check_one(&nvrtc, "t.cu", clean, &["k"], Target::Ptx(80));
+        assert!(ok.ok, "{ok:?}");
+        let warn = "extern \"C\" __global__ void k(float* x) { int unused = 3; x[0] = 1.f; }\n";
+        let w = check_one(&nvrtc, "t.cu", warn, &["k"], Target::Cubin(90));
+        assert!(!w.ok && w.problem.contains("warning"), "{w:?}");
+        let err = "extern \"C\" __global__ void k(float* x) { x[0] = y; }\n";
+        let e = check_one(&nvrtc, "t.cu", err, &["k"], Target::Cubin(80));
+        assert!(!e.ok && e.problem.contains("failed to compile"), "{e:?}");
+        let m = check_one(&nvrtc, "t.cu", clean, &["k", "absent"], Target::Ptx(80));
+        assert!(!m.ok && m.problem.contains("missing from the PTX: absent"), "{m:?}");
+    }
+}
