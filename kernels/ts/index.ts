@@ -17,6 +17,8 @@ export {
   validateConfig,
 } from './config.js';
 export type { ModelConfig, PresetName } from './config.js';
+export { cudaProbe, DEVICE_PATTERN, parseDevice } from './device.js';
+export type { CudaDeviceInfo, CudaLibStatus, CudaProbe, Device } from './device.js';
 export { checkpointFiles, DEFAULT_ADAMW, LIMITS, Model, readCheckpointConfig } from './model.js';
 export type {
   AdamWParams,

@@ -90,6 +90,14 @@ pub struct LibStatus {
     pub error: Option<String>,
 }
 
+/// A dlopen error with the loader's own description (libloading's Display omits it).
+fn dl_error(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(s) => s.to_string(),
+        None => e.to_string(),
+    }
+}
+
 /// Finds and opens (keeps open) the library `spec` in `dirs`, then on the system path.
 pub fn locate(spec: &LibSpec, dirs: &[PathBuf]) -> LibStatus {
     match open_lib(spec, dirs) {
@@ -111,7 +119,7 @@ pub fn open_lib(spec: &LibSpec, dirs: &[PathBuf]) -> std::result::Result<(String
                 // are safe to load into any process (they do not start threads or touch state on load).
                 return match unsafe { Library::open(Some(&p), RTLD_NOW | RTLD_GLOBAL) } {
                     Ok(lib) => Ok((p.display().to_string(), lib)),
-                    Err(e) => Err(format!("{} at {} could not be loaded: {e}", spec.what, p.display())),
+                    Err(e) => Err(format!("{} at {} could not be loaded: {}", spec.what, p.display(), dl_error(&e))),
                 };
             }
         }
@@ -122,7 +130,7 @@ pub fn open_lib(spec: &LibSpec, dirs: &[PathBuf]) -> std::result::Result<(String
         match unsafe { Library::open(Some(*name), RTLD_NOW | RTLD_GLOBAL) } {
             Ok(lib) => return Ok((format!("{name} (system loader path)"), lib)),
             Err(e) => {
-                first_err.get_or_insert_with(|| e.to_string());
+                first_err.get_or_insert_with(|| dl_error(&e));
             }
         }
     }

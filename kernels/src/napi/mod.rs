@@ -6,11 +6,13 @@
 //! - `task`: work on libuv worker threads settling Promises;
 //! - `handle`: model handles — the registry of live models, the per-model busy guard, freeing;
 //! - `convert`: the JS object shapes and their conversion to the model's Rust types (value checks);
+//! - `cuda`: `cudaProbe`, what this machine has for the CUDA backend (`spark doctor`);
 //! - `ops`: the exported model operations; `debug`: `version` and the functions that test this layer.
 //!
 //! Only this module touches Node types; below it everything is plain Rust (`crate::model`,
 //! `crate::checkpoint`, `crate::backend`).
 pub mod convert;
+pub mod cuda;
 pub mod debug;
 pub mod error;
 pub mod handle;
