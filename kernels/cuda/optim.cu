@@ -23,7 +23,7 @@ extern "C" __global__ void sumsq_partial(const float* __restrict__ g, i64 n, dou
 // out[0] = ||g|| (sqrt of the sum of `parts` partials, in a fixed order: deterministic), out[1] = the gradient
 // scale of clipping to max_norm (1 when max_norm <= 0 or the norm is within it; NaN when the norm is not
 // finite, so AdamW refuses the step: see adamw), as floats for the host and the AdamW kernel.
-extern "C" __global__ void sumsq_final(const double* __restrict__ partial, int parts, float max_norm,
+extern "C" __global__ void __launch_bounds__(1024) sumsq_final(const double* __restrict__ partial, int parts, float max_norm,
                                        float* __restrict__ out) {
   __shared__ double sh[1024];
   double acc = 0.0;

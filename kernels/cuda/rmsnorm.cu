@@ -65,11 +65,11 @@ __device__ void rmsnorm_bwd_dw(const T* __restrict__ x, const float* __restrict_
 }
 
 #define RMSNORM(S, T)                                                                                           \
-  extern "C" __global__ void rmsnorm_fwd_##S(const T* x, const float* w, T* y, float* rstd, int rows, int cols, \
+  extern "C" __global__ void __launch_bounds__(1024) rmsnorm_fwd_##S(const T* x, const float* w, T* y, float* rstd, int rows, int cols, \
                                              float eps) {                                                       \
     rmsnorm_fwd<T>(x, w, y, rstd, rows, cols, eps);                                                             \
   }                                                                                                             \
-  extern "C" __global__ void rmsnorm_bwd_dx_##S(const T* x, const float* w, const float* dy, const float* rstd, \
+  extern "C" __global__ void __launch_bounds__(1024) rmsnorm_bwd_dx_##S(const T* x, const float* w, const float* dy, const float* rstd, \
                                                 float* dx, int rows, int cols, int accumulate) {                \
     rmsnorm_bwd_dx<T>(x, w, dy, rstd, dx, rows, cols, accumulate);                                              \
   }                                                                                                             \

@@ -46,11 +46,11 @@ __device__ void logprob_bwd(const T* logits, const u32* __restrict__ tgt, const 
 }
 
 #define XENT(S, T)                                                                                              \
-  extern "C" __global__ void logprob_fwd_##S(const T* logits, const u32* tgt, float* lse, float* logp, int rows, \
+  extern "C" __global__ void __launch_bounds__(1024) logprob_fwd_##S(const T* logits, const u32* tgt, float* lse, float* logp, int rows, \
                                              int vocab) {                                                       \
     logprob_fwd<T>(logits, tgt, lse, logp, rows, vocab);                                                        \
   }                                                                                                             \
-  extern "C" __global__ void logprob_bwd_##S(const T* logits, const u32* tgt, const float* lse,                 \
+  extern "C" __global__ void __launch_bounds__(1024) logprob_bwd_##S(const T* logits, const u32* tgt, const float* lse,                 \
                                              const float* coef, T* dlogits, int rows, int vocab) {              \
     logprob_bwd<T>(logits, tgt, lse, coef, dlogits, rows, vocab);                                               \
   }

@@ -11,10 +11,10 @@
 //! Matrix products are not ours: they go through cuBLASLt (BF16 in, FP32 accumulate; FP32/TF32 for parity).
 pub mod device;
 pub mod check;
-//TMP pub mod launch;
+pub mod launch;
 pub mod libs;
 pub mod nvrtc;
-//TMP pub mod plan;
+pub mod plan;
 pub mod sources;
 
 pub use device::Device;
