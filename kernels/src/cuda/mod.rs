@@ -10,6 +10,7 @@
 //!
 //! Matrix products are not ours: they go through cuBLASLt (BF16 in, FP32 accumulate; FP32/TF32 for parity).
 pub mod device;
+pub mod gpu;
 pub mod check;
 pub mod launch;
 pub mod libs;
