@@ -352,6 +352,12 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         }
         out.push(compare("grpo_loss dL/dlogp", &gpu.down(&coef)?, &ccoef, TOL_ELEMENTWISE));
         out.push(compare("grpo_loss sums", &gpu.down(&sums)?, &[sl as f32, sk as f32, sc as f32], TOL_ELEMENTWISE));
+        let (mut coef, mut sums) = (gpu.zeros::<f32>(m)?, gpu.zeros::<f32>(1)?);
+        launch!(gpu, launch::token_loss("sft_loss", m)?; &dlp, &dw, &mut coef, &mut sums, &mi);
+        let csum: f64 = (0..m).map(|i| weight[i] as f64 * token_loss(&LossSpec::Sft, logp[i], 0.0, 0.0, 0.0).0).sum();
+        let ccoef: Vec<f32> = (0..m).map(|i| weight[i] * token_loss(&LossSpec::Sft, logp[i], 0.0, 0.0, 0.0).3).collect();
+        out.push(compare("sft_loss dL/dlogp", &gpu.down(&coef)?, &ccoef, TOL_ELEMENTWISE));
+        out.push(compare("sft_loss sum", &gpu.down(&sums)?, &[csum as f32], TOL_ELEMENTWISE));
     }
 
     // gradient norm, clipping and AdamW
@@ -377,6 +383,17 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         let wd = 0.01f32;
         let gscale = nrm.slice(1..);
         launch!(gpu, launch::elementwise("adamw", np)?; &mut dp, &dg, &mut dm, &mut dv, &npi, &st.lr, &st.beta1, &st.beta2, &st.eps, &wd, &st.bc1, &st.bc2, &gscale);
+        let mut gs = gpu.up(&g)?;
+        launch!(gpu, launch::elementwise("scale_inplace", np)?; &mut gs, &npi, &gscale);
+        let mut cg = g.clone();
+        ops::scale_inplace(&mut cg, got[1]);
+        out.push(compare("scale_inplace (clipping)", &gpu.down(&gs)?, &cg, TOL_ELEMENTWISE));
+        let mut bf = gpu.zeros::<u16>(np)?;
+        let dpf = gpu.up(&p)?;
+        launch!(gpu, launch::elementwise("cast_bf16", np)?; &dpf, &mut bf, &npi);
+        let bits: Vec<f32> = gpu.down(&bf)?.iter().map(|&b| b as f32).collect();
+        let want: Vec<f32> = p.iter().map(|&x| half::bf16::from_f32(x).to_bits() as f32).collect();
+        out.push(compare("cast_bf16 (bit patterns)", &bits, &want, 0.0));
         let (mut cp, mut cm, mut cv) = (p.clone(), m0.clone(), v0.clone());
         ops::adamw(&mut cp, &g, &mut cm, &mut cv, st, wd);
         out.push(compare("adamw params", &gpu.down(&dp)?, &cp, TOL_ELEMENTWISE));
