@@ -48,7 +48,7 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k, const
     acc[e] = 0.f;
   }
   float m = NEG_INF, l = 0.f;
-  const int last_q = min(Tn - 1, blockIdx.x * BR + BR - 1);
+  const int last_q = min(Tn - 1, (int)blockIdx.x * BR + BR - 1);
   for (int k0 = 0; k0 <= last_q; k0 += BC) {
     __syncthreads();
     for (int idx = tid; idx < BC * D; idx += blockDim.x) {
@@ -113,7 +113,7 @@ __device__ void attn_bwd(const T* __restrict__ q, const T* __restrict__ k, const
                          float* __restrict__ dv, int B, int Tn, int Hq, int Hkv, int sq, int sk, int sv, int sdo,
                          int sdq, int sdk, float scale) {
   constexpr int E = D / TPR;
-  extern __shared__ float smem[];
+  DYNAMIC_SHARED(float, smem);
   float(*qs)[D] = reinterpret_cast<float(*)[D]>(smem);
   float(*dos)[D] = reinterpret_cast<float(*)[D]>(smem + BR * D);
   float(*kt)[D] = reinterpret_cast<float(*)[D]>(smem + 2 * BR * D);

@@ -128,6 +128,11 @@ __device__ __forceinline__ float uniform01(unsigned long long seed, unsigned lon
   return (float)(z >> 40) * (1.0f / 16777216.0f);  // 24 random bits
 }
 
+// Dynamic shared memory (emu/cuda_emu.h defines its own, for the CPU emulation of the execution model).
+#ifndef SPARK_EMULATION
+#define DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 #define INSTANTIATE_T(MACRO) \
   MACRO(f32, float)          \
   MACRO(bf16, bf16)

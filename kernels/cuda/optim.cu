@@ -14,7 +14,7 @@ extern "C" __global__ void sumsq_partial(const float* __restrict__ g, i64 n, dou
   sh[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
     __syncthreads();
   }
   if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
@@ -31,7 +31,7 @@ extern "C" __global__ void __launch_bounds__(1024) sumsq_final(const double* __r
   sh[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x >> 1; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
     __syncthreads();
   }
   if (threadIdx.x == 0) {
