@@ -50,28 +50,16 @@ static void check(const std::string& what, const std::vector<float>& got, const 
 
 static std::vector<double> dbl(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
 
-// ---- attention: naive causal GQA in double, forward and backward ----
-static void attention(int B, int T, int Hq, int Hkv, int D) {
-  Rng r{0x1234u + (unsigned)D};
+struct AttnRef {
+  std::vector<double> o, lse, dq, dk, dv;
+};
+
+// Naive causal GQA attention in double on fused qkv rows (B*T, (Hq + 2 Hkv) * D): output, log-sum-exp, and the
+// gradients of q, k, v for dout.
+static AttnRef attn_ref(const std::vector<float>& qkv, const std::vector<float>& dout, int B, int T, int Hq, int Hkv,
+                        int D) {
   const int W = (Hq + 2 * Hkv) * D, N = B * T, HD = Hq * D, group = Hq / Hkv;
-  auto qkv = r.f((std::size_t)N * W, 1.f), dout = r.f((std::size_t)N * HD, 1.f);
   const float scale = 1.f / std::sqrt((float)D);
-  std::vector<float> o((std::size_t)N * HD), lse((std::size_t)B * Hq * T), dvec((std::size_t)B * Hq * T);
-  std::vector<float> dq((std::size_t)N * HD, 0.f), dk((std::size_t)N * Hkv * D), dv((std::size_t)N * Hkv * D);
-  const float* q = qkv.data();
-  const float* k = qkv.data() + HD;
-  const float* v = qkv.data() + HD + Hkv * D;
-  dim3 g{(unsigned)((T + 31) / 32), (unsigned)Hq, (unsigned)B}, blk{128};
-  auto fwd = D == 16 ? attn_fwd_f32_d16 : D == 32 ? attn_fwd_f32_d32 : D == 64 ? attn_fwd_f32_d64 : attn_fwd_f32_d128;
-  auto bwd = D == 16 ? attn_bwd_f32_d16 : D == 32 ? attn_bwd_f32_d32 : D == 64 ? attn_bwd_f32_d64 : attn_bwd_f32_d128;
-  emu::launch(g, blk, 0, [&] { fwd(q, k, v, o.data(), lse.data(), B, T, Hq, Hkv, W, W, W, HD, scale); });
-  emu::launch(dim3{(unsigned)((B * Hq * T + 7) / 8)}, dim3{256}, 0,
-              [&] { attn_bwd_pre_f32(o.data(), dout.data(), dvec.data(), B, T, Hq, D, HD, HD); });
-  const std::size_t smem = (2 * 32 * D + 32 * D + 32 * 33 + 64) * 4;
-  emu::launch(dim3{(unsigned)((T + 31) / 32), (unsigned)Hkv, (unsigned)B}, blk, smem, [&] {
-    bwd(q, k, v, dout.data(), lse.data(), dvec.data(), dq.data(), dk.data(), dv.data(), B, T, Hq, Hkv, W, W, W, HD, HD,
-        Hkv * D, scale);
-  });
   std::vector<double> ro((std::size_t)N * HD), rl((std::size_t)B * Hq * T), rdq((std::size_t)N * HD, 0.0),
       rdk((std::size_t)N * Hkv * D, 0.0), rdv((std::size_t)N * Hkv * D, 0.0);
   for (int b = 0; b < B; b++)
@@ -115,6 +103,33 @@ static void attention(int B, int T, int Hq, int Hkv, int D) {
         }
       }
     }
+  return AttnRef{ro, rl, rdq, rdk, rdv};
+}
+
+// ---- attention: naive causal GQA in double, forward and backward ----
+static void attention(int B, int T, int Hq, int Hkv, int D) {
+  Rng r{0x1234u + (unsigned)D};
+  const int W = (Hq + 2 * Hkv) * D, N = B * T, HD = Hq * D;
+  auto qkv = r.f((std::size_t)N * W, 1.f), dout = r.f((std::size_t)N * HD, 1.f);
+  const float scale = 1.f / std::sqrt((float)D);
+  std::vector<float> o((std::size_t)N * HD), lse((std::size_t)B * Hq * T), dvec((std::size_t)B * Hq * T);
+  std::vector<float> dq((std::size_t)N * HD, 0.f), dk((std::size_t)N * Hkv * D), dv((std::size_t)N * Hkv * D);
+  const float* q = qkv.data();
+  const float* k = qkv.data() + HD;
+  const float* v = qkv.data() + HD + Hkv * D;
+  dim3 g{(unsigned)((T + 31) / 32), (unsigned)Hq, (unsigned)B}, blk{128};
+  auto fwd = D == 16 ? attn_fwd_f32_d16 : D == 32 ? attn_fwd_f32_d32 : D == 64 ? attn_fwd_f32_d64 : attn_fwd_f32_d128;
+  auto bwd = D == 16 ? attn_bwd_f32_d16 : D == 32 ? attn_bwd_f32_d32 : D == 64 ? attn_bwd_f32_d64 : attn_bwd_f32_d128;
+  emu::launch(g, blk, 0, [&] { fwd(q, k, v, o.data(), lse.data(), B, T, Hq, Hkv, W, W, W, HD, scale); });
+  emu::launch(dim3{(unsigned)((B * Hq * T + 7) / 8)}, dim3{256}, 0,
+              [&] { attn_bwd_pre_f32(o.data(), dout.data(), dvec.data(), B, T, Hq, D, HD, HD); });
+  const std::size_t smem = (2 * 32 * D + 32 * D + 32 * 33 + 64) * 4;
+  emu::launch(dim3{(unsigned)((T + 31) / 32), (unsigned)Hkv, (unsigned)B}, blk, smem, [&] {
+    bwd(q, k, v, dout.data(), lse.data(), dvec.data(), dq.data(), dk.data(), dv.data(), B, T, Hq, Hkv, W, W, W, HD, HD,
+        Hkv * D, scale);
+  });
+  AttnRef R = attn_ref(qkv, dout, B, T, Hq, Hkv, D);
+  auto &ro = R.o, &rl = R.lse, &rdq = R.dq, &rdk = R.dk, &rdv = R.dv;
   const std::string tag = " B" + std::to_string(B) + " T" + std::to_string(T) + " " + std::to_string(Hq) + ":" +
                           std::to_string(Hkv) + " d" + std::to_string(D);
   check("attn_fwd out" + tag, o, ro, 1e-5);
@@ -145,6 +160,38 @@ static void attention(int B, int T, int Hq, int Hkv, int D) {
   check("kv_append + attn_decode (different lengths)" + tag, o1, want, 1e-5);
 }
 
+// The BF16 instances: inputs rounded to BF16 (the reference sees the same rounded values), FP32 inside; the
+// output is stored in BF16 (2^-8 relative), and the backward reads that rounded output.
+static void attention_bf16(int B, int T, int Hq, int Hkv) {
+  const int D = 64;
+  Rng r{0xbf16};
+  const int W = (Hq + 2 * Hkv) * D, N = B * T, HD = Hq * D;
+  auto qkv = r.f((std::size_t)N * W, 1.f), dout = r.f((std::size_t)N * HD, 1.f);
+  std::vector<bf16> h(qkv.size());
+  for (std::size_t i = 0; i < qkv.size(); i++) h[i] = from_f<bf16>(qkv[i]), qkv[i] = to_f(h[i]);
+  const float scale = 1.f / std::sqrt((float)D);
+  std::vector<bf16> o((std::size_t)N * HD);
+  std::vector<float> lse((std::size_t)B * Hq * T), dvec(lse.size()), dq((std::size_t)N * HD, 0.f),
+      dk((std::size_t)N * Hkv * D), dv(dk.size());
+  const bf16 *q = h.data(), *k = h.data() + HD, *v = h.data() + HD + Hkv * D;
+  emu::launch(dim3{(unsigned)((T + 31) / 32), (unsigned)Hq, (unsigned)B}, dim3{128}, 0,
+              [&] { attn_fwd_bf16_d64(q, k, v, o.data(), lse.data(), B, T, Hq, Hkv, W, W, W, HD, scale); });
+  emu::launch(dim3{(unsigned)((B * Hq * T + 7) / 8)}, dim3{256}, 0,
+              [&] { attn_bwd_pre_bf16(o.data(), dout.data(), dvec.data(), B, T, Hq, D, HD, HD); });
+  emu::launch(dim3{(unsigned)((T + 31) / 32), (unsigned)Hkv, (unsigned)B}, dim3{128}, (2 * 32 * D + 32 * D + 32 * 33 + 64) * 4, [&] {
+    attn_bwd_bf16_d64(q, k, v, dout.data(), lse.data(), dvec.data(), dq.data(), dk.data(), dv.data(), B, T, Hq, Hkv, W, W,
+                      W, HD, HD, Hkv * D, scale);
+  });
+  AttnRef R = attn_ref(qkv, dout, B, T, Hq, Hkv, D);
+  std::vector<float> of(o.size());
+  for (std::size_t i = 0; i < o.size(); i++) of[i] = to_f(o[i]);
+  check("attn_fwd bf16 out (stored in BF16) d64", of, R.o, 4e-3);
+  check("attn_fwd bf16 lse d64", lse, R.lse, 1e-5);
+  check("attn_bwd bf16 dq d64", dq, R.dq, 5e-3);
+  check("attn_bwd bf16 dk d64", dk, R.dk, 5e-3);
+  check("attn_bwd bf16 dv d64", dv, R.dv, 5e-3);
+}
+
 int main() {
   Rng r{42};
   // attention: tails of the 32-row tiles, GQA 2:1 and 4:1, MHA, every head dim
@@ -152,6 +199,7 @@ int main() {
   attention(1, 70, 4, 1, 32);
   attention(2, 33, 2, 2, 64);
   attention(1, 40, 2, 1, 128);
+  attention_bf16(2, 45, 4, 2);
 
   // RMSNorm
   {
