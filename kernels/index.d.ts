@@ -43,8 +43,18 @@ export declare function collectiveClose(h: NativeCollective): boolean
 /** Joins a group (on a worker; resolves once every rank has connected). */
 export declare function collectiveConnect(options: NativeCollectiveOptions): Promise<NativeCollective>
 
-/** A new model initialised deterministically from `seed`. */
-export declare function createModel(config: NativeConfig, seed: number): Promise<NativeModel>
+/**
+ * A new model initialised deterministically from `seed`, on `device` (`cpu`, the default, or `cuda:N`: refused
+ * with ERR_SPARK_CUDA_UNAVAILABLE naming what is missing — driver, library, device — or, when everything is
+ * there, that the CUDA model is not wired in this build).
+ */
+export declare function createModel(config: NativeConfig, seed: number, device?: string | undefined | null): Promise<NativeModel>
+
+/**
+ * Looks for the CUDA driver, NVRTC and cuBLASLt (SPARK_CUDA_LIB_DIR, then the system path) and lists the
+ * driver's devices. Synchronous (a few dlopen calls and cuInit); never throws for a missing library.
+ */
+export declare function cudaProbe(): NativeCudaProbe
 
 /**
  * Panics on the JS thread ("sync"), on a worker ("async"), or on a scoped thread spawned by a worker
@@ -94,8 +104,9 @@ export declare function liveModels(): number
  * A new model with the weights of safetensors `files` (F32/BF16/F16; all of the configuration's parameters,
  * possibly spread over shards), without random initialisation. Gradient and AdamW buffers are allocated by
  * the first training call.
+ * `device` as for `createModel` (checked before any file is read).
  */
-export declare function loadModel(config: NativeConfig, files: Array<string>): Promise<NativeModel>
+export declare function loadModel(config: NativeConfig, files: Array<string>, device?: string | undefined | null): Promise<NativeModel>
 
 /** Reads the AdamW state written by `saveOptimizer`. */
 export declare function loadOptimizer(h: NativeModel, path: string): Promise<undefined>
@@ -146,6 +157,36 @@ export interface NativeConfig {
   tie_word_embeddings: boolean
   max_position_embeddings: number
   attention_bias: boolean
+}
+
+export interface NativeCudaDevice {
+  ordinal: number
+  name: string
+  /** e.g. "9.0" */
+  capability: string
+  totalMemoryBytes: number
+  multiprocessors: number
+}
+
+/** One library: where it was found, or why it was not (names, places searched, what to install). */
+export interface NativeCudaLib {
+  what: string
+  found?: string
+  error?: string
+}
+
+export interface NativeCudaProbe {
+  /** The directories searched before the system path (SPARK_CUDA_LIB_DIR, expanded). */
+  libDirs: Array<string>
+  driver: NativeCudaLib
+  nvrtc: NativeCudaLib
+  cublasLt: NativeCudaLib
+  /** e.g. "13.0"; null when the driver is missing or failed. */
+  driverVersion?: string
+  nvrtcVersion?: string
+  devices: Array<NativeCudaDevice>
+  /** cuInit or a device query failed (the driver's error name and text). */
+  driverError?: string
 }
 
 /** Why a sampled sequence ended. */

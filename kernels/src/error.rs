@@ -39,6 +39,9 @@ pub enum ErrorCode {
     CollectiveBroken,
     /// Another operation on the same collective is still running (the TS wrapper queues calls instead).
     CollectiveBusy,
+    /// A `cuda:N` device was asked for and cannot be used: the driver, NVRTC or cuBLASLt missing, no device N,
+    /// a GPU older than sm_80 (the message names which), or the CUDA model not wired in this build.
+    CudaUnavailable,
 }
 
 impl ErrorCode {
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::CollectiveClosed => "COLLECTIVE_CLOSED",
             ErrorCode::CollectiveBroken => "COLLECTIVE_BROKEN",
             ErrorCode::CollectiveBusy => "COLLECTIVE_BUSY",
+            ErrorCode::CudaUnavailable => "ERR_SPARK_CUDA_UNAVAILABLE",
         }
     }
 }

@@ -4,12 +4,15 @@
 //! - `checkpoint`, `safetensors`: checkpoint I/O — weights and optimizer state as safetensors files, read
 //!   memory-mapped through the `safetensors` crate behind our own limits.
 //! - `collective`: data-parallel collectives (Gloo over TCP, rendezvous in Redis) behind a C++ shim.
+//! - `cuda`: the CUDA backend's foundation: device selection, run-time library loading, our kernels compiled
+//!   with NVRTC, launch configurations and memory planning (built, not yet verified on a GPU).
 //! - `error`: the crate's error type (a stable code + message).
 //! - `napi`: the Node-API boundary (napi-rs) — the exported functions the TypeScript wrapper (`kernels/ts`)
 //!   calls. Only this module touches Node types.
 pub mod backend;
 pub mod checkpoint;
 pub mod collective;
+pub mod cuda;
 pub mod error;
 pub mod model;
 pub mod napi;

@@ -111,6 +111,17 @@ const collectiveCodes = new Set<string>([
   'COLLECTIVE_BUSY',
 ]);
 
+/**
+ * Thrown when a model is asked for on `cuda:N` and that cannot be: the CUDA driver (libcuda.so.1), NVRTC or
+ * cuBLASLt missing, no device N, a GPU older than sm_80 — the message names which — or, where all are present,
+ * because this build's CUDA model is not wired yet.
+ */
+export class CudaUnavailableError extends KernelError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SPARK_CUDA_UNAVAILABLE', options);
+  }
+}
+
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => KernelError> = {
   ERR_SPARK_INVALID_INPUT: InvalidInputError,
   ERR_SPARK_MODEL_CLOSED: ModelClosedError,
@@ -119,6 +130,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   ERR_SPARK_FORMAT: CheckpointFormatError,
   ERR_SPARK_IO: KernelIoError,
   ERR_SPARK_PANIC: NativePanicError,
+  ERR_SPARK_CUDA_UNAVAILABLE: CudaUnavailableError,
   // napi-rs argument conversion (Node-API statuses)
   InvalidArg: InvalidInputError,
   ObjectExpected: InvalidInputError,

@@ -19,6 +19,8 @@ export {
 export type { ModelConfig, PresetName } from './config.js';
 export { Collective, COLLECTIVE_LIMITS } from './collective.js';
 export type { CollectiveOptions } from './collective.js';
+export { cudaProbe, DEVICE_PATTERN, parseDevice } from './device.js';
+export type { CudaDeviceInfo, CudaLibStatus, CudaProbe, Device } from './device.js';
 export { checkpointFiles, DEFAULT_ADAMW, LIMITS, Model, readCheckpointConfig } from './model.js';
 export type {
   AdamWParams,

@@ -24,6 +24,8 @@ import {
   toKernelError,
 } from './errors.js';
 import type { Collective } from './collective.js';
+import { parseDevice } from './device.js';
+import type { Device } from './device.js';
 import { loadNative } from './native.js';
 import type { NativeModelHandle, NativeSequence } from './native.js';
 
@@ -275,10 +277,18 @@ export class Model {
     );
   }
 
-  /** A new model initialised deterministically from `seed` (same config + seed → same weights). */
-  static async create(config: ModelConfig | PresetName, seed: number): Promise<Model> {
+  /**
+   * A new model initialised deterministically from `seed` (same config + seed → same weights), on
+   * `options.device` ('cpu', the default, or 'cuda:N': see CudaUnavailableError).
+   */
+  static async create(
+    config: ModelConfig | PresetName,
+    seed: number,
+    options: { readonly device?: Device } = {},
+  ): Promise<Model> {
     const cfg = typeof config === 'string' ? presetConfig(config) : config;
     checkInt(seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+    const device = parseDevice(options.device ?? 'cpu');
     const native = loadNative();
     try {
       native.validateConfig(toNativeConfig(cfg));
@@ -286,7 +296,7 @@ export class Model {
       throw new ConfigError(toKernelError(err).message, { cause: err });
     }
     try {
-      return new Model(await native.createModel(toNativeConfig(cfg), seed));
+      return new Model(await native.createModel(toNativeConfig(cfg), seed, device));
     } catch (err) {
       throw toKernelError(err);
     }
@@ -295,18 +305,20 @@ export class Model {
   /**
    * Loads a Hugging Face style checkpoint directory: config.json (Qwen2ForCausalLM / LlamaForCausalLM) and
    * model.safetensors or the shards named by model.safetensors.index.json (F32, BF16 or F16 tensors). With
-   * `optimizer: true`, also optimizer.safetensors (as written by `save`).
+   * `optimizer: true`, also optimizer.safetensors (as written by `save`). `device` as for `create` (checked
+   * before the weights are read).
    */
   static async load(
     dir: string,
-    options: { readonly optimizer: boolean } = { optimizer: false },
+    options: { readonly optimizer?: boolean; readonly device?: Device } = {},
   ): Promise<Model> {
+    const device = parseDevice(options.device ?? 'cpu');
     const cfg = await readCheckpointConfig(dir);
     const files = await checkpointFiles(dir);
     let model: Model;
     try {
       // Built straight from the files (memory-mapped, no random initialisation first).
-      model = new Model(await loadNative().loadModel(toNativeConfig(cfg), files));
+      model = new Model(await loadNative().loadModel(toNativeConfig(cfg), files, device));
     } catch (err) {
       throw toKernelError(err);
     }

@@ -54,6 +54,30 @@ export interface NativeConfig {
   attention_bias: boolean;
 }
 
+/** One CUDA library: where it was found, or why it was not. */
+export interface NativeCudaLib {
+  what: string;
+  found?: string;
+  error?: string;
+}
+
+export interface NativeCudaProbe {
+  libDirs: string[];
+  driver: NativeCudaLib;
+  nvrtc: NativeCudaLib;
+  cublasLt: NativeCudaLib;
+  driverVersion?: string;
+  nvrtcVersion?: string;
+  devices: {
+    ordinal: number;
+    name: string;
+    capability: string;
+    totalMemoryBytes: number;
+    multiprocessors: number;
+  }[];
+  driverError?: string;
+}
+
 export interface NativeSequence {
   tokens: Uint32Array;
   promptLen: number;
@@ -141,9 +165,12 @@ export interface NativeBinding {
   presetNames: () => string[];
   presetConfig: (name: string) => NativeConfig | null;
   validateConfig: (config: NativeConfig) => number;
-  createModel: (config: NativeConfig, seed: number) => Promise<NativeModelHandle>;
+  /** `device`: 'cpu' (also when omitted) or 'cuda:N'. */
+  createModel: (config: NativeConfig, seed: number, device?: string) => Promise<NativeModelHandle>;
   /** A model straight from safetensors files (no random initialisation first). */
-  loadModel: (config: NativeConfig, files: string[]) => Promise<NativeModelHandle>;
+  loadModel: (config: NativeConfig, files: string[], device?: string) => Promise<NativeModelHandle>;
+  /** What this machine has for the CUDA backend (libraries, driver, devices); never throws for a missing one. */
+  cudaProbe: () => NativeCudaProbe;
   modelInfo: (h: NativeModelHandle) => NativeModelInfo;
   freeModel: (h: NativeModelHandle) => boolean;
   forward: (h: NativeModelHandle, tokens: Uint32Array, batch: number, seq: number) => Promise<Float32Array>;

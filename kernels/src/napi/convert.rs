@@ -383,3 +383,12 @@ pub struct NativeOptimizerState {
     pub v: Float32Array,
     pub step: f64,
 }
+
+/// The `device` argument: absent or null = `cpu`; otherwise `cpu` | `cuda:N` (at most 64 characters).
+pub fn device(d: Option<&str>) -> Result<crate::cuda::Device> {
+    match d {
+        None => Ok(crate::cuda::Device::Cpu),
+        Some(s) if s.len() > 64 => Err(Error::invalid(format!("device is longer than 64 characters ({})", s.len()))),
+        Some(s) => crate::cuda::Device::parse(s),
+    }
+}

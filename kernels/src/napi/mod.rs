@@ -7,12 +7,14 @@
 //! - `handle`: model handles — the registry of live models, the per-model busy guard, freeing;
 //! - `collective`: the collective handle (Gloo) and the model operations over it;
 //! - `convert`: the JS object shapes and their conversion to the model's Rust types (value checks);
+//! - `cuda`: `cudaProbe`, what this machine has for the CUDA backend (`spark doctor`);
 //! - `ops`: the exported model operations; `debug`: `version` and the functions that test this layer.
 //!
 //! Only this module touches Node types; below it everything is plain Rust (`crate::model`,
 //! `crate::checkpoint`, `crate::backend`).
 pub mod collective;
 pub mod convert;
+pub mod cuda;
 pub mod debug;
 pub mod error;
 pub mod handle;

@@ -72,12 +72,17 @@ pub fn validate_config(config: NativeConfig) -> Result<f64> {
     guard("validateConfig", || Ok(convert::config(&config)?.num_params() as f64))
 }
 
-/// A new model initialised deterministically from `seed`.
+/// A new model initialised deterministically from `seed`, on `device` (`cpu`, the default, or `cuda:N`: refused
+/// with ERR_SPARK_CUDA_UNAVAILABLE naming what is missing — driver, library, device — or, when everything is
+/// there, that the CUDA model is not wired in this build).
 #[napi]
-pub fn create_model<'env>(env: &'env Env, config: NativeConfig, seed: f64) -> Result<PromiseRaw<'env, NativeModel>> {
+pub fn create_model<'env>(env: &'env Env, config: NativeConfig, seed: f64, device: Option<String>) -> Result<PromiseRaw<'env, NativeModel>> {
     const NAME: &str = "spark.createModel";
-    match catch(NAME, || Ok((convert::config(&config)?, convert::u53(seed, "seed")?))) {
-        Ok((cfg, seed)) => spawn(env, NAME, move || Ok(NativeModel::new(Model::new(cfg, seed).map_err(Error::invalid)?))),
+    match catch(NAME, || Ok((convert::config(&config)?, convert::u53(seed, "seed")?, convert::device(device.as_deref())?))) {
+        Ok((cfg, seed, dev)) => spawn(env, NAME, move || {
+            crate::cuda::require(dev)?;
+            Ok(NativeModel::new(Model::new(cfg, seed).map_err(Error::invalid)?))
+        }),
         Err(e) => rejected(env, NAME, e),
     }
 }
@@ -85,11 +90,15 @@ pub fn create_model<'env>(env: &'env Env, config: NativeConfig, seed: f64) -> Re
 /// A new model with the weights of safetensors `files` (F32/BF16/F16; all of the configuration's parameters,
 /// possibly spread over shards), without random initialisation. Gradient and AdamW buffers are allocated by
 /// the first training call.
+/// `device` as for `createModel` (checked before any file is read).
 #[napi]
-pub fn load_model<'env>(env: &'env Env, config: NativeConfig, files: Vec<String>) -> Result<PromiseRaw<'env, NativeModel>> {
+pub fn load_model<'env>(env: &'env Env, config: NativeConfig, files: Vec<String>, device: Option<String>) -> Result<PromiseRaw<'env, NativeModel>> {
     const NAME: &str = "spark.loadModel";
-    match catch(NAME, || Ok((convert::config(&config)?, convert::paths(files, "files")?))) {
-        Ok((cfg, files)) => spawn(env, NAME, move || Ok(NativeModel::new(checkpoint::load_model(cfg, &files)?))),
+    match catch(NAME, || Ok((convert::config(&config)?, convert::paths(files, "files")?, convert::device(device.as_deref())?))) {
+        Ok((cfg, files, dev)) => spawn(env, NAME, move || {
+            crate::cuda::require(dev)?;
+            Ok(NativeModel::new(checkpoint::load_model(cfg, &files)?))
+        }),
         Err(e) => rejected(env, NAME, e),
     }
 }

@@ -27,6 +27,11 @@ describe('spark CLI', () => {
     }
     assert.match(byName.get('redis + bullmq')?.detail ?? '', /BullMQ round trip/);
     assert.match(byName.get('grpc')?.detail ?? '', /UNAUTHENTICATED/);
+    // CUDA is optional: on a machine without a driver it warns, naming the missing driver library
+    const cuda = byName.get('cuda');
+    assert.equal(cuda?.required, false);
+    assert.match(cuda?.detail ?? '', /built but not yet verified on a GPU/);
+    if (cuda?.ok === false) assert.match(cuda.detail, /libcuda\.so\.1|cuInit|no device/);
     assert.equal(r.code, 0, r.stderr);
   });
 

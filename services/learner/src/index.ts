@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { activePollMsKey, baseServiceShape, type ConfigOf, taskLockMsKey, z } from '@spark/runtime/config';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { objectStoreShape, s3StoreFrom } from '@spark/runtime/storage';
+import { DEVICE_PATTERN, parseDevice } from '@spark/kernels';
 
 import { learnWorkers } from './learn-worker.js';
 import { Learner } from './learner.js';
@@ -71,6 +72,8 @@ export const learnerConfigShape = {
   workerLockMs: taskLockMsKey(120_000),
   /** How often the active-job set is polled, in milliseconds. */
   activePollMs: activePollMsKey(),
+  /** Where job models live: 'cpu' or 'cuda:N' (SPARK_DEVICE; the CUDA backend is built, not yet verified). */
+  device: z.string().regex(DEVICE_PATTERN, "must be 'cpu' or 'cuda:N' (N = 0..1023)").default('cpu'),
   /** An S3-API store every checkpoint is also published to (SPARK_STORE_*; no bucket = none). */
   ...objectStoreShape,
 };
@@ -119,6 +122,7 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
           keepVersions: config.keepVersions,
           maxModels: config.maxModels,
           maxSequencesPerTask: config.maxSequencesPerTask,
+          device: parseDevice(config.device),
         });
         lifecycle.add('learner', () => learner.close());
         const workers = learnWorkers(ctx, {

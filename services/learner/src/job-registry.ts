@@ -20,7 +20,7 @@ import type { Logger } from '@spark/runtime/logging';
 import type { JobSpec } from '@spark/protocol';
 import type { Redis } from '@spark/runtime/redis';
 import type { ObjectStore } from '@spark/runtime/storage';
-import { Model, presetNames, toHfConfig } from '@spark/kernels';
+import { Model, presetNames, toHfConfig, type Device } from '@spark/kernels';
 
 import { latestCheckpoint, loadReference, removeCheckpointLeftovers } from './checkpoint.js';
 import type { LearnerMetrics } from './metrics.js';
@@ -77,6 +77,8 @@ export interface JobRegistryOptions {
   dataDir: string;
   /** Job models held in memory; the least recently used inactive job is evicted beyond this. */
   maxModels: number;
+  /** Where job models are created and loaded: 'cpu' or 'cuda:N' (SPARK_DEVICE). */
+  device: Device;
   /** Publishes a freshly loaded job's first snapshot; the job becomes visible only once it succeeded. */
   publish: (job: JobModel) => Promise<unknown>;
   /** The object store checkpoints are published to: a job without a local checkpoint resumes from it. */
@@ -180,7 +182,7 @@ export class JobRegistry {
       logger.warn({ job: jobId, dir: checkpointDir, leftovers }, 'removed unfinished checkpoint writes');
     const resume = await latestCheckpoint(checkpointDir, jobId, logger);
     if (resume) {
-      const model = await Model.load(resume.dir, { optimizer: true });
+      const model = await Model.load(resume.dir, { optimizer: true, device: this.options.device });
       job = new JobModel(jobId, spec, model, schedule, checkpointDir);
       job.version = resume.state.policyVersion;
       job.optimizerSteps = resume.state.optimizerSteps;
@@ -196,7 +198,7 @@ export class JobRegistry {
       if (presetNames().includes(source)) {
         if (!Number.isSafeInteger(spec.seed) || spec.seed < 0)
           throw new InvalidArgumentError(`job ${jobId}: seed must be an integer in [0, 2^53)`);
-        model = await Model.create(source as 'tiny', spec.seed);
+        model = await Model.create(source as 'tiny', spec.seed, { device: this.options.device });
       } else {
         try {
           await access(join(source, CHECKPOINT_FILES.config));
@@ -205,7 +207,7 @@ export class JobRegistry {
             `job ${jobId}: model "${source}" is neither a preset (${presetNames().join(', ')}) nor a checkpoint directory`,
           );
         }
-        model = await Model.load(source);
+        model = await Model.load(source, { device: this.options.device });
       }
       job = new JobModel(jobId, spec, model, schedule, checkpointDir);
       logger.info({ job: jobId, model: source, params: model.numParams }, 'job model created');

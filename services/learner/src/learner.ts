@@ -24,6 +24,7 @@ import {
   type TaskMix,
 } from '@spark/contract';
 import type { JobSpec } from '@spark/protocol';
+import type { Device } from '@spark/kernels';
 import type { Logger } from '@spark/runtime/logging';
 import type { ObjectStore } from '@spark/runtime/storage';
 import type { Redis } from '@spark/runtime/redis';
@@ -63,6 +64,8 @@ export interface LearnerOptions {
   maxModels: number;
   /** Most SFT examples or sampled sequences one task may carry. */
   maxSequencesPerTask: number;
+  /** Where job models are created and loaded (default 'cpu'). */
+  device?: Device;
   /**
    * The object store every checkpoint is published to after it is written locally (`checkpoints/<jobId>/…`,
    * read by rollout workers and `spark eval`), or null (the checkpoint directory is the only copy).
@@ -131,6 +134,7 @@ export class Learner {
       metrics: options.metrics,
       dataDir: options.dataDir,
       maxModels: options.maxModels,
+      device: options.device ?? 'cpu',
       publish: (job) => this.publisher.publish(job),
       checkpointStore: options.checkpointStore ?? null,
     });

@@ -17,6 +17,7 @@ import { clientTlsFrom, serviceTokenFrom } from '@spark/runtime/grpc';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { objectStoreShape, s3StoreFrom } from '@spark/runtime/storage';
+import { DEVICE_PATTERN, parseDevice } from '@spark/kernels';
 import { z } from 'zod';
 
 import { EvalGenerateWorker } from './eval-generate.js';
@@ -61,6 +62,8 @@ export const rolloutConfigShape = {
    * resolved); refused otherwise with one message whatever the reason. Empty: any path (local mode).
    */
   evalPathRoots: z.string().max(16_384).default(''),
+  /** Where sampling models live: 'cpu' or 'cuda:N' (SPARK_DEVICE; the CUDA backend is built, not yet verified). */
+  device: z.string().regex(DEVICE_PATTERN, "must be 'cpu' or 'cuda:N' (N = 0..1023)").default('cpu'),
   /** The S3-API store `job:` checkpoints are read from (SPARK_STORE_*; no bucket = none). */
   ...objectStoreShape,
 };
@@ -94,6 +97,7 @@ export async function startRollout(config: RolloutConfig, deps: RolloutDeps = {}
           fetchTimeoutMs: config.fetchTimeoutMs,
           maxPolicyBytes: config.maxPolicyBytes,
           maxJobs: config.maxCachedJobs,
+          device: parseDevice(config.device),
           ...modelCacheMetrics(ctx.metrics),
         });
         ctx.lifecycle.add('models', () => models.close());

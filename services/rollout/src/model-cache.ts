@@ -15,7 +15,7 @@ import {
 import { grpc, type ClientOptions } from '@spark/runtime/grpc';
 import type { ServiceMetrics } from '@spark/runtime/metrics';
 import type { Redis } from '@spark/runtime/redis';
-import { Model, parseHfConfig } from '@spark/kernels';
+import { Model, parseHfConfig, type Device } from '@spark/kernels';
 
 /** The learner does not (yet, or any more) hold the version a task asks for; the task is retried. */
 export class PolicyVersionUnavailableError extends FailedPreconditionError {}
@@ -32,6 +32,8 @@ export interface ModelCacheOptions {
   fetchTimeoutMs: number;
   maxPolicyBytes: number;
   maxJobs: number;
+  /** Where the cached models live (default 'cpu'; SPARK_DEVICE). */
+  device?: Device;
   /** Called after each successful weight fetch. */
   onFetch?: (info: { seconds: number; bytes: number; version: number }) => void;
   /** Called when a task's version is refused (not held by the learner yet / any more). */
@@ -100,7 +102,7 @@ export class ModelCache {
     if (cur) this.drop(jobId);
     this.evictFor(jobId);
     const config = parseHfConfig(fetched.configJson, `policy config of job ${jobId}`);
-    const model = await Model.create(config, 0);
+    const model = await Model.create(config, 0, { device: this.options.device ?? 'cpu' });
     try {
       if (model.numParams !== fetched.params.length) {
         throw new PolicyTransferError(

@@ -1,4 +1,5 @@
-// `spark doctor`: a health self-check of this machine for running Spark — toolchain, native addon, a real
+// `spark doctor`: a health self-check of this machine for running Spark — toolchain, native addon, CUDA (driver,
+// libraries, devices; optional), a real
 // Redis with a BullMQ round trip, a real gRPC server on loopback (health, auth, reflection) and a metrics
 // scrape checked by promtool. Prints one line per check and exits non-zero when a required check fails.
 import { spawnSync } from 'node:child_process';
@@ -170,6 +171,38 @@ async function nativeAddon(): Promise<string> {
   }
 }
 
+const CUDA_STATUS = 'the CUDA backend is built but not yet verified on a GPU; models run on cpu';
+
+/**
+ * The CUDA driver, NVRTC and cuBLASLt (SPARK_CUDA_LIB_DIR, then the system path) and the devices the driver
+ * lists. Not required: a machine without a GPU runs Spark on the CPU; the detail says what is missing.
+ */
+async function cudaCheck(): Promise<string> {
+  const { cudaProbe } = await import('@spark/kernels');
+  const p = cudaProbe();
+  const libs = [p.driver, p.nvrtc, p.cublasLt];
+  const found = libs.filter((l) => l.found !== null).map((l) => `${l.what}: ${l.found}`);
+  const missing = libs.flatMap((l) => (l.error === null ? [] : [l.error]));
+  if (p.driverError) missing.push(p.driverError);
+  const devices = p.devices.map(
+    (d) =>
+      `cuda:${d.ordinal} ${d.name} (sm_${d.capability.replace('.', '')}, ${(d.totalMemoryBytes / 2 ** 30).toFixed(0)} GiB)`,
+  );
+  if (p.driver.found !== null && !p.driverError && devices.length === 0)
+    missing.push('the driver lists no device');
+  const versions = [
+    p.driverVersion ? `driver supports CUDA ${p.driverVersion}` : '',
+    p.nvrtcVersion ? `NVRTC ${p.nvrtcVersion}` : '',
+  ].filter((v) => v !== '');
+  const parts = [...versions, ...found, ...devices];
+  if (missing.length) {
+    throw new Error(
+      `${missing.join('; ')}${parts.length ? ` (found: ${parts.join('; ')})` : ''}; ${CUDA_STATUS}`,
+    );
+  }
+  return `${parts.join('; ')}; ${CUDA_STATUS}`;
+}
+
 export function checks(options: { redisUrl?: string }): Check[] {
   return [
     {
@@ -183,6 +216,7 @@ export function checks(options: { redisUrl?: string }): Check[] {
       },
     },
     { name: 'native addon', required: false, run: nativeAddon },
+    { name: 'cuda', required: false, run: cudaCheck },
     { name: 'redis + bullmq', required: true, run: () => redisRoundTrip(options.redisUrl) },
     { name: 'grpc', required: true, run: grpcRoundTrip },
     { name: 'metrics', required: true, run: metricsScrape },
@@ -206,7 +240,9 @@ export async function runDoctor(options: { redisUrl?: string; timeoutMs?: number
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('check this machine can run Spark: toolchain, native addon, Redis/BullMQ, gRPC, metrics')
+    .description(
+      'check this machine can run Spark: toolchain, native addon, CUDA, Redis/BullMQ, gRPC, metrics',
+    )
     .option('--json', 'print the results as JSON')
     .action(async (opts: { json?: boolean }) => {
       const redisUrl = process.env.REDIS_URL;
