@@ -73,6 +73,18 @@ export const learnerConfigShape = {
   activePollMs: activePollMsKey(),
   /** An S3-API store every checkpoint is also published to (SPARK_STORE_*; no bucket = none). */
   ...objectStoreShape,
+  /** Ranks of the learner group training each job together (the world size); 1 = a single learner. */
+  learnerRanks: z.number().int().min(1).max(1024).default(1),
+  /** This process's rank; -1: the ordinal of a StatefulSet pod's hostname (`<name>-<n>`), or 0 alone. */
+  learnerRank: z.number().int().min(-1).max(1023).default(-1),
+  /** ZeRO-1: AdamW moments partitioned over the ranks (each rank updates its slice of the parameters). */
+  learnerZero: z.boolean().default(false),
+  /** Time-out of every collective operation (and of the rendezvous) of the learner group, in ms. */
+  collectiveTimeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
+  /** How long a task waits for the learner group to (re-)form before its attempt fails, in ms. */
+  groupFormTimeoutMs: z.number().int().min(100).max(3_600_000).default(300_000),
+  /** Address the collective's transport binds and advertises (default: the hostname). */
+  collectiveHost: z.string().max(253).default(''),
 };
 
 export type LearnerConfig = ConfigOf<typeof learnerConfigShape>;
