@@ -13,10 +13,14 @@ import { activePollMsKey, baseServiceShape, type ConfigOf, taskLockMsKey, z } fr
 import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark/runtime/service';
 import { objectStoreShape, s3StoreFrom } from '@spark/runtime/storage';
 
+import type { ConnectCollective } from './group.js';
+
+import { FollowerRank } from './follower.js';
 import { learnWorkers } from './learn-worker.js';
 import { Learner } from './learner.js';
 import { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
 import { policyServiceImpl, PolicyServiceFast } from './policy-service.js';
+import { resolveRank } from './ranks.js';
 
 export {
   Learner,
@@ -37,6 +41,9 @@ export {
   type TrainerState,
 } from './checkpoint.js';
 export { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
+export { resolveRank, type RankAssignment } from './ranks.js';
+export { splitByTokens, responseTokenCount } from './batches.js';
+export { groupKey, type ConnectCollective, type GroupConfig } from './group.js';
 export { serializePolicyResponse, PolicyServiceFast } from './policy-service.js';
 
 /**
@@ -89,7 +96,10 @@ export const learnerConfigShape = {
 
 export type LearnerConfig = ConfigOf<typeof learnerConfigShape>;
 
-export type LearnerDeps = ServiceDeps;
+export interface LearnerDeps extends ServiceDeps {
+  /** How a rank of a learner group connects its Collective (default: `Collective.connect`). */
+  connect?: ConnectCollective;
+}
 
 /** The started learner (grpcPort, metricsPort, logger, serviceMetrics and close() come with the skeleton). */
 export type LearnerService = WorkerService<{
@@ -110,6 +120,7 @@ function dialAddress(grpcHost: string, port: number): string {
 
 /** Starts the learner: Redis, PolicyService, /metrics, then the per-job learn workers. */
 export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}): Promise<LearnerService> {
+  const ranks = resolveRank(config);
   return startWorkerService(
     {
       name: 'learner',
@@ -131,8 +142,51 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
           keepVersions: config.keepVersions,
           maxModels: config.maxModels,
           maxSequencesPerTask: config.maxSequencesPerTask,
+          group:
+            ranks.worldSize > 1
+              ? {
+                  config: {
+                    rank: ranks.rank,
+                    worldSize: ranks.worldSize,
+                    zero: config.learnerZero,
+                    timeoutMs: config.collectiveTimeoutMs,
+                    formTimeoutMs: config.groupFormTimeoutMs,
+                    host: config.collectiveHost,
+                    redisUrl: ctx.redisUrl,
+                  },
+                  ...(deps.connect ? { connect: deps.connect } : {}),
+                }
+              : null,
         });
         lifecycle.add('learner', () => learner.close());
+        if (ranks.worldSize > 1)
+          logger.info(
+            { rank: ranks.rank, worldSize: ranks.worldSize, source: ranks.source },
+            'learner group rank',
+          );
+        if (learner.isFollower) {
+          // a follower: no queue, no PolicyService, no checkpoints; it trains what the leader broadcasts
+          const follower = new FollowerRank({
+            learner,
+            redis,
+            prefix: config.redisPrefix,
+            logger,
+            pollMs: config.activePollMs,
+          });
+          return {
+            grpcServices: [],
+            processors: [['follower', follower]],
+            ready: () => ({ rank: ranks.rank, worldSize: ranks.worldSize }),
+            extra: () => ({
+              get address() {
+                return address();
+              },
+              learner,
+              metrics,
+            }),
+          };
+        }
+        learner.startHeartbeat();
         const workers = learnWorkers(ctx, {
           learner,
           pollMs: config.activePollMs,
@@ -154,7 +208,10 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
             },
           ],
           processors: [['workers', workers]],
-          ready: () => ({ address: address() }),
+          ready: () => ({
+            address: address(),
+            ...(ranks.worldSize > 1 ? { rank: ranks.rank, worldSize: ranks.worldSize } : {}),
+          }),
           extra: () => ({
             get address() {
               return address();

@@ -1,0 +1,347 @@
+// The learner group with real processes: the leader in this process (its Learner driven directly or through
+// its BullMQ learn queue), each follower a child `main.ts` process, Gloo collectives over TCP, rendezvous in
+// a real Redis. Two ranks train the same tasks as one learner to the same losses and parameters (with and
+// without ZeRO-1); a follower SIGKILLed mid-step leaves no update applied, and the task completes once the
+// rank is back, under a new generation of the group.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+
+import {
+  jobKeys,
+  parseLearnResult,
+  queueName,
+  type LearnHyper,
+  type LearnResult,
+  type LearnTask,
+  type VerifiedGroup,
+} from '@spark/contract';
+import { charTokenizer, renderPromptTokens } from '@spark/method/tokenizers';
+import { loadConfig } from '@spark/runtime/config';
+import { createLogger } from '@spark/runtime/logging';
+import { JobSpec } from '@spark/protocol';
+import { connectRedis, createQueue, defaultJobOptions, type Redis } from '@spark/runtime/redis';
+import { testPrefix, testRedisUrl, until } from '@spark/runtime/testing';
+
+import { groupKey } from './group.js';
+import { learnerConfigShape, startLearner, whenRedisReady, type LearnerService } from './index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const silent = createLogger({
+  service: 'learner-group-test',
+  level: 'silent',
+  destination: new Writable({ write: (_c, _e, cb) => cb() }),
+});
+const JOB = 'job-dp';
+const TIMEOUT_MS = 8_000;
+
+const hyper: LearnHyper = {
+  learningRate: 1e-2,
+  clipEpsilon: 0.2,
+  klCoefficient: 0.001,
+  miniBatchSize: 8,
+  microBatchSize: 2,
+  maxGradNorm: 1,
+  beta1: 0.9,
+  beta2: 0.95,
+  weightDecay: 0.01,
+};
+
+interface Side {
+  prefix: string;
+  dir: string;
+  service: LearnerService;
+}
+
+async function writeJob(redis: Redis, prefix: string, dir: string, active: boolean): Promise<void> {
+  const spec = JobSpec.fromPartial({
+    model: 'tiny',
+    seed: 5,
+    checkpointDir: join(dir, JOB),
+    checkpointInterval: 0,
+  });
+  await redis.hset(jobKeys.job(prefix, JOB), {
+    spec: JSON.stringify(JobSpec.toJSON(spec)),
+    state: 'RUNNING',
+  });
+  if (active) await redis.sadd(jobKeys.active(prefix), JOB);
+}
+
+async function startSide(
+  url: string,
+  redis: Redis,
+  name: string,
+  extra: Record<string, unknown>,
+  active: boolean,
+): Promise<Side> {
+  const prefix = testPrefix(name);
+  const dir = await mkdtemp(join(tmpdir(), 'spark-learner-dp-'));
+  await writeJob(redis, prefix, dir, active);
+  const config = loadConfig('learner', learnerConfigShape, {
+    env: {},
+    overrides: {
+      redisUrl: url,
+      redisPrefix: prefix,
+      localMode: true,
+      dataDir: dir,
+      logLevel: 'silent',
+      activePollMs: 50,
+      ...extra,
+    },
+  });
+  return { prefix, dir, service: await startLearner(config, { logger: silent }) };
+}
+
+/** A follower rank as its own process (main.ts), up once it printed READY. */
+async function spawnFollower(
+  url: string,
+  prefix: string,
+  rank: number,
+  ranks: number,
+  extra: Record<string, string> = {},
+): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'main.ts')], {
+    cwd: join(here, '..'),
+    env: {
+      ...process.env,
+      SPARK_REDIS_URL: url,
+      SPARK_REDIS_PREFIX: prefix,
+      SPARK_LOCAL_MODE: '1',
+      SPARK_DATA_DIR: join(tmpdir(), `spark-follower-${process.pid}-${rank}`),
+      SPARK_LOG_LEVEL: 'warn',
+      SPARK_LEARNER_RANKS: String(ranks),
+      SPARK_LEARNER_RANK: String(rank),
+      SPARK_COLLECTIVE_HOST: '127.0.0.1',
+      SPARK_COLLECTIVE_TIMEOUT_MS: String(TIMEOUT_MS),
+      SPARK_ACTIVE_POLL_MS: '50',
+      ...extra,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('follower: no READY line within 60 s')), 60_000);
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      if (!line.startsWith('READY ')) return;
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`follower exited with ${code} before READY`)));
+  });
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Groups of varied lengths (so the token-balanced split is uneven), sampled at `version`. */
+function groups(step: number, version: number, count = 3): VerifiedGroup[] {
+  const answers = ['5', 'seven', '12', 'no idea at all', '3', 'forty-two', 'x', 'the answer is 9'];
+  return Array.from({ length: count }, (_, g) => {
+    const text = `Compute ${step}-${g}: ${'+1'.repeat(g + 1)}`;
+    return {
+      groupId: `${step}/policy/p${g}`,
+      prompt: {
+        promptId: `p${g}`,
+        kind: 'problem',
+        text,
+        label: '1',
+        sourceGroupId: null,
+        question: text,
+        tags: [],
+      },
+      promptTokens: renderPromptTokens(charTokenizer, text),
+      policyVersion: version,
+      responses: Array.from({ length: 4 }, (_, i) => {
+        const t = answers[(g * 3 + i + step) % answers.length] as string;
+        return {
+          text: t,
+          tokens: [...charTokenizer.encode(t), charTokenizer.eosId],
+          logprobs: [],
+          finish: 'stop' as const,
+          reward: (i + g + step) % 2 === 0 ? 1 : 0,
+          extracted: null,
+          reason: 'test',
+        };
+      }),
+    };
+  });
+}
+
+async function grpoTask(
+  redis: Redis,
+  prefix: string,
+  step: number,
+  version: number,
+  count = 3,
+): Promise<LearnTask> {
+  const gs = groups(step, version, count);
+  const key = jobKeys.groups(prefix, JOB, step, 'policy');
+  for (const g of gs) await redis.hset(key, g.groupId, JSON.stringify(g));
+  return {
+    jobId: JOB,
+    step,
+    phase: 'policy',
+    policyVersion: version,
+    groupIds: gs.map((g) => g.groupId),
+    hyper,
+    sft: [],
+  };
+}
+
+function warmupTask(): LearnTask {
+  const sft = Array.from({ length: 6 }, (_, i) => ({
+    prompt: `What is ${i}+${i}?`,
+    target: `The answer is \\boxed{${2 * i}}${' ok'.repeat(i)}`,
+  }));
+  return { jobId: JOB, step: 0, phase: 'warmup', policyVersion: 0, groupIds: [], hyper, sft };
+}
+
+/** max |a − b| / max |a| over the flat parameter buffers. */
+function relDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs((a[i] as number) - (b[i] as number)));
+    m = Math.max(m, Math.abs(a[i] as number));
+  }
+  return d / m;
+}
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-12);
+
+/** One learner and a 2-rank group (leader here, follower a process) train the same tasks; compare. */
+async function compareOneAndTwo(name: string, zero: boolean): Promise<void> {
+  const url = await testRedisUrl();
+  const redis = connectRedis(url);
+  await whenRedisReady(redis);
+  const single = await startSide(url, redis, `${name}-1`, {}, false);
+  const groupExtra = {
+    learnerRanks: 2,
+    learnerRank: 0,
+    learnerZero: zero,
+    collectiveHost: '127.0.0.1',
+    collectiveTimeoutMs: TIMEOUT_MS,
+  };
+  const leader = await startSide(url, redis, `${name}-2`, groupExtra, true);
+  const follower = await spawnFollower(url, leader.prefix, 1, 2, zero ? { SPARK_LEARNER_ZERO: '1' } : {});
+  try {
+    const results: [LearnResult, LearnResult][] = [];
+    results.push([
+      await single.service.learner.learn(warmupTask()),
+      await leader.service.learner.learn(warmupTask()),
+    ]);
+    for (let step = 1; step <= 3; step++) {
+      const v = results.at(-1)?.[0].policyVersion as number;
+      const a = await single.service.learner.learn(await grpoTask(redis, single.prefix, step, v));
+      const b = await leader.service.learner.learn(await grpoTask(redis, leader.prefix, step, v));
+      results.push([a, b]);
+    }
+    for (const [a, b] of results) {
+      assert.equal(b.policyVersion, a.policyVersion);
+      assert.equal(b.sequences, a.sequences);
+      assert.equal(b.tokens, a.tokens);
+      assert.equal(b.optimizerSteps, a.optimizerSteps);
+      assert.ok(rel(a.loss, b.loss) <= 1e-5, `loss ${a.loss} vs ${b.loss}`);
+      assert.ok(rel(a.gradNorm, b.gradNorm) <= 1e-4, `grad norm ${a.gradNorm} vs ${b.gradNorm}`);
+    }
+    assert.equal(results.at(-1)?.[1].policyVersion, 4);
+    const pa = await (single.service.learner.job(JOB)?.model.getParams() as Promise<Float32Array>);
+    const pb = await (leader.service.learner.job(JOB)?.model.getParams() as Promise<Float32Array>);
+    const d = relDiff(pa, pb);
+    assert.ok(d <= 1e-5, `parameters differ by ${d} (relative to the largest)`);
+  } finally {
+    await stop(follower);
+    for (const side of [single, leader]) {
+      await side.service.close();
+      await rm(side.dir, { recursive: true, force: true });
+    }
+    await redis.quit();
+  }
+}
+
+describe('learner group (2 ranks, 2 processes)', () => {
+  it("2 ranks train 1 SFT + 3 GRPO tasks to the single learner's losses and parameters (1e-5 relative)", () =>
+    compareOneAndTwo('dp-equal', false));
+
+  it('the same with ZeRO-1 (AdamW moments sharded over the ranks)', () => compareOneAndTwo('dp-zero', true));
+
+  it('a follower SIGKILLed mid-step: no rank applies the update; once it is back the task completes', async () => {
+    const url = await testRedisUrl();
+    const redis = connectRedis(url);
+    await whenRedisReady(redis);
+    const leader = await startSide(
+      url,
+      redis,
+      'dp-kill',
+      {
+        learnerRanks: 2,
+        learnerRank: 0,
+        collectiveHost: '127.0.0.1',
+        collectiveTimeoutMs: TIMEOUT_MS,
+        groupFormTimeoutMs: 120_000,
+      },
+      true,
+    );
+    let follower = await spawnFollower(url, leader.prefix, 1, 2);
+    const queue = createQueue<LearnTask>(queueName('learn', JOB), {
+      url,
+      prefix: leader.prefix,
+      defaultJobOptions,
+    });
+    try {
+      const learner = leader.service.learner;
+      await learner.learn(warmupTask());
+      const job = learner.job(JOB);
+      assert.ok(job);
+      const before = await job.model.getParams();
+      const steps = job.optimizerSteps;
+      const gen = Number(await redis.get(`${groupKey(leader.prefix, JOB)}:gen`));
+      // a long step: 16 groups × 4 = 64 sequences in 8 minibatches (8 all-reduces)
+      const task = await grpoTask(redis, leader.prefix, 1, job.version, 16);
+      await queue.waitUntilReady();
+      await queue.add('learn', task, { jobId: '1/policy' });
+      // mid-step: the leader has taken at least one AdamW step of the task, not the last
+      await until(() => job.optimizerSteps > steps, {
+        timeoutMs: 60_000,
+        message: 'the first minibatch of the task',
+      });
+      follower.kill('SIGKILL');
+      await new Promise((r) => follower.once('exit', r));
+      // the attempt fails on the leader and rolls back: the weights are the ones before the task
+      await until(() => job.optimizerSteps === steps, { timeoutMs: 30_000, message: 'the rollback' });
+      assert.deepEqual(await job.model.getParams(), before, 'the leader did not apply the update');
+      assert.equal(job.version, task.policyVersion);
+      assert.equal(await redis.get(jobKeys.learned(leader.prefix, JOB, 1, 'policy')), null);
+      // the rank comes back: the group re-forms under a later generation and the redelivered task completes
+      follower = await spawnFollower(url, leader.prefix, 1, 2);
+      const key = jobKeys.learned(leader.prefix, JOB, 1, 'policy');
+      await until(async () => (await redis.get(key)) !== null, {
+        timeoutMs: 120_000,
+        message: 'the task to complete',
+      });
+      const result = parseLearnResult(JSON.parse((await redis.get(key)) as string));
+      assert.equal(result.policyVersion, task.policyVersion + 1);
+      assert.ok(Number(await redis.get(`${groupKey(leader.prefix, JOB)}:gen`)) > gen, 'a new generation');
+      assert.equal(job.version, task.policyVersion + 1);
+    } finally {
+      await queue.close();
+      await stop(follower);
+      await leader.service.close();
+      await rm(leader.dir, { recursive: true, force: true });
+      await redis.quit();
+    }
+  });
+});
