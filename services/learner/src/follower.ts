@@ -6,7 +6,7 @@ import { jobKeys } from '@spark/contract';
 import type { Logger } from '@spark/runtime/logging';
 import type { Redis } from '@spark/runtime/redis';
 
-import { decodeEnvelope } from './group.js';
+import { decodeEnvelope, ZeroStateLostError } from './group.js';
 import type { Learner } from './learner.js';
 
 export interface FollowerOptions {
@@ -89,6 +89,8 @@ export class FollowerRank {
         if (loop.stop || this.closed) return;
         logger.warn({ err, job: jobId }, 'learner group step failed on this rank');
         await group.fail(err);
+        // the leader reloads the job from its checkpoint: start again from the spec, to be brought to it
+        if (err instanceof ZeroStateLostError) await learner.dropJob(jobId).catch(() => undefined);
         // a group that cannot form (the leader is away) is retried after a pause, not in a tight loop
         if (!group.formed) await new Promise((r) => setTimeout(r, 200));
       }

@@ -208,16 +208,22 @@ function warmupTask(): LearnTask {
   return { jobId: JOB, step: 0, phase: 'warmup', policyVersion: 0, groupIds: [], hyper, sft };
 }
 
-/** max |a − b| / max |a| over the flat parameter buffers. */
-function relDiff(a: Float32Array, b: Float32Array): number {
+/** ‖a − b‖₂ / ‖a‖₂ and max |a − b| / max |a| over the flat parameter buffers. */
+function relDiff(a: Float32Array, b: Float32Array): { norm: number; max: number } {
   assert.equal(a.length, b.length);
   let d = 0;
   let m = 0;
+  let d2 = 0;
+  let a2 = 0;
   for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs((a[i] as number) - (b[i] as number)));
-    m = Math.max(m, Math.abs(a[i] as number));
+    const x = a[i] as number;
+    const e = x - (b[i] as number);
+    d = Math.max(d, Math.abs(e));
+    m = Math.max(m, Math.abs(x));
+    d2 += e * e;
+    a2 += x * x;
   }
-  return d / m;
+  return { norm: Math.sqrt(d2 / a2), max: d / m };
 }
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-12);
@@ -245,8 +251,16 @@ async function compareOneAndTwo(name: string, zero: boolean): Promise<void> {
     ]);
     for (let step = 1; step <= 3; step++) {
       const v = results.at(-1)?.[0].policyVersion as number;
-      const a = await single.service.learner.learn(await grpoTask(redis, single.prefix, step, v));
-      const b = await leader.service.learner.learn(await grpoTask(redis, leader.prefix, step, v));
+      // the last task is the job's final one: a checkpoint (under ZeRO-1 the moments gathered first)
+      const last = step === 3 ? { final: true } : {};
+      const a = await single.service.learner.learn({
+        ...(await grpoTask(redis, single.prefix, step, v)),
+        ...last,
+      });
+      const b = await leader.service.learner.learn({
+        ...(await grpoTask(redis, leader.prefix, step, v)),
+        ...last,
+      });
       results.push([a, b]);
     }
     for (const [a, b] of results) {
@@ -261,7 +275,27 @@ async function compareOneAndTwo(name: string, zero: boolean): Promise<void> {
     const pa = await (single.service.learner.job(JOB)?.model.getParams() as Promise<Float32Array>);
     const pb = await (leader.service.learner.job(JOB)?.model.getParams() as Promise<Float32Array>);
     const d = relDiff(pa, pb);
-    assert.ok(d <= 1e-5, `parameters differ by ${d} (relative to the largest)`);
+    process.stderr.write(`${name}: parameters 1 vs 2 ranks: ${JSON.stringify(d)}\n`);
+    assert.ok(d.norm <= 1e-5, `parameters differ by ${d.norm} (‖Δθ‖/‖θ‖)`);
+    const leaderModel = leader.service.learner.job(JOB)?.model;
+    const singleModel = single.service.learner.job(JOB)?.model;
+    assert.ok(leaderModel && singleModel);
+    // the final checkpoint holds the whole AdamW state (gathered from the slices under ZeRO-1), equal to
+    // the single learner's
+    assert.ok(results.at(-1)?.[1].checkpointPath, 'the leader wrote the final checkpoint');
+    const [oa, ob] = await Promise.all([singleModel.getOptimizerState(), leaderModel.getOptimizerState()]);
+    assert.equal(ob.step, oa.step);
+    assert.ok(relDiff(oa.m, ob.m).norm <= 1e-4, `AdamW m: ${JSON.stringify(relDiff(oa.m, ob.m))}`);
+    assert.ok(relDiff(oa.v, ob.v).norm <= 1e-4, `AdamW v: ${JSON.stringify(relDiff(oa.v, ob.v))}`);
+    if (zero) {
+      // one more sharded step (no checkpoint): the leader keeps only its slice of the moments again
+      const v = results.at(-1)?.[1].policyVersion as number;
+      await leader.service.learner.learn(await grpoTask(redis, leader.prefix, 4, v));
+      const shard = await leaderModel.getOptimizerShard();
+      assert.equal(shard.offset, 0);
+      assert.ok(shard.m.length > 0 && shard.m.length < leaderModel.numParams, `slice of ${shard.m.length}`);
+      await assert.rejects(leaderModel.getOptimizerState(), /sharded/);
+    }
   } finally {
     await stop(follower);
     for (const side of [single, leader]) {

@@ -109,6 +109,9 @@ return g`;
 /** A learner-group failure: the step is not applied on any rank, and the group re-forms. */
 export class GroupDivergedError extends FailedPreconditionError {}
 
+/** Under ZeRO-1 a rank lost its slice of the AdamW state: the group resumes from the latest checkpoint. */
+export class ZeroStateLostError extends FailedPreconditionError {}
+
 export interface JobGroupOptions {
   readonly redis: Redis;
   readonly prefix: string;

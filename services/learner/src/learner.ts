@@ -53,6 +53,7 @@ import { writeCheckpoint, type TrainerState } from './checkpoint.js';
 import {
   encodeEnvelope,
   GroupDivergedError,
+  ZeroStateLostError,
   JobGroup,
   type ConnectCollective,
   type Envelope,
@@ -264,6 +265,16 @@ export class Learner {
     return this.registry.dropJob(jobId);
   }
 
+  /** Drops the job's model once its running update ended and loads it again (from its latest checkpoint). */
+  async reloadJob(jobId: string): Promise<void> {
+    try {
+      await this.registry.dropJob(jobId);
+      await this.ensureJob(jobId);
+    } catch (err) {
+      this.options.logger.error({ err, job: jobId }, 'cannot reload the job model');
+    }
+  }
+
   /** The snapshot GetPolicy streams; NotFound for an unknown job, FailedPrecondition for a version not held. */
   async snapshotFor(jobId: string, version: number): Promise<PolicySnapshot> {
     return heldSnapshot(await this.registry.served(jobId), version);
@@ -320,6 +331,9 @@ export class Learner {
         if (task.phase === 'checkpoint' && this.groupConfig?.zero) await job.model.gatherOptimizerState(c);
       } catch (err) {
         await group.fail(err);
+        // the last consistent state is the latest checkpoint: reload it once this task's attempt ended (the
+        // coordinator rewinds to it, as after a learner restart)
+        if (err instanceof ZeroStateLostError) void this.reloadJob(job.jobId);
         throw err;
       }
       group.lastOp = Date.now();
@@ -327,7 +341,7 @@ export class Learner {
     if (task.phase === 'checkpoint') return this.checkpointOnly(job, task, learnedKey);
 
     const started = performance.now();
-    const txn = await UpdateTransaction.begin(job);
+    const txn = await UpdateTransaction.begin(job, { sharded: this.groupConfig?.zero ?? false });
     let batch: Batch;
     let stats: TrainSummary;
     let checkpointPath: string | undefined;
@@ -655,13 +669,16 @@ export class Learner {
         throw new InvalidArgumentError(`task ${taskIdOf(task)}: no response tokens in a minibatch`);
       const mine = splitByTokens(mb, g.worldSize)[g.rank] ?? [];
       await job.model.zeroGrads();
-      const local = new Float64Array(4);
+      let lossPart = 0;
+      let klPart = 0;
+      let clipPart = 0;
+      let tokenPart = 0;
       for (const micro of microBatches(mine, h.microBatchSize)) {
-        const s = await job.model.accumulateGrads(micro as GrpoSequence[], loss, 1 / total);
-        local[0] += s.lossSum;
-        local[1] += s.klSum;
-        local[2] += s.clipped;
-        local[3] += s.tokens;
+        const s = await job.model.accumulateGrads(micro, loss, 1 / total);
+        lossPart += s.lossSum;
+        klPart += s.klSum;
+        clipPart += s.clipped;
+        tokenPart += s.tokens;
       }
       const t0 = performance.now();
       let gradNorm: number;
@@ -671,7 +688,7 @@ export class Learner {
         await job.model.allreduceGrads(c);
         gradNorm = await job.model.applyOptimizer(adamw);
       }
-      const sums = await c.allreduceSumF64(local);
+      const sums = await c.allreduceSumF64(Float64Array.of(lossPart, klPart, clipPart, tokenPart));
       collectiveSeconds += (performance.now() - t0) / 1000;
       job.optimizerSteps += 1;
       if (rl) job.rlOptimizerSteps += 1;
@@ -724,7 +741,6 @@ export class Learner {
     }
     const votes = await c.allreduceSumF64(Float64Array.of(behind));
     if ((votes[0] as number) === 0) return;
-    if (g.zero) await job.model.gatherOptimizerState(c);
     const root = g.rank === 0;
     const n = job.model.numParams;
     const f32 = async (mine: Float32Array | null): Promise<Float32Array> => {
@@ -737,11 +753,19 @@ export class Learner {
       new Uint8Array(out.buffer).set(bytes);
       return out;
     };
-    const opt = root ? await job.model.getOptimizerState() : null;
+    // under ZeRO-1 the leader holds the whole AdamW state only until its first sharded step (fresh, or just
+    // reloaded from a checkpoint); after that a lost rank's slice is gone
+    const opt = root ? await job.model.getOptimizerState().catch(() => null) : null;
     const head = await c.broadcastBytes(
-      root ? Buffer.from(JSON.stringify({ step: opt?.step ?? 0 })) : null,
+      root ? Buffer.from(JSON.stringify({ step: opt?.step ?? 0, whole: opt !== null })) : null,
       0,
     );
+    const said = JSON.parse(Buffer.from(head).toString('utf8')) as { step: number; whole: boolean };
+    if (!said.whole) {
+      throw new ZeroStateLostError(
+        `job ${job.jobId}: a rank of the ZeRO-1 learner group is not at the leader's state and the AdamW moments are sharded (a lost rank's slice is gone): the leader reloads the job from its latest checkpoint`,
+      );
+    }
     const params = await f32(root ? await job.model.getParams() : null);
     const m = await f32(opt?.m ?? null);
     const v = await f32(opt?.v ?? null);
@@ -750,7 +774,7 @@ export class Learner {
         ? await f32(root && job.reference ? await job.reference.getParams() : null)
         : null;
     if (root || !leader || behind === 0) return;
-    const step = (JSON.parse(Buffer.from(head).toString('utf8')) as { step: number }).step;
+    const step = said.step;
     if (!Number.isSafeInteger(step) || step < 0)
       throw new GroupDivergedError(`job ${job.jobId}: bad AdamW step ${step} from the leader`);
     if (ref) {
@@ -811,7 +835,7 @@ export class Learner {
       throw new GroupDivergedError(
         `job ${job.jobId}: task at version ${task.policyVersion}, this rank is at ${job.version}`,
       );
-    const txn = await UpdateTransaction.begin(job);
+    const txn = await UpdateTransaction.begin(job, { sharded: this.groupConfig?.zero ?? false });
     try {
       const batch =
         task.phase === 'warmup' ? this.sftBatch(job, task) : await this.grpoBatch(job, task, groups, c);
