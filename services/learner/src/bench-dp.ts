@@ -44,6 +44,8 @@ interface Row {
   busbwGBs: number;
   maxParamDiff: number;
   maxParamDiffRelative: number;
+  /** ‖θ_R − θ_1‖₂ / ‖θ_1‖₂ */
+  paramDiffNormRelative: number;
   lossDiffRelative: number;
 }
 
@@ -244,8 +246,14 @@ async function main(): Promise<void> {
       const outs = r === 1 ? base : await runRanks(r, { ...o, zero });
       const pr = new Float32Array((await readFile(join(out, `params-${r}.f32`))).buffer.slice(0));
       let diff = 0;
-      for (let i = 0; i < p1.length; i++)
-        diff = Math.max(diff, Math.abs((p1[i] as number) - (pr[i] as number)));
+      let d2 = 0;
+      let a2 = 0;
+      for (let i = 0; i < p1.length; i++) {
+        const e = (p1[i] as number) - (pr[i] as number);
+        diff = Math.max(diff, Math.abs(e));
+        d2 += e * e;
+        a2 += (p1[i] as number) ** 2;
+      }
       const lead = outs[0] as WorkerOut;
       const l1 = base[0]?.loss.at(-1) ?? 0;
       const lr = lead.loss.at(-1) ?? 0;
@@ -265,6 +273,7 @@ async function main(): Promise<void> {
         busbwGBs: (algbw * 2 * (r - 1)) / r,
         maxParamDiff: diff,
         maxParamDiffRelative: amax ? diff / amax : 0,
+        paramDiffNormRelative: a2 ? Math.sqrt(d2 / a2) : 0,
         lossDiffRelative: Math.abs(l1 - lr) / Math.max(Math.abs(l1), 1e-12),
       });
     }
@@ -273,10 +282,10 @@ async function main(): Promise<void> {
   }
   const lines = [
     `bench:dp  preset ${preset}, ${seqs} sequences per step, ${steps} timed steps, 1 thread per rank`,
-    'ranks zero  step ms  collective ms  all-reduce ms  algbw GB/s  busbw GB/s  max |Δθ| (rel)',
+    'ranks zero  step ms  collective ms  all-reduce ms  algbw GB/s  busbw GB/s  max |Δθ| (/max|θ|)  ‖Δθ‖/‖θ‖',
     ...rows.map(
       (r) =>
-        `${String(r.ranks).padStart(5)} ${(r.zero ? 'yes' : 'no').padEnd(4)} ${r.stepMs.toFixed(1).padStart(8)} ${r.collectiveMs.toFixed(2).padStart(14)} ${r.allreduceMs.toFixed(2).padStart(14)} ${r.algbwGBs.toFixed(3).padStart(11)} ${r.busbwGBs.toFixed(3).padStart(11)}  ${r.maxParamDiff.toExponential(2)} (${r.maxParamDiffRelative.toExponential(2)})`,
+        `${String(r.ranks).padStart(5)} ${(r.zero ? 'yes' : 'no').padEnd(4)} ${r.stepMs.toFixed(1).padStart(8)} ${r.collectiveMs.toFixed(2).padStart(14)} ${r.allreduceMs.toFixed(2).padStart(14)} ${r.algbwGBs.toFixed(3).padStart(11)} ${r.busbwGBs.toFixed(3).padStart(11)}  ${r.maxParamDiff.toExponential(2)} (${r.maxParamDiffRelative.toExponential(2)})  ${r.paramDiffNormRelative.toExponential(2)}`,
     ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -105,7 +105,7 @@ async function spawnFollower(
   rank: number,
   ranks: number,
   extra: Record<string, string> = {},
-): Promise<ChildProcess> {
+): Promise<ChildProcess & { metricsPort: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'main.ts')], {
     cwd: join(here, '..'),
     env: {
@@ -124,16 +124,23 @@ async function spawnFollower(
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise<void>((resolve, reject) => {
+  const ready = await new Promise<{ metricsPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('follower: no READY line within 60 s')), 60_000);
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       if (!line.startsWith('READY ')) return;
       clearTimeout(timer);
-      resolve();
+      resolve(JSON.parse(line.slice(6)) as { metricsPort: number });
     });
     child.once('exit', (code) => reject(new Error(`follower exited with ${code} before READY`)));
   });
-  return child;
+  return Object.assign(child, { metricsPort: ready.metricsPort });
+}
+
+/** One unlabelled sample of a process's /metrics. */
+async function metric(port: number, name: string): Promise<number | null> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -372,6 +379,72 @@ describe('learner group (2 ranks, 2 processes)', () => {
       assert.equal(job.version, task.policyVersion + 1);
     } finally {
       await queue.close();
+      await stop(follower);
+      await leader.service.close();
+      await rm(leader.dir, { recursive: true, force: true });
+      await redis.quit();
+    }
+  });
+
+  it('a follower that hangs mid-step (SIGSTOP past the time-out): no rank applies the update; the group re-forms', async () => {
+    const url = await testRedisUrl();
+    const redis = connectRedis(url);
+    await whenRedisReady(redis);
+    const leader = await startSide(
+      url,
+      redis,
+      'dp-hang',
+      {
+        learnerRanks: 2,
+        learnerRank: 0,
+        collectiveHost: '127.0.0.1',
+        collectiveTimeoutMs: TIMEOUT_MS,
+        groupFormTimeoutMs: 120_000,
+      },
+      true,
+    );
+    const follower = await spawnFollower(url, leader.prefix, 1, 2);
+    try {
+      const learner = leader.service.learner;
+      await learner.learn(warmupTask());
+      const job = learner.job(JOB);
+      assert.ok(job);
+      assert.equal(
+        await metric(follower.metricsPort, 'spark_learner_policy_version'),
+        1,
+        'the follower took the warm-up',
+      );
+      const before = await job.model.getParams();
+      const steps = job.optimizerSteps;
+      const task = await grpoTask(redis, leader.prefix, 1, job.version, 16);
+      const attempt = learner.learn(task);
+      await until(() => job.optimizerSteps > steps, { timeoutMs: 60_000, message: 'the first minibatch' });
+      follower.kill('SIGSTOP');
+      // the leader's next collective times out: the attempt fails and the update is rolled back
+      await assert.rejects(attempt, /COLLECTIVE|timed out|time-out|timeout/i);
+      assert.equal(job.optimizerSteps, steps);
+      assert.deepEqual(await job.model.getParams(), before);
+      assert.equal(job.version, task.policyVersion);
+      // the follower wakes up: its collective fails (the leader closed it), it rolls back too
+      follower.kill('SIGCONT');
+      await until(
+        async () => ((await metric(follower.metricsPort, 'spark_learner_group_formations_total')) ?? 0) >= 2,
+        {
+          timeoutMs: 60_000,
+          message: 'the follower to re-join under a new generation',
+        },
+      );
+      assert.equal(
+        await metric(follower.metricsPort, 'spark_learner_policy_version'),
+        1,
+        'the follower did not apply it',
+      );
+      // the redelivery trains on both ranks
+      const result = await learner.learn(task);
+      assert.equal(result.policyVersion, task.policyVersion + 1);
+      assert.equal(await metric(follower.metricsPort, 'spark_learner_policy_version'), 2);
+    } finally {
+      if (follower.signalCode === null) follower.kill('SIGCONT');
       await stop(follower);
       await leader.service.close();
       await rm(leader.dir, { recursive: true, force: true });
