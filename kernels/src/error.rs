@@ -25,6 +25,20 @@ pub enum ErrorCode {
     Model,
     /// A Node-API call failed (should not happen; reported rather than ignored).
     Napi,
+    /// A collective (or its rendezvous) did not complete within the group's timeout.
+    CollectiveTimeout,
+    /// A peer of the group went away mid-operation (connection closed or reset).
+    CollectivePeerLost,
+    /// The rendezvous store (Redis) failed: unreachable, AUTH refused, …
+    CollectiveStore,
+    /// Any other failure inside the collective library.
+    CollectiveFailed,
+    /// The collective was closed before or during this call.
+    CollectiveClosed,
+    /// An earlier collective on this group failed; the group must be re-formed under a new prefix.
+    CollectiveBroken,
+    /// Another operation on the same collective is still running (the TS wrapper queues calls instead).
+    CollectiveBusy,
 }
 
 impl ErrorCode {
@@ -39,6 +53,13 @@ impl ErrorCode {
             ErrorCode::Format => "ERR_SPARK_FORMAT",
             ErrorCode::Model => "ERR_SPARK_MODEL",
             ErrorCode::Napi => "ERR_SPARK_NAPI",
+            ErrorCode::CollectiveTimeout => "COLLECTIVE_TIMEOUT",
+            ErrorCode::CollectivePeerLost => "COLLECTIVE_PEER_LOST",
+            ErrorCode::CollectiveStore => "COLLECTIVE_STORE",
+            ErrorCode::CollectiveFailed => "COLLECTIVE_FAILED",
+            ErrorCode::CollectiveClosed => "COLLECTIVE_CLOSED",
+            ErrorCode::CollectiveBroken => "COLLECTIVE_BROKEN",
+            ErrorCode::CollectiveBusy => "COLLECTIVE_BUSY",
         }
     }
 }

@@ -77,6 +77,40 @@ export class AddonNotBuiltError extends KernelError {
   }
 }
 
+/** The named failures of the collective layer (`Collective`, `Model.allreduceGrads`, …). */
+export type CollectiveErrorCode =
+  | 'COLLECTIVE_TIMEOUT'
+  | 'COLLECTIVE_PEER_LOST'
+  | 'COLLECTIVE_STORE'
+  | 'COLLECTIVE_FAILED'
+  | 'COLLECTIVE_CLOSED'
+  | 'COLLECTIVE_BROKEN'
+  | 'COLLECTIVE_BUSY';
+
+/**
+ * A collective failed: COLLECTIVE_TIMEOUT (rendezvous or operation past `timeoutMs`; a rendezvous timeout
+ * names the ranks that did not join), COLLECTIVE_PEER_LOST (a peer's connection closed or reset),
+ * COLLECTIVE_STORE (Redis unreachable or refused), COLLECTIVE_FAILED (another library error),
+ * COLLECTIVE_CLOSED (`close()` was called), COLLECTIVE_BROKEN (an earlier call on this group failed; form a
+ * new group under a new prefix), COLLECTIVE_BUSY (overlapping raw-binding calls; the wrapper queues).
+ */
+export class CollectiveError extends KernelError {
+  declare readonly code: CollectiveErrorCode;
+  constructor(message: string, code: CollectiveErrorCode, options?: { cause?: unknown }) {
+    super(message, code, options);
+  }
+}
+
+const collectiveCodes = new Set<string>([
+  'COLLECTIVE_TIMEOUT',
+  'COLLECTIVE_PEER_LOST',
+  'COLLECTIVE_STORE',
+  'COLLECTIVE_FAILED',
+  'COLLECTIVE_CLOSED',
+  'COLLECTIVE_BROKEN',
+  'COLLECTIVE_BUSY',
+]);
+
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => KernelError> = {
   ERR_SPARK_INVALID_INPUT: InvalidInputError,
   ERR_SPARK_MODEL_CLOSED: ModelClosedError,
@@ -101,6 +135,9 @@ export function toKernelError(err: unknown): KernelError {
   if (err instanceof KernelError) return err;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && collectiveCodes.has(code)) {
+      return new CollectiveError(err.message, code as CollectiveErrorCode, { cause: err });
+    }
     const Cls = typeof code === 'string' && Object.hasOwn(byCode, code) ? byCode[code] : undefined;
     if (Cls) return new Cls(err.message, { cause: err });
     return new KernelError(err.message, typeof code === 'string' ? code : 'ERR_SPARK_KERNEL', {

@@ -17,6 +17,8 @@ export {
   validateConfig,
 } from './config.js';
 export type { ModelConfig, PresetName } from './config.js';
+export { Collective, COLLECTIVE_LIMITS } from './collective.js';
+export type { CollectiveOptions } from './collective.js';
 export { checkpointFiles, DEFAULT_ADAMW, LIMITS, Model, readCheckpointConfig } from './model.js';
 export type {
   AdamWParams,
@@ -24,6 +26,7 @@ export type {
   Loss,
   LossSums,
   ModelId,
+  OptimizerShard,
   OptimizerState,
   ParamInfo,
   Sample,
@@ -37,4 +40,4 @@ export { addonPath, loadNative, platformTriple } from './native.js';
 export function liveModels(): number {
   return loadNative().liveModels();
 }
-export type { NativeBinding, NativeModelHandle } from './native.js';
+export type { NativeBinding, NativeCollectiveHandle, NativeModelHandle } from './native.js';

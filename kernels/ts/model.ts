@@ -23,6 +23,7 @@ import {
   ModelClosedError,
   toKernelError,
 } from './errors.js';
+import type { Collective } from './collective.js';
 import { loadNative } from './native.js';
 import type { NativeModelHandle, NativeSequence } from './native.js';
 
@@ -116,6 +117,11 @@ export interface OptimizerState {
   readonly m: Float32Array;
   readonly v: Float32Array;
   readonly step: number;
+}
+
+/** A slice of the optimizer state: the moments of parameters [offset, offset + m.length). */
+export interface OptimizerShard extends OptimizerState {
+  readonly offset: number;
 }
 
 /** Limits checked before crossing the boundary. */
@@ -523,6 +529,73 @@ export class Model {
       return Promise.reject(toKernelError(err));
     }
     return this.#enqueue('setGrads', (h) => loadNative().setGrads(h, grads));
+  }
+
+  // ---- data parallelism (a Collective of the learner group; see collective.ts and docs/kernels.md) ----
+
+  /**
+   * Sums the flat gradient buffer across the group, in place (no copy through JS). Runs on this model's
+   * queue and on the Collective's.
+   */
+  allreduceGrads(c: Collective): Promise<void> {
+    return this.#enqueue('allreduceGrads', (h) =>
+      c.run('allreduceGrads', (ch) => loadNative().allreduceGrads(h, ch)),
+    );
+  }
+
+  /**
+   * ZeRO-1 step: reduce-scatter the gradients, AdamW on this rank's slice of the parameters (rank r of W owns
+   * [⌊r·n/W⌋, ⌊(r+1)·n/W⌋); only that slice's moments are kept), all-gather the parameters. Clipping uses the
+   * global norm, which it returns. Equals allreduceGrads + applyOptimizer within FP32 rounding. The gradient
+   * buffer is zero afterwards. All-or-nothing: if a collective fails, parameters, moments and step count are
+   * unchanged on this rank. A full optimizer state (fresh, or restored by setOptimizerState/loadOptimizer) is
+   * cut down to this rank's slice on the first sharded step, so a checkpoint restores onto any rank count.
+   */
+  applyOptimizerSharded(c: Collective, optimizer: AdamWParams): Promise<number> {
+    try {
+      checkAdamW(optimizer);
+    } catch (err) {
+      return Promise.reject(toKernelError(err));
+    }
+    const opt = { ...optimizer };
+    return this.#enqueue('applyOptimizerSharded', (h) =>
+      c.run('applyOptimizerSharded', (ch) => loadNative().applyOptimizerSharded(h, ch, opt)),
+    );
+  }
+
+  /**
+   * Collective: makes the optimizer state whole on every rank (all-gather of the slices), so that
+   * getOptimizerState / saveOptimizer / save({ optimizer: true }) work (the leader writes the checkpoint). The
+   * next sharded step keeps only this rank's slice again. The ranks must agree on the step count.
+   */
+  gatherOptimizerState(c: Collective): Promise<void> {
+    return this.#enqueue('gatherOptimizerState', (h) =>
+      c.run('gatherOptimizerState', (ch) => loadNative().gatherOptimizerState(h, ch)),
+    );
+  }
+
+  /** This rank's slice of the optimizer state (the whole state, offset 0, when it is not sharded). */
+  getOptimizerShard(): Promise<OptimizerShard> {
+    return this.#enqueue('getOptimizerShard', (h) => loadNative().getOptimizerShard(h));
+  }
+
+  /** Replaces the optimizer state by a slice (e.g. one rank's shard written by that rank). */
+  setOptimizerShard(shard: OptimizerShard): Promise<void> {
+    try {
+      checkInt(shard.offset, 'shard.offset', 0, this.numParams);
+      checkInt(shard.step, 'shard.step', 0, Number.MAX_SAFE_INTEGER);
+      checkF32(shard.m, 'shard.m');
+      checkF32(shard.v, 'shard.v', shard.m.length);
+      if (shard.offset + shard.m.length > this.numParams) {
+        throw new InvalidInputError(
+          `shard [${shard.offset}, ${shard.offset + shard.m.length}) exceeds ${this.numParams} parameters`,
+        );
+      }
+    } catch (err) {
+      return Promise.reject(toKernelError(err));
+    }
+    const s = { offset: shard.offset, m: shard.m, v: shard.v, step: shard.step };
+    return this.#enqueue('setOptimizerShard', (h) => loadNative().setOptimizerShard(h, s));
   }
 
   getOptimizerState(): Promise<OptimizerState> {

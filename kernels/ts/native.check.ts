@@ -14,7 +14,7 @@ type Assert<T extends true> = T;
 type Extends<A, B> = [A] extends [B] ? true : false;
 
 /** Exports of the generated declarations that are values other than functions of the binding. */
-type GeneratedClasses = 'NativeModel';
+type GeneratedClasses = 'NativeModel' | 'NativeCollective';
 
 export type GeneratedSatisfiesNativeBinding = Assert<Extends<typeof Generated, NativeBinding>>;
 export type NoUndeclaredExports = Assert<

@@ -8,11 +8,36 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NativeModel } from '../index.js';
+import type { NativeCollective, NativeModel } from '../index.js';
 import { AddonNotBuiltError } from './errors.js';
 
 /** An opaque native model handle (an instance of the addon's `NativeModel` class); only the binding creates one. */
 export type NativeModelHandle = NativeModel;
+/** An opaque native collective handle (the addon's `NativeCollective`: `rank`, `worldSize` getters). */
+export type NativeCollectiveHandle = NativeCollective;
+
+/** Rendezvous options as the binding reads them (the Redis URL already parsed). */
+export interface NativeCollectiveOptions {
+  redisHost: string;
+  redisPort: number;
+  /** '' = `AUTH <password>` only */
+  redisUser: string;
+  /** '' = no AUTH */
+  redisPassword: string;
+  redisDb: number;
+  prefix: string;
+  rank: number;
+  worldSize: number;
+  timeoutMs: number;
+  hostname: string;
+}
+
+export interface NativeOptimizerShard {
+  offset: number;
+  m: Float32Array;
+  v: Float32Array;
+  step: number;
+}
 
 /** Config object with Hugging Face field names, as the binding reads and returns it. */
 export interface NativeConfig {
@@ -149,6 +174,27 @@ export interface NativeBinding {
   loadWeights: (h: NativeModelHandle, files: string[]) => Promise<void>;
   saveOptimizer: (h: NativeModelHandle, path: string) => Promise<void>;
   loadOptimizer: (h: NativeModelHandle, path: string) => Promise<void>;
+
+  // The collective layer (kernels/src/napi/collective.rs).
+  collectiveConnect: (options: NativeCollectiveOptions) => Promise<NativeCollectiveHandle>;
+  collectiveClose: (h: NativeCollectiveHandle) => boolean;
+  collectiveBroadcast: (
+    h: NativeCollectiveHandle,
+    data: Uint8Array | null,
+    root: number,
+  ) => Promise<Uint8Array>;
+  collectiveAllreduceF32: (h: NativeCollectiveHandle, data: Float32Array) => Promise<Float32Array>;
+  collectiveAllreduceF64: (h: NativeCollectiveHandle, data: Float64Array) => Promise<Float64Array>;
+  collectiveBarrier: (h: NativeCollectiveHandle) => Promise<void>;
+  allreduceGrads: (h: NativeModelHandle, c: NativeCollectiveHandle) => Promise<void>;
+  applyOptimizerSharded: (
+    h: NativeModelHandle,
+    c: NativeCollectiveHandle,
+    optimizer: NativeAdamW,
+  ) => Promise<number>;
+  gatherOptimizerState: (h: NativeModelHandle, c: NativeCollectiveHandle) => Promise<void>;
+  getOptimizerShard: (h: NativeModelHandle) => Promise<NativeOptimizerShard>;
+  setOptimizerShard: (h: NativeModelHandle, shard: NativeOptimizerShard) => Promise<void>;
 }
 
 const kernelsDir = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -8,6 +8,7 @@
 //! one process.
 
 pub mod config;
+pub mod dp;
 pub mod forward;
 pub mod loss;
 pub mod params;
@@ -85,11 +86,13 @@ struct TrainState {
     adam_m: Vec<f32>,
     adam_v: Vec<f32>,
     step: u64,
+    /// The parameter range the moments cover: 0..n, or this rank's slice under ZeRO-1 (`dp.rs`).
+    shard: std::ops::Range<usize>,
 }
 
 impl TrainState {
     fn new(n: usize) -> TrainState {
-        TrainState { grads: vec![0.0; n], adam_m: vec![0.0; n], adam_v: vec![0.0; n], step: 0 }
+        TrainState { grads: vec![0.0; n], adam_m: vec![0.0; n], adam_v: vec![0.0; n], step: 0, shard: 0..n }
     }
 }
 
@@ -110,6 +113,47 @@ fn check_finite(name: &str, xs: &[f32]) -> Result<(), String> {
     match first_non_finite(xs) {
         Some(i) => Err(format!("{name}: value at index {i} is not finite ({})", xs[i])),
         None => Ok(()),
+    }
+}
+
+/// Err for hyper-parameters AdamW cannot use.
+fn check_adamw(o: &AdamWParams) -> Result<(), String> {
+    let ok = o.lr.is_finite()
+        && o.lr >= 0.0
+        && (0.0..1.0).contains(&o.beta1)
+        && (0.0..1.0).contains(&o.beta2)
+        && o.eps.is_finite()
+        && o.eps > 0.0
+        && o.weight_decay.is_finite()
+        && o.weight_decay >= 0.0
+        && o.max_grad_norm.is_finite()
+        && o.max_grad_norm >= 0.0;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid AdamW parameters: {o:?}"))
+    }
+}
+
+/// The clip factor for a global gradient norm.
+fn clip_scale(o: &AdamWParams, norm: f32) -> f32 {
+    if o.max_grad_norm > 0.0 && norm > o.max_grad_norm {
+        o.max_grad_norm / (norm + 1e-6)
+    } else {
+        1.0
+    }
+}
+
+/// The AdamW constants of step number `step` (1-based, already incremented).
+fn adamw_step(o: &AdamWParams, step: u64, gscale: f32) -> ops::AdamWStep {
+    ops::AdamWStep {
+        lr: o.lr,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        bc1: 1.0 - o.beta1.powi(step.min(1 << 30) as i32),
+        bc2: 1.0 - o.beta2.powi(step.min(1 << 30) as i32),
+        gscale,
     }
 }
 
@@ -243,7 +287,11 @@ impl Model {
 
     /// AdamW moments and step count (Err for a frozen model).
     pub fn optimizer_state(&mut self) -> Result<(&[f32], &[f32], u64), String> {
+        let n = self.params.len();
         let t = self.train_state()?;
+        if t.shard != (0..n) {
+            return Err(dp::sharded_message(&t.shard));
+        }
         Ok((&t.adam_m, &t.adam_v, t.step))
     }
     pub fn set_optimizer_state(&mut self, m: &[f32], v: &[f32], step: u64) -> Result<(), String> {
@@ -258,9 +306,10 @@ impl Model {
             return Err(format!("optimizer v: negative second moment at index {i}"));
         }
         let t = self.train_state()?;
-        t.adam_m.copy_from_slice(m);
-        t.adam_v.copy_from_slice(v);
+        t.adam_m = m.to_vec();
+        t.adam_v = v.to_vec();
         t.step = step;
+        t.shard = 0..n;
         Ok(())
     }
 
@@ -463,35 +512,19 @@ impl Model {
     pub fn clip_and_step(&mut self, opt: &AdamWParams) -> Result<f32, String> {
         self.check_trainable()?;
         let o = *opt;
-        let ok = o.lr.is_finite()
-            && o.lr >= 0.0
-            && (0.0..1.0).contains(&o.beta1)
-            && (0.0..1.0).contains(&o.beta2)
-            && o.eps.is_finite()
-            && o.eps > 0.0
-            && o.weight_decay.is_finite()
-            && o.weight_decay >= 0.0
-            && o.max_grad_norm.is_finite()
-            && o.max_grad_norm >= 0.0;
-        if !ok {
-            return Err(format!("invalid AdamW parameters: {o:?}"));
-        }
+        check_adamw(&o)?;
         let norm = self.grad_norm();
         if !norm.is_finite() {
             return Err(format!("gradient norm is not finite ({norm}); step skipped"));
         }
-        let gscale = if o.max_grad_norm > 0.0 && norm > o.max_grad_norm { o.max_grad_norm / (norm + 1e-6) } else { 1.0 };
-        let t = self.train.get_or_insert_with(|| TrainState::new(self.params.len()));
+        let gscale = clip_scale(&o, norm);
+        let n = self.params.len();
+        if let Some(t) = self.train.as_ref().filter(|t| t.shard != (0..n)) {
+            return Err(dp::sharded_message(&t.shard));
+        }
+        let t = self.train.get_or_insert_with(|| TrainState::new(n));
         t.step += 1;
-        let st = ops::AdamWStep {
-            lr: o.lr,
-            beta1: o.beta1,
-            beta2: o.beta2,
-            eps: o.eps,
-            bc1: 1.0 - o.beta1.powi(t.step.min(1 << 30) as i32),
-            bc2: 1.0 - o.beta2.powi(t.step.min(1 << 30) as i32),
-            gscale,
-        };
+        let st = adamw_step(&o, t.step, gscale);
         for p in &self.table {
             let r = p.offset..p.offset + p.len;
             let wd = if p.shape.len() >= 2 { o.weight_decay } else { 0.0 };
