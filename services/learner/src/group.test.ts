@@ -279,6 +279,8 @@ async function compareOneAndTwo(name: string, zero: boolean): Promise<void> {
       assert.ok(rel(a.gradNorm, b.gradNorm) <= 1e-4, `grad norm ${a.gradNorm} vs ${b.gradNorm}`);
     }
     assert.equal(results.at(-1)?.[1].policyVersion, 4);
+    // the formed generation's rendezvous keys are gone (a stale rank cannot dial into the group)
+    assert.deepEqual(await redis.keys(`${groupKey(leader.prefix, JOB)}:g*/*`), []);
     const pa = await (single.service.learner.job(JOB)?.model.getParams() as Promise<Float32Array>);
     const pb = await (leader.service.learner.job(JOB)?.model.getParams() as Promise<Float32Array>);
     const d = relDiff(pa, pb);
@@ -409,11 +411,9 @@ describe('learner group (2 ranks, 2 processes)', () => {
       await learner.learn(warmupTask());
       const job = learner.job(JOB);
       assert.ok(job);
-      assert.equal(
-        await metric(follower.metricsPort, 'spark_learner_policy_version'),
-        1,
-        'the follower took the warm-up',
-      );
+      await until(async () => (await metric(follower.metricsPort, 'spark_learner_policy_version')) === 1, {
+        message: 'the follower to take the warm-up',
+      });
       const before = await job.model.getParams();
       const steps = job.optimizerSteps;
       const task = await grpoTask(redis, leader.prefix, 1, job.version, 16);
@@ -442,7 +442,10 @@ describe('learner group (2 ranks, 2 processes)', () => {
       // the redelivery trains on both ranks
       const result = await learner.learn(task);
       assert.equal(result.policyVersion, task.policyVersion + 1);
-      assert.equal(await metric(follower.metricsPort, 'spark_learner_policy_version'), 2);
+      // (the follower commits right after the vote the leader returned from)
+      await until(async () => (await metric(follower.metricsPort, 'spark_learner_policy_version')) === 2, {
+        message: 'the follower at version 2',
+      });
     } finally {
       if (follower.signalCode === null) follower.kill('SIGCONT');
       await stop(follower);

@@ -106,6 +106,17 @@ local want = tonumber(ARGV[1]) + 1
 if g < want then redis.call('SET', KEYS[1], want) return want end
 return g`;
 
+/** Deletes a formed generation's rendezvous keys (`<prefix>/rank_<r>`, …; they also expire on their own). */
+async function deleteRendezvous(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  for (let i = 0; i < 1000; i++) {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}/*`, 'COUNT', 1000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+    if (cursor === '0') return;
+  }
+}
+
 /** A learner-group failure: the step is not applied on any rank, and the group re-forms. */
 export class GroupDivergedError extends FailedPreconditionError {}
 
@@ -205,8 +216,7 @@ export class JobGroup {
           // every rank finished its rendezvous: the addresses are read, so a stale rank that joins this
           // generation later finds none and times out instead of dialling a member
           await c.barrier();
-          if (config.rank === 0)
-            await redis.del(...Array.from({ length: config.worldSize }, (_, r) => `${prefix}/${r}`));
+          if (config.rank === 0) await deleteRendezvous(redis, prefix);
         } catch (err) {
           c.close();
           throw err;
