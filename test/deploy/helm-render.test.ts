@@ -409,7 +409,7 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.ok(np.ingress.some(peer), 'ranks accept each other on any port');
     assert.ok(np.egress.some(peer), 'ranks dial each other on any port');
     // one rank: no spread, no peer rules
-    const single = render('default.yaml');
+    const single = render('default.yaml', ['--set', 'networkPolicy.enabled=true']);
     const one = podSpec(find(single, 'StatefulSet', 'spark-learner')) as PodSpec & {
       topologySpreadConstraints?: unknown;
     };
