@@ -217,6 +217,7 @@ export class Learner {
 
   private async beat(every: number): Promise<void> {
     for (const [jobId, g] of [...this.groups]) {
+      if (!this.heartbeat) return; // closing
       if (this.pinging.has(jobId) || Date.now() - g.lastOp < every) continue;
       const active = await this.isActive(jobId).catch(() => true);
       if (!active) {
@@ -227,7 +228,7 @@ export class Learner {
       if (!job) continue;
       this.pinging.add(jobId);
       const run = job.tail.then(async () => {
-        if (Date.now() - g.lastOp < every) return;
+        if (!this.heartbeat || Date.now() - g.lastOp < every) return;
         try {
           const c = await g.ready();
           await c.broadcastBytes(encodeEnvelope({ kind: 'ping' }), 0);
