@@ -454,4 +454,71 @@ describe('learner group (2 ranks, 2 processes)', () => {
       await redis.quit();
     }
   });
+
+  it('ZeRO-1, a follower lost between tasks: its moments are gone, so the leader reloads the latest checkpoint and the group goes on from there', async () => {
+    const url = await testRedisUrl();
+    const redis = connectRedis(url);
+    await whenRedisReady(redis);
+    const leader = await startSide(
+      url,
+      redis,
+      'dp-zero-lost',
+      {
+        learnerRanks: 2,
+        learnerRank: 0,
+        learnerZero: true,
+        collectiveHost: '127.0.0.1',
+        collectiveTimeoutMs: TIMEOUT_MS,
+        groupFormTimeoutMs: 120_000,
+      },
+      true,
+    );
+    let follower = await spawnFollower(url, leader.prefix, 1, 2, { SPARK_LEARNER_ZERO: '1' });
+    try {
+      const learner = leader.service.learner;
+      // warm-up as the final task of its phase: a checkpoint at version 1, the moments gathered whole
+      const warm = await learner.learn({ ...warmupTask(), final: true });
+      assert.ok(warm.checkpointPath);
+      const step1 = await grpoTask(redis, leader.prefix, 1, 1);
+      assert.equal((await learner.learn(step1)).policyVersion, 2);
+      const firstSha = await redis.hget(jobKeys.policy(leader.prefix, JOB), 'sha256');
+      // the follower dies between tasks and comes back empty
+      follower.kill('SIGKILL');
+      await new Promise((r) => follower.once('exit', r));
+      follower = await spawnFollower(url, leader.prefix, 1, 2, { SPARK_LEARNER_ZERO: '1' });
+      // the next task: an attempt may first fail on the collective the dead rank left (BullMQ would retry
+      // it); the group then re-forms, finds the new rank behind and the moments sharded
+      const step2 = await grpoTask(redis, leader.prefix, 2, 2);
+      let err: unknown = null;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        err = await learner.learn(step2).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        if (err instanceof Error && /ZeRO-1/.test(err.message)) break;
+        assert.match(String(err), /COLLECTIVE|Connection closed|peer/i);
+      }
+      assert.match(String(err), /ZeRO-1.*latest checkpoint/);
+      // the leader reloaded the job from its checkpoint and recorded where it resumed (the coordinator rewinds)
+      await until(() => learner.job(JOB)?.version === 1, { timeoutMs: 60_000, message: 'the reload' });
+      const resumed = JSON.parse((await redis.get(jobKeys.resumed(leader.prefix, JOB))) ?? '{}') as {
+        version?: number;
+      };
+      assert.equal(resumed.version, 1);
+      // the coordinator's rewind deletes the abandoned step's result; the re-run of step 1 trains on both
+      // ranks again, to the same weights as the first time
+      await redis.del(jobKeys.learned(leader.prefix, JOB, 1, 'policy'));
+      const again = await learner.learn(await grpoTask(redis, leader.prefix, 1, 1));
+      assert.equal(again.policyVersion, 2);
+      assert.equal(await redis.hget(jobKeys.policy(leader.prefix, JOB), 'sha256'), firstSha);
+      await until(async () => (await metric(follower.metricsPort, 'spark_learner_policy_version')) === 2, {
+        message: 'the new follower at version 2',
+      });
+    } finally {
+      await stop(follower);
+      await leader.service.close();
+      await rm(leader.dir, { recursive: true, force: true });
+      await redis.quit();
+    }
+  });
 });
