@@ -199,16 +199,23 @@ export interface NativeBinding {
 
 const kernelsDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The napi-rs platform suffix for this process, e.g. `linux-x64-gnu`, `darwin-arm64`, `win32-x64-msvc`. */
+let triple: string | null = null;
+
+/**
+ * The napi-rs platform suffix for this process, e.g. `linux-x64-gnu`, `darwin-arm64`, `win32-x64-msvc`.
+ * Computed once: on Linux it needs `process.report.getReport()`, which takes milliseconds (it reads /proc,
+ * cgroups and the network interfaces), and `loadNative()` — called by every operation — asks for it.
+ */
 export function platformTriple(): string {
+  if (triple !== null) return triple;
   const { platform, arch } = process;
   if (platform === 'linux') {
     const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
     const abi = report.header?.glibcVersionRuntime ? 'gnu' : 'musl';
-    return `linux-${arch}-${abi}`;
-  }
-  if (platform === 'win32') return `win32-${arch}-msvc`;
-  return `${platform}-${arch}`;
+    triple = `linux-${arch}-${abi}`;
+  } else if (platform === 'win32') triple = `win32-${arch}-msvc`;
+  else triple = `${platform}-${arch}`;
+  return triple;
 }
 
 /** Where the addon is looked for: `$SPARK_KERNELS_ADDON` if set, else kernels/spark-kernels.<triple>.node. */

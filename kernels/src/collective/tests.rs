@@ -208,3 +208,85 @@ fn sharded_step_matches_unsharded() {
         }
     }
 }
+
+/// A checkpoint taken on 2 ranks (gathered optimizer state) restores onto 3 ranks: the next sharded step
+/// there equals the unsharded step from the same state.
+#[test]
+fn gathered_state_restores_onto_another_rank_count() {
+    use crate::model::{AdamWParams, Model, ModelConfig};
+    let r = redis(None);
+    let cfg = ModelConfig::preset("tiny").unwrap();
+    let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, max_grad_norm: 0.05 };
+    let grads = |rank: usize, step: usize, n: usize| -> Vec<f32> {
+        (0..n).map(|i| (((i * 31 + rank * 7 + step * 13) % 101) as f32 / 101.0 - 0.5) * 1e-3).collect()
+    };
+    let c2 = cfg.clone();
+    let saved = group(&r, 2, move |c| {
+        let mut m = Model::new(c2.clone(), 9).unwrap();
+        let n = m.num_params();
+        for step in 0..2 {
+            m.set_grads(&grads(c.rank(), step, n)).unwrap();
+            m.sharded_step(c, &opt).unwrap();
+        }
+        m.gather_optimizer_state(c).unwrap();
+        let (mm, vv, st) = m.optimizer_state().map(|(a, b, s)| (a.to_vec(), b.to_vec(), s)).unwrap();
+        (m.params().to_vec(), mm, vv, st)
+    });
+    let (p, mm, vv, st) = saved.into_iter().next().unwrap();
+    let (c3, p3, m3, v3) = (cfg.clone(), p.clone(), mm.clone(), vv.clone());
+    let out = group(&r, 3, move |c| {
+        let mut m = Model::from_params(c3.clone(), p3.clone()).unwrap();
+        m.set_optimizer_state(&m3, &v3, st).unwrap();
+        let n = m.num_params();
+        m.set_grads(&grads(c.rank(), 7, n)).unwrap();
+        m.sharded_step(c, &opt).unwrap();
+        m.params().to_vec()
+    });
+    let mut reference = Model::from_params(cfg, p).unwrap();
+    reference.set_optimizer_state(&mm, &vv, st).unwrap();
+    let n = reference.num_params();
+    let mut sum = vec![0f32; n];
+    for rank in 0..3 {
+        for (s, g) in sum.iter_mut().zip(grads(rank, 7, n)) {
+            *s += g;
+        }
+    }
+    reference.set_grads(&sum).unwrap();
+    reference.clip_and_step(&opt).unwrap();
+    for params in &out {
+        let worst = params.iter().zip(reference.params()).map(|(a, b)| ((a - b).abs() / b.abs().max(1e-6)) as f64).fold(0.0, f64::max);
+        assert!(worst <= 1e-5, "worst relative difference {worst}");
+    }
+}
+
+/// A sharded step whose collective fails leaves parameters, moments and step count unchanged.
+#[test]
+fn failed_sharded_step_changes_nothing() {
+    use crate::model::{AdamWParams, Model, ModelConfig};
+    let r = redis(None);
+    GEN.fetch_add(1, Ordering::SeqCst);
+    let cfg = ModelConfig::preset("tiny").unwrap();
+    let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, max_grad_norm: 1.0 };
+    let o1 = opts(&r, 1, 2, 2000);
+    let c1 = cfg.clone();
+    let peer = std::thread::spawn(move || {
+        let mut c = Collective::connect(&o1).unwrap();
+        let mut m = Model::new(c1, 4).unwrap();
+        m.set_grads(&vec![1e-3; m.num_params()]).unwrap();
+        m.sharded_step(&mut c, &opt).unwrap();
+        // leaves before the second step
+    });
+    let mut c = Collective::connect(&opts(&r, 0, 2, 2000)).unwrap();
+    let mut m = Model::new(cfg, 4).unwrap();
+    let n = m.num_params();
+    m.set_grads(&vec![1e-3; n]).unwrap();
+    m.sharded_step(&mut c, &opt).unwrap();
+    peer.join().unwrap();
+    let before = (m.params().to_vec(), m.optimizer_shard().map(|s| (s.offset, s.m, s.v, s.step)).ok().unwrap());
+    m.set_grads(&vec![2e-3; n]).unwrap();
+    let e = m.sharded_step(&mut c, &opt).err().expect("the peer is gone");
+    assert!(matches!(e.code, ErrorCode::CollectivePeerLost | ErrorCode::CollectiveTimeout), "{e}");
+    let after = (m.params().to_vec(), m.optimizer_shard().map(|s| (s.offset, s.m, s.v, s.step)).ok().unwrap());
+    assert!(before == after, "a failed sharded step changed the parameters or the optimizer state");
+    assert_eq!(after.1 .3, 1);
+}
