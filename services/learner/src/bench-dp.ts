@@ -5,11 +5,14 @@
 // all-reduce (or ZeRO-1 step), AdamW. R = 1 is the single learner's `trainStep`. Reports per R: the median
 // step time, the median time in collectives, the all-reduce bandwidth of a parameter-sized buffer (algbw =
 // bytes/time; busbw = algbw·2(R−1)/R, nccl-tests' definition), and the largest parameter difference after
-// the steps against R = 1. Every rank runs with SPARK_THREADS=1, so R ranks use R cores.
+// the steps against R = 1. Every rank runs with SPARK_THREADS=1, so R ranks use R cores. Unless
+// --no-collective, it also runs the kernels' collective benchmark (`pnpm bench:collective --quick`, as a
+// child process; `--torch` adds PyTorch's Gloo figure on the same machine) for each R > 1 and includes its
+// bus-bandwidth rows.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -187,6 +190,33 @@ async function runRanks(
   );
 }
 
+/** The kernels' collective benchmark (kernels/bench/collective.ts) as a child: its table and JSON. */
+async function collectiveRows(
+  ranks: number,
+  torch: boolean,
+): Promise<{ ranks: number; result: unknown; table: string }> {
+  const bench = join(
+    dirname(fileURLToPath(import.meta.resolve('@spark/kernels'))),
+    '..',
+    'bench',
+    'collective.ts',
+  );
+  const dir = await mkdtemp(join(tmpdir(), 'spark-bench-coll-'));
+  const json = join(dir, 'collective.json');
+  try {
+    const args = ['--import', 'tsx', bench, '--quick', '--ranks', String(ranks), '--json', json];
+    if (!torch) args.push('--no-torch');
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let table = '';
+    child.stdout.on('data', (d: Buffer) => (table += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    if (code !== 0) throw new Error(`bench:collective exited with ${code}`);
+    return { ranks, result: JSON.parse(await readFile(json, 'utf8')) as unknown, table: table.trim() };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -202,6 +232,8 @@ async function main(): Promise<void> {
       seqs: { type: 'string', default: '32' },
       preset: { type: 'string', default: 'small' },
       zero: { type: 'string', default: '0' },
+      'no-collective': { type: 'boolean', default: false },
+      torch: { type: 'boolean', default: false },
     },
   });
   if (values.worker) return worker(values as unknown as Record<string, string>);
@@ -280,6 +312,11 @@ async function main(): Promise<void> {
   } finally {
     await rm(out, { recursive: true, force: true });
   }
+  const collective: { ranks: number; result: unknown; table: string }[] = [];
+  if (!values['no-collective']) {
+    for (const r of ranks.filter((x) => x > 1))
+      collective.push(await collectiveRows(r, values.torch ?? false));
+  }
   const lines = [
     `bench:dp  preset ${preset}, ${seqs} sequences per step, ${steps} timed steps, 1 thread per rank`,
     'ranks zero  step ms  collective ms  all-reduce ms  algbw GB/s  busbw GB/s  max |Δθ| (/max|θ|)  ‖Δθ‖/‖θ‖',
@@ -288,8 +325,14 @@ async function main(): Promise<void> {
         `${String(r.ranks).padStart(5)} ${(r.zero ? 'yes' : 'no').padEnd(4)} ${r.stepMs.toFixed(1).padStart(8)} ${r.collectiveMs.toFixed(2).padStart(14)} ${r.allreduceMs.toFixed(2).padStart(14)} ${r.algbwGBs.toFixed(3).padStart(11)} ${r.busbwGBs.toFixed(3).padStart(11)}  ${r.maxParamDiff.toExponential(2)} (${r.maxParamDiffRelative.toExponential(2)})  ${r.paramDiffNormRelative.toExponential(2)}`,
     ),
   ];
+  for (const c of collective)
+    lines.push('', `collective layer (pnpm bench:collective --quick --ranks ${c.ranks}):`, c.table);
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (values.json) await writeFile(values.json, `${JSON.stringify({ rows }, null, 2)}\n`);
+  if (values.json)
+    await writeFile(
+      values.json,
+      `${JSON.stringify({ rows, collective: collective.map((c) => ({ ranks: c.ranks, ...(c.result as object) })) }, null, 2)}\n`,
+    );
   process.exit(0);
 }
 
