@@ -24,6 +24,7 @@ import {
 } from '@spark/contract';
 import { charTokenizer, renderPromptTokens } from '@spark/method/tokenizers';
 import { loadConfig } from '@spark/runtime/config';
+import { checkHealth } from '@spark/runtime/grpc';
 import { createLogger } from '@spark/runtime/logging';
 import { JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, defaultJobOptions, type Redis } from '@spark/runtime/redis';
@@ -105,7 +106,7 @@ async function spawnFollower(
   rank: number,
   ranks: number,
   extra: Record<string, string> = {},
-): Promise<ChildProcess & { metricsPort: number }> {
+): Promise<ChildProcess & { metricsPort: number; grpcPort: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'main.ts')], {
     cwd: join(here, '..'),
     env: {
@@ -124,16 +125,16 @@ async function spawnFollower(
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const ready = await new Promise<{ metricsPort: number }>((resolve, reject) => {
+  const ready = await new Promise<{ metricsPort: number; grpcPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('follower: no READY line within 60 s')), 60_000);
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       if (!line.startsWith('READY ')) return;
       clearTimeout(timer);
-      resolve(JSON.parse(line.slice(6)) as { metricsPort: number });
+      resolve(JSON.parse(line.slice(6)) as { metricsPort: number; grpcPort: number });
     });
     child.once('exit', (code) => reject(new Error(`follower exited with ${code} before READY`)));
   });
-  return Object.assign(child, { metricsPort: ready.metricsPort });
+  return Object.assign(child, { metricsPort: ready.metricsPort, grpcPort: ready.grpcPort });
 }
 
 /** One unlabelled sample of a process's /metrics. */
@@ -339,6 +340,13 @@ describe('learner group (2 ranks, 2 processes)', () => {
       true,
     );
     let follower = await spawnFollower(url, leader.prefix, 1, 2);
+    // a follower serves gRPC health (the pod's probes) but no PolicyService
+    const health = { token: null, defaultDeadlineMs: 5_000 };
+    assert.equal(await checkHealth(`127.0.0.1:${follower.grpcPort}`, health), 'SERVING');
+    await assert.rejects(
+      checkHealth(`127.0.0.1:${follower.grpcPort}`, { ...health, service: 'spark.v1.PolicyService' }),
+      /NOT_FOUND|unknown|not found/i,
+    );
     const queue = createQueue<LearnTask>(queueName('learn', JOB), {
       url,
       prefix: leader.prefix,
