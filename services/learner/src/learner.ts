@@ -321,9 +321,10 @@ export class Learner {
     if (group) {
       // the group takes the task together: broadcast it (with the verified groups read here), bring
       // followers that are behind to this rank's state
+      // groups not verified yet fail the attempt before the group takes part (it stays formed)
+      groupsRaw = task.phase === 'warmup' || task.phase === 'checkpoint' ? [] : await this.readGroups(task);
       c = await group.ready();
       try {
-        groupsRaw = task.phase === 'warmup' || task.phase === 'checkpoint' ? [] : await this.readGroups(task);
         await c.broadcastBytes(
           encodeEnvelope({ kind: 'task', task, groups: groupsRaw, leader: await this.leaderState(job) }),
           0,
