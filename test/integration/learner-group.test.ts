@@ -2,7 +2,8 @@
 // (`learner`) and a follower (`learner-rank-1`) as separate processes beside the coordinator, rollout,
 // verifier and reward-synthesis; a short SPARK job (warm-up, policy and reward phases) trains to SUCCEEDED,
 // and both ranks took part in every update (the follower's /metrics: its policy version is the job's last,
-// and it spent time in the gradient collectives).
+// and it spent time in the gradient collectives). Then a follower SIGKILLed in the middle of a job and
+// restarted: the job still SUCCEEDS, the group having re-formed.
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -73,5 +74,42 @@ describe('the cluster with a 2-rank learner group', () => {
     assert.equal(sample(f, 'spark_learner_policy_version'), version, 'the follower holds the same version');
     assert.ok((sample(f, 'spark_learner_collective_seconds_count') ?? 0) > 0, 'the follower ran collectives');
     assert.ok((sample(f, 'spark_learner_group_formations_total') ?? 0) >= 1);
+  });
+
+  it('a follower SIGKILLed during a job and restarted: the group re-forms and the job SUCCEEDS', async () => {
+    const leader = cluster.children.find((c) => c.name === 'learner');
+    const leaderMetrics = async () =>
+      (await fetch(`http://127.0.0.1:${String(leader?.ready.metricsPort)}/metrics`)).text();
+    const formedBefore = sample(await leaderMetrics(), 'spark_learner_group_formations_total') ?? 0;
+    const { jobId } = await client.submit({
+      ...JOB,
+      name: 'learner-group-kill',
+      warmupSteps: 4,
+      maxSteps: 3,
+    });
+    const outcome = Promise.race([
+      followJob(client, jobId, { out: null }),
+      cluster.failure.then((f) => {
+        throw new Error(`${f.name} died during the job (${f.signal ?? f.code}):\n${f.logTail}`);
+      }),
+    ]);
+    // a labelled counter: sum its series
+    const sum = (text: string, name: string) =>
+      [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    const start = sum(await leaderMetrics(), 'spark_learner_updates_total');
+    const deadline = Date.now() + 120_000;
+    while (sum(await leaderMetrics(), 'spark_learner_updates_total') < start + 2) {
+      assert.ok(Date.now() < deadline, 'the job made no two updates in 120 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(cluster.kill('learner-rank-1', 'SIGKILL'));
+    await cluster.restart('learner-rank-1');
+    const done = await outcome;
+    assert.equal(done.state, 'SUCCEEDED', done.status.message);
+    const formedAfter = sample(await leaderMetrics(), 'spark_learner_group_formations_total') ?? 0;
+    assert.ok(formedAfter > formedBefore, `the group re-formed (${formedBefore} → ${formedAfter})`);
   });
 });
