@@ -136,7 +136,7 @@ describe('helm chart', () => {
     const fails = [...text.matchAll(/fail (?:\(printf )?"spark: ([^"]+)"/g)].map((m) => m[1]!);
     for (const needle of [
       'need credentials', // no token and no mTLS outside local mode
-      'learner.replicas must be 1', // multi-rank learner without NCCL support
+      'learner.replicas (the learner group', // a group of no ranks, or beyond 64
       'redis.bundled.password', // password-less Redis
       'set redis.url', // no Redis at all
       'tls.secretName',
@@ -166,7 +166,7 @@ describe('helm chart', () => {
     assert.ok(hasPath(values, 'learner.nodeSelector'));
   });
 
-  it('sets only SPARK_* variables that are config keys of every service', () => {
+  it('sets only SPARK_* variables that are config keys of every service', async () => {
     const base = baseEnvNames();
     const texts = [
       ...templateFiles().map((t) => ({ name: t.name, text: t.text })),
@@ -182,6 +182,10 @@ describe('helm chart', () => {
       ],
     };
     const native = new Set<string>();
+    // The learner's own key set per pod (its pod IP, in the container helper's learner-only block).
+    const learnerKeys = await serviceConfigKeys('learner');
+    assert.ok(learnerKeys?.has('collectiveHost'), 'collectiveHost is a learner config key');
+    native.add('SPARK_COLLECTIVE_HOST');
     for (const [n, [file, needle]] of Object.entries(readers)) {
       assert.ok(readFileSync(file, 'utf8').includes(needle), `${file} reads ${n} (${needle})`);
       native.add(n);

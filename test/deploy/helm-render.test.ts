@@ -360,6 +360,64 @@ describe('helm chart (rendered)', { skip }, () => {
     assert.ok(find(objs, 'NetworkPolicy', 'spark-redis'));
   });
 
+  it('learner group: ranks = replicas, rank 0 alone behind the PolicyService Service, pod IPs for Gloo, /dev/shm in memory, spread over nodes, peers allowed', () => {
+    const objs = render('learner-group.yaml');
+    const sts = find(objs, 'StatefulSet', 'spark-learner');
+    assert.equal(sts.spec?.replicas, 4);
+    assert.equal(sts.spec?.serviceName, 'spark-learner-headless');
+    const config = find(objs, 'ConfigMap', 'spark-learner').data ?? {};
+    assert.equal(config.SPARK_LEARNER_RANKS, '4');
+    assert.equal(config.SPARK_LEARNER_ZERO, 'true');
+    assert.equal(config.SPARK_COLLECTIVE_TIMEOUT_MS, '120000');
+    const pod = podSpec(sts) as PodSpec & {
+      volumes: { name: string; emptyDir?: { medium?: string; sizeLimit?: string } }[];
+      topologySpreadConstraints?: { topologyKey: string; maxSkew: number; whenUnsatisfiable: string }[];
+    };
+    const env = pod.containers[0]!.env ?? [];
+    assert.deepEqual(env.find((e) => e.name === 'POD_IP')?.valueFrom, {
+      fieldRef: { fieldPath: 'status.podIP' },
+    });
+    assert.equal(env.find((e) => e.name === 'SPARK_COLLECTIVE_HOST')?.value, '$(POD_IP)');
+    assert.deepEqual(pod.volumes.find((v) => v.name === 'dshm')?.emptyDir, {
+      medium: 'Memory',
+      sizeLimit: '2Gi',
+    });
+    const mounts = (pod.containers[0] as Container & { volumeMounts: { name: string; mountPath: string }[] })
+      .volumeMounts;
+    assert.equal(mounts.find((m) => m.name === 'dshm')?.mountPath, '/dev/shm');
+    assert.deepEqual(
+      pod.topologySpreadConstraints?.map((t) => [t.topologyKey, t.maxSkew, t.whenUnsatisfiable]),
+      [['kubernetes.io/hostname', 1, 'DoNotSchedule']],
+    );
+    const svc = find(objs, 'Service', 'spark-learner').spec as { selector: Record<string, string> };
+    assert.equal(svc.selector['statefulset.kubernetes.io/pod-name'], 'spark-learner-0');
+    const headless = find(objs, 'Service', 'spark-learner-headless').spec as {
+      selector: Record<string, string>;
+    };
+    assert.equal(
+      headless.selector['statefulset.kubernetes.io/pod-name'],
+      undefined,
+      'every rank has a DNS name',
+    );
+    const np = find(objs, 'NetworkPolicy', 'spark-learner').spec as {
+      ingress: { from: { podSelector: { matchLabels: Record<string, string> } }[]; ports?: unknown[] }[];
+      egress: { to: { podSelector?: { matchLabels: Record<string, string> } }[]; ports?: unknown[] }[];
+    };
+    const peer = (r: { ports?: unknown[]; from?: unknown; to?: unknown }) =>
+      r.ports === undefined &&
+      JSON.stringify(r.from ?? r.to).includes('"app.kubernetes.io/component":"learner"');
+    assert.ok(np.ingress.some(peer), 'ranks accept each other on any port');
+    assert.ok(np.egress.some(peer), 'ranks dial each other on any port');
+    // one rank: no spread, no peer rules
+    const single = render('default.yaml', ['--set', 'networkPolicy.enabled=true']);
+    const one = podSpec(find(single, 'StatefulSet', 'spark-learner')) as PodSpec & {
+      topologySpreadConstraints?: unknown;
+    };
+    assert.equal(one.topologySpreadConstraints, undefined);
+    const np1 = find(single, 'NetworkPolicy', 'spark-learner').spec as { ingress: { ports?: unknown[] }[] };
+    assert.ok(np1.ingress.every((r) => r.ports !== undefined));
+  });
+
   it('GPU learner group: GPUs requested and limited, the GPU toleration only where GPUs are, per-component images', () => {
     const objs = render('gpu-learner.yaml');
     const learner = podSpec(find(objs, 'StatefulSet', 'spark-learner'));
@@ -546,7 +604,8 @@ describe('helm chart (rendered)', { skip }, () => {
       [[], /need credentials/],
       [['--set', 'auth.token=short'], /at least 16 characters|minLength|auth\/token/],
       [['--set', 'redis.url=http://x'], /redis:\/\/ or rediss:\/\/|redis\/url/],
-      [['--set', 'learner.replicas=2'], /learner\.replicas must be 1/],
+      [['--set', 'learner.replicas=65'], /learner\.replicas|maximum/],
+      [['--set', 'learner.group.topologySpread.whenUnsatisfiable=Maybe'], /whenUnsatisfiable|enum/],
       [['--set', 'coordinator.replicas=2'], /coordinator\.replicas must be 1/],
       [['--set', 'rollout.replicas=0'], /rollout\.replicas must be at least 1/],
       [['--set', 'rollout.autoscaling.enabled=true'], /autoscaling\.prometheusServerAddress/],

@@ -5,7 +5,15 @@ import { describe, it } from 'node:test';
 
 import type { VerifiedGroup } from '@spark/contract';
 
-import { grpoSequences, microBatches, optimizerBatches, sftSequences, tokenCount } from './batches.js';
+import {
+  grpoSequences,
+  microBatches,
+  optimizerBatches,
+  responseTokenCount,
+  sftSequences,
+  splitByTokens,
+  tokenCount,
+} from './batches.js';
 import { groupAdvantages, prng } from './grpo.js';
 
 function group(id: string, version: number, rewards: (0 | 1)[], prompt = [5, 6], len = 3): VerifiedGroup {
@@ -121,5 +129,56 @@ describe('optimizerBatches', () => {
       other.flat(2).map((s) => s.tokens[0]),
       a.flat(2).map((s) => s.tokens[0]),
     );
+  });
+});
+
+describe("splitByTokens (the learner group's shares)", () => {
+  it('balances tokens over the ranks, keeps every sequence once and the minibatch order inside a share', () => {
+    const mb = [seq(10, 0), seq(3, 1), seq(8, 2), seq(7, 3), seq(2, 4), seq(6, 5)];
+    const shares = splitByTokens(mb, 2);
+    assert.equal(shares.length, 2);
+    // longest first to the least-loaded rank: 10→r0, 8→r1, 7→r1, 6→r0, 3→r1, 2→r0 (18 tokens each)
+    assert.deepEqual(
+      shares.map((s) => s.map((x) => x.tokens[0])),
+      [
+        [0, 4, 5],
+        [1, 2, 3],
+      ],
+    );
+    const loads = shares.map(tokenCount);
+    assert.equal(loads[0]! + loads[1]!, tokenCount(mb));
+    assert.deepEqual(loads, [18, 18]);
+    assert.deepEqual(new Set(shares.flat()), new Set(mb));
+    assert.equal(shares.flat().length, mb.length);
+  });
+
+  it('is deterministic and a single rank gets the whole minibatch in order', () => {
+    const rand = prng(7);
+    const mb = Array.from({ length: 40 }, (_, i) => seq(1 + Math.floor(rand() * 30), i));
+    assert.deepEqual(splitByTokens(mb, 3), splitByTokens(mb, 3));
+    assert.deepEqual(splitByTokens(mb, 1), [mb]);
+    const loads = splitByTokens(mb, 3).map(tokenCount);
+    const max = Math.max(...mb.map((s) => s.tokens.length));
+    assert.ok(Math.max(...loads) - Math.min(...loads) <= max, `within one sequence: ${loads.join(', ')}`);
+  });
+
+  it('leaves ranks empty when there are fewer sequences than ranks; the response tokens still add up', () => {
+    const mb = [seq(5, 0), seq(9, 1)];
+    const shares = splitByTokens(mb, 4);
+    assert.deepEqual(
+      shares.map((s) => s.length),
+      [1, 1, 0, 0],
+    );
+    assert.equal(shares[0]?.[0]?.tokens.length, 9, 'the longest goes to rank 0');
+    assert.deepEqual(splitByTokens([], 3), [[], [], []]);
+    assert.equal(
+      shares.reduce((n, s) => n + responseTokenCount(s), 0),
+      responseTokenCount(mb),
+    );
+    assert.equal(responseTokenCount(mb), 4 + 8);
+  });
+
+  it('rejects a world size below 1', () => {
+    assert.throws(() => splitByTokens([seq(3)], 0), /ranks must be ≥ 1/);
   });
 });

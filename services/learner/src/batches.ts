@@ -119,3 +119,37 @@ export function optimizerBatches<S extends { readonly tokens: ArrayLike<number> 
   const order = shuffled(sequences, mixSeed(options.seed, options.step, options.phase, 'shuffle'));
   return chunks(order, options.miniBatchSize).map((mb) => microBatches(mb, options.microBatchSize));
 }
+
+/** Response tokens of a batch: what the loss is a token mean over (tokens after each prompt). */
+export function responseTokenCount(
+  batch: readonly { readonly tokens: ArrayLike<number>; readonly promptLen: number }[],
+): number {
+  return batch.reduce((n, s) => n + s.tokens.length - s.promptLen, 0);
+}
+
+/**
+ * A minibatch's share of each rank of a learner group, balanced by token count (the forward and backward
+ * cost): longest sequence first (ties: the earlier one), each to the rank with the fewest tokens so far
+ * (ties: the lower rank). Deterministic in the minibatch alone, so every rank computes the same split;
+ * inside a share the minibatch's order is kept. With fewer sequences than ranks some shares are empty
+ * (those ranks contribute zero gradients).
+ */
+export function splitByTokens<S extends { readonly tokens: ArrayLike<number> }>(
+  minibatch: readonly S[],
+  ranks: number,
+): S[][] {
+  if (!Number.isInteger(ranks) || ranks < 1)
+    throw new InvalidArgumentError(`ranks must be ≥ 1, got ${ranks}`);
+  const order = minibatch.map((s, i) => ({ i, n: s.tokens.length })).sort((a, b) => b.n - a.n || a.i - b.i);
+  const load = new Array<number>(ranks).fill(0);
+  const owner = new Array<number>(minibatch.length).fill(0);
+  for (const { i, n } of order) {
+    let best = 0;
+    for (let r = 1; r < ranks; r++) if ((load[r] as number) < (load[best] as number)) best = r;
+    owner[i] = best;
+    load[best] = (load[best] as number) + n;
+  }
+  const shares: S[][] = Array.from({ length: ranks }, () => []);
+  minibatch.forEach((s, i) => (shares[owner[i] as number] as S[]).push(s));
+  return shares;
+}

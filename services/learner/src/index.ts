@@ -14,10 +14,14 @@ import { startWorkerService, type ServiceDeps, type WorkerService } from '@spark
 import { objectStoreShape, s3StoreFrom } from '@spark/runtime/storage';
 import { DEVICE_PATTERN, parseDevice } from '@spark/kernels';
 
+import type { ConnectCollective } from './group.js';
+
+import { FollowerRank } from './follower.js';
 import { learnWorkers } from './learn-worker.js';
 import { Learner } from './learner.js';
 import { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
 import { policyServiceImpl, PolicyServiceFast } from './policy-service.js';
+import { resolveRank } from './ranks.js';
 
 export {
   Learner,
@@ -38,6 +42,9 @@ export {
   type TrainerState,
 } from './checkpoint.js';
 export { createLearnerMetrics, type LearnerMetrics } from './metrics.js';
+export { resolveRank, type RankAssignment } from './ranks.js';
+export { splitByTokens, responseTokenCount } from './batches.js';
+export { groupKey, type ConnectCollective, type GroupConfig } from './group.js';
 export { serializePolicyResponse, PolicyServiceFast } from './policy-service.js';
 
 /**
@@ -76,11 +83,26 @@ export const learnerConfigShape = {
   device: z.string().regex(DEVICE_PATTERN, "must be 'cpu' or 'cuda:N' (N = 0..1023)").default('cpu'),
   /** An S3-API store every checkpoint is also published to (SPARK_STORE_*; no bucket = none). */
   ...objectStoreShape,
+  /** Ranks of the learner group training each job together (the world size); 1 = a single learner. */
+  learnerRanks: z.number().int().min(1).max(1024).default(1),
+  /** This process's rank; -1: the ordinal of a StatefulSet pod's hostname (`<name>-<n>`), or 0 alone. */
+  learnerRank: z.number().int().min(-1).max(1023).default(-1),
+  /** ZeRO-1: AdamW moments partitioned over the ranks (each rank updates its slice of the parameters). */
+  learnerZero: z.boolean().default(false),
+  /** Time-out of every collective operation (and of the rendezvous) of the learner group, in ms. */
+  collectiveTimeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
+  /** How long a task waits for the learner group to (re-)form before its attempt fails, in ms. */
+  groupFormTimeoutMs: z.number().int().min(100).max(3_600_000).default(300_000),
+  /** Address the collective's transport binds and advertises (default: the hostname). */
+  collectiveHost: z.string().max(253).default(''),
 };
 
 export type LearnerConfig = ConfigOf<typeof learnerConfigShape>;
 
-export type LearnerDeps = ServiceDeps;
+export interface LearnerDeps extends ServiceDeps {
+  /** How a rank of a learner group connects its Collective (default: `Collective.connect`). */
+  connect?: ConnectCollective;
+}
 
 /** The started learner (grpcPort, metricsPort, logger, serviceMetrics and close() come with the skeleton). */
 export type LearnerService = WorkerService<{
@@ -101,6 +123,7 @@ function dialAddress(grpcHost: string, port: number): string {
 
 /** Starts the learner: Redis, PolicyService, /metrics, then the per-job learn workers. */
 export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}): Promise<LearnerService> {
+  const ranks = resolveRank(config);
   return startWorkerService(
     {
       name: 'learner',
@@ -123,8 +146,51 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
           maxModels: config.maxModels,
           maxSequencesPerTask: config.maxSequencesPerTask,
           device: parseDevice(config.device),
+          group:
+            ranks.worldSize > 1
+              ? {
+                  config: {
+                    rank: ranks.rank,
+                    worldSize: ranks.worldSize,
+                    zero: config.learnerZero,
+                    timeoutMs: config.collectiveTimeoutMs,
+                    formTimeoutMs: config.groupFormTimeoutMs,
+                    host: config.collectiveHost,
+                    redisUrl: ctx.redisUrl,
+                  },
+                  ...(deps.connect ? { connect: deps.connect } : {}),
+                }
+              : null,
         });
         lifecycle.add('learner', () => learner.close());
+        if (ranks.worldSize > 1)
+          logger.info(
+            { rank: ranks.rank, worldSize: ranks.worldSize, source: ranks.source },
+            'learner group rank',
+          );
+        if (learner.isFollower) {
+          // a follower: no queue, no PolicyService, no checkpoints; it trains what the leader broadcasts
+          const follower = new FollowerRank({
+            learner,
+            redis,
+            prefix: config.redisPrefix,
+            logger,
+            pollMs: config.activePollMs,
+          });
+          return {
+            grpcServices: [],
+            processors: [['follower', follower]],
+            ready: () => ({ rank: ranks.rank, worldSize: ranks.worldSize }),
+            extra: () => ({
+              get address() {
+                return address();
+              },
+              learner,
+              metrics,
+            }),
+          };
+        }
+        learner.startHeartbeat();
         const workers = learnWorkers(ctx, {
           learner,
           pollMs: config.activePollMs,
@@ -146,7 +212,10 @@ export async function startLearner(config: LearnerConfig, deps: LearnerDeps = {}
             },
           ],
           processors: [['workers', workers]],
-          ready: () => ({ address: address() }),
+          ready: () => ({
+            address: address(),
+            ...(ranks.worldSize > 1 ? { rank: ranks.rank, worldSize: ranks.worldSize } : {}),
+          }),
           extra: () => ({
             get address() {
               return address();

@@ -83,6 +83,11 @@ export interface JobRegistryOptions {
   publish: (job: JobModel) => Promise<unknown>;
   /** The object store checkpoints are published to: a job without a local checkpoint resumes from it. */
   checkpointStore?: ObjectStore | null;
+  /**
+   * A follower rank of a learner group: jobs are created from their spec only (no checkpoint read, no
+   * resume record, nothing published) and brought to the leader's state over the collective.
+   */
+  follower?: boolean;
 }
 
 export class JobRegistry {
@@ -171,6 +176,17 @@ export class JobRegistry {
     await this.evictFor(jobId);
 
     let job: JobModel;
+    if (this.options.follower) {
+      job = new JobModel(jobId, spec, await this.specModel(jobId, spec), schedule, checkpointDir);
+      if (this.closed) {
+        job.free();
+        throw new FailedPreconditionError('learner is shutting down');
+      }
+      this.jobs.set(jobId, job);
+      metrics.modelsLoaded.set(this.jobs.size);
+      logger.info({ job: jobId }, 'job model created (follower rank: synchronised from the leader)');
+      return job;
+    }
     const store = this.options.checkpointStore;
     if (store) {
       const restored = await restoreCheckpoint(store, jobId, checkpointDir, MAX_RESTORE_FILE_BYTES);
@@ -193,24 +209,9 @@ export class JobRegistry {
         'job model resumed from its checkpoint',
       );
     } else {
-      const source = spec.model || 'tiny';
-      let model: Model;
-      if (presetNames().includes(source)) {
-        if (!Number.isSafeInteger(spec.seed) || spec.seed < 0)
-          throw new InvalidArgumentError(`job ${jobId}: seed must be an integer in [0, 2^53)`);
-        model = await Model.create(source as 'tiny', spec.seed, { device: this.options.device });
-      } else {
-        try {
-          await access(join(source, CHECKPOINT_FILES.config));
-        } catch {
-          throw new InvalidArgumentError(
-            `job ${jobId}: model "${source}" is neither a preset (${presetNames().join(', ')}) nor a checkpoint directory`,
-          );
-        }
-        model = await Model.load(source, { device: this.options.device });
-      }
+      const model = await this.specModel(jobId, spec);
       job = new JobModel(jobId, spec, model, schedule, checkpointDir);
-      logger.info({ job: jobId, model: source, params: model.numParams }, 'job model created');
+      logger.info({ job: jobId, model: spec.model || 'tiny', params: model.numParams }, 'job model created');
     }
     if (this.closed) {
       job.free();
@@ -245,6 +246,24 @@ export class JobRegistry {
     this.jobs.set(jobId, job);
     metrics.modelsLoaded.set(this.jobs.size);
     return job;
+  }
+
+  /** The spec's model: a preset made from the seed, or a checkpoint directory. */
+  private async specModel(jobId: string, spec: JobSpec): Promise<Model> {
+    const source = spec.model || 'tiny';
+    if (presetNames().includes(source)) {
+      if (!Number.isSafeInteger(spec.seed) || spec.seed < 0)
+        throw new InvalidArgumentError(`job ${jobId}: seed must be an integer in [0, 2^53)`);
+      return Model.create(source as 'tiny', spec.seed, { device: this.options.device });
+    }
+    try {
+      await access(join(source, CHECKPOINT_FILES.config));
+    } catch {
+      throw new InvalidArgumentError(
+        `job ${jobId}: model "${source}" is neither a preset (${presetNames().join(', ')}) nor a checkpoint directory`,
+      );
+    }
+    return Model.load(source, { device: this.options.device });
   }
 
   /** Frees the least recently used job models that are not active, to stay under maxModels. */

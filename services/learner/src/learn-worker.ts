@@ -46,6 +46,8 @@ export function learnWorkers(
       workerOptions: { concurrency: 1, lockDuration: options.lockMs },
       // load the model (and publish version 0) as soon as the job is active, so samplers can fetch it
       onJob: (jobId) => {
+        // a learner group's leader forms the job's group now (its heartbeat keeps it formed)
+        learner.group(jobId);
         learner
           .ensureJob(jobId)
           .catch((err: unknown) => host.logger.error({ err, job: jobId }, 'cannot load job model'));

@@ -28,6 +28,9 @@ export interface LearnerMetrics {
   readonly modelsLoaded: Gauge;
   readonly checkpoints: Counter;
   readonly checkpointSeconds: Histogram;
+  readonly collectiveSeconds: Histogram;
+  readonly groupFormations: Counter;
+  readonly groupDisagreements: Counter;
 }
 
 export function createLearnerMetrics(m: ServiceMetrics): LearnerMetrics {
@@ -113,6 +116,19 @@ export function createLearnerMetrics(m: ServiceMetrics): LearnerMetrics {
       labelNames: ['outcome'] as const,
     }),
     modelsLoaded: m.gauge({ name: 'loaded_models', help: 'Job models held in memory' }),
+    collectiveSeconds: m.histogram({
+      name: 'collective_seconds',
+      help: "Time of one update in the learner group's gradient collectives (all-reduce or ZeRO-1 step and the loss sums)",
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    }),
+    groupFormations: m.counter({
+      name: 'group_formations_total',
+      help: "Times this rank formed or re-formed a job's learner group (a new generation)",
+    }),
+    groupDisagreements: m.counter({
+      name: 'group_disagreements_total',
+      help: 'Updates failed because ranks of the learner group disagreed on the policy version or weights',
+    }),
     checkpoints: m.counter({ name: 'checkpoints_total', help: 'Checkpoints written' }),
     checkpointSeconds: m.histogram({
       name: 'checkpoint_seconds',

@@ -2,7 +2,7 @@
 // the optimizer-step counters, the policy version, the snapshots and the RL reference — is saved when it
 // begins, so a failed update, publish or checkpoint rolls the job back exactly to where it was and a
 // retried task trains from the same point. `commit()` keeps the new state and releases the saved copies.
-import type { OptimizerState } from '@spark/kernels';
+import type { OptimizerShard, OptimizerState } from '@spark/kernels';
 
 import type { JobModel } from './job-registry.js';
 
@@ -10,7 +10,9 @@ export type TransactionState = 'open' | 'committed' | 'rolled-back';
 
 interface Saved {
   readonly params: Float32Array;
-  readonly optimizer: OptimizerState;
+  /** The whole AdamW state, or (a ZeRO-1 rank) this rank's slice of it. */
+  readonly optimizer: OptimizerState | OptimizerShard;
+  readonly sharded: boolean;
   readonly version: number;
   readonly optimizerSteps: number;
   readonly rlOptimizerSteps: number;
@@ -31,16 +33,20 @@ export class UpdateTransaction {
 
   /**
    * Saves the job's state. The weights come from the published snapshot of the current version when the
-   * job holds one (the same bytes, no extra copy from the native model), else from the model itself.
+   * job holds one (the same bytes, no extra copy from the native model), else from the model itself. A rank of
+   * a ZeRO-1 learner group (`sharded`) saves its slice of the AdamW state (the whole state until its first
+   * sharded step).
    */
-  static async begin(job: JobModel): Promise<UpdateTransaction> {
+  static async begin(job: JobModel, options: { sharded?: boolean } = {}): Promise<UpdateTransaction> {
+    const sharded = options.sharded ?? false;
     const snap = job.snapshot(job.version);
     const params = snap
       ? new Float32Array(snap.bytes.buffer, snap.bytes.byteOffset, snap.bytes.length / 4).slice()
       : await job.model.getParams();
     return new UpdateTransaction(job, {
       params,
-      optimizer: await job.model.getOptimizerState(),
+      optimizer: sharded ? await job.model.getOptimizerShard() : await job.model.getOptimizerState(),
+      sharded,
       version: job.version,
       optimizerSteps: job.optimizerSteps,
       rlOptimizerSteps: job.rlOptimizerSteps,
@@ -89,7 +95,8 @@ export class UpdateTransaction {
       job.reference = null;
     }
     await job.model.setParams(saved.params);
-    await job.model.setOptimizerState(saved.optimizer);
+    if (saved.sharded) await job.model.setOptimizerShard(saved.optimizer as OptimizerShard);
+    else await job.model.setOptimizerState(saved.optimizer);
     job.optimizerSteps = saved.optimizerSteps;
     job.rlOptimizerSteps = saved.rlOptimizerSteps;
     job.version = saved.version;

@@ -57,6 +57,10 @@ learner:
   {{- include "spark.storeConfig" . | nindent 2 }}
   {{- end }}
   advertiseAddress: {{ printf "%s-learner.%s.svc:%d" (include "spark.fullname" .) .Release.Namespace (int .Values.ports.grpc) | quote }}
+  learnerRanks: {{ int .Values.learner.replicas }}
+  learnerZero: {{ .Values.learner.group.zero }}
+  collectiveTimeoutMs: {{ int .Values.learner.group.collectiveTimeoutMs }}
+  groupFormTimeoutMs: {{ int .Values.learner.group.formTimeoutMs }}
 {{- end }}
 
 {{/* The object-store config keys of the services that use it: learner and rollout (checkpoints), coordinator
@@ -283,6 +287,15 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
           resource: limits.cpu
           divisor: '1'
       {{- end }}
+    {{- if eq .key "learner" }}
+    {{- /* The group's peers dial each rank at its pod IP (Gloo's TCP pairs, ephemeral ports). */}}
+    - name: POD_IP
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIP
+    - name: SPARK_COLLECTIVE_HOST
+      value: $(POD_IP)
+    {{- end }}
     {{- with $svc.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -361,6 +374,8 @@ Config comes from the shared ConfigMap, the service's own ConfigMap and the Secr
     {{- if eq .key "learner" }}
     - name: checkpoints
       mountPath: {{ $root.Values.learner.persistence.mountPath }}
+    - name: dshm
+      mountPath: /dev/shm
     {{- end }}
     {{- if eq .key "coordinator" }}
     - name: datasets

@@ -46,6 +46,7 @@ interface UpOptions {
   redisUrl?: string;
   rolloutWorkers: number;
   verifierWorkers: number;
+  learnerRanks: number;
   dataDir: string;
   port: number;
   prefix: string;
@@ -76,6 +77,7 @@ export function register(program: Command): void {
     .option('--redis-url <url>', 'use this Redis instead of a private redis-server (also: REDIS_URL)')
     .option('--rollout-workers <n>', 'rollout worker processes', intOption(1, 16), 1)
     .option('--verifier-workers <n>', 'verifier worker processes', intOption(1, 16), 1)
+    .option('--learner-ranks <n>', 'ranks of the learner group (data parallelism)', intOption(1, 16), 1)
     .option('--data-dir <dir>', 'where logs, checkpoints and cluster.json go', DEFAULT_DATA_DIR)
     .option('--port <port>', 'coordinator JobService port (0 = any free port)', intOption(0, 65535), 0)
     .option('--prefix <prefix>', 'Redis key prefix shared by the services', 'spark')
@@ -93,6 +95,7 @@ export function register(program: Command): void {
           prefix: opts.prefix,
           rolloutWorkers: opts.rolloutWorkers,
           verifierWorkers: opts.verifierWorkers,
+          learnerRanks: opts.learnerRanks,
           coordinatorPort: opts.port,
           log: (line) => process.stdout.write(`spark up: ${line}\n`),
           signal: abort.signal,

@@ -44,6 +44,11 @@ export interface LocalClusterOptions {
   prefix?: string;
   /** Rollout worker processes (default 1, at most 16). */
   rolloutWorkers?: number;
+  /**
+   * Ranks of the learner group (default 1, at most 16): rank 0 is the `learner` child, ranks 1… are
+   * `learner-rank-<n>` children (followers), all on 127.0.0.1.
+   */
+  learnerRanks?: number;
   /** Verifier worker processes (default 1, at most 16). */
   verifierWorkers?: number;
   /** The coordinator's JobService port (default 0 = a free one). */
@@ -281,6 +286,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const say = options.log ?? (() => undefined);
   const rollouts = boundedCount(options.rolloutWorkers, 'rollout workers');
   const verifiers = boundedCount(options.verifierWorkers, 'verifier workers');
+  const learnerRanks = boundedCount(options.learnerRanks, 'learner ranks');
   const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
   const stopTimeoutMs = options.stopTimeoutMs ?? 15_000;
   const prefix = options.prefix ?? 'spark';
@@ -357,8 +363,20 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   try {
     const readyByName = new Map<string, ReadyInfo>();
     let learnerAddress = '';
+    const rest: Spawned[] = [];
     if (wanted.has('learner')) {
-      const learner = launch('learner', 'learner', baseEnv);
+      const groupEnv = (rank: number): NodeJS.ProcessEnv =>
+        learnerRanks > 1
+          ? {
+              SPARK_LEARNER_RANKS: String(learnerRanks),
+              SPARK_LEARNER_RANK: String(rank),
+              SPARK_COLLECTIVE_HOST: '127.0.0.1',
+            }
+          : {};
+      const learner = launch('learner', 'learner', { ...baseEnv, ...groupEnv(0) });
+      // the followers start with the leader: the group forms while the rest of the cluster starts
+      for (let r = 1; r < learnerRanks; r++)
+        rest.push(launch('learner', `learner-rank-${r}`, { ...baseEnv, ...groupEnv(r) }));
       const info = await orAbort(learner.ready);
       if (!info.grpcPort) throw new ClusterStartError(`learner's READY line has no grpcPort`);
       learnerAddress =
@@ -367,7 +385,6 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       say(`learner ready on ${learnerAddress}`);
     }
     const env = learnerAddress ? { ...baseEnv, SPARK_LEARNER_ADDRESS: learnerAddress } : baseEnv;
-    const rest: Spawned[] = [];
     if (wanted.has('coordinator'))
       rest.push(
         launch('coordinator', 'coordinator', {
@@ -389,7 +406,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     for (const [i, s] of rest.entries()) {
       const info = infos[i] ?? {};
       readyByName.set(s.name, info);
-      if (s.service === 'coordinator') {
+      if (s.service === 'learner') say(`${s.name} ready`);
+      else if (s.service === 'coordinator') {
         if (!info.grpcPort) throw new ClusterStartError(`coordinator's READY line has no grpcPort`);
         coordinatorAddress = `127.0.0.1:${info.grpcPort}`;
       } else say(`${s.name} ready`);
