@@ -85,6 +85,12 @@ fn fit(v: &mut Vec<f32>, n: usize) {
     }
 }
 
+/// Positions per sequence in the KV cache: the longest prompt plus max_new_tokens (at most maxp), rounded up to
+/// a multiple of 8 so that the attention kernel scores whole blocks of 8 positions in place.
+fn cache_positions(longest: usize, max_new: usize, maxp: usize) -> usize {
+    (longest + max_new).min(maxp).div_ceil(8) * 8
+}
+
 /// The KV cache, per layer: keys transposed (slots, KV·D, max_t), values (slots, max_t, KV·D).
 struct KvCache {
     k: Vec<f32>,
@@ -129,7 +135,7 @@ impl Model {
             return Err(format!("sample: max_new_tokens {} must be in 1..={maxp}", req.max_new_tokens));
         }
         let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(1);
-        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let max_t = cache_positions(longest, req.max_new_tokens, maxp);
         let kvd = self.cfg.num_key_value_heads * self.cfg.head_dim();
         let floats = req.prompts.len() as u128 * max_t as u128 * kvd as u128 * 2 * self.cfg.num_hidden_layers as u128;
         if floats > MAX_CACHE_FLOATS as u128 {
@@ -193,7 +199,7 @@ impl Model {
         let bsz = prompts.len();
         let maxp = cfg.max_position_embeddings;
         let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(1);
-        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let max_t = cache_positions(longest, req.max_new_tokens, maxp);
         let kvd = cfg.num_key_value_heads * cfg.head_dim();
         let per_layer = bsz * max_t * kvd; // bounded by check_request
         let mut cache = KvCache {
