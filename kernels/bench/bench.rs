@@ -53,7 +53,7 @@ fn parse_args() -> Result<Opts, String> {
             "--no-torch" => o.torch = false,
             "--no-load" => o.no_load = true,
             "--no-decode" => o.no_decode = true,
-            "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample|decode|load")?),
+            "--only" => o.only = Some(it.next().ok_or("--only needs sections (gemm, train, sample, decode, load; comma-separated)")?),
             "--batch" => o.batch = num(&mut it, "--batch")?,
             "--seq" => o.seq = num(&mut it, "--seq")?,
             "--steps" => o.steps = num(&mut it, "--steps")?,
@@ -64,7 +64,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.quick = true;
             }
             "-h" | "--help" => {
-                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--no-load] [--no-decode] [--only gemm|train|sample|decode|load]");
+                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--no-load] [--no-decode] [--only SECTION[,SECTION…]] (sections: gemm, train, sample, decode, load)");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown argument {a}")),
@@ -135,7 +135,7 @@ fn main() {
     ];
     let bl = blas();
     let mut rng = Rng::new(1, 1);
-    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x == sec);
+    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x.split(',').any(|x| x == sec));
     if want("gemm") {
         println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
     }

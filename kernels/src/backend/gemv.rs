@@ -39,6 +39,12 @@ struct OutPtr(*mut f32);
 // SAFETY: the tasks holding it write disjoint column blocks (see `skinny_on`).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    /// The pointer (a method, so closures capture the Sync wrapper rather than its raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// `skinny` with `threads` threads (tests vary it).
 #[allow(clippy::too_many_arguments)]
@@ -58,10 +64,9 @@ pub(crate) fn skinny_on(threads: usize, m: usize, n: usize, k: usize, x: &[f32],
     let base = OutPtr(out.as_mut_ptr());
     par_map(ranges.len(), |t| {
         let (j0, j1) = ranges[t];
-        let base = base;
         // SAFETY: task t writes only columns j0..j1 of each row, disjoint from every other task's; `out`
         // (m × n) is in bounds (checked above) and borrowed mutably for the whole region.
-        unsafe { columns(m, n, k, x, w, beta, base.0, j0, j1) };
+        unsafe { columns(m, n, k, x, w, beta, base.get(), j0, j1) };
     });
 }
 

@@ -425,7 +425,7 @@ pub fn attention_cached(
     let group = nh / kv;
     let scale = 1.0 / (d as f32).sqrt();
     #[cfg(target_arch = "x86_64")]
-    let fast = super::gemm_avx2::available() && d % 8 == 0 && max_t % 8 == 0;
+    let fast = super::gemm_avx2::available() && d.is_multiple_of(8) && max_t.is_multiple_of(8);
     #[cfg(not(target_arch = "x86_64"))]
     let fast = false;
     par_rows(out, hd, 4, |r0, blk| {
