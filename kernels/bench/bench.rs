@@ -201,7 +201,7 @@ fn main() {
 
     // 2–3. Training and sampling through the model API.
     let model_section = want("train") || want("sample");
-    let torch = if o.torch && model_section { run_torch(&o, threads) } else { BTreeMap::new() };
+    let torch = if o.torch && model_section { run_torch(&o, threads, want("train")) } else { BTreeMap::new() };
     if model_section {
         println!("Model ({threads} threads)                 ours     PyTorch   ours/PyTorch");
     }
@@ -466,10 +466,15 @@ fn evict(path: &std::path::Path) {
     unsafe { posix_fadvise(f.as_raw_fd(), 0, 0, POSIX_FADV_DONTNEED) };
 }
 
-/// Runs the PyTorch reference with the same shapes and thread count; parses its `RESULT name value` lines.
-fn run_torch(o: &Opts, threads: usize) -> BTreeMap<String, f64> {
+/// Runs the PyTorch reference with the same shapes and thread count (its training figures only when `train`);
+/// parses its `RESULT name value` lines.
+fn run_torch(o: &Opts, threads: usize, train: bool) -> BTreeMap<String, f64> {
     let (t, b, s, k) = (threads.to_string(), o.batch.to_string(), o.seq.to_string(), o.steps.to_string());
-    torch_script(&["--threads", &t, "--presets", "tiny,small", "--batch", &b, "--seq", &s, "--steps", &k])
+    let mut args = vec!["--threads", &t, "--presets", "tiny,small", "--batch", &b, "--seq", &s, "--steps", &k];
+    if !train {
+        args.push("--no-train");
+    }
+    torch_script(&args)
 }
 
 /// Runs bench/torch_ref.py with `args` (and `--threads` among them) under OMP_WAIT_POLICY=PASSIVE.

@@ -195,6 +195,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--no-train", action="store_true", help="sampling figures only")
     ap.add_argument("--sample-batch", type=int, default=64)
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=64)
@@ -216,7 +217,8 @@ def main():
     for preset in [p for p in a.presets.split(",") if p]:
         n = sum(p.numel() for p in Model(preset).parameters())
         print(f"RESULT {preset}.params {n}", flush=True)
-        print(f"RESULT {preset}.train_tokens_per_s {bench_train(preset, a.batch, a.seq, a.steps):.3f}", flush=True)
+        if not a.no_train:
+            print(f"RESULT {preset}.train_tokens_per_s {bench_train(preset, a.batch, a.seq, a.steps):.3f}", flush=True)
         tps = bench_sample(preset, a.sample_batch, a.prompt_len, a.new_tokens)
         print(f"RESULT {preset}.sample_tokens_per_s {tps:.3f}", flush=True)
 
