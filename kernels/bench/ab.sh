@@ -30,6 +30,8 @@ for i in $(seq 1 "$pairs"); do
     extra=()
     # the 0.5 B load section (when the revision has it) is measured separately
     if "$bin" --help | grep -q -- --no-load; then extra=(--no-load); fi
+    # …and so is the 0.5 B sampling section (`--only decode`)
+    if "$bin" --help | grep -q -- --no-decode; then extra+=(--no-decode); fi
     echo "pair $i, $side: load average $(cut -d' ' -f1 /proc/loadavg)"
     SPARK_THREADS=2 "$bin" "${extra[@]}" --json "$out/$side-$i.json" >/dev/null
   done

@@ -6,7 +6,10 @@
 //!      for the tiny and small presets, and the GFLOP/s of the GEMMs inside those steps;
 //!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1);
 //!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios;
-//!   5. loading a Qwen2.5-0.5B-shaped checkpoint (494 M parameters) from F32 and BF16 safetensors files to a
+//!   5. small-batch sampling with a Qwen2.5-0.5B-shaped model (random init; bound by streaming the weights once
+//!      per step): 1, 2 and 8 prompts × 16 tokens, 16 new tokens each, temperature 1, ours and PyTorch's in the
+//!      same run (`--only decode` runs it alone; skipped by --quick and --no-decode);
+//!   6. loading a Qwen2.5-0.5B-shaped checkpoint (494 M parameters) from F32 and BF16 safetensors files to a
 //!      ready model (`checkpoint::load_model`, what `Model.load` runs natively): seconds and MB/s, with the file
 //!      in the page cache (warm) and evicted from it (cold). Skipped by --quick and --no-load; `--only load` runs
 //!      it alone.
@@ -34,10 +37,12 @@ struct Opts {
     quick: bool,
     /// Skip the 0.5 B checkpoint load section (it writes 3 GB of temporary files).
     no_load: bool,
+    /// Skip the 0.5 B small-batch sampling section (2 GB of weights per side, ≈ 1 – 2 minutes).
+    no_decode: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None, quick: false, no_load: false };
+    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None, quick: false, no_load: false, no_decode: false };
     let mut it = std::env::args().skip(1);
     fn num(it: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, String> {
         it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a positive integer"))
@@ -47,7 +52,8 @@ fn parse_args() -> Result<Opts, String> {
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?),
             "--no-torch" => o.torch = false,
             "--no-load" => o.no_load = true,
-            "--only" => o.only = Some(it.next().ok_or("--only needs gemm|train|sample|load")?),
+            "--no-decode" => o.no_decode = true,
+            "--only" => o.only = Some(it.next().ok_or("--only needs sections (gemm, train, sample, decode, load; comma-separated)")?),
             "--batch" => o.batch = num(&mut it, "--batch")?,
             "--seq" => o.seq = num(&mut it, "--seq")?,
             "--steps" => o.steps = num(&mut it, "--steps")?,
@@ -58,7 +64,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.quick = true;
             }
             "-h" | "--help" => {
-                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--no-load] [--only gemm|train|sample|load]");
+                println!("usage: bench [--json FILE] [--no-torch] [--batch B] [--seq T] [--steps K] [--reps R] [--quick] [--no-load] [--no-decode] [--only SECTION[,SECTION…]] (sections: gemm, train, sample, decode, load)");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown argument {a}")),
@@ -129,7 +135,7 @@ fn main() {
     ];
     let bl = blas();
     let mut rng = Rng::new(1, 1);
-    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x == sec);
+    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x.split(',').any(|x| x == sec));
     if want("gemm") {
         println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
     }
@@ -195,7 +201,7 @@ fn main() {
 
     // 2–3. Training and sampling through the model API.
     let model_section = want("train") || want("sample");
-    let torch = if o.torch && model_section { run_torch(&o, threads) } else { BTreeMap::new() };
+    let torch = if o.torch && model_section { run_torch(&o, threads, want("train")) } else { BTreeMap::new() };
     if model_section {
         println!("Model ({threads} threads)                 ours     PyTorch   ours/PyTorch");
     }
@@ -258,7 +264,11 @@ fn main() {
         fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
         fig.insert(format!("{preset}.train_gemm_over_openblas"), gemm_gflops / agg_ob);
     }
-    // 5. Loading a 0.5 B checkpoint.
+    // 5. Small-batch sampling with a 0.5 B model.
+    if want("decode") && !o.no_decode && (!o.quick || o.only.is_some()) {
+        bench_decode_05b(&o, threads, &mut fig);
+    }
+    // 6. Loading a 0.5 B checkpoint.
     if want("load") && !o.no_load && (!o.quick || o.only.is_some()) {
         bench_load(o.reps, &mut fig);
     }
@@ -295,6 +305,74 @@ fn qwen05b() -> ModelConfig {
     }
 }
 
+/// Batch sizes of the 0.5 B sampling rows.
+const DECODE_BATCHES: [usize; 3] = [1, 2, 8];
+/// Prompt length and new tokens of the 0.5 B sampling rows.
+const DECODE_PROMPT: usize = 16;
+const DECODE_NEW: usize = 16;
+
+/// A Qwen2.5-0.5B-shaped model with random weights (uniform in ±0.05; one PRNG stream per block, in parallel).
+fn random_05b() -> Model {
+    let cfg = qwen05b();
+    let mut p = vec![0.0f32; cfg.num_params()];
+    par_rows(&mut p, 1 << 20, 1, |b0, blk| {
+        for (k, row) in blk.chunks_mut(1 << 20).enumerate() {
+            let mut r = Rng::new(11, (b0 + k) as u64);
+            row.iter_mut().for_each(|x| *x = (r.uniform() as f32 - 0.5) * 0.1);
+        }
+    });
+    Model::from_params(cfg, p).expect("model")
+}
+
+/// Sampling tokens/s of the 0.5 B model at batch 1, 2 and 8 (prompts of 16 random tokens, 16 new tokens,
+/// temperature 1; one warm-up call, then the best of `reps` calls), ours and PyTorch's (run first, so the two
+/// 2 GB models are never in memory together).
+fn bench_decode_05b(o: &Opts, threads: usize, fig: &mut BTreeMap<String, f64>) {
+    let batches: Vec<String> = DECODE_BATCHES.iter().map(|b| b.to_string()).collect();
+    let torch = if o.torch {
+        torch_script(&[
+            "--threads",
+            &threads.to_string(),
+            "--decode-preset",
+            "qwen05b",
+            "--decode-batches",
+            &batches.join(","),
+            "--prompt-len",
+            &DECODE_PROMPT.to_string(),
+            "--decode-new-tokens",
+            &DECODE_NEW.to_string(),
+            "--decode-reps",
+            &o.reps.to_string(),
+        ])
+    } else {
+        BTreeMap::new()
+    };
+    let mut m = random_05b();
+    let v = m.config().vocab_size as u64;
+    println!("\nSampling with a Qwen2.5-0.5B-shaped model ({DECODE_PROMPT}-token prompts, {DECODE_NEW} new tokens; {threads} threads)");
+    println!("  batch      ours tokens/s   PyTorch tokens/s   ours/PyTorch");
+    for b in DECODE_BATCHES {
+        let mut r = Rng::new(5, b as u64);
+        let prompts: Vec<Vec<u32>> = (0..b).map(|_| (0..DECODE_PROMPT).map(|_| (r.next_u64() % v) as u32).collect()).collect();
+        let req = SampleRequest { prompts, temperature: 1.0, top_p: 1.0, max_new_tokens: DECODE_NEW, stop_tokens: vec![], seed: 1 };
+        let mut generated = 0usize;
+        let mut run = || generated = m.sample(&req).expect("sample").iter().map(|x| x.tokens.len()).sum();
+        run();
+        let mut best = f64::INFINITY;
+        for _ in 0..o.reps {
+            let t0 = Instant::now();
+            run();
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        let ours = generated as f64 / best;
+        let pt = torch.get(&format!("qwen05b.b{b}.sample_tokens_per_s")).copied().unwrap_or(f64::NAN);
+        println!("  {b:>5} {ours:>18.2} {pt:>18.2} {:>14.2}", ours / pt);
+        fig.insert(format!("qwen05b.b{b}.sample_tokens_per_s"), ours);
+        fig.insert(format!("qwen05b.b{b}.torch_sample_tokens_per_s"), pt);
+        fig.insert(format!("qwen05b.b{b}.sample_ratio_ours_over_torch"), ours / pt);
+    }
+}
+
 /// Writes a 0.5 B checkpoint (random weights, F32 and BF16) to a temporary directory and times
 /// `checkpoint::load_model` on each: warm (file in the page cache, as right after a download or a save) and
 /// cold (the file's pages evicted with posix_fadvise(DONTNEED) first, so the read comes from the disk).
@@ -303,16 +381,8 @@ fn bench_load(reps: usize, fig: &mut BTreeMap<String, f64>) {
     let n = cfg.num_params();
     let dir = std::env::temp_dir().join(format!("spark-bench-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    // Random weights, uniform in ±0.05: one PRNG stream per block, filled in parallel.
     let t0 = Instant::now();
-    let mut p = vec![0.0f32; n];
-    par_rows(&mut p, 1 << 20, 1, |b0, blk| {
-        for (k, row) in blk.chunks_mut(1 << 20).enumerate() {
-            let mut r = Rng::new(11, (b0 + k) as u64);
-            row.iter_mut().for_each(|x| *x = (r.uniform() as f32 - 0.5) * 0.1);
-        }
-    });
-    let m = Model::from_params(cfg.clone(), p).expect("model");
+    let m = random_05b();
     let bf: Vec<u16> = m.params().iter().map(|&x| st::f32_to_bf16(x)).collect();
     let files = [("f32", dir.join("model-f32.safetensors")), ("bf16", dir.join("model-bf16.safetensors"))];
     for (kind, path) in &files {
@@ -396,15 +466,26 @@ fn evict(path: &std::path::Path) {
     unsafe { posix_fadvise(f.as_raw_fd(), 0, 0, POSIX_FADV_DONTNEED) };
 }
 
-/// Runs the PyTorch reference with the same shapes and thread count; parses its `RESULT name value` lines.
-fn run_torch(o: &Opts, threads: usize) -> BTreeMap<String, f64> {
+/// Runs the PyTorch reference with the same shapes and thread count (its training figures only when `train`);
+/// parses its `RESULT name value` lines.
+fn run_torch(o: &Opts, threads: usize, train: bool) -> BTreeMap<String, f64> {
+    let (t, b, s, k) = (threads.to_string(), o.batch.to_string(), o.seq.to_string(), o.steps.to_string());
+    let mut args = vec!["--threads", &t, "--presets", "tiny,small", "--batch", &b, "--seq", &s, "--steps", &k];
+    if !train {
+        args.push("--no-train");
+    }
+    torch_script(&args)
+}
+
+/// Runs bench/torch_ref.py with `args` (and `--threads` among them) under OMP_WAIT_POLICY=PASSIVE.
+fn torch_script(args: &[&str]) -> BTreeMap<String, f64> {
     let script = concat!(env!("SPARK_BENCH_DIR"), "/torch_ref.py");
+    let threads = args.iter().position(|a| *a == "--threads").and_then(|i| args.get(i + 1)).copied().unwrap_or("2");
     let out = Command::new("/usr/bin/python3")
         .arg(script)
-        .args(["--threads", &threads.to_string(), "--presets", "tiny,small"])
-        .args(["--batch", &o.batch.to_string(), "--seq", &o.seq.to_string(), "--steps", &o.steps.to_string()])
+        .args(args)
         .env("OMP_WAIT_POLICY", "PASSIVE")
-        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("OMP_NUM_THREADS", threads)
         .output();
     let mut r = BTreeMap::new();
     match out {

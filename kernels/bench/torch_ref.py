@@ -22,7 +22,10 @@ PRESETS = {
     "tiny": (64, 176, 2, 4, 2, 128, 256),
     "small": (256, 768, 4, 4, 2, 128, 512),
     "demo": (128, 384, 4, 4, 2, 128, 512),
+    # Qwen2.5-0.5B's config.json (random init): 494,032,768 parameters
+    "qwen05b": (896, 4864, 24, 14, 2, 151936, 32768),
 }
+ROPE_THETA = {"qwen05b": 1e6}
 
 
 class RMSNorm(nn.Module):
@@ -105,7 +108,7 @@ class Model(nn.Module):
         self.embed_tokens = nn.Embedding(v, c)
         self.layers = nn.ModuleList([Block(c, i, h, kv) for _ in range(n)])
         self.norm = RMSNorm(c)
-        inv = 10000.0 ** (-torch.arange(0, self.d, 2, dtype=torch.float32) / self.d)
+        inv = ROPE_THETA.get(preset, 10000.0) ** (-torch.arange(0, self.d, 2, dtype=torch.float32) / self.d)
         freqs = torch.outer(torch.arange(max_pos, dtype=torch.float32), inv)
         emb = torch.cat((freqs, freqs), dim=-1)
         self.register_buffer("cos", emb.cos(), persistent=False)
@@ -149,9 +152,9 @@ def bench_train(preset, batch, seq, steps):
 
 
 @torch.no_grad()
-def bench_sample(preset, batch, prompt_len, new_tokens):
+def bench_sample(preset, batch, prompt_len, new_tokens, model=None, reps=3):
     torch.manual_seed(0)
-    model = Model(preset)
+    model = model or Model(preset)
     prompts = torch.randint(0, model.v, (batch, prompt_len))
     g = torch.Generator().manual_seed(1)
 
@@ -178,7 +181,7 @@ def bench_sample(preset, batch, prompt_len, new_tokens):
 
     run()
     best = float("inf")
-    for _ in range(3):
+    for _ in range(reps):
         t0 = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - t0)
@@ -192,16 +195,30 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--no-train", action="store_true", help="sampling figures only")
     ap.add_argument("--sample-batch", type=int, default=64)
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=64)
+    # small-batch decode of a large model: one model, several batch sizes (RESULT <preset>.b<B>.sample_tokens_per_s)
+    ap.add_argument("--decode-preset", default="")
+    ap.add_argument("--decode-batches", default="1,2,8")
+    ap.add_argument("--decode-new-tokens", type=int, default=16)
+    ap.add_argument("--decode-reps", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"RESULT torch_version_major {torch.__version__.split('.')[0]}", flush=True)
-    for preset in a.presets.split(","):
+    if a.decode_preset:
+        with torch.no_grad():
+            model = Model(a.decode_preset)
+        for b in [int(x) for x in a.decode_batches.split(",")]:
+            tps = bench_sample(a.decode_preset, b, a.prompt_len, a.decode_new_tokens, model, a.decode_reps)
+            print(f"RESULT {a.decode_preset}.b{b}.sample_tokens_per_s {tps:.3f}", flush=True)
+        return
+    for preset in [p for p in a.presets.split(",") if p]:
         n = sum(p.numel() for p in Model(preset).parameters())
         print(f"RESULT {preset}.params {n}", flush=True)
-        print(f"RESULT {preset}.train_tokens_per_s {bench_train(preset, a.batch, a.seq, a.steps):.3f}", flush=True)
+        if not a.no_train:
+            print(f"RESULT {preset}.train_tokens_per_s {bench_train(preset, a.batch, a.seq, a.steps):.3f}", flush=True)
         tps = bench_sample(preset, a.sample_batch, a.prompt_len, a.new_tokens)
         print(f"RESULT {preset}.sample_tokens_per_s {tps:.3f}", flush=True)
 

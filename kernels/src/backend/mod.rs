@@ -10,6 +10,7 @@
 pub mod blas;
 pub mod gemm;
 pub mod gemm_avx2;
+pub mod gemv;
 pub mod ops;
 pub mod threads;
 

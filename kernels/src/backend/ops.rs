@@ -403,7 +403,9 @@ pub fn attention_bwd(dm: AttnDims, dout: &[f32], qkv: &[f32], probs: &[f32], dqk
 /// One query row per entry: q rows (R, W) (only the first H·D columns are read), the row's cache slot and
 /// position. For one layer the key cache is stored TRANSPOSED, (slots, KV, D, max_t) — so q·kⱼ for all
 /// positions j is a sum of D contiguous axpys, with no horizontal reductions — and the value cache row-major,
-/// (slots, max_t, KV·D). Both already contain positions 0..=pos of the slot. out: (R, H·D).
+/// (slots, max_t, KV·D). Both already contain positions 0..=pos of the slot. out: (R, H·D). With AVX2/FMA, D a
+/// multiple of 8 and max_t a multiple of 8 (the sampler rounds its cache up), rows run through
+/// `attention_cached_row_avx2`; otherwise through the portable `attention_cached_row`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_cached(
     q: &[f32],
@@ -422,17 +424,222 @@ pub fn attention_cached(
     let kvd = kv * d;
     let group = nh / kv;
     let scale = 1.0 / (d as f32).sqrt();
+    #[cfg(target_arch = "x86_64")]
+    let fast = super::gemm_avx2::available() && d.is_multiple_of(8) && max_t.is_multiple_of(8);
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast = false;
     par_rows(out, hd, 4, |r0, blk| {
         let mut sc = Vec::new();
         for (i, orow) in blk.chunks_exact_mut(hd).enumerate() {
             let r = r0 + i;
             let (s, p) = (slot[r], pos[r]);
-            sc.resize(p + 1, 0.0f32);
             let kt = &kcache_t[s * kvd * max_t..(s + 1) * kvd * max_t];
             let vs = &vcache[s * max_t * kvd..(s + 1) * max_t * kvd];
-            attention_cached_row(&q[r * w..r * w + hd], kt, vs, max_t, kvd, group, d, scale, &mut sc, orow);
+            let qr = &q[r * w..r * w + hd];
+            if fast {
+                sc.resize(2 * (p + 1).div_ceil(8) * 8, 0.0f32);
+                // SAFETY: AVX2+FMA present; d and max_t are multiples of 8 and p < max_t (checked above and by
+                // the caller's cache layout), as `attention_cached_row_avx2` requires.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    attention_cached_row_avx2(qr, kt, vs, max_t, kvd, group, d, p + 1, scale, &mut sc, orow)
+                };
+            } else {
+                sc.resize(p + 1, 0.0f32);
+                attention_cached_row(qr, kt, vs, max_t, kvd, group, d, scale, &mut sc, orow);
+            }
         }
     });
+}
+
+/// `attention_cached_row` with AVX2/FMA register tiles: the query heads of a key/value group are taken two at a
+/// time, so each key and value vector loaded serves both; scores are computed in blocks of 32 (then 8)
+/// positions held in registers across the D products (eight independent FMA chains), then a vectorised
+/// softmax, then the value sums in blocks of 32 (or 8) columns. Scores are computed for whole blocks of 8
+/// positions (up to n rounded up, within the cache's max_t) and only the first n are used.
+///
+/// # Safety
+/// AVX2+FMA; d and max_t multiples of 8; 1 ≤ n ≤ max_t; kt holds (KV, D, max_t) and v (max_t, KV·D) floats;
+/// sc holds ≥ 2·⌈n/8⌉·8 floats; q and orow H·D.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attention_cached_row_avx2(
+    q: &[f32],
+    kt: &[f32],
+    v: &[f32],
+    max_t: usize,
+    kvd: usize,
+    group: usize,
+    d: usize,
+    n: usize,
+    scale: f32,
+    sc: &mut [f32],
+    orow: &mut [f32],
+) {
+    let nh = q.len() / d;
+    let npad = n.div_ceil(8) * 8;
+    debug_assert!(npad <= max_t && sc.len() >= 2 * npad && kt.len() >= kvd * max_t && v.len() >= n * kvd);
+    let (s0, s1) = sc.split_at_mut(npad);
+    let mut h = 0;
+    while h < nh {
+        let g = h / group;
+        let pair = h + 1 < nh && (h + 1) / group == g;
+        let kg = kt.as_ptr().add(g * d * max_t);
+        let q0 = q.as_ptr().add(h * d);
+        let q1 = if pair { q.as_ptr().add((h + 1) * d) } else { q0 };
+        let (p0, p1) = (s0.as_mut_ptr(), s1.as_mut_ptr());
+        let mut j0 = 0;
+        while j0 + 32 <= npad {
+            if pair {
+                qk_tile::<4, 2>(q0, q1, kg, max_t, d, j0, scale, p0, p1);
+            } else {
+                qk_tile::<4, 1>(q0, q1, kg, max_t, d, j0, scale, p0, p1);
+            }
+            j0 += 32;
+        }
+        while j0 < npad {
+            if pair {
+                qk_tile::<1, 2>(q0, q1, kg, max_t, d, j0, scale, p0, p1);
+            } else {
+                qk_tile::<1, 1>(q0, q1, kg, max_t, d, j0, scale, p0, p1);
+            }
+            j0 += 8;
+        }
+        let inv0 = softmax_unnormalised(&mut s0[..n]);
+        let inv1 = if pair { softmax_unnormalised(&mut s1[..n]) } else { 0.0 };
+        let vg = v.as_ptr().add(g * d);
+        let o0 = orow.as_mut_ptr().add(h * d);
+        let o1 = if pair { orow.as_mut_ptr().add((h + 1) * d) } else { o0 };
+        let mut c0 = 0;
+        while c0 + 32 <= d {
+            if pair {
+                pv_tile::<4, 2>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+            } else {
+                pv_tile::<4, 1>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+            }
+            c0 += 32;
+        }
+        while c0 < d {
+            if pair {
+                pv_tile::<1, 2>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+            } else {
+                pv_tile::<1, 1>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+            }
+            c0 += 8;
+        }
+        h += if pair { 2 } else { 1 };
+    }
+}
+
+/// Scores of positions j0..j0 + 8·P for HP query heads (q0, and q1 when HP = 2): s[j] = scale · Σ_d q[d]·kt[d][j].
+///
+/// # Safety
+/// AVX2+FMA; kt holds D rows of stride max_t covering the positions; q0/q1 D floats; s0/s1 the positions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn qk_tile<const P: usize, const HP: usize>(
+    q0: *const f32,
+    q1: *const f32,
+    kt: *const f32,
+    max_t: usize,
+    d: usize,
+    j0: usize,
+    scale: f32,
+    s0: *mut f32,
+    s1: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); P]; HP];
+    for dd in 0..d {
+        let row = kt.add(dd * max_t + j0);
+        let mut kv = [_mm256_setzero_ps(); P];
+        for (l, x) in kv.iter_mut().enumerate() {
+            *x = _mm256_loadu_ps(row.add(8 * l));
+        }
+        for (hh, a) in acc.iter_mut().enumerate() {
+            let qv = _mm256_set1_ps(*(if hh == 0 { q0 } else { q1 }).add(dd));
+            for l in 0..P {
+                a[l] = _mm256_fmadd_ps(qv, kv[l], a[l]);
+            }
+        }
+    }
+    let sv = _mm256_set1_ps(scale);
+    for (hh, a) in acc.iter().enumerate() {
+        let dst = if hh == 0 { s0 } else { s1 }.add(j0);
+        for (l, x) in a.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(8 * l), _mm256_mul_ps(*x, sv));
+        }
+    }
+}
+
+/// o[c] (c < 8·C) = inv · Σ_{j<n} s[j]·v[j·kvd + c] for HP heads (s0 → o0, s1 → o1 when HP = 2).
+///
+/// # Safety
+/// AVX2+FMA; s0/s1 hold n floats; v holds n rows of stride kvd with 8·C floats each; o0/o1 8·C floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_tile<const C: usize, const HP: usize>(
+    s0: *const f32,
+    s1: *const f32,
+    n: usize,
+    v: *const f32,
+    kvd: usize,
+    inv0: f32,
+    inv1: f32,
+    o0: *mut f32,
+    o1: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); C]; HP];
+    for j in 0..n {
+        let row = v.add(j * kvd);
+        let mut vv = [_mm256_setzero_ps(); C];
+        for (l, x) in vv.iter_mut().enumerate() {
+            *x = _mm256_loadu_ps(row.add(8 * l));
+        }
+        for (hh, a) in acc.iter_mut().enumerate() {
+            let p = _mm256_set1_ps(*(if hh == 0 { s0 } else { s1 }).add(j));
+            for l in 0..C {
+                a[l] = _mm256_fmadd_ps(p, vv[l], a[l]);
+            }
+        }
+    }
+    for (hh, a) in acc.iter().enumerate() {
+        let (dst, inv) = if hh == 0 { (o0, inv0) } else { (o1, inv1) };
+        let iv = _mm256_set1_ps(inv);
+        for (l, x) in a.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(8 * l), _mm256_mul_ps(*x, iv));
+        }
+    }
+}
+
+/// s = exp(s − max s) in place; returns 1 / Σ s (vectorised: the exponentials, then an 8-lane sum).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn softmax_unnormalised(s: &mut [f32]) -> f32 {
+    let mx = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in s.iter_mut() {
+        *x = exp_f32(*x - mx);
+    }
+    let mut acc = [0.0f32; 8];
+    let ch = s.chunks_exact(8);
+    let rem = ch.remainder();
+    for c in ch {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for x in rem {
+        sum += x;
+    }
+    1.0 / sum
 }
 
 /// sc[j0..j0+W] = scale · Σ_d q[d]·kt[d][j0..j0+W] (inlined into the AVX2 copy of the caller).
@@ -661,6 +868,49 @@ multiversion! {
             vv[i] = s.beta2 * vv[i] + (1.0 - s.beta2) * gi * gi;
             let upd = (mm[i] * ib1) / ((vv[i] * ib2).sqrt() + s.eps) + wd * pp[i];
             pp[i] -= s.lr * upd;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Rng;
+
+    /// `attention_cached` (the AVX2 tiles where they apply, else the portable loops) against a plain f64
+    /// softmax-attention over the cache: head groups of 1, 2, 3 and 7 (pairs and a single head), head dims
+    /// 8, 16, 24 and 64 (32- and 8-column tiles), positions not a multiple of 8 or 32, and a cache stride
+    /// (max_t) that is not a multiple of 8 (the portable path).
+    #[test]
+    fn cached_attention_matches_a_reference() {
+        let mut rng = Rng::new(21, 0);
+        for &(nh, kv, d, max_t) in &[(4, 2, 16, 40), (2, 2, 8, 8), (6, 2, 64, 80), (14, 2, 64, 48), (3, 1, 24, 72), (4, 2, 16, 37)] {
+            let (hd, kvd, w) = (nh * d, kv * d, (nh + 2 * kv) * d);
+            let slots = 2;
+            let kt: Vec<f32> = (0..slots * kvd * max_t).map(|_| rng.normal() as f32).collect();
+            let vc: Vec<f32> = (0..slots * max_t * kvd).map(|_| rng.normal() as f32).collect();
+            let pos: Vec<usize> = [0, 5, 7, 8, 31, 32, 33, max_t - 1].into_iter().filter(|&p| p < max_t).collect();
+            let slot: Vec<usize> = (0..pos.len()).map(|i| i % slots).collect();
+            let q: Vec<f32> = (0..pos.len() * w).map(|_| rng.normal() as f32).collect();
+            let mut out = vec![f32::NAN; pos.len() * hd];
+            attention_cached(&q, w, nh, kv, d, &slot, &pos, &kt, &vc, max_t, &mut out);
+            let scale = 1.0 / (d as f64).sqrt();
+            for (r, (&s, &p)) in slot.iter().zip(&pos).enumerate() {
+                for h in 0..nh {
+                    let g = h / (nh / kv);
+                    let sc: Vec<f64> = (0..=p)
+                        .map(|j| (0..d).map(|e| q[r * w + h * d + e] as f64 * kt[(s * kvd + g * d + e) * max_t + j] as f64).sum::<f64>() * scale)
+                        .collect();
+                    let mx = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let ex: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
+                    let sum: f64 = ex.iter().sum();
+                    for e in 0..d {
+                        let want: f64 = (0..=p).map(|j| ex[j] / sum * vc[(s * max_t + j) * kvd + g * d + e] as f64).sum();
+                        let got = out[r * hd + h * d + e] as f64;
+                        assert!((got - want).abs() < 2e-5, "nh {nh} kv {kv} d {d} max_t {max_t} row {r} head {h} col {e}: {got} vs {want}");
+                    }
+                }
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use super::params::Rng;
 use super::Model;
 use crate::backend::gemm::{self, sgemm, GemmPath, Mat};
 use crate::backend::gemm_avx2::{self, PackedB};
-use crate::backend::ops;
+use crate::backend::{gemv, ops};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleRequest {
@@ -56,6 +56,12 @@ const GROUPS_MAX_WEIGHT_BYTES: usize = 1 << 20;
 const GROUPS_PER_THREAD: usize = 2;
 /// Most rows per prefill chunk.
 const PREFILL_ROWS: usize = 4096;
+/// Largest weights (bytes) that a sampling call copies into the packed layout of the built-in GEMM. Above it
+/// (a 0.5 B model is 2 GB) the copy would double the memory of the call; products of more than
+/// `gemv::MAX_ROWS` rows then go through the process GEMM path, which packs per call.
+const PACK_MAX_BYTES: usize = 256 << 20;
+/// Fewest logits (rows × vocabulary) for which the token choice of a step is spread over the threads.
+const PAR_CHOOSE_MIN: usize = 1 << 16;
 
 /// Scratch buffers of the inference forward for R rows.
 #[derive(Default)]
@@ -77,6 +83,12 @@ fn fit(v: &mut Vec<f32>, n: usize) {
     if v.len() != n {
         v.resize(n, 0.0);
     }
+}
+
+/// Positions per sequence in the KV cache: the longest prompt plus max_new_tokens (at most maxp), rounded up to
+/// a multiple of 8 so that the attention kernel scores whole blocks of 8 positions in place.
+fn cache_positions(longest: usize, max_new: usize, maxp: usize) -> usize {
+    (longest + max_new).min(maxp).div_ceil(8) * 8
 }
 
 /// The KV cache, per layer: keys transposed (slots, KV·D, max_t), values (slots, max_t, KV·D).
@@ -123,7 +135,7 @@ impl Model {
             return Err(format!("sample: max_new_tokens {} must be in 1..={maxp}", req.max_new_tokens));
         }
         let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(1);
-        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let max_t = cache_positions(longest, req.max_new_tokens, maxp);
         let kvd = self.cfg.num_key_value_heads * self.cfg.head_dim();
         let floats = req.prompts.len() as u128 * max_t as u128 * kvd as u128 * 2 * self.cfg.num_hidden_layers as u128;
         if floats > MAX_CACHE_FLOATS as u128 {
@@ -161,7 +173,9 @@ impl Model {
         self.check_request(req)?;
         let threads = crate::backend::threads::num_threads();
         let bsz = req.prompts.len();
-        let packed = self.pack_weights();
+        // Decode steps of at most gemv::MAX_ROWS rows read the weights as stored; only a batch larger than that
+        // reuses a packed copy, and only when the copy is small.
+        let packed = if bsz > gemv::MAX_ROWS && self.params.len() * 4 <= PACK_MAX_BYTES { self.pack_weights() } else { None };
         let pk = packed.as_ref();
         if threads <= 1 || bsz < 2 * MIN_GROUP || split {
             return Ok(self.sample_group(req, 0, bsz, pk));
@@ -185,7 +199,7 @@ impl Model {
         let bsz = prompts.len();
         let maxp = cfg.max_position_embeddings;
         let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(1);
-        let max_t = (longest + req.max_new_tokens).min(maxp);
+        let max_t = cache_positions(longest, req.max_new_tokens, maxp);
         let kvd = cfg.num_key_value_heads * cfg.head_dim();
         let per_layer = bsz * max_t * kvd; // bounded by check_request
         let mut cache = KvCache {
@@ -224,9 +238,8 @@ impl Model {
                 last.push(toks.len() - 1);
             }
             self.infer(&mut cache, &mut sc, &toks, &slot, &pos, &last, pk);
-            for (k, b) in (b0..b1).enumerate() {
-                let z = &sc.logits[k * v..(k + 1) * v];
-                let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
+            let rows: Vec<usize> = (b0..b1).collect();
+            for (b, (tok, lp)) in choose_rows(&sc.logits, v, &rows, req, &mut rngs) {
                 done[b] = push_token(&mut outs[b], tok, lp, req, prompts[b].len(), maxp);
             }
             b0 = b1;
@@ -242,9 +255,7 @@ impl Model {
             let pos: Vec<usize> = active.iter().map(|&b| prompts[b].len() + outs[b].tokens.len() - 1).collect();
             let last: Vec<usize> = (0..active.len()).collect();
             self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last, pk);
-            for (k, &b) in active.iter().enumerate() {
-                let z = &sc.logits[k * v..(k + 1) * v];
-                let (tok, lp) = choose(z, req.temperature, req.top_p, &mut rngs[b]);
+            for (b, (tok, lp)) in choose_rows(&sc.logits, v, &active, req, &mut rngs) {
                 done[b] = push_token(&mut outs[b], tok, lp, req, prompts[b].len(), maxp);
             }
         }
@@ -353,10 +364,14 @@ struct Packed {
     head: PackedB,
 }
 
-/// out (R, n) = x (R, k) · Wᵀ (+ beta·out), W (n, k): through the pre-packed copy when there is one (rows split
-/// over the threads), else the process GEMM path.
+/// out (R, n) = x (R, k) · Wᵀ (+ beta·out), W (n, k): few rows (≤ gemv::MAX_ROWS) stream W as stored
+/// (`gemv::skinny`); more go through the pre-packed copy when there is one (columns split over the threads),
+/// else the process GEMM path.
 fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, beta: f32, out: &mut [f32]) {
     let rows = out.len() / n;
+    if rows <= gemv::MAX_ROWS {
+        return gemv::skinny(rows, n, k, x, w, beta, out);
+    }
     let threads = crate::backend::threads::num_threads();
     match packed {
         // Several threads on one batch: split the columns (each thread streams only its share of the weights)
@@ -380,6 +395,33 @@ fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, be
     }
 }
 
+/// Picks the next token of every listed sequence: row k of `logits` (rows of `v`) belongs to sequence
+/// `seqs[k]`, drawn with that sequence's PRNG. Returns (sequence, (token, log-prob)) in order. Rows are spread
+/// over the threads when there are many logits; each row uses only its own PRNG, so the result is the same.
+fn choose_rows(logits: &[f32], v: usize, seqs: &[usize], req: &SampleRequest, rngs: &mut [Rng]) -> Vec<(usize, (u32, f32))> {
+    let threads = crate::backend::threads::num_threads();
+    if threads <= 1 || seqs.len() < 2 || seqs.len() * v < PAR_CHOOSE_MIN {
+        return seqs
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| (b, choose(&logits[k * v..(k + 1) * v], req.temperature, req.top_p, &mut rngs[b])))
+            .collect();
+    }
+    let picked = crate::backend::threads::par_map(seqs.len(), |k| {
+        let mut rng = rngs[seqs[k]].clone();
+        let r = choose(&logits[k * v..(k + 1) * v], req.temperature, req.top_p, &mut rng);
+        (r, rng)
+    });
+    picked
+        .into_iter()
+        .zip(seqs)
+        .map(|((r, rng), &b)| {
+            rngs[b] = rng;
+            (b, r)
+        })
+        .collect()
+}
+
 /// Appends a token; returns whether the sequence is finished.
 fn push_token(o: &mut SampleOutput, tok: u32, lp: f32, req: &SampleRequest, prompt_len: usize, maxp: usize) -> bool {
     o.tokens.push(tok);
@@ -390,6 +432,11 @@ fn push_token(o: &mut SampleOutput, tok: u32, lp: f32, req: &SampleRequest, prom
     }
     o.finish = Finish::Length;
     o.tokens.len() >= req.max_new_tokens || prompt_len + o.tokens.len() >= maxp
+}
+
+thread_local! {
+    /// `choose`'s probabilities (one vocabulary of f64), reused across calls.
+    static PROBS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Picks the next token from logits z; returns it with log softmax(z)[token] (temperature-1 log-prob).
@@ -406,11 +453,26 @@ pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f
     } else {
         let mx = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let inv_t = 1.0 / temperature as f64;
-        let mut probs: Vec<f64> = z.iter().map(|&x| ((x - mx) as f64 * inv_t).exp()).collect();
-        let sum: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= sum);
-        let mut idx: Vec<usize> = (0..z.len()).collect();
-        if top_p < 1.0 {
+        PROBS.with(|cell| {
+            let mut probs = cell.borrow_mut();
+            probs.clear();
+            probs.extend(z.iter().map(|&x| ((x - mx) as f64 * inv_t).exp()));
+            let sum: f64 = probs.iter().sum();
+            probs.iter_mut().for_each(|p| *p /= sum);
+            if top_p >= 1.0 {
+                // every token, in id order
+                let mass: f64 = probs.iter().sum();
+                let u = rng.uniform() * mass;
+                let mut acc = 0.0;
+                for (j, &p) in probs.iter().enumerate() {
+                    acc += p;
+                    if u < acc {
+                        return j;
+                    }
+                }
+                return z.len() - 1;
+            }
+            let mut idx: Vec<usize> = (0..z.len()).collect();
             idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
             let mut cum = 0.0;
             let mut keep = 0;
@@ -422,19 +484,19 @@ pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f
                 }
             }
             idx.truncate(keep.max(1));
-        }
-        let mass: f64 = idx.iter().map(|&j| probs[j]).sum();
-        let u = rng.uniform() * mass;
-        let mut acc = 0.0;
-        let mut pick = *idx.last().unwrap_or(&0);
-        for &j in &idx {
-            acc += probs[j];
-            if u < acc {
-                pick = j;
-                break;
+            let mass: f64 = idx.iter().map(|&j| probs[j]).sum();
+            let u = rng.uniform() * mass;
+            let mut acc = 0.0;
+            let mut pick = *idx.last().unwrap_or(&0);
+            for &j in &idx {
+                acc += probs[j];
+                if u < acc {
+                    pick = j;
+                    break;
+                }
             }
-        }
-        pick
+            pick
+        })
     };
     (tok as u32, z[tok] - lse)
 }
