@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { KINDS, runChaos, table } from './chaos/chaos.js';
+import { kindsFor, runChaos, table } from './chaos/chaos.js';
 
 describe('chaos: every kind of process SIGKILLed during a job', () => {
   it('6 kills (one per kind) from seed 7: the job succeeds and every invariant holds', async () => {
@@ -15,6 +15,14 @@ describe('chaos: every kind of process SIGKILLed during a job', () => {
     const text = table(report);
     assert.deepEqual(report.violations, [], text);
     assert.equal(report.state, 'SUCCEEDED', text);
-    assert.deepEqual(new Set(report.kills.map((k) => k.kind)), new Set(KINDS), text);
+    assert.deepEqual(new Set(report.kills.map((k) => k.kind)), new Set(kindsFor(1)), text);
+  });
+
+  it('7 kills with a 2-rank learner group (leader and follower killed too) from seed 7: the job succeeds and every invariant holds', async () => {
+    const report = await runChaos({ kills: 7, seed: 7, boundMs: 240_000, learnerRanks: 2 });
+    const text = table(report);
+    assert.deepEqual(report.violations, [], text);
+    assert.equal(report.state, 'SUCCEEDED', text);
+    assert.deepEqual(new Set(report.kills.map((k) => k.kind)), new Set(kindsFor(2)), text);
   });
 });

@@ -17,13 +17,21 @@ import { connectRedis, redisAnswers, type Redis } from '@spark/runtime/redis';
 import { until } from '@spark/runtime/testing';
 
 export const KINDS = ['rollout', 'verifier', 'reward-synthesis', 'learner', 'coordinator', 'redis'] as const;
-export type Kind = (typeof KINDS)[number];
+/** With a learner group (learnerRanks > 1): `learner` is the leader (rank 0), `learner-follower` a follower rank. */
+export type Kind = (typeof KINDS)[number] | 'learner-follower';
+
+/** The kinds a run kills: every service kind and Redis, and a follower rank when the learner is a group. */
+export function kindsFor(learnerRanks: number): Kind[] {
+  return learnerRanks > 1 ? [...KINDS, 'learner-follower'] : [...KINDS];
+}
 
 export interface ChaosOptions {
   kills: number;
   seed: number;
   /** Fail (and stop) past this many ms from the cluster's start. */
   boundMs: number;
+  /** Learner ranks (default 1): above 1 the learner is a group and follower ranks are killed too. */
+  learnerRanks?: number;
   /** Progress lines; default none. */
   log?: (line: string) => void;
 }
@@ -40,6 +48,7 @@ export interface KillRecord {
 
 export interface ChaosReport {
   seed: number;
+  learnerRanks: number;
   kills: KillRecord[];
   jobId: string;
   state: string;
@@ -65,19 +74,23 @@ export function prng(seed: number): () => number {
 }
 
 /**
- * The kill plan: each round of 6 covers every kind once, in an order drawn from the seed. Kill i of k
+ * The kill plan: each round covers every kind of `kinds` once, in an order drawn from the seed. Kill i of k
  * fires once the job's step reaches `atStep` — drawn within the i-th of k equal windows of the job's
  * steps, the last ending 6 steps before the end — plus a short delay (< 400 ms) drawn from the seed, so
  * kills land at varied phases of a step. Triggering on steps, not on wall time, keeps every kill inside
  * the job however fast or slow the machine runs it.
  */
-export function plan(kills: number, seed: number): { kind: Kind; atStep: number; delayMs: number }[] {
+export function plan(
+  kills: number,
+  seed: number,
+  kinds: readonly Kind[] = KINDS,
+): { kind: Kind; atStep: number; delayMs: number }[] {
   const rnd = prng(seed);
   const steps = chaosSteps(kills);
   const window = (steps - 8) / kills;
   const out: { kind: Kind; atStep: number; delayMs: number }[] = [];
   while (out.length < kills) {
-    const round = [...KINDS];
+    const round = [...kinds];
     for (let i = round.length - 1; i > 0; i--) {
       const j = Math.floor(rnd() * (i + 1));
       [round[i], round[j]] = [round[j] as Kind, round[i] as Kind];
@@ -237,6 +250,7 @@ const TERMINAL = /SUCCEEDED|FAILED|CANCELLED/;
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const say = options.log ?? (() => undefined);
   const t0 = Date.now();
+  const ranks = options.learnerRanks ?? 1;
   const deadline = t0 + options.boundMs;
   const left = () => Math.max(1, deadline - Date.now());
   const redisServer = await AofRedis.start();
@@ -249,6 +263,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       dataDir: mkdtempSync(join(tmpdir(), 'spark-chaos-')),
       redisUrl: redisServer.url,
       prefix: 'chaos',
+      learnerRanks: ranks,
       // short task locks (rollout, verifier, reward-synthesis: SPARK_LOCK_MS; learner: SPARK_WORKER_LOCK_MS) and stalled
       // checks, so a killed worker's task comes back in seconds (docs/operations.md, task locks)
       env: { SPARK_LOCK_MS: '5000', SPARK_WORKER_LOCK_MS: '5000', SPARK_STALLED_INTERVAL_MS: '2000' },
@@ -266,7 +281,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     say(`job ${jobId}: ${spec.maxSteps} steps, ${options.kills} kills, seed ${options.seed}`);
     const kills: KillRecord[] = [];
     const ended = async () => TERMINAL.test(await jobState(redis, c.prefix, jobId));
-    for (const { kind, atStep, delayMs } of plan(options.kills, options.seed)) {
+    for (const { kind, atStep, delayMs } of plan(options.kills, options.seed, kindsFor(ranks))) {
       // the drawn moment: after the previous recovery, once the job reached the drawn step, plus a delay
       await Promise.race([
         until(async () => (await jobStep(redis, c.prefix, jobId)) >= atStep || (await ended()), {
@@ -283,7 +298,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const killedAt = Date.now();
       if (kind === 'redis') await redisServer.killAndRestart();
       else {
-        const name = kind === 'rollout' ? 'rollout-1' : kind === 'verifier' ? 'verifier-1' : kind;
+        // follower ranks in turn (learner-rank-1 … learner-rank-(N−1))
+        const follower = `learner-rank-${1 + (kills.filter((k) => k.kind === kind).length % Math.max(1, ranks - 1))}`;
+        const name =
+          kind === 'rollout'
+            ? 'rollout-1'
+            : kind === 'verifier'
+              ? 'verifier-1'
+              : kind === 'learner-follower'
+                ? follower
+                : kind;
         if (!c.kill(name, 'SIGKILL')) throw new Error(`${name} was not running`);
         await Promise.race([c.restart(name), fail]);
       }
@@ -321,6 +345,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       inv.violations.push(`took ${totalMs} ms, past the bound of ${options.boundMs} ms`);
     return {
       seed: options.seed,
+      learnerRanks: ranks,
       kills,
       jobId,
       state: state.replace(/^JOB_STATE_/, ''),
@@ -430,7 +455,7 @@ export async function checkInvariants(
 /** The summary table: kills per kind, survived, time to recover (median / max) per kind. */
 export function table(r: ChaosReport): string {
   const rows = [['kind', 'kills', 'survived', 'recover median s', 'recover max s']];
-  for (const kind of KINDS) {
+  for (const kind of kindsFor(r.learnerRanks)) {
     const ks = r.kills.filter((k) => k.kind === kind);
     const rec = ks.flatMap((k) => (k.recoverMs === null ? [] : [k.recoverMs])).sort((a, b) => a - b);
     // survived: the job made progress again after the kill (or ended SUCCEEDED before it could)
@@ -446,7 +471,7 @@ export function table(r: ChaosReport): string {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(w[i]!)).join('  '));
   lines.push(
-    `seed ${r.seed}; job ${r.state} (${r.steps} steps, ${r.rewinds} rewinds, ${r.events} events); total ${(r.totalMs / 1000).toFixed(1)} s (bound ${(r.boundMs / 1000).toFixed(0)} s)`,
+    `seed ${r.seed}; ${r.learnerRanks} learner rank${r.learnerRanks > 1 ? 's' : ''}; job ${r.state} (${r.steps} steps, ${r.rewinds} rewinds, ${r.events} events); total ${(r.totalMs / 1000).toFixed(1)} s (bound ${(r.boundMs / 1000).toFixed(0)} s)`,
   );
   lines.push(r.violations.length ? `VIOLATIONS:\n  ${r.violations.join('\n  ')}` : 'invariants: all hold');
   return lines.join('\n');
