@@ -286,13 +286,13 @@ pub fn step_launches(cfg: &crate::model::ModelConfig, batch: usize, seq: usize, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cuda::sources::MODULES;
     use crate::model::ModelConfig;
 
-    pub fn qwen25_1_5b() -> ModelConfig {
-        // Qwen/Qwen2.5-1.5B config.json
+    /// Qwen/Qwen2.5-1.5B's config.json (also used by the memory plan's tests).
+    pub(crate) fn qwen25_1_5b() -> ModelConfig {
         ModelConfig {
             hidden_size: 1536,
             intermediate_size: 8960,

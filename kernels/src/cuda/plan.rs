@@ -109,22 +109,7 @@ pub fn sample_bytes(cfg: &ModelConfig, act: Act, batch: usize, max_len: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn qwen25_1_5b() -> ModelConfig {
-        ModelConfig {
-            hidden_size: 1536,
-            intermediate_size: 8960,
-            num_hidden_layers: 28,
-            num_attention_heads: 12,
-            num_key_value_heads: 2,
-            vocab_size: 151_936,
-            rms_norm_eps: 1e-6,
-            rope_theta: 1_000_000.0,
-            tie_word_embeddings: true,
-            max_position_embeddings: 131_072,
-            attention_bias: true,
-        }
-    }
+    use crate::cuda::launch::tests::qwen25_1_5b;
     const GB80: u64 = 80_000_000_000;
 
     /// Qwen2.5-1.5B (its config.json; 1.54 B parameters with tied embeddings) at sequence 2048 fits one 80 GB

@@ -574,14 +574,7 @@ export class Learner {
     let lr = rl ? this.rlLearningRate(job, task) : h.learningRate;
     for (const micro of minibatches) {
       if (rl) lr = this.rlLearningRate(job, task);
-      const adamw: AdamWParams = {
-        ...DEFAULT_ADAMW,
-        lr,
-        beta1: h.beta1,
-        beta2: h.beta2,
-        weightDecay: h.weightDecay,
-        maxGradNorm: h.maxGradNorm,
-      };
+      const adamw = adamwOf(h, lr);
       const stats: TrainStats = rl
         ? await job.model.trainStep(
             micro,
@@ -662,14 +655,7 @@ export class Learner {
     let lr = rl ? this.rlLearningRate(job, task) : h.learningRate;
     for (const mb of minibatches) {
       if (rl) lr = this.rlLearningRate(job, task);
-      const adamw: AdamWParams = {
-        ...DEFAULT_ADAMW,
-        lr,
-        beta1: h.beta1,
-        beta2: h.beta2,
-        weightDecay: h.weightDecay,
-        maxGradNorm: h.maxGradNorm,
-      };
+      const adamw = adamwOf(h, lr);
       const total = responseTokenCount(mb);
       if (total === 0)
         throw new InvalidArgumentError(`task ${taskIdOf(task)}: no response tokens in a minibatch`);
@@ -941,4 +927,16 @@ export function checkpointTaskMix(
 /** sha256 of a parameter buffer as float32 LE (the policy hash's checksum). */
 function paramsSha(params: Float32Array): string {
   return createHash('sha256').update(float32ToLE(params)).digest('hex');
+}
+
+/** The optimizer settings of one optimizer step: the task's hyper-parameters at learning rate `lr`. */
+function adamwOf(h: LearnTask['hyper'], lr: number): AdamWParams {
+  return {
+    ...DEFAULT_ADAMW,
+    lr,
+    beta1: h.beta1,
+    beta2: h.beta2,
+    weightDecay: h.weightDecay,
+    maxGradNorm: h.maxGradNorm,
+  };
 }
