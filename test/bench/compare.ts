@@ -8,7 +8,7 @@
 // test: a measurement, every figure from the commands it runs. `--eval-only` re-evaluates the runs already
 // in DIR without training again; each evaluation's summary.json is kept as DIR/eval-<model>-*.json.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -104,10 +104,17 @@ const finals = await Promise.all(
     .filter(([name]) => algorithms.includes(name))
     .map(async ([name, algorithm]) => {
       const dir = join(out, name);
+      // The coordinator reads models only below its data roots (docs/guarantees.md, paths confined): the
+      // base checkpoint is copied under the run's dataset root, where every run starts from its own copy.
+      const model = join(dir, 'cluster', 'datasets', 'base-model');
+      if (!evalOnly) {
+        rmSync(model, { recursive: true, force: true });
+        cpSync(resolve(base), model, { recursive: true });
+      }
       const spec = {
         ...extra,
         algorithm,
-        model: resolve(base),
+        model,
         warmupSteps: 0,
         maxSteps: steps,
         evalInterval: 0,
