@@ -61,6 +61,9 @@ try {
 } catch (e) {
   usage(`--extra is not JSON: ${(e as Error).message}`);
 }
+const maxNewTokens = Number(extra.maxNewTokens ?? DEMO_JOB.maxNewTokens ?? 128);
+if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 1)
+  usage('--extra maxNewTokens must be a positive integer');
 mkdirSync(out, { recursive: true });
 
 /** Runs the CLI; resolves with its stdout, rejects with its stderr tail on a non-zero exit. */
@@ -167,7 +170,17 @@ interface JudgeSummaryJson {
 
 const rows = [];
 for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seconds: 0 }, ...finals]) {
-  const common = [m.checkpoint, heldout, '--json', '--seed', String(seed), '--max-new-tokens', '80'];
+  // the runs' own generation limit (the demo's, unless --extra sets one): a shorter one cuts the judge's
+  // written check before its verdict and scores the cut items as wrong
+  const common = [
+    m.checkpoint,
+    heldout,
+    '--json',
+    '--seed',
+    String(seed),
+    '--max-new-tokens',
+    String(maxNewTokens),
+  ];
   const tag = m.name.split(' ')[0] as string;
   const reflectText = await spark(['eval', ...common, '--reflect']);
   const judgeText = await spark(['eval', ...common, '--judge']);
