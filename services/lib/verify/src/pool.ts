@@ -367,7 +367,8 @@ export class SymbolicPool {
     if (slot === null || slot.dead || slot.job !== job || job.dispatchedAt === null) return;
     const cpu = slot.clock?.read() ?? null;
     if (cpu === null || job.cpuStart === null) {
-      // The clock went away (the thread is exiting: its 'exit' settles the job); fall back to wall time.
+      // Charged in wall time (`clock: 'wall'`, or the clock went away: the thread is exiting and its 'exit'
+      // settles the job): expire once the budget has passed by performance.now(), else check again then.
       const left = job.dispatchedAt + job.budgetMs - performance.now();
       if (left <= 0) this.expireRunning(job, 'running');
       else job.timer = setTimeout(() => this.checkRunning(job), left);
@@ -445,10 +446,9 @@ export class SymbolicPool {
       job.cpuStart = slot.clock?.read() ?? null;
       job.waitStart = job.cpuStart === null ? null : (slot.clock?.readWait() ?? null);
       // Charged in CPU time, the budget cannot be used up before `budgetMs` of wall time: first check then.
-      job.timer =
-        job.cpuStart === null
-          ? setTimeout(() => this.expireRunning(job, 'running'), job.budgetMs)
-          : setTimeout(() => this.checkRunning(job), job.budgetMs);
+      // Charged in wall time, the check also re-arms for what is left: a timer may fire up to a millisecond
+      // early by performance.now() (the event loop's cached time), which must not cut a job off early.
+      job.timer = setTimeout(() => this.checkRunning(job), job.budgetMs);
       slot.job = job;
       job.slot = slot;
       slot.worker.postMessage(job.req);
