@@ -296,7 +296,11 @@ export function register(program: Command): void {
     .addOption(
       new Option('--variant <variant>', 'prompt wording').choices(['short', 'full']).default('short'),
     )
-    .option('--max-new-tokens <n>', 'longest output in tokens', '96')
+    .option(
+      '--max-new-tokens <n>',
+      "longest output in tokens (the judge's written check takes up to 107)",
+      '128',
+    )
     .option('--batch <n>', 'prompts per native sampling call', '32')
     .option(
       '--tokenizer <spec>',
