@@ -2,7 +2,7 @@
 //! headers: arbitrary bytes, valid headers with bytes flipped, cut or spliced, and whole files with a random
 //! length prefix; the model config check over arbitrary field values. Each input is either accepted with
 //! every invariant holding or refused with an error; nothing panics, overflows or allocates without bound.
-//! Coverage-guided fuzzing (cargo-fuzz / libFuzzer) needs a nightly toolchain, which these machines lack.
+//! The same parsers are also fuzzed coverage-guided (libFuzzer, nightly): `kernels/fuzz`, `npm run fuzz`.
 use proptest::prelude::*;
 
 use crate::model::config::MAX_PARAMS;
