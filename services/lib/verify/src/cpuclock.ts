@@ -71,7 +71,41 @@ export interface CpuClock {
    * from a blocked one by this state.
    */
   runnable(): boolean | null;
+  /**
+   * `read()` and `readWait()` from one read of the file (the pool samples both when it dispatches a job);
+   * `waitMs` is null from `stat`. Null once the clock cannot be read.
+   */
+  sample(): CpuSample | null;
   close(): void;
+}
+
+/** One reading of a thread's clock. */
+export interface CpuSample {
+  readonly cpuMs: number;
+  readonly waitMs: number | null;
+}
+
+/**
+ * The first two fields of a `schedstat` file (ns on a CPU, ns runnable but waiting) read straight from
+ * its bytes, without decoding a string (the pool reads the clock on every job); null if malformed.
+ */
+export function parseSchedstatBytes(buf: Uint8Array, n: number): CpuSample | null {
+  let i = 0;
+  const field = (): number | null => {
+    const start = i;
+    let v = 0;
+    for (; i < n; i++) {
+      const c = buf[i] as number;
+      if (c < 48 || c > 57) break;
+      v = v * 10 + (c - 48);
+    }
+    return i === start ? null : v;
+  };
+  const cpu = field();
+  if (cpu === null || i >= n || buf[i++] !== 32) return null;
+  const wait = field();
+  if (wait === null || i >= n || buf[i] !== 32) return null;
+  return { cpuMs: cpu / 1e6, waitMs: wait / 1e6 };
 }
 
 /** Whether the text of a `stat` file says the thread is runnable (state `R`); null if malformed. */
@@ -83,10 +117,16 @@ export function parseStatRunnable(text: string): boolean | null {
 
 const BUF_BYTES = 1024;
 
-function openFile(
-  path: string,
-  parse: (text: string) => number | null,
-): { read: () => number | null; readText: () => string | null; close: () => void } | null {
+interface OpenFile {
+  readonly read: () => number | null;
+  readonly readText: () => string | null;
+  /** Reads the file into its buffer; returns the byte count, or null once it cannot be read. */
+  readonly readBytes: () => number | null;
+  readonly buf: Buffer;
+  readonly close: () => void;
+}
+
+function openFile(path: string, parse: (text: string) => number | null): OpenFile | null {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -94,13 +134,16 @@ function openFile(
     return null;
   }
   const buf = Buffer.allocUnsafe(BUF_BYTES);
-  const readText = (): string | null => {
+  const readBytes = (): number | null => {
     try {
-      const n = readSync(fd, buf, 0, BUF_BYTES, 0);
-      return buf.toString('latin1', 0, n);
+      return readSync(fd, buf, 0, BUF_BYTES, 0);
     } catch {
       return null;
     }
+  };
+  const readText = (): string | null => {
+    const n = readBytes();
+    return n === null ? null : buf.toString('latin1', 0, n);
   };
   const read = (): number | null => {
     const text = readText();
@@ -119,7 +162,7 @@ function openFile(
     }
     fd = -1;
   };
-  return { read, readText, close };
+  return { read, readText, readBytes, buf, close };
 }
 
 /**
@@ -148,7 +191,16 @@ export function openThreadClock(tid: number): CpuClock | null {
       f.close();
       if (stat !== f) stat?.close();
     };
-    return { source, read: f.read, readWait, runnable, close };
+    const sample = (): CpuSample | null => {
+      if (source === 'stat') {
+        const cpuMs = f.read();
+        return cpuMs === null ? null : { cpuMs, waitMs: null };
+      }
+      const n = f.readBytes();
+      return n === null ? null : parseSchedstatBytes(f.buf, n);
+    };
+    const read = source === 'stat' ? f.read : (): number | null => sample()?.cpuMs ?? null;
+    return { source, read, readWait, runnable, sample, close };
   }
   return null;
 }

@@ -360,15 +360,14 @@ function exactInt(j: Json, depth = 0): bigint | null {
  */
 function fastCompare(
   ce: ComputeEngine,
+  raw: RawParses,
   a: string,
   b: string,
   relTol: number,
 ): boolean | null | 'unsupported' {
-  const ea = ce.parse(a, { form: 'raw' });
-  const eb = ce.parse(b, { form: 'raw' });
-  if (ea === null || eb === null || !ea.isValid || !eb.isValid) return 'unsupported';
-  const ja: Json = ea.json;
-  const jb: Json = eb.json;
+  const ja = raw.get(ce, a);
+  const jb = raw.get(ce, b);
+  if (ja === null || jb === null) return 'unsupported';
   try {
     const vars = new Set<string>();
     jsonVariables(ja, vars);
@@ -395,6 +394,48 @@ function fastCompare(
   }
 }
 
+/** Distinct strings whose raw parse a check keeps (each at most the verifier's 500 characters). */
+export const RAW_PARSE_CACHE_ENTRIES = 1_024;
+
+/**
+ * CE's raw parses, as MathJSON, of the strings a check has seen most recently (least recently used
+ * dropped first; null for a string that does not parse). Parsing is about 85 % of a fast-path check, and
+ * its inputs repeat: the label of a prompt comes once per sampled answer (G times a group), and sampled
+ * answers often agree. The MathJSON is plain data that the evaluator only reads; null stands for a
+ * string that does not parse.
+ */
+export class RawParses {
+  private readonly cache = new Map<string, Json>();
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly capacity = RAW_PARSE_CACHE_ENTRIES) {}
+
+  get(ce: ComputeEngine, s: string): Json {
+    const known = this.cache.get(s);
+    if (known !== undefined) {
+      this.hits++;
+      // Re-insert: a Map iterates in insertion order, so its first key is the least recently used.
+      this.cache.delete(s);
+      this.cache.set(s, known);
+      return known;
+    }
+    this.misses++;
+    const e = ce.parse(s, { form: 'raw' });
+    const json: Json = e === null || !e.isValid ? null : e.json;
+    this.cache.set(s, json);
+    if (this.cache.size > this.capacity) {
+      const oldest = this.cache.keys().next();
+      if (oldest.done !== true) this.cache.delete(oldest.value);
+    }
+    return json;
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+}
+
 /** Values CE parses but that are not mathematical expressions (strings, errors). */
 function usable(e: Expr | null): e is Expr {
   return e !== null && e.isValid && e.operator !== 'String' && e.operator !== 'Error';
@@ -408,6 +449,7 @@ export function createSymbolicCheck(): (
   mode?: SymbolicMode,
 ) => boolean | null {
   const ce = new ComputeEngine();
+  const raw = new RawParses();
   return (a: string, b: string, relTolIn: number, mode: SymbolicMode = 'equal'): boolean | null => {
     // Exact expressions on both sides agree to float precision; the looser numeric tolerance is only for
     // a side written as a rounded decimal (0.7071068 for \frac{\sqrt{2}}{2}).
@@ -420,7 +462,7 @@ export function createSymbolicCheck(): (
         if (!usable(ea) || !usable(eb)) return null;
         return proportional(ce, ea, eb, relTol, mode === 'positive-multiple');
       }
-      const fast = fastCompare(ce, a, b, relTol);
+      const fast = fastCompare(ce, raw, a, b, relTol);
       if (fast !== 'unsupported') return fast;
       const ea = ce.parse(a);
       const eb = ce.parse(b);

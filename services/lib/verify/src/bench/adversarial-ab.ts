@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     await load('before', pathToFileURL(join(resolve(oldDir), 'src/index.ts')).href),
     await load('after', new URL('../index.ts', import.meta.url).href),
   ];
-  const warm = Array.from({ length: 100 }, symbolicItem);
+  const warm = Array.from({ length: 100 }, () => symbolicItem());
   const results: {
     round: number;
     build: string;

@@ -48,11 +48,12 @@ async function main(): Promise<void> {
   // Warm the JIT on both threads before timing.
   await measure(v, 'warm-up', [
     ...Array.from({ length: 2_000 }, numericItem),
-    ...Array.from({ length: 100 }, symbolicItem),
+    ...Array.from({ length: 100 }, () => symbolicItem()),
   ]);
 
   const numeric = Array.from({ length: Math.round(20_000 * scale) }, numericItem);
-  const symbolic = Array.from({ length: Math.round(1_000 * scale) }, symbolicItem);
+  const symbolic = Array.from({ length: Math.round(1_000 * scale) }, () => symbolicItem());
+  const symbolicNew = Array.from({ length: Math.round(1_000 * scale) }, () => symbolicItem(999));
   const junk = Array.from({ length: Math.round(2_000 * scale) }, junkItem);
   const mix: Item[] = Array.from({ length: Math.round(10_000 * scale) }, () => {
     const u = rand();
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   rows.push(await measure(v, 'numeric', numeric));
   rows.push(await measure(v, 'symbolic', symbolic));
+  rows.push(await measure(v, 'symbolic, no repeats', symbolicNew));
   rows.push(await measure(v, 'junk', junk));
   rows.push(await measure(v, 'mix 70/20/10', mix));
   const termBefore = v.terminations;

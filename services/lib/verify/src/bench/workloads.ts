@@ -59,10 +59,15 @@ export function numericItem(): Item {
   }
 }
 
-/** Symbolic answers that need the compute engine: radicals, polynomial and trig/log identities. */
-export function symbolicItem(): Item {
-  const a = int(2, 9);
-  const b = int(2, 9);
+/**
+ * Symbolic answers that need the compute engine: radicals, polynomial and trig/log identities. With the
+ * default coefficients (2–9) a thousand items hold about 300 distinct answers and 270 distinct labels, as
+ * RL's groups repeat a label for every sampled answer; `hi` = 999 makes nearly every item new (what the
+ * verifier's caches cannot help with).
+ */
+export function symbolicItem(hi = 9): Item {
+  const a = int(2, hi);
+  const b = int(2, hi);
   const wrong = rand() < 0.3;
   const k = wrong ? a + 1 : a;
   switch (int(0, 6)) {
@@ -74,8 +79,11 @@ export function symbolicItem(): Item {
       return { response: box(`(x-${a})(x+${b})`), label: `x^2+${b - k}x-${a * b}` };
     case 3:
       return { response: box(`${a}\\sin^2 x+${a}\\cos^2 x`), label: `${k}` };
-    case 4:
-      return { response: box(`\\log_{${a}} ${a ** b}`), label: `${wrong ? b + 1 : b}` };
+    case 4: {
+      // A large base to a large power is not an exact double: keep the exponent at 2–5 there.
+      const e = hi > 9 ? 2 + (b % 4) : b;
+      return { response: box(`\\log_{${a}} ${a ** e}`), label: `${wrong ? e + 1 : e}` };
+    }
     case 5:
       return { response: box(`\\frac{${a}}{\\sqrt{${b}}}`), label: `\\frac{${k}\\sqrt{${b}}}{${b}}` };
     default:

@@ -14,6 +14,7 @@ import {
   currentThreadId,
   openThreadClock,
   parseSchedstat,
+  parseSchedstatBytes,
   parseSchedstatWait,
   parseStat,
   parseStatRunnable,
@@ -40,6 +41,17 @@ void test('parses schedstat and stat', () => {
   assert.equal(parseStatRunnable(stat), true);
   assert.equal(parseStatRunnable(stat.replace(') R ', ') S ')), false);
   assert.equal(parseStatRunnable('no parenthesis'), null);
+  // The byte parser the pool reads with agrees with the text parsers, and refuses what they refuse.
+  const bytes = (t: string): [Buffer, number] => [Buffer.from(t, 'latin1'), t.length];
+  assert.deepEqual(parseSchedstatBytes(...bytes('2824984185 10252211723 1249\n')), {
+    cpuMs: 2824.984185,
+    waitMs: 10252.211723,
+  });
+  for (const bad of ['', 'garbage', '12 34', '12  34 5', '-1 2 3', '12 x 3']) {
+    assert.equal(parseSchedstatBytes(...bytes(bad)), null, bad);
+  }
+  // Only the bytes read count, not what an earlier, longer read left in the buffer.
+  assert.equal(parseSchedstatBytes(Buffer.from('1 2 3\n', 'latin1'), 3), null);
 });
 
 void test('reads this thread’s CPU clock cheaply', { skip: !onLinux && 'no /proc' }, () => {
@@ -56,6 +68,11 @@ void test('reads this thread’s CPU clock cheaply', { skip: !onLinux && 'no /pr
     assert.ok(a !== null && b !== null && b > a, `${a} -> ${b}`);
     assert.ok((clock.readWait() ?? -1) >= 0);
     assert.equal(clock.runnable(), true);
+    // One sample carries both fields, in step with the separate reads around it.
+    const s = clock.sample();
+    const c = clock.read();
+    assert.ok(s !== null && c !== null && s.cpuMs >= b && c >= s.cpuMs, `${b} <= ${s?.cpuMs} <= ${c}`);
+    assert.ok(s.waitMs !== null && s.waitMs >= 0);
     const n = 2_000;
     const t0 = performance.now();
     for (let i = 0; i < n; i++) clock.read();

@@ -17,11 +17,13 @@ void test('the table has at least 300 cases, both outcomes, each with a reason',
   for (const c of TABLE) assert.ok(c.why.length > 3);
 });
 
+const responseOf = (c: (typeof TABLE)[number]): string =>
+  c.kind === 'answer' ? `Therefore the answer is $\\boxed{${c.input}}$.` : c.input;
+
 void test('every table case gets its expected reward', async () => {
   const failures: string[] = [];
   for (const c of TABLE) {
-    const response = c.kind === 'answer' ? `Therefore the answer is $\\boxed{${c.input}}$.` : c.input;
-    const res = await verifier.verify(response, c.label, c.opts ?? {});
+    const res = await verifier.verify(responseOf(c), c.label, c.opts ?? {});
     if (res.reward !== c.expected) {
       failures.push(
         `${c.why}: ${JSON.stringify(c.input)} vs ${JSON.stringify(c.label)} → ${res.reward} (${res.reason}), want ${c.expected}`,
@@ -29,4 +31,17 @@ void test('every table case gets its expected reward', async () => {
     }
   }
   assert.deepEqual(failures, []);
+});
+
+void test('a second pass over the table, with the worker’s parse cache warm, gives the same verdicts', async () => {
+  const pass = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const c of TABLE) {
+      const res = await verifier.verify(responseOf(c), c.label, c.opts ?? {});
+      out.push(`${res.reward} ${res.reason}`);
+    }
+    return out;
+  };
+  const first = await pass();
+  assert.deepEqual(await pass(), first);
 });
