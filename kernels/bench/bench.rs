@@ -19,8 +19,10 @@ use spark_kernels::backend::blas::blas;
 use spark_kernels::backend::gemm::{self, Gemm, GemmPath, Kernel, Mat};
 use spark_kernels::backend::threads::{num_threads, par_rows};
 use spark_kernels::checkpoint;
+use spark_kernels::model::{
+    AdamWParams, LossSpec, Model, ModelConfig, Rng, SampleRequest, Sequence,
+};
 use spark_kernels::safetensors::{self as st, TensorData, TensorOut};
-use spark_kernels::model::{AdamWParams, LossSpec, Model, ModelConfig, Rng, SampleRequest, Sequence};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
@@ -42,10 +44,23 @@ struct Opts {
 }
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { json: None, torch: true, batch: 8, seq: 128, steps: 4, reps: 3, only: None, quick: false, no_load: false, no_decode: false };
+    let mut o = Opts {
+        json: None,
+        torch: true,
+        batch: 8,
+        seq: 128,
+        steps: 4,
+        reps: 3,
+        only: None,
+        quick: false,
+        no_load: false,
+        no_decode: false,
+    };
     let mut it = std::env::args().skip(1);
     fn num(it: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, String> {
-        it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a positive integer"))
+        it.next()
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("{name} needs a positive integer"))
     }
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -53,7 +68,11 @@ fn parse_args() -> Result<Opts, String> {
             "--no-torch" => o.torch = false,
             "--no-load" => o.no_load = true,
             "--no-decode" => o.no_decode = true,
-            "--only" => o.only = Some(it.next().ok_or("--only needs sections (gemm, train, sample, decode, load; comma-separated)")?),
+            "--only" => {
+                o.only = Some(it.next().ok_or(
+                    "--only needs sections (gemm, train, sample, decode, load; comma-separated)",
+                )?)
+            }
             "--batch" => o.batch = num(&mut it, "--batch")?,
             "--seq" => o.seq = num(&mut it, "--seq")?,
             "--steps" => o.steps = num(&mut it, "--steps")?,
@@ -115,27 +134,95 @@ fn main() {
     };
     let threads = num_threads();
     let mut fig: BTreeMap<String, f64> = BTreeMap::new();
-    println!("spark kernels benchmark — {}", spark_kernels::backend::describe());
+    println!(
+        "spark kernels benchmark — {}",
+        spark_kernels::backend::describe()
+    );
     println!("threads {threads}; training batch {}×{}; sampling 64 prompts × 16 tokens → 64 new tokens\n", o.batch, o.seq);
     fig.insert("threads".into(), threads as f64);
     fig.insert("loadavg_1m_start".into(), loadavg());
 
     // 1. GEMM at the small preset's shapes (N = B·T rows in training, 64 rows in decode).
     let small = ModelConfig::preset("small").expect("preset");
-    let (c, i, v, w) = (small.hidden_size, small.intermediate_size, small.vocab_size, small.qkv_width());
+    let (c, i, v, w) = (
+        small.hidden_size,
+        small.intermediate_size,
+        small.vocab_size,
+        small.qkv_width(),
+    );
     let nrow = o.batch * o.seq;
     let shapes = [
-        Shape { key: "fwd_qkv", name: "fwd qkv  x·Wᵀ", ta: false, tb: true, m: nrow, n: w, k: c },
-        Shape { key: "fwd_gate_up", name: "fwd gate|up", ta: false, tb: true, m: nrow, n: 2 * i, k: c },
-        Shape { key: "fwd_down", name: "fwd down", ta: false, tb: true, m: nrow, n: c, k: i },
-        Shape { key: "bwd_dx", name: "bwd dX = dY·W", ta: false, tb: false, m: nrow, n: c, k: 2 * i },
-        Shape { key: "bwd_dw", name: "bwd dW = dYᵀ·X", ta: true, tb: false, m: 2 * i, n: c, k: nrow },
-        Shape { key: "head", name: "head logits", ta: false, tb: true, m: nrow, n: v, k: c },
-        Shape { key: "decode_gate_up", name: "decode gate|up", ta: false, tb: true, m: 64, n: 2 * i, k: c },
+        Shape {
+            key: "fwd_qkv",
+            name: "fwd qkv  x·Wᵀ",
+            ta: false,
+            tb: true,
+            m: nrow,
+            n: w,
+            k: c,
+        },
+        Shape {
+            key: "fwd_gate_up",
+            name: "fwd gate|up",
+            ta: false,
+            tb: true,
+            m: nrow,
+            n: 2 * i,
+            k: c,
+        },
+        Shape {
+            key: "fwd_down",
+            name: "fwd down",
+            ta: false,
+            tb: true,
+            m: nrow,
+            n: c,
+            k: i,
+        },
+        Shape {
+            key: "bwd_dx",
+            name: "bwd dX = dY·W",
+            ta: false,
+            tb: false,
+            m: nrow,
+            n: c,
+            k: 2 * i,
+        },
+        Shape {
+            key: "bwd_dw",
+            name: "bwd dW = dYᵀ·X",
+            ta: true,
+            tb: false,
+            m: 2 * i,
+            n: c,
+            k: nrow,
+        },
+        Shape {
+            key: "head",
+            name: "head logits",
+            ta: false,
+            tb: true,
+            m: nrow,
+            n: v,
+            k: c,
+        },
+        Shape {
+            key: "decode_gate_up",
+            name: "decode gate|up",
+            ta: false,
+            tb: true,
+            m: 64,
+            n: 2 * i,
+            k: c,
+        },
     ];
     let bl = blas();
     let mut rng = Rng::new(1, 1);
-    let want = |sec: &str| o.only.as_deref().is_none_or(|x| x.split(',').any(|x| x == sec));
+    let want = |sec: &str| {
+        o.only
+            .as_deref()
+            .is_none_or(|x| x.split(',').any(|x| x == sec))
+    };
     if want("gemm") {
         println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
     }
@@ -146,14 +233,35 @@ fn main() {
         let a: Vec<f32> = (0..ar * ac).map(|_| rng.normal() as f32).collect();
         let b: Vec<f32> = (0..br * bc).map(|_| rng.normal() as f32).collect();
         let mut cbuf = vec![0.0f32; s.m * s.n];
-        let (a_op, b_op) = (Mat { data: &a, ld: ac, trans: s.ta }, Mat { data: &b, ld: bc, trans: s.tb });
-        let prod = Gemm { m: s.m, n: s.n, k: s.k, alpha: 1.0, a: a_op, b: b_op, beta: 0.0 };
-        let flop = 2.0 * (s.m * s.n * s.k) as f64;
-        let mut run = |p: GemmPath| {
-            time_best(o.reps, || prod.run_on(p, threads, &mut cbuf, s.n))
+        let (a_op, b_op) = (
+            Mat {
+                data: &a,
+                ld: ac,
+                trans: s.ta,
+            },
+            Mat {
+                data: &b,
+                ld: bc,
+                trans: s.tb,
+            },
+        );
+        let prod = Gemm {
+            m: s.m,
+            n: s.n,
+            k: s.k,
+            alpha: 1.0,
+            a: a_op,
+            b: b_op,
+            beta: 0.0,
         };
+        let flop = 2.0 * (s.m * s.n * s.k) as f64;
+        let mut run = |p: GemmPath| time_best(o.reps, || prod.run_on(p, threads, &mut cbuf, s.n));
         let t_ours = run(gemm::path());
-        let t_bi = if GemmPath::Builtin.available() { run(GemmPath::Builtin) } else { f64::NAN };
+        let t_bi = if GemmPath::Builtin.available() {
+            run(GemmPath::Builtin)
+        } else {
+            f64::NAN
+        };
         let t_ob = match bl {
             Some(bl) => bl.with_blas_threads(threads, || {
                 time_best(o.reps, || bl.sgemm(&prod, &mut cbuf, s.n))
@@ -182,17 +290,21 @@ fn main() {
         sum_bi += t_bi;
         sum_flop += flop;
     }
-    let (agg_ours, agg_ob, agg_bi) = (sum_flop / sum_ours * 1e-9, sum_flop / sum_ob * 1e-9, sum_flop / sum_bi * 1e-9);
+    let (agg_ours, agg_ob, agg_bi) = (
+        sum_flop / sum_ours * 1e-9,
+        sum_flop / sum_ob * 1e-9,
+        sum_flop / sum_bi * 1e-9,
+    );
     if want("gemm") {
         println!(
-        "  {:<48} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}\n",
-        "all shapes (time-weighted)",
-        agg_ours,
-        agg_ob,
-        agg_ours / agg_ob,
-        agg_bi,
-        agg_bi / agg_ob
-    );
+            "  {:<48} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}\n",
+            "all shapes (time-weighted)",
+            agg_ours,
+            agg_ob,
+            agg_ours / agg_ob,
+            agg_bi,
+            agg_bi / agg_ob
+        );
     }
     fig.insert("gemm.all.ours_gflops".into(), agg_ours);
     fig.insert("gemm.all.openblas_gflops".into(), agg_ob);
@@ -201,7 +313,11 @@ fn main() {
 
     // 2–3. Training and sampling through the model API.
     let model_section = want("train") || want("sample");
-    let torch = if o.torch && model_section { run_torch(&o, threads, want("train")) } else { BTreeMap::new() };
+    let torch = if o.torch && model_section {
+        run_torch(&o, threads, want("train"))
+    } else {
+        BTreeMap::new()
+    };
     if model_section {
         println!("Model ({threads} threads)                 ours     PyTorch   ours/PyTorch");
     }
@@ -211,12 +327,17 @@ fn main() {
         let mut r = Rng::new(3, 0);
         let batch: Vec<Sequence> = (0..o.batch)
             .map(|_| Sequence {
-                tokens: (0..o.seq).map(|_| (r.next_u64() % cfg.vocab_size as u64) as u32).collect(),
+                tokens: (0..o.seq)
+                    .map(|_| (r.next_u64() % cfg.vocab_size as u64) as u32)
+                    .collect(),
                 prompt_len: 1,
                 ..Default::default()
             })
             .collect();
-        let opt = AdamWParams { lr: 1e-4, ..Default::default() };
+        let opt = AdamWParams {
+            lr: 1e-4,
+            ..Default::default()
+        };
         let mbs = vec![batch];
         m.train_step(&mbs, &LossSpec::Sft, &opt).expect("train");
         let mut best = f64::INFINITY;
@@ -237,16 +358,48 @@ fn main() {
             }
         }
         let train_tps = (o.batch * o.seq * o.steps) as f64 / best;
-        let prompts: Vec<Vec<u32>> = (0..64).map(|_| (0..16).map(|_| (r.next_u64() % 128) as u32).collect()).collect();
-        let req = SampleRequest { prompts, temperature: 1.0, top_p: 1.0, max_new_tokens: 64, stop_tokens: vec![], seed: 1 };
+        let prompts: Vec<Vec<u32>> = (0..64)
+            .map(|_| (0..16).map(|_| (r.next_u64() % 128) as u32).collect())
+            .collect();
+        let req = SampleRequest {
+            prompts,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 64,
+            stop_tokens: vec![],
+            seed: 1,
+        };
         let mut generated = 0usize;
-        let t_s = time_best(if want("sample") { o.reps } else { 0 }, || generated = m.sample(&req).expect("sample").iter().map(|x| x.tokens.len()).sum());
+        let t_s = time_best(if want("sample") { o.reps } else { 0 }, || {
+            generated = m
+                .sample(&req)
+                .expect("sample")
+                .iter()
+                .map(|x| x.tokens.len())
+                .sum()
+        });
         let sample_tps = generated as f64 / t_s;
-        let tt = torch.get(&format!("{preset}.train_tokens_per_s")).copied().unwrap_or(f64::NAN);
-        let ts = torch.get(&format!("{preset}.sample_tokens_per_s")).copied().unwrap_or(f64::NAN);
+        let tt = torch
+            .get(&format!("{preset}.train_tokens_per_s"))
+            .copied()
+            .unwrap_or(f64::NAN);
+        let ts = torch
+            .get(&format!("{preset}.sample_tokens_per_s"))
+            .copied()
+            .unwrap_or(f64::NAN);
         println!("  {preset:<6} params {:>9}", cfg.num_params());
-        println!("    training tokens/s          {:>9.0} {:>10.0} {:>10.2}", train_tps, tt, train_tps / tt);
-        println!("    sampling tokens/s          {:>9.0} {:>10.0} {:>10.2}", sample_tps, ts, sample_tps / ts);
+        println!(
+            "    training tokens/s          {:>9.0} {:>10.0} {:>10.2}",
+            train_tps,
+            tt,
+            train_tps / tt
+        );
+        println!(
+            "    sampling tokens/s          {:>9.0} {:>10.0} {:>10.2}",
+            sample_tps,
+            ts,
+            sample_tps / ts
+        );
         println!(
             "    GEMM GFLOP/s inside a training step {:>6.1}  ({:.0}% of OpenBLAS standalone {:.1}; GEMM share of step {:.0}%)",
             gemm_gflops,
@@ -257,12 +410,21 @@ fn main() {
         fig.insert(format!("{preset}.params"), cfg.num_params() as f64);
         fig.insert(format!("{preset}.train_tokens_per_s"), train_tps);
         fig.insert(format!("{preset}.torch_train_tokens_per_s"), tt);
-        fig.insert(format!("{preset}.train_ratio_ours_over_torch"), train_tps / tt);
+        fig.insert(
+            format!("{preset}.train_ratio_ours_over_torch"),
+            train_tps / tt,
+        );
         fig.insert(format!("{preset}.sample_tokens_per_s"), sample_tps);
         fig.insert(format!("{preset}.torch_sample_tokens_per_s"), ts);
-        fig.insert(format!("{preset}.sample_ratio_ours_over_torch"), sample_tps / ts);
+        fig.insert(
+            format!("{preset}.sample_ratio_ours_over_torch"),
+            sample_tps / ts,
+        );
         fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
-        fig.insert(format!("{preset}.train_gemm_over_openblas"), gemm_gflops / agg_ob);
+        fig.insert(
+            format!("{preset}.train_gemm_over_openblas"),
+            gemm_gflops / agg_ob,
+        );
     }
     // 5. Small-batch sampling with a 0.5 B model.
     if want("decode") && !o.no_decode && (!o.quick || o.only.is_some()) {
@@ -273,11 +435,23 @@ fn main() {
         bench_load(o.reps, &mut fig);
     }
     fig.insert("loadavg_1m_end".into(), loadavg());
-    println!("\nload average (1 min) at start {:.1}, at end {:.1}", fig["loadavg_1m_start"], fig["loadavg_1m_end"]);
+    println!(
+        "\nload average (1 min) at start {:.1}, at end {:.1}",
+        fig["loadavg_1m_start"], fig["loadavg_1m_end"]
+    );
     if let Some(path) = &o.json {
         let body: Vec<String> = fig
             .iter()
-            .map(|(k, v)| format!("  \"{k}\": {}", if v.is_finite() { format!("{v:.4}") } else { "null".into() }))
+            .map(|(k, v)| {
+                format!(
+                    "  \"{k}\": {}",
+                    if v.is_finite() {
+                        format!("{v:.4}")
+                    } else {
+                        "null".into()
+                    }
+                )
+            })
             .collect();
         let text = format!("{{\n{}\n}}\n", body.join(",\n"));
         if let Err(e) = std::fs::write(path, text) {
@@ -318,7 +492,8 @@ fn random_05b() -> Model {
     par_rows(&mut p, 1 << 20, 1, |b0, blk| {
         for (k, row) in blk.chunks_mut(1 << 20).enumerate() {
             let mut r = Rng::new(11, (b0 + k) as u64);
-            row.iter_mut().for_each(|x| *x = (r.uniform() as f32 - 0.5) * 0.1);
+            row.iter_mut()
+                .for_each(|x| *x = (r.uniform() as f32 - 0.5) * 0.1);
         }
     });
     Model::from_params(cfg, p).expect("model")
@@ -353,10 +528,30 @@ fn bench_decode_05b(o: &Opts, threads: usize, fig: &mut BTreeMap<String, f64>) {
     println!("  batch      ours tokens/s   PyTorch tokens/s   ours/PyTorch");
     for b in DECODE_BATCHES {
         let mut r = Rng::new(5, b as u64);
-        let prompts: Vec<Vec<u32>> = (0..b).map(|_| (0..DECODE_PROMPT).map(|_| (r.next_u64() % v) as u32).collect()).collect();
-        let req = SampleRequest { prompts, temperature: 1.0, top_p: 1.0, max_new_tokens: DECODE_NEW, stop_tokens: vec![], seed: 1 };
+        let prompts: Vec<Vec<u32>> = (0..b)
+            .map(|_| {
+                (0..DECODE_PROMPT)
+                    .map(|_| (r.next_u64() % v) as u32)
+                    .collect()
+            })
+            .collect();
+        let req = SampleRequest {
+            prompts,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: DECODE_NEW,
+            stop_tokens: vec![],
+            seed: 1,
+        };
         let mut generated = 0usize;
-        let mut run = || generated = m.sample(&req).expect("sample").iter().map(|x| x.tokens.len()).sum();
+        let mut run = || {
+            generated = m
+                .sample(&req)
+                .expect("sample")
+                .iter()
+                .map(|x| x.tokens.len())
+                .sum()
+        };
         run();
         let mut best = f64::INFINITY;
         for _ in 0..o.reps {
@@ -365,11 +560,17 @@ fn bench_decode_05b(o: &Opts, threads: usize, fig: &mut BTreeMap<String, f64>) {
             best = best.min(t0.elapsed().as_secs_f64());
         }
         let ours = generated as f64 / best;
-        let pt = torch.get(&format!("qwen05b.b{b}.sample_tokens_per_s")).copied().unwrap_or(f64::NAN);
+        let pt = torch
+            .get(&format!("qwen05b.b{b}.sample_tokens_per_s"))
+            .copied()
+            .unwrap_or(f64::NAN);
         println!("  {b:>5} {ours:>18.2} {pt:>18.2} {:>14.2}", ours / pt);
         fig.insert(format!("qwen05b.b{b}.sample_tokens_per_s"), ours);
         fig.insert(format!("qwen05b.b{b}.torch_sample_tokens_per_s"), pt);
-        fig.insert(format!("qwen05b.b{b}.sample_ratio_ours_over_torch"), ours / pt);
+        fig.insert(
+            format!("qwen05b.b{b}.sample_ratio_ours_over_torch"),
+            ours / pt,
+        );
     }
 }
 
@@ -384,7 +585,10 @@ fn bench_load(reps: usize, fig: &mut BTreeMap<String, f64>) {
     let t0 = Instant::now();
     let m = random_05b();
     let bf: Vec<u16> = m.params().iter().map(|&x| st::f32_to_bf16(x)).collect();
-    let files = [("f32", dir.join("model-f32.safetensors")), ("bf16", dir.join("model-bf16.safetensors"))];
+    let files = [
+        ("f32", dir.join("model-f32.safetensors")),
+        ("bf16", dir.join("model-bf16.safetensors")),
+    ];
     for (kind, path) in &files {
         let tensors: Vec<TensorOut<'_>> = m
             .param_table()
@@ -418,7 +622,8 @@ fn bench_load(reps: usize, fig: &mut BTreeMap<String, f64>) {
                     evict(path);
                 }
                 let (t, c) = (Instant::now(), cpu_seconds());
-                let m = checkpoint::load_model(cfg.clone(), std::slice::from_ref(path)).expect("load");
+                let m =
+                    checkpoint::load_model(cfg.clone(), std::slice::from_ref(path)).expect("load");
                 wall.push(t.elapsed().as_secs_f64());
                 cpu.push(cpu_seconds() - c);
                 assert_eq!(m.num_params(), n);
@@ -443,8 +648,18 @@ fn bench_load(reps: usize, fig: &mut BTreeMap<String, f64>) {
 /// CPU time of this process so far (user + system, all threads; /proc/self/stat, in clock ticks of 10 ms).
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     (tick(11) + tick(12)) / 100.0
 }
 
@@ -469,8 +684,24 @@ fn evict(path: &std::path::Path) {
 /// Runs the PyTorch reference with the same shapes and thread count (its training figures only when `train`);
 /// parses its `RESULT name value` lines.
 fn run_torch(o: &Opts, threads: usize, train: bool) -> BTreeMap<String, f64> {
-    let (t, b, s, k) = (threads.to_string(), o.batch.to_string(), o.seq.to_string(), o.steps.to_string());
-    let mut args = vec!["--threads", &t, "--presets", "tiny,small", "--batch", &b, "--seq", &s, "--steps", &k];
+    let (t, b, s, k) = (
+        threads.to_string(),
+        o.batch.to_string(),
+        o.seq.to_string(),
+        o.steps.to_string(),
+    );
+    let mut args = vec![
+        "--threads",
+        &t,
+        "--presets",
+        "tiny,small",
+        "--batch",
+        &b,
+        "--seq",
+        &s,
+        "--steps",
+        &k,
+    ];
     if !train {
         args.push("--no-train");
     }
@@ -480,7 +711,12 @@ fn run_torch(o: &Opts, threads: usize, train: bool) -> BTreeMap<String, f64> {
 /// Runs bench/torch_ref.py with `args` (and `--threads` among them) under OMP_WAIT_POLICY=PASSIVE.
 fn torch_script(args: &[&str]) -> BTreeMap<String, f64> {
     let script = concat!(env!("SPARK_BENCH_DIR"), "/torch_ref.py");
-    let threads = args.iter().position(|a| *a == "--threads").and_then(|i| args.get(i + 1)).copied().unwrap_or("2");
+    let threads = args
+        .iter()
+        .position(|a| *a == "--threads")
+        .and_then(|i| args.get(i + 1))
+        .copied()
+        .unwrap_or("2");
     let out = Command::new("/usr/bin/python3")
         .arg(script)
         .args(args)
@@ -499,7 +735,10 @@ fn torch_script(args: &[&str]) -> BTreeMap<String, f64> {
                 }
             }
         }
-        Ok(out) => eprintln!("bench: PyTorch reference failed:\n{}", String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => eprintln!(
+            "bench: PyTorch reference failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(e) => eprintln!("bench: cannot run /usr/bin/python3 ({e}); PyTorch columns are empty"),
     }
     r

@@ -54,7 +54,14 @@ fn main() -> ExitCode {
     let total = start.elapsed();
     let mut failed = 0;
     for o in &outcomes {
-        println!("{:<5} {:<13} {:<16} {:>6} ms {:>8} bytes", if o.ok { "ok" } else { "FAIL" }, o.module, o.target, o.millis, o.bytes);
+        println!(
+            "{:<5} {:<13} {:<16} {:>6} ms {:>8} bytes",
+            if o.ok { "ok" } else { "FAIL" },
+            o.module,
+            o.target,
+            o.millis,
+            o.bytes
+        );
         if !o.problem.is_empty() {
             for l in o.problem.lines().take(40) {
                 println!("      {l}");
@@ -62,9 +69,17 @@ fn main() -> ExitCode {
         }
         failed += usize::from(!o.ok);
     }
-    println!("gpu-check: {} compiled, {} failed, in {:.1} s", outcomes.len() - failed, failed, total.as_secs_f64());
+    println!(
+        "gpu-check: {} compiled, {} failed, in {:.1} s",
+        outcomes.len() - failed,
+        failed,
+        total.as_secs_f64()
+    );
     if let Some(f) = json {
-        if let Err(e) = std::fs::write(&f, check::report_json((maj, min), total.as_secs_f64(), &outcomes)) {
+        if let Err(e) = std::fs::write(
+            &f,
+            check::report_json((maj, min), total.as_secs_f64(), &outcomes),
+        ) {
             eprintln!("gpu-check: cannot write {f}: {e}");
             return ExitCode::from(1);
         }
@@ -77,7 +92,9 @@ fn main() -> ExitCode {
 }
 
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("gpu-check: {msg}\nusage: gpu-check [--compile-only] [--device cuda:N] [--json FILE]");
+    eprintln!(
+        "gpu-check: {msg}\nusage: gpu-check [--compile-only] [--device cuda:N] [--json FILE]"
+    );
     ExitCode::from(64)
 }
 
@@ -107,10 +124,21 @@ fn gpu_mode(device: u32, json: Option<String>) -> ExitCode {
     };
     let mut failed = 0;
     for o in &outcomes {
-        println!("{:<5} {:<56} error {:.2e} (tolerance {:.0e})", if o.ok { "ok" } else { "FAIL" }, o.op, o.error, o.tolerance);
+        println!(
+            "{:<5} {:<56} error {:.2e} (tolerance {:.0e})",
+            if o.ok { "ok" } else { "FAIL" },
+            o.op,
+            o.error,
+            o.tolerance
+        );
         failed += usize::from(!o.ok);
     }
-    println!("gpu-check: ops: {} passed, {} failed, in {:.1} s", outcomes.len() - failed, failed, start.elapsed().as_secs_f64());
+    println!(
+        "gpu-check: ops: {} passed, {} failed, in {:.1} s",
+        outcomes.len() - failed,
+        failed,
+        start.elapsed().as_secs_f64()
+    );
     println!("gpu-check: not checked: SFT/GRPO steps, greedy sampling and throughput (the CUDA model is not wired yet)");
     if let Some(f) = json {
         if let Err(e) = std::fs::write(&f, gpu::report_json(&g.info, &outcomes)) {

@@ -12,14 +12,29 @@ use std::path::{Path, PathBuf};
 /// Names that may appear in a checkpoint without being parameters: a tied model's `lm_head.weight` (some
 /// exporters write the tied matrix twice) and rotary caches some older exporters saved.
 fn ignorable(cfg: &ModelConfig) -> impl Fn(&str) -> bool + '_ {
-    move |name: &str| (cfg.tie_word_embeddings && name == "lm_head.weight") || name.ends_with(".rotary_emb.inv_freq")
+    move |name: &str| {
+        (cfg.tie_word_embeddings && name == "lm_head.weight")
+            || name.ends_with(".rotary_emb.inv_freq")
+    }
 }
 
 /// Reads the parameters of `cfg`'s layout from `files` into a new flat buffer (layout: `model::params`); every
 /// value is checked finite as it is converted.
-fn read_params(cfg: &ModelConfig, table: &[ParamInfo], total: usize, files: &[PathBuf]) -> Result<Vec<f32>> {
-    let wanted: Vec<Wanted<'_>> =
-        table.iter().map(|p| Wanted { name: &p.name, shape: &p.shape, offset: p.offset, len: p.len }).collect();
+fn read_params(
+    cfg: &ModelConfig,
+    table: &[ParamInfo],
+    total: usize,
+    files: &[PathBuf],
+) -> Result<Vec<f32>> {
+    let wanted: Vec<Wanted<'_>> = table
+        .iter()
+        .map(|p| Wanted {
+            name: &p.name,
+            shape: &p.shape,
+            offset: p.offset,
+            len: p.len,
+        })
+        .collect();
     let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     // Zeroed by the allocator (untouched pages cost nothing); every element is then written exactly once,
     // because the table covers 0..total and every entry must be found.
@@ -39,7 +54,12 @@ pub fn load_model(cfg: ModelConfig, files: &[PathBuf]) -> Result<Model> {
 
 /// Replaces `model`'s weights with those of `files`; on any error the model is unchanged.
 pub fn load_weights(model: &mut Model, files: &[PathBuf]) -> Result<()> {
-    let p = read_params(model.config(), model.param_table(), model.num_params(), files)?;
+    let p = read_params(
+        model.config(),
+        model.param_table(),
+        model.num_params(),
+        files,
+    )?;
     model.replace_finite_params(p).map_err(Error::model)
 }
 
@@ -49,16 +69,27 @@ pub fn save_weights(model: &Model, path: &Path) -> Result<()> {
     let tensors: Vec<TensorOut<'_>> = model
         .param_table()
         .iter()
-        .map(|t| TensorOut { name: &t.name, shape: t.shape.clone(), data: TensorData::F32(&p[t.offset..t.offset + t.len]) })
+        .map(|t| TensorOut {
+            name: &t.name,
+            shape: t.shape.clone(),
+            data: TensorData::F32(&p[t.offset..t.offset + t.len]),
+        })
         .collect();
-    st::write(path, &tensors, &[("format", "pt"), ("producer", "spark-kernels")])
+    st::write(
+        path,
+        &tensors,
+        &[("format", "pt"), ("producer", "spark-kernels")],
+    )
 }
 
 const OPT_M: &str = "optimizer.adamw.m";
 const OPT_V: &str = "optimizer.adamw.v";
 
 fn frozen_error() -> Error {
-    Error::new(ErrorCode::Frozen, "a frozen reference model has no optimizer state")
+    Error::new(
+        ErrorCode::Frozen,
+        "a frozen reference model has no optimizer state",
+    )
 }
 
 /// Writes the AdamW moments (`optimizer.adamw.{m,v}`, F32 `[numParams]`) with metadata `step` and `num_params`.
@@ -72,10 +103,22 @@ pub fn save_optimizer(model: &mut Model, path: &Path) -> Result<()> {
     st::write(
         path,
         &[
-            TensorOut { name: OPT_M, shape: vec![n], data: TensorData::F32(m) },
-            TensorOut { name: OPT_V, shape: vec![n], data: TensorData::F32(v) },
+            TensorOut {
+                name: OPT_M,
+                shape: vec![n],
+                data: TensorData::F32(m),
+            },
+            TensorOut {
+                name: OPT_V,
+                shape: vec![n],
+                data: TensorData::F32(v),
+            },
         ],
-        &[("format", "spark-adamw"), ("step", &step_s), ("num_params", &n_s)],
+        &[
+            ("format", "spark-adamw"),
+            ("step", &step_s),
+            ("num_params", &n_s),
+        ],
     )
 }
 
@@ -89,12 +132,23 @@ pub fn load_optimizer(model: &mut Model, path: &Path) -> Result<()> {
         .header
         .meta("step")
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::format(format!("{}: optimizer file lacks a numeric __metadata__.step", f.path)))?;
+        .ok_or_else(|| {
+            Error::format(format!(
+                "{}: optimizer file lacks a numeric __metadata__.step",
+                f.path
+            ))
+        })?;
     let n = model.num_params();
     let read = |name: &str| -> Result<Vec<f32>> {
-        let t = f.header.get(name).ok_or_else(|| Error::format(format!("{}: missing tensor {name}", f.path)))?;
+        let t = f
+            .header
+            .get(name)
+            .ok_or_else(|| Error::format(format!("{}: missing tensor {name}", f.path)))?;
         if t.shape != [n] {
-            return Err(Error::format(format!("{}: {name} has shape {:?}, the model needs [{n}]", f.path, t.shape)));
+            return Err(Error::format(format!(
+                "{}: {name} has shape {:?}, the model needs [{n}]",
+                f.path, t.shape
+            )));
         }
         let mut out = vec![0.0f32; n];
         f.read_f32_into(name, &mut out)?;
@@ -102,7 +156,9 @@ pub fn load_optimizer(model: &mut Model, path: &Path) -> Result<()> {
     };
     let m = read(OPT_M)?;
     let v = read(OPT_V)?;
-    model.set_optimizer_state(&m, &v, step).map_err(Error::model)
+    model
+        .set_optimizer_state(&m, &v, step)
+        .map_err(Error::model)
 }
 
 #[cfg(test)]
@@ -121,8 +177,20 @@ mod tests {
     }
 
     fn step(m: &mut Model) {
-        let seq = Sequence { tokens: vec![1, 5, 9, 13, 17, 21], prompt_len: 2, ..Default::default() };
-        m.train_step(&[vec![seq]], &LossSpec::Sft, &AdamWParams { lr: 1e-2, ..Default::default() }).unwrap();
+        let seq = Sequence {
+            tokens: vec![1, 5, 9, 13, 17, 21],
+            prompt_len: 2,
+            ..Default::default()
+        };
+        m.train_step(
+            &[vec![seq]],
+            &LossSpec::Sft,
+            &AdamWParams {
+                lr: 1e-2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     }
 
     #[test]
@@ -135,10 +203,19 @@ mod tests {
 
         let mut b = load_model(tiny(), &[d.join("model.safetensors")]).unwrap();
         assert_eq!(b.params(), a.params());
-        assert!(!b.has_train_buffers(), "a loaded model allocates gradients only when it trains");
+        assert!(
+            !b.has_train_buffers(),
+            "a loaded model allocates gradients only when it trains"
+        );
         load_optimizer(&mut b, &d.join("optimizer.safetensors")).unwrap();
-        let (am, av, astep) = a.optimizer_state().map(|(m, v, s)| (m.to_vec(), v.to_vec(), s)).unwrap();
-        let (bm, bv, bstep) = b.optimizer_state().map(|(m, v, s)| (m.to_vec(), v.to_vec(), s)).unwrap();
+        let (am, av, astep) = a
+            .optimizer_state()
+            .map(|(m, v, s)| (m.to_vec(), v.to_vec(), s))
+            .unwrap();
+        let (bm, bv, bstep) = b
+            .optimizer_state()
+            .map(|(m, v, s)| (m.to_vec(), v.to_vec(), s))
+            .unwrap();
         assert_eq!((bm, bv, bstep), (am, av, astep));
         // identical state → identical next step
         step(&mut a);
@@ -148,7 +225,15 @@ mod tests {
         // into an existing model of another seed
         let mut c = Model::new(tiny(), 6).unwrap();
         load_weights(&mut c, &[d.join("model.safetensors")]).unwrap();
-        let e = load_model(ModelConfig { intermediate_size: 128, ..tiny() }, &[d.join("model.safetensors")]).err().unwrap();
+        let e = load_model(
+            ModelConfig {
+                intermediate_size: 128,
+                ..tiny()
+            },
+            &[d.join("model.safetensors")],
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.code, ErrorCode::Format);
         assert!(e.message.contains("needs [128, 64]"), "{e}");
         std::fs::remove_dir_all(d).ok();
@@ -160,15 +245,26 @@ mod tests {
         let mut m = Model::new(tiny(), 1).unwrap();
         let before = m.params().to_vec();
         // a non-finite value, named by tensor
-        let norm = m.param_table().iter().find(|t| t.name == "model.norm.weight").unwrap().clone();
+        let norm = m
+            .param_table()
+            .iter()
+            .find(|t| t.name == "model.norm.weight")
+            .unwrap()
+            .clone();
         let mut other = Model::new(tiny(), 2).unwrap();
         other.set_params(&before).unwrap();
         other.params_mut()[norm.offset + 3] = f32::NAN;
         save_weights(&other, &d.join("nan.safetensors")).unwrap();
         let e = load_weights(&mut m, &[d.join("nan.safetensors")]).unwrap_err();
-        assert!(e.message.contains("tensor \"model.norm.weight\" value at index 3 is not finite"), "{e}");
+        assert!(
+            e.message
+                .contains("tensor \"model.norm.weight\" value at index 3 is not finite"),
+            "{e}"
+        );
         assert_eq!(e.code, ErrorCode::Format);
-        let e = load_model(tiny(), &[d.join("nan.safetensors")]).err().unwrap();
+        let e = load_model(tiny(), &[d.join("nan.safetensors")])
+            .err()
+            .unwrap();
         assert!(e.message.contains("not finite"), "{e}");
         // missing files are I/O errors
         let e = load_weights(&mut m, &[d.join("missing.safetensors")]).unwrap_err();
@@ -176,7 +272,12 @@ mod tests {
         assert_eq!(m.params(), &before[..]);
         // a frozen copy has no optimizer state
         let mut f = m.clone_frozen();
-        assert_eq!(save_optimizer(&mut f, &d.join("o.safetensors")).unwrap_err().code, ErrorCode::Frozen);
+        assert_eq!(
+            save_optimizer(&mut f, &d.join("o.safetensors"))
+                .unwrap_err()
+                .code,
+            ErrorCode::Frozen
+        );
         // an optimizer file for another size
         let mut small = Model::new(ModelConfig::preset("small").unwrap(), 1).unwrap();
         save_optimizer(&mut small, &d.join("o.safetensors")).unwrap();
@@ -194,13 +295,21 @@ mod tests {
         let tensors: Vec<TensorOut<'_>> = m
             .param_table()
             .iter()
-            .map(|t| TensorOut { name: &t.name, shape: t.shape.clone(), data: TensorData::BF16(&bf[t.offset..t.offset + t.len]) })
+            .map(|t| TensorOut {
+                name: &t.name,
+                shape: t.shape.clone(),
+                data: TensorData::BF16(&bf[t.offset..t.offset + t.len]),
+            })
             .collect();
         // split over two shards
         let (a, b) = tensors.split_at(tensors.len() / 2);
         st::write(&d.join("s1.safetensors"), a, &[]).unwrap();
         st::write(&d.join("s2.safetensors"), b, &[]).unwrap();
-        let l = load_model(tiny(), &[d.join("s1.safetensors"), d.join("s2.safetensors")]).unwrap();
+        let l = load_model(
+            tiny(),
+            &[d.join("s1.safetensors"), d.join("s2.safetensors")],
+        )
+        .unwrap();
         for (x, y) in p.iter().zip(l.params()) {
             assert_eq!(*y, half::bf16::from_f32(*x).to_f32());
         }

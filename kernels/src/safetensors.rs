@@ -24,8 +24,8 @@ use crate::backend::threads::par_rows;
 use crate::error::{Error, Result};
 use memmap2::Mmap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
@@ -89,7 +89,10 @@ impl Header {
         self.tensors.iter().find(|t| t.name == name)
     }
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -118,7 +121,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<UniqueMap<V>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<UniqueMap<V>, A::Error> {
                 let mut seen = HashSet::new();
                 let mut out = Vec::new();
                 while let Some(k) = map.next_key::<String>()? {
@@ -126,7 +132,9 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
                         return Err(de::Error::custom(format!("duplicate key {k:?}")));
                     }
                     if out.len() > MAX_TENSORS {
-                        return Err(de::Error::custom(format!("more than {MAX_TENSORS} entries")));
+                        return Err(de::Error::custom(format!(
+                            "more than {MAX_TENSORS} entries"
+                        )));
                     }
                     out.push((k, map.next_value()?));
                 }
@@ -138,7 +146,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
 }
 
 fn json_u64(v: &serde_json::Number, what: &str) -> Result<u64> {
-    v.as_u64().ok_or_else(|| fmt_err(format!("{what} must be a non-negative integer, got {v}")))
+    v.as_u64()
+        .ok_or_else(|| fmt_err(format!("{what} must be a non-negative integer, got {v}")))
 }
 
 /// Parses and validates the JSON header bytes, given the data buffer's length (step 2 of the module header).
@@ -152,8 +161,13 @@ pub fn parse_header(json: &[u8], data_start: u64, data_len: u64) -> Result<Heade
         if name == "__metadata__" {
             let m: UniqueMap<String> = serde_json::from_str(value.get())
                 .map_err(|e| fmt_err(format!("header JSON: __metadata__: {e}")))?;
-            if let Some((k, _)) = m.0.iter().find(|(k, v)| k.len() > MAX_META_BYTES || v.len() > MAX_META_BYTES) {
-                return Err(fmt_err(format!("__metadata__ entry {k:?} is longer than {MAX_META_BYTES} bytes")));
+            if let Some((k, _)) =
+                m.0.iter()
+                    .find(|(k, v)| k.len() > MAX_META_BYTES || v.len() > MAX_META_BYTES)
+            {
+                return Err(fmt_err(format!(
+                    "__metadata__ entry {k:?} is longer than {MAX_META_BYTES} bytes"
+                )));
             }
             metadata = m.0;
             continue;
@@ -161,22 +175,38 @@ pub fn parse_header(json: &[u8], data_start: u64, data_len: u64) -> Result<Heade
         let t: RawTensor = serde_json::from_str(value.get())
             .map_err(|e| fmt_err(format!("header JSON: tensor {name:?}: {e}")))?;
         if name.is_empty() || name.len() > MAX_NAME_BYTES {
-            return Err(fmt_err(format!("tensor name length {} is out of range", name.len())));
+            return Err(fmt_err(format!(
+                "tensor name length {} is out of range",
+                name.len()
+            )));
         }
-        let dtype = Dtype::deserialize(de::value::StrDeserializer::<de::value::Error>::new(&t.dtype))
-            .map_err(|_| fmt_err(format!("tensor {name:?}: unknown dtype {:?}", t.dtype)))?;
-        let esize = dtype_bytes(dtype)
-            .ok_or_else(|| fmt_err(format!("tensor {name:?}: dtype {dtype} has sub-byte elements (unsupported)")))?;
+        let dtype = Dtype::deserialize(de::value::StrDeserializer::<de::value::Error>::new(
+            &t.dtype,
+        ))
+        .map_err(|_| fmt_err(format!("tensor {name:?}: unknown dtype {:?}", t.dtype)))?;
+        let esize = dtype_bytes(dtype).ok_or_else(|| {
+            fmt_err(format!(
+                "tensor {name:?}: dtype {dtype} has sub-byte elements (unsupported)"
+            ))
+        })?;
         if t.shape.len() > MAX_RANK {
-            return Err(fmt_err(format!("tensor {name:?}: rank {} exceeds {MAX_RANK}", t.shape.len())));
+            return Err(fmt_err(format!(
+                "tensor {name:?}: rank {} exceeds {MAX_RANK}",
+                t.shape.len()
+            )));
         }
         let mut shape = Vec::with_capacity(t.shape.len());
         for d in &t.shape {
             let x = json_u64(d, &format!("tensor {name:?}: shape entry"))?;
-            shape.push(usize::try_from(x).map_err(|_| fmt_err(format!("tensor {name:?}: dimension too large")))?);
+            shape.push(
+                usize::try_from(x)
+                    .map_err(|_| fmt_err(format!("tensor {name:?}: dimension too large")))?,
+            );
         }
         let [b, e] = t.data_offsets.as_slice() else {
-            return Err(fmt_err(format!("tensor {name:?}: data_offsets must be [begin, end]")));
+            return Err(fmt_err(format!(
+                "tensor {name:?}: data_offsets must be [begin, end]"
+            )));
         };
         let (begin, end) = (
             json_u64(b, &format!("tensor {name:?}: data_offsets[0]"))?,
@@ -190,7 +220,9 @@ pub fn parse_header(json: &[u8], data_start: u64, data_len: u64) -> Result<Heade
             .checked_mul(esize)
             .ok_or_else(|| fmt_err(format!("tensor {name:?}: byte size overflows")))?;
         if begin > end {
-            return Err(fmt_err(format!("tensor {name:?}: data_offsets [{begin}, {end}] are reversed")));
+            return Err(fmt_err(format!(
+                "tensor {name:?}: data_offsets [{begin}, {end}] are reversed"
+            )));
         }
         if end - begin != bytes {
             return Err(fmt_err(format!(
@@ -203,23 +235,43 @@ pub fn parse_header(json: &[u8], data_start: u64, data_len: u64) -> Result<Heade
                 "tensor {name:?}: data_offsets end {end} is beyond the data buffer ({data_len} bytes; file truncated?)"
             )));
         }
-        tensors.push(TensorInfo { name, dtype, shape, begin, end });
+        tensors.push(TensorInfo {
+            name,
+            dtype,
+            shape,
+            begin,
+            end,
+        });
     }
     tensors.sort_by_key(|t| (t.begin, t.end));
     let mut cursor = 0u64;
     for t in &tensors {
         if t.begin < cursor {
-            return Err(fmt_err(format!("tensor {:?}: data overlaps the previous tensor", t.name)));
+            return Err(fmt_err(format!(
+                "tensor {:?}: data overlaps the previous tensor",
+                t.name
+            )));
         }
         if t.begin > cursor {
-            return Err(fmt_err(format!("tensor {:?}: hole of {} bytes before its data", t.name, t.begin - cursor)));
+            return Err(fmt_err(format!(
+                "tensor {:?}: hole of {} bytes before its data",
+                t.name,
+                t.begin - cursor
+            )));
         }
         cursor = t.end;
     }
     if cursor != data_len {
-        return Err(fmt_err(format!("data buffer has {data_len} bytes but the tensors cover {cursor} (trailing bytes)")));
+        return Err(fmt_err(format!(
+            "data buffer has {data_len} bytes but the tensors cover {cursor} (trailing bytes)"
+        )));
     }
-    Ok(Header { tensors, metadata, data_start, data_len })
+    Ok(Header {
+        tensors,
+        metadata,
+        data_start,
+        data_len,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -240,16 +292,22 @@ impl SafetensorsFile {
         let mut file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         if file_len < 8 {
-            return Err(fmt_err(format!("{shown}: file is {file_len} bytes, too short for the 8-byte header length")));
+            return Err(fmt_err(format!(
+                "{shown}: file is {file_len} bytes, too short for the 8-byte header length"
+            )));
         }
         if file_len > MAX_FILE_BYTES {
-            return Err(fmt_err(format!("{shown}: file is {file_len} bytes, more than the limit {MAX_FILE_BYTES}")));
+            return Err(fmt_err(format!(
+                "{shown}: file is {file_len} bytes, more than the limit {MAX_FILE_BYTES}"
+            )));
         }
         let mut n8 = [0u8; 8];
         file.read_exact(&mut n8).map_err(io)?;
         let n = u64::from_le_bytes(n8);
         if n == 0 || n > MAX_HEADER_BYTES {
-            return Err(fmt_err(format!("{shown}: header length {n} is out of range (1..={MAX_HEADER_BYTES})")));
+            return Err(fmt_err(format!(
+                "{shown}: header length {n} is out of range (1..={MAX_HEADER_BYTES})"
+            )));
         }
         if 8 + n > file_len {
             return Err(fmt_err(format!(
@@ -260,11 +318,17 @@ impl SafetensorsFile {
         // under a mapping. Every slice we take of it is bounds-checked (by the header checks and the crate).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         if map.len() as u64 != file_len {
-            return Err(Error::io(format!("{shown}: file changed size while being opened")));
+            return Err(Error::io(format!(
+                "{shown}: file changed size while being opened"
+            )));
         }
         let header = parse_header(&map[8..8 + n as usize], 8 + n, file_len - 8 - n)
             .map_err(|e| fmt_err(format!("{shown}: {}", e.message)))?;
-        let f = SafetensorsFile { path: shown, header, map };
+        let f = SafetensorsFile {
+            path: shown,
+            header,
+            map,
+        };
         f.view()?;
         Ok(f)
     }
@@ -272,13 +336,16 @@ impl SafetensorsFile {
     /// The `safetensors` crate's view of the mapped file (parses the header again: take it once per load, not
     /// once per tensor).
     pub fn view(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.map).map_err(|e| fmt_err(format!("{}: safetensors: {e}", self.path)))
+        SafeTensors::deserialize(&self.map)
+            .map_err(|e| fmt_err(format!("{}: safetensors: {e}", self.path)))
     }
 
     /// Reads tensor `name` (F32, BF16 or F16) into `out` (length = its element count).
     pub fn read_f32_into(&self, name: &str, out: &mut [f32]) -> Result<()> {
         let view = self.view()?;
-        let t = view.tensor(name).map_err(|e| fmt_err(format!("{}: {e}", self.path)))?;
+        let t = view
+            .tensor(name)
+            .map_err(|e| fmt_err(format!("{}: {e}", self.path)))?;
         read_f32(&self.path, name, &t, out)
     }
 }
@@ -289,7 +356,10 @@ impl SafetensorsFile {
 pub fn read_f32(path: &str, name: &str, t: &TensorView<'_>, out: &mut [f32]) -> Result<()> {
     let numel: usize = t.shape().iter().product();
     if out.len() != numel {
-        return Err(fmt_err(format!("{path}: tensor {name:?} has {numel} elements, destination {}", out.len())));
+        return Err(fmt_err(format!(
+            "{path}: tensor {name:?} has {numel} elements, destination {}",
+            out.len()
+        )));
     }
     let (dtype, bytes) = (t.dtype(), t.data());
     let esize = match dtype {
@@ -301,27 +371,41 @@ pub fn read_f32(path: &str, name: &str, t: &TensorView<'_>, out: &mut [f32]) -> 
             )))
         }
     };
-    assert_eq!(bytes.len(), numel * esize, "the crate validated the tensor's byte range");
+    assert_eq!(
+        bytes.len(),
+        numel * esize,
+        "the crate validated the tensor's byte range"
+    );
     // Blocks of 64 Ki elements: large enough to amortise a task, small enough to balance two threads and to
     // check a block while it is in L2.
     const BLOCK: usize = 1 << 16;
     let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
     par_rows(out, BLOCK, 1, |block0, dst| {
         let src = &bytes[block0 * BLOCK * esize..][..dst.len() * esize];
-        for (k, (d, s)) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK * esize)).enumerate() {
+        for (k, (d, s)) in dst
+            .chunks_mut(BLOCK)
+            .zip(src.chunks(BLOCK * esize))
+            .enumerate()
+        {
             match dtype {
                 Dtype::F32 => f32_from_le(s, d),
                 Dtype::BF16 => half_from_le(s, d, |h| half::bf16::from_bits(h).to_f32()),
                 _ => half_from_le(s, d, |h| half::f16::from_bits(h).to_f32()),
             }
             if let Some(i) = d.iter().position(|x| !x.is_finite()) {
-                first_bad.fetch_min((block0 + k) * BLOCK + i, std::sync::atomic::Ordering::Relaxed);
+                first_bad.fetch_min(
+                    (block0 + k) * BLOCK + i,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
         }
     });
     match first_bad.into_inner() {
         usize::MAX => Ok(()),
-        i => Err(fmt_err(format!("{path}: tensor {name:?} value at index {i} is not finite ({})", out[i]))),
+        i => Err(fmt_err(format!(
+            "{path}: tensor {name:?} value at index {i} is not finite ({})",
+            out[i]
+        ))),
     }
 }
 
@@ -371,16 +455,29 @@ pub struct Wanted<'a> {
 /// buffer `out`. Every wanted name must appear exactly once with exactly the wanted shape; a tensor in the
 /// files that is not wanted is an error unless `ignorable(name)` says it may be skipped (e.g. `lm_head.weight`
 /// of a tied model). Every check runs before any data is read.
-pub fn load_named(files: &[&Path], wanted: &[Wanted<'_>], out: &mut [f32], ignorable: &dyn Fn(&str) -> bool) -> Result<()> {
-    let opened = files.iter().map(|p| SafetensorsFile::open(p)).collect::<Result<Vec<_>>>()?;
-    let by_name: std::collections::HashMap<&str, &Wanted<'_>> = wanted.iter().map(|w| (w.name, w)).collect();
+pub fn load_named(
+    files: &[&Path],
+    wanted: &[Wanted<'_>],
+    out: &mut [f32],
+    ignorable: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    let opened = files
+        .iter()
+        .map(|p| SafetensorsFile::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let by_name: std::collections::HashMap<&str, &Wanted<'_>> =
+        wanted.iter().map(|w| (w.name, w)).collect();
     // (file index, tensor) for every wanted name found
-    let mut found: std::collections::HashMap<&str, (usize, &TensorInfo)> = std::collections::HashMap::new();
+    let mut found: std::collections::HashMap<&str, (usize, &TensorInfo)> =
+        std::collections::HashMap::new();
     for (fi, f) in opened.iter().enumerate() {
         for t in &f.header.tensors {
             if let Some(w) = by_name.get(t.name.as_str()) {
                 if found.insert(w.name, (fi, t)).is_some() {
-                    return Err(fmt_err(format!("tensor {:?} appears in more than one file", t.name)));
+                    return Err(fmt_err(format!(
+                        "tensor {:?} appears in more than one file",
+                        t.name
+                    )));
                 }
             } else if !ignorable(&t.name) {
                 return Err(fmt_err(format!(
@@ -390,7 +487,11 @@ pub fn load_named(files: &[&Path], wanted: &[Wanted<'_>], out: &mut [f32], ignor
             }
         }
     }
-    let missing: Vec<&str> = wanted.iter().filter(|w| !found.contains_key(w.name)).map(|w| w.name).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !found.contains_key(w.name))
+        .map(|w| w.name)
+        .collect();
     if !missing.is_empty() {
         let shown: Vec<&str> = missing.iter().take(5).copied().collect();
         return Err(fmt_err(format!(
@@ -402,19 +503,30 @@ pub fn load_named(files: &[&Path], wanted: &[Wanted<'_>], out: &mut [f32], ignor
     for w in wanted {
         let (_, t) = found[w.name];
         if t.shape != w.shape {
-            return Err(fmt_err(format!("tensor {:?} has shape {:?} but the config needs {:?}", w.name, t.shape, w.shape)));
+            return Err(fmt_err(format!(
+                "tensor {:?} has shape {:?} but the config needs {:?}",
+                w.name, t.shape, w.shape
+            )));
         }
         if !matches!(t.dtype, Dtype::F32 | Dtype::BF16 | Dtype::F16) {
-            return Err(fmt_err(format!("tensor {:?} has dtype {}; only F32, BF16 and F16 load", w.name, t.dtype)));
+            return Err(fmt_err(format!(
+                "tensor {:?} has dtype {}; only F32, BF16 and F16 load",
+                w.name, t.dtype
+            )));
         }
         if w.offset.checked_add(w.len).is_none_or(|e| e > out.len()) {
-            return Err(fmt_err(format!("parameter table entry {:?} is out of range", w.name)));
+            return Err(fmt_err(format!(
+                "parameter table entry {:?} is out of range",
+                w.name
+            )));
         }
     }
     for (fi, f) in opened.iter().enumerate() {
         let view = f.view()?;
         for w in wanted.iter().filter(|w| found[w.name].0 == fi) {
-            let t = view.tensor(w.name).map_err(|e| fmt_err(format!("{}: {e}", f.path)))?;
+            let t = view
+                .tensor(w.name)
+                .map_err(|e| fmt_err(format!("{}: {e}", f.path)))?;
             read_f32(&f.path, w.name, &t, &mut out[w.offset..w.offset + w.len])?;
         }
     }
@@ -463,21 +575,35 @@ fn header_bytes(tensors: &[TensorOut<'_>], metadata: &[(&str, &str)]) -> Result<
     // serde_json's Map keeps keys sorted; written by hand below to keep our order (data order).
     let mut entries: Vec<(String, Value)> = Vec::with_capacity(tensors.len() + 1);
     if !metadata.is_empty() {
-        let m: Map<String, Value> = metadata.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+        let m: Map<String, Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
         entries.push(("__metadata__".into(), Value::Object(m)));
     }
     let mut offset = 0u64;
     for t in tensors {
         if t.name.is_empty() || t.name == "__metadata__" || !names.insert(t.name) {
-            return Err(fmt_err(format!("cannot write tensor name {:?} (empty, reserved or duplicate)", t.name)));
+            return Err(fmt_err(format!(
+                "cannot write tensor name {:?} (empty, reserved or duplicate)",
+                t.name
+            )));
         }
         let numel: usize = t.shape.iter().product();
         if numel != t.data.len() {
-            return Err(fmt_err(format!("tensor {:?}: shape {:?} does not match {} values", t.name, t.shape, t.data.len())));
+            return Err(fmt_err(format!(
+                "tensor {:?}: shape {:?} does not match {} values",
+                t.name,
+                t.shape,
+                t.data.len()
+            )));
         }
         let end = offset + t.data.byte_len();
         let dtype = t.data.dtype().to_string();
-        entries.push((t.name.to_string(), json!({ "dtype": dtype, "shape": t.shape, "data_offsets": [offset, end] })));
+        entries.push((
+            t.name.to_string(),
+            json!({ "dtype": dtype, "shape": t.shape, "data_offsets": [offset, end] }),
+        ));
         offset = end;
     }
     let mut s = Vec::from(b"{".as_slice());
@@ -505,7 +631,8 @@ pub fn write(path: &Path, tensors: &[TensorOut<'_>], metadata: &[(&str, &str)]) 
     {
         let f = File::create(&tmp).map_err(io)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        w.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
         w.write_all(&header).map_err(io)?;
         let mut staging: Vec<u8> = Vec::with_capacity(1 << 20);
         for t in tensors {
@@ -531,7 +658,9 @@ fn write_le<T: Copy, const N: usize>(
 ) -> std::io::Result<()> {
     for chunk in xs.chunks(1 << 18) {
         staging.clear();
-        chunk.iter().for_each(|&x| staging.extend_from_slice(&le(x)));
+        chunk
+            .iter()
+            .for_each(|&x| staging.extend_from_slice(&le(x)));
         w.write_all(staging)?;
     }
     Ok(())
@@ -570,15 +699,30 @@ mod tests {
         let odd = "quote\"back\\slash\u{1}";
         let save = || {
             let tensors = [
-                TensorOut { name: "a.weight", shape: vec![3, 4], data: TensorData::F32(&a) },
-                TensorOut { name: odd, shape: vec![4], data: TensorData::F32(&b) },
+                TensorOut {
+                    name: "a.weight",
+                    shape: vec![3, 4],
+                    data: TensorData::F32(&a),
+                },
+                TensorOut {
+                    name: odd,
+                    shape: vec![4],
+                    data: TensorData::F32(&b),
+                },
             ];
             write(&p, &tensors, &[("format", "pt")]).unwrap();
         };
         save();
         let f = SafetensorsFile::open(&p).unwrap();
         assert_eq!(f.header.meta("format"), Some("pt"));
-        assert_eq!(f.header.tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a.weight", odd]);
+        assert_eq!(
+            f.header
+                .tensors
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a.weight", odd]
+        );
         let mut out = vec![0.0; 12];
         f.read_f32_into("a.weight", &mut out).unwrap();
         assert_eq!(bits(&out), bits(&a));
@@ -603,8 +747,16 @@ mod tests {
         write(
             &p,
             &[
-                TensorOut { name: "f", shape: vec![n], data: TensorData::F32(&vals) },
-                TensorOut { name: "b", shape: vec![n], data: TensorData::BF16(&bf) },
+                TensorOut {
+                    name: "f",
+                    shape: vec![n],
+                    data: TensorData::F32(&vals),
+                },
+                TensorOut {
+                    name: "b",
+                    shape: vec![n],
+                    data: TensorData::BF16(&bf),
+                },
             ],
             &[],
         )
@@ -612,10 +764,18 @@ mod tests {
         let f = SafetensorsFile::open(&p).unwrap();
         let mut out = vec![0.0; n];
         f.read_f32_into("f", &mut out).unwrap();
-        assert!(bits(&out) == bits(&vals), "F32 differs at {:?}", out.iter().zip(&vals).position(|(a, b)| a != b));
+        assert!(
+            bits(&out) == bits(&vals),
+            "F32 differs at {:?}",
+            out.iter().zip(&vals).position(|(a, b)| a != b)
+        );
         out.fill(0.0);
         f.read_f32_into("b", &mut out).unwrap();
-        assert!(out == vals, "BF16 differs at {:?}", out.iter().zip(&vals).position(|(a, b)| a != b));
+        assert!(
+            out == vals,
+            "BF16 differs at {:?}",
+            out.iter().zip(&vals).position(|(a, b)| a != b)
+        );
         std::fs::remove_file(p).ok();
     }
 
@@ -626,14 +786,25 @@ mod tests {
         let p = tmp("bf16.safetensors");
         let vals = [1.0f32, -0.5, 3.25, 1024.0];
         let raw: Vec<u16> = vals.iter().map(|&v| f32_to_bf16(v)).collect();
-        write(&p, &[TensorOut { name: "x", shape: vec![2, 2], data: TensorData::BF16(&raw) }], &[]).unwrap();
+        write(
+            &p,
+            &[TensorOut {
+                name: "x",
+                shape: vec![2, 2],
+                data: TensorData::BF16(&raw),
+            }],
+            &[],
+        )
+        .unwrap();
         let f = SafetensorsFile::open(&p).unwrap();
         assert_eq!(f.header.get("x").unwrap().dtype, Dtype::BF16);
         let mut out = vec![0.0; 4];
         f.read_f32_into("x", &mut out).unwrap();
         assert_eq!(out, vals);
         // F16: 1, −2, the smallest subnormal, 65504; then +∞, which no checkpoint may hold
-        let halves: [u16; 8] = [0x3C00, 0xC000, 0x0001, 0x7BFF, 0x3C00, 0x3C00, 0x3C00, 0x7C00];
+        let halves: [u16; 8] = [
+            0x3C00, 0xC000, 0x0001, 0x7BFF, 0x3C00, 0x3C00, 0x3C00, 0x7C00,
+        ];
         let data: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
         raw_file(
             &p,
@@ -644,7 +815,10 @@ mod tests {
         f.read_f32_into("h", &mut out).unwrap();
         assert_eq!(out, [1.0, -2.0, 5.960_464_5e-8, 65504.0]);
         let e = f.read_f32_into("inf", &mut out).unwrap_err().to_string();
-        assert!(e.contains("tensor \"inf\" value at index 3 is not finite (inf)"), "{e}");
+        assert!(
+            e.contains("tensor \"inf\" value at index 3 is not finite (inf)"),
+            "{e}"
+        );
         // an odd header length leaves 16-bit data unaligned: the byte-pair path converts it the same way
         let odd = r#"{"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}} "#;
         raw_file(&p, odd, &data[..8]);
@@ -654,7 +828,11 @@ mod tests {
         f.read_f32_into("h", &mut out).unwrap();
         assert_eq!(out, [1.0, -2.0, 5.960_464_5e-8, 65504.0]);
         // other dtypes do not load as f32
-        raw_file(&p, r#"{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}"#, &[0u8; 8]);
+        raw_file(
+            &p,
+            r#"{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}"#,
+            &[0u8; 8],
+        );
         let f = SafetensorsFile::open(&p).unwrap();
         let e = f.read_f32_into("i", &mut out[..2]).unwrap_err().to_string();
         assert!(e.contains("only F32, BF16 and F16"), "{e}");
@@ -682,16 +860,36 @@ mod tests {
 
         let cases: &[(&str, &str, &[u8], &str)] = &[
             ("trunc", ok, &[0u8; 4], "beyond the data buffer"),
-            ("shape", r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0u8; 8], "needs 12 bytes"),
+            (
+                "shape",
+                r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                &[0u8; 8],
+                "needs 12 bytes",
+            ),
             (
                 "overlap",
                 r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
                 &[0u8; 8],
                 "overlaps",
             ),
-            ("hole", r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, &[0u8; 8], "hole"),
-            ("trailing", r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0u8; 8], "trailing bytes"),
-            ("dtype", r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, &[0u8; 8], "unknown dtype"),
+            (
+                "hole",
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                &[0u8; 8],
+                "hole",
+            ),
+            (
+                "trailing",
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                &[0u8; 8],
+                "trailing bytes",
+            ),
+            (
+                "dtype",
+                r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#,
+                &[0u8; 8],
+                "unknown dtype",
+            ),
             (
                 "dup",
                 r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
@@ -704,18 +902,48 @@ mod tests {
                 &[0u8; 8],
                 "duplicate key",
             ),
-            ("json", r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#, &[0u8; 8], "header JSON"),
-            ("field", r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}"#, &[0u8; 8], "unknown field"),
+            (
+                "json",
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#,
+                &[0u8; 8],
+                "header JSON",
+            ),
+            (
+                "field",
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}"#,
+                &[0u8; 8],
+                "unknown field",
+            ),
             (
                 "overflow",
                 r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#,
                 &[0u8; 8],
                 "overflows",
             ),
-            ("neg", r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, &[0u8; 8], "non-negative integer"),
-            ("frac", r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}"#, &[0u8; 8], "non-negative integer"),
-            ("meta", r#"{"__metadata__":{"step":1},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0u8; 8], "header JSON"),
-            ("rank", r#"{"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]}}"#, &[0u8; 8], "rank 17"),
+            (
+                "neg",
+                r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#,
+                &[0u8; 8],
+                "non-negative integer",
+            ),
+            (
+                "frac",
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}"#,
+                &[0u8; 8],
+                "non-negative integer",
+            ),
+            (
+                "meta",
+                r#"{"__metadata__":{"step":1},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                &[0u8; 8],
+                "header JSON",
+            ),
+            (
+                "rank",
+                r#"{"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]}}"#,
+                &[0u8; 8],
+                "rank 17",
+            ),
         ];
         for (name, header, data, want) in cases {
             let e = open_err(name, header, data);
@@ -765,37 +993,88 @@ mod tests {
         write(
             &p,
             &[
-                TensorOut { name: "a", shape: vec![2, 2], data: TensorData::F32(&a) },
-                TensorOut { name: "b", shape: vec![2], data: TensorData::F32(&b) },
+                TensorOut {
+                    name: "a",
+                    shape: vec![2, 2],
+                    data: TensorData::F32(&a),
+                },
+                TensorOut {
+                    name: "b",
+                    shape: vec![2],
+                    data: TensorData::F32(&b),
+                },
             ],
             &[],
         )
         .unwrap();
         let mut out = vec![0.0; 6];
         let wanted = [
-            Wanted { name: "b", shape: &[2], offset: 0, len: 2 },
-            Wanted { name: "a", shape: &[2, 2], offset: 2, len: 4 },
+            Wanted {
+                name: "b",
+                shape: &[2],
+                offset: 0,
+                len: 2,
+            },
+            Wanted {
+                name: "a",
+                shape: &[2, 2],
+                offset: 2,
+                len: 4,
+            },
         ];
         load_named(&[&p], &wanted, &mut out, &|_| false).unwrap();
         assert_eq!(out, [5.0, 6.0, 1.0, 2.0, 3.0, 4.0]);
         let wrong = [
-            Wanted { name: "b", shape: &[2], offset: 0, len: 2 },
-            Wanted { name: "a", shape: &[4], offset: 2, len: 4 },
+            Wanted {
+                name: "b",
+                shape: &[2],
+                offset: 0,
+                len: 2,
+            },
+            Wanted {
+                name: "a",
+                shape: &[4],
+                offset: 2,
+                len: 4,
+            },
         ];
-        let e = load_named(&[&p], &wrong, &mut out, &|_| false).unwrap_err().to_string();
+        let e = load_named(&[&p], &wrong, &mut out, &|_| false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs [4]"), "{e}");
-        let only_a = [Wanted { name: "a", shape: &[2, 2], offset: 0, len: 4 }];
-        let e = load_named(&[&p], &only_a, &mut out, &|_| false).unwrap_err().to_string();
+        let only_a = [Wanted {
+            name: "a",
+            shape: &[2, 2],
+            offset: 0,
+            len: 4,
+        }];
+        let e = load_named(&[&p], &only_a, &mut out, &|_| false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unexpected tensor"), "{e}");
         load_named(&[&p], &only_a, &mut out, &|n| n == "b").unwrap();
         let more = [
-            Wanted { name: "a", shape: &[2, 2], offset: 0, len: 4 },
-            Wanted { name: "c", shape: &[1], offset: 4, len: 1 },
+            Wanted {
+                name: "a",
+                shape: &[2, 2],
+                offset: 0,
+                len: 4,
+            },
+            Wanted {
+                name: "c",
+                shape: &[1],
+                offset: 4,
+                len: 1,
+            },
         ];
-        let e = load_named(&[&p], &more, &mut out, &|n| n == "b").unwrap_err().to_string();
+        let e = load_named(&[&p], &more, &mut out, &|n| n == "b")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing"), "{e}");
         // the same tensor in two shards
-        let e = load_named(&[&p, &p], &wanted, &mut out, &|_| false).unwrap_err().to_string();
+        let e = load_named(&[&p, &p], &wanted, &mut out, &|_| false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("more than one file"), "{e}");
         std::fs::remove_file(p).ok();
     }

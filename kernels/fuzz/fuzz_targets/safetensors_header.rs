@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(h) = parse_header(json, 8, data_len) {
         let mut cursor = 0;
         for t in &h.tensors {
-            assert_eq!(t.begin, cursor, "tensor {:?} starts where the previous ends", t.name);
+            assert_eq!(
+                t.begin, cursor,
+                "tensor {:?} starts where the previous ends",
+                t.name
+            );
             assert!(t.end >= t.begin && t.end <= data_len);
             assert!(!t.name.is_empty());
             cursor = t.end;

@@ -5,8 +5,8 @@
 //! its own threads (`threads.rs`), so two pools never compete for the cores. The benchmark asks for OpenBLAS's
 //! own multi-threading explicitly (`with_blas_threads`) to measure it standalone.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
 use super::gemm::{Gemm, Kernel};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::{Mutex, OnceLock};
 
 // <dlfcn.h> (glibc ≥ 2.34 exports these from libc.so.6, which std already links).
@@ -81,7 +81,11 @@ fn load() -> Option<Blas> {
             if let Some(f) = set_threads {
                 f(1);
             }
-            return Some(Blas { sgemm, set_threads, library: lib.to_string_lossy().into_owned() });
+            return Some(Blas {
+                sgemm,
+                set_threads,
+                library: lib.to_string_lossy().into_owned(),
+            });
         }
     }
     None

@@ -72,7 +72,11 @@ fn resolve(want: Option<GemmPath>) -> GemmPath {
         Some(GemmPath::Scalar) => 2,
         _ => 0,
     };
-    order[start..].iter().copied().find(|p| p.available()).unwrap_or(GemmPath::Scalar)
+    order[start..]
+        .iter()
+        .copied()
+        .find(|p| p.available())
+        .unwrap_or(GemmPath::Scalar)
 }
 
 /// The GEMM path in use (first call reads `SPARK_GEMM`).
@@ -81,7 +85,9 @@ pub fn path() -> GemmPath {
     if v != UNSET {
         return decode(v);
     }
-    let want = std::env::var("SPARK_GEMM").ok().and_then(|s| GemmPath::parse(&s));
+    let want = std::env::var("SPARK_GEMM")
+        .ok()
+        .and_then(|s| GemmPath::parse(&s));
     let p = resolve(want);
     PATH.store(encode(p), Ordering::Relaxed);
     p
@@ -106,15 +112,26 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// The matrix as stored.
     pub fn n(data: &'a [f32], ld: usize) -> Mat<'a> {
-        Mat { data, ld, trans: false }
+        Mat {
+            data,
+            ld,
+            trans: false,
+        }
     }
     /// The transpose of the matrix as stored.
     pub fn t(data: &'a [f32], ld: usize) -> Mat<'a> {
-        Mat { data, ld, trans: true }
+        Mat {
+            data,
+            ld,
+            trans: true,
+        }
     }
     /// op(X)ᵀ.
     pub fn transposed(self) -> Mat<'a> {
-        Mat { trans: !self.trans, ..self }
+        Mat {
+            trans: !self.trans,
+            ..self
+        }
     }
     /// Element (r, c) of op(X).
     #[inline]
@@ -128,21 +145,34 @@ impl<'a> Mat<'a> {
     /// op(X) restricted to rows `r0..` (op(X) keeps its column count).
     fn rows_from(self, r0: usize) -> Mat<'a> {
         let off = if self.trans { r0 } else { r0 * self.ld };
-        Mat { data: &self.data[off..], ..self }
+        Mat {
+            data: &self.data[off..],
+            ..self
+        }
     }
     /// op(X) restricted to columns `c0..`.
     fn cols_from(self, c0: usize) -> Mat<'a> {
         let off = if self.trans { c0 * self.ld } else { c0 };
-        Mat { data: &self.data[off..], ..self }
+        Mat {
+            data: &self.data[off..],
+            ..self
+        }
     }
     /// Panics unless `data` holds an op(X) of `rows × cols` at stride `ld`.
     pub(crate) fn check(&self, rows: usize, cols: usize, what: &str) {
-        let (sr, sc) = if self.trans { (cols, rows) } else { (rows, cols) };
+        let (sr, sc) = if self.trans {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
         if sr == 0 || sc == 0 {
             return;
         }
         assert!(sc <= self.ld, "sgemm: ld{what} too small");
-        assert!(self.data.len() >= (sr - 1) * self.ld + sc, "sgemm: {what} too short");
+        assert!(
+            self.data.len() >= (sr - 1) * self.ld + sc,
+            "sgemm: {what} too short"
+        );
     }
 }
 
@@ -167,7 +197,9 @@ pub trait Kernel: Sync {
 pub fn kernel(p: GemmPath) -> &'static dyn Kernel {
     match p {
         GemmPath::Blas => blas().map_or(&Scalar as &dyn Kernel, |b| b as &dyn Kernel),
-        GemmPath::Builtin => BuiltinKernel::get().map_or(&Scalar as &dyn Kernel, |b| b as &dyn Kernel),
+        GemmPath::Builtin => {
+            BuiltinKernel::get().map_or(&Scalar as &dyn Kernel, |b| b as &dyn Kernel)
+        }
         GemmPath::Scalar => &Scalar,
     }
 }
@@ -185,12 +217,20 @@ impl<'a> Gemm<'a> {
 
     /// Rows r0..r1 of C: op(A)'s rows r0..r1.
     fn rows(&self, r0: usize, r1: usize) -> Gemm<'a> {
-        Gemm { m: r1 - r0, a: self.a.rows_from(r0), ..*self }
+        Gemm {
+            m: r1 - r0,
+            a: self.a.rows_from(r0),
+            ..*self
+        }
     }
 
     /// Columns j0..j1 of C: op(B)'s columns j0..j1.
     fn cols(&self, j0: usize, j1: usize) -> Gemm<'a> {
-        Gemm { n: j1 - j0, b: self.b.cols_from(j0), ..*self }
+        Gemm {
+            n: j1 - j0,
+            b: self.b.cols_from(j0),
+            ..*self
+        }
     }
 
     /// On the calling thread with path `p` (e.g. inside a parallel region).
@@ -229,14 +269,25 @@ impl<'a> Gemm<'a> {
             let parts: Vec<Vec<f32>> = par_map(ranges.len(), |t| {
                 let (j0, j1) = ranges[t];
                 let mut tmp = vec![0.0f32; m * (j1 - j0)];
-                kern.sgemm(&Gemm { beta: 0.0, ..self.cols(j0, j1) }, &mut tmp, j1 - j0);
+                kern.sgemm(
+                    &Gemm {
+                        beta: 0.0,
+                        ..self.cols(j0, j1)
+                    },
+                    &mut tmp,
+                    j1 - j0,
+                );
                 tmp
             });
             merge_cols(&ranges, &parts, self.beta, c, ldc, m);
             return;
         }
         // Below ~0.5 MFLOP a thread spawn costs more than it saves; rows are split in multiples of 8.
-        let t = if flops < 5e5 { 1 } else { threads.min(m / 8).max(1) };
+        let t = if flops < 5e5 {
+            1
+        } else {
+            threads.min(m / 8).max(1)
+        };
         if t <= 1 {
             kern.sgemm(self, c, ldc);
             return;
@@ -257,7 +308,14 @@ impl<'a> Gemm<'a> {
 
 /// Writes column blocks computed separately into C (m rows at stride ldc): C[:, j0..j1] = part + beta·C.
 /// `parts[t]` is the (m × (j1 − j0)) block of `ranges[t]`.
-pub fn merge_cols(ranges: &[(usize, usize)], parts: &[Vec<f32>], beta: f32, c: &mut [f32], ldc: usize, m: usize) {
+pub fn merge_cols(
+    ranges: &[(usize, usize)],
+    parts: &[Vec<f32>],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    m: usize,
+) {
     for (&(j0, j1), part) in ranges.iter().zip(parts) {
         let nj = j1 - j0;
         for i in 0..m {
@@ -266,7 +324,9 @@ pub fn merge_cols(ranges: &[(usize, usize)], parts: &[Vec<f32>], beta: f32, c: &
             if beta == 0.0 {
                 dst.copy_from_slice(src);
             } else {
-                dst.iter_mut().zip(src).for_each(|(d, s)| *d = beta * *d + s);
+                dst.iter_mut()
+                    .zip(src)
+                    .for_each(|(d, s)| *d = beta * *d + s);
             }
         }
     }
@@ -290,8 +350,28 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let (a, b) = (Mat { data: a, ld: lda, trans: ta }, Mat { data: b, ld: ldb, trans: tb });
-    Gemm { m, n, k, alpha, a, b, beta }.run(c, ldc);
+    let (a, b) = (
+        Mat {
+            data: a,
+            ld: lda,
+            trans: ta,
+        },
+        Mat {
+            data: b,
+            ld: ldb,
+            trans: tb,
+        },
+    );
+    Gemm {
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+    }
+    .run(c, ldc);
 }
 
 static STATS_ON: AtomicBool = AtomicBool::new(false);
@@ -307,7 +387,10 @@ pub fn stats_enable(on: bool) {
 
 /// (flops, seconds) spent in `Gemm::run` since `stats_enable(true)`.
 pub fn stats() -> (u64, f64) {
-    (STATS_FLOPS.load(Ordering::Relaxed), STATS_NANOS.load(Ordering::Relaxed) as f64 * 1e-9)
+    (
+        STATS_FLOPS.load(Ordering::Relaxed),
+        STATS_NANOS.load(Ordering::Relaxed) as f64 * 1e-9,
+    )
 }
 
 /// The plain loop nest (reference and fallback). Accumulates each C row in f32, k outermost per row.

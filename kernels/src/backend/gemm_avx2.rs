@@ -115,16 +115,31 @@ impl PackedB {
     /// `cols.start` must be a multiple of the panel width (`PANEL`), so threads computing disjoint column
     /// ranges share one packed B. false (nothing done) without AVX2/FMA.
     #[allow(clippy::too_many_arguments)]
-    pub fn mul(&self, a: Mat<'_>, m: usize, alpha: f32, cols: std::ops::Range<usize>, beta: f32, c: &mut [f32], ldc: usize) -> bool {
+    pub fn mul(
+        &self,
+        a: Mat<'_>,
+        m: usize,
+        alpha: f32,
+        cols: std::ops::Range<usize>,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) -> bool {
         if !available() {
             return false;
         }
         let (n, k) = (self.n, self.k);
-        assert!(cols.start.is_multiple_of(NR) && cols.start <= cols.end && cols.end <= n, "PackedB::mul: bad column range");
+        assert!(
+            cols.start.is_multiple_of(NR) && cols.start <= cols.end && cols.end <= n,
+            "PackedB::mul: bad column range"
+        );
         let nc = cols.end - cols.start;
         a.check(m, k, "A");
         if m > 0 && nc > 0 {
-            assert!(nc <= ldc && c.len() >= (m - 1) * ldc + nc, "PackedB::mul: C too short");
+            assert!(
+                nc <= ldc && c.len() >= (m - 1) * ldc + nc,
+                "PackedB::mul: C too short"
+            );
         }
         if m == 0 || nc == 0 {
             return true;
@@ -193,20 +208,40 @@ fn run_block(
                     // floats and `cblk` covers the 6×16 tile at stride ldc (sliced above).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        kernel_6x16(kc, apan.as_ptr(), bpan.as_ptr(), cblk.as_mut_ptr(), ldc, alpha, beta_eff)
+                        kernel_6x16(
+                            kc,
+                            apan.as_ptr(),
+                            bpan.as_ptr(),
+                            cblk.as_mut_ptr(),
+                            ldc,
+                            alpha,
+                            beta_eff,
+                        )
                     };
                 } else {
                     let mut tile = [0.0f32; MR * NR];
                     // SAFETY: as above, into a local 6×16 tile with stride NR.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        kernel_6x16(kc, apan.as_ptr(), bpan.as_ptr(), tile.as_mut_ptr(), NR, alpha, 0.0)
+                        kernel_6x16(
+                            kc,
+                            apan.as_ptr(),
+                            bpan.as_ptr(),
+                            tile.as_mut_ptr(),
+                            NR,
+                            alpha,
+                            0.0,
+                        )
                     };
                     for r in 0..mr {
                         let crow = &mut c[coff + r * ldc..coff + r * ldc + nr];
                         for (j, cv) in crow.iter_mut().enumerate() {
                             let t = tile[r * NR + j];
-                            *cv = if beta_eff == 0.0 { t } else { beta_eff * *cv + t };
+                            *cv = if beta_eff == 0.0 {
+                                t
+                            } else {
+                                beta_eff * *cv + t
+                            };
                         }
                     }
                 }
@@ -221,7 +256,14 @@ fn run_block(
 /// Packs op(x)[depth0..depth0+kc, w0..w0+wn] into W-wide panels, zero-padded past the last column:
 /// dst[(panel·kc + p)·W + j] = op(x)(depth0 + p, w0 + panel·W + j). op(B) (k × n) packs as is into NR-wide
 /// panels; op(A) (m × k) packs as op(A)ᵀ into MR-tall panels.
-fn pack<const W: usize>(x: Mat<'_>, depth0: usize, kc: usize, w0: usize, wn: usize, dst: &mut [f32]) {
+fn pack<const W: usize>(
+    x: Mat<'_>,
+    depth0: usize,
+    kc: usize,
+    w0: usize,
+    wn: usize,
+    dst: &mut [f32],
+) {
     for panel in 0..wn.div_ceil(W) {
         let j0 = w0 + panel * W;
         let nw = W.min(w0 + wn - j0);
@@ -256,7 +298,15 @@ fn pack<const W: usize>(x: Mat<'_>, depth0: usize, kc: usize, w0: usize, wn: usi
 /// The CPU must support AVX2 and FMA; `a` must hold kc·6 floats, `b` kc·16, and `c` a 6×16 tile at stride ldc.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+unsafe fn kernel_6x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let mut ap = a;
@@ -283,8 +333,14 @@ unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
         let be = _mm256_set1_ps(beta);
         for (r, row) in acc.iter().enumerate() {
             let p = c.add(r * ldc);
-            _mm256_storeu_ps(p, _mm256_fmadd_ps(al, row[0], _mm256_mul_ps(be, _mm256_loadu_ps(p))));
-            _mm256_storeu_ps(p.add(8), _mm256_fmadd_ps(al, row[1], _mm256_mul_ps(be, _mm256_loadu_ps(p.add(8)))));
+            _mm256_storeu_ps(
+                p,
+                _mm256_fmadd_ps(al, row[0], _mm256_mul_ps(be, _mm256_loadu_ps(p))),
+            );
+            _mm256_storeu_ps(
+                p.add(8),
+                _mm256_fmadd_ps(al, row[1], _mm256_mul_ps(be, _mm256_loadu_ps(p.add(8)))),
+            );
         }
     }
 }

@@ -48,14 +48,27 @@ impl OutPtr {
 
 /// `skinny` with `threads` threads (tests vary it).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn skinny_on(threads: usize, m: usize, n: usize, k: usize, x: &[f32], w: &[f32], beta: f32, out: &mut [f32]) {
+pub(crate) fn skinny_on(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    w: &[f32],
+    beta: f32,
+    out: &mut [f32],
+) {
     assert!(x.len() >= m * k, "skinny: x too short");
     assert!(w.len() >= n * k, "skinny: W too short");
     assert!(out.len() >= m * n, "skinny: out too short");
     if m == 0 || n == 0 {
         return;
     }
-    let tasks = if threads > 1 && m * n * k >= PAR_MIN_MACS { (threads * TASKS_PER_THREAD).min(n.div_ceil(RW * 4)) } else { 1 };
+    let tasks = if threads > 1 && m * n * k >= PAR_MIN_MACS {
+        (threads * TASKS_PER_THREAD).min(n.div_ceil(RW * 4))
+    } else {
+        1
+    };
     if tasks <= 1 {
         // SAFETY: out holds the m × n block (checked above).
         return unsafe { columns(m, n, k, x, w, beta, out.as_mut_ptr(), 0, n) };
@@ -76,7 +89,17 @@ pub(crate) fn skinny_on(threads: usize, m: usize, n: usize, k: usize, x: &[f32],
 /// x holds m·k floats and w n·k (checked by the caller); `out` points to an m × n block that nothing else
 /// reads or writes in columns j0..j1 (≤ n) during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], beta: f32, out: *mut f32, j0: usize, j1: usize) {
+unsafe fn columns(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    w: &[f32],
+    beta: f32,
+    out: *mut f32,
+    j0: usize,
+    j1: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if super::gemm_avx2::available() {
         // SAFETY: AVX2+FMA present; the buffers as this function requires.
@@ -90,7 +113,10 @@ unsafe fn columns(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], beta: f32,
             let nx = RX.min(m - r);
             for a in 0..nx {
                 for b in 0..nw {
-                    let s = dot8(&x[(r + a) * k..(r + a + 1) * k], &w[(j + b) * k..(j + b + 1) * k]);
+                    let s = dot8(
+                        &x[(r + a) * k..(r + a + 1) * k],
+                        &w[(j + b) * k..(j + b + 1) * k],
+                    );
                     store(out.add((r + a) * n + j + b), s, beta);
                 }
             }
@@ -139,7 +165,17 @@ fn lanes_sum(l: [f32; 8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns_avx2(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], beta: f32, out: *mut f32, j0: usize, j1: usize) {
+unsafe fn columns_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    w: &[f32],
+    beta: f32,
+    out: *mut f32,
+    j0: usize,
+    j1: usize,
+) {
     let (xp, wp) = (x.as_ptr(), w.as_ptr());
     let mut j = j0;
     while j < j1 {
@@ -175,7 +211,14 @@ unsafe fn columns_avx2(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], beta:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile<const A: usize, const B: usize>(x: *const f32, w: *const f32, k: usize, out: *mut f32, ldo: usize, beta: f32) {
+unsafe fn tile<const A: usize, const B: usize>(
+    x: *const f32,
+    w: *const f32,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+    beta: f32,
+) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); B]; A];
     let k8 = k / 8 * 8;
@@ -222,36 +265,70 @@ mod tests {
     #[test]
     fn skinny_matches_the_reference_gemm() {
         let mut rng = Rng::new(9, 0);
-        let shapes = [(1, 1, 1), (1, 7, 5), (1, 13, 896), (2, 33, 17), (3, 100, 64), (4, 3, 8), (5, 64, 257), (8, 131, 100), (8, 1000, 300), (11, 40, 9)];
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 5),
+            (1, 13, 896),
+            (2, 33, 17),
+            (3, 100, 64),
+            (4, 3, 8),
+            (5, 64, 257),
+            (8, 131, 100),
+            (8, 1000, 300),
+            (11, 40, 9),
+        ];
         for &(m, n, k) in &shapes {
             let x = rand(&mut rng, m * k);
             let w = rand(&mut rng, n * k);
             let c0 = rand(&mut rng, m * n);
             for beta in [0.0f32, 1.0, 0.5] {
                 let mut want = c0.clone();
-                Gemm { m, n, k, alpha: 1.0, a: Mat::n(&x, k), b: Mat::t(&w, k), beta }.serial(GemmPath::Scalar, &mut want, n);
+                Gemm {
+                    m,
+                    n,
+                    k,
+                    alpha: 1.0,
+                    a: Mat::n(&x, k),
+                    b: Mat::t(&w, k),
+                    beta,
+                }
+                .serial(GemmPath::Scalar, &mut want, n);
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1usize, 2, 3] {
                     let mut got = c0.clone();
                     skinny_on(threads, m, n, k, &x, &w, beta, &mut got);
                     for i in 0..m {
                         for j in 0..n {
-                            let mag: f64 = (0..k).map(|p| (x[i * k + p] * w[j * k + p]).abs() as f64).sum::<f64>() + (beta * c0[i * n + j]).abs() as f64;
+                            let mag: f64 = (0..k)
+                                .map(|p| (x[i * k + p] * w[j * k + p]).abs() as f64)
+                                .sum::<f64>()
+                                + (beta * c0[i * n + j]).abs() as f64;
                             let bound = 2.0 * (k as f64 + 2.0) * 6e-8 * mag + 1e-6;
                             let e = (got[i * n + j] - want[i * n + j]).abs() as f64;
-                            assert!(e <= bound, "{m}x{n}x{k} beta {beta} ({i},{j}): {} vs {} (err {e} > {bound})", got[i * n + j], want[i * n + j]);
+                            assert!(
+                                e <= bound,
+                                "{m}x{n}x{k} beta {beta} ({i},{j}): {} vs {} (err {e} > {bound})",
+                                got[i * n + j],
+                                want[i * n + j]
+                            );
                         }
                     }
                     match &first {
                         None => first = Some(got),
-                        Some(f) => assert_eq!(f, &got, "{m}x{n}x{k}: the thread split changed the result"),
+                        Some(f) => {
+                            assert_eq!(f, &got, "{m}x{n}x{k}: the thread split changed the result")
+                        }
                     }
                 }
                 // a row's result does not depend on the other rows
                 if m > 1 {
                     let mut solo = c0[..n].to_vec();
                     skinny(1, n, k, &x[..k], &w, beta, &mut solo);
-                    assert_eq!(&solo[..], &first.as_ref().unwrap()[..n], "{m}x{n}x{k}: row 0 alone differs");
+                    assert_eq!(
+                        &solo[..],
+                        &first.as_ref().unwrap()[..n],
+                        "{m}x{n}x{k}: row 0 alone differs"
+                    );
                 }
             }
         }
@@ -273,7 +350,11 @@ mod tests {
             skinny(1, 1, k, &a, &b, 0.0, &mut o);
             let d = dot8(&a, &b);
             let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
-            assert!((o[0] - d).abs() <= 2.0 * (k as f32 + 2.0) * 6e-8 * mag + 1e-6, "k {k}: {} vs {d}", o[0]);
+            assert!(
+                (o[0] - d).abs() <= 2.0 * (k as f32 + 2.0) * 6e-8 * mag + 1e-6,
+                "k {k}: {} vs {d}",
+                o[0]
+            );
         }
     }
 }

@@ -80,7 +80,9 @@ pub fn exp_f32(x: f32) -> f32 {
     let n = (x * LOG2E + MAGIC) - MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
-        + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * scale
 }
@@ -106,7 +108,11 @@ pub fn embedding_fwd(tokens: &[u32], table: &[f32], c: usize, out: &mut [f32]) {
 pub fn embedding_bwd(tokens: &[u32], dout: &[f32], c: usize, dtable: &mut [f32]) {
     for (n, &t) in tokens.iter().enumerate() {
         let t = t as usize;
-        axpy(1.0, &dout[n * c..(n + 1) * c], &mut dtable[t * c..(t + 1) * c]);
+        axpy(
+            1.0,
+            &dout[n * c..(n + 1) * c],
+            &mut dtable[t * c..(t + 1) * c],
+        );
     }
 }
 
@@ -168,18 +174,36 @@ multiversion! {
 
 /// Backward of `rmsnorm_fwd`: dx += ∂L/∂x, dw += ∂L/∂w. dout, x, dx: (N, C); w, dw: (C); rstd: (N).
 /// dx_i = s·w_i·dy_i − s³/C · x_i · Σ_j w_j·dy_j·x_j;  dw_i = Σ_rows dy_i·x_i·s.
-pub fn rmsnorm_bwd(dout: &[f32], x: &[f32], w: &[f32], rstd: &[f32], dx: &mut [f32], dw: &mut [f32]) {
+pub fn rmsnorm_bwd(
+    dout: &[f32],
+    x: &[f32],
+    w: &[f32],
+    rstd: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+) {
     let c = w.len();
     let rows = rstd.len();
     par_rows(dx, c, 64, |r0, dxb| {
         for (i, dxr) in dxb.chunks_exact_mut(c).enumerate() {
             let n = r0 + i;
-            rmsnorm_bwd_row(&dout[n * c..(n + 1) * c], &x[n * c..(n + 1) * c], w, rstd[n], dxr);
+            rmsnorm_bwd_row(
+                &dout[n * c..(n + 1) * c],
+                &x[n * c..(n + 1) * c],
+                w,
+                rstd[n],
+                dxr,
+            );
         }
     });
     par_reduce_into(rows, 64, dw, |a, b, part| {
         for n in a..b {
-            rmsnorm_dw_row(&dout[n * c..(n + 1) * c], &x[n * c..(n + 1) * c], rstd[n], part);
+            rmsnorm_dw_row(
+                &dout[n * c..(n + 1) * c],
+                &x[n * c..(n + 1) * c],
+                rstd[n],
+                part,
+            );
         }
     });
 }
@@ -207,13 +231,29 @@ pub fn rope_tables(max_pos: usize, d: usize, theta: f32) -> (Vec<f32>, Vec<f32>)
 /// position; `inverse` rotates by the negative angle (the backward pass of a rotation is its inverse).
 /// x: (N, w), pos: (N).
 #[allow(clippy::too_many_arguments)]
-pub fn rope(x: &mut [f32], w: usize, heads: usize, d: usize, pos: &[usize], cos: &[f32], sin: &[f32], inverse: bool) {
+pub fn rope(
+    x: &mut [f32],
+    w: usize,
+    heads: usize,
+    d: usize,
+    pos: &[usize],
+    cos: &[f32],
+    sin: &[f32],
+    inverse: bool,
+) {
     let half = d / 2;
     let sign = if inverse { -1.0f32 } else { 1.0 };
     par_rows(x, w, 64, |r0, blk| {
         for (i, row) in blk.chunks_exact_mut(w).enumerate() {
             let p = pos[r0 + i];
-            rope_row(row, heads, d, &cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half], sign);
+            rope_row(
+                row,
+                heads,
+                d,
+                &cos[p * half..(p + 1) * half],
+                &sin[p * half..(p + 1) * half],
+                sign,
+            );
         }
     });
 }
@@ -307,7 +347,13 @@ multiversion! {
 /// S = QKᵀ·scale and O = P·V run as GEMMs over blocks of ATT_BLOCK query rows, each block meeting only the keys
 /// at or before its last row.
 pub fn attention_fwd(dm: AttnDims, qkv: &[f32], probs: &mut [f32], out: &mut [f32]) {
-    let AttnDims { b: _, t: tt, h: nh, kv, d } = dm;
+    let AttnDims {
+        b: _,
+        t: tt,
+        h: nh,
+        kv,
+        d,
+    } = dm;
     let w = dm.w();
     let hd = nh * d;
     let group = nh / kv;
@@ -319,7 +365,11 @@ pub fn attention_fwd(dm: AttnDims, qkv: &[f32], probs: &mut [f32], out: &mut [f3
         let (bi, h) = (task / nh, task % nh);
         let g = h / group;
         let base = bi * tt * w;
-        let (q, k, v) = (&qkv[base + h * d..], &qkv[base + hd + g * d..], &qkv[base + hd + kv * d + g * d..]);
+        let (q, k, v) = (
+            &qkv[base + h * d..],
+            &qkv[base + hd + g * d..],
+            &qkv[base + hd + kv * d + g * d..],
+        );
         // SAFETY: task (bi, h) owns probs[(bi·H + h)·T·T ..][..T·T] and the D columns of head h in the rows of
         // sequence bi of `out`; no other task touches them.
         let p = unsafe { probs_s.slice((bi * nh + h) * tt * tt, tt * tt) };
@@ -329,9 +379,27 @@ pub fn attention_fwd(dm: AttnDims, qkv: &[f32], probs: &mut [f32], out: &mut [f3
             let r1 = (r0 + ATT_BLOCK).min(tt);
             let rb = r1 - r0;
             let pb = &mut p[r0 * tt..];
-            Gemm { m: rb, n: r1, k: d, alpha: scale, a: Mat::n(&q[r0 * w..], w), b: Mat::t(k, w), beta: 0.0 }.serial(path, pb, tt);
+            Gemm {
+                m: rb,
+                n: r1,
+                k: d,
+                alpha: scale,
+                a: Mat::n(&q[r0 * w..], w),
+                b: Mat::t(k, w),
+                beta: 0.0,
+            }
+            .serial(path, pb, tt);
             causal_softmax_rows(pb, tt, r0, rb, tt);
-            Gemm { m: rb, n: d, k: r1, alpha: 1.0, a: Mat::n(pb, tt), b: Mat::n(v, w), beta: 0.0 }.serial(path, &mut o[r0 * d..], d);
+            Gemm {
+                m: rb,
+                n: d,
+                k: r1,
+                alpha: 1.0,
+                a: Mat::n(pb, tt),
+                b: Mat::n(v, w),
+                beta: 0.0,
+            }
+            .serial(path, &mut o[r0 * d..], d);
             r0 = r1;
         }
         for t in 0..tt {
@@ -346,7 +414,13 @@ pub fn attention_fwd(dm: AttnDims, qkv: &[f32], probs: &mut [f32], out: &mut [f3
 /// group. Per query head and block of query rows [r0, r1):
 ///   dP = dO·Vᵀ;  dS = P∘(dP − rowsum(P∘dP))·scale;  dQ = dS·K;  dK += dSᵀ·Q;  dV += Pᵀ·dO.
 pub fn attention_bwd(dm: AttnDims, dout: &[f32], qkv: &[f32], probs: &[f32], dqkv: &mut [f32]) {
-    let AttnDims { b: _, t: tt, h: nh, kv, d } = dm;
+    let AttnDims {
+        b: _,
+        t: tt,
+        h: nh,
+        kv,
+        d,
+    } = dm;
     let w = dm.w();
     let hd = nh * d;
     let group = nh / kv;
@@ -372,13 +446,54 @@ pub fn attention_bwd(dm: AttnDims, dout: &[f32], qkv: &[f32], probs: &[f32], dqk
                 let r1 = (r0 + ATT_BLOCK).min(tt);
                 let rb = r1 - r0;
                 let pb = &p[r0 * tt..];
-                Gemm { m: rb, n: r1, k: d, alpha: 1.0, a: Mat::n(&dy[r0 * hd..], hd), b: Mat::t(v, w), beta: 0.0 }.serial(path, &mut ds, r1);
-                for i in 0..rb {
-                    softmax_bwd_row(&pb[i * tt..i * tt + r1], &mut ds[i * r1..(i + 1) * r1], r0 + i + 1, scale);
+                Gemm {
+                    m: rb,
+                    n: r1,
+                    k: d,
+                    alpha: 1.0,
+                    a: Mat::n(&dy[r0 * hd..], hd),
+                    b: Mat::t(v, w),
+                    beta: 0.0,
                 }
-                Gemm { m: rb, n: d, k: r1, alpha: 1.0, a: Mat::n(&ds, r1), b: Mat::n(k, w), beta: 0.0 }.serial(path, &mut dq[r0 * d..], d);
-                Gemm { m: r1, n: d, k: rb, alpha: 1.0, a: Mat::t(&ds, r1), b: Mat::n(&q[r0 * w..], w), beta: 1.0 }.serial(path, &mut dk, d);
-                Gemm { m: r1, n: d, k: rb, alpha: 1.0, a: Mat::t(pb, tt), b: Mat::n(&dy[r0 * hd..], hd), beta: 1.0 }.serial(path, &mut dv, d);
+                .serial(path, &mut ds, r1);
+                for i in 0..rb {
+                    softmax_bwd_row(
+                        &pb[i * tt..i * tt + r1],
+                        &mut ds[i * r1..(i + 1) * r1],
+                        r0 + i + 1,
+                        scale,
+                    );
+                }
+                Gemm {
+                    m: rb,
+                    n: d,
+                    k: r1,
+                    alpha: 1.0,
+                    a: Mat::n(&ds, r1),
+                    b: Mat::n(k, w),
+                    beta: 0.0,
+                }
+                .serial(path, &mut dq[r0 * d..], d);
+                Gemm {
+                    m: r1,
+                    n: d,
+                    k: rb,
+                    alpha: 1.0,
+                    a: Mat::t(&ds, r1),
+                    b: Mat::n(&q[r0 * w..], w),
+                    beta: 1.0,
+                }
+                .serial(path, &mut dk, d);
+                Gemm {
+                    m: r1,
+                    n: d,
+                    k: rb,
+                    alpha: 1.0,
+                    a: Mat::t(pb, tt),
+                    b: Mat::n(&dy[r0 * hd..], hd),
+                    beta: 1.0,
+                }
+                .serial(path, &mut dv, d);
                 r0 = r1;
             }
             for t in 0..tt {
@@ -390,8 +505,12 @@ pub fn attention_bwd(dm: AttnDims, dout: &[f32], qkv: &[f32], probs: &[f32], dqk
         for t in 0..tt {
             // SAFETY: dk/dv columns of kv head g of sequence bi belong to this task only.
             unsafe {
-                dqkv_s.slice(base + t * w + koff, d).copy_from_slice(&dk[t * d..(t + 1) * d]);
-                dqkv_s.slice(base + t * w + voff, d).copy_from_slice(&dv[t * d..(t + 1) * d]);
+                dqkv_s
+                    .slice(base + t * w + koff, d)
+                    .copy_from_slice(&dk[t * d..(t + 1) * d]);
+                dqkv_s
+                    .slice(base + t * w + voff, d)
+                    .copy_from_slice(&dv[t * d..(t + 1) * d]);
             }
         }
     });
@@ -442,7 +561,19 @@ pub fn attention_cached(
                 // the caller's cache layout), as `attention_cached_row_avx2` requires.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    attention_cached_row_avx2(qr, kt, vs, max_t, kvd, group, d, p + 1, scale, &mut sc, orow)
+                    attention_cached_row_avx2(
+                        qr,
+                        kt,
+                        vs,
+                        max_t,
+                        kvd,
+                        group,
+                        d,
+                        p + 1,
+                        scale,
+                        &mut sc,
+                        orow,
+                    )
                 };
             } else {
                 sc.resize(p + 1, 0.0f32);
@@ -479,7 +610,9 @@ unsafe fn attention_cached_row_avx2(
 ) {
     let nh = q.len() / d;
     let npad = n.div_ceil(8) * 8;
-    debug_assert!(npad <= max_t && sc.len() >= 2 * npad && kt.len() >= kvd * max_t && v.len() >= n * kvd);
+    debug_assert!(
+        npad <= max_t && sc.len() >= 2 * npad && kt.len() >= kvd * max_t && v.len() >= n * kvd
+    );
     let (s0, s1) = sc.split_at_mut(npad);
     let mut h = 0;
     while h < nh {
@@ -487,7 +620,11 @@ unsafe fn attention_cached_row_avx2(
         let pair = h + 1 < nh && (h + 1) / group == g;
         let kg = kt.as_ptr().add(g * d * max_t);
         let q0 = q.as_ptr().add(h * d);
-        let q1 = if pair { q.as_ptr().add((h + 1) * d) } else { q0 };
+        let q1 = if pair {
+            q.as_ptr().add((h + 1) * d)
+        } else {
+            q0
+        };
         let (p0, p1) = (s0.as_mut_ptr(), s1.as_mut_ptr());
         let mut j0 = 0;
         while j0 + 32 <= npad {
@@ -507,24 +644,72 @@ unsafe fn attention_cached_row_avx2(
             j0 += 8;
         }
         let inv0 = softmax_unnormalised(&mut s0[..n]);
-        let inv1 = if pair { softmax_unnormalised(&mut s1[..n]) } else { 0.0 };
+        let inv1 = if pair {
+            softmax_unnormalised(&mut s1[..n])
+        } else {
+            0.0
+        };
         let vg = v.as_ptr().add(g * d);
         let o0 = orow.as_mut_ptr().add(h * d);
-        let o1 = if pair { orow.as_mut_ptr().add((h + 1) * d) } else { o0 };
+        let o1 = if pair {
+            orow.as_mut_ptr().add((h + 1) * d)
+        } else {
+            o0
+        };
         let mut c0 = 0;
         while c0 + 32 <= d {
             if pair {
-                pv_tile::<4, 2>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+                pv_tile::<4, 2>(
+                    s0.as_ptr(),
+                    s1.as_ptr(),
+                    n,
+                    vg.add(c0),
+                    kvd,
+                    inv0,
+                    inv1,
+                    o0.add(c0),
+                    o1.add(c0),
+                );
             } else {
-                pv_tile::<4, 1>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+                pv_tile::<4, 1>(
+                    s0.as_ptr(),
+                    s1.as_ptr(),
+                    n,
+                    vg.add(c0),
+                    kvd,
+                    inv0,
+                    inv1,
+                    o0.add(c0),
+                    o1.add(c0),
+                );
             }
             c0 += 32;
         }
         while c0 < d {
             if pair {
-                pv_tile::<1, 2>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+                pv_tile::<1, 2>(
+                    s0.as_ptr(),
+                    s1.as_ptr(),
+                    n,
+                    vg.add(c0),
+                    kvd,
+                    inv0,
+                    inv1,
+                    o0.add(c0),
+                    o1.add(c0),
+                );
             } else {
-                pv_tile::<1, 1>(s0.as_ptr(), s1.as_ptr(), n, vg.add(c0), kvd, inv0, inv1, o0.add(c0), o1.add(c0));
+                pv_tile::<1, 1>(
+                    s0.as_ptr(),
+                    s1.as_ptr(),
+                    n,
+                    vg.add(c0),
+                    kvd,
+                    inv0,
+                    inv1,
+                    o0.add(c0),
+                    o1.add(c0),
+                );
             }
             c0 += 8;
         }
@@ -644,10 +829,19 @@ unsafe fn softmax_unnormalised(s: &mut [f32]) -> f32 {
 
 /// sc[j0..j0+W] = scale · Σ_d q[d]·kt[d][j0..j0+W] (inlined into the AVX2 copy of the caller).
 #[inline(always)]
-fn qk_block<const W: usize>(q: &[f32], kt: &[f32], max_t: usize, j0: usize, scale: f32, sc: &mut [f32]) {
+fn qk_block<const W: usize>(
+    q: &[f32],
+    kt: &[f32],
+    max_t: usize,
+    j0: usize,
+    scale: f32,
+    sc: &mut [f32],
+) {
     let mut acc = [0.0f32; W];
     for (dd, &qv) in q.iter().enumerate() {
-        let kr: &[f32; W] = kt[dd * max_t + j0..dd * max_t + j0 + W].try_into().expect("W columns");
+        let kr: &[f32; W] = kt[dd * max_t + j0..dd * max_t + j0 + W]
+            .try_into()
+            .expect("W columns");
         for l in 0..W {
             acc[l] += qv * kr[l];
         }
@@ -818,7 +1012,10 @@ pub fn sum_squares(x: &[f32]) -> f64 {
     let parts = std::sync::Mutex::new(vec![0.0f64; n]);
     parallel_for(n, |i| {
         let s = &x[i * chunk..((i + 1) * chunk).min(x.len())];
-        let v: f64 = s.chunks(8).map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()).sum();
+        let v: f64 = s
+            .chunks(8)
+            .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+            .sum();
         parts.lock().unwrap_or_else(|e| e.into_inner())[i] = v;
     });
     let v = parts.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -846,7 +1043,10 @@ pub struct AdamWStep {
 
 pub fn adamw(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamWStep, wd: f32) {
     let n = p.len();
-    assert!(g.len() == n && m.len() == n && v.len() == n, "adamw: length mismatch");
+    assert!(
+        g.len() == n && m.len() == n && v.len() == n,
+        "adamw: length mismatch"
+    );
     let chunk = 1 << 14;
     let tasks = n.div_ceil(chunk);
     let (ps, ms, vs) = (SharedMut::new(p), SharedMut::new(m), SharedMut::new(v));
@@ -884,12 +1084,26 @@ mod tests {
     #[test]
     fn cached_attention_matches_a_reference() {
         let mut rng = Rng::new(21, 0);
-        for &(nh, kv, d, max_t) in &[(4, 2, 16, 40), (2, 2, 8, 8), (6, 2, 64, 80), (14, 2, 64, 48), (3, 1, 24, 72), (4, 2, 16, 37)] {
+        for &(nh, kv, d, max_t) in &[
+            (4, 2, 16, 40),
+            (2, 2, 8, 8),
+            (6, 2, 64, 80),
+            (14, 2, 64, 48),
+            (3, 1, 24, 72),
+            (4, 2, 16, 37),
+        ] {
             let (hd, kvd, w) = (nh * d, kv * d, (nh + 2 * kv) * d);
             let slots = 2;
-            let kt: Vec<f32> = (0..slots * kvd * max_t).map(|_| rng.normal() as f32).collect();
-            let vc: Vec<f32> = (0..slots * max_t * kvd).map(|_| rng.normal() as f32).collect();
-            let pos: Vec<usize> = [0, 5, 7, 8, 31, 32, 33, max_t - 1].into_iter().filter(|&p| p < max_t).collect();
+            let kt: Vec<f32> = (0..slots * kvd * max_t)
+                .map(|_| rng.normal() as f32)
+                .collect();
+            let vc: Vec<f32> = (0..slots * max_t * kvd)
+                .map(|_| rng.normal() as f32)
+                .collect();
+            let pos: Vec<usize> = [0, 5, 7, 8, 31, 32, 33, max_t - 1]
+                .into_iter()
+                .filter(|&p| p < max_t)
+                .collect();
             let slot: Vec<usize> = (0..pos.len()).map(|i| i % slots).collect();
             let q: Vec<f32> = (0..pos.len() * w).map(|_| rng.normal() as f32).collect();
             let mut out = vec![f32::NAN; pos.len() * hd];
@@ -899,13 +1113,23 @@ mod tests {
                 for h in 0..nh {
                     let g = h / (nh / kv);
                     let sc: Vec<f64> = (0..=p)
-                        .map(|j| (0..d).map(|e| q[r * w + h * d + e] as f64 * kt[(s * kvd + g * d + e) * max_t + j] as f64).sum::<f64>() * scale)
+                        .map(|j| {
+                            (0..d)
+                                .map(|e| {
+                                    q[r * w + h * d + e] as f64
+                                        * kt[(s * kvd + g * d + e) * max_t + j] as f64
+                                })
+                                .sum::<f64>()
+                                * scale
+                        })
                         .collect();
                     let mx = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let ex: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
                     let sum: f64 = ex.iter().sum();
                     for e in 0..d {
-                        let want: f64 = (0..=p).map(|j| ex[j] / sum * vc[(s * max_t + j) * kvd + g * d + e] as f64).sum();
+                        let want: f64 = (0..=p)
+                            .map(|j| ex[j] / sum * vc[(s * max_t + j) * kvd + g * d + e] as f64)
+                            .sum();
                         let got = out[r * hd + h * d + e] as f64;
                         assert!((got - want).abs() < 2e-5, "nh {nh} kv {kv} d {d} max_t {max_t} row {r} head {h} col {e}: {got} vs {want}");
                     }

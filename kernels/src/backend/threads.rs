@@ -53,7 +53,9 @@ pub fn max_threads() -> usize {
                 }
             }
         }
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     })
 }
 
@@ -90,7 +92,11 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
         if n <= 1 {
             return None;
         }
-        rayon::ThreadPoolBuilder::new().num_threads(n - 1).thread_name(|k| format!("spark-cpu-{k}")).build().ok()
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n - 1)
+            .thread_name(|k| format!("spark-cpu-{k}"))
+            .build()
+            .ok()
     })
     .as_ref()
 }
@@ -139,7 +145,12 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n: usize, f: F) {
 
 /// Runs `f(first_row, block)` over `data` viewed as rows of `row_len`, split into contiguous row blocks, one
 /// per thread. `min_rows` bounds the smallest block worth a thread.
-pub fn par_rows<T: Send, F: Fn(usize, &mut [T]) + Sync>(data: &mut [T], row_len: usize, min_rows: usize, f: F) {
+pub fn par_rows<T: Send, F: Fn(usize, &mut [T]) + Sync>(
+    data: &mut [T],
+    row_len: usize,
+    min_rows: usize,
+    f: F,
+) {
     let rows = data.len().checked_div(row_len).unwrap_or(0);
     let t = num_threads().min(rows / min_rows.max(1)).max(1);
     if t <= 1 {
@@ -168,7 +179,10 @@ pub fn par_rows2<T: Send, U: Send, F: Fn(usize, &mut [T], &mut [U]) + Sync>(
     f: F,
 ) {
     let rows = a.len().checked_div(a_row).unwrap_or(0);
-    assert!(b.len() >= rows * b_row, "par_rows2: second buffer too short");
+    assert!(
+        b.len() >= rows * b_row,
+        "par_rows2: second buffer too short"
+    );
     let t = num_threads().min(rows / min_rows.max(1)).max(1);
     if t <= 1 {
         f(0, a, &mut b[..rows * b_row]);
@@ -179,14 +193,24 @@ pub fn par_rows2<T: Send, U: Send, F: Fn(usize, &mut [T], &mut [U]) + Sync>(
     run_tasks(ranges.len(), &|k| {
         let (x, y) = ranges[k];
         // SAFETY: the row ranges are disjoint, so the blocks of both buffers are.
-        let (ba, bb) = unsafe { (sa.slice(x * a_row, (y - x) * a_row), sb.slice(x * b_row, (y - x) * b_row)) };
+        let (ba, bb) = unsafe {
+            (
+                sa.slice(x * a_row, (y - x) * a_row),
+                sb.slice(x * b_row, (y - x) * b_row),
+            )
+        };
         f(x, ba, bb);
     });
 }
 
 /// Sums per-thread partial vectors: each block of rows `0..rows` produces a partial of length `len`
 /// via `f(row_range, partial)`; the partials are added into `out`.
-pub fn par_reduce_into<F: Fn(usize, usize, &mut [f32]) + Sync>(rows: usize, min_rows: usize, out: &mut [f32], f: F) {
+pub fn par_reduce_into<F: Fn(usize, usize, &mut [f32]) + Sync>(
+    rows: usize,
+    min_rows: usize,
+    out: &mut [f32],
+    f: F,
+) {
     let t = num_threads().min(rows / min_rows.max(1)).max(1);
     if t <= 1 {
         f(0, rows, out);
@@ -194,7 +218,8 @@ pub fn par_reduce_into<F: Fn(usize, usize, &mut [f32]) + Sync>(rows: usize, min_
     }
     let ranges = split_range(rows, t, 1);
     let len = out.len();
-    let partials: Vec<Mutex<Vec<f32>>> = (1..ranges.len()).map(|_| Mutex::new(Vec::new())).collect();
+    let partials: Vec<Mutex<Vec<f32>>> =
+        (1..ranges.len()).map(|_| Mutex::new(Vec::new())).collect();
     let out_m = Mutex::new(out);
     run_tasks(ranges.len(), &|k| {
         let (a, b) = ranges[k];
@@ -223,7 +248,14 @@ pub fn par_map<R: Send, F: Fn(usize) -> R + Sync>(n: usize, f: F) -> Vec<R> {
         let r = f(k);
         *slots[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     });
-    slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("task ran")).collect()
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("task ran")
+        })
+        .collect()
 }
 
 /// A mutable slice shared by threads that write disjoint index sets of it. Creating one is safe; reading or
@@ -239,7 +271,10 @@ unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     pub fn new(s: &mut [T]) -> Self {
-        SharedMut { ptr: s.as_mut_ptr(), len: s.len() }
+        SharedMut {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
     }
     pub fn len(&self) -> usize {
         self.len
@@ -251,7 +286,10 @@ impl<T> SharedMut<T> {
     /// `off..off+n` must be in bounds and no other thread may access it during the returned borrow.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn slice(&self, off: usize, n: usize) -> &mut [T] {
-        assert!(off.checked_add(n).is_some_and(|e| e <= self.len), "SharedMut: out of bounds");
+        assert!(
+            off.checked_add(n).is_some_and(|e| e <= self.len),
+            "SharedMut: out of bounds"
+        );
         std::slice::from_raw_parts_mut(self.ptr.add(off), n)
     }
     /// # Safety
@@ -274,7 +312,10 @@ mod tests {
             parallel_for(n, |i| {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "n = {n}"
+            );
         }
         // a region inside a region
         let total = AtomicUsize::new(0);
@@ -290,14 +331,20 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..50 {
                         let mut v = vec![0u32; 1000];
-                        par_rows(&mut v, 10, 1, |r0, blk| blk.iter_mut().enumerate().for_each(|(i, x)| *x = (r0 * 10 + i) as u32));
+                        par_rows(&mut v, 10, 1, |r0, blk| {
+                            blk.iter_mut()
+                                .enumerate()
+                                .for_each(|(i, x)| *x = (r0 * 10 + i) as u32)
+                        });
                         assert!(v.iter().enumerate().all(|(i, &x)| x as usize == i));
                     }
                 });
             }
         });
         let mut out = vec![1.0f32; 3];
-        par_reduce_into(100, 1, &mut out, |a, b, p| p.iter_mut().for_each(|x| *x += (b - a) as f32));
+        par_reduce_into(100, 1, &mut out, |a, b, p| {
+            p.iter_mut().for_each(|x| *x += (b - a) as f32)
+        });
         assert_eq!(out, vec![101.0; 3]);
         assert_eq!(par_map(5, |k| k * k), vec![0, 1, 4, 9, 16]);
     }

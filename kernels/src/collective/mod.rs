@@ -33,11 +33,44 @@ extern "C" {
         errlen: usize,
     ) -> c_int;
     fn spark_coll_free(c: *mut spark_coll);
-    fn spark_coll_broadcast(c: *mut spark_coll, data: *mut c_void, bytes: usize, root: c_int, err: *mut c_char, errlen: usize) -> c_int;
-    fn spark_coll_allreduce_f32(c: *mut spark_coll, data: *mut f32, n: usize, err: *mut c_char, errlen: usize) -> c_int;
-    fn spark_coll_allreduce_f64(c: *mut spark_coll, data: *mut f64, n: usize, err: *mut c_char, errlen: usize) -> c_int;
-    fn spark_coll_reduce_scatter_f32(c: *mut spark_coll, data: *mut f32, n: usize, counts: *const c_int, err: *mut c_char, errlen: usize) -> c_int;
-    fn spark_coll_allgatherv_f32(c: *mut spark_coll, input: *const f32, out: *mut f32, counts: *const usize, err: *mut c_char, errlen: usize) -> c_int;
+    fn spark_coll_broadcast(
+        c: *mut spark_coll,
+        data: *mut c_void,
+        bytes: usize,
+        root: c_int,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn spark_coll_allreduce_f32(
+        c: *mut spark_coll,
+        data: *mut f32,
+        n: usize,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn spark_coll_allreduce_f64(
+        c: *mut spark_coll,
+        data: *mut f64,
+        n: usize,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn spark_coll_reduce_scatter_f32(
+        c: *mut spark_coll,
+        data: *mut f32,
+        n: usize,
+        counts: *const c_int,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn spark_coll_allgatherv_f32(
+        c: *mut spark_coll,
+        input: *const f32,
+        out: *mut f32,
+        counts: *const usize,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
     fn spark_coll_barrier(c: *mut spark_coll, err: *mut c_char, errlen: usize) -> c_int;
 }
 
@@ -111,7 +144,9 @@ fn call(during: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()>
 
 /// Balanced contiguous partition of `n` elements over `size` ranks: rank r owns [r·n/size, (r+1)·n/size).
 pub fn shard_ranges(n: usize, size: usize) -> Vec<std::ops::Range<usize>> {
-    (0..size).map(|r| (r * n / size)..((r + 1) * n / size)).collect()
+    (0..size)
+        .map(|r| (r * n / size)..((r + 1) * n / size))
+        .collect()
 }
 
 impl Collective {
@@ -119,13 +154,22 @@ impl Collective {
     /// naming the missing ranks).
     pub fn connect(o: &ConnectOptions) -> Result<Collective> {
         if o.world_size == 0 || o.world_size > MAX_WORLD {
-            return Err(Error::invalid(format!("worldSize must be in [1, {MAX_WORLD}], got {}", o.world_size)));
+            return Err(Error::invalid(format!(
+                "worldSize must be in [1, {MAX_WORLD}], got {}",
+                o.world_size
+            )));
         }
         if o.rank >= o.world_size {
-            return Err(Error::invalid(format!("rank must be in [0, {}), got {}", o.world_size, o.rank)));
+            return Err(Error::invalid(format!(
+                "rank must be in [0, {}), got {}",
+                o.world_size, o.rank
+            )));
         }
         if o.timeout_ms == 0 || o.timeout_ms > MAX_TIMEOUT_MS {
-            return Err(Error::invalid(format!("timeoutMs must be in [1, {MAX_TIMEOUT_MS}], got {}", o.timeout_ms)));
+            return Err(Error::invalid(format!(
+                "timeoutMs must be in [1, {MAX_TIMEOUT_MS}], got {}",
+                o.timeout_ms
+            )));
         }
         if o.prefix.is_empty() || o.prefix.len() > 512 {
             return Err(Error::invalid("prefix must be 1..=512 bytes"));
@@ -159,9 +203,16 @@ impl Collective {
             )
         })?;
         if ptr.is_null() {
-            return Err(Error::new(ErrorCode::CollectiveFailed, "collective rendezvous returned no context"));
+            return Err(Error::new(
+                ErrorCode::CollectiveFailed,
+                "collective rendezvous returned no context",
+            ));
         }
-        Ok(Collective { ptr, rank: o.rank, size: o.world_size })
+        Ok(Collective {
+            ptr,
+            rank: o.rank,
+            size: o.world_size,
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -174,13 +225,25 @@ impl Collective {
     /// Broadcasts `buf` from `root` in place (every rank passes a buffer of the same length).
     pub fn broadcast(&mut self, buf: &mut [u8], root: usize) -> Result<()> {
         if root >= self.size {
-            return Err(Error::invalid(format!("root must be in [0, {}), got {root}", self.size)));
+            return Err(Error::invalid(format!(
+                "root must be in [0, {}), got {root}",
+                self.size
+            )));
         }
         if self.size == 1 || buf.is_empty() {
             return Ok(());
         }
         let p = self.ptr;
-        call("broadcast", |e, l| unsafe { spark_coll_broadcast(p, buf.as_mut_ptr() as *mut c_void, buf.len(), root as c_int, e, l) })
+        call("broadcast", |e, l| unsafe {
+            spark_coll_broadcast(
+                p,
+                buf.as_mut_ptr() as *mut c_void,
+                buf.len(),
+                root as c_int,
+                e,
+                l,
+            )
+        })
     }
 
     /// Broadcasts a byte string of any length from `root`: the length first, then the bytes. `data` is
@@ -189,18 +252,30 @@ impl Collective {
         let is_root = self.rank == root;
         let mut len = [0u8; 8];
         if is_root {
-            let d = data.as_ref().ok_or_else(|| Error::invalid("the root of a broadcast must give data"))?;
+            let d = data
+                .as_ref()
+                .ok_or_else(|| Error::invalid("the root of a broadcast must give data"))?;
             if d.len() > MAX_BROADCAST_BYTES {
-                return Err(Error::invalid(format!("broadcast of {} bytes exceeds the limit {MAX_BROADCAST_BYTES}", d.len())));
+                return Err(Error::invalid(format!(
+                    "broadcast of {} bytes exceeds the limit {MAX_BROADCAST_BYTES}",
+                    d.len()
+                )));
             }
             len = (d.len() as u64).to_le_bytes();
         }
         self.broadcast(&mut len, root)?;
         let n = u64::from_le_bytes(len) as usize;
         if n > MAX_BROADCAST_BYTES {
-            return Err(Error::new(ErrorCode::CollectiveFailed, format!("broadcast length {n} from rank {root} exceeds the limit")));
+            return Err(Error::new(
+                ErrorCode::CollectiveFailed,
+                format!("broadcast length {n} from rank {root} exceeds the limit"),
+            ));
         }
-        let mut buf = if is_root { data.unwrap_or_default() } else { vec![0u8; n] };
+        let mut buf = if is_root {
+            data.unwrap_or_default()
+        } else {
+            vec![0u8; n]
+        };
         self.broadcast(&mut buf, root)?;
         Ok(buf)
     }
@@ -211,7 +286,9 @@ impl Collective {
             return Ok(());
         }
         let p = self.ptr;
-        call("all-reduce", |e, l| unsafe { spark_coll_allreduce_f32(p, data.as_mut_ptr(), data.len(), e, l) })
+        call("all-reduce", |e, l| unsafe {
+            spark_coll_allreduce_f32(p, data.as_mut_ptr(), data.len(), e, l)
+        })
     }
 
     pub fn allreduce_f64(&mut self, data: &mut [f64]) -> Result<()> {
@@ -219,7 +296,9 @@ impl Collective {
             return Ok(());
         }
         let p = self.ptr;
-        call("all-reduce", |e, l| unsafe { spark_coll_allreduce_f64(p, data.as_mut_ptr(), data.len(), e, l) })
+        call("all-reduce", |e, l| unsafe {
+            spark_coll_allreduce_f64(p, data.as_mut_ptr(), data.len(), e, l)
+        })
     }
 
     /// Sums `data` across ranks and leaves this rank's shard (`shard_ranges(data.len(), size)[rank]`) at the
@@ -231,11 +310,16 @@ impl Collective {
             return Ok(mine);
         }
         if data.len() > MAX_REDUCE_SCATTER {
-            return Err(Error::invalid(format!("reduce-scatter of {} elements exceeds {MAX_REDUCE_SCATTER}", data.len())));
+            return Err(Error::invalid(format!(
+                "reduce-scatter of {} elements exceeds {MAX_REDUCE_SCATTER}",
+                data.len()
+            )));
         }
         let counts: Vec<c_int> = ranges.iter().map(|r| r.len() as c_int).collect();
         let p = self.ptr;
-        call("reduce-scatter", |e, l| unsafe { spark_coll_reduce_scatter_f32(p, data.as_mut_ptr(), data.len(), counts.as_ptr(), e, l) })?;
+        call("reduce-scatter", |e, l| unsafe {
+            spark_coll_reduce_scatter_f32(p, data.as_mut_ptr(), data.len(), counts.as_ptr(), e, l)
+        })?;
         Ok(mine)
     }
 
@@ -243,7 +327,11 @@ impl Collective {
     pub fn allgather_f32(&mut self, mine: &[f32], out: &mut [f32]) -> Result<()> {
         let ranges = shard_ranges(out.len(), self.size);
         if mine.len() != ranges[self.rank].len() {
-            return Err(Error::invalid(format!("all-gather: shard has {} values, expected {}", mine.len(), ranges[self.rank].len())));
+            return Err(Error::invalid(format!(
+                "all-gather: shard has {} values, expected {}",
+                mine.len(),
+                ranges[self.rank].len()
+            )));
         }
         if self.size == 1 {
             out.copy_from_slice(mine);
@@ -251,7 +339,9 @@ impl Collective {
         }
         let counts: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
         let p = self.ptr;
-        call("all-gather", |e, l| unsafe { spark_coll_allgatherv_f32(p, mine.as_ptr(), out.as_mut_ptr(), counts.as_ptr(), e, l) })
+        call("all-gather", |e, l| unsafe {
+            spark_coll_allgatherv_f32(p, mine.as_ptr(), out.as_mut_ptr(), counts.as_ptr(), e, l)
+        })
     }
 
     pub fn barrier(&mut self) -> Result<()> {

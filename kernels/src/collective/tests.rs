@@ -18,16 +18,36 @@ impl Drop for Redis {
 }
 
 fn redis(password: Option<&str>) -> Redis {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
     if let Some(p) = password {
         cmd.args(["--requirepass", p]);
     }
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server on PATH");
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Redis { child, port }
@@ -51,7 +71,11 @@ fn opts(r: &Redis, rank: usize, size: usize, timeout_ms: u64) -> ConnectOptions 
 }
 
 /// Runs `f` on `size` threads, each a connected rank.
-fn group<T: Send + 'static>(r: &Redis, size: usize, f: impl Fn(&mut Collective) -> T + Send + Sync + 'static) -> Vec<T> {
+fn group<T: Send + 'static>(
+    r: &Redis,
+    size: usize,
+    f: impl Fn(&mut Collective) -> T + Send + Sync + 'static,
+) -> Vec<T> {
     GEN.fetch_add(1, Ordering::SeqCst);
     let f = std::sync::Arc::new(f);
     let hs: Vec<_> = (0..size)
@@ -76,7 +100,16 @@ fn allreduce_broadcast_reduce_scatter_allgather_2_and_3_ranks() {
             c.allreduce_f32(&mut x).unwrap();
             let mut y = vec![rank as f64 + 0.5; 7];
             c.allreduce_f64(&mut y).unwrap();
-            let b = c.broadcast_bytes(if rank == size - 1 { Some(b"hello ranks".to_vec()) } else { None }, size - 1).unwrap();
+            let b = c
+                .broadcast_bytes(
+                    if rank == size - 1 {
+                        Some(b"hello ranks".to_vec())
+                    } else {
+                        None
+                    },
+                    size - 1,
+                )
+                .unwrap();
             let mut g: Vec<f32> = (0..1001).map(|i| (i + rank) as f32).collect();
             let n = c.reduce_scatter_f32(&mut g).unwrap();
             let shard = g[..n].to_vec();
@@ -88,14 +121,23 @@ fn allreduce_broadcast_reduce_scatter_allgather_2_and_3_ranks() {
         let tri = (size * (size + 1) / 2) as f32;
         let ranges = shard_ranges(1001, size);
         for (rank, (x, y, b, shard, all)) in out.into_iter().enumerate() {
-            assert!(x.iter().enumerate().all(|(i, &v)| v == i as f32 * tri), "allreduce f32, size {size}");
+            assert!(
+                x.iter().enumerate().all(|(i, &v)| v == i as f32 * tri),
+                "allreduce f32, size {size}"
+            );
             let ys: f64 = (0..size).map(|r| r as f64 + 0.5).sum();
             assert!(y.iter().all(|&v| v == ys));
             assert_eq!(b, b"hello ranks");
             // Σ_r (i + r) = size·i + Σr
             let sum_r = (size * (size - 1) / 2) as f32;
-            let want: Vec<f32> = ranges[rank].clone().map(|i| size as f32 * i as f32 + sum_r).collect();
-            assert_eq!(shard, want, "reduce-scatter shard of rank {rank}, size {size}");
+            let want: Vec<f32> = ranges[rank]
+                .clone()
+                .map(|i| size as f32 * i as f32 + sum_r)
+                .collect();
+            assert_eq!(
+                shard, want,
+                "reduce-scatter shard of rank {rank}, size {size}"
+            );
             let want_all: Vec<f32> = (0..1001).map(|i| size as f32 * i as f32 + sum_r).collect();
             assert_eq!(all, want_all);
         }
@@ -109,7 +151,11 @@ fn rendezvous_timeout_names_missing_ranks() {
     let o = opts(&r, 0, 3, 600);
     let start = Instant::now();
     let e = Collective::connect(&o).err().expect("must time out");
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
     assert_eq!(e.code, ErrorCode::CollectiveTimeout, "{e}");
     assert!(e.message.contains("ranks 1, 2 did not join"), "{e}");
 }
@@ -127,7 +173,11 @@ fn redis_auth_and_bad_store() {
     let mut x = vec![1.0f32, 2.0];
     c.allreduce_f32(&mut x).unwrap();
     assert_eq!(x, [1.0, 2.0]);
-    o.redis_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    o.redis_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let e = Collective::connect(&o).err().expect("nothing listens");
     assert_eq!(e.code, ErrorCode::CollectiveStore, "{e}");
 }
@@ -148,8 +198,18 @@ fn peer_gone_mid_collective_fails_within_timeout() {
     let start = Instant::now();
     let mut x = vec![1.0f32; 1 << 16];
     let e = c.allreduce_f32(&mut x).err().expect("peer is gone");
-    assert!(start.elapsed() < Duration::from_millis(4000), "took {:?}", start.elapsed());
-    assert!(matches!(e.code, ErrorCode::CollectivePeerLost | ErrorCode::CollectiveTimeout), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_millis(4000),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(
+            e.code,
+            ErrorCode::CollectivePeerLost | ErrorCode::CollectiveTimeout
+        ),
+        "{e}"
+    );
 }
 
 /// ZeRO-1 on 2 and 3 ranks equals all-reduce + the unsharded step, over 3 steps with clipping active; the
@@ -159,9 +219,20 @@ fn sharded_step_matches_unsharded() {
     use crate::model::{AdamWParams, Model, ModelConfig};
     let r = redis(None);
     let cfg = ModelConfig::preset("tiny").unwrap();
-    let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, max_grad_norm: 0.05 };
+    let opt = AdamWParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        max_grad_norm: 0.05,
+    };
     let grads = |rank: usize, step: usize, n: usize| -> Vec<f32> {
-        (0..n).map(|i| (((i * 7919 + rank * 104729 + step * 1299709) % 2003) as f32 / 2003.0 - 0.5) * 1e-3).collect()
+        (0..n)
+            .map(|i| {
+                (((i * 7919 + rank * 104729 + step * 1299709) % 2003) as f32 / 2003.0 - 0.5) * 1e-3
+            })
+            .collect()
     };
     for size in [2usize, 3] {
         let c2 = cfg.clone();
@@ -174,9 +245,15 @@ fn sharded_step_matches_unsharded() {
                 norms.push(m.sharded_step(c, &opt).unwrap());
             }
             assert!(m.grads().unwrap().iter().all(|&g| g == 0.0));
-            assert!(m.optimizer_state().is_err(), "sharded state is not readable as a whole");
+            assert!(
+                m.optimizer_state().is_err(),
+                "sharded state is not readable as a whole"
+            );
             m.gather_optimizer_state(c).unwrap();
-            let (mm, vv, st) = m.optimizer_state().map(|(a, b, s)| (a.to_vec(), b.to_vec(), s)).unwrap();
+            let (mm, vv, st) = m
+                .optimizer_state()
+                .map(|(a, b, s)| (a.to_vec(), b.to_vec(), s))
+                .unwrap();
             (m.params().to_vec(), norms, mm, vv, st)
         });
         let mut reference = Model::new(cfg.clone(), 5).unwrap();
@@ -192,11 +269,24 @@ fn sharded_step_matches_unsharded() {
             reference.set_grads(&sum).unwrap();
             norms.push(reference.clip_and_step(&opt).unwrap());
         }
-        assert!(norms[0] > opt.max_grad_norm, "clipping must be active: {norms:?}");
-        let (rm, rv, rs) = reference.optimizer_state().map(|(a, b, s)| (a.to_vec(), b.to_vec(), s)).unwrap();
+        assert!(
+            norms[0] > opt.max_grad_norm,
+            "clipping must be active: {norms:?}"
+        );
+        let (rm, rv, rs) = reference
+            .optimizer_state()
+            .map(|(a, b, s)| (a.to_vec(), b.to_vec(), s))
+            .unwrap();
         let close = |a: &[f32], b: &[f32], what: &str| {
-            let worst = a.iter().zip(b).map(|(x, y)| ((x - y).abs() / y.abs().max(1e-6)) as f64).fold(0.0, f64::max);
-            assert!(worst <= 1e-5, "{what}: worst relative difference {worst} (size {size})");
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| ((x - y).abs() / y.abs().max(1e-6)) as f64)
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= 1e-5,
+                "{what}: worst relative difference {worst} (size {size})"
+            );
         };
         for (params, ns, mm, vv, st) in &out {
             close(params, reference.params(), "params");
@@ -216,9 +306,18 @@ fn gathered_state_restores_onto_another_rank_count() {
     use crate::model::{AdamWParams, Model, ModelConfig};
     let r = redis(None);
     let cfg = ModelConfig::preset("tiny").unwrap();
-    let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, max_grad_norm: 0.05 };
+    let opt = AdamWParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        max_grad_norm: 0.05,
+    };
     let grads = |rank: usize, step: usize, n: usize| -> Vec<f32> {
-        (0..n).map(|i| (((i * 31 + rank * 7 + step * 13) % 101) as f32 / 101.0 - 0.5) * 1e-3).collect()
+        (0..n)
+            .map(|i| (((i * 31 + rank * 7 + step * 13) % 101) as f32 / 101.0 - 0.5) * 1e-3)
+            .collect()
     };
     let c2 = cfg.clone();
     let saved = group(&r, 2, move |c| {
@@ -229,7 +328,10 @@ fn gathered_state_restores_onto_another_rank_count() {
             m.sharded_step(c, &opt).unwrap();
         }
         m.gather_optimizer_state(c).unwrap();
-        let (mm, vv, st) = m.optimizer_state().map(|(a, b, s)| (a.to_vec(), b.to_vec(), s)).unwrap();
+        let (mm, vv, st) = m
+            .optimizer_state()
+            .map(|(a, b, s)| (a.to_vec(), b.to_vec(), s))
+            .unwrap();
         (m.params().to_vec(), mm, vv, st)
     });
     let (p, mm, vv, st) = saved.into_iter().next().unwrap();
@@ -254,7 +356,11 @@ fn gathered_state_restores_onto_another_rank_count() {
     reference.set_grads(&sum).unwrap();
     reference.clip_and_step(&opt).unwrap();
     for params in &out {
-        let worst = params.iter().zip(reference.params()).map(|(a, b)| ((a - b).abs() / b.abs().max(1e-6)) as f64).fold(0.0, f64::max);
+        let worst = params
+            .iter()
+            .zip(reference.params())
+            .map(|(a, b)| ((a - b).abs() / b.abs().max(1e-6)) as f64)
+            .fold(0.0, f64::max);
         assert!(worst <= 1e-5, "worst relative difference {worst}");
     }
 }
@@ -266,7 +372,14 @@ fn failed_sharded_step_changes_nothing() {
     let r = redis(None);
     GEN.fetch_add(1, Ordering::SeqCst);
     let cfg = ModelConfig::preset("tiny").unwrap();
-    let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, max_grad_norm: 1.0 };
+    let opt = AdamWParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+    };
     let o1 = opts(&r, 1, 2, 2000);
     let c1 = cfg.clone();
     let peer = std::thread::spawn(move || {
@@ -282,11 +395,35 @@ fn failed_sharded_step_changes_nothing() {
     m.set_grads(&vec![1e-3; n]).unwrap();
     m.sharded_step(&mut c, &opt).unwrap();
     peer.join().unwrap();
-    let before = (m.params().to_vec(), m.optimizer_shard().map(|s| (s.offset, s.m, s.v, s.step)).ok().unwrap());
+    let before = (
+        m.params().to_vec(),
+        m.optimizer_shard()
+            .map(|s| (s.offset, s.m, s.v, s.step))
+            .ok()
+            .unwrap(),
+    );
     m.set_grads(&vec![2e-3; n]).unwrap();
-    let e = m.sharded_step(&mut c, &opt).err().expect("the peer is gone");
-    assert!(matches!(e.code, ErrorCode::CollectivePeerLost | ErrorCode::CollectiveTimeout), "{e}");
-    let after = (m.params().to_vec(), m.optimizer_shard().map(|s| (s.offset, s.m, s.v, s.step)).ok().unwrap());
-    assert!(before == after, "a failed sharded step changed the parameters or the optimizer state");
+    let e = m
+        .sharded_step(&mut c, &opt)
+        .err()
+        .expect("the peer is gone");
+    assert!(
+        matches!(
+            e.code,
+            ErrorCode::CollectivePeerLost | ErrorCode::CollectiveTimeout
+        ),
+        "{e}"
+    );
+    let after = (
+        m.params().to_vec(),
+        m.optimizer_shard()
+            .map(|s| (s.offset, s.m, s.v, s.step))
+            .ok()
+            .unwrap(),
+    );
+    assert!(
+        before == after,
+        "a failed sharded step changed the parameters or the optimizer state"
+    );
     assert_eq!(after.1 .3, 1);
 }

@@ -34,11 +34,24 @@ pub fn log_has_problem(log: &str) -> bool {
 pub fn compile_all(nvrtc: &Nvrtc) -> Vec<CompileOutcome> {
     let mut targets: Vec<Target> = CUBIN_ARCHS.iter().map(|&a| Target::Cubin(a)).collect();
     targets.push(Target::Ptx(PTX_ARCH));
-    MODULES.iter().flat_map(|m| targets.iter().map(move |&t| check_one(nvrtc, m.name, m.source, m.kernels, t))).collect()
+    MODULES
+        .iter()
+        .flat_map(|m| {
+            targets
+                .iter()
+                .map(move |&t| check_one(nvrtc, m.name, m.source, m.kernels, t))
+        })
+        .collect()
 }
 
 /// Compiles one module for one target and judges it: no error, no warning, every kernel in the PTX.
-pub fn check_one(nvrtc: &Nvrtc, name: &'static str, source: &str, kernels: &[&str], t: Target) -> CompileOutcome {
+pub fn check_one(
+    nvrtc: &Nvrtc,
+    name: &'static str,
+    source: &str,
+    kernels: &[&str],
+    t: Target,
+) -> CompileOutcome {
     let start = Instant::now();
     let r = nvrtc.compile(name, source, HEADERS, t, CHECK_OPTIONS);
     let millis = start.elapsed().as_millis() as u64;
@@ -51,9 +64,16 @@ pub fn check_one(nvrtc: &Nvrtc, name: &'static str, source: &str, kernels: &[&st
             }
             if let Target::Ptx(_) = t {
                 let ptx = String::from_utf8_lossy(&c.binary);
-                let missing: Vec<&str> = kernels.iter().copied().filter(|k| !ptx.contains(&format!(".entry {k}("))).collect();
+                let missing: Vec<&str> = kernels
+                    .iter()
+                    .copied()
+                    .filter(|k| !ptx.contains(&format!(".entry {k}(")))
+                    .collect();
                 if !missing.is_empty() {
-                    problems.push(format!("kernels missing from the PTX: {}", missing.join(", ")));
+                    problems.push(format!(
+                        "kernels missing from the PTX: {}",
+                        missing.join(", ")
+                    ));
                 }
             }
             if c.binary.is_empty() {
@@ -62,7 +82,14 @@ pub fn check_one(nvrtc: &Nvrtc, name: &'static str, source: &str, kernels: &[&st
             (problems.is_empty(), c.binary.len(), problems.join("\n"))
         }
     };
-    CompileOutcome { module: name, target: t.to_string(), ok, millis, bytes, problem }
+    CompileOutcome {
+        module: name,
+        target: t.to_string(),
+        ok,
+        millis,
+        bytes,
+        problem,
+    }
 }
 
 /// The check's JSON report (`--json FILE`).
@@ -84,9 +111,15 @@ mod tests {
     fn warnings_and_errors_in_the_log_are_problems() {
         assert!(!log_has_problem(""));
         assert!(!log_has_problem("ptxas info    : Used 40 registers"));
-        assert!(log_has_problem("attention.cu(12): warning #177-D: variable \"x\" was declared but never referenced"));
-        assert!(log_has_problem("ptxas warning : Registers are spilled to local memory in function 'f'"));
-        assert!(log_has_problem("x.cu(3): error: identifier \"y\" is undefined"));
+        assert!(log_has_problem(
+            "attention.cu(12): warning #177-D: variable \"x\" was declared but never referenced"
+        ));
+        assert!(log_has_problem(
+            "ptxas warning : Registers are spilled to local memory in function 'f'"
+        ));
+        assert!(log_has_problem(
+            "x.cu(3): error: identifier \"y\" is undefined"
+        ));
     }
 
     /// Every kernel compiles cleanly for every target — what `pnpm gpu:check --compile-only` checks in CI
@@ -119,7 +152,10 @@ mod tests {
         let e = check_one(&nvrtc, "t.cu", err, &["k"], Target::Cubin(80));
         assert!(!e.ok && e.problem.contains("failed to compile"), "{e:?}");
         let m = check_one(&nvrtc, "t.cu", clean, &["k", "absent"], Target::Ptx(80));
-        assert!(!m.ok && m.problem.contains("missing from the PTX: absent"), "{m:?}");
+        assert!(
+            !m.ok && m.problem.contains("missing from the PTX: absent"),
+            "{m:?}"
+        );
     }
 
     /// The disk cache: a second compile of the same source is a hit with the same bytes; a changed source is
@@ -133,12 +169,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("spark-nvrtc-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let src = "extern \"C\" __global__ void k(float* x) { x[threadIdx.x] *= 2.f; }\n";
-        let a = nvrtc.compile_cached(&dir, "c.cu", src, &[], Target::Cubin(80)).unwrap();
-        let b = nvrtc.compile_cached(&dir, "c.cu", src, &[], Target::Cubin(80)).unwrap();
+        let a = nvrtc
+            .compile_cached(&dir, "c.cu", src, &[], Target::Cubin(80))
+            .unwrap();
+        let b = nvrtc
+            .compile_cached(&dir, "c.cu", src, &[], Target::Cubin(80))
+            .unwrap();
         assert!(!a.cached && b.cached && a.binary == b.binary && !a.binary.is_empty());
-        let c = nvrtc.compile_cached(&dir, "c.cu", &src.replace("2.f", "3.f"), &[], Target::Cubin(80)).unwrap();
+        let c = nvrtc
+            .compile_cached(
+                &dir,
+                "c.cu",
+                &src.replace("2.f", "3.f"),
+                &[],
+                Target::Cubin(80),
+            )
+            .unwrap();
         assert!(!c.cached && c.binary != a.binary);
-        let d = nvrtc.compile_cached(&dir, "c.cu", src, &[], Target::Cubin(90)).unwrap();
+        let d = nvrtc
+            .compile_cached(&dir, "c.cu", src, &[], Target::Cubin(90))
+            .unwrap();
         assert!(!d.cached, "another architecture is another entry");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
         let _ = std::fs::remove_dir_all(&dir);

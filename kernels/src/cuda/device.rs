@@ -22,13 +22,20 @@ impl Device {
     pub fn parse(s: &str) -> Result<Device> {
         let bad = || {
             let shown: String = s.chars().take(64).collect();
-            Error::invalid(format!("device must be 'cpu' or 'cuda:N' (N = 0..{}), got {shown:?}", MAX_CUDA_DEVICES - 1))
+            Error::invalid(format!(
+                "device must be 'cpu' or 'cuda:N' (N = 0..{}), got {shown:?}",
+                MAX_CUDA_DEVICES - 1
+            ))
         };
         if s == "cpu" {
             return Ok(Device::Cpu);
         }
         let idx = s.strip_prefix("cuda:").ok_or_else(bad)?;
-        if idx.is_empty() || idx.len() > 4 || !idx.bytes().all(|b| b.is_ascii_digit()) || (idx.len() > 1 && idx.starts_with('0')) {
+        if idx.is_empty()
+            || idx.len() > 4
+            || !idx.bytes().all(|b| b.is_ascii_digit())
+            || (idx.len() > 1 && idx.starts_with('0'))
+        {
             return Err(bad());
         }
         let n: u32 = idx.parse().map_err(|_| bad())?;
@@ -61,21 +68,48 @@ mod tests {
         assert_eq!(Device::parse("cuda:1023").unwrap(), Device::Cuda(1023));
         assert_eq!(Device::default(), Device::Cpu);
         for d in [Device::Cpu, Device::Cuda(0), Device::Cuda(12)] {
-            assert_eq!(Device::parse(&d.to_string()).unwrap(), d, "round trip of {d}");
+            assert_eq!(
+                Device::parse(&d.to_string()).unwrap(),
+                d,
+                "round trip of {d}"
+            );
         }
     }
 
     #[test]
     fn refuses_everything_else() {
         for s in [
-            "", "CPU", "gpu", "cuda", "cuda:", "cuda:-1", "cuda:+1", "cuda:01", "cuda:1024", "cuda:99999",
-            "cuda:1 ", " cuda:1", "cuda:1.0", "cuda:0x1", "cuda:１", "cuda:0:1", "cpu:0", "mps",
+            "",
+            "CPU",
+            "gpu",
+            "cuda",
+            "cuda:",
+            "cuda:-1",
+            "cuda:+1",
+            "cuda:01",
+            "cuda:1024",
+            "cuda:99999",
+            "cuda:1 ",
+            " cuda:1",
+            "cuda:1.0",
+            "cuda:0x1",
+            "cuda:１",
+            "cuda:0:1",
+            "cpu:0",
+            "mps",
         ] {
             let e = Device::parse(s).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidInput, "{s:?}");
-            assert!(e.message.contains("'cpu' or 'cuda:N'"), "{s:?}: {}", e.message);
+            assert!(
+                e.message.contains("'cpu' or 'cuda:N'"),
+                "{s:?}: {}",
+                e.message
+            );
         }
         let long = "x".repeat(10_000);
-        assert!(Device::parse(&long).unwrap_err().message.len() < 200, "the quoted value is bounded");
+        assert!(
+            Device::parse(&long).unwrap_err().message.len() < 200,
+            "the quoted value is bounded"
+        );
     }
 }

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
+};
 
 use crate::backend::ops;
 use crate::cuda::launch::{self, Act, ArchLimits, AttnShape, Launch};
@@ -39,7 +42,11 @@ pub struct Gpu {
 }
 
 fn cfg(l: &Launch) -> LaunchConfig {
-    LaunchConfig { grid_dim: l.grid, block_dim: l.block, shared_mem_bytes: l.dynamic_shared }
+    LaunchConfig {
+        grid_dim: l.grid,
+        block_dim: l.block,
+        shared_mem_bytes: l.dynamic_shared,
+    }
 }
 
 impl Gpu {
@@ -48,7 +55,11 @@ impl Gpu {
         let probe = libs::probe_in(&dirs);
         let info = libs::check_device(&probe, ordinal)?;
         let sm = info.capability.0 * 10 + info.capability.1;
-        let limits = launch::limits(sm).ok_or_else(|| Error::model(format!("sm_{sm} is not in the launch table (sm_80, 86, 87, 89, 90)")))?;
+        let limits = launch::limits(sm).ok_or_else(|| {
+            Error::model(format!(
+                "sm_{sm} is not in the launch table (sm_80, 86, 87, 89, 90)"
+            ))
+        })?;
         let nvrtc = Nvrtc::load(&dirs)?;
         let ctx = CudaContext::new(ordinal as usize).map_err(drv)?;
         let stream = ctx.default_stream();
@@ -56,18 +67,29 @@ impl Gpu {
         let mut funcs = HashMap::new();
         for m in MODULES {
             let c = nvrtc.compile_cached(&cache, m.name, m.source, HEADERS, Target::Cubin(sm))?;
-            let module = ctx.load_module(cudarc::nvrtc::Ptx::from_binary(c.binary)).map_err(drv)?;
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(c.binary))
+                .map_err(drv)?;
             for k in m.kernels {
                 funcs.insert(k.to_string(), module.load_function(k).map_err(drv)?);
             }
         }
-        Ok(Gpu { ctx, stream, info, limits, funcs })
+        Ok(Gpu {
+            ctx,
+            stream,
+            info,
+            limits,
+            funcs,
+        })
     }
 
     /// The function of a checked launch (opting in to its dynamic shared memory when it needs to).
     pub fn func(&self, l: &Launch) -> Result<&CudaFunction> {
         l.check(&self.limits)?;
-        let f = self.funcs.get(&l.kernel).ok_or_else(|| Error::model(format!("kernel {} not loaded", l.kernel)))?;
+        let f = self
+            .funcs
+            .get(&l.kernel)
+            .ok_or_else(|| Error::model(format!("kernel {} not loaded", l.kernel)))?;
         if l.needs_optin() {
             f.set_attribute(
                 cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -114,20 +136,35 @@ pub struct OpOutcome {
 
 fn compare(op: &str, gpu: &[f32], cpu: &[f32], tol: f64) -> OpOutcome {
     let scale = cpu.iter().fold(1.0f64, |m, &x| m.max((x as f64).abs()));
-    let mut err = if gpu.len() == cpu.len() { 0.0f64 } else { f64::INFINITY };
+    let mut err = if gpu.len() == cpu.len() {
+        0.0f64
+    } else {
+        f64::INFINITY
+    };
     for (a, b) in gpu.iter().zip(cpu) {
         let d = (*a as f64 - *b as f64).abs();
-        err = if d.is_nan() { f64::INFINITY } else { err.max(d) };
+        err = if d.is_nan() {
+            f64::INFINITY
+        } else {
+            err.max(d)
+        };
     }
     let error = err / scale;
-    OpOutcome { op: op.to_string(), error, tolerance: tol, ok: error <= tol }
+    OpOutcome {
+        op: op.to_string(),
+        error,
+        tolerance: tol,
+        ok: error <= tol,
+    }
 }
 
 /// Seeded uniform numbers in [-a, a) (xorshift64*).
 struct Rng(u64);
 impl Rng {
     fn f(&mut self, n: usize, a: f32) -> Vec<f32> {
-        (0..n).map(|_| (self.next() as f32 / 16_777_216.0 * 2.0 - 1.0) * a).collect()
+        (0..n)
+            .map(|_| (self.next() as f32 / 16_777_216.0 * 2.0 - 1.0) * a)
+            .collect()
     }
     fn next(&mut self) -> u32 {
         self.0 ^= self.0 >> 12;
@@ -166,7 +203,12 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         launch!(gpu, launch::embed_bwd(n)?; &ddout, &dtok, &mut dtable, &ni, &ci);
         let mut cpu = vec![0.0; vocab * c];
         ops::embedding_bwd(&tok, &dout, c, &mut cpu);
-        out.push(compare("embed_bwd", &gpu.down(&dtable)?, &cpu, TOL_ELEMENTWISE));
+        out.push(compare(
+            "embed_bwd",
+            &gpu.down(&dtable)?,
+            &cpu,
+            TOL_ELEMENTWISE,
+        ));
     }
 
     // RMSNorm
@@ -188,27 +230,55 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         launch!(gpu, launch::rmsnorm_bwd_dw(c, act)?; &dx_, &ddy, &rstd, &mut gdw, &ni, &ci);
         let (mut cdx, mut cdw) = (dx0.clone(), dw0.clone());
         ops::rmsnorm_bwd(&dy, &x, &w, &crs, &mut cdx, &mut cdw);
-        out.push(compare("rmsnorm_bwd dx", &gpu.down(&gdx)?, &cdx, TOL_ELEMENTWISE));
-        out.push(compare("rmsnorm_bwd dw", &gpu.down(&gdw)?, &cdw, TOL_ELEMENTWISE));
+        out.push(compare(
+            "rmsnorm_bwd dx",
+            &gpu.down(&gdx)?,
+            &cdx,
+            TOL_ELEMENTWISE,
+        ));
+        out.push(compare(
+            "rmsnorm_bwd dw",
+            &gpu.down(&gdw)?,
+            &cdw,
+            TOL_ELEMENTWISE,
+        ));
     }
 
     // RoPE, attention (several head dims), decode attention over a KV cache with per-sequence lengths
-    for (hq, hkv, d) in [(4usize, 2usize, 16usize), (4, 2, 32), (4, 1, 64), (6, 2, 128)] {
+    for (hq, hkv, d) in [
+        (4usize, 2usize, 16usize),
+        (4, 2, 32),
+        (4, 1, 64),
+        (6, 2, 128),
+    ] {
         let w = (hq + 2 * hkv) * d;
-        let dm = ops::AttnDims { b, t, h: hq, kv: hkv, d };
+        let dm = ops::AttnDims {
+            b,
+            t,
+            h: hq,
+            kv: hkv,
+            d,
+        };
         let s = AttnShape { b, t, hq, hkv, d };
         let mut qkv = rng.f(n * w, 1.0);
         let pos: Vec<u32> = (0..n).map(|r| (r % t) as u32).collect();
         let (cos, sin) = ops::rope_tables(t, d, 10_000.0);
         let mut g = gpu.up(&qkv)?;
         let (dpos, dcos, dsin) = (gpu.up(&pos)?, gpu.up(&cos)?, gpu.up(&sin)?);
-        let (wi, hqi, hkvi, di, ti, bi) = (w as i32, hq as i32, hkv as i32, d as i32, t as i32, b as i32);
+        let (wi, hqi, hkvi, di, ti, bi) = (
+            w as i32, hq as i32, hkv as i32, d as i32, t as i32, b as i32,
+        );
         let heads = (hq + hkv) as i32;
         let fwd = 0i32;
         launch!(gpu, launch::rope(n, d, act)?; &mut g, &dpos, &dcos, &dsin, &ni, &wi, &heads, &di, &fwd);
         let upos: Vec<usize> = pos.iter().map(|&p| p as usize).collect();
         ops::rope(&mut qkv, w, hq + hkv, d, &upos, &cos, &sin, false);
-        out.push(compare(&format!("rope d{d}"), &gpu.down(&g)?, &qkv, TOL_ELEMENTWISE));
+        out.push(compare(
+            &format!("rope d{d}"),
+            &gpu.down(&g)?,
+            &qkv,
+            TOL_ELEMENTWISE,
+        ));
         // attention on the CPU's rotated qkv (so the comparison isolates attention)
         let g = gpu.up(&qkv)?;
         let hd = hq * d;
@@ -222,12 +292,21 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         let mut probs = vec![0.0; b * hq * t * t];
         let mut co = vec![0.0; n * hd];
         ops::attention_fwd(dm, &qkv, &mut probs, &mut co);
-        out.push(compare(&format!("attn_fwd d{d} gqa {hq}:{hkv}"), &gpu.down(&o)?, &co, TOL_SOFTMAX));
+        out.push(compare(
+            &format!("attn_fwd d{d} gqa {hq}:{hkv}"),
+            &gpu.down(&o)?,
+            &co,
+            TOL_SOFTMAX,
+        ));
         let dout = rng.f(n * hd, 1.0);
         let ddout = gpu.up(&dout)?;
         let mut dvec = gpu.zeros::<f32>(b * hq * t)?;
         launch!(gpu, launch::attn_bwd_pre(s, act)?; &o, &ddout, &mut dvec, &bi, &ti, &hqi, &di, &so, &so);
-        let (mut dq, mut dk, mut dv) = (gpu.zeros::<f32>(n * hd)?, gpu.zeros::<f32>(n * hkv * d)?, gpu.zeros::<f32>(n * hkv * d)?);
+        let (mut dq, mut dk, mut dv) = (
+            gpu.zeros::<f32>(n * hd)?,
+            gpu.zeros::<f32>(n * hkv * d)?,
+            gpu.zeros::<f32>(n * hkv * d)?,
+        );
         let sdk = (hkv * d) as i32;
         {
             let (q, k, v) = (g.slice(0..), g.slice(hd..), g.slice(hd + hkv * d..));
@@ -236,28 +315,59 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         }
         let mut dqkv = vec![0.0; n * w];
         ops::attention_bwd(dm, &dout, &qkv, &probs, &mut dqkv);
-        let cols = |lo: usize, width: usize| -> Vec<f32> { (0..n).flat_map(|r| dqkv[r * w + lo..r * w + lo + width].to_vec()).collect() };
-        out.push(compare(&format!("attn_bwd dq d{d}"), &gpu.down(&dq)?, &cols(0, hd), TOL_ATTN_BWD));
-        out.push(compare(&format!("attn_bwd dk d{d}"), &gpu.down(&dk)?, &cols(hd, hkv * d), TOL_ATTN_BWD));
-        out.push(compare(&format!("attn_bwd dv d{d}"), &gpu.down(&dv)?, &cols(hd + hkv * d, hkv * d), TOL_ATTN_BWD));
+        let cols = |lo: usize, width: usize| -> Vec<f32> {
+            (0..n)
+                .flat_map(|r| dqkv[r * w + lo..r * w + lo + width].to_vec())
+                .collect()
+        };
+        out.push(compare(
+            &format!("attn_bwd dq d{d}"),
+            &gpu.down(&dq)?,
+            &cols(0, hd),
+            TOL_ATTN_BWD,
+        ));
+        out.push(compare(
+            &format!("attn_bwd dk d{d}"),
+            &gpu.down(&dk)?,
+            &cols(hd, hkv * d),
+            TOL_ATTN_BWD,
+        ));
+        out.push(compare(
+            &format!("attn_bwd dv d{d}"),
+            &gpu.down(&dv)?,
+            &cols(hd + hkv * d, hkv * d),
+            TOL_ATTN_BWD,
+        ));
 
         // KV cache: append every row at (sequence, position), decode the last query of lengths t and t - 17
         let tmax = t + 8;
         let seq: Vec<u32> = (0..n).map(|r| (r / t) as u32).collect();
         let (dseq, dposv) = (gpu.up(&seq)?, gpu.up(&pos)?);
-        let (mut kc, mut vc) = (gpu.zeros::<f32>(b * hkv * tmax * d)?, gpu.zeros::<f32>(b * hkv * tmax * d)?);
+        let (mut kc, mut vc) = (
+            gpu.zeros::<f32>(b * hkv * tmax * d)?,
+            gpu.zeros::<f32>(b * hkv * tmax * d)?,
+        );
         let tmaxi = tmax as i32;
         {
             let (k, v) = (g.slice(hd..), g.slice(hd + hkv * d..));
             launch!(gpu, launch::kv_append(n, act)?; &k, &v, &dseq, &dposv, &mut kc, &mut vc, &ni, &hkvi, &di, &tmaxi, &sq, &sq);
         }
         let lens: Vec<u32> = (0..b).map(|i| (t - 17 * (i % 2)) as u32).collect();
-        let qrows: Vec<f32> = (0..b).flat_map(|i| qkv[(i * t + lens[i] as usize - 1) * w..][..hd].to_vec()).collect();
+        let qrows: Vec<f32> = (0..b)
+            .flat_map(|i| qkv[(i * t + lens[i] as usize - 1) * w..][..hd].to_vec())
+            .collect();
         let (dq1, dlens) = (gpu.up(&qrows)?, gpu.up(&lens)?);
         let mut o1 = gpu.zeros::<f32>(b * hd)?;
         launch!(gpu, launch::attn_decode(AttnShape { b, ..s }, act)?; &dq1, &kc, &vc, &dlens, &mut o1, &bi, &hqi, &hkvi, &tmaxi, &scale);
-        let want: Vec<f32> = (0..b).flat_map(|i| co[(i * t + lens[i] as usize - 1) * hd..][..hd].to_vec()).collect();
-        out.push(compare(&format!("kv_append + attn_decode d{d} (lengths {lens:?})"), &gpu.down(&o1)?, &want, TOL_SOFTMAX));
+        let want: Vec<f32> = (0..b)
+            .flat_map(|i| co[(i * t + lens[i] as usize - 1) * hd..][..hd].to_vec())
+            .collect();
+        out.push(compare(
+            &format!("kv_append + attn_decode d{d} (lengths {lens:?})"),
+            &gpu.down(&o1)?,
+            &want,
+            TOL_SOFTMAX,
+        ));
         // gather: reversed sequence order
         let idx: Vec<u32> = (0..b as u32).rev().collect();
         let didx = gpu.up(&idx)?;
@@ -299,21 +409,62 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         }
         let mut cd = vec![0.0; n * 2 * inter];
         ops::swiglu_bwd(&dh, &gu, &mut cd, inter);
-        out.push(compare("swiglu_bwd", &gpu.down(&dgu)?, &cd, TOL_ELEMENTWISE));
+        out.push(compare(
+            "swiglu_bwd",
+            &gpu.down(&dgu)?,
+            &cd,
+            TOL_ELEMENTWISE,
+        ));
     }
 
     // fused log-softmax / per-token log-prob and its backward; rows without a target get lse only
     {
         let logits = rng.f(n * vocab, 8.0);
-        let tgt: Vec<u32> = (0..n).map(|r| if r % 7 == 0 { u32::MAX } else { rng.next() % vocab as u32 }).collect();
+        let tgt: Vec<u32> = (0..n)
+            .map(|r| {
+                if r % 7 == 0 {
+                    u32::MAX
+                } else {
+                    rng.next() % vocab as u32
+                }
+            })
+            .collect();
         let (dl, dtg) = (gpu.up(&logits)?, gpu.up(&tgt)?);
         let (mut lse, mut lp) = (gpu.zeros::<f32>(n)?, gpu.zeros::<f32>(n)?);
         launch!(gpu, launch::logprob("logprob_fwd", n, act)?; &dl, &dtg, &mut lse, &mut lp, &ni, &vi);
-        let clse: Vec<f32> = (0..n).map(|r| ops::logsumexp(&logits[r * vocab..(r + 1) * vocab])).collect();
-        let clp: Vec<f32> = (0..n).map(|r| if tgt[r] == u32::MAX { 0.0 } else { logits[r * vocab + tgt[r] as usize] - clse[r] }).collect();
-        out.push(compare("logprob_fwd lse", &gpu.down(&lse)?, &clse, TOL_SOFTMAX));
-        out.push(compare("logprob_fwd logp", &gpu.down(&lp)?, &clp, TOL_SOFTMAX));
-        let coef: Vec<f32> = (0..n).map(|r| if tgt[r] == u32::MAX { 0.0 } else { -1.0 / n as f32 }).collect();
+        let clse: Vec<f32> = (0..n)
+            .map(|r| ops::logsumexp(&logits[r * vocab..(r + 1) * vocab]))
+            .collect();
+        let clp: Vec<f32> = (0..n)
+            .map(|r| {
+                if tgt[r] == u32::MAX {
+                    0.0
+                } else {
+                    logits[r * vocab + tgt[r] as usize] - clse[r]
+                }
+            })
+            .collect();
+        out.push(compare(
+            "logprob_fwd lse",
+            &gpu.down(&lse)?,
+            &clse,
+            TOL_SOFTMAX,
+        ));
+        out.push(compare(
+            "logprob_fwd logp",
+            &gpu.down(&lp)?,
+            &clp,
+            TOL_SOFTMAX,
+        ));
+        let coef: Vec<f32> = (0..n)
+            .map(|r| {
+                if tgt[r] == u32::MAX {
+                    0.0
+                } else {
+                    -1.0 / n as f32
+                }
+            })
+            .collect();
         let dcoef = gpu.up(&coef)?;
         let mut dlog = gpu.zeros::<f32>(n * vocab)?;
         launch!(gpu, launch::logprob("logprob_bwd", n, act)?; &dl, &dtg, &lse, &dcoef, &mut dlog, &ni, &vi);
@@ -336,11 +487,20 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         let adv = rng.f(m, 2.0);
         let weight = vec![1.0 / m as f32; m];
         let (clip, kl) = (0.2f32, 0.05f32);
-        let (dlp, dold, dref, dadv, dw) = (gpu.up(&logp)?, gpu.up(&old)?, gpu.up(&refp)?, gpu.up(&adv)?, gpu.up(&weight)?);
+        let (dlp, dold, dref, dadv, dw) = (
+            gpu.up(&logp)?,
+            gpu.up(&old)?,
+            gpu.up(&refp)?,
+            gpu.up(&adv)?,
+            gpu.up(&weight)?,
+        );
         let (mut coef, mut sums) = (gpu.zeros::<f32>(m)?, gpu.zeros::<f32>(3)?);
         let mi = m as i32;
         launch!(gpu, launch::token_loss("grpo_loss", m)?; &dlp, &dold, &dref, &dadv, &dw, &mut coef, &mut sums, &mi, &clip, &kl);
-        let spec = LossSpec::Grpo { clip_eps: clip, kl_coef: kl };
+        let spec = LossSpec::Grpo {
+            clip_eps: clip,
+            kl_coef: kl,
+        };
         let mut ccoef = vec![0.0f32; m];
         let (mut sl, mut sk, mut sc) = (0.0f64, 0.0f64, 0.0f64);
         for i in 0..m {
@@ -350,21 +510,48 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
             sk += weight[i] as f64 * k;
             sc += clipped as u8 as f64;
         }
-        out.push(compare("grpo_loss dL/dlogp", &gpu.down(&coef)?, &ccoef, TOL_ELEMENTWISE));
-        out.push(compare("grpo_loss sums", &gpu.down(&sums)?, &[sl as f32, sk as f32, sc as f32], TOL_ELEMENTWISE));
+        out.push(compare(
+            "grpo_loss dL/dlogp",
+            &gpu.down(&coef)?,
+            &ccoef,
+            TOL_ELEMENTWISE,
+        ));
+        out.push(compare(
+            "grpo_loss sums",
+            &gpu.down(&sums)?,
+            &[sl as f32, sk as f32, sc as f32],
+            TOL_ELEMENTWISE,
+        ));
         let (mut coef, mut sums) = (gpu.zeros::<f32>(m)?, gpu.zeros::<f32>(1)?);
         launch!(gpu, launch::token_loss("sft_loss", m)?; &dlp, &dw, &mut coef, &mut sums, &mi);
-        let csum: f64 = (0..m).map(|i| weight[i] as f64 * token_loss(&LossSpec::Sft, logp[i], 0.0, 0.0, 0.0).0).sum();
-        let ccoef: Vec<f32> = (0..m).map(|i| weight[i] * token_loss(&LossSpec::Sft, logp[i], 0.0, 0.0, 0.0).3).collect();
-        out.push(compare("sft_loss dL/dlogp", &gpu.down(&coef)?, &ccoef, TOL_ELEMENTWISE));
-        out.push(compare("sft_loss sum", &gpu.down(&sums)?, &[csum as f32], TOL_ELEMENTWISE));
+        let csum: f64 = (0..m)
+            .map(|i| weight[i] as f64 * token_loss(&LossSpec::Sft, logp[i], 0.0, 0.0, 0.0).0)
+            .sum();
+        let ccoef: Vec<f32> = (0..m)
+            .map(|i| weight[i] * token_loss(&LossSpec::Sft, logp[i], 0.0, 0.0, 0.0).3)
+            .collect();
+        out.push(compare(
+            "sft_loss dL/dlogp",
+            &gpu.down(&coef)?,
+            &ccoef,
+            TOL_ELEMENTWISE,
+        ));
+        out.push(compare(
+            "sft_loss sum",
+            &gpu.down(&sums)?,
+            &[csum as f32],
+            TOL_ELEMENTWISE,
+        ));
     }
 
     // gradient norm, clipping and AdamW
     {
         let np = 1_000_003usize;
         let (p, g) = (rng.f(np, 1.0), rng.f(np, 0.01));
-        let (m0, v0) = (rng.f(np, 0.01), rng.f(np, 1e-4).iter().map(|x| x.abs()).collect::<Vec<_>>());
+        let (m0, v0) = (
+            rng.f(np, 0.01),
+            rng.f(np, 1e-4).iter().map(|x| x.abs()).collect::<Vec<_>>(),
+        );
         let dg = gpu.up(&g)?;
         let part_l = launch::sumsq_partial(np)?;
         let parts = part_l.grid.0 as usize;
@@ -375,11 +562,28 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         let mut nrm = gpu.zeros::<f32>(2)?;
         launch!(gpu, launch::sumsq_final(); &partial, &partsi, &max_norm, &mut nrm);
         let norm = ops::sum_squares(&g).sqrt();
-        let want_scale = if norm > max_norm as f64 { (max_norm as f64 / (norm + 1e-6)) as f32 } else { 1.0 };
+        let want_scale = if norm > max_norm as f64 {
+            (max_norm as f64 / (norm + 1e-6)) as f32
+        } else {
+            1.0
+        };
         let got = gpu.down(&nrm)?;
-        out.push(compare("grad norm + clip scale", &got, &[norm as f32, want_scale], TOL_ELEMENTWISE));
+        out.push(compare(
+            "grad norm + clip scale",
+            &got,
+            &[norm as f32, want_scale],
+            TOL_ELEMENTWISE,
+        ));
         let (mut dp, mut dm, mut dv) = (gpu.up(&p)?, gpu.up(&m0)?, gpu.up(&v0)?);
-        let st = ops::AdamWStep { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, bc1: 1.0 - 0.9f32.powi(3), bc2: 1.0 - 0.95f32.powi(3), gscale: got[1] };
+        let st = ops::AdamWStep {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            bc1: 1.0 - 0.9f32.powi(3),
+            bc2: 1.0 - 0.95f32.powi(3),
+            gscale: got[1],
+        };
         let wd = 0.01f32;
         let gscale = nrm.slice(1..);
         launch!(gpu, launch::elementwise("adamw", np)?; &mut dp, &dg, &mut dm, &mut dv, &npi, &st.lr, &st.beta1, &st.beta2, &st.eps, &wd, &st.bc1, &st.bc2, &gscale);
@@ -387,16 +591,29 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         launch!(gpu, launch::elementwise("scale_inplace", np)?; &mut gs, &npi, &gscale);
         let mut cg = g.clone();
         ops::scale_inplace(&mut cg, got[1]);
-        out.push(compare("scale_inplace (clipping)", &gpu.down(&gs)?, &cg, TOL_ELEMENTWISE));
+        out.push(compare(
+            "scale_inplace (clipping)",
+            &gpu.down(&gs)?,
+            &cg,
+            TOL_ELEMENTWISE,
+        ));
         let mut bf = gpu.zeros::<u16>(np)?;
         let dpf = gpu.up(&p)?;
         launch!(gpu, launch::elementwise("cast_bf16", np)?; &dpf, &mut bf, &npi);
         let bits: Vec<f32> = gpu.down(&bf)?.iter().map(|&b| b as f32).collect();
-        let want: Vec<f32> = p.iter().map(|&x| half::bf16::from_f32(x).to_bits() as f32).collect();
+        let want: Vec<f32> = p
+            .iter()
+            .map(|&x| half::bf16::from_f32(x).to_bits() as f32)
+            .collect();
         out.push(compare("cast_bf16 (bit patterns)", &bits, &want, 0.0));
         let (mut cp, mut cm, mut cv) = (p.clone(), m0.clone(), v0.clone());
         ops::adamw(&mut cp, &g, &mut cm, &mut cv, st, wd);
-        out.push(compare("adamw params", &gpu.down(&dp)?, &cp, TOL_ELEMENTWISE));
+        out.push(compare(
+            "adamw params",
+            &gpu.down(&dp)?,
+            &cp,
+            TOL_ELEMENTWISE,
+        ));
         out.push(compare("adamw m", &gpu.down(&dm)?, &cm, TOL_ELEMENTWISE));
         out.push(compare("adamw v", &gpu.down(&dv)?, &cv, TOL_ELEMENTWISE));
     }
@@ -411,18 +628,52 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
         let dstop = gpu.up(&stop)?;
         let lens: Vec<u32> = (0..rows as u32).map(|i| 10 + i).collect();
         let dlens = gpu.up(&lens)?;
-        let want_tok: Vec<f32> = (0..rows).map(|r| logits_argmax(&logits[r * vocab..(r + 1) * vocab]) as f32).collect();
-        let want_lp: Vec<f32> = (0..rows).map(|r| logits[r * vocab + want_tok[r] as usize] - ops::logsumexp(&logits[r * vocab..(r + 1) * vocab])).collect();
-        let want_fin: Vec<f32> = (0..rows).map(|r| if want_tok[r] as u32 == stop[0] || lens[r] + 1 >= 16 { 1.0 } else { 0.0 }).collect();
+        let want_tok: Vec<f32> = (0..rows)
+            .map(|r| logits_argmax(&logits[r * vocab..(r + 1) * vocab]) as f32)
+            .collect();
+        let want_lp: Vec<f32> = (0..rows)
+            .map(|r| {
+                logits[r * vocab + want_tok[r] as usize]
+                    - ops::logsumexp(&logits[r * vocab..(r + 1) * vocab])
+            })
+            .collect();
+        let want_fin: Vec<f32> = (0..rows)
+            .map(|r| {
+                if want_tok[r] as u32 == stop[0] || lens[r] + 1 >= 16 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         for (name, temp, top_p) in [("greedy", 0.0f32, 1.0f32), ("top-p 1e-6 at T=1", 1.0, 1e-6)] {
-            let (mut tok, mut lp, mut fin) = (gpu.zeros::<u32>(rows)?, gpu.zeros::<f32>(rows)?, gpu.zeros::<u8>(rows)?);
+            let (mut tok, mut lp, mut fin) = (
+                gpu.zeros::<u32>(rows)?,
+                gpu.zeros::<f32>(rows)?,
+                gpu.zeros::<u8>(rows)?,
+            );
             let (ri, seed, step, nstop, maxlen) = (rows as i32, 7u64, 3u32, 1i32, 16u32);
             launch!(gpu, launch::sample_rows(rows, act)?; &dl, &ri, &vi, &temp, &top_p, &seed, &step, &dstop, &nstop, &dlens, &maxlen, &mut tok, &mut lp, &mut fin);
             let tok: Vec<f32> = gpu.down(&tok)?.iter().map(|&x| x as f32).collect();
-            out.push(compare(&format!("sample_rows {name}: tokens"), &tok, &want_tok, 0.0));
-            out.push(compare(&format!("sample_rows {name}: log-probs"), &gpu.down(&lp)?, &want_lp, TOL_SOFTMAX));
+            out.push(compare(
+                &format!("sample_rows {name}: tokens"),
+                &tok,
+                &want_tok,
+                0.0,
+            ));
+            out.push(compare(
+                &format!("sample_rows {name}: log-probs"),
+                &gpu.down(&lp)?,
+                &want_lp,
+                TOL_SOFTMAX,
+            ));
             let fin: Vec<f32> = gpu.down(&fin)?.iter().map(|&x| x as f32).collect();
-            out.push(compare(&format!("sample_rows {name}: finished"), &fin, &want_fin, 0.0));
+            out.push(compare(
+                &format!("sample_rows {name}: finished"),
+                &fin,
+                &want_fin,
+                0.0,
+            ));
         }
     }
     gpu.stream.synchronize().map_err(drv)?;

@@ -66,7 +66,11 @@ pub fn search_dirs(value: Option<&str>) -> Vec<PathBuf> {
         let dir = PathBuf::from(entry);
         out.push(dir.clone());
         if let Ok(rd) = std::fs::read_dir(dir.join("nvidia")) {
-            let mut subs: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path().join("lib")).filter(|p| p.is_dir()).collect();
+            let mut subs: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("lib"))
+                .filter(|p| p.is_dir())
+                .collect();
             subs.sort();
             out.extend(subs);
         }
@@ -103,14 +107,25 @@ pub fn locate(spec: &LibSpec, dirs: &[PathBuf]) -> LibStatus {
     match open_lib(spec, dirs) {
         Ok((where_, lib)) => {
             keep(lib);
-            LibStatus { what: spec.what, found: Some(where_), error: None }
+            LibStatus {
+                what: spec.what,
+                found: Some(where_),
+                error: None,
+            }
         }
-        Err(e) => LibStatus { what: spec.what, found: None, error: Some(e) },
+        Err(e) => LibStatus {
+            what: spec.what,
+            found: None,
+            error: Some(e),
+        },
     }
 }
 
 /// Opens `spec` without keeping it (the caller owns the handle: NVRTC's symbol table).
-pub fn open_lib(spec: &LibSpec, dirs: &[PathBuf]) -> std::result::Result<(String, Library), String> {
+pub fn open_lib(
+    spec: &LibSpec,
+    dirs: &[PathBuf],
+) -> std::result::Result<(String, Library), String> {
     for dir in dirs {
         for name in spec.names {
             let p = dir.join(name);
@@ -119,7 +134,12 @@ pub fn open_lib(spec: &LibSpec, dirs: &[PathBuf]) -> std::result::Result<(String
                 // are safe to load into any process (they do not start threads or touch state on load).
                 return match unsafe { Library::open(Some(&p), RTLD_NOW | RTLD_GLOBAL) } {
                     Ok(lib) => Ok((p.display().to_string(), lib)),
-                    Err(e) => Err(format!("{} at {} could not be loaded: {}", spec.what, p.display(), dl_error(&e))),
+                    Err(e) => Err(format!(
+                        "{} at {} could not be loaded: {}",
+                        spec.what,
+                        p.display(),
+                        dl_error(&e)
+                    )),
                 };
             }
         }
@@ -137,7 +157,13 @@ pub fn open_lib(spec: &LibSpec, dirs: &[PathBuf]) -> std::result::Result<(String
     let searched = if dirs.is_empty() {
         format!("{LIB_DIR_ENV} unset")
     } else {
-        format!("{LIB_DIR_ENV}: {}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))
+        format!(
+            "{LIB_DIR_ENV}: {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     Err(format!(
         "{} library not found: looked for {} in {searched} and on the system loader path (LD_LIBRARY_PATH, ld.so.cache; {}); {}",
@@ -178,8 +204,14 @@ pub struct Probe {
 }
 
 fn driver_err(what: &str, e: cudarc::driver::DriverError) -> String {
-    let name = e.error_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
-    let text = e.error_string().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = e
+        .error_name()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{:?}", e.0));
+    let text = e
+        .error_string()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default();
     format!("{what} failed: {name} ({text})")
 }
 
@@ -190,7 +222,13 @@ pub fn probe_in(dirs: &[PathBuf]) -> Probe {
     let driver = locate(&DRIVER, dirs);
     let nvrtc = locate(&NVRTC, dirs);
     let cublaslt = locate(&CUBLASLT, dirs);
-    let nvrtc_version = if nvrtc.found.is_some() { crate::cuda::nvrtc::Nvrtc::load(dirs).ok().map(|n| n.version()) } else { None };
+    let nvrtc_version = if nvrtc.found.is_some() {
+        crate::cuda::nvrtc::Nvrtc::load(dirs)
+            .ok()
+            .map(|n| n.version())
+    } else {
+        None
+    };
     let mut p = Probe {
         lib_dirs: dirs.iter().map(|d| d.display().to_string()).collect(),
         driver,
@@ -207,7 +245,9 @@ pub fn probe_in(dirs: &[PathBuf]) -> Probe {
     // SAFETY (all unsafe below): the driver library is loaded (above), so cudarc's symbol lookups succeed;
     // the functions are called with valid out-pointers and devices the driver returned.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        p.driver_error = Some("the driver library loaded by path is not visible by its soname (libcuda.so.1)".into());
+        p.driver_error = Some(
+            "the driver library loaded by path is not visible by its soname (libcuda.so.1)".into(),
+        );
         return p;
     }
     if let Err(e) = cudarc::driver::result::init() {
@@ -215,7 +255,10 @@ pub fn probe_in(dirs: &[PathBuf]) -> Probe {
         return p;
     }
     let mut v = 0i32;
-    if unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }.result().is_ok() {
+    if unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }
+        .result()
+        .is_ok()
+    {
         p.driver_version = Some(v);
     }
     let count = match cudarc::driver::result::device::get_count() {
@@ -229,13 +272,21 @@ pub fn probe_in(dirs: &[PathBuf]) -> Probe {
     for ordinal in 0..count.min(super::device::MAX_CUDA_DEVICES) {
         let info = (|| -> std::result::Result<DeviceInfo, cudarc::driver::DriverError> {
             let dev = cudarc::driver::result::device::get(ordinal as i32)?;
-            let attr = |a| unsafe { cudarc::driver::result::device::get_attribute(dev, a) }.map(|v| v.max(0) as u32);
+            let attr = |a| {
+                unsafe { cudarc::driver::result::device::get_attribute(dev, a) }
+                    .map(|v| v.max(0) as u32)
+            };
             Ok(DeviceInfo {
                 ordinal,
                 name: cudarc::driver::result::device::get_name(dev)?,
-                capability: (attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?, attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?),
+                capability: (
+                    attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+                    attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+                ),
                 total_memory: unsafe { cudarc::driver::result::device::total_mem(dev) }? as u64,
-                max_shared_per_block_optin: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?,
+                max_shared_per_block_optin: attr(
+                    A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                )?,
                 multiprocessors: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
             })
         })();
@@ -261,8 +312,16 @@ pub const MIN_CAPABILITY: (u32, u32) = (8, 0);
 /// Checks that `cuda:ordinal` can hold a model: every library present, the driver initialised, the device
 /// present and at least sm_80. The error (`ERR_SPARK_CUDA_UNAVAILABLE`) names everything that is missing.
 pub fn check_device(p: &Probe, ordinal: u32) -> Result<DeviceInfo> {
-    let unavailable = |msg: String| Error::new(ErrorCode::CudaUnavailable, format!("cuda:{ordinal} is unavailable: {msg}"));
-    let missing: Vec<&str> = [&p.driver, &p.nvrtc, &p.cublaslt].iter().filter_map(|s| s.error.as_deref()).collect();
+    let unavailable = |msg: String| {
+        Error::new(
+            ErrorCode::CudaUnavailable,
+            format!("cuda:{ordinal} is unavailable: {msg}"),
+        )
+    };
+    let missing: Vec<&str> = [&p.driver, &p.nvrtc, &p.cublaslt]
+        .iter()
+        .filter_map(|s| s.error.as_deref())
+        .collect();
     if !missing.is_empty() {
         return Err(unavailable(missing.join("; ")));
     }
@@ -274,7 +333,10 @@ pub fn check_device(p: &Probe, ordinal: u32) -> Result<DeviceInfo> {
             "no CUDA device {ordinal}: the driver reports {} device(s){}",
             p.devices.len(),
             match std::env::var("CUDA_VISIBLE_DEVICES") {
-                Ok(v) => format!(" (CUDA_VISIBLE_DEVICES={})", v.chars().take(64).collect::<String>()),
+                Ok(v) => format!(
+                    " (CUDA_VISIBLE_DEVICES={})",
+                    v.chars().take(64).collect::<String>()
+                ),
                 Err(_) => String::new(),
             }
         )));
@@ -312,7 +374,15 @@ mod tests {
         std::fs::create_dir_all(d.join("nvidia/nolib")).unwrap();
         let v = format!("{}::/nonexistent", d.display());
         let dirs = search_dirs(Some(&v));
-        assert_eq!(dirs, vec![d.clone(), d.join("nvidia/cu13/lib"), d.join("nvidia/cublas/lib"), PathBuf::from("/nonexistent")]);
+        assert_eq!(
+            dirs,
+            vec![
+                d.clone(),
+                d.join("nvidia/cu13/lib"),
+                d.join("nvidia/cublas/lib"),
+                PathBuf::from("/nonexistent")
+            ]
+        );
         assert!(search_dirs(None).is_empty());
         assert!(search_dirs(Some("")).is_empty());
         let many = vec!["/x"; 500].join(":");
@@ -326,7 +396,11 @@ mod tests {
         let s = locate(&DRIVER, &[d.clone()]);
         assert_eq!(s.found, None);
         let e = s.error.unwrap();
-        assert!(e.contains(&d.join("libcuda.so.1").display().to_string()) && e.contains("could not be loaded"), "{e}");
+        assert!(
+            e.contains(&d.join("libcuda.so.1").display().to_string())
+                && e.contains("could not be loaded"),
+            "{e}"
+        );
     }
 
     /// This machine has no NVIDIA driver (CI's and the developers' machines have none): the probe says so and
@@ -340,18 +414,30 @@ mod tests {
         let p = probe_in(&[]);
         assert_eq!(p.driver.found, None);
         let msg = p.driver.error.clone().unwrap();
-        assert!(msg.contains("libcuda.so.1") && msg.contains("NVIDIA driver"), "{msg}");
+        assert!(
+            msg.contains("libcuda.so.1") && msg.contains("NVIDIA driver"),
+            "{msg}"
+        );
         assert!(p.devices.is_empty() && p.driver_version.is_none());
         let e = check_device(&p, 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::CudaUnavailable);
         assert_eq!(e.code.code(), "ERR_SPARK_CUDA_UNAVAILABLE");
-        assert!(e.message.starts_with("cuda:0 is unavailable: CUDA driver library not found"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("cuda:0 is unavailable: CUDA driver library not found"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("libcuda.so.1"), "{}", e.message);
     }
 
     #[test]
     fn device_checks_name_the_missing_device_and_old_gpus() {
-        let ok = |what| LibStatus { what, found: Some("x".into()), error: None };
+        let ok = |what| LibStatus {
+            what,
+            found: Some("x".into()),
+            error: None,
+        };
         let dev = |ordinal, capability| DeviceInfo {
             ordinal,
             name: "GPU".into(),
@@ -372,16 +458,41 @@ mod tests {
         };
         assert_eq!(check_device(&p, 0).unwrap().capability, (9, 0));
         let e = check_device(&p, 2).unwrap_err();
-        assert!(e.message.contains("no CUDA device 2: the driver reports 2 device(s)"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("no CUDA device 2: the driver reports 2 device(s)"),
+            "{}",
+            e.message
+        );
         let e = check_device(&p, 1).unwrap_err();
-        assert!(e.message.contains("compute capability 7.5"), "{}", e.message);
-        p.nvrtc = LibStatus { what: "NVRTC", found: None, error: Some("NVRTC library not found".into()) };
-        p.cublaslt = LibStatus { what: "cuBLASLt", found: None, error: Some("cuBLASLt library not found".into()) };
+        assert!(
+            e.message.contains("compute capability 7.5"),
+            "{}",
+            e.message
+        );
+        p.nvrtc = LibStatus {
+            what: "NVRTC",
+            found: None,
+            error: Some("NVRTC library not found".into()),
+        };
+        p.cublaslt = LibStatus {
+            what: "cuBLASLt",
+            found: None,
+            error: Some("cuBLASLt library not found".into()),
+        };
         let e = check_device(&p, 0).unwrap_err();
-        assert!(e.message.contains("NVRTC library not found; cuBLASLt library not found"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("NVRTC library not found; cuBLASLt library not found"),
+            "{}",
+            e.message
+        );
         p.nvrtc = ok("NVRTC");
         p.cublaslt = ok("cuBLASLt");
         p.driver_error = Some("cuInit failed: CUDA_ERROR_NO_DEVICE".into());
-        assert!(check_device(&p, 0).unwrap_err().message.contains("CUDA_ERROR_NO_DEVICE"));
+        assert!(check_device(&p, 0)
+            .unwrap_err()
+            .message
+            .contains("CUDA_ERROR_NO_DEVICE"));
     }
 }

@@ -9,9 +9,9 @@
 //! - `plan`: device memory of a model (parameters, gradients, AdamW moments, activations, KV cache).
 //!
 //! Matrix products are not ours: they go through cuBLASLt (BF16 in, FP32 accumulate; FP32/TF32 for parity).
+pub mod check;
 pub mod device;
 pub mod gpu;
-pub mod check;
 pub mod launch;
 pub mod libs;
 pub mod nvrtc;

@@ -17,7 +17,14 @@ use crate::error::{Error, ErrorCode, Result};
 
 type Prog = *mut std::ffi::c_void;
 type VersionFn = unsafe extern "C" fn(*mut c_int, *mut c_int) -> c_int;
-type CreateFn = unsafe extern "C" fn(*mut Prog, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> c_int;
+type CreateFn = unsafe extern "C" fn(
+    *mut Prog,
+    *const c_char,
+    *const c_char,
+    c_int,
+    *const *const c_char,
+    *const *const c_char,
+) -> c_int;
 type CompileFn = unsafe extern "C" fn(Prog, c_int, *const *const c_char) -> c_int;
 type SizeFn = unsafe extern "C" fn(Prog, *mut usize) -> c_int;
 type GetFn = unsafe extern "C" fn(Prog, *mut c_char) -> c_int;
@@ -84,7 +91,13 @@ pub struct Compiled {
 }
 
 /// The options every kernel is compiled with. No fast-math: the FP32 mode is compared with the CPU backend.
-pub const BASE_OPTIONS: &[&str] = &["-std=c++17", "--device-as-default-execution-space", "-default-device", "--restrict", "--fmad=true"];
+pub const BASE_OPTIONS: &[&str] = &[
+    "-std=c++17",
+    "--device-as-default-execution-space",
+    "-default-device",
+    "--restrict",
+    "--fmad=true",
+];
 
 fn unavailable(msg: String) -> Error {
     Error::new(ErrorCode::CudaUnavailable, msg)
@@ -140,27 +153,50 @@ impl Nvrtc {
 
     fn err(&self, what: &str, code: c_int) -> Error {
         // SAFETY: nvrtcGetErrorString returns a static string for any code.
-        let s = unsafe { CStr::from_ptr((self.err_str)(code)) }.to_string_lossy().into_owned();
+        let s = unsafe { CStr::from_ptr((self.err_str)(code)) }
+            .to_string_lossy()
+            .into_owned();
         Error::model(format!("NVRTC {what}: {s}"))
     }
 
     /// Compiles `source` (named `name` in messages) with `headers` (include name, text) for `target`.
     /// A compile error is an `Error` carrying NVRTC's log; warnings come back in `Compiled::log`.
-    pub fn compile(&self, name: &str, source: &str, headers: &[(&str, &str)], target: Target, extra: &[&str]) -> Result<Compiled> {
-        let c = |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("NUL byte in {name}")));
+    pub fn compile(
+        &self,
+        name: &str,
+        source: &str,
+        headers: &[(&str, &str)],
+        target: Target,
+        extra: &[&str],
+    ) -> Result<Compiled> {
+        let c =
+            |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("NUL byte in {name}")));
         let src = c(source)?;
         let cname = c(name)?;
         let hsrc: Vec<CString> = headers.iter().map(|h| c(h.1)).collect::<Result<_>>()?;
         let hname: Vec<CString> = headers.iter().map(|h| c(h.0)).collect::<Result<_>>()?;
         let hsrc_p: Vec<*const c_char> = hsrc.iter().map(|s| s.as_ptr()).collect();
         let hname_p: Vec<*const c_char> = hname.iter().map(|s| s.as_ptr()).collect();
-        let opts: Vec<CString> = BASE_OPTIONS.iter().copied().chain(extra.iter().copied()).map(c).chain([c(&target.option())]).collect::<Result<_>>()?;
+        let opts: Vec<CString> = BASE_OPTIONS
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .map(c)
+            .chain([c(&target.option())])
+            .collect::<Result<_>>()?;
         let opts_p: Vec<*const c_char> = opts.iter().map(|s| s.as_ptr()).collect();
         let mut prog: Prog = std::ptr::null_mut();
         // SAFETY: every pointer is a live NUL-terminated string for the duration of the calls; the program is
         // destroyed on every path below; output buffers are sized by the matching *Size call.
         unsafe {
-            let r = (self.create)(&mut prog, src.as_ptr(), cname.as_ptr(), headers.len() as c_int, hsrc_p.as_ptr(), hname_p.as_ptr());
+            let r = (self.create)(
+                &mut prog,
+                src.as_ptr(),
+                cname.as_ptr(),
+                headers.len() as c_int,
+                hsrc_p.as_ptr(),
+                hname_p.as_ptr(),
+            );
             if r != 0 {
                 return Err(self.err("nvrtcCreateProgram", r));
             }
@@ -170,10 +206,16 @@ impl Nvrtc {
                 (self.log_size)(prog, &mut n);
                 let mut buf = vec![0u8; n.max(1)];
                 (self.log)(prog, buf.as_mut_ptr() as *mut c_char);
-                String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())]).trim().to_string()
+                String::from_utf8_lossy(
+                    &buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())],
+                )
+                .trim()
+                .to_string()
             };
             let out = if compiled != 0 {
-                Err(Error::model(format!("{name} ({target}) failed to compile:\n{log}")))
+                Err(Error::model(format!(
+                    "{name} ({target}) failed to compile:\n{log}"
+                )))
             } else {
                 let (size_fn, get_fn) = match target {
                     Target::Cubin(_) => (self.cubin_size, self.cubin),
@@ -189,7 +231,11 @@ impl Nvrtc {
                     if r != 0 {
                         Err(self.err("get binary", r))
                     } else {
-                        Ok(Compiled { binary, log, cached: false })
+                        Ok(Compiled {
+                            binary,
+                            log,
+                            cached: false,
+                        })
                     }
                 }
             };
@@ -200,7 +246,14 @@ impl Nvrtc {
 
     /// `compile` through the disk cache `dir`: a hit returns the stored binary; a miss compiles and stores it
     /// (written to a temporary file, then renamed, so concurrent processes never see a partial file).
-    pub fn compile_cached(&self, dir: &Path, name: &str, source: &str, headers: &[(&str, &str)], target: Target) -> Result<Compiled> {
+    pub fn compile_cached(
+        &self,
+        dir: &Path,
+        name: &str,
+        source: &str,
+        headers: &[(&str, &str)],
+        target: Target,
+    ) -> Result<Compiled> {
         let mut key = Fnv::new();
         key.add(name.as_bytes());
         key.add(source.as_bytes());
@@ -209,10 +262,19 @@ impl Nvrtc {
             key.add(h.as_bytes());
         }
         key.add(format!("{target:?}{:?}{:?}", BASE_OPTIONS, self.version).as_bytes());
-        let file = dir.join(format!("{}-{}-{:016x}.bin", name.replace(['/', '.'], "_"), target.option().trim_start_matches("--gpu-architecture="), key.0));
+        let file = dir.join(format!(
+            "{}-{}-{:016x}.bin",
+            name.replace(['/', '.'], "_"),
+            target.option().trim_start_matches("--gpu-architecture="),
+            key.0
+        ));
         if let Ok(binary) = std::fs::read(&file) {
             if !binary.is_empty() {
-                return Ok(Compiled { binary, log: String::new(), cached: true });
+                return Ok(Compiled {
+                    binary,
+                    log: String::new(),
+                    cached: true,
+                });
             }
         }
         let out = self.compile(name, source, headers, target, &[])?;
@@ -233,19 +295,35 @@ fn load_builtins(nvrtc: &Path) -> Result<Option<Library>> {
     let Some(dir) = nvrtc.parent().filter(|d| nvrtc.is_absolute() && d.is_dir()) else {
         return Ok(None);
     };
-    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(None) };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
     let mut names: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libnvrtc-builtins.so.")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libnvrtc-builtins.so."))
+        })
         .collect();
     names.sort();
     match names.first() {
         None => Ok(None),
         // SAFETY: NVIDIA's NVRTC builtins library, as NVRTC itself would load it.
-        Some(p) => unsafe { Library::open(Some(p), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL) }
-            .map(Some)
-            .map_err(|e| unavailable(format!("NVRTC's builtins {} could not be loaded: {e}", p.display()))),
+        Some(p) => unsafe {
+            Library::open(
+                Some(p),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+            )
+        }
+        .map(Some)
+        .map_err(|e| {
+            unavailable(format!(
+                "NVRTC's builtins {} could not be loaded: {e}",
+                p.display()
+            ))
+        }),
     }
 }
 

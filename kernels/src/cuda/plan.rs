@@ -48,7 +48,10 @@ impl TrainPlan {
     /// backward (they are not live at the same time: the logits' gradient is folded into the last hidden state
     /// before the layers' backward starts), plus the workspace.
     pub fn peak(&self) -> u64 {
-        self.persistent() + self.saved_activations + self.logits.max(self.layer_working) + self.workspace
+        self.persistent()
+            + self.saved_activations
+            + self.logits.max(self.layer_working)
+            + self.workspace
     }
 }
 
@@ -58,10 +61,21 @@ impl TrainPlan {
 pub fn layer_saved_per_token(cfg: &ModelConfig, act: Act) -> u64 {
     let (h, i) = (cfg.hidden_size as u64, cfg.intermediate_size as u64);
     let d = cfg.head_dim() as u64;
-    let (hq, hkv) = (cfg.num_attention_heads as u64, cfg.num_key_value_heads as u64);
+    let (hq, hkv) = (
+        cfg.num_attention_heads as u64,
+        cfg.num_key_value_heads as u64,
+    );
     let a = act.bytes() as u64;
     let f = 4u64;
-    (h * f + f) + h * a + (hq * d + 2 * hkv * d) * a + hq * d * a + hq * f + (h * f + f) + h * a + 2 * i * a + i * a
+    (h * f + f)
+        + h * a
+        + (hq * d + 2 * hkv * d) * a
+        + hq * d * a
+        + hq * f
+        + (h * f + f)
+        + h * a
+        + 2 * i * a
+        + i * a
 }
 
 /// Bytes per token of one layer's gradients in flight during its backward (FP32): the residual gradient
@@ -69,7 +83,10 @@ pub fn layer_saved_per_token(cfg: &ModelConfig, act: Act) -> u64 {
 pub fn layer_grads_per_token(cfg: &ModelConfig) -> u64 {
     let (h, i) = (cfg.hidden_size as u64, cfg.intermediate_size as u64);
     let d = cfg.head_dim() as u64;
-    let (hq, hkv) = (cfg.num_attention_heads as u64, cfg.num_key_value_heads as u64);
+    let (hq, hkv) = (
+        cfg.num_attention_heads as u64,
+        cfg.num_key_value_heads as u64,
+    );
     4 * (2 * h + (hq * d + 2 * hkv * d) + hq * d + 3 * i) + 4 * hq // + D row terms of attention
 }
 
@@ -80,8 +97,13 @@ pub fn train_plan(cfg: &ModelConfig, s: TrainShape) -> TrainPlan {
     let h = cfg.hidden_size as u64;
     let a = s.act.bytes() as u64;
     let per_layer = layer_saved_per_token(cfg, s.act);
-    let saved_activations = if s.recompute { layers * tokens * h * 4 } else { layers * tokens * per_layer };
-    let layer_working = tokens * (layer_grads_per_token(cfg) + if s.recompute { per_layer } else { 0 });
+    let saved_activations = if s.recompute {
+        layers * tokens * h * 4
+    } else {
+        layers * tokens * per_layer
+    };
+    let layer_working =
+        tokens * (layer_grads_per_token(cfg) + if s.recompute { per_layer } else { 0 });
     // logits (tokens x vocab) in the activation type, their gradient written in place; lse, log-probs and
     // the loss coefficients per token; the final norm's input (F32) and output
     let logits = tokens * cfg.vocab_size as u64 * a + tokens * 3 * 4 + tokens * h * (4 + a);
@@ -102,7 +124,13 @@ pub fn train_plan(cfg: &ModelConfig, s: TrainShape) -> TrainPlan {
 /// KV cache for `batch` sequences of up to `max_len` tokens, plus one step's logits.
 pub fn sample_bytes(cfg: &ModelConfig, act: Act, batch: usize, max_len: usize) -> u64 {
     let a = act.bytes() as u64;
-    let kv = 2 * cfg.num_hidden_layers as u64 * cfg.num_key_value_heads as u64 * cfg.head_dim() as u64 * a * batch as u64 * max_len as u64;
+    let kv = 2
+        * cfg.num_hidden_layers as u64
+        * cfg.num_key_value_heads as u64
+        * cfg.head_dim() as u64
+        * a
+        * batch as u64
+        * max_len as u64;
     cfg.num_params() as u64 * a + kv + batch as u64 * cfg.vocab_size as u64 * 4 + CUBLASLT_WORKSPACE
 }
 
@@ -119,35 +147,97 @@ mod tests {
     fn qwen2_5_1_5b_at_2048_fits_80gb_with_recomputation() {
         let cfg = qwen25_1_5b();
         let n = cfg.num_params() as u64;
-        assert!((1_540_000_000..1_550_000_000).contains(&n), "{n} parameters");
-        let one = train_plan(&cfg, TrainShape { batch: 1, seq: 2048, act: Act::Bf16, recompute: true });
-        assert_eq!(one.persistent(), 18 * n, "FP32 master + BF16 copy + grads + m + v");
+        assert!(
+            (1_540_000_000..1_550_000_000).contains(&n),
+            "{n} parameters"
+        );
+        let one = train_plan(
+            &cfg,
+            TrainShape {
+                batch: 1,
+                seq: 2048,
+                act: Act::Bf16,
+                recompute: true,
+            },
+        );
+        assert_eq!(
+            one.persistent(),
+            18 * n,
+            "FP32 master + BF16 copy + grads + m + v"
+        );
         assert!(one.peak() < GB80, "{one:?}: {} GB", one.peak() as f64 / 1e9);
         // 16 x 2048 tokens per micro-batch: 43.7 GB with recomputation, 110.9 GB without
-        let many = TrainShape { batch: 16, seq: 2048, act: Act::Bf16, recompute: true };
+        let many = TrainShape {
+            batch: 16,
+            seq: 2048,
+            act: Act::Bf16,
+            recompute: true,
+        };
         let with = train_plan(&cfg, many);
         assert!(with.peak() < GB80, "{} GB", with.peak() as f64 / 1e9);
-        let without = train_plan(&cfg, TrainShape { recompute: false, ..many });
+        let without = train_plan(
+            &cfg,
+            TrainShape {
+                recompute: false,
+                ..many
+            },
+        );
         assert!(without.peak() > GB80, "{} GB", without.peak() as f64 / 1e9);
         assert!(without.saved_activations > 10 * with.saved_activations);
         // F32 parity mode at one sequence still fits
-        let f32 = train_plan(&cfg, TrainShape { batch: 1, seq: 2048, act: Act::F32, recompute: true });
+        let f32 = train_plan(
+            &cfg,
+            TrainShape {
+                batch: 1,
+                seq: 2048,
+                act: Act::F32,
+                recompute: true,
+            },
+        );
         assert!(f32.peak() < GB80 && f32.params_act == 0);
     }
 
     #[test]
     fn terms_scale_as_expected() {
         let cfg = qwen25_1_5b();
-        let a = train_plan(&cfg, TrainShape { batch: 1, seq: 1024, act: Act::Bf16, recompute: false });
-        let b = train_plan(&cfg, TrainShape { batch: 2, seq: 1024, act: Act::Bf16, recompute: false });
+        let a = train_plan(
+            &cfg,
+            TrainShape {
+                batch: 1,
+                seq: 1024,
+                act: Act::Bf16,
+                recompute: false,
+            },
+        );
+        let b = train_plan(
+            &cfg,
+            TrainShape {
+                batch: 2,
+                seq: 1024,
+                act: Act::Bf16,
+                recompute: false,
+            },
+        );
         assert_eq!(b.saved_activations, 2 * a.saved_activations);
         assert_eq!(b.persistent(), a.persistent());
         // the logits at 2048 tokens and Qwen's vocabulary: 2048 x 151936 BF16 ≈ 622 MB
-        let l = train_plan(&cfg, TrainShape { batch: 1, seq: 2048, act: Act::Bf16, recompute: true }).logits;
+        let l = train_plan(
+            &cfg,
+            TrainShape {
+                batch: 1,
+                seq: 2048,
+                act: Act::Bf16,
+                recompute: true,
+            },
+        )
+        .logits;
         assert!((620_000_000..660_000_000).contains(&l), "{l}");
         // sampling Qwen2.5-1.5B, batch 64, 2048 tokens: BF16 weights + KV cache (2 x 28 x 2 x 128 x 2 B per token)
         let sb = sample_bytes(&cfg, Act::Bf16, 64, 2048);
         let kv = 2 * 28 * 2 * 128 * 2 * 64 * 2048u64;
-        assert_eq!(sb, cfg.num_params() as u64 * 2 + kv + 64 * 151_936 * 4 + CUBLASLT_WORKSPACE);
+        assert_eq!(
+            sb,
+            cfg.num_params() as u64 * 2 + kv + 64 * 151_936 * 4 + CUBLASLT_WORKSPACE
+        );
     }
 }

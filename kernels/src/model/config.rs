@@ -52,9 +52,17 @@ impl ModelConfig {
         pos("intermediate_size", c.intermediate_size, MAX_INTERMEDIATE)?;
         pos("num_hidden_layers", c.num_hidden_layers, MAX_LAYERS)?;
         pos("num_attention_heads", c.num_attention_heads, c.hidden_size)?;
-        pos("num_key_value_heads", c.num_key_value_heads, c.num_attention_heads)?;
+        pos(
+            "num_key_value_heads",
+            c.num_key_value_heads,
+            c.num_attention_heads,
+        )?;
         pos("vocab_size", c.vocab_size, MAX_VOCAB)?;
-        pos("max_position_embeddings", c.max_position_embeddings, MAX_POSITIONS)?;
+        pos(
+            "max_position_embeddings",
+            c.max_position_embeddings,
+            MAX_POSITIONS,
+        )?;
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(format!(
                 "config: hidden_size {} is not a multiple of num_attention_heads {}",
@@ -68,28 +76,50 @@ impl ModelConfig {
             ));
         }
         if !c.head_dim().is_multiple_of(2) {
-            return Err(format!("config: head dim {} must be even for rotary positions", c.head_dim()));
+            return Err(format!(
+                "config: head dim {} must be even for rotary positions",
+                c.head_dim()
+            ));
         }
         if !(c.rms_norm_eps.is_finite() && c.rms_norm_eps > 0.0) {
-            return Err(format!("config: rms_norm_eps = {} must be finite and > 0", c.rms_norm_eps));
+            return Err(format!(
+                "config: rms_norm_eps = {} must be finite and > 0",
+                c.rms_norm_eps
+            ));
         }
         if !(c.rope_theta.is_finite() && c.rope_theta > 1.0) {
-            return Err(format!("config: rope_theta = {} must be finite and > 1", c.rope_theta));
+            return Err(format!(
+                "config: rope_theta = {} must be finite and > 1",
+                c.rope_theta
+            ));
         }
         let n = c.num_params_u128();
         if n > MAX_PARAMS as u128 {
-            return Err(format!("config: {n} parameters exceed the limit of {MAX_PARAMS}"));
+            return Err(format!(
+                "config: {n} parameters exceed the limit of {MAX_PARAMS}"
+            ));
         }
         Ok(())
     }
 
     fn num_params_u128(&self) -> u128 {
-        let (c, i, v) = (self.hidden_size as u128, self.intermediate_size as u128, self.vocab_size as u128);
+        let (c, i, v) = (
+            self.hidden_size as u128,
+            self.intermediate_size as u128,
+            self.vocab_size as u128,
+        );
         let d = self.head_dim() as u128;
-        let (h, kv) = (self.num_attention_heads as u128, self.num_key_value_heads as u128);
+        let (h, kv) = (
+            self.num_attention_heads as u128,
+            self.num_key_value_heads as u128,
+        );
         let w = (h + 2 * kv) * d;
-        let per_layer = c + w * c + if self.attention_bias { w } else { 0 } + c * h * d + c + 3 * i * c;
-        v * c + self.num_hidden_layers as u128 * per_layer + c + if self.tie_word_embeddings { 0 } else { v * c }
+        let per_layer =
+            c + w * c + if self.attention_bias { w } else { 0 } + c * h * d + c + 3 * i * c;
+        v * c
+            + self.num_hidden_layers as u128 * per_layer
+            + c
+            + if self.tie_word_embeddings { 0 } else { v * c }
     }
 
     /// Total number of f32 parameters (length of the flat buffer).

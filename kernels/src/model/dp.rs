@@ -32,7 +32,8 @@ pub struct OptimizerShard {
 
 impl Model {
     fn dp_trainable(&self) -> Result<()> {
-        self.check_trainable().map_err(|m| Error::new(ErrorCode::Frozen, m))
+        self.check_trainable()
+            .map_err(|m| Error::new(ErrorCode::Frozen, m))
     }
 
     fn dp_state(&mut self) -> Result<&mut TrainState> {
@@ -88,7 +89,9 @@ impl Model {
         c.allreduce_f64(&mut sq)?;
         let norm = sq[0].sqrt() as f32;
         if !norm.is_finite() {
-            return Err(Error::invalid(format!("gradient norm is not finite ({norm}); step skipped")));
+            return Err(Error::invalid(format!(
+                "gradient norm is not finite ({norm}); step skipped"
+            )));
         }
         let st = adamw_step(opt, t.step + 1, clip_scale(opt, norm));
         let mut p_new = self.params[mine.clone()].to_vec();
@@ -100,8 +103,19 @@ impl Model {
                 continue;
             }
             let r = (a - mine.start)..(b - mine.start);
-            let wd = if p.shape.len() >= 2 { opt.weight_decay } else { 0.0 };
-            ops::adamw(&mut p_new[r.clone()], &g[r.clone()], &mut m_new[r.clone()], &mut v_new[r], st, wd);
+            let wd = if p.shape.len() >= 2 {
+                opt.weight_decay
+            } else {
+                0.0
+            };
+            ops::adamw(
+                &mut p_new[r.clone()],
+                &g[r.clone()],
+                &mut m_new[r.clone()],
+                &mut v_new[r],
+                st,
+                wd,
+            );
         }
         // Every rank's updated slice, into the (dead) gradient buffer; swapped in only on success.
         c.allgather_f32(&p_new, &mut t.grads)?;
@@ -124,7 +138,10 @@ impl Model {
         let (m, v) = if t.shard == mine {
             (t.adam_m.clone(), t.adam_v.clone())
         } else if t.shard == (0..n) {
-            (t.adam_m[mine.clone()].to_vec(), t.adam_v[mine.clone()].to_vec())
+            (
+                t.adam_m[mine.clone()].to_vec(),
+                t.adam_v[mine.clone()].to_vec(),
+            )
         } else {
             return Err(Error::invalid(format!(
                 "the optimizer state covers parameters {}..{}, not rank {}'s slice {}..{} of a group of {}",
@@ -140,7 +157,10 @@ impl Model {
         c.allreduce_f64(&mut steps)?;
         let w = c.size() as f64;
         if steps[0] != w * t.step as f64 || steps[1] != w * (t.step as f64) * (t.step as f64) {
-            return Err(Error::invalid(format!("the ranks disagree on the optimizer step (this rank: {})", t.step)));
+            return Err(Error::invalid(format!(
+                "the ranks disagree on the optimizer step (this rank: {})",
+                t.step
+            )));
         }
         let mut full_m = vec![0.0; n];
         let mut full_v = vec![0.0; n];
@@ -155,7 +175,12 @@ impl Model {
     /// This rank's slice of the optimizer state (the whole state when it is not sharded).
     pub fn optimizer_shard(&mut self) -> Result<OptimizerShard> {
         let t = self.dp_state()?;
-        Ok(OptimizerShard { offset: t.shard.start, m: t.adam_m.clone(), v: t.adam_v.clone(), step: t.step })
+        Ok(OptimizerShard {
+            offset: t.shard.start,
+            m: t.adam_m.clone(),
+            v: t.adam_v.clone(),
+            step: t.step,
+        })
     }
 
     /// Replaces the optimizer state by a slice starting at `offset` (moments of parameters offset..offset+len).
@@ -172,11 +197,15 @@ impl Model {
         }
         for (what, xs) in [("m", &s.m), ("v", &s.v)] {
             if let Some(i) = super::first_non_finite(xs) {
-                return Err(Error::invalid(format!("optimizer shard {what}[{i}] is not finite")));
+                return Err(Error::invalid(format!(
+                    "optimizer shard {what}[{i}] is not finite"
+                )));
             }
         }
         if let Some(i) = s.v.iter().position(|&x| x < 0.0) {
-            return Err(Error::invalid(format!("optimizer shard v[{i}] is negative")));
+            return Err(Error::invalid(format!(
+                "optimizer shard v[{i}] is negative"
+            )));
         }
         let t = self.train_state().map_err(Error::model)?;
         t.shard = s.offset..s.offset + s.m.len();

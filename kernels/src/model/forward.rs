@@ -48,7 +48,12 @@ fn fit(v: &mut Vec<f32>, n: usize) {
 impl Acts {
     /// Sizes every buffer for (b, t) (activation memory grows with B·T·(L·(5C + W + 3I + H·D) + V) + L·B·H·T²).
     pub fn prepare(&mut self, cfg: &ModelConfig, b: usize, t: usize) {
-        let (c, l, i, v) = (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.vocab_size);
+        let (c, l, i, v) = (
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+            cfg.intermediate_size,
+            cfg.vocab_size,
+        );
         let (h, d) = (cfg.num_attention_heads, cfg.head_dim());
         let w = cfg.qkv_width();
         let n = b * t;
@@ -102,87 +107,333 @@ fn add_bias(x: &mut [f32], bias: &[f32]) {
 }
 
 /// Forward over tokens (B·T, already validated < V) leaving logits (N, V) and all activations in `a`.
-pub fn forward(cfg: &ModelConfig, off: &Offsets, p: &[f32], rope: (&[f32], &[f32]), a: &mut Acts, tokens: &[u32]) {
+pub fn forward(
+    cfg: &ModelConfig,
+    off: &Offsets,
+    p: &[f32],
+    rope: (&[f32], &[f32]),
+    a: &mut Acts,
+    tokens: &[u32],
+) {
     let (b, t) = (a.b, a.t);
     let n = b * t;
     let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+    let (h, kv, d) = (
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim(),
+    );
     let (w, hd) = (cfg.qkv_width(), h * d);
     let dm = AttnDims { b, t, h, kv, d };
     a.tokens.clear();
     a.tokens.extend_from_slice(tokens);
-    ops::embedding_fwd(tokens, &p[off.embed..off.embed + v * c], c, &mut a.x[..n * c]);
+    ops::embedding_fwd(
+        tokens,
+        &p[off.embed..off.embed + v * c],
+        c,
+        &mut a.x[..n * c],
+    );
     for (l, lo) in off.layers.iter().enumerate() {
         let xl = &a.x[l * n * c..(l + 1) * n * c];
         let ln1 = &mut a.ln1[l * n * c..(l + 1) * n * c];
-        ops::rmsnorm_fwd(xl, &p[lo.ln1..lo.ln1 + c], cfg.rms_norm_eps, ln1, &mut a.rstd1[l * n..(l + 1) * n]);
+        ops::rmsnorm_fwd(
+            xl,
+            &p[lo.ln1..lo.ln1 + c],
+            cfg.rms_norm_eps,
+            ln1,
+            &mut a.rstd1[l * n..(l + 1) * n],
+        );
         // qkv (N, W) = ln1 (N, C) · Wqkvᵀ (C, W) + b
         let qkv = &mut a.qkv[l * n * w..(l + 1) * n * w];
-        sgemm(false, true, n, w, c, 1.0, ln1, c, &p[lo.wqkv..lo.wqkv + w * c], c, 0.0, qkv, w);
+        sgemm(
+            false,
+            true,
+            n,
+            w,
+            c,
+            1.0,
+            ln1,
+            c,
+            &p[lo.wqkv..lo.wqkv + w * c],
+            c,
+            0.0,
+            qkv,
+            w,
+        );
         if let Some(bo) = lo.bqkv {
             add_bias(qkv, &p[bo..bo + w]);
         }
         ops::rope(qkv, w, h + kv, d, &a.pos, rope.0, rope.1, false);
         let att = &mut a.att[l * n * hd..(l + 1) * n * hd];
-        ops::attention_fwd(dm, qkv, &mut a.probs[l * b * h * t * t..(l + 1) * b * h * t * t], att);
+        ops::attention_fwd(
+            dm,
+            qkv,
+            &mut a.probs[l * b * h * t * t..(l + 1) * b * h * t * t],
+            att,
+        );
         // xmid (N, C) = x_l + att (N, H·D) · Woᵀ (H·D, C)
         let xmid = &mut a.xmid[l * n * c..(l + 1) * n * c];
         xmid.copy_from_slice(&a.x[l * n * c..(l + 1) * n * c]);
-        sgemm(false, true, n, c, hd, 1.0, att, hd, &p[lo.wo..lo.wo + c * hd], hd, 1.0, xmid, c);
+        sgemm(
+            false,
+            true,
+            n,
+            c,
+            hd,
+            1.0,
+            att,
+            hd,
+            &p[lo.wo..lo.wo + c * hd],
+            hd,
+            1.0,
+            xmid,
+            c,
+        );
         let ln2 = &mut a.ln2[l * n * c..(l + 1) * n * c];
-        ops::rmsnorm_fwd(xmid, &p[lo.ln2..lo.ln2 + c], cfg.rms_norm_eps, ln2, &mut a.rstd2[l * n..(l + 1) * n]);
+        ops::rmsnorm_fwd(
+            xmid,
+            &p[lo.ln2..lo.ln2 + c],
+            cfg.rms_norm_eps,
+            ln2,
+            &mut a.rstd2[l * n..(l + 1) * n],
+        );
         // gu (N, 2I) = ln2 · [Wgate; Wup]ᵀ ; h = silu(gate)·up (N, I)
         let gu = &mut a.gu[l * n * 2 * i..(l + 1) * n * 2 * i];
-        sgemm(false, true, n, 2 * i, c, 1.0, ln2, c, &p[lo.wgu..lo.wgu + 2 * i * c], c, 0.0, gu, 2 * i);
+        sgemm(
+            false,
+            true,
+            n,
+            2 * i,
+            c,
+            1.0,
+            ln2,
+            c,
+            &p[lo.wgu..lo.wgu + 2 * i * c],
+            c,
+            0.0,
+            gu,
+            2 * i,
+        );
         let hm = &mut a.hmlp[l * n * i..(l + 1) * n * i];
         ops::swiglu_fwd(gu, hm, i);
         // x_{l+1} (N, C) = xmid + h · Wdownᵀ (I, C)
         let (_, xnext) = a.x.split_at_mut((l + 1) * n * c);
         let xnext = &mut xnext[..n * c];
         xnext.copy_from_slice(xmid);
-        sgemm(false, true, n, c, i, 1.0, hm, i, &p[lo.wdown..lo.wdown + c * i], i, 1.0, xnext, c);
+        sgemm(
+            false,
+            true,
+            n,
+            c,
+            i,
+            1.0,
+            hm,
+            i,
+            &p[lo.wdown..lo.wdown + c * i],
+            i,
+            1.0,
+            xnext,
+            c,
+        );
     }
     let nl = off.layers.len();
     let xl = &a.x[nl * n * c..(nl + 1) * n * c];
-    ops::rmsnorm_fwd(xl, &p[off.norm..off.norm + c], cfg.rms_norm_eps, &mut a.lnf, &mut a.rstdf);
+    ops::rmsnorm_fwd(
+        xl,
+        &p[off.norm..off.norm + c],
+        cfg.rms_norm_eps,
+        &mut a.lnf,
+        &mut a.rstdf,
+    );
     // logits (N, V) = lnf (N, C) · Wheadᵀ (C, V)
-    sgemm(false, true, n, v, c, 1.0, &a.lnf, c, &p[off.head..off.head + v * c], c, 0.0, &mut a.logits, v);
+    sgemm(
+        false,
+        true,
+        n,
+        v,
+        c,
+        1.0,
+        &a.lnf,
+        c,
+        &p[off.head..off.head + v * c],
+        c,
+        0.0,
+        &mut a.logits,
+        v,
+    );
 }
 
 /// Backward from ∂L/∂logits (in `a.logits`, (N, V)); ADDS every parameter gradient into `g` (flat layout).
-pub fn backward(cfg: &ModelConfig, off: &Offsets, p: &[f32], rope: (&[f32], &[f32]), a: &mut Acts, g: &mut [f32]) {
+pub fn backward(
+    cfg: &ModelConfig,
+    off: &Offsets,
+    p: &[f32],
+    rope: (&[f32], &[f32]),
+    a: &mut Acts,
+    g: &mut [f32],
+) {
     a.prepare_backward(cfg);
     let (b, t) = (a.b, a.t);
     let n = b * t;
     let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+    let (h, kv, d) = (
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim(),
+    );
     let (w, hd) = (cfg.qkv_width(), h * d);
     let dm = AttnDims { b, t, h, kv, d };
     let nl = off.layers.len();
     // head: dWhead (V, C) += dlogitsᵀ · lnf ; dlnf (N, C) = dlogits · Whead
-    sgemm(true, false, v, c, n, 1.0, &a.logits, v, &a.lnf, c, 1.0, &mut g[off.head..off.head + v * c], c);
-    sgemm(false, false, n, c, v, 1.0, &a.logits, v, &p[off.head..off.head + v * c], c, 0.0, &mut a.dln, c);
+    sgemm(
+        true,
+        false,
+        v,
+        c,
+        n,
+        1.0,
+        &a.logits,
+        v,
+        &a.lnf,
+        c,
+        1.0,
+        &mut g[off.head..off.head + v * c],
+        c,
+    );
+    sgemm(
+        false,
+        false,
+        n,
+        c,
+        v,
+        1.0,
+        &a.logits,
+        v,
+        &p[off.head..off.head + v * c],
+        c,
+        0.0,
+        &mut a.dln,
+        c,
+    );
     a.dx.iter_mut().for_each(|x| *x = 0.0);
     let xl = &a.x[nl * n * c..(nl + 1) * n * c];
-    ops::rmsnorm_bwd(&a.dln, xl, &p[off.norm..off.norm + c], &a.rstdf, &mut a.dx, &mut g[off.norm..off.norm + c]);
+    ops::rmsnorm_bwd(
+        &a.dln,
+        xl,
+        &p[off.norm..off.norm + c],
+        &a.rstdf,
+        &mut a.dx,
+        &mut g[off.norm..off.norm + c],
+    );
     for (l, lo) in off.layers.iter().enumerate().rev() {
         let hm = &a.hmlp[l * n * i..(l + 1) * n * i];
         // MLP: dWdown (C, I) += dxᵀ · h ; dh (N, I) = dx · Wdown
-        sgemm(true, false, c, i, n, 1.0, &a.dx, c, hm, i, 1.0, &mut g[lo.wdown..lo.wdown + c * i], i);
-        sgemm(false, false, n, i, c, 1.0, &a.dx, c, &p[lo.wdown..lo.wdown + c * i], i, 0.0, &mut a.dh, i);
+        sgemm(
+            true,
+            false,
+            c,
+            i,
+            n,
+            1.0,
+            &a.dx,
+            c,
+            hm,
+            i,
+            1.0,
+            &mut g[lo.wdown..lo.wdown + c * i],
+            i,
+        );
+        sgemm(
+            false,
+            false,
+            n,
+            i,
+            c,
+            1.0,
+            &a.dx,
+            c,
+            &p[lo.wdown..lo.wdown + c * i],
+            i,
+            0.0,
+            &mut a.dh,
+            i,
+        );
         let gu = &a.gu[l * n * 2 * i..(l + 1) * n * 2 * i];
         ops::swiglu_bwd(&a.dh, gu, &mut a.dgu, i);
         // dWgu (2I, C) += dguᵀ · ln2 ; dln2 (N, C) = dgu · Wgu
         let ln2 = &a.ln2[l * n * c..(l + 1) * n * c];
-        sgemm(true, false, 2 * i, c, n, 1.0, &a.dgu, 2 * i, ln2, c, 1.0, &mut g[lo.wgu..lo.wgu + 2 * i * c], c);
-        sgemm(false, false, n, c, 2 * i, 1.0, &a.dgu, 2 * i, &p[lo.wgu..lo.wgu + 2 * i * c], c, 0.0, &mut a.dln, c);
+        sgemm(
+            true,
+            false,
+            2 * i,
+            c,
+            n,
+            1.0,
+            &a.dgu,
+            2 * i,
+            ln2,
+            c,
+            1.0,
+            &mut g[lo.wgu..lo.wgu + 2 * i * c],
+            c,
+        );
+        sgemm(
+            false,
+            false,
+            n,
+            c,
+            2 * i,
+            1.0,
+            &a.dgu,
+            2 * i,
+            &p[lo.wgu..lo.wgu + 2 * i * c],
+            c,
+            0.0,
+            &mut a.dln,
+            c,
+        );
         let xmid = &a.xmid[l * n * c..(l + 1) * n * c];
         let rstd2 = &a.rstd2[l * n..(l + 1) * n];
-        ops::rmsnorm_bwd(&a.dln, xmid, &p[lo.ln2..lo.ln2 + c], rstd2, &mut a.dx, &mut g[lo.ln2..lo.ln2 + c]);
+        ops::rmsnorm_bwd(
+            &a.dln,
+            xmid,
+            &p[lo.ln2..lo.ln2 + c],
+            rstd2,
+            &mut a.dx,
+            &mut g[lo.ln2..lo.ln2 + c],
+        );
         // attention output: dWo (C, H·D) += dxᵀ · att ; datt (N, H·D) = dx · Wo
         let att = &a.att[l * n * hd..(l + 1) * n * hd];
-        sgemm(true, false, c, hd, n, 1.0, &a.dx, c, att, hd, 1.0, &mut g[lo.wo..lo.wo + c * hd], hd);
-        sgemm(false, false, n, hd, c, 1.0, &a.dx, c, &p[lo.wo..lo.wo + c * hd], hd, 0.0, &mut a.datt, hd);
+        sgemm(
+            true,
+            false,
+            c,
+            hd,
+            n,
+            1.0,
+            &a.dx,
+            c,
+            att,
+            hd,
+            1.0,
+            &mut g[lo.wo..lo.wo + c * hd],
+            hd,
+        );
+        sgemm(
+            false,
+            false,
+            n,
+            hd,
+            c,
+            1.0,
+            &a.dx,
+            c,
+            &p[lo.wo..lo.wo + c * hd],
+            hd,
+            0.0,
+            &mut a.datt,
+            hd,
+        );
         let qkv = &a.qkv[l * n * w..(l + 1) * n * w];
         let probs = &a.probs[l * b * h * t * t..(l + 1) * b * h * t * t];
         ops::attention_bwd(dm, &a.datt, qkv, probs, &mut a.dqkv);
@@ -197,11 +448,46 @@ pub fn backward(cfg: &ModelConfig, off: &Offsets, p: &[f32], rope: (&[f32], &[f3
         }
         // dWqkv (W, C) += dqkvᵀ · ln1 ; dln1 (N, C) = dqkv · Wqkv
         let ln1 = &a.ln1[l * n * c..(l + 1) * n * c];
-        sgemm(true, false, w, c, n, 1.0, &a.dqkv, w, ln1, c, 1.0, &mut g[lo.wqkv..lo.wqkv + w * c], c);
-        sgemm(false, false, n, c, w, 1.0, &a.dqkv, w, &p[lo.wqkv..lo.wqkv + w * c], c, 0.0, &mut a.dln, c);
+        sgemm(
+            true,
+            false,
+            w,
+            c,
+            n,
+            1.0,
+            &a.dqkv,
+            w,
+            ln1,
+            c,
+            1.0,
+            &mut g[lo.wqkv..lo.wqkv + w * c],
+            c,
+        );
+        sgemm(
+            false,
+            false,
+            n,
+            c,
+            w,
+            1.0,
+            &a.dqkv,
+            w,
+            &p[lo.wqkv..lo.wqkv + w * c],
+            c,
+            0.0,
+            &mut a.dln,
+            c,
+        );
         let xl = &a.x[l * n * c..(l + 1) * n * c];
         let rstd1 = &a.rstd1[l * n..(l + 1) * n];
-        ops::rmsnorm_bwd(&a.dln, xl, &p[lo.ln1..lo.ln1 + c], rstd1, &mut a.dx, &mut g[lo.ln1..lo.ln1 + c]);
+        ops::rmsnorm_bwd(
+            &a.dln,
+            xl,
+            &p[lo.ln1..lo.ln1 + c],
+            rstd1,
+            &mut a.dx,
+            &mut g[lo.ln1..lo.ln1 + c],
+        );
     }
     ops::embedding_bwd(&a.tokens, &a.dx, c, &mut g[off.embed..off.embed + v * c]);
 }

@@ -42,7 +42,13 @@ impl LossStats {
 const LOG_RATIO_CLAMP: f32 = 20.0;
 
 /// Per-token loss value, KL value, clipped flag and ∂ℓ/∂logπ for one response token.
-pub fn token_loss(spec: &LossSpec, logp: f32, advantage: f32, old: f32, reference: f32) -> (f64, f64, bool, f32) {
+pub fn token_loss(
+    spec: &LossSpec,
+    logp: f32,
+    advantage: f32,
+    old: f32,
+    reference: f32,
+) -> (f64, f64, bool, f32) {
     match *spec {
         LossSpec::Sft => (-(logp as f64), 0.0, false, -1.0),
         LossSpec::Grpo { clip_eps, kl_coef } => {

@@ -58,7 +58,14 @@ pub struct AdamWParams {
 
 impl Default for AdamWParams {
     fn default() -> Self {
-        AdamWParams { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, max_grad_norm: 1.0 }
+        AdamWParams {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+        }
     }
 }
 
@@ -92,7 +99,13 @@ struct TrainState {
 
 impl TrainState {
     fn new(n: usize) -> TrainState {
-        TrainState { grads: vec![0.0; n], adam_m: vec![0.0; n], adam_v: vec![0.0; n], step: 0, shard: 0..n }
+        TrainState {
+            grads: vec![0.0; n],
+            adam_m: vec![0.0; n],
+            adam_v: vec![0.0; n],
+            step: 0,
+            shard: 0..n,
+        }
     }
 }
 
@@ -111,7 +124,10 @@ pub struct Model {
 
 fn check_finite(name: &str, xs: &[f32]) -> Result<(), String> {
     match first_non_finite(xs) {
-        Some(i) => Err(format!("{name}: value at index {i} is not finite ({})", xs[i])),
+        Some(i) => Err(format!(
+            "{name}: value at index {i} is not finite ({})",
+            xs[i]
+        )),
         None => Ok(()),
     }
 }
@@ -192,10 +208,15 @@ impl Model {
         cfg.validate()?;
         let (table, off) = params::layout(&cfg);
         if p.len() != off.total {
-            return Err(format!("from_params: got {} values, the configuration has {}", p.len(), off.total));
+            return Err(format!(
+                "from_params: got {} values, the configuration has {}",
+                p.len(),
+                off.total
+            ));
         }
         debug_assert!(first_non_finite(&p).is_none());
-        let (rope_cos, rope_sin) = ops::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta);
+        let (rope_cos, rope_sin) =
+            ops::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta);
         Ok(Model {
             params: p,
             train: None,
@@ -240,7 +261,11 @@ impl Model {
     /// `replace_params` for a buffer the caller has already checked finite (see `from_finite_params`).
     pub(crate) fn replace_finite_params(&mut self, p: Vec<f32>) -> Result<(), String> {
         if p.len() != self.params.len() {
-            return Err(format!("set_params: got {} values, the model has {}", p.len(), self.params.len()));
+            return Err(format!(
+                "set_params: got {} values, the model has {}",
+                p.len(),
+                self.params.len()
+            ));
         }
         debug_assert!(first_non_finite(&p).is_none());
         self.params = p;
@@ -248,7 +273,11 @@ impl Model {
     }
     fn check_new_params(&self, p: &[f32]) -> Result<(), String> {
         if p.len() != self.params.len() {
-            return Err(format!("set_params: got {} values, the model has {}", p.len(), self.params.len()));
+            return Err(format!(
+                "set_params: got {} values, the model has {}",
+                p.len(),
+                self.params.len()
+            ));
         }
         check_finite("set_params", p)
     }
@@ -275,7 +304,10 @@ impl Model {
         let n = self.params.len();
         if g.len() != n {
             self.check_trainable()?;
-            return Err(format!("set_grads: got {} values, the model has {n}", g.len()));
+            return Err(format!(
+                "set_grads: got {} values, the model has {n}",
+                g.len()
+            ));
         }
         check_finite("set_grads", g)?;
         self.train_state()?.grads.copy_from_slice(g);
@@ -298,7 +330,11 @@ impl Model {
         self.check_trainable()?;
         let n = self.params.len();
         if m.len() != n || v.len() != n {
-            return Err(format!("set_optimizer_state: moments must have {n} values (got {} and {})", m.len(), v.len()));
+            return Err(format!(
+                "set_optimizer_state: moments must have {n} values (got {} and {})",
+                m.len(),
+                v.len()
+            ));
         }
         check_finite("optimizer m", m)?;
         check_finite("optimizer v", v)?;
@@ -345,7 +381,10 @@ impl Model {
     fn check_tokens(&self, what: &str, toks: &[u32]) -> Result<(), String> {
         let v = self.cfg.vocab_size;
         match toks.iter().position(|&t| t as usize >= v) {
-            Some(i) => Err(format!("{what}: token id {} at index {i} is out of range (vocab_size {v})", toks[i])),
+            Some(i) => Err(format!(
+                "{what}: token id {} at index {i} is out of range (vocab_size {v})",
+                toks[i]
+            )),
             None => Ok(()),
         }
     }
@@ -355,7 +394,10 @@ impl Model {
             return Err("empty batch: at least one sequence is required".into());
         }
         if seqs.len() > MAX_BATCH {
-            return Err(format!("batch of {} sequences exceeds the limit {MAX_BATCH}", seqs.len()));
+            return Err(format!(
+                "batch of {} sequences exceeds the limit {MAX_BATCH}",
+                seqs.len()
+            ));
         }
         let maxp = self.cfg.max_position_embeddings;
         for (k, s) in seqs.iter().enumerate() {
@@ -364,24 +406,39 @@ impl Model {
                 return Err(format!("sequence {k}: no tokens"));
             }
             if n > maxp {
-                return Err(format!("sequence {k}: {n} tokens exceed max_position_embeddings {maxp}"));
+                return Err(format!(
+                    "sequence {k}: {n} tokens exceed max_position_embeddings {maxp}"
+                ));
             }
             if s.prompt_len == 0 || s.prompt_len > n {
-                return Err(format!("sequence {k}: prompt_len {} must be in 1..={n}", s.prompt_len));
+                return Err(format!(
+                    "sequence {k}: prompt_len {} must be in 1..={n}",
+                    s.prompt_len
+                ));
             }
             self.check_tokens(&format!("sequence {k}"), &s.tokens)?;
             if let Some(LossSpec::Grpo { kl_coef, .. }) = loss {
                 let r = s.response_len();
                 if !s.advantage.is_finite() {
-                    return Err(format!("sequence {k}: advantage {} is not finite", s.advantage));
+                    return Err(format!(
+                        "sequence {k}: advantage {} is not finite",
+                        s.advantage
+                    ));
                 }
                 if s.old_logprobs.len() != r {
-                    return Err(format!("sequence {k}: {} old log-probs for {r} response tokens", s.old_logprobs.len()));
+                    return Err(format!(
+                        "sequence {k}: {} old log-probs for {r} response tokens",
+                        s.old_logprobs.len()
+                    ));
                 }
                 check_finite(&format!("sequence {k} old_logprobs"), &s.old_logprobs)?;
-                let ref_ok = s.ref_logprobs.len() == r || (s.ref_logprobs.is_empty() && *kl_coef == 0.0);
+                let ref_ok =
+                    s.ref_logprobs.len() == r || (s.ref_logprobs.is_empty() && *kl_coef == 0.0);
                 if !ref_ok {
-                    return Err(format!("sequence {k}: {} reference log-probs for {r} response tokens", s.ref_logprobs.len()));
+                    return Err(format!(
+                        "sequence {k}: {} reference log-probs for {r} response tokens",
+                        s.ref_logprobs.len()
+                    ));
                 }
                 check_finite(&format!("sequence {k} ref_logprobs"), &s.ref_logprobs)?;
             }
@@ -409,7 +466,10 @@ impl Model {
         for (b, s) in seqs.iter().enumerate() {
             toks[b * t..b * t + s.tokens.len()].copy_from_slice(&s.tokens);
             for pos in s.prompt_len..s.tokens.len() {
-                targets.push(Target { row: b * t + pos - 1, token: s.tokens[pos] });
+                targets.push(Target {
+                    row: b * t + pos - 1,
+                    token: s.tokens[pos],
+                });
             }
         }
         (toks, t, targets)
@@ -417,22 +477,42 @@ impl Model {
 
     fn run_forward(&mut self, tokens: &[u32], b: usize, t: usize) {
         self.acts.prepare(&self.cfg, b, t);
-        forward::forward(&self.cfg, &self.off, &self.params, (&self.rope_cos, &self.rope_sin), &mut self.acts, tokens);
+        forward::forward(
+            &self.cfg,
+            &self.off,
+            &self.params,
+            (&self.rope_cos, &self.rope_sin),
+            &mut self.acts,
+            tokens,
+        );
     }
 
     /// Logits (B, T, V) for a (B, T) block of token ids.
-    pub fn forward_logits(&mut self, tokens: &[u32], batch: usize, seq: usize) -> Result<Vec<f32>, String> {
+    pub fn forward_logits(
+        &mut self,
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Vec<f32>, String> {
         if batch == 0 || seq == 0 {
             return Err("forward: empty batch".into());
         }
         if batch > MAX_BATCH {
-            return Err(format!("forward: batch {batch} exceeds the limit {MAX_BATCH}"));
+            return Err(format!(
+                "forward: batch {batch} exceeds the limit {MAX_BATCH}"
+            ));
         }
         if seq > self.cfg.max_position_embeddings {
-            return Err(format!("forward: {seq} positions exceed max_position_embeddings {}", self.cfg.max_position_embeddings));
+            return Err(format!(
+                "forward: {seq} positions exceed max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            ));
         }
         if batch.checked_mul(seq) != Some(tokens.len()) {
-            return Err(format!("forward: {} tokens do not form a {batch}×{seq} block", tokens.len()));
+            return Err(format!(
+                "forward: {} tokens do not form a {batch}×{seq} block",
+                tokens.len()
+            ));
         }
         self.check_tokens("forward", tokens)?;
         self.run_forward(tokens, batch, seq);
@@ -466,7 +546,12 @@ impl Model {
 
     /// Forward + backward of one micro-batch, ADDING scale·∂(Σ_tokens ℓ_t)/∂θ into the gradients. Returns the
     /// unscaled sums (loss, KL, clipped count, tokens). `scale` is 1/N_tok of the whole step for a token mean.
-    pub fn accumulate_grads(&mut self, batch: &[Sequence], loss: &LossSpec, scale: f32) -> Result<LossStats, String> {
+    pub fn accumulate_grads(
+        &mut self,
+        batch: &[Sequence],
+        loss: &LossSpec,
+        scale: f32,
+    ) -> Result<LossStats, String> {
         self.check_trainable()?;
         Self::check_loss(loss)?;
         self.check_sequences(batch, Some(loss))?;
@@ -477,14 +562,20 @@ impl Model {
         self.run_forward(&toks, batch.len(), t);
         let v = self.cfg.vocab_size;
         let lp = loss::gather_logprobs(&self.acts.logits, v, &targets);
-        let mut st = LossStats { tokens: targets.len(), ..Default::default() };
+        let mut st = LossStats {
+            tokens: targets.len(),
+            ..Default::default()
+        };
         let mut coef = Vec::with_capacity(lp.len());
         let mut k = 0;
         for s in batch {
             for r in 0..s.response_len() {
                 let (old, rf) = match loss {
                     LossSpec::Sft => (0.0, 0.0),
-                    LossSpec::Grpo { .. } => (s.old_logprobs[r], s.ref_logprobs.get(r).copied().unwrap_or(lp[k])),
+                    LossSpec::Grpo { .. } => (
+                        s.old_logprobs[r],
+                        s.ref_logprobs.get(r).copied().unwrap_or(lp[k]),
+                    ),
                 };
                 let (l, kl, clipped, d) = loss::token_loss(loss, lp[k], s.advantage, old, rf);
                 st.loss_sum += l;
@@ -497,13 +588,22 @@ impl Model {
         loss::write_dlogits(&mut self.acts.logits, v, &targets, &coef);
         let n = self.params.len();
         let grads = &mut self.train.get_or_insert_with(|| TrainState::new(n)).grads;
-        forward::backward(&self.cfg, &self.off, &self.params, (&self.rope_cos, &self.rope_sin), &mut self.acts, grads);
+        forward::backward(
+            &self.cfg,
+            &self.off,
+            &self.params,
+            (&self.rope_cos, &self.rope_sin),
+            &mut self.acts,
+            grads,
+        );
         Ok(st)
     }
 
     /// Global L2 norm of the gradients (0 before any training call).
     pub fn grad_norm(&self) -> f32 {
-        self.train.as_ref().map_or(0.0, |t| ops::sum_squares(&t.grads).sqrt() as f32)
+        self.train
+            .as_ref()
+            .map_or(0.0, |t| ops::sum_squares(&t.grads).sqrt() as f32)
     }
 
     /// Clips the gradients to `max_grad_norm` (global L2 norm) and applies one AdamW step (weight decay on
@@ -515,7 +615,9 @@ impl Model {
         check_adamw(&o)?;
         let norm = self.grad_norm();
         if !norm.is_finite() {
-            return Err(format!("gradient norm is not finite ({norm}); step skipped"));
+            return Err(format!(
+                "gradient norm is not finite ({norm}); step skipped"
+            ));
         }
         let gscale = clip_scale(&o, norm);
         let n = self.params.len();
@@ -527,7 +629,11 @@ impl Model {
         let st = adamw_step(&o, t.step, gscale);
         for p in &self.table {
             let r = p.offset..p.offset + p.len;
-            let wd = if p.shape.len() >= 2 { o.weight_decay } else { 0.0 };
+            let wd = if p.shape.len() >= 2 {
+                o.weight_decay
+            } else {
+                0.0
+            };
             ops::adamw(
                 &mut self.params[r.clone()],
                 &t.grads[r.clone()],
@@ -542,7 +648,12 @@ impl Model {
 
     /// One optimiser step over micro-batches: zero grads, accumulate every micro-batch with scale 1/N_tok
     /// (token-level mean over the whole step), clip, AdamW.
-    pub fn train_step(&mut self, micro_batches: &[Vec<Sequence>], loss: &LossSpec, opt: &AdamWParams) -> Result<TrainStats, String> {
+    pub fn train_step(
+        &mut self,
+        micro_batches: &[Vec<Sequence>],
+        loss: &LossSpec,
+        opt: &AdamWParams,
+    ) -> Result<TrainStats, String> {
         self.check_trainable()?;
         Self::check_loss(loss)?;
         if micro_batches.is_empty() {
@@ -551,7 +662,11 @@ impl Model {
         for mb in micro_batches {
             self.check_sequences(mb, Some(loss))?;
         }
-        let total: usize = micro_batches.iter().flat_map(|mb| mb.iter()).map(|s| s.response_len()).sum();
+        let total: usize = micro_batches
+            .iter()
+            .flat_map(|mb| mb.iter())
+            .map(|s| s.response_len())
+            .sum();
         if total == 0 {
             return Err("train_step: no response tokens in the batch".into());
         }

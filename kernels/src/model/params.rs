@@ -60,7 +60,12 @@ pub fn layout(cfg: &ModelConfig) -> (Vec<ParamInfo>, Offsets) {
     let mut off = 0usize;
     let mut push = |name: String, shape: Vec<usize>| -> usize {
         let len = shape.iter().product();
-        table.push(ParamInfo { name, shape, offset: off, len });
+        table.push(ParamInfo {
+            name,
+            shape,
+            offset: off,
+            len,
+        });
         off += len;
         off - len
     };
@@ -85,12 +90,33 @@ pub fn layout(cfg: &ModelConfig) -> (Vec<ParamInfo>, Offsets) {
         let wgu = push(format!("{p}mlp.gate_proj.weight"), vec![i, c]);
         push(format!("{p}mlp.up_proj.weight"), vec![i, c]);
         let wdown = push(format!("{p}mlp.down_proj.weight"), vec![c, i]);
-        layers.push(LayerOffsets { ln1, wqkv, bqkv, wo, ln2, wgu, wdown });
+        layers.push(LayerOffsets {
+            ln1,
+            wqkv,
+            bqkv,
+            wo,
+            ln2,
+            wgu,
+            wdown,
+        });
     }
     let norm = push("model.norm.weight".into(), vec![c]);
-    let head = if cfg.tie_word_embeddings { embed } else { push("lm_head.weight".into(), vec![v, c]) };
+    let head = if cfg.tie_word_embeddings {
+        embed
+    } else {
+        push("lm_head.weight".into(), vec![v, c])
+    };
     let total = off;
-    (table, Offsets { embed, layers, norm, head, total })
+    (
+        table,
+        Offsets {
+            embed,
+            layers,
+            norm,
+            head,
+            total,
+        },
+    )
 }
 
 /// Deterministic PRNG: xoshiro256** seeded through splitmix64 (Blackman & Vigna).
@@ -111,7 +137,12 @@ impl Rng {
     /// A generator for stream `stream` of seed `seed` (streams are independent: one per sequence).
     pub fn new(seed: u64, stream: u64) -> Rng {
         let mut x = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let s = [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)];
+        let s = [
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+        ];
         Rng { s }
     }
     pub fn next_u64(&mut self) -> u64 {

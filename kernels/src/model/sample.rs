@@ -113,31 +113,48 @@ impl Model {
             return Err("sample: no prompts".into());
         }
         if req.prompts.len() > super::MAX_BATCH {
-            return Err(format!("sample: {} prompts exceed the limit {}", req.prompts.len(), super::MAX_BATCH));
+            return Err(format!(
+                "sample: {} prompts exceed the limit {}",
+                req.prompts.len(),
+                super::MAX_BATCH
+            ));
         }
         for (k, p) in req.prompts.iter().enumerate() {
             if p.is_empty() {
                 return Err(format!("sample: prompt {k} is empty"));
             }
             if p.len() >= maxp {
-                return Err(format!("sample: prompt {k} has {} tokens; max_position_embeddings is {maxp}", p.len()));
+                return Err(format!(
+                    "sample: prompt {k} has {} tokens; max_position_embeddings is {maxp}",
+                    p.len()
+                ));
             }
             self.check_tokens(&format!("sample: prompt {k}"), p)?;
         }
         self.check_tokens("sample: stop_tokens", &req.stop_tokens)?;
         if !(req.temperature.is_finite() && req.temperature >= 0.0) {
-            return Err(format!("sample: temperature {} must be finite and ≥ 0", req.temperature));
+            return Err(format!(
+                "sample: temperature {} must be finite and ≥ 0",
+                req.temperature
+            ));
         }
         if !(req.top_p.is_finite() && req.top_p > 0.0 && req.top_p <= 1.0) {
             return Err(format!("sample: top_p {} must be in (0, 1]", req.top_p));
         }
         if req.max_new_tokens == 0 || req.max_new_tokens > maxp {
-            return Err(format!("sample: max_new_tokens {} must be in 1..={maxp}", req.max_new_tokens));
+            return Err(format!(
+                "sample: max_new_tokens {} must be in 1..={maxp}",
+                req.max_new_tokens
+            ));
         }
         let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(1);
         let max_t = cache_positions(longest, req.max_new_tokens, maxp);
         let kvd = self.cfg.num_key_value_heads * self.cfg.head_dim();
-        let floats = req.prompts.len() as u128 * max_t as u128 * kvd as u128 * 2 * self.cfg.num_hidden_layers as u128;
+        let floats = req.prompts.len() as u128
+            * max_t as u128
+            * kvd as u128
+            * 2
+            * self.cfg.num_hidden_layers as u128;
         if floats > MAX_CACHE_FLOATS as u128 {
             return Err(format!(
                 "sample: the KV cache for {} prompts × {max_t} positions ({floats} floats) exceeds the bound {MAX_CACHE_FLOATS}",
@@ -169,20 +186,32 @@ impl Model {
     }
 
     /// `sample` with the parallel mode chosen by the caller (tests cover both).
-    pub(crate) fn sample_mode(&mut self, req: &SampleRequest, split: bool) -> Result<Vec<SampleOutput>, String> {
+    pub(crate) fn sample_mode(
+        &mut self,
+        req: &SampleRequest,
+        split: bool,
+    ) -> Result<Vec<SampleOutput>, String> {
         self.check_request(req)?;
         let threads = crate::backend::threads::num_threads();
         let bsz = req.prompts.len();
         // Decode steps of at most gemv::MAX_ROWS rows read the weights as stored; only a batch larger than that
         // reuses a packed copy, and only when the copy is small.
-        let packed = if bsz > gemv::MAX_ROWS && self.params.len() * 4 <= PACK_MAX_BYTES { self.pack_weights() } else { None };
+        let packed = if bsz > gemv::MAX_ROWS && self.params.len() * 4 <= PACK_MAX_BYTES {
+            self.pack_weights()
+        } else {
+            None
+        };
         let pk = packed.as_ref();
         if threads <= 1 || bsz < 2 * MIN_GROUP || split {
             return Ok(self.sample_group(req, 0, bsz, pk));
         }
         // GROUPS_PER_THREAD groups per thread, claimed dynamically: on a shared machine a thread that loses its
         // core leaves its remaining groups to the others instead of holding up the whole batch.
-        let groups = crate::backend::threads::split_range(bsz, (threads * GROUPS_PER_THREAD).min(bsz / MIN_GROUP), 1);
+        let groups = crate::backend::threads::split_range(
+            bsz,
+            (threads * GROUPS_PER_THREAD).min(bsz / MIN_GROUP),
+            1,
+        );
         let this = &*self;
         let parts: Vec<Vec<SampleOutput>> = crate::backend::threads::par_map(groups.len(), |g| {
             let (a, b) = groups[g];
@@ -192,7 +221,13 @@ impl Model {
     }
 
     /// Samples prompts b_lo..b_hi of a validated request on the calling thread.
-    fn sample_group(&self, req_all: &SampleRequest, b_lo: usize, b_hi: usize, pk: Option<&Packed>) -> Vec<SampleOutput> {
+    fn sample_group(
+        &self,
+        req_all: &SampleRequest,
+        b_lo: usize,
+        b_hi: usize,
+        pk: Option<&Packed>,
+    ) -> Vec<SampleOutput> {
         let req = req_all;
         let cfg = &self.cfg;
         let prompts = &req.prompts[b_lo..b_hi];
@@ -210,9 +245,16 @@ impl Model {
             kvd,
         };
         let mut sc = Scratch::default();
-        let mut rngs: Vec<Rng> = (0..bsz).map(|b| Rng::new(req.seed, (b_lo + b) as u64)).collect();
-        let mut outs: Vec<SampleOutput> =
-            (0..bsz).map(|_| SampleOutput { tokens: Vec::new(), logprobs: Vec::new(), finish: Finish::Length }).collect();
+        let mut rngs: Vec<Rng> = (0..bsz)
+            .map(|b| Rng::new(req.seed, (b_lo + b) as u64))
+            .collect();
+        let mut outs: Vec<SampleOutput> = (0..bsz)
+            .map(|_| SampleOutput {
+                tokens: Vec::new(),
+                logprobs: Vec::new(),
+                finish: Finish::Length,
+            })
+            .collect();
         let mut done = vec![false; bsz];
         let v = self.cfg.vocab_size;
 
@@ -251,8 +293,14 @@ impl Model {
             if active.is_empty() {
                 break;
             }
-            let toks: Vec<u32> = active.iter().map(|&b| *outs[b].tokens.last().unwrap_or(&0)).collect();
-            let pos: Vec<usize> = active.iter().map(|&b| prompts[b].len() + outs[b].tokens.len() - 1).collect();
+            let toks: Vec<u32> = active
+                .iter()
+                .map(|&b| *outs[b].tokens.last().unwrap_or(&0))
+                .collect();
+            let pos: Vec<usize> = active
+                .iter()
+                .map(|&b| prompts[b].len() + outs[b].tokens.len() - 1)
+                .collect();
             let last: Vec<usize> = (0..active.len()).collect();
             self.infer(&mut cache, &mut sc, &toks, &active, &pos, &last, pk);
             for (b, (tok, lp)) in choose_rows(&sc.logits, v, &active, req, &mut rngs) {
@@ -280,7 +328,11 @@ impl Model {
         let off = &self.off;
         let r = toks.len();
         let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-        let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+        let (h, kv, d) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim(),
+        );
         let (w, hd, kvd) = (cfg.qkv_width(), h * d, kv * d);
         let eps = cfg.rms_norm_eps;
         fit(&mut sc.x, r * c);
@@ -296,7 +348,15 @@ impl Model {
         for (l, lo) in off.layers.iter().enumerate() {
             ops::rmsnorm_fwd(&sc.x, &p[lo.ln1..lo.ln1 + c], eps, &mut sc.ln, &mut sc.rstd);
             let lp = pk.map(|x| &x.layers[l]);
-            matmul(&sc.ln, &p[lo.wqkv..lo.wqkv + w * c], lp.map(|x| &x[0]), c, w, 0.0, &mut sc.qkv);
+            matmul(
+                &sc.ln,
+                &p[lo.wqkv..lo.wqkv + w * c],
+                lp.map(|x| &x[0]),
+                c,
+                w,
+                0.0,
+                &mut sc.qkv,
+            );
             if let Some(bo) = lo.bqkv {
                 let bias = &p[bo..bo + w];
                 for row in sc.qkv.chunks_exact_mut(w) {
@@ -305,7 +365,16 @@ impl Model {
                     }
                 }
             }
-            ops::rope(&mut sc.qkv, w, h + kv, d, pos, &self.rope_cos, &self.rope_sin, false);
+            ops::rope(
+                &mut sc.qkv,
+                w,
+                h + kv,
+                d,
+                pos,
+                &self.rope_cos,
+                &self.rope_sin,
+                false,
+            );
             let kc = &mut cache.k[l * ll..(l + 1) * ll];
             let vc = &mut cache.v[l * ll..(l + 1) * ll];
             // keys go in transposed, (slot, KV·D, max_t); values row-major, (slot, max_t, KV·D)
@@ -315,14 +384,39 @@ impl Model {
                     kc[(s * kvd + e) * max_t + ps] = x;
                 }
                 let dst = (s * max_t + ps) * kvd;
-                vc[dst..dst + kvd].copy_from_slice(&sc.qkv[row * w + hd + kvd..row * w + hd + 2 * kvd]);
+                vc[dst..dst + kvd]
+                    .copy_from_slice(&sc.qkv[row * w + hd + kvd..row * w + hd + 2 * kvd]);
             }
             ops::attention_cached(&sc.qkv, w, h, kv, d, slot, pos, kc, vc, max_t, &mut sc.att);
-            matmul(&sc.att, &p[lo.wo..lo.wo + c * hd], lp.map(|x| &x[1]), hd, c, 1.0, &mut sc.x);
+            matmul(
+                &sc.att,
+                &p[lo.wo..lo.wo + c * hd],
+                lp.map(|x| &x[1]),
+                hd,
+                c,
+                1.0,
+                &mut sc.x,
+            );
             ops::rmsnorm_fwd(&sc.x, &p[lo.ln2..lo.ln2 + c], eps, &mut sc.ln, &mut sc.rstd);
-            matmul(&sc.ln, &p[lo.wgu..lo.wgu + 2 * i * c], lp.map(|x| &x[2]), c, 2 * i, 0.0, &mut sc.gu);
+            matmul(
+                &sc.ln,
+                &p[lo.wgu..lo.wgu + 2 * i * c],
+                lp.map(|x| &x[2]),
+                c,
+                2 * i,
+                0.0,
+                &mut sc.gu,
+            );
             ops::swiglu_fwd(&sc.gu, &mut sc.h, i);
-            matmul(&sc.h, &p[lo.wdown..lo.wdown + c * i], lp.map(|x| &x[3]), i, c, 1.0, &mut sc.x);
+            matmul(
+                &sc.h,
+                &p[lo.wdown..lo.wdown + c * i],
+                lp.map(|x| &x[3]),
+                i,
+                c,
+                1.0,
+                &mut sc.x,
+            );
         }
         let ro = out_rows.len();
         fit(&mut sc.xf, ro * c);
@@ -332,8 +426,22 @@ impl Model {
         for (k, &row) in out_rows.iter().enumerate() {
             sc.xf[k * c..(k + 1) * c].copy_from_slice(&sc.x[row * c..(row + 1) * c]);
         }
-        ops::rmsnorm_fwd(&sc.xf, &p[off.norm..off.norm + c], eps, &mut sc.lnf, &mut sc.rstdf);
-        matmul(&sc.lnf, &p[off.head..off.head + v * c], pk.map(|x| &x.head), c, v, 0.0, &mut sc.logits);
+        ops::rmsnorm_fwd(
+            &sc.xf,
+            &p[off.norm..off.norm + c],
+            eps,
+            &mut sc.lnf,
+            &mut sc.rstdf,
+        );
+        matmul(
+            &sc.lnf,
+            &p[off.head..off.head + v * c],
+            pk.map(|x| &x.head),
+            c,
+            v,
+            0.0,
+            &mut sc.logits,
+        );
     }
 
     /// Packs every weight matrix once for the built-in kernel (None when it cannot run or the scalar path is
@@ -347,14 +455,25 @@ impl Model {
         let p = &self.params;
         let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
         let (w, hd) = (cfg.qkv_width(), cfg.num_attention_heads * cfg.head_dim());
-        let pb = |off: usize, n: usize, k: usize| PackedB::new(Mat::t(&p[off..off + n * k], k), k, n);
+        let pb =
+            |off: usize, n: usize, k: usize| PackedB::new(Mat::t(&p[off..off + n * k], k), k, n);
         let layers = self
             .off
             .layers
             .iter()
-            .map(|lo| [pb(lo.wqkv, w, c), pb(lo.wo, c, hd), pb(lo.wgu, 2 * i, c), pb(lo.wdown, c, i)])
+            .map(|lo| {
+                [
+                    pb(lo.wqkv, w, c),
+                    pb(lo.wo, c, hd),
+                    pb(lo.wgu, 2 * i, c),
+                    pb(lo.wdown, c, i),
+                ]
+            })
             .collect();
-        Some(Packed { layers, head: pb(self.off.head, v, c) })
+        Some(Packed {
+            layers,
+            head: pb(self.off.head, v, c),
+        })
     }
 }
 
@@ -367,7 +486,15 @@ struct Packed {
 /// out (R, n) = x (R, k) · Wᵀ (+ beta·out), W (n, k): few rows (≤ gemv::MAX_ROWS) stream W as stored
 /// (`gemv::skinny`); more go through the pre-packed copy when there is one (columns split over the threads),
 /// else the process GEMM path.
-fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, beta: f32, out: &mut [f32]) {
+fn matmul(
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&PackedB>,
+    k: usize,
+    n: usize,
+    beta: f32,
+    out: &mut [f32],
+) {
     let rows = out.len() / n;
     if rows <= gemv::MAX_ROWS {
         return gemv::skinny(rows, n, k, x, w, beta, out);
@@ -382,14 +509,20 @@ fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, be
                 let (j0, j1) = ranges[t];
                 let mut tmp = vec![0.0f32; rows * (j1 - j0)];
                 let done = pb.mul(Mat::n(x, k), rows, 1.0, j0..j1, 0.0, &mut tmp, j1 - j0);
-                debug_assert!(done, "packed weights exist only when the built-in kernel can run");
+                debug_assert!(
+                    done,
+                    "packed weights exist only when the built-in kernel can run"
+                );
                 tmp
             });
             gemm::merge_cols(&ranges, &parts, beta, out, n, rows);
         }
         Some(pb) => {
             let done = pb.mul(Mat::n(x, k), rows, 1.0, 0..n, beta, out, n);
-            debug_assert!(done, "packed weights exist only when the built-in kernel can run");
+            debug_assert!(
+                done,
+                "packed weights exist only when the built-in kernel can run"
+            );
         }
         None => sgemm(false, true, rows, n, k, 1.0, x, k, w, k, beta, out, n),
     }
@@ -398,18 +531,39 @@ fn matmul(x: &[f32], w: &[f32], packed: Option<&PackedB>, k: usize, n: usize, be
 /// Picks the next token of every listed sequence: row k of `logits` (rows of `v`) belongs to sequence
 /// `seqs[k]`, drawn with that sequence's PRNG. Returns (sequence, (token, log-prob)) in order. Rows are spread
 /// over the threads when there are many logits; each row uses only its own PRNG, so the result is the same.
-fn choose_rows(logits: &[f32], v: usize, seqs: &[usize], req: &SampleRequest, rngs: &mut [Rng]) -> Vec<(usize, (u32, f32))> {
+fn choose_rows(
+    logits: &[f32],
+    v: usize,
+    seqs: &[usize],
+    req: &SampleRequest,
+    rngs: &mut [Rng],
+) -> Vec<(usize, (u32, f32))> {
     let threads = crate::backend::threads::num_threads();
     if threads <= 1 || seqs.len() < 2 || seqs.len() * v < PAR_CHOOSE_MIN {
         return seqs
             .iter()
             .enumerate()
-            .map(|(k, &b)| (b, choose(&logits[k * v..(k + 1) * v], req.temperature, req.top_p, &mut rngs[b])))
+            .map(|(k, &b)| {
+                (
+                    b,
+                    choose(
+                        &logits[k * v..(k + 1) * v],
+                        req.temperature,
+                        req.top_p,
+                        &mut rngs[b],
+                    ),
+                )
+            })
             .collect();
     }
     let picked = crate::backend::threads::par_map(seqs.len(), |k| {
         let mut rng = rngs[seqs[k]].clone();
-        let r = choose(&logits[k * v..(k + 1) * v], req.temperature, req.top_p, &mut rng);
+        let r = choose(
+            &logits[k * v..(k + 1) * v],
+            req.temperature,
+            req.top_p,
+            &mut rng,
+        );
         (r, rng)
     });
     picked
@@ -423,7 +577,14 @@ fn choose_rows(logits: &[f32], v: usize, seqs: &[usize], req: &SampleRequest, rn
 }
 
 /// Appends a token; returns whether the sequence is finished.
-fn push_token(o: &mut SampleOutput, tok: u32, lp: f32, req: &SampleRequest, prompt_len: usize, maxp: usize) -> bool {
+fn push_token(
+    o: &mut SampleOutput,
+    tok: u32,
+    lp: f32,
+    req: &SampleRequest,
+    prompt_len: usize,
+    maxp: usize,
+) -> bool {
     o.tokens.push(tok);
     o.logprobs.push(lp);
     if req.stop_tokens.contains(&tok) {
@@ -500,4 +661,3 @@ pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f
     };
     (tok as u32, z[tok] - lse)
 }
-

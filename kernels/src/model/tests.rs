@@ -19,7 +19,12 @@ fn rand_vec(rng: &mut Rng, n: usize, scale: f64) -> Vec<f32> {
 
 /// Relative error ‖a − b‖ / max(‖a‖, ‖b‖, floor).
 fn rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
     d / na.max(nb).max(floor)
@@ -56,7 +61,15 @@ fn all(n: usize) -> Vec<usize> {
 #[test]
 fn gemm_paths_agree_with_f64_reference() {
     let mut rng = Rng::new(1, 0);
-    let shapes = [(1, 1, 1), (7, 5, 3), (13, 33, 17), (64, 48, 300), (130, 70, 257), (6, 16, 8), (97, 129, 65)];
+    let shapes = [
+        (1, 1, 1),
+        (7, 5, 3),
+        (13, 33, 17),
+        (64, 48, 300),
+        (130, 70, 257),
+        (6, 16, 8),
+        (97, 129, 65),
+    ];
     let mut paths = vec![GemmPath::Scalar];
     for p in [GemmPath::Builtin, GemmPath::Blas] {
         if p.available() {
@@ -66,7 +79,11 @@ fn gemm_paths_agree_with_f64_reference() {
     for &(m, n, k) in &shapes {
         for ta in [false, true] {
             for tb in [false, true] {
-                let (lda, ldb, ldc) = (if ta { m + 3 } else { k + 2 }, if tb { k + 1 } else { n + 4 }, n + 5);
+                let (lda, ldb, ldc) = (
+                    if ta { m + 3 } else { k + 2 },
+                    if tb { k + 1 } else { n + 4 },
+                    n + 5,
+                );
                 let a = rand_vec(&mut rng, if ta { k * lda } else { m * lda }, 1.0);
                 let b = rand_vec(&mut rng, if tb { n * ldb } else { k * ldb }, 1.0);
                 let c0 = rand_vec(&mut rng, m * ldc, 1.0);
@@ -84,15 +101,36 @@ fn gemm_paths_agree_with_f64_reference() {
                                 sa += (av * bv).abs();
                             }
                             let cv = c0[i * ldc + j] as f64;
-                            want[i * n + j] = alpha as f64 * s + if beta == 0.0 { 0.0 } else { beta as f64 * cv };
+                            want[i * n + j] =
+                                alpha as f64 * s + if beta == 0.0 { 0.0 } else { beta as f64 * cv };
                             let u = (k as f64 + 2.0) * 6e-8;
-                            bound[i * n + j] = 2.0 * u * (alpha.abs() as f64 * sa + (beta.abs() as f64 * cv.abs())) + 1e-6;
+                            bound[i * n + j] = 2.0
+                                * u
+                                * (alpha.abs() as f64 * sa + (beta.abs() as f64 * cv.abs()))
+                                + 1e-6;
                         }
                     }
                     for &p in &paths {
                         for threads in [1, 2, 3] {
                             let mut c = c0.clone();
-                            Gemm { m, n, k, alpha, a: Mat { data: &a, ld: lda, trans: ta }, b: Mat { data: &b, ld: ldb, trans: tb }, beta }.run_on(p, threads, &mut c, ldc);
+                            Gemm {
+                                m,
+                                n,
+                                k,
+                                alpha,
+                                a: Mat {
+                                    data: &a,
+                                    ld: lda,
+                                    trans: ta,
+                                },
+                                b: Mat {
+                                    data: &b,
+                                    ld: ldb,
+                                    trans: tb,
+                                },
+                                beta,
+                            }
+                            .run_on(p, threads, &mut c, ldc);
                             for i in 0..m {
                                 for j in 0..n {
                                     let got = c[i * ldc + j] as f64;
@@ -119,12 +157,33 @@ fn gemm_paths_agree_with_f64_reference() {
     let a = vec![1.0f32; 4];
     let b = vec![1.0f32; 4];
     let mut c = vec![f32::NAN; 4];
-    Scalar.sgemm(&Gemm { m: 2, n: 2, k: 2, alpha: 1.0, a: Mat::n(&a, 2), b: Mat::n(&b, 2), beta: 0.0 }, &mut c, 2);
+    Scalar.sgemm(
+        &Gemm {
+            m: 2,
+            n: 2,
+            k: 2,
+            alpha: 1.0,
+            a: Mat::n(&a, 2),
+            b: Mat::n(&b, 2),
+            beta: 0.0,
+        },
+        &mut c,
+        2,
+    );
     assert_eq!(c, vec![2.0; 4]);
     for p in [GemmPath::Builtin, GemmPath::Blas] {
         if p.available() {
             let mut c = vec![f32::NAN; 4];
-            Gemm { m: 2, n: 2, k: 2, alpha: 1.0, a: Mat::n(&a, 2), b: Mat::n(&b, 2), beta: 0.0 }.run_on(p, 1, &mut c, 2);
+            Gemm {
+                m: 2,
+                n: 2,
+                k: 2,
+                alpha: 1.0,
+                a: Mat::n(&a, 2),
+                b: Mat::n(&b, 2),
+                beta: 0.0,
+            }
+            .run_on(p, 1, &mut c, 2);
             assert_eq!(c, vec![2.0; 4], "{p:?}");
         }
     }
@@ -151,12 +210,24 @@ fn rmsnorm_gradients() {
     let mut dw = vec![0.0f32; c];
     ops::rmsnorm_bwd(&dy, &x, &w, &rstd, &mut dx, &mut dw);
     let w0 = w.clone();
-    let num = fd(&mut x, &all(n * c), 1e-2, &mut |x| weighted(&run(x, &w0).0, &dy));
-    let e = rel_err(&num, &dx.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
+    let num = fd(&mut x, &all(n * c), 1e-2, &mut |x| {
+        weighted(&run(x, &w0).0, &dy)
+    });
+    let e = rel_err(
+        &num,
+        &dx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
     assert!(e < 2e-2, "rmsnorm dx rel err {e}");
     let x0 = x.clone();
-    let num = fd(&mut w, &all(c), 1e-2, &mut |w| weighted(&run(&x0, w).0, &dy));
-    let e = rel_err(&num, &dw.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
+    let num = fd(&mut w, &all(c), 1e-2, &mut |w| {
+        weighted(&run(&x0, w).0, &dy)
+    });
+    let e = rel_err(
+        &num,
+        &dw.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
     assert!(e < 2e-2, "rmsnorm dw rel err {e}");
 }
 
@@ -173,8 +244,14 @@ fn swiglu_gradients() {
     };
     let mut dgu = vec![0.0f32; n * 2 * i];
     ops::swiglu_bwd(&dh, &gu, &mut dgu, i);
-    let num = fd(&mut gu, &all(n * 2 * i), 1e-2, &mut |g| weighted(&run(g), &dh));
-    let e = rel_err(&num, &dgu.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
+    let num = fd(&mut gu, &all(n * 2 * i), 1e-2, &mut |g| {
+        weighted(&run(g), &dh)
+    });
+    let e = rel_err(
+        &num,
+        &dgu.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
     assert!(e < 2e-2, "swiglu rel err {e}");
 }
 
@@ -194,7 +271,11 @@ fn rope_backward_is_the_inverse_rotation() {
     let mut dx = dy.clone();
     ops::rope(&mut dx, w, heads, d, &pos, &cos, &sin, true);
     let num = fd(&mut x, &all(n * w), 1e-2, &mut |x| weighted(&run(x), &dy));
-    let e = rel_err(&num, &dx.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
+    let e = rel_err(
+        &num,
+        &dx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
     assert!(e < 2e-2, "rope rel err {e}");
     // rotation preserves norms; position 0 is the identity
     let y = run(&x);
@@ -207,7 +288,10 @@ fn rope_backward_is_the_inverse_rotation() {
                 assert_eq!(a, b);
             }
         }
-        assert_eq!(&x[r * w + heads * d..(r + 1) * w], &y[r * w + heads * d..(r + 1) * w]);
+        assert_eq!(
+            &x[r * w + heads * d..(r + 1) * w],
+            &y[r * w + heads * d..(r + 1) * w]
+        );
     }
 }
 
@@ -216,7 +300,13 @@ fn attention_gradients_gqa() {
     // (T = 70 spans two query blocks of the blocked kernel; its check samples every 5th coordinate.)
     for &(h, kv, t) in &[(4usize, 2usize, 5usize), (2, 2, 5), (3, 1, 5), (2, 1, 70)] {
         let mut rng = Rng::new(5, h as u64);
-        let dm = AttnDims { b: 2, t, h, kv, d: 4 };
+        let dm = AttnDims {
+            b: 2,
+            t,
+            h,
+            kv,
+            d: 4,
+        };
         let w = dm.w();
         let n = dm.b * dm.t;
         let mut qkv = rand_vec(&mut rng, n * w, 1.0);
@@ -232,7 +322,11 @@ fn attention_gradients_gqa() {
         ops::attention_bwd(dm, &dout, &qkv, &probs, &mut dqkv);
         let idx: Vec<usize> = (0..n * w).step_by(if t > 10 { 5 } else { 1 }).collect();
         let num = fd(&mut qkv, &idx, 1e-2, &mut |x| weighted(&run(x).0, &dout));
-        let e = rel_err(&num, &idx.iter().map(|&i| dqkv[i] as f64).collect::<Vec<_>>(), 1e-6);
+        let e = rel_err(
+            &num,
+            &idx.iter().map(|&i| dqkv[i] as f64).collect::<Vec<_>>(),
+            1e-6,
+        );
         assert!(e < 2e-2, "attention (H={h}, KV={kv}, T={t}) rel err {e}");
         // causality: the first position's output depends only on itself
         let (o1, _) = run(&qkv);
@@ -251,23 +345,37 @@ fn logits_loss_gradient() {
     let mut rng = Rng::new(6, 0);
     let (rows, v) = (5, 11);
     let mut z = rand_vec(&mut rng, rows * v, 2.0);
-    let targets = vec![loss::Target { row: 0, token: 3 }, loss::Target { row: 2, token: 10 }, loss::Target { row: 4, token: 0 }];
+    let targets = vec![
+        loss::Target { row: 0, token: 3 },
+        loss::Target { row: 2, token: 10 },
+        loss::Target { row: 4, token: 0 },
+    ];
     let coef = vec![0.7f32, -1.3, 2.0];
     let f = |z: &[f32]| -> f64 {
         let lp = loss::gather_logprobs(z, v, &targets);
-        lp.iter().zip(&coef).map(|(a, b)| *a as f64 * *b as f64).sum()
+        lp.iter()
+            .zip(&coef)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
     };
     let mut dz = z.clone();
     loss::write_dlogits(&mut dz, v, &targets, &coef);
     let num = fd(&mut z, &all(rows * v), 1e-2, &mut |z| f(z));
-    let e = rel_err(&num, &dz.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
+    let e = rel_err(
+        &num,
+        &dz.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
     assert!(e < 2e-2, "logits rel err {e}");
 }
 
 #[test]
 fn grpo_token_loss_derivative() {
     // ∂ℓ/∂logπ of the GRPO token loss, away from the clip boundaries, in f64-exact differences.
-    let spec = LossSpec::Grpo { clip_eps: 0.2, kl_coef: 0.05 };
+    let spec = LossSpec::Grpo {
+        clip_eps: 0.2,
+        kl_coef: 0.05,
+    };
     for &(lp, adv, old, rf) in &[
         (-1.0f32, 1.0f32, -1.0f32, -1.3f32), // ratio 1, inside
         (-1.0, 1.0, -1.5, -0.8),             // ratio 1.65 > 1+ε, A > 0: clipped, no pg gradient
@@ -280,7 +388,10 @@ fn grpo_token_loss_derivative() {
         let up = token_loss(&spec, lp + h, adv, old, rf).0;
         let dn = token_loss(&spec, lp - h, adv, old, rf).0;
         let num = (up - dn) / (2.0 * h as f64);
-        assert!((num - d as f64).abs() < 2e-3, "lp={lp} A={adv} old={old}: fd {num} vs {d} (clipped {clipped})");
+        assert!(
+            (num - d as f64).abs() < 2e-3,
+            "lp={lp} A={adv} old={old}: fd {num} vs {d} (clipped {clipped})"
+        );
     }
     let (_, kl, _, _) = token_loss(&spec, -1.0, 1.0, -1.0, -1.0);
     assert_eq!(kl, 0.0);
@@ -313,7 +424,11 @@ fn test_model(cfg: ModelConfig, seed: u64) -> Model {
     let p = m.params_mut();
     for t in &table {
         for x in &mut p[t.offset..t.offset + t.len] {
-            *x = if t.shape.len() == 1 { 1.0 + 0.3 * rng.normal() as f32 } else { 0.4 * rng.normal() as f32 };
+            *x = if t.shape.len() == 1 {
+                1.0 + 0.3 * rng.normal() as f32
+            } else {
+                0.4 * rng.normal() as f32
+            };
         }
     }
     m
@@ -321,7 +436,9 @@ fn test_model(cfg: ModelConfig, seed: u64) -> Model {
 
 fn test_batch(rng: &mut Rng, v: usize) -> Vec<Sequence> {
     let mk = |rng: &mut Rng, len: usize, pl: usize, adv: f32| Sequence {
-        tokens: (0..len).map(|_| (rng.next_u64() % v as u64) as u32).collect(),
+        tokens: (0..len)
+            .map(|_| (rng.next_u64() % v as u64) as u32)
+            .collect(),
         prompt_len: pl,
         advantage: adv,
         old_logprobs: vec![],
@@ -356,8 +473,16 @@ fn model_grad_check(cfg: ModelConfig, spec: LossSpec) {
         let cur = m.logprobs(&seqs).unwrap();
         for (s, lp) in seqs.iter_mut().zip(cur) {
             let offs = [0.0f32, 0.5, -0.5];
-            s.old_logprobs = lp.iter().enumerate().map(|(r, &l)| l - offs[r % 3]).collect();
-            s.ref_logprobs = lp.iter().enumerate().map(|(r, &l)| l + 0.3 - 0.2 * (r % 4) as f32).collect();
+            s.old_logprobs = lp
+                .iter()
+                .enumerate()
+                .map(|(r, &l)| l - offs[r % 3])
+                .collect();
+            s.ref_logprobs = lp
+                .iter()
+                .enumerate()
+                .map(|(r, &l)| l + 0.3 - 0.2 * (r % 4) as f32)
+                .collect();
         }
     }
     m.zero_grads().unwrap();
@@ -369,7 +494,9 @@ fn model_grad_check(cfg: ModelConfig, spec: LossSpec) {
     for t in &table {
         // up to 8 coordinates per tensor, spread over it
         let k = t.len.min(8);
-        let idx: Vec<usize> = (0..k).map(|j| t.offset + (j * t.len) / k + (j * 7) % (t.len / k).max(1)).collect();
+        let idx: Vec<usize> = (0..k)
+            .map(|j| t.offset + (j * t.len) / k + (j * 7) % (t.len / k).max(1))
+            .collect();
         let mut p = m.params().to_vec();
         let num = fd(&mut p, &idx, 1e-2, &mut |p| {
             let mut mm = test_model(cfg.clone(), 7);
@@ -381,9 +508,21 @@ fn model_grad_check(cfg: ModelConfig, spec: LossSpec) {
         if e > worst.0 {
             worst = (e, t.name.clone());
         }
-        assert!(e < 3e-2, "{cfg:?} {spec:?}: {} rel err {e}\n fd {num:?}\n an {ana:?}", t.name);
+        assert!(
+            e < 3e-2,
+            "{cfg:?} {spec:?}: {} rel err {e}\n fd {num:?}\n an {ana:?}",
+            t.name
+        );
     }
-    eprintln!("grad check {spec:?} H={} KV={} bias={} tied={}: worst {:.2e} ({})", cfg.num_attention_heads, cfg.num_key_value_heads, cfg.attention_bias, cfg.tie_word_embeddings, worst.0, worst.1);
+    eprintln!(
+        "grad check {spec:?} H={} KV={} bias={} tied={}: worst {:.2e} ({})",
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.attention_bias,
+        cfg.tie_word_embeddings,
+        worst.0,
+        worst.1
+    );
 }
 
 #[test]
@@ -396,11 +535,23 @@ fn model_gradients_sft_mqa_untied_nobias() {
 }
 #[test]
 fn model_gradients_grpo_gqa_bias_untied() {
-    model_grad_check(test_config(4, 2, true, false), LossSpec::Grpo { clip_eps: 0.2, kl_coef: 0.1 });
+    model_grad_check(
+        test_config(4, 2, true, false),
+        LossSpec::Grpo {
+            clip_eps: 0.2,
+            kl_coef: 0.1,
+        },
+    );
 }
 #[test]
 fn model_gradients_grpo_mha_tied() {
-    model_grad_check(test_config(2, 2, true, true), LossSpec::Grpo { clip_eps: 0.2, kl_coef: 0.05 });
+    model_grad_check(
+        test_config(2, 2, true, true),
+        LossSpec::Grpo {
+            clip_eps: 0.2,
+            kl_coef: 0.05,
+        },
+    );
 }
 
 #[test]
@@ -415,8 +566,10 @@ fn micro_batches_accumulate_like_one_batch() {
     b.zero_grads().unwrap();
     b.accumulate_grads(&seqs[..1], &LossSpec::Sft, 0.1).unwrap();
     b.accumulate_grads(&seqs[1..], &LossSpec::Sft, 0.1).unwrap();
-    let (ga, gb): (Vec<f64>, Vec<f64>) =
-        (a.grads().unwrap().iter().map(|&x| x as f64).collect(), b.grads().unwrap().iter().map(|&x| x as f64).collect());
+    let (ga, gb): (Vec<f64>, Vec<f64>) = (
+        a.grads().unwrap().iter().map(|&x| x as f64).collect(),
+        b.grads().unwrap().iter().map(|&x| x as f64).collect(),
+    );
     let e = rel_err(&ga, &gb, 1e-9);
     assert!(e < 1e-5, "micro-batch accumulation differs: {e}");
 }
@@ -430,12 +583,21 @@ fn prompts() -> Vec<Vec<u32>> {
 
 /// 20 prompts: enough for the per-thread sampling groups to kick in when the machine has ≥ 2 threads.
 fn many_prompts() -> Vec<Vec<u32>> {
-    (0..20u32).map(|i| (0..1 + (i as usize * 7) % 6).map(|j| (i * 13 + j as u32 * 5) % 128).collect()).collect()
+    (0..20u32)
+        .map(|i| {
+            (0..1 + (i as usize * 7) % 6)
+                .map(|j| (i * 13 + j as u32 * 5) % 128)
+                .collect()
+        })
+        .collect()
 }
 
 #[test]
 fn kv_cache_logprobs_match_full_forward() {
-    let cfg = ModelConfig { max_position_embeddings: 40, ..ModelConfig::preset("tiny").unwrap() };
+    let cfg = ModelConfig {
+        max_position_embeddings: 40,
+        ..ModelConfig::preset("tiny").unwrap()
+    };
     let mut m = Model::new(cfg, 11).unwrap();
     // stronger weights than the default init, so distributions are far from uniform
     m.params_mut().iter_mut().for_each(|x| *x *= 3.0);
@@ -448,12 +610,23 @@ fn kv_cache_logprobs_match_full_forward() {
         (0.0, 1.0, many_prompts(), true),
     ];
     for (temperature, top_p, ps, split) in cases {
-        let req = SampleRequest { prompts: ps.clone(), temperature, top_p, max_new_tokens: 30, stop_tokens: vec![], seed: 5 };
+        let req = SampleRequest {
+            prompts: ps.clone(),
+            temperature,
+            top_p,
+            max_new_tokens: 30,
+            stop_tokens: vec![],
+            seed: 5,
+        };
         let outs = m.sample_mode(&req, split).unwrap();
         let seqs: Vec<Sequence> = ps
             .iter()
             .zip(&outs)
-            .map(|(p, o)| Sequence { tokens: [p.clone(), o.tokens.clone()].concat(), prompt_len: p.len(), ..Default::default() })
+            .map(|(p, o)| Sequence {
+                tokens: [p.clone(), o.tokens.clone()].concat(),
+                prompt_len: p.len(),
+                ..Default::default()
+            })
             .collect();
         let full = m.logprobs(&seqs).unwrap();
         let mut maxd = 0.0f32;
@@ -465,7 +638,10 @@ fn kv_cache_logprobs_match_full_forward() {
         }
         // Same math, different summation order (packed prefill / single-row decode vs padded batch): the
         // log-probs agree to f32 rounding; 1e-4 absolute is ~100 ulp of a log-prob of magnitude ~5.
-        assert!(maxd < 1e-4, "T={temperature} top_p={top_p}: KV-cache vs full-forward log-prob diff {maxd}");
+        assert!(
+            maxd < 1e-4,
+            "T={temperature} top_p={top_p}: KV-cache vs full-forward log-prob diff {maxd}"
+        );
         // prompt 2 + 30 new tokens = 36 ≤ 40 positions; prompt lengths differ, so all reach max_new_tokens
         for o in &outs {
             assert_eq!(o.tokens.len(), 30);
@@ -480,7 +656,10 @@ fn kv_cache_logprobs_match_full_forward() {
                 for (r, &tok) in o.tokens.iter().enumerate() {
                     let row = &logits[(s.prompt_len + r - 1) * v..(s.prompt_len + r) * v];
                     let best = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    assert!(row[tok as usize] >= best - 1e-5, "greedy token is not the argmax");
+                    assert!(
+                        row[tok as usize] >= best - 1e-5,
+                        "greedy token is not the argmax"
+                    );
                 }
             }
         }
@@ -491,38 +670,97 @@ fn kv_cache_logprobs_match_full_forward() {
 fn sampling_is_deterministic_and_stops() {
     let mut m = Model::new(ModelConfig::preset("tiny").unwrap(), 12).unwrap();
     m.params_mut().iter_mut().for_each(|x| *x *= 3.0);
-    let req = SampleRequest { prompts: prompts(), temperature: 1.0, top_p: 1.0, max_new_tokens: 20, stop_tokens: vec![], seed: 42 };
+    let req = SampleRequest {
+        prompts: prompts(),
+        temperature: 1.0,
+        top_p: 1.0,
+        max_new_tokens: 20,
+        stop_tokens: vec![],
+        seed: 42,
+    };
     let a = m.sample(&req).unwrap();
     let b = m.sample(&req).unwrap();
     assert_eq!(a, b, "same seed, same output");
-    let c = m.sample(&SampleRequest { seed: 43, ..req.clone() }).unwrap();
+    let c = m
+        .sample(&SampleRequest {
+            seed: 43,
+            ..req.clone()
+        })
+        .unwrap();
     assert_ne!(a, c, "another seed, another output");
     // a sequence's output does not depend on the rest of the batch
-    let solo = m.sample(&SampleRequest { prompts: vec![prompts()[0].clone()], ..req.clone() }).unwrap();
+    let solo = m
+        .sample(&SampleRequest {
+            prompts: vec![prompts()[0].clone()],
+            ..req.clone()
+        })
+        .unwrap();
     assert_eq!(solo[0].tokens, a[0].tokens);
     for (x, y) in solo[0].logprobs.iter().zip(&a[0].logprobs) {
-        assert!((x - y).abs() < 1e-5, "log-probs differ only by rounding (batch size changes GEMM blocking)");
+        assert!(
+            (x - y).abs() < 1e-5,
+            "log-probs differ only by rounding (batch size changes GEMM blocking)"
+        );
     }
     // …also when the batch is cut into per-thread groups
-    let many = SampleRequest { prompts: many_prompts(), ..req.clone() };
+    let many = SampleRequest {
+        prompts: many_prompts(),
+        ..req.clone()
+    };
     let all = m.sample(&many).unwrap();
-    assert_eq!(all, m.sample(&many).unwrap(), "grouped sampling is deterministic");
-    let first = m.sample(&SampleRequest { prompts: many_prompts()[..1].to_vec(), ..req.clone() }).unwrap();
+    assert_eq!(
+        all,
+        m.sample(&many).unwrap(),
+        "grouped sampling is deterministic"
+    );
+    let first = m
+        .sample(&SampleRequest {
+            prompts: many_prompts()[..1].to_vec(),
+            ..req.clone()
+        })
+        .unwrap();
     assert_eq!(first[0].tokens, all[0].tokens);
     // stop tokens: stop at the first occurrence, included
     let stop = a[0].tokens[3];
-    let s = m.sample(&SampleRequest { stop_tokens: vec![stop], ..req.clone() }).unwrap();
+    let s = m
+        .sample(&SampleRequest {
+            stop_tokens: vec![stop],
+            ..req.clone()
+        })
+        .unwrap();
     let first = a[0].tokens.iter().position(|&t| t == stop).unwrap();
     assert_eq!(s[0].tokens, a[0].tokens[..=first].to_vec());
     assert_eq!(s[0].finish, Finish::Stop);
     // top_p tiny = greedy
-    let g = m.sample(&SampleRequest { temperature: 0.0, ..req.clone() }).unwrap();
-    let tp = m.sample(&SampleRequest { top_p: 1e-6, ..req.clone() }).unwrap();
-    assert_eq!(g.iter().map(|o| &o.tokens).collect::<Vec<_>>(), tp.iter().map(|o| &o.tokens).collect::<Vec<_>>());
+    let g = m
+        .sample(&SampleRequest {
+            temperature: 0.0,
+            ..req.clone()
+        })
+        .unwrap();
+    let tp = m
+        .sample(&SampleRequest {
+            top_p: 1e-6,
+            ..req.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        g.iter().map(|o| &o.tokens).collect::<Vec<_>>(),
+        tp.iter().map(|o| &o.tokens).collect::<Vec<_>>()
+    );
     // generation stops at max_position_embeddings
-    let cfg = ModelConfig { max_position_embeddings: 8, ..ModelConfig::preset("tiny").unwrap() };
+    let cfg = ModelConfig {
+        max_position_embeddings: 8,
+        ..ModelConfig::preset("tiny").unwrap()
+    };
     let mut small = Model::new(cfg, 1).unwrap();
-    let o = small.sample(&SampleRequest { prompts: vec![vec![1, 2, 3, 4, 5, 6]], max_new_tokens: 8, ..req }).unwrap();
+    let o = small
+        .sample(&SampleRequest {
+            prompts: vec![vec![1, 2, 3, 4, 5, 6]],
+            max_new_tokens: 8,
+            ..req
+        })
+        .unwrap();
     assert_eq!(o[0].tokens.len(), 2);
     assert_eq!(o[0].finish, Finish::Length);
 }
@@ -532,20 +770,47 @@ fn sampling_is_deterministic_and_stops() {
 /// as with everything on one thread, and a sequence's tokens do not depend on the batch.
 #[test]
 fn sampling_with_a_large_vocabulary_is_the_same_on_any_thread_count() {
-    let cfg = ModelConfig { vocab_size: 20_000, ..ModelConfig::preset("tiny").unwrap() };
+    let cfg = ModelConfig {
+        vocab_size: 20_000,
+        ..ModelConfig::preset("tiny").unwrap()
+    };
     let mut m = Model::new(cfg, 13).unwrap();
     m.params_mut().iter_mut().for_each(|x| *x *= 3.0);
-    let ps: Vec<Vec<u32>> = (0..8u32).map(|i| (0..3 + i as usize).map(|j| (i * 977 + j as u32 * 31) % 20_000).collect()).collect();
+    let ps: Vec<Vec<u32>> = (0..8u32)
+        .map(|i| {
+            (0..3 + i as usize)
+                .map(|j| (i * 977 + j as u32 * 31) % 20_000)
+                .collect()
+        })
+        .collect();
     for top_p in [1.0f32, 0.9] {
-        let req = SampleRequest { prompts: ps.clone(), temperature: 1.0, top_p, max_new_tokens: 12, stop_tokens: vec![], seed: 3 };
+        let req = SampleRequest {
+            prompts: ps.clone(),
+            temperature: 1.0,
+            top_p,
+            max_new_tokens: 12,
+            stop_tokens: vec![],
+            seed: 3,
+        };
         let par = m.sample(&req).unwrap();
         let one = crate::backend::threads::serial(|| m.sample(&req)).unwrap();
         assert_eq!(par, one, "top_p {top_p}: threads changed the output");
         // (sequence 0 keeps its PRNG stream alone; its prefill runs other products, so log-probs move by rounding)
-        let solo = m.sample(&SampleRequest { prompts: ps[..1].to_vec(), ..req.clone() }).unwrap();
-        assert_eq!(solo[0].tokens, par[0].tokens, "top_p {top_p}: a sequence alone differs from the same sequence in a batch");
+        let solo = m
+            .sample(&SampleRequest {
+                prompts: ps[..1].to_vec(),
+                ..req.clone()
+            })
+            .unwrap();
+        assert_eq!(
+            solo[0].tokens, par[0].tokens,
+            "top_p {top_p}: a sequence alone differs from the same sequence in a batch"
+        );
         for (x, y) in solo[0].logprobs.iter().zip(&par[0].logprobs) {
-            assert!((x - y).abs() < 1e-5, "top_p {top_p}: log-prob {x} alone, {y} in the batch");
+            assert!(
+                (x - y).abs() < 1e-5,
+                "top_p {top_p}: log-prob {x} alone, {y} in the batch"
+            );
         }
     }
 }
@@ -564,16 +829,39 @@ fn sft_overfits_a_fixed_batch() {
             ..Default::default()
         })
         .collect();
-    let opt = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.0, max_grad_norm: 1.0 };
-    let first = m.train_step(std::slice::from_ref(&batch), &LossSpec::Sft, &opt).unwrap();
-    assert!((first.loss - (128f32).ln()).abs() < 0.3, "initial loss {} ≈ ln 128", first.loss);
+    let opt = AdamWParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+    };
+    let first = m
+        .train_step(std::slice::from_ref(&batch), &LossSpec::Sft, &opt)
+        .unwrap();
+    assert!(
+        (first.loss - (128f32).ln()).abs() < 0.3,
+        "initial loss {} ≈ ln 128",
+        first.loss
+    );
     let mut last = first;
     for _ in 0..150 {
-        last = m.train_step(&[batch[..2].to_vec(), batch[2..].to_vec()], &LossSpec::Sft, &opt).unwrap();
+        last = m
+            .train_step(
+                &[batch[..2].to_vec(), batch[2..].to_vec()],
+                &LossSpec::Sft,
+                &opt,
+            )
+            .unwrap();
     }
     eprintln!("SFT overfit: loss {} → {}", first.loss, last.loss);
     // 80 random tokens memorised: the token-mean cross-entropy falls from ln 128 ≈ 4.85 to below 0.1.
-    assert!(last.loss < 0.1, "SFT did not overfit: final loss {}", last.loss);
+    assert!(
+        last.loss < 0.1,
+        "SFT did not overfit: final loss {}",
+        last.loss
+    );
     assert_eq!(last.tokens, 80);
 }
 
@@ -582,26 +870,50 @@ fn grpo_positive_advantage_raises_logprob() {
     for adv in [1.0f32, -1.0] {
         let mut m = Model::new(ModelConfig::preset("tiny").unwrap(), 31).unwrap();
         let reference = m.clone_frozen();
-        let mut seq = Sequence { tokens: vec![3, 9, 27, 81, 115, 89, 11, 33], prompt_len: 3, advantage: adv, ..Default::default() };
+        let mut seq = Sequence {
+            tokens: vec![3, 9, 27, 81, 115, 89, 11, 33],
+            prompt_len: 3,
+            advantage: adv,
+            ..Default::default()
+        };
         let mut refm = reference;
         let lp0 = m.logprobs(std::slice::from_ref(&seq)).unwrap()[0].clone();
         seq.old_logprobs = lp0.clone();
         seq.ref_logprobs = refm.logprobs(std::slice::from_ref(&seq)).unwrap()[0].clone();
-        let opt = AdamWParams { lr: 1e-3, ..Default::default() };
-        let spec = LossSpec::Grpo { clip_eps: 0.2, kl_coef: 0.001 };
+        let opt = AdamWParams {
+            lr: 1e-3,
+            ..Default::default()
+        };
+        let spec = LossSpec::Grpo {
+            clip_eps: 0.2,
+            kl_coef: 0.001,
+        };
         let st = m.train_step(&[vec![seq.clone()]], &spec, &opt).unwrap();
         assert_eq!(st.tokens, 5);
         assert!(st.kl.abs() < 1e-9 && st.clip_fraction == 0.0);
-        assert!((st.loss + adv).abs() < 1e-4, "at ratio 1 the loss is −A: {}", st.loss);
+        assert!(
+            (st.loss + adv).abs() < 1e-4,
+            "at ratio 1 the loss is −A: {}",
+            st.loss
+        );
         let lp1 = m.logprobs(std::slice::from_ref(&seq)).unwrap()[0].clone();
         let (s0, s1): (f32, f32) = (lp0.iter().sum(), lp1.iter().sum());
         if adv > 0.0 {
-            assert!(s1 > s0 + 1e-3, "positive advantage must raise the log-prob: {s0} → {s1}");
+            assert!(
+                s1 > s0 + 1e-3,
+                "positive advantage must raise the log-prob: {s0} → {s1}"
+            );
         } else {
-            assert!(s1 < s0 - 1e-3, "negative advantage must lower the log-prob: {s0} → {s1}");
+            assert!(
+                s1 < s0 - 1e-3,
+                "negative advantage must lower the log-prob: {s0} → {s1}"
+            );
         }
         // the reference copy did not move and refuses training
-        assert_eq!(refm.logprobs(std::slice::from_ref(&seq)).unwrap()[0], seq.ref_logprobs);
+        assert_eq!(
+            refm.logprobs(std::slice::from_ref(&seq)).unwrap()[0],
+            seq.ref_logprobs
+        );
         assert!(refm.train_step(&[vec![seq.clone()]], &spec, &opt).is_err());
         // a second step now reports a KL > 0
         let st2 = m.train_step(&[vec![seq]], &spec, &opt).unwrap();
@@ -626,20 +938,33 @@ fn layout_and_presets() {
         }
         assert_eq!(off, cfg.num_params());
         assert_eq!(m.params().len(), off);
-        assert!(!m.has_train_buffers(), "gradient buffers are allocated by the first training call");
+        assert!(
+            !m.has_train_buffers(),
+            "gradient buffers are allocated by the first training call"
+        );
         assert_eq!(m.grads().unwrap().len(), off);
         assert!(m.has_train_buffers());
     }
     let small = ModelConfig::preset("small").unwrap();
     let n = small.num_params();
-    assert!((3_000_000..3_400_000).contains(&n), "small preset has {n} parameters");
+    assert!(
+        (3_000_000..3_400_000).contains(&n),
+        "small preset has {n} parameters"
+    );
     let m = Model::new(small, 5).unwrap();
     let names: Vec<&str> = m.param_table().iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names[0], "model.embed_tokens.weight");
     assert!(names.contains(&"model.layers.3.self_attn.q_proj.bias"));
     assert!(names.contains(&"model.layers.0.mlp.down_proj.weight"));
     assert_eq!(*names.last().unwrap(), "model.norm.weight");
-    let untied = Model::new(ModelConfig { tie_word_embeddings: false, ..ModelConfig::preset("tiny").unwrap() }, 1).unwrap();
+    let untied = Model::new(
+        ModelConfig {
+            tie_word_embeddings: false,
+            ..ModelConfig::preset("tiny").unwrap()
+        },
+        1,
+    )
+    .unwrap();
     assert_eq!(untied.param_table().last().unwrap().name, "lm_head.weight");
     // deterministic init
     let a = Model::new(ModelConfig::preset("tiny").unwrap(), 9).unwrap();
@@ -652,38 +977,167 @@ fn layout_and_presets() {
 #[test]
 fn invalid_input_is_an_error() {
     let mut m = Model::new(ModelConfig::preset("tiny").unwrap(), 1).unwrap();
-    let ok = Sequence { tokens: vec![1, 2, 3], prompt_len: 1, ..Default::default() };
+    let ok = Sequence {
+        tokens: vec![1, 2, 3],
+        prompt_len: 1,
+        ..Default::default()
+    };
     let opt = AdamWParams::default();
     let err = |r: Result<TrainStats, String>| r.unwrap_err();
     assert!(err(m.train_step(&[vec![]], &LossSpec::Sft, &opt)).contains("empty"));
     assert!(m.train_step(&[], &LossSpec::Sft, &opt).is_err());
-    let bad = Sequence { tokens: vec![1, 128], ..ok.clone() };
+    let bad = Sequence {
+        tokens: vec![1, 128],
+        ..ok.clone()
+    };
     assert!(err(m.train_step(&[vec![bad.clone()]], &LossSpec::Sft, &opt)).contains("out of range"));
     assert!(m.logprobs(&[bad]).is_err());
-    let long = Sequence { tokens: vec![1; 257], ..ok.clone() };
+    let long = Sequence {
+        tokens: vec![1; 257],
+        ..ok.clone()
+    };
     assert!(err(m.train_step(&[vec![long]], &LossSpec::Sft, &opt)).contains("max_position"));
-    assert!(m.train_step(&[vec![Sequence { prompt_len: 0, ..ok.clone() }]], &LossSpec::Sft, &opt).is_err());
-    assert!(m.train_step(&[vec![Sequence { prompt_len: 3, ..ok.clone() }]], &LossSpec::Sft, &opt).is_err(), "no response tokens");
-    let grpo = LossSpec::Grpo { clip_eps: 0.2, kl_coef: 0.01 };
-    let g = Sequence { advantage: 1.0, old_logprobs: vec![-1.0, -1.0], ref_logprobs: vec![-1.0, -1.0], ..ok.clone() };
+    assert!(m
+        .train_step(
+            &[vec![Sequence {
+                prompt_len: 0,
+                ..ok.clone()
+            }]],
+            &LossSpec::Sft,
+            &opt
+        )
+        .is_err());
+    assert!(
+        m.train_step(
+            &[vec![Sequence {
+                prompt_len: 3,
+                ..ok.clone()
+            }]],
+            &LossSpec::Sft,
+            &opt
+        )
+        .is_err(),
+        "no response tokens"
+    );
+    let grpo = LossSpec::Grpo {
+        clip_eps: 0.2,
+        kl_coef: 0.01,
+    };
+    let g = Sequence {
+        advantage: 1.0,
+        old_logprobs: vec![-1.0, -1.0],
+        ref_logprobs: vec![-1.0, -1.0],
+        ..ok.clone()
+    };
     assert!(m.train_step(&[vec![g.clone()]], &grpo, &opt).is_ok());
-    assert!(err(m.train_step(&[vec![Sequence { advantage: f32::NAN, ..g.clone() }]], &grpo, &opt)).contains("not finite"));
-    assert!(m.train_step(&[vec![Sequence { old_logprobs: vec![-1.0, f32::NAN], ..g.clone() }]], &grpo, &opt).is_err());
-    assert!(m.train_step(&[vec![Sequence { old_logprobs: vec![-1.0], ..g.clone() }]], &grpo, &opt).is_err());
-    assert!(m.train_step(&[vec![g.clone()]], &LossSpec::Grpo { clip_eps: f32::NAN, kl_coef: 0.0 }, &opt).is_err());
-    assert!(m.train_step(&[vec![g]], &grpo, &AdamWParams { lr: f32::NAN, ..opt }).is_err());
+    assert!(err(m.train_step(
+        &[vec![Sequence {
+            advantage: f32::NAN,
+            ..g.clone()
+        }]],
+        &grpo,
+        &opt
+    ))
+    .contains("not finite"));
+    assert!(m
+        .train_step(
+            &[vec![Sequence {
+                old_logprobs: vec![-1.0, f32::NAN],
+                ..g.clone()
+            }]],
+            &grpo,
+            &opt
+        )
+        .is_err());
+    assert!(m
+        .train_step(
+            &[vec![Sequence {
+                old_logprobs: vec![-1.0],
+                ..g.clone()
+            }]],
+            &grpo,
+            &opt
+        )
+        .is_err());
+    assert!(m
+        .train_step(
+            &[vec![g.clone()]],
+            &LossSpec::Grpo {
+                clip_eps: f32::NAN,
+                kl_coef: 0.0
+            },
+            &opt
+        )
+        .is_err());
+    assert!(m
+        .train_step(
+            &[vec![g]],
+            &grpo,
+            &AdamWParams {
+                lr: f32::NAN,
+                ..opt
+            }
+        )
+        .is_err());
     assert!(m.forward_logits(&[1, 2, 3], 2, 2).is_err());
     assert!(m.forward_logits(&[], 0, 0).is_err());
     assert!(m.forward_logits(&[1, 200], 1, 2).is_err());
-    let req = SampleRequest { prompts: vec![vec![1]], temperature: 1.0, top_p: 1.0, max_new_tokens: 4, stop_tokens: vec![], seed: 1 };
-    assert!(m.sample(&SampleRequest { prompts: vec![], ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { prompts: vec![vec![]], ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { prompts: vec![vec![999]], ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { prompts: vec![vec![1; 256]], ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { temperature: f32::NAN, ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { top_p: 0.0, ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { max_new_tokens: 0, ..req.clone() }).is_err());
-    assert!(m.sample(&SampleRequest { stop_tokens: vec![128], ..req }).is_err());
+    let req = SampleRequest {
+        prompts: vec![vec![1]],
+        temperature: 1.0,
+        top_p: 1.0,
+        max_new_tokens: 4,
+        stop_tokens: vec![],
+        seed: 1,
+    };
+    assert!(m
+        .sample(&SampleRequest {
+            prompts: vec![],
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            prompts: vec![vec![]],
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            prompts: vec![vec![999]],
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            prompts: vec![vec![1; 256]],
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            temperature: f32::NAN,
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            top_p: 0.0,
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            max_new_tokens: 0,
+            ..req.clone()
+        })
+        .is_err());
+    assert!(m
+        .sample(&SampleRequest {
+            stop_tokens: vec![128],
+            ..req
+        })
+        .is_err());
     assert!(m.set_params(&[0.0]).is_err());
     let mut p = m.params().to_vec();
     p[0] = f32::NAN;
@@ -696,12 +1150,32 @@ fn invalid_input_is_an_error() {
     // configs
     let base = ModelConfig::preset("tiny").unwrap();
     for bad in [
-        ModelConfig { hidden_size: 0, ..base.clone() },
-        ModelConfig { num_attention_heads: 3, ..base.clone() },
-        ModelConfig { num_key_value_heads: 3, ..base.clone() },
-        ModelConfig { rms_norm_eps: f32::NAN, ..base.clone() },
-        ModelConfig { vocab_size: usize::MAX, ..base.clone() },
-        ModelConfig { hidden_size: 16384, intermediate_size: 65536, num_hidden_layers: 256, ..base.clone() },
+        ModelConfig {
+            hidden_size: 0,
+            ..base.clone()
+        },
+        ModelConfig {
+            num_attention_heads: 3,
+            ..base.clone()
+        },
+        ModelConfig {
+            num_key_value_heads: 3,
+            ..base.clone()
+        },
+        ModelConfig {
+            rms_norm_eps: f32::NAN,
+            ..base.clone()
+        },
+        ModelConfig {
+            vocab_size: usize::MAX,
+            ..base.clone()
+        },
+        ModelConfig {
+            hidden_size: 16384,
+            intermediate_size: 65536,
+            num_hidden_layers: 256,
+            ..base.clone()
+        },
     ] {
         assert!(Model::new(bad, 1).is_err());
     }

@@ -14,7 +14,9 @@ use super::task::{rejected, spawn};
 use crate::collective::{Collective, ConnectOptions, MAX_BROADCAST_BYTES};
 use crate::error::{Error, ErrorCode};
 use crate::model::dp::OptimizerShard;
-use napi::bindgen_prelude::{Env, Float32Array, Float64Array, PromiseRaw, ToNapiValue, TypeName, Uint8Array};
+use napi::bindgen_prelude::{
+    Env, Float32Array, Float64Array, PromiseRaw, ToNapiValue, TypeName, Uint8Array,
+};
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,8 +33,18 @@ struct CollSlot {
 impl CollSlot {
     fn close(&self) -> bool {
         let was_open = !self.closed.swap(true, Ordering::AcqRel);
-        if was_open && self.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            drop(self.coll.lock().unwrap_or_else(PoisonError::into_inner).take());
+        if was_open
+            && self
+                .busy
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            drop(
+                self.coll
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
             self.busy.store(false, Ordering::Release);
         }
         was_open
@@ -63,33 +75,62 @@ struct CollClaim(Arc<CollSlot>);
 impl CollClaim {
     fn acquire(slot: &Arc<CollSlot>) -> crate::error::Result<CollClaim> {
         if slot.closed.load(Ordering::Acquire) {
-            return Err(Error::new(ErrorCode::CollectiveClosed, "the collective was closed"));
-        }
-        if let Some(e) = slot.broken.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             return Err(Error::new(
-                ErrorCode::CollectiveBroken,
-                format!("the collective is broken by an earlier failure ({}: {}); form a new group", e.code.code(), e.message),
+                ErrorCode::CollectiveClosed,
+                "the collective was closed",
             ));
         }
-        if slot.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            return Err(Error::new(ErrorCode::CollectiveBusy, "the collective is busy with another operation (one at a time)"));
+        if let Some(e) = slot
+            .broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Err(Error::new(
+                ErrorCode::CollectiveBroken,
+                format!(
+                    "the collective is broken by an earlier failure ({}: {}); form a new group",
+                    e.code.code(),
+                    e.message
+                ),
+            ));
+        }
+        if slot
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::new(
+                ErrorCode::CollectiveBusy,
+                "the collective is busy with another operation (one at a time)",
+            ));
         }
         Ok(CollClaim(slot.clone()))
     }
 
     /// Runs `f` with the collective; a collective failure marks the slot broken; a close meanwhile turns the
     /// outcome into COLLECTIVE_CLOSED.
-    fn with<T>(&self, f: impl FnOnce(&mut Collective) -> crate::error::Result<T>) -> crate::error::Result<T> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Collective) -> crate::error::Result<T>,
+    ) -> crate::error::Result<T> {
         let mut guard = self.0.coll.lock().unwrap_or_else(PoisonError::into_inner);
         let out = match guard.as_mut() {
             Some(c) => f(c),
-            None => Err(Error::new(ErrorCode::CollectiveClosed, "the collective was closed")),
+            None => Err(Error::new(
+                ErrorCode::CollectiveClosed,
+                "the collective was closed",
+            )),
         };
         drop(guard);
         if let Err(e) = &out {
             if matches!(
                 e.code,
-                ErrorCode::CollectiveTimeout | ErrorCode::CollectivePeerLost | ErrorCode::CollectiveStore | ErrorCode::CollectiveFailed | ErrorCode::Panic
+                ErrorCode::CollectiveTimeout
+                    | ErrorCode::CollectivePeerLost
+                    | ErrorCode::CollectiveStore
+                    | ErrorCode::CollectiveFailed
+                    | ErrorCode::Panic
             ) {
                 let mut b = self.0.broken.lock().unwrap_or_else(PoisonError::into_inner);
                 if b.is_none() {
@@ -98,7 +139,10 @@ impl CollClaim {
             }
         }
         if self.0.closed.load(Ordering::Acquire) {
-            return Err(Error::new(ErrorCode::CollectiveClosed, "the collective was closed during the operation"));
+            return Err(Error::new(
+                ErrorCode::CollectiveClosed,
+                "the collective was closed during the operation",
+            ));
         }
         out
     }
@@ -107,7 +151,13 @@ impl CollClaim {
 impl Drop for CollClaim {
     fn drop(&mut self) {
         if self.0.closed.load(Ordering::Acquire) {
-            drop(self.0.coll.lock().unwrap_or_else(PoisonError::into_inner).take());
+            drop(
+                self.0
+                    .coll
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
         }
         self.0.busy.store(false, Ordering::Release);
     }
@@ -145,7 +195,10 @@ fn connect_options(o: NativeCollectiveOptions) -> crate::error::Result<ConnectOp
 
 /// Joins a group (on a worker; resolves once every rank has connected).
 #[napi]
-pub fn collective_connect<'env>(env: &'env Env, options: NativeCollectiveOptions) -> Result<PromiseRaw<'env, NativeCollective>> {
+pub fn collective_connect<'env>(
+    env: &'env Env,
+    options: NativeCollectiveOptions,
+) -> Result<PromiseRaw<'env, NativeCollective>> {
     const NAME: &str = "spark.collectiveConnect";
     match catch(NAME, || connect_options(options)) {
         Ok(o) => spawn(env, NAME, move || {
@@ -158,7 +211,9 @@ pub fn collective_connect<'env>(env: &'env Env, options: NativeCollectiveOptions
                 broken: Mutex::new(None),
                 coll: Mutex::new(Some(c)),
             };
-            Ok(NativeCollective { slot: Arc::new(slot) })
+            Ok(NativeCollective {
+                slot: Arc::new(slot),
+            })
         }),
         Err(e) => rejected(env, NAME, e),
     }
@@ -189,7 +244,12 @@ where
 
 /// Broadcast of a byte string from `root` (data: the root's bytes; null on the others).
 #[napi]
-pub fn collective_broadcast<'env>(env: &'env Env, h: &NativeCollective, data: Option<Uint8Array>, root: f64) -> Result<PromiseRaw<'env, Uint8Array>> {
+pub fn collective_broadcast<'env>(
+    env: &'env Env,
+    h: &NativeCollective,
+    data: Option<Uint8Array>,
+    root: f64,
+) -> Result<PromiseRaw<'env, Uint8Array>> {
     let size = h.slot.size;
     let rank = h.slot.rank;
     coll_op(
@@ -200,8 +260,15 @@ pub fn collective_broadcast<'env>(env: &'env Env, h: &NativeCollective, data: Op
             let root = convert::count(root, "root", size.saturating_sub(1))?;
             let d = match (rank == root, data) {
                 (true, Some(d)) if d.len() <= MAX_BROADCAST_BYTES => Some(d.to_vec()),
-                (true, Some(d)) => return Err(Error::invalid(format!("broadcast of {} bytes exceeds {MAX_BROADCAST_BYTES}", d.len()))),
-                (true, None) => return Err(Error::invalid("the root of a broadcast must give data")),
+                (true, Some(d)) => {
+                    return Err(Error::invalid(format!(
+                        "broadcast of {} bytes exceeds {MAX_BROADCAST_BYTES}",
+                        d.len()
+                    )))
+                }
+                (true, None) => {
+                    return Err(Error::invalid("the root of a broadcast must give data"))
+                }
                 (false, _) => None,
             };
             Ok((d, root))
@@ -211,15 +278,29 @@ pub fn collective_broadcast<'env>(env: &'env Env, h: &NativeCollective, data: Op
 }
 
 #[napi]
-pub fn collective_allreduce_f32<'env>(env: &'env Env, h: &NativeCollective, data: Float32Array) -> Result<PromiseRaw<'env, Float32Array>> {
-    coll_op(env, h, "spark.collectiveAllreduceF32", || convert::f32_vec(&data, "data"), |c, mut x| {
-        c.allreduce_f32(&mut x)?;
-        Ok(Float32Array::new(x))
-    })
+pub fn collective_allreduce_f32<'env>(
+    env: &'env Env,
+    h: &NativeCollective,
+    data: Float32Array,
+) -> Result<PromiseRaw<'env, Float32Array>> {
+    coll_op(
+        env,
+        h,
+        "spark.collectiveAllreduceF32",
+        || convert::f32_vec(&data, "data"),
+        |c, mut x| {
+            c.allreduce_f32(&mut x)?;
+            Ok(Float32Array::new(x))
+        },
+    )
 }
 
 #[napi]
-pub fn collective_allreduce_f64<'env>(env: &'env Env, h: &NativeCollective, data: Float64Array) -> Result<PromiseRaw<'env, Float64Array>> {
+pub fn collective_allreduce_f64<'env>(
+    env: &'env Env,
+    h: &NativeCollective,
+    data: Float64Array,
+) -> Result<PromiseRaw<'env, Float64Array>> {
     coll_op(
         env,
         h,
@@ -238,8 +319,17 @@ pub fn collective_allreduce_f64<'env>(env: &'env Env, h: &NativeCollective, data
 }
 
 #[napi]
-pub fn collective_barrier<'env>(env: &'env Env, h: &NativeCollective) -> Result<PromiseRaw<'env, ()>> {
-    coll_op(env, h, "spark.collectiveBarrier", || Ok(()), |c, ()| c.barrier())
+pub fn collective_barrier<'env>(
+    env: &'env Env,
+    h: &NativeCollective,
+) -> Result<PromiseRaw<'env, ()>> {
+    coll_op(
+        env,
+        h,
+        "spark.collectiveBarrier",
+        || Ok(()),
+        |c, ()| c.barrier(),
+    )
 }
 
 // ---- model operations over a collective ----
@@ -250,7 +340,9 @@ fn model_coll_op<'env, A, T>(
     h: &NativeCollective,
     name: &'static str,
     parse: impl FnOnce() -> crate::error::Result<A>,
-    run: impl FnOnce(&mut crate::model::Model, &mut Collective, A) -> crate::error::Result<T> + Send + 'static,
+    run: impl FnOnce(&mut crate::model::Model, &mut Collective, A) -> crate::error::Result<T>
+        + Send
+        + 'static,
 ) -> Result<PromiseRaw<'env, T>>
 where
     A: Send + 'static,
@@ -264,15 +356,28 @@ where
         Ok((a, mc, cc))
     });
     match prepared {
-        Ok((a, mc, cc)) => spawn(env, name, move || mc.with(|model| cc.with(|c| run(model, c, a)))),
+        Ok((a, mc, cc)) => spawn(env, name, move || {
+            mc.with(|model| cc.with(|c| run(model, c, a)))
+        }),
         Err(e) => rejected(env, name, e),
     }
 }
 
 /// Sums the model's gradient buffer across the group in place.
 #[napi]
-pub fn allreduce_grads<'env>(env: &'env Env, model: &NativeModel, collective: &NativeCollective) -> Result<PromiseRaw<'env, ()>> {
-    model_coll_op(env, model, collective, "spark.allreduceGrads", || Ok(()), |m, c, ()| m.allreduce_grads(c))
+pub fn allreduce_grads<'env>(
+    env: &'env Env,
+    model: &NativeModel,
+    collective: &NativeCollective,
+) -> Result<PromiseRaw<'env, ()>> {
+    model_coll_op(
+        env,
+        model,
+        collective,
+        "spark.allreduceGrads",
+        || Ok(()),
+        |m, c, ()| m.allreduce_grads(c),
+    )
 }
 
 /// ZeRO-1 AdamW step over the group; resolves with the global gradient norm before clipping.
@@ -283,15 +388,31 @@ pub fn apply_optimizer_sharded<'env>(
     collective: &NativeCollective,
     optimizer: NativeAdamW,
 ) -> Result<PromiseRaw<'env, f64>> {
-    model_coll_op(env, model, collective, "spark.applyOptimizerSharded", || convert::adamw(&optimizer), |m, c, o| {
-        Ok(m.sharded_step(c, &o)? as f64)
-    })
+    model_coll_op(
+        env,
+        model,
+        collective,
+        "spark.applyOptimizerSharded",
+        || convert::adamw(&optimizer),
+        |m, c, o| Ok(m.sharded_step(c, &o)? as f64),
+    )
 }
 
 /// Makes the optimizer state whole on every rank (all-gather of the shards).
 #[napi]
-pub fn gather_optimizer_state<'env>(env: &'env Env, model: &NativeModel, collective: &NativeCollective) -> Result<PromiseRaw<'env, ()>> {
-    model_coll_op(env, model, collective, "spark.gatherOptimizerState", || Ok(()), |m, c, ()| m.gather_optimizer_state(c))
+pub fn gather_optimizer_state<'env>(
+    env: &'env Env,
+    model: &NativeModel,
+    collective: &NativeCollective,
+) -> Result<PromiseRaw<'env, ()>> {
+    model_coll_op(
+        env,
+        model,
+        collective,
+        "spark.gatherOptimizerState",
+        || Ok(()),
+        |m, c, ()| m.gather_optimizer_state(c),
+    )
 }
 
 /// This rank's slice of the optimizer state.
@@ -304,7 +425,10 @@ pub struct NativeOptimizerShard {
 }
 
 #[napi]
-pub fn get_optimizer_shard<'env>(env: &'env Env, model: &NativeModel) -> Result<PromiseRaw<'env, NativeOptimizerShard>> {
+pub fn get_optimizer_shard<'env>(
+    env: &'env Env,
+    model: &NativeModel,
+) -> Result<PromiseRaw<'env, NativeOptimizerShard>> {
     const NAME: &str = "spark.getOptimizerShard";
     let prepared = catch(NAME, || {
         model.slot().trainable()?;
@@ -314,7 +438,12 @@ pub fn get_optimizer_shard<'env>(env: &'env Env, model: &NativeModel) -> Result<
         Ok(claim) => spawn(env, NAME, move || {
             claim.with(|m| {
                 let s = m.optimizer_shard()?;
-                Ok(NativeOptimizerShard { offset: s.offset as f64, m: Float32Array::new(s.m), v: Float32Array::new(s.v), step: s.step as f64 })
+                Ok(NativeOptimizerShard {
+                    offset: s.offset as f64,
+                    m: Float32Array::new(s.m),
+                    v: Float32Array::new(s.v),
+                    step: s.step as f64,
+                })
             })
         }),
         Err(e) => rejected(env, NAME, e),
@@ -322,7 +451,11 @@ pub fn get_optimizer_shard<'env>(env: &'env Env, model: &NativeModel) -> Result<
 }
 
 #[napi]
-pub fn set_optimizer_shard<'env>(env: &'env Env, model: &NativeModel, shard: NativeOptimizerShard) -> Result<PromiseRaw<'env, ()>> {
+pub fn set_optimizer_shard<'env>(
+    env: &'env Env,
+    model: &NativeModel,
+    shard: NativeOptimizerShard,
+) -> Result<PromiseRaw<'env, ()>> {
     const NAME: &str = "spark.setOptimizerShard";
     let prepared = catch(NAME, || {
         model.slot().trainable()?;

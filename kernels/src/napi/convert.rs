@@ -12,7 +12,10 @@
 //! worker threads never touch JS memory. Typed arrays out (`Float32Array::new(vec)`) are backed by the Rust
 //! `Vec` itself: no copy into a JS buffer.
 use crate::error::{Error, Result};
-use crate::model::{AdamWParams, Finish, LossSpec, LossStats, ModelConfig, ParamInfo, SampleOutput, SampleRequest, Sequence, TrainStats};
+use crate::model::{
+    AdamWParams, Finish, LossSpec, LossStats, ModelConfig, ParamInfo, SampleOutput, SampleRequest,
+    Sequence, TrainStats,
+};
 use napi::bindgen_prelude::{Float32Array, Uint32Array};
 use napi_derive::napi;
 
@@ -39,7 +42,9 @@ pub fn finite(x: f64, what: &str) -> Result<f64> {
 pub fn f32_of(x: f64, what: &str) -> Result<f32> {
     let y = finite(x, what)? as f32;
     if !y.is_finite() {
-        return Err(Error::invalid(format!("{what} is out of the f32 range: {x}")));
+        return Err(Error::invalid(format!(
+            "{what} is out of the f32 range: {x}"
+        )));
     }
     Ok(y)
 }
@@ -48,7 +53,9 @@ pub fn f32_of(x: f64, what: &str) -> Result<f32> {
 pub fn count(x: f64, what: &str, max: usize) -> Result<usize> {
     let x = finite(x, what)?;
     if x < 0.0 || x.fract() != 0.0 || x > max as f64 {
-        return Err(Error::invalid(format!("{what} must be an integer in [0, {max}], got {x}")));
+        return Err(Error::invalid(format!(
+            "{what} must be an integer in [0, {max}], got {x}"
+        )));
     }
     Ok(x as usize)
 }
@@ -60,7 +67,9 @@ pub fn u53(x: f64, what: &str) -> Result<u64> {
 
 fn len_checked(n: usize, what: &str) -> Result<()> {
     if n > MAX_TYPED_ELEMS {
-        return Err(Error::invalid(format!("{what} has {n} elements, limit {MAX_TYPED_ELEMS}")));
+        return Err(Error::invalid(format!(
+            "{what} has {n} elements, limit {MAX_TYPED_ELEMS}"
+        )));
     }
     Ok(())
 }
@@ -80,16 +89,24 @@ pub fn u32_vec(a: &Uint32Array, what: &str) -> Result<Vec<u32>> {
 /// A file path (bounded length, no NUL).
 pub fn path(p: String, what: &str) -> Result<std::path::PathBuf> {
     if p.len() > MAX_PATH_BYTES || p.contains('\0') {
-        return Err(Error::invalid(format!("{what} must be a path of at most {MAX_PATH_BYTES} bytes without NUL")));
+        return Err(Error::invalid(format!(
+            "{what} must be a path of at most {MAX_PATH_BYTES} bytes without NUL"
+        )));
     }
     Ok(p.into())
 }
 
 pub fn paths(ps: Vec<String>, what: &str) -> Result<Vec<std::path::PathBuf>> {
     if ps.is_empty() || ps.len() > MAX_FILES {
-        return Err(Error::invalid(format!("{what} must list 1..={MAX_FILES} files, got {}", ps.len())));
+        return Err(Error::invalid(format!(
+            "{what} must list 1..={MAX_FILES} files, got {}",
+            ps.len()
+        )));
     }
-    ps.into_iter().enumerate().map(|(i, p)| path(p, &format!("{what}[{i}]"))).collect()
+    ps.into_iter()
+        .enumerate()
+        .map(|(i, p)| path(p, &format!("{what}[{i}]")))
+        .collect()
 }
 
 // ---- configuration ----
@@ -193,20 +210,36 @@ pub fn sequence(s: &NativeSequence, what: &str) -> Result<Sequence> {
 
 pub fn sequences(seqs: &[NativeSequence], what: &str) -> Result<Vec<Sequence>> {
     if seqs.len() > MAX_SEQS {
-        return Err(Error::invalid(format!("{what} has {} items, limit {MAX_SEQS}", seqs.len())));
+        return Err(Error::invalid(format!(
+            "{what} has {} items, limit {MAX_SEQS}",
+            seqs.len()
+        )));
     }
-    seqs.iter().enumerate().map(|(i, s)| sequence(s, &format!("{what}[{i}]"))).collect()
+    seqs.iter()
+        .enumerate()
+        .map(|(i, s)| sequence(s, &format!("{what}[{i}]")))
+        .collect()
 }
 
 pub fn micro_batches(mbs: &[Vec<NativeSequence>]) -> Result<Vec<Vec<Sequence>>> {
     if mbs.len() > MAX_MICRO_BATCHES {
-        return Err(Error::invalid(format!("microBatches has {} items, limit {MAX_MICRO_BATCHES}", mbs.len())));
+        return Err(Error::invalid(format!(
+            "microBatches has {} items, limit {MAX_MICRO_BATCHES}",
+            mbs.len()
+        )));
     }
-    mbs.iter().enumerate().map(|(i, mb)| sequences(mb, &format!("microBatches[{i}]"))).collect()
+    mbs.iter()
+        .enumerate()
+        .map(|(i, mb)| sequences(mb, &format!("microBatches[{i}]")))
+        .collect()
 }
 
 /// `{ kind: 'sft' } | { kind: 'grpo', clipEps, klCoef }`
-#[napi(discriminant = "kind", discriminant_case = "lowercase", object_to_js = false)]
+#[napi(
+    discriminant = "kind",
+    discriminant_case = "lowercase",
+    object_to_js = false
+)]
 pub enum NativeLoss {
     Sft,
     Grpo { clip_eps: f64, kl_coef: f64 },
@@ -257,7 +290,10 @@ pub struct NativeSampleRequest {
 
 pub fn sample_request(r: &NativeSampleRequest) -> Result<SampleRequest> {
     if r.prompts.len() > MAX_SEQS {
-        return Err(Error::invalid(format!("request.prompts has {} items, limit {MAX_SEQS}", r.prompts.len())));
+        return Err(Error::invalid(format!(
+            "request.prompts has {} items, limit {MAX_SEQS}",
+            r.prompts.len()
+        )));
     }
     let prompts = r
         .prompts
@@ -313,7 +349,12 @@ pub struct NativeLossSums {
 
 impl From<LossStats> for NativeLossSums {
     fn from(s: LossStats) -> Self {
-        NativeLossSums { loss_sum: s.loss_sum, kl_sum: s.kl_sum, clipped: s.clipped as f64, tokens: s.tokens as f64 }
+        NativeLossSums {
+            loss_sum: s.loss_sum,
+            kl_sum: s.kl_sum,
+            clipped: s.clipped as f64,
+            tokens: s.tokens as f64,
+        }
     }
 }
 
@@ -388,7 +429,10 @@ pub struct NativeOptimizerState {
 pub fn device(d: Option<&str>) -> Result<crate::cuda::Device> {
     match d {
         None => Ok(crate::cuda::Device::Cpu),
-        Some(s) if s.len() > 64 => Err(Error::invalid(format!("device is longer than 64 characters ({})", s.len()))),
+        Some(s) if s.len() > 64 => Err(Error::invalid(format!(
+            "device is longer than 64 characters ({})",
+            s.len()
+        ))),
         Some(s) => crate::cuda::Device::parse(s),
     }
 }

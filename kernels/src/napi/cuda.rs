@@ -39,7 +39,11 @@ pub struct NativeCudaProbe {
 }
 
 fn lib(s: libs::LibStatus) -> NativeCudaLib {
-    NativeCudaLib { what: s.what.to_string(), found: s.found, error: s.error }
+    NativeCudaLib {
+        what: s.what.to_string(),
+        found: s.found,
+        error: s.error,
+    }
 }
 
 /// Looks for the CUDA driver, NVRTC and cuBLASLt (SPARK_CUDA_LIB_DIR, then the system path) and lists the
@@ -53,7 +57,9 @@ pub fn cuda_probe() -> Result<NativeCudaProbe> {
             driver: lib(p.driver),
             nvrtc: lib(p.nvrtc),
             cublas_lt: lib(p.cublaslt),
-            driver_version: p.driver_version.map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)),
+            driver_version: p
+                .driver_version
+                .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)),
             nvrtc_version: p.nvrtc_version.map(|(a, b)| format!("{a}.{b}")),
             devices: p
                 .devices

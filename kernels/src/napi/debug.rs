@@ -17,15 +17,28 @@ pub fn version() -> String {
 /// Σa + Σb, read on the JS thread straight from the typed arrays' memory (no copy).
 #[napi]
 pub fn debug_sum(a: Float32Array, b: Uint32Array) -> Result<f64> {
-    guard("debugSum", || Ok(a.iter().map(|&x| x as f64).sum::<f64>() + b.iter().map(|&x| x as f64).sum::<f64>()))
+    guard("debugSum", || {
+        Ok(a.iter().map(|&x| x as f64).sum::<f64>() + b.iter().map(|&x| x as f64).sum::<f64>())
+    })
 }
 
 /// values · factor, computed on a worker from a copy taken at call time.
 #[napi]
-pub fn debug_scale<'env>(env: &'env Env, values: Float32Array, factor: f64) -> Result<PromiseRaw<'env, Float32Array>> {
+pub fn debug_scale<'env>(
+    env: &'env Env,
+    values: Float32Array,
+    factor: f64,
+) -> Result<PromiseRaw<'env, Float32Array>> {
     const NAME: &str = "spark.debugScale";
-    match catch(NAME, || Ok((convert::f32_vec(&values, "values")?, f32_of(factor, "factor")?))) {
-        Ok((xs, k)) => spawn(env, NAME, move || Ok(Float32Array::new(xs.iter().map(|x| x * k).collect()))),
+    match catch(NAME, || {
+        Ok((
+            convert::f32_vec(&values, "values")?,
+            f32_of(factor, "factor")?,
+        ))
+    }) {
+        Ok((xs, k)) => spawn(env, NAME, move || {
+            Ok(Float32Array::new(xs.iter().map(|x| x * k).collect()))
+        }),
         Err(e) => rejected(env, NAME, e),
     }
 }
@@ -37,14 +50,20 @@ pub fn debug_panic<'env>(env: &'env Env, mode: String) -> Result<PromiseRaw<'env
     const NAME: &str = "spark.debugPanic";
     match mode.as_str() {
         "sync" => guard(NAME, || panic!("deliberate test panic (sync)")),
-        "async" => spawn(env, NAME, || -> crate::error::Result<()> { panic!("deliberate test panic (async)") }),
+        "async" => spawn(env, NAME, || -> crate::error::Result<()> {
+            panic!("deliberate test panic (async)")
+        }),
         "thread" => spawn(env, NAME, || {
             std::thread::scope(|s| {
                 s.spawn(|| panic!("deliberate test panic (scoped thread)"));
             });
             Ok(())
         }),
-        other => guard(NAME, || Err(Error::invalid(format!("mode must be sync, async or thread, got {other:?}")))),
+        other => guard(NAME, || {
+            Err(Error::invalid(format!(
+                "mode must be sync, async or thread, got {other:?}"
+            )))
+        }),
     }
 }
 

@@ -31,11 +31,17 @@ pub fn rejection(env: &Env, e: Error) -> napi::Error {
 
 /// A napi-rs failure (creating a value, queueing work) as our error.
 pub fn from_napi<S: AsRef<str>>(e: napi::Error<S>) -> Error {
-    Error::new(ErrorCode::Napi, format!("Node-API call failed ({}): {}", e.status.as_ref(), e.reason))
+    Error::new(
+        ErrorCode::Napi,
+        format!("Node-API call failed ({}): {}", e.status.as_ref(), e.reason),
+    )
 }
 
 /// Runs `f`, turning a panic into an `ERR_SPARK_PANIC` error.
-pub fn catch<T>(during: &str, f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+pub fn catch<T>(
+    during: &str,
+    f: impl FnOnce() -> crate::error::Result<T>,
+) -> crate::error::Result<T> {
     install_panic_hook();
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload, during)))
 }
@@ -98,7 +104,14 @@ pub fn panic_error(payload: Box<dyn Any + Send>, during: &str) -> Error {
     let recorded = LAST_PANIC_HERE.with(|c| c.borrow_mut().take());
     let detail = match recorded {
         Some(r) if !from_payload.contains("scoped thread panicked") => r,
-        _ => LAST_PANIC_ANYWHERE.lock().ok().and_then(|mut g| g.take()).unwrap_or(from_payload),
+        _ => LAST_PANIC_ANYWHERE
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .unwrap_or(from_payload),
     };
-    Error::new(ErrorCode::Panic, format!("native panic during {during}: {detail}"))
+    Error::new(
+        ErrorCode::Panic,
+        format!("native panic during {during}: {detail}"),
+    )
 }

@@ -66,7 +66,10 @@ impl ModelSlot {
         if self.frozen {
             return Err(Error::new(
                 ErrorCode::Frozen,
-                format!("model #{} is a frozen reference copy: it cannot train or hold gradients", self.id),
+                format!(
+                    "model #{} is a frozen reference copy: it cannot train or hold gradients",
+                    self.id
+                ),
             ));
         }
         Ok(())
@@ -76,8 +79,18 @@ impl ModelSlot {
     /// Returns false when the slot was already closed.
     pub fn free(&self) -> bool {
         let was_open = !self.closed.swap(true, Ordering::AcqRel);
-        if was_open && self.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            drop(self.model.lock().unwrap_or_else(PoisonError::into_inner).take());
+        if was_open
+            && self
+                .busy
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            drop(
+                self.model
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
             self.busy.store(false, Ordering::Release);
         }
         was_open
@@ -112,7 +125,9 @@ impl NativeModel {
             closed: AtomicBool::new(false),
             model: Mutex::new(Some(Live::new(model))),
         };
-        NativeModel { slot: Arc::new(slot) }
+        NativeModel {
+            slot: Arc::new(slot),
+        }
     }
 
     pub fn slot(&self) -> &Arc<ModelSlot> {
@@ -128,12 +143,22 @@ impl Claim {
     /// Claims `slot` for one operation (on the JS thread; never blocks).
     pub fn acquire(slot: &Arc<ModelSlot>) -> Result<Claim> {
         if slot.is_closed() {
-            return Err(Error::new(ErrorCode::ModelClosed, format!("model #{} was freed", slot.id)));
+            return Err(Error::new(
+                ErrorCode::ModelClosed,
+                format!("model #{} was freed", slot.id),
+            ));
         }
-        if slot.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if slot
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return Err(Error::new(
                 ErrorCode::ModelBusy,
-                format!("model #{} is busy with another operation (one at a time per model)", slot.id),
+                format!(
+                    "model #{} is busy with another operation (one at a time per model)",
+                    slot.id
+                ),
             ));
         }
         Ok(Claim(slot.clone()))
@@ -149,7 +174,10 @@ impl Claim {
         })?;
         match guard.as_mut() {
             Some(m) => f(&mut m.0),
-            None => Err(Error::new(ErrorCode::ModelClosed, format!("model #{} was freed", self.0.id))),
+            None => Err(Error::new(
+                ErrorCode::ModelClosed,
+                format!("model #{} was freed", self.0.id),
+            )),
         }
     }
 }
@@ -158,7 +186,13 @@ impl Drop for Claim {
     fn drop(&mut self) {
         if self.0.is_closed() {
             // A poisoned model is freed too: nothing will use it again.
-            drop(self.0.model.lock().unwrap_or_else(PoisonError::into_inner).take());
+            drop(
+                self.0
+                    .model
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
         }
         self.0.busy.store(false, Ordering::Release);
     }

@@ -6,8 +6,11 @@
 //! `modelInfo`, `freeModel`) throw; asynchronous ones return a Promise and report bad argument values
 //! (NaN, out of range, closed or busy model) by rejecting it. JS type errors are thrown by napi-rs's argument
 //! conversion before the function runs. Every error carries `code` (`crate::error::ErrorCode`).
-use super::convert::{self, NativeAdamW, NativeConfig, NativeLoss, NativeLossSums, NativeModelInfo, NativeOptimizerState,
-    NativeParamInfo, NativeSample, NativeSampleRequest, NativeSequence, NativeTrainStats, MAX_SEQS};
+use super::convert::{
+    self, NativeAdamW, NativeConfig, NativeLoss, NativeLossSums, NativeModelInfo,
+    NativeOptimizerState, NativeParamInfo, NativeSample, NativeSampleRequest, NativeSequence,
+    NativeTrainStats, MAX_SEQS,
+};
 use super::error::{catch, guard, Result};
 use super::handle::{self, Claim, ModelSlot, NativeModel};
 use super::task::{rejected, spawn};
@@ -44,7 +47,11 @@ where
 
 fn length_is(v: &[f32], slot: &ModelSlot, what: &str) -> crate::error::Result<()> {
     if v.len() != slot.num_params {
-        return Err(Error::invalid(format!("{what} has {} values, the model has {}", v.len(), slot.num_params)));
+        return Err(Error::invalid(format!(
+            "{what} has {} values, the model has {}",
+            v.len(),
+            slot.num_params
+        )));
     }
     Ok(())
 }
@@ -57,31 +64,50 @@ pub fn live_models() -> Result<f64> {
 
 #[napi]
 pub fn preset_names() -> Result<Vec<String>> {
-    guard("presetNames", || Ok(ModelConfig::PRESETS.iter().map(|s| s.to_string()).collect()))
+    guard("presetNames", || {
+        Ok(ModelConfig::PRESETS.iter().map(|s| s.to_string()).collect())
+    })
 }
 
 /// The configuration of a preset, or null for an unknown name.
 #[napi]
 pub fn preset_config(name: String) -> Result<Option<NativeConfig>> {
-    guard("presetConfig", || Ok(ModelConfig::preset(&name).map(|c| NativeConfig::from(&c))))
+    guard("presetConfig", || {
+        Ok(ModelConfig::preset(&name).map(|c| NativeConfig::from(&c)))
+    })
 }
 
 /// The number of parameters of a valid configuration (throws ERR_SPARK_INVALID_INPUT with the problem).
 #[napi]
 pub fn validate_config(config: NativeConfig) -> Result<f64> {
-    guard("validateConfig", || Ok(convert::config(&config)?.num_params() as f64))
+    guard("validateConfig", || {
+        Ok(convert::config(&config)?.num_params() as f64)
+    })
 }
 
 /// A new model initialised deterministically from `seed`, on `device` (`cpu`, the default, or `cuda:N`: refused
 /// with ERR_SPARK_CUDA_UNAVAILABLE naming what is missing — driver, library, device — or, when everything is
 /// there, that the CUDA model is not wired in this build).
 #[napi]
-pub fn create_model<'env>(env: &'env Env, config: NativeConfig, seed: f64, device: Option<String>) -> Result<PromiseRaw<'env, NativeModel>> {
+pub fn create_model<'env>(
+    env: &'env Env,
+    config: NativeConfig,
+    seed: f64,
+    device: Option<String>,
+) -> Result<PromiseRaw<'env, NativeModel>> {
     const NAME: &str = "spark.createModel";
-    match catch(NAME, || Ok((convert::config(&config)?, convert::u53(seed, "seed")?, convert::device(device.as_deref())?))) {
+    match catch(NAME, || {
+        Ok((
+            convert::config(&config)?,
+            convert::u53(seed, "seed")?,
+            convert::device(device.as_deref())?,
+        ))
+    }) {
         Ok((cfg, seed, dev)) => spawn(env, NAME, move || {
             crate::cuda::require(dev)?;
-            Ok(NativeModel::new(Model::new(cfg, seed).map_err(Error::invalid)?))
+            Ok(NativeModel::new(
+                Model::new(cfg, seed).map_err(Error::invalid)?,
+            ))
         }),
         Err(e) => rejected(env, NAME, e),
     }
@@ -92,9 +118,20 @@ pub fn create_model<'env>(env: &'env Env, config: NativeConfig, seed: f64, devic
 /// the first training call.
 /// `device` as for `createModel` (checked before any file is read).
 #[napi]
-pub fn load_model<'env>(env: &'env Env, config: NativeConfig, files: Vec<String>, device: Option<String>) -> Result<PromiseRaw<'env, NativeModel>> {
+pub fn load_model<'env>(
+    env: &'env Env,
+    config: NativeConfig,
+    files: Vec<String>,
+    device: Option<String>,
+) -> Result<PromiseRaw<'env, NativeModel>> {
     const NAME: &str = "spark.loadModel";
-    match catch(NAME, || Ok((convert::config(&config)?, convert::paths(files, "files")?, convert::device(device.as_deref())?))) {
+    match catch(NAME, || {
+        Ok((
+            convert::config(&config)?,
+            convert::paths(files, "files")?,
+            convert::device(device.as_deref())?,
+        ))
+    }) {
         Ok((cfg, files, dev)) => spawn(env, NAME, move || {
             crate::cuda::require(dev)?;
             Ok(NativeModel::new(checkpoint::load_model(cfg, &files)?))
@@ -127,37 +164,73 @@ pub fn free_model(h: &NativeModel) -> Result<bool> {
 
 /// Logits (batch, seq, vocab) for a (batch, seq) block of token ids.
 #[napi]
-pub fn forward<'env>(env: &'env Env, h: &NativeModel, tokens: Uint32Array, batch: f64, seq: f64) -> Result<PromiseRaw<'env, Float32Array>> {
+pub fn forward<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    tokens: Uint32Array,
+    batch: f64,
+    seq: f64,
+) -> Result<PromiseRaw<'env, Float32Array>> {
     model_op(
         env,
         h,
         "spark.forward",
-        |_| Ok((convert::u32_vec(&tokens, "tokens")?, convert::count(batch, "batch", MAX_SEQS)?, convert::count(seq, "seq", 1 << 20)?)),
-        |m, (toks, b, t)| Ok(Float32Array::new(m.forward_logits(&toks, b, t).map_err(Error::invalid)?)),
+        |_| {
+            Ok((
+                convert::u32_vec(&tokens, "tokens")?,
+                convert::count(batch, "batch", MAX_SEQS)?,
+                convert::count(seq, "seq", 1 << 20)?,
+            ))
+        },
+        |m, (toks, b, t)| {
+            Ok(Float32Array::new(
+                m.forward_logits(&toks, b, t).map_err(Error::invalid)?,
+            ))
+        },
     )
 }
 
 /// Log-prob of every response token of every sequence (one Float32Array per sequence).
 #[napi]
-pub fn logprobs<'env>(env: &'env Env, h: &NativeModel, sequences: Vec<NativeSequence>) -> Result<PromiseRaw<'env, Vec<Float32Array>>> {
+pub fn logprobs<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    sequences: Vec<NativeSequence>,
+) -> Result<PromiseRaw<'env, Vec<Float32Array>>> {
     model_op(
         env,
         h,
         "spark.logprobs",
         |_| convert::sequences(&sequences, "sequences"),
-        |m, seqs| Ok(m.logprobs(&seqs).map_err(Error::invalid)?.into_iter().map(Float32Array::new).collect()),
+        |m, seqs| {
+            Ok(m.logprobs(&seqs)
+                .map_err(Error::invalid)?
+                .into_iter()
+                .map(Float32Array::new)
+                .collect())
+        },
     )
 }
 
 /// KV-cache sampling of a batch of prompts.
 #[napi]
-pub fn sample<'env>(env: &'env Env, h: &NativeModel, request: NativeSampleRequest) -> Result<PromiseRaw<'env, Vec<NativeSample>>> {
+pub fn sample<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    request: NativeSampleRequest,
+) -> Result<PromiseRaw<'env, Vec<NativeSample>>> {
     model_op(
         env,
         h,
         "spark.sample",
         |_| convert::sample_request(&request),
-        |m, req| Ok(m.sample(&req).map_err(Error::invalid)?.into_iter().map(NativeSample::from).collect()),
+        |m, req| {
+            Ok(m.sample(&req)
+                .map_err(Error::invalid)?
+                .into_iter()
+                .map(NativeSample::from)
+                .collect())
+        },
     )
 }
 
@@ -176,16 +249,26 @@ pub fn train_step<'env>(
         "spark.trainStep",
         |slot| {
             slot.trainable()?;
-            Ok((convert::micro_batches(&micro_batches)?, convert::loss(&loss)?, convert::adamw(&optimizer)?))
+            Ok((
+                convert::micro_batches(&micro_batches)?,
+                convert::loss(&loss)?,
+                convert::adamw(&optimizer)?,
+            ))
         },
-        |m, (mbs, loss, opt)| Ok(m.train_step(&mbs, &loss, &opt).map_err(Error::invalid)?.into()),
+        |m, (mbs, loss, opt)| {
+            Ok(m.train_step(&mbs, &loss, &opt)
+                .map_err(Error::invalid)?
+                .into())
+        },
     )
 }
 
 /// Sets every gradient to 0.
 #[napi]
 pub fn zero_grads<'env>(env: &'env Env, h: &NativeModel) -> Result<PromiseRaw<'env, ()>> {
-    model_op(env, h, "spark.zeroGrads", ModelSlot::trainable, |m, ()| m.zero_grads().map_err(Error::model))
+    model_op(env, h, "spark.zeroGrads", ModelSlot::trainable, |m, ()| {
+        m.zero_grads().map_err(Error::model)
+    })
 }
 
 /// Forward + backward of one micro-batch, adding scale·∂(Σ token losses)/∂θ into the gradients.
@@ -203,15 +286,27 @@ pub fn accumulate_grads<'env>(
         "spark.accumulateGrads",
         |slot| {
             slot.trainable()?;
-            Ok((convert::sequences(&sequences, "sequences")?, convert::loss(&loss)?, convert::f32_of(scale, "scale")?))
+            Ok((
+                convert::sequences(&sequences, "sequences")?,
+                convert::loss(&loss)?,
+                convert::f32_of(scale, "scale")?,
+            ))
         },
-        |m, (seqs, loss, scale)| Ok(m.accumulate_grads(&seqs, &loss, scale).map_err(Error::invalid)?.into()),
+        |m, (seqs, loss, scale)| {
+            Ok(m.accumulate_grads(&seqs, &loss, scale)
+                .map_err(Error::invalid)?
+                .into())
+        },
     )
 }
 
 /// Clips the gradients and applies AdamW; resolves with the global gradient norm before clipping.
 #[napi]
-pub fn apply_optimizer<'env>(env: &'env Env, h: &NativeModel, optimizer: NativeAdamW) -> Result<PromiseRaw<'env, f64>> {
+pub fn apply_optimizer<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    optimizer: NativeAdamW,
+) -> Result<PromiseRaw<'env, f64>> {
     model_op(
         env,
         h,
@@ -227,13 +322,23 @@ pub fn apply_optimizer<'env>(env: &'env Env, h: &NativeModel, optimizer: NativeA
 /// A copy of the flat parameter buffer (a Float32Array over the copy: no second copy into JS memory).
 #[napi]
 pub fn get_params<'env>(env: &'env Env, h: &NativeModel) -> Result<PromiseRaw<'env, Float32Array>> {
-    model_op(env, h, "spark.getParams", |_| Ok(()), |m, ()| Ok(Float32Array::new(m.params().to_vec())))
+    model_op(
+        env,
+        h,
+        "spark.getParams",
+        |_| Ok(()),
+        |m, ()| Ok(Float32Array::new(m.params().to_vec())),
+    )
 }
 
 /// Replaces every parameter (length and finiteness checked; allowed on frozen copies, e.g. to refresh a
 /// reference model).
 #[napi]
-pub fn set_params<'env>(env: &'env Env, h: &NativeModel, params: Float32Array) -> Result<PromiseRaw<'env, ()>> {
+pub fn set_params<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    params: Float32Array,
+) -> Result<PromiseRaw<'env, ()>> {
     model_op(
         env,
         h,
@@ -257,7 +362,11 @@ pub fn get_grads<'env>(env: &'env Env, h: &NativeModel) -> Result<PromiseRaw<'en
 
 /// Replaces every gradient (e.g. after a data-parallel all-reduce).
 #[napi]
-pub fn set_grads<'env>(env: &'env Env, h: &NativeModel, grads: Float32Array) -> Result<PromiseRaw<'env, ()>> {
+pub fn set_grads<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    grads: Float32Array,
+) -> Result<PromiseRaw<'env, ()>> {
     model_op(
         env,
         h,
@@ -274,44 +383,100 @@ pub fn set_grads<'env>(env: &'env Env, h: &NativeModel, grads: Float32Array) -> 
 
 /// The AdamW moments and step count.
 #[napi]
-pub fn get_optimizer_state<'env>(env: &'env Env, h: &NativeModel) -> Result<PromiseRaw<'env, NativeOptimizerState>> {
-    model_op(env, h, "spark.getOptimizerState", ModelSlot::trainable, |m, ()| {
-        let (mm, vv, step) = m.optimizer_state().map_err(Error::model)?;
-        Ok(NativeOptimizerState { m: Float32Array::new(mm.to_vec()), v: Float32Array::new(vv.to_vec()), step: step as f64 })
-    })
+pub fn get_optimizer_state<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+) -> Result<PromiseRaw<'env, NativeOptimizerState>> {
+    model_op(
+        env,
+        h,
+        "spark.getOptimizerState",
+        ModelSlot::trainable,
+        |m, ()| {
+            let (mm, vv, step) = m.optimizer_state().map_err(Error::model)?;
+            Ok(NativeOptimizerState {
+                m: Float32Array::new(mm.to_vec()),
+                v: Float32Array::new(vv.to_vec()),
+                step: step as f64,
+            })
+        },
+    )
 }
 
 /// Replaces the AdamW moments and step count.
 #[napi]
-pub fn set_optimizer_state<'env>(env: &'env Env, h: &NativeModel, m: Float32Array, v: Float32Array, step: f64) -> Result<PromiseRaw<'env, ()>> {
+pub fn set_optimizer_state<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    m: Float32Array,
+    v: Float32Array,
+    step: f64,
+) -> Result<PromiseRaw<'env, ()>> {
     model_op(
         env,
         h,
         "spark.setOptimizerState",
         |slot| {
             slot.trainable()?;
-            Ok((convert::f32_vec(&m, "m")?, convert::f32_vec(&v, "v")?, convert::u53(step, "step")?))
+            Ok((
+                convert::f32_vec(&m, "m")?,
+                convert::f32_vec(&v, "v")?,
+                convert::u53(step, "step")?,
+            ))
         },
-        |model, (mm, vv, step)| model.set_optimizer_state(&mm, &vv, step).map_err(Error::invalid),
+        |model, (mm, vv, step)| {
+            model
+                .set_optimizer_state(&mm, &vv, step)
+                .map_err(Error::invalid)
+        },
     )
 }
 
 /// A new, independent, frozen model with the same parameters.
 #[napi]
-pub fn clone_frozen<'env>(env: &'env Env, h: &NativeModel) -> Result<PromiseRaw<'env, NativeModel>> {
-    model_op(env, h, "spark.cloneFrozen", |_| Ok(()), |m, ()| Ok(NativeModel::new(m.clone_frozen())))
+pub fn clone_frozen<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+) -> Result<PromiseRaw<'env, NativeModel>> {
+    model_op(
+        env,
+        h,
+        "spark.cloneFrozen",
+        |_| Ok(()),
+        |m, ()| Ok(NativeModel::new(m.clone_frozen())),
+    )
 }
 
 /// Writes the weights as one F32 safetensors file with Hugging Face names (atomically).
 #[napi]
-pub fn save_weights<'env>(env: &'env Env, h: &NativeModel, path: String) -> Result<PromiseRaw<'env, ()>> {
-    model_op(env, h, "spark.saveWeights", |_| convert::path(path, "path"), |m, p| checkpoint::save_weights(m, &p))
+pub fn save_weights<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    path: String,
+) -> Result<PromiseRaw<'env, ()>> {
+    model_op(
+        env,
+        h,
+        "spark.saveWeights",
+        |_| convert::path(path, "path"),
+        |m, p| checkpoint::save_weights(m, &p),
+    )
 }
 
 /// Replaces the weights from safetensors files (all-or-nothing: on error the model is unchanged).
 #[napi]
-pub fn load_weights<'env>(env: &'env Env, h: &NativeModel, files: Vec<String>) -> Result<PromiseRaw<'env, ()>> {
-    model_op(env, h, "spark.loadWeights", |_| convert::paths(files, "files"), |m, fs| checkpoint::load_weights(m, &fs))
+pub fn load_weights<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    files: Vec<String>,
+) -> Result<PromiseRaw<'env, ()>> {
+    model_op(
+        env,
+        h,
+        "spark.loadWeights",
+        |_| convert::paths(files, "files"),
+        |m, fs| checkpoint::load_weights(m, &fs),
+    )
 }
 
 /// `saveOptimizer` / `loadOptimizer`: a trainable model and one file.
@@ -336,21 +501,47 @@ fn optimizer_file<'env>(
 
 /// Writes the AdamW state as a safetensors file.
 #[napi]
-pub fn save_optimizer<'env>(env: &'env Env, h: &NativeModel, path: String) -> Result<PromiseRaw<'env, ()>> {
-    optimizer_file(env, h, "spark.saveOptimizer", path, checkpoint::save_optimizer)
+pub fn save_optimizer<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    path: String,
+) -> Result<PromiseRaw<'env, ()>> {
+    optimizer_file(
+        env,
+        h,
+        "spark.saveOptimizer",
+        path,
+        checkpoint::save_optimizer,
+    )
 }
 
 /// Reads the AdamW state written by `saveOptimizer`.
 #[napi]
-pub fn load_optimizer<'env>(env: &'env Env, h: &NativeModel, path: String) -> Result<PromiseRaw<'env, ()>> {
-    optimizer_file(env, h, "spark.loadOptimizer", path, checkpoint::load_optimizer)
+pub fn load_optimizer<'env>(
+    env: &'env Env,
+    h: &NativeModel,
+    path: String,
+) -> Result<PromiseRaw<'env, ()>> {
+    optimizer_file(
+        env,
+        h,
+        "spark.loadOptimizer",
+        path,
+        checkpoint::load_optimizer,
+    )
 }
 
 /// Rejects with ERR_SPARK_PANIC: panics on the worker while holding the model lock, so tests can check the
 /// model is then reported as poisoned (not silently reused).
 #[napi]
 pub fn debug_panic_in_model<'env>(env: &'env Env, h: &NativeModel) -> Result<PromiseRaw<'env, ()>> {
-    model_op(env, h, "spark.debugPanicInModel", |_| Ok(()), |_m, ()| -> crate::error::Result<()> {
-        panic!("deliberate test panic inside a model operation")
-    })
+    model_op(
+        env,
+        h,
+        "spark.debugPanicInModel",
+        |_| Ok(()),
+        |_m, ()| -> crate::error::Result<()> {
+            panic!("deliberate test panic inside a model operation")
+        },
+    )
 }

@@ -26,7 +26,9 @@ impl<T: ToNapiValue + TypeName + Send + 'static> Task for Work<T> {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let name = self.name;
         Ok(match self.job.take() {
-            Some(job) => catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|p| Err(panic_error(p, name))),
+            Some(job) => {
+                catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|p| Err(panic_error(p, name)))
+            }
             None => Err(Error::new(ErrorCode::Napi, format!("{name} ran twice"))),
         })
     }
@@ -43,14 +45,21 @@ where
     T: ToNapiValue + TypeName + Send + 'static,
     F: FnOnce() -> crate::error::Result<T> + Send + 'static,
 {
-    let work = Work { name, job: Some(Box::new(job)) };
+    let work = Work {
+        name,
+        job: Some(Box::new(job)),
+    };
     let pending = env.spawn(work).map_err(|e| to_js(from_napi(e)))?;
     Ok(pending.promise_object())
 }
 
 /// A Promise rejected with `e` (through the pool, like every other settlement): asynchronous exports report
 /// bad argument values this way, so their callers see one failure channel.
-pub fn rejected<'env, T>(env: &'env Env, name: &'static str, e: Error) -> Result<PromiseRaw<'env, T>>
+pub fn rejected<'env, T>(
+    env: &'env Env,
+    name: &'static str,
+    e: Error,
+) -> Result<PromiseRaw<'env, T>>
 where
     T: ToNapiValue + TypeName + Send + 'static,
 {
