@@ -14,6 +14,7 @@ import { JobClient } from '@spark/cli/client';
 import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
 import { JobEventType, JobSpec } from '@spark/protocol';
+import { until } from '@spark/runtime/testing';
 
 const JOB = JobSpec.fromPartial({
   name: 'learner-group',
@@ -100,11 +101,11 @@ describe('the cluster with a 2-rank learner group', () => {
         0,
       );
     const start = sum(await leaderMetrics(), 'spark_learner_updates_total');
-    const deadline = Date.now() + 120_000;
-    while (sum(await leaderMetrics(), 'spark_learner_updates_total') < start + 2) {
-      assert.ok(Date.now() < deadline, 'the job made no two updates in 120 s');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(async () => sum(await leaderMetrics(), 'spark_learner_updates_total') >= start + 2, {
+      timeoutMs: 120_000,
+      intervalMs: 50,
+      message: 'two updates of the job',
+    });
     assert.ok(cluster.kill('learner-rank-1', 'SIGKILL'));
     await cluster.restart('learner-rank-1');
     const done = await outcome;
