@@ -135,9 +135,10 @@ interface Slot {
   /** The worker thread's CPU clock, opened from the thread id it reports when ready. */
   clock: CpuClock | null;
   /**
-   * The clock's last reading: taken when the worker reported ready and at each reply, while the thread is
-   * idle until its next job. It is the next job's starting point, so a job costs one read of /proc, at its
-   * reply, not two (see dispatch).
+   * The clock's reading at the reply just received, while the thread waits for its next job. A job handed
+   * over in the same turn (a backlog) starts from it, so it costs one read of /proc, at its reply, not two.
+   * Cleared when no job follows at once: an idle thread may still run (a garbage collection of what the
+   * previous job left, the rest of its start-up after reporting ready), and that is no job's cost.
    */
   last: CpuSample | null;
   ready: boolean;
@@ -298,7 +299,6 @@ export class SymbolicPool {
     if ('ready' in msg) {
       slot.ready = true;
       if (this.useCpu && typeof msg.tid === 'number') slot.clock = openThreadClock(msg.tid);
-      slot.last = slot.clock?.sample() ?? null;
       const wi = this.warming.indexOf(slot);
       if (wi >= 0) this.warming.splice(wi, 1);
       if (this.active.length < this.size) this.active.push(slot);
@@ -317,6 +317,7 @@ export class SymbolicPool {
       msg.ok ? { kind: 'done', equal: msg.equal, rule: msg.rule } : { kind: 'error', message: msg.error },
     );
     this.dispatch();
+    slot.last = null;
   }
 
   /** A worker died on its own (heap limit, crash): fail its job and replace it. */
@@ -452,11 +453,11 @@ export class SymbolicPool {
       if (job === undefined) return;
       if (job.timer !== null) clearTimeout(job.timer);
       job.dispatchedAt = performance.now();
-      // The job starts from the thread's last reading (at its previous reply, or when it became ready):
-      // the thread has been idle since, blocked on its message port, so this saves a read of /proc per
-      // job. What it does charge in addition is the thread's own hand-off work between the two (finishing
-      // the previous reply, receiving this request): tens of µs against a budget of tens of ms. Reading
-      // /proc is the largest cost the pool adds to a symbolic check: a job used to read it three times.
+      // Handed over in the turn that received the previous reply, the job starts from that reply's reading:
+      // this saves a read of /proc per job under a backlog. What it charges in addition is the thread's own
+      // hand-off work between the two (finishing the previous reply, receiving this request): tens of µs
+      // against a budget of tens of ms. Otherwise (`last` cleared: the thread sat idle) it reads the clock
+      // now. Reading /proc is the largest cost the pool adds to a symbolic check.
       const at = slot.last ?? slot.clock?.sample() ?? null;
       slot.last = null;
       job.cpuStart = at?.cpuMs ?? null;
