@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { JobClient } from '@spark/cli/client';
-import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
-import { jobKeys, parseLearnResult, parseSynthesisResult } from '@spark/contract';
+import { startLocalCluster, tailFile, type LocalCluster } from '@spark/cli/launcher';
+import { jobKeys, parseLearnResult, parseSynthesisResult, queueName, type QueueRole } from '@spark/contract';
 import { Algorithm, JobSpec } from '@spark/protocol';
 import { connectRedis, redisAnswers, type Redis } from '@spark/runtime/redis';
 import { until } from '@spark/runtime/testing';
@@ -247,6 +247,47 @@ async function jobState(redis: Redis, prefix: string, jobId: string): Promise<st
 
 const TERMINAL = /SUCCEEDED|FAILED|CANCELLED/;
 
+const ROLES: readonly QueueRole[] = ['rollout', 'verify', 'synthesis', 'learn'];
+
+/**
+ * What a failed run leaves to read (the CI machine is gone afterwards): the job's hash and last event as
+ * this harness's own Redis connection sees them (or why it cannot), each job queue's BullMQ lists, and the
+ * last lines of every child's log.
+ */
+async function diagnose(redis: Redis, c: LocalCluster, jobId: string): Promise<string> {
+  const out: string[] = [];
+  try {
+    const job = await redis.hgetall(jobKeys.job(c.prefix, jobId));
+    const { state, step, cursor, policyVersion, message } = job;
+    out.push(`job hash: ${JSON.stringify({ state, step, cursor, policyVersion, message })}`);
+    const last = await redis.xrevrange(jobKeys.events(c.prefix, jobId), '+', '-', 'COUNT', 1);
+    out.push(`last event: ${JSON.stringify(last[0] ?? null).slice(0, 600)}`);
+    for (const role of ROLES) {
+      const q = `${c.prefix}:${queueName(role, jobId)}`;
+      const [wait, active, prioritized, delayed, failed, completed] = await Promise.all([
+        redis.llen(`${q}:wait`),
+        redis.llen(`${q}:active`),
+        redis.zcard(`${q}:prioritized`),
+        redis.zcard(`${q}:delayed`),
+        redis.zcard(`${q}:failed`),
+        redis.zcard(`${q}:completed`),
+      ]);
+      out.push(
+        `queue ${role}: wait ${wait}, active ${active}, prioritized ${prioritized}, delayed ${delayed}, failed ${failed}, completed ${completed}`,
+      );
+    }
+  } catch (err) {
+    out.push(`Redis, from the harness: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  for (const child of c.children) {
+    const lines = tailFile(child.logFile, 8)
+      .split('\n')
+      .map((l) => `  ${l.length > 400 ? `${l.slice(0, 400)}…` : l}`);
+    out.push(`${child.name} (${child.logFile}):`, ...lines);
+  }
+  return out.join('\n');
+}
+
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const say = options.log ?? (() => undefined);
   const t0 = Date.now();
@@ -256,6 +297,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const redisServer = await AofRedis.start();
   let cluster: LocalCluster | null = null;
   let client: JobClient | null = null;
+  let jobIdSeen: string | null = null;
   const redis = connectRedis(redisServer.url);
   redis.on('error', () => undefined);
   try {
@@ -277,6 +319,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     client = new JobClient({ address: c.coordinatorAddress, token: null, deadlineMs: 30_000 });
     const spec = chaosJob(options.kills, options.seed);
     const { jobId } = await client.submit(spec);
+    jobIdSeen = jobId;
     const submitted = Date.now();
     say(`job ${jobId}: ${spec.maxSteps} steps, ${options.kills} kills, seed ${options.seed}`);
     const kills: KillRecord[] = [];
@@ -343,6 +386,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const totalMs = Date.now() - t0;
     if (totalMs > options.boundMs)
       inv.violations.push(`took ${totalMs} ms, past the bound of ${options.boundMs} ms`);
+    if (inv.violations.length) inv.violations.push(await diagnose(redis, c, jobId));
     return {
       seed: options.seed,
       learnerRanks: ranks,
@@ -354,6 +398,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       boundMs: options.boundMs,
       ...inv,
     };
+  } catch (err) {
+    if (cluster === null || jobIdSeen === null) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`${why}\n${await diagnose(redis, cluster, jobIdSeen)}`, { cause: err });
   } finally {
     client?.close();
     redis.disconnect();
