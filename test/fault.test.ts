@@ -11,6 +11,10 @@
 // (sequences + skippedSequences), none refused as stale; and the policy versions of the updates are
 // 1, 2, …, K without gaps or repeats, K being the job's final policy version — a group trained twice or an
 // update run twice would add a version, a lost group would shrink a count.
+//
+// Then a write Redis lost: a job's first learn task is removed from its queue while no learner runs (as
+// when Redis, killed within a second of the enqueue, replays an AOF without it); the coordinator must
+// enqueue it again, and the job must finish.
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +24,7 @@ import { after, before, describe, it } from 'node:test';
 import { JobClient } from '@spark/cli/client';
 import { followJob } from '@spark/cli/follow';
 import { startLocalCluster, type LocalCluster } from '@spark/cli/launcher';
-import { queueName, type LearnResult } from '@spark/contract';
+import { jobKeys, queueName, type LearnResult } from '@spark/contract';
 import { Algorithm, JobSpec } from '@spark/protocol';
 import { connectRedis, createQueue, type Redis } from '@spark/runtime/redis';
 import { until } from '@spark/runtime/testing';
@@ -149,5 +153,39 @@ describe('fault tolerance: workers killed mid-step', () => {
     );
     assert.equal(outcome.status.policyVersion, versions.length);
     assert.equal(results.size, JOB.warmupSteps + policy.length + reward.length);
+  });
+
+  it('enqueues a learn task again when Redis lost it (gone from its queue, no result): the job finishes', async () => {
+    // Redis with `appendfsync everysec` may lose its last acknowledged writes when it is killed; the driver
+    // then waits for a task that no longer exists. Here the task is removed while no learner takes it.
+    cluster.kill('learner', 'SIGKILL');
+    const spec = JobSpec.fromPartial({ ...JOB, name: 'lost-task', maxSteps: 1, warmupSteps: 1 });
+    const { jobId } = await client.submit(spec);
+    const learnQ = createQueue(queueName('learn', jobId), { url: cluster.redisUrl, prefix: cluster.prefix });
+    try {
+      await until(async () => (await learnQ.getJobState('0/warmup')) === 'waiting', {
+        timeoutMs: 60_000,
+        message: 'the first learn task waiting',
+      });
+      assert.equal(await learnQ.remove('0/warmup'), 1);
+      // the driver notices within its slow check (about 2 s) and enqueues it again
+      await until(async () => (await learnQ.getJobState('0/warmup')) === 'waiting', {
+        timeoutMs: 30_000,
+        message: 'the lost learn task enqueued again',
+      });
+    } finally {
+      await learnQ.close();
+    }
+    await cluster.restart('learner');
+    const state = await until(
+      async () => {
+        const s = await redis.hget(jobKeys.job(cluster.prefix, jobId), 'state');
+        return s !== null && /SUCCEEDED|FAILED|CANCELLED/.test(s) ? s : null;
+      },
+      { timeoutMs: 180_000, intervalMs: 100, message: 'the job to end' },
+    );
+    const message = await redis.hget(jobKeys.job(cluster.prefix, jobId), 'message');
+    assert.equal(state, 'JOB_STATE_SUCCEEDED', message ?? '');
+    assert.ok(await redis.exists(jobKeys.learned(cluster.prefix, jobId, 0, 'warmup')));
   });
 });

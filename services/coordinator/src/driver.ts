@@ -59,7 +59,7 @@ import {
   type VerifiedGroup,
 } from '@spark/contract';
 import { JobEventType, JobState, Phase, type JobSpec } from '@spark/protocol';
-import { createQueue, createQueueEvents, enqueueBounded } from '@spark/runtime/redis';
+import { COMPLETED_KEPT_S, createQueue, createQueueEvents, enqueueBounded } from '@spark/runtime/redis';
 import type { ObjectStore } from '@spark/runtime/storage';
 import type { TemplateVariant } from '@spark/method/templates';
 
@@ -153,6 +153,26 @@ class StopSignal extends Error {
 class RewindSignal extends Error {
   constructor(readonly to: LearnerResume) {
     super(`learner resumed at policy version ${to.version}`);
+  }
+}
+
+/**
+ * A task the driver enqueued is gone from its queue with no result: Redis lost the write (`appendfsync
+ * everysec` may lose the last second or two of acknowledged writes when Redis is killed; the AOF replays a
+ * consistent prefix). Nothing else would bring it back, so the driver resumes from its saved cursor, which
+ * enqueues it again, as after an outage it noticed.
+ */
+interface TaskLost {
+  readonly lost: QueueRole;
+  readonly id: string;
+}
+
+class TaskLostError extends Error {
+  constructor(
+    readonly role: QueueRole,
+    readonly taskId: string,
+  ) {
+    super(`${role} task ${taskId} is gone from its queue and left no result (Redis lost writes?)`);
   }
 }
 
@@ -330,11 +350,18 @@ export class JobDriver {
           await this.drive();
           break;
         } catch (err) {
-          if (this.stopReason || outages >= MAX_REDIS_OUTAGES || !REDIS_UNREACHABLE.test(describeError(err)))
+          const lost = err instanceof TaskLostError;
+          if (
+            this.stopReason ||
+            outages >= MAX_REDIS_OUTAGES ||
+            (!lost && !REDIS_UNREACHABLE.test(describeError(err)))
+          )
             throw err;
           this.log.warn(
             { err, outages },
-            'Redis unreachable; the job resumes from its saved cursor once it answers',
+            lost
+              ? 'a task was lost; the job resumes from its saved cursor'
+              : 'Redis unreachable; the job resumes from its saved cursor once it answers',
           );
           await this.awaitRedis();
           this.reported = null;
@@ -1035,10 +1062,13 @@ export class JobDriver {
    * back instead (at most LEARNER_OUTAGE_RETRIES times per run; the phase time-out bounds the wait): a
    * restarting learner comes back, and when it comes back behind the job, the job rewinds.
    */
-  private async failedTask(role: QueueRole, ids: readonly string[]): Promise<string | null> {
+  private async failedTask(role: QueueRole, ids: readonly string[]): Promise<string | TaskLost | null> {
     const q = this.queue(role);
     for (const id of ids) {
       const state = await q.getJobState(id);
+      // the driver enqueued it (verify tasks come from rollout workers: unknown until its shard ran), and a
+      // completed task stays listed (removeOnComplete keeps an hour): unknown means it was lost
+      if (state === 'unknown' && role !== 'verify') return { lost: role, id };
       if (state === 'failed') {
         const job = await q.getJob(id);
         if (
@@ -1072,11 +1102,12 @@ export class JobDriver {
   private async waitFor<T>(
     what: string,
     check: () => Promise<T | null>,
-    failed: () => Promise<string | null>,
+    failed: () => Promise<string | TaskLost | null>,
   ): Promise<T> {
     const { pollMs, phaseTimeoutMs } = this.deps.config;
-    const deadline = Date.now() + phaseTimeoutMs;
-    let lastSlowCheck = Date.now();
+    const started = Date.now();
+    const deadline = started + phaseTimeoutMs;
+    let lastSlowCheck = started;
     for (;;) {
       if (this.stopReason) throw new StopSignal(this.stopReason);
       // cleared before the check: an event that arrives while it runs makes the next sleep return at once
@@ -1090,7 +1121,15 @@ export class JobDriver {
         // a learner that restarted behind the job makes its tasks fail: rewind rather than fail the job
         await this.checkRewind();
         const why = await failed();
-        if (why) throw new FailedPreconditionError(why);
+        if (typeof why === 'string') throw new FailedPreconditionError(why);
+        // a task that completed over an hour ago may have been pruned from its queue: unknown proves
+        // nothing then (a phase rarely waits that long; its time-out still bounds the wait)
+        if (why && Date.now() - started < COMPLETED_KEPT_S * 1000) {
+          // its result may have come (and the task been removed) since the check above
+          const late = await check();
+          if (late !== null) return late;
+          throw new TaskLostError(why.lost, why.id);
+        }
       }
       const left = deadline - Date.now();
       if (left < 0) {

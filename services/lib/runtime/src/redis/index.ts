@@ -245,11 +245,14 @@ export function connectRedis(url: string): Redis {
   return c;
 }
 
+/** How long a completed task stays listed in its queue, in seconds (at most the last 10,000 of a queue). */
+export const COMPLETED_KEPT_S = 3_600;
+
 /** Default job options: bounded retries with backoff, bounded history of completed and failed jobs. */
 export const defaultJobOptions: JobsOptions = {
   attempts: 5,
   backoff: { type: 'exponential', delay: 500 },
-  removeOnComplete: { age: 3_600, count: 10_000 },
+  removeOnComplete: { age: COMPLETED_KEPT_S, count: 10_000 },
   removeOnFail: { age: 24 * 3_600, count: 10_000 },
 };
 
