@@ -243,13 +243,8 @@ int spark_coll_connect(const char* host, int port, const char* user, const char*
     attr.hostname = hostname;
     auto dev = gloo::transport::tcp::CreateDevice(attr);
     auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
-    // A pair waits five times its timeout for its first connection (gloo/transport/tcp/pair.h,
-    // waitUntil): with the group's timeout a rank that read a departed peer's address would wait 5 x
-    // timeout. Pairs are made with a fifth of it, so joining is bounded by the timeout like every
-    // operation (each of which is given the group's timeout explicitly, and the context's is restored).
-    ctx->setTimeout(std::max(timeout / 5, std::chrono::milliseconds(1)));
-    ctx->connectFullMesh(*prefixed, dev);
     ctx->setTimeout(timeout);
+    ctx->connectFullMesh(*prefixed, dev);
     auto c = std::make_unique<spark_coll>();
     c->ctx = std::move(ctx);
     c->timeout = timeout;
