@@ -308,8 +308,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       learnerRanks: ranks,
       // short task locks (rollout, verifier, reward-synthesis: SPARK_LOCK_MS; learner: SPARK_WORKER_LOCK_MS) and stalled
       // checks, so a killed worker's task comes back in seconds (docs/operations.md, task locks); a learner
-      // group notices a lost rank (and gives up a rendezvous with a departed one) within the collective
-      // time-out: 20 s, not the default minute
+      // group notices a lost rank within the collective time-out, and gives up a rendezvous with a departed
+      // one within five of them (docs/kernels.md): 20 s, not the default minute
       env: {
         SPARK_LOCK_MS: '5000',
         SPARK_WORKER_LOCK_MS: '5000',
