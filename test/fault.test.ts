@@ -177,15 +177,8 @@ describe('fault tolerance: workers killed mid-step', () => {
       await learnQ.close();
     }
     await cluster.restart('learner');
-    const state = await until(
-      async () => {
-        const s = await redis.hget(jobKeys.job(cluster.prefix, jobId), 'state');
-        return s !== null && /SUCCEEDED|FAILED|CANCELLED/.test(s) ? s : null;
-      },
-      { timeoutMs: 180_000, intervalMs: 100, message: 'the job to end' },
-    );
-    const message = await redis.hget(jobKeys.job(cluster.prefix, jobId), 'message');
-    assert.equal(state, 'JOB_STATE_SUCCEEDED', message ?? '');
+    const outcome = await followJob(client, jobId, { out: null });
+    assert.equal(outcome.state, 'SUCCEEDED', outcome.status.message);
     assert.ok(await redis.exists(jobKeys.learned(cluster.prefix, jobId, 0, 'warmup')));
   });
 });

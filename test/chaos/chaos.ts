@@ -13,7 +13,7 @@ import { JobClient } from '@spark/cli/client';
 import { startLocalCluster, tailFile, type LocalCluster } from '@spark/cli/launcher';
 import { jobKeys, parseLearnResult, parseSynthesisResult, queueName, type QueueRole } from '@spark/contract';
 import { Algorithm, JobSpec } from '@spark/protocol';
-import { connectRedis, redisAnswers, type Redis } from '@spark/runtime/redis';
+import { connectRedis, createQueue, redisAnswers, type Redis } from '@spark/runtime/redis';
 import { until } from '@spark/runtime/testing';
 
 export const KINDS = ['rollout', 'verifier', 'reward-synthesis', 'learner', 'coordinator', 'redis'] as const;
@@ -254,7 +254,7 @@ const ROLES: readonly QueueRole[] = ['rollout', 'verify', 'synthesis', 'learn'];
  * this harness's own Redis connection sees them (or why it cannot), each job queue's BullMQ lists, and the
  * last lines of every child's log.
  */
-async function diagnose(redis: Redis, c: LocalCluster, jobId: string): Promise<string> {
+async function diagnose(redis: Redis, redisUrl: string, c: LocalCluster, jobId: string): Promise<string> {
   const out: string[] = [];
   try {
     const job = await redis.hgetall(jobKeys.job(c.prefix, jobId));
@@ -263,18 +263,13 @@ async function diagnose(redis: Redis, c: LocalCluster, jobId: string): Promise<s
     const last = await redis.xrevrange(jobKeys.events(c.prefix, jobId), '+', '-', 'COUNT', 1);
     out.push(`last event: ${JSON.stringify(last[0] ?? null).slice(0, 600)}`);
     for (const role of ROLES) {
-      const q = `${c.prefix}:${queueName(role, jobId)}`;
-      const [wait, active, prioritized, delayed, failed, completed] = await Promise.all([
-        redis.llen(`${q}:wait`),
-        redis.llen(`${q}:active`),
-        redis.zcard(`${q}:prioritized`),
-        redis.zcard(`${q}:delayed`),
-        redis.zcard(`${q}:failed`),
-        redis.zcard(`${q}:completed`),
-      ]);
-      out.push(
-        `queue ${role}: wait ${wait}, active ${active}, prioritized ${prioritized}, delayed ${delayed}, failed ${failed}, completed ${completed}`,
-      );
+      const q = createQueue(queueName(role, jobId), { url: redisUrl, prefix: c.prefix });
+      try {
+        const n = await q.getJobCounts('wait', 'active', 'prioritized', 'delayed', 'failed', 'completed');
+        out.push(`queue ${role}: ${JSON.stringify(n)}`);
+      } finally {
+        await q.close();
+      }
     }
   } catch (err) {
     out.push(`Redis, from the harness: ${err instanceof Error ? err.message : String(err)}`);
@@ -393,7 +388,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const totalMs = Date.now() - t0;
     if (totalMs > options.boundMs)
       inv.violations.push(`took ${totalMs} ms, past the bound of ${options.boundMs} ms`);
-    if (inv.violations.length) inv.violations.push(await diagnose(redis, c, jobId));
+    if (inv.violations.length) inv.violations.push(await diagnose(redis, redisServer.url, c, jobId));
     return {
       seed: options.seed,
       learnerRanks: ranks,
@@ -408,7 +403,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   } catch (err) {
     if (cluster === null || jobIdSeen === null) throw err;
     const why = err instanceof Error ? err.message : String(err);
-    throw new Error(`${why}\n${await diagnose(redis, cluster, jobIdSeen)}`, { cause: err });
+    throw new Error(`${why}\n${await diagnose(redis, redisServer.url, cluster, jobIdSeen)}`, { cause: err });
   } finally {
     client?.close();
     redis.disconnect();

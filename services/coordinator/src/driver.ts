@@ -162,16 +162,8 @@ class RewindSignal extends Error {
  * consistent prefix). Nothing else would bring it back, so the driver resumes from its saved cursor, which
  * enqueues it again, as after an outage it noticed.
  */
-interface TaskLost {
-  readonly lost: QueueRole;
-  readonly id: string;
-}
-
 class TaskLostError extends Error {
-  constructor(
-    readonly role: QueueRole,
-    readonly taskId: string,
-  ) {
+  constructor(role: QueueRole, taskId: string) {
     super(`${role} task ${taskId} is gone from its queue and left no result (Redis lost writes?)`);
   }
 }
@@ -1062,13 +1054,13 @@ export class JobDriver {
    * back instead (at most LEARNER_OUTAGE_RETRIES times per run; the phase time-out bounds the wait): a
    * restarting learner comes back, and when it comes back behind the job, the job rewinds.
    */
-  private async failedTask(role: QueueRole, ids: readonly string[]): Promise<string | TaskLost | null> {
+  private async failedTask(role: QueueRole, ids: readonly string[]): Promise<string | TaskLostError | null> {
     const q = this.queue(role);
     for (const id of ids) {
       const state = await q.getJobState(id);
       // the driver enqueued it (verify tasks come from rollout workers: unknown until its shard ran), and a
       // completed task stays listed (removeOnComplete keeps an hour): unknown means it was lost
-      if (state === 'unknown' && role !== 'verify') return { lost: role, id };
+      if (state === 'unknown' && role !== 'verify') return new TaskLostError(role, id);
       if (state === 'failed') {
         const job = await q.getJob(id);
         if (
@@ -1102,7 +1094,7 @@ export class JobDriver {
   private async waitFor<T>(
     what: string,
     check: () => Promise<T | null>,
-    failed: () => Promise<string | TaskLost | null>,
+    failed: () => Promise<string | TaskLostError | null>,
   ): Promise<T> {
     const { pollMs, phaseTimeoutMs } = this.deps.config;
     const started = Date.now();
@@ -1128,7 +1120,7 @@ export class JobDriver {
           // its result may have come (and the task been removed) since the check above
           const late = await check();
           if (late !== null) return late;
-          throw new TaskLostError(why.lost, why.id);
+          throw why;
         }
       }
       const left = deadline - Date.now();
