@@ -11,10 +11,10 @@ import { Algorithm, JobSpec } from '@spark/protocol';
  * sees each ~2×, so it generalises instead of memorising), half of every warm-up batch judge-, reflection-
  * and re-solve-format pairs (so judge rewards are not all 0 when RL starts; at a quarter the warm-up model
  * judged at chance, at half 64.5 % pointwise, docs/results.md "A base that can judge"), 128 new tokens (the warm-up judge
- * check makes pairwise judge outputs up to ~110 characters), 1500 warm-up steps (≈ 43 % of
- * held-out answers; a 1200-step base at 32 % did not improve under RL), RL lr 3e-4 with a fresh optimizer
- * (docs/results.md). Measured on the idle 2-core machine: the whole `spark demo` in 485 s (warm-up
- * ≈ 6.3 min), held-out answers 43.0 → 49.2 % over the 24 SPARK steps; 1073 s with a test suite alongside.
+ * check makes pairwise judge outputs up to 107 characters), 1500 warm-up steps (a 1200-step base at 32 %
+ * did not improve under RL), RL lr 3e-4 with a fresh optimizer (docs/results.md "The demo": held-out
+ * answers 53.9 → 65.6 % over the 24 SPARK steps; 1244 s on the loaded 2-core machine, the idle time of
+ * these settings not measured; the previous settings took 485 s idle).
  */
 export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   name: 'spark-demo',
