@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 struct Redis {
     child: Child,
     port: u16,
+    /// The current group's generation on this server (each test has its own server, so cargo's parallel
+    /// tests never move another test's generation between its ranks' `opts`).
+    generation: AtomicU64,
 }
 
 impl Drop for Redis {
@@ -50,10 +53,12 @@ fn redis(password: Option<&str>) -> Redis {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Redis { child, port }
+    Redis {
+        child,
+        port,
+        generation: AtomicU64::new(0),
+    }
 }
-
-static GEN: AtomicU64 = AtomicU64::new(0);
 
 fn opts(r: &Redis, rank: usize, size: usize, timeout_ms: u64) -> ConnectOptions {
     ConnectOptions {
@@ -62,7 +67,7 @@ fn opts(r: &Redis, rank: usize, size: usize, timeout_ms: u64) -> ConnectOptions 
         redis_user: String::new(),
         redis_password: String::new(),
         redis_db: 0,
-        prefix: format!("test:g{}", GEN.load(Ordering::SeqCst)),
+        prefix: format!("test:g{}", r.generation.load(Ordering::SeqCst)),
         rank,
         world_size: size,
         timeout_ms,
@@ -76,7 +81,7 @@ fn group<T: Send + 'static>(
     size: usize,
     f: impl Fn(&mut Collective) -> T + Send + Sync + 'static,
 ) -> Vec<T> {
-    GEN.fetch_add(1, Ordering::SeqCst);
+    r.generation.fetch_add(1, Ordering::SeqCst);
     let f = std::sync::Arc::new(f);
     let hs: Vec<_> = (0..size)
         .map(|rank| {
@@ -147,7 +152,7 @@ fn allreduce_broadcast_reduce_scatter_allgather_2_and_3_ranks() {
 #[test]
 fn rendezvous_timeout_names_missing_ranks() {
     let r = redis(None);
-    GEN.fetch_add(1, Ordering::SeqCst);
+    r.generation.fetch_add(1, Ordering::SeqCst);
     let o = opts(&r, 0, 3, 600);
     let start = Instant::now();
     let e = Collective::connect(&o).err().expect("must time out");
@@ -163,7 +168,7 @@ fn rendezvous_timeout_names_missing_ranks() {
 #[test]
 fn redis_auth_and_bad_store() {
     let r = redis(Some("s3cret"));
-    GEN.fetch_add(1, Ordering::SeqCst);
+    r.generation.fetch_add(1, Ordering::SeqCst);
     let mut o = opts(&r, 0, 1, 2000);
     let e = Collective::connect(&o).err().expect("no password");
     assert_eq!(e.code, ErrorCode::CollectiveStore, "{e}");
@@ -185,7 +190,7 @@ fn redis_auth_and_bad_store() {
 #[test]
 fn peer_gone_mid_collective_fails_within_timeout() {
     let r = redis(None);
-    GEN.fetch_add(1, Ordering::SeqCst);
+    r.generation.fetch_add(1, Ordering::SeqCst);
     let o1 = opts(&r, 1, 2, 3000);
     let peer = std::thread::spawn(move || {
         let mut c = Collective::connect(&o1).unwrap();
@@ -370,7 +375,7 @@ fn gathered_state_restores_onto_another_rank_count() {
 fn failed_sharded_step_changes_nothing() {
     use crate::model::{AdamWParams, Model, ModelConfig};
     let r = redis(None);
-    GEN.fetch_add(1, Ordering::SeqCst);
+    r.generation.fetch_add(1, Ordering::SeqCst);
     let cfg = ModelConfig::preset("tiny").unwrap();
     let opt = AdamWParams {
         lr: 1e-2,
