@@ -176,6 +176,14 @@ describe('Dockerfile', () => {
     },
   );
 
+  it('builds the runtime image when no --target is given (the last stage is the default)', () => {
+    // `docker build` / `buildah bud` without --target build the Dockerfile's last stage: found by building
+    // it (deploy/docker/standin-build.sh), when the cuda stage was last and the documented default command
+    // tried to pull the CUDA base
+    const stages = [...dockerfile.matchAll(/^FROM \S+ AS (\S+)$/gm)].map((m) => m[1]);
+    assert.equal(stages.at(-1), 'runtime', `stages in order: ${stages.join(', ')}`);
+  });
+
   it('runs as a non-root user in every final stage', () => {
     const stages = dockerfile.split(/^FROM /m).slice(1);
     for (const name of ['runtime', 'cuda']) {
