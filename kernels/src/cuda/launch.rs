@@ -242,7 +242,7 @@ impl AttnShape {
                 self.d
             )));
         }
-        if self.hkv == 0 || self.hq % self.hkv != 0 {
+        if self.hkv == 0 || !self.hq.is_multiple_of(self.hkv) {
             return Err(Error::invalid(format!(
                 "attention: {} query heads are not a multiple of {} key/value heads",
                 self.hq, self.hkv
