@@ -25,6 +25,8 @@ export declare function applyOptimizer(h: NativeModel, optimizer: NativeAdamW): 
 /** ZeRO-1 AdamW step over the group; resolves with the global gradient norm before clipping. */
 export declare function applyOptimizerSharded(model: NativeModel, collective: NativeCollective, optimizer: NativeAdamW): Promise<number>
 
+export declare function backendInfo(): NativeBackendInfo
+
 /** A new, independent, frozen model with the same parameters. */
 export declare function cloneFrozen(h: NativeModel): Promise<NativeModel>
 
@@ -128,6 +130,19 @@ export interface NativeAdamW {
   eps: number
   weightDecay: number
   maxGradNorm: number
+}
+
+/**
+ * What computes this process's numbers on the CPU: the GEMM path, the BLAS library and its kernel set,
+ * and the thread count. Runs of one seed are bit-identical only where all four agree.
+ */
+export interface NativeBackendInfo {
+  /** "blas", "builtin" or "scalar" (SPARK_GEMM, else the first available). */
+  gemm: string
+  blasLibrary?: string
+  /** OpenBLAS's kernel set for this CPU ("Haswell", "SkylakeX", "Zen", …). */
+  blasCore?: string
+  threads: number
 }
 
 /** Rendezvous options (the TypeScript wrapper parses the Redis URL). */

@@ -5,7 +5,7 @@
 //   const stats = await model.trainStep([[...]], { kind: 'sft' }, { ...DEFAULT_ADAMW, lr: 1e-3 });
 //   const out = await model.sample({ prompts, temperature: 0.8, topP: 0.95, maxNewTokens: 64, stopTokens: [0], seed: 7 });
 //   model.free();
-import { loadNative } from './native.js';
+import { loadNative, type NativeBackendInfo } from './native.js';
 
 export * from './errors.js';
 export {
@@ -38,8 +38,22 @@ export type {
 } from './model.js';
 export { addonPath, loadNative, platformTriple } from './native.js';
 
+/**
+ * What computes this process's numbers on the CPU: the GEMM path, the BLAS library and OpenBLAS's kernel
+ * set for this CPU, and the thread count. A run of one seed is bit-identical only where all of them agree:
+ * OpenBLAS picks its kernels by CPU model, and each rounds differently (docs/kernels.md "Reproducibility").
+ */
+export function backendInfo(): NativeBackendInfo {
+  return loadNative().backendInfo();
+}
+
 /** Models holding native memory in this process (created, neither freed nor garbage-collected). */
 export function liveModels(): number {
   return loadNative().liveModels();
 }
-export type { NativeBinding, NativeCollectiveHandle, NativeModelHandle } from './native.js';
+export type {
+  NativeBackendInfo,
+  NativeBinding,
+  NativeCollectiveHandle,
+  NativeModelHandle,
+} from './native.js';

@@ -4,6 +4,7 @@
 // handles that are not ours.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
@@ -18,6 +19,40 @@ import {
 
 process.env.SPARK_KERNELS_QUIET_PANICS = '1';
 const native = loadNative();
+const here = import.meta.dirname;
+
+void describe('backend info', () => {
+  // a child process: the GEMM path and the thread count are read once per process, from the environment
+  const info = (env: Record<string, string>): Record<string, unknown> => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { backendInfo } from ${JSON.stringify(join(here, 'index.ts'))};
+         process.stdout.write(JSON.stringify(backendInfo()));`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, ...env }, cwd: here },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+
+  void it('reports the GEMM path, BLAS kernels and threads that SPARK_GEMM and SPARK_THREADS chose', () => {
+    const scalar = info({ SPARK_GEMM: 'scalar', SPARK_THREADS: '3' });
+    assert.equal(scalar.gemm, 'scalar');
+    assert.equal(scalar.threads, 3);
+    const blas = info({ SPARK_GEMM: 'blas', SPARK_THREADS: '1' });
+    assert.equal(blas.threads, 1);
+    if (blas.gemm === 'blas') {
+      // OpenBLAS loaded: its library and the kernel set it picked for this CPU are named
+      assert.match(String(blas.blasLibrary), /libopenblas\.so/);
+      assert.match(String(blas.blasCore), /^\w+$/);
+    } else assert.equal(blas.blasLibrary ?? null, null, 'no BLAS library named when none loaded');
+  });
+});
 
 void describe('napi layer', () => {
   void it('finds the addon napi build produced for this platform, and explains a missing one', () => {

@@ -153,8 +153,19 @@ export interface NativeModelInfo {
  * mapped to InvalidInputError by `toKernelError`). The Model class calls everything inside its queue, so its
  * users see rejections either way.
  */
+/** What computes this process's numbers on the CPU (`backendInfo()`). */
+export interface NativeBackendInfo {
+  /** 'blas', 'builtin' or 'scalar' (SPARK_GEMM, else the first available). */
+  gemm: string;
+  blasLibrary?: string | null;
+  /** OpenBLAS's kernel set for this CPU ('Haswell', 'SkylakeX', 'Zen', …). */
+  blasCore?: string | null;
+  threads: number;
+}
+
 export interface NativeBinding {
   version: () => string;
+  backendInfo: () => NativeBackendInfo;
   debugSum: (a: Float32Array, b: Uint32Array) => number;
   debugScale: (values: Float32Array, factor: number) => Promise<Float32Array>;
   debugPanic: (mode: 'sync' | 'async' | 'thread') => Promise<void>;

@@ -44,11 +44,17 @@ type SgemmFn = unsafe extern "C" fn(
 );
 /// void openblas_set_num_threads(int num_threads);
 type SetThreadsFn = unsafe extern "C" fn(c_int);
+/// char* openblas_get_corename(void);
+type CoreNameFn = unsafe extern "C" fn() -> *const c_char;
 
 pub struct Blas {
     sgemm: SgemmFn,
     set_threads: Option<SetThreadsFn>,
     pub library: String,
+    /// OpenBLAS's kernel set for this CPU (`openblas_get_corename`: "Haswell", "SkylakeX", "Zen", …): a
+    /// DYNAMIC_ARCH build picks it at load time, and it decides the rounding of every product, so two CPUs
+    /// can train the same seed to different weights. None for a CBLAS without the call.
+    pub core: Option<String>,
 }
 
 static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
@@ -81,10 +87,21 @@ fn load() -> Option<Blas> {
             if let Some(f) = set_threads {
                 f(1);
             }
+            let c = sym(h, c"openblas_get_corename");
+            let core = if c.is_null() {
+                None
+            } else {
+                // SAFETY: the symbol is openblas_get_corename with the C signature declared above; it
+                // returns a static NUL-terminated string (or null).
+                let f = std::mem::transmute::<*mut c_void, CoreNameFn>(c);
+                let name = f();
+                (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().trim().to_string())
+            };
             return Some(Blas {
                 sgemm,
                 set_threads,
                 library: lib.to_string_lossy().into_owned(),
+                core,
             });
         }
     }

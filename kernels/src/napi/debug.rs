@@ -14,6 +14,30 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// What computes this process's numbers on the CPU: the GEMM path, the BLAS library and its kernel set,
+/// and the thread count. Runs of one seed are bit-identical only where all four agree.
+#[napi(object)]
+pub struct NativeBackendInfo {
+    /// "blas", "builtin" or "scalar" (SPARK_GEMM, else the first available).
+    pub gemm: String,
+    pub blas_library: Option<String>,
+    /// OpenBLAS's kernel set for this CPU ("Haswell", "SkylakeX", "Zen", …).
+    pub blas_core: Option<String>,
+    pub threads: u32,
+}
+
+#[napi]
+pub fn backend_info() -> NativeBackendInfo {
+    use crate::backend::{blas, gemm, threads};
+    let lib = blas::blas();
+    NativeBackendInfo {
+        gemm: gemm::path().name().to_string(),
+        blas_library: lib.map(|b| b.library.clone()),
+        blas_core: lib.and_then(|b| b.core.clone()),
+        threads: threads::max_threads() as u32,
+    }
+}
+
 /// Σa + Σb, read on the JS thread straight from the typed arrays' memory (no copy).
 #[napi]
 pub fn debug_sum(a: Float32Array, b: Uint32Array) -> Result<f64> {

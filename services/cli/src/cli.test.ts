@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import type { CheckResult } from './commands/doctor.js';
@@ -33,6 +36,30 @@ describe('spark CLI', () => {
     assert.match(cuda?.detail ?? '', /built but not yet verified on a GPU/);
     if (cuda?.ok === false) assert.match(cuda.detail, /libcuda\.so\.1|cuInit|no device/);
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('doctor loads the native addon itself, and says why when it cannot', async () => {
+    const ok = JSON.parse((await runSpark(['doctor', '--json'])).stdout) as CheckResult[];
+    const addon = ok.find((x) => x.name === 'native addon');
+    assert.equal(addon?.ok, true, addon?.detail);
+    assert.match(
+      addon?.detail ?? '',
+      /^loaded \/.*spark-kernels\.[\w-]+\.node \(version \S+\); GEMM (OpenBLAS( \(\w+ kernels\))?|builtin|scalar), \d+ threads$/,
+    );
+    // a file that exists but is no loadable library (as an addon whose linked libraries are missing): the
+    // package imports fine (it loads the binary lazily), so only loading it shows the fault
+    const dir = mkdtempSync(join(tmpdir(), 'spark-doctor-'));
+    try {
+      const bad = join(dir, 'spark-kernels.linux-x64-gnu.node');
+      writeFileSync(bad, 'not a shared object');
+      const r = await runSpark(['doctor', '--json'], { SPARK_KERNELS_ADDON: bad });
+      const failed = (JSON.parse(r.stdout) as CheckResult[]).find((x) => x.name === 'native addon');
+      assert.equal(failed?.ok, false);
+      assert.equal(failed?.required, false);
+      assert.match(failed?.detail ?? '', /could not be loaded/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('doctor fails (exit 1) when the configured Redis does not answer', async () => {

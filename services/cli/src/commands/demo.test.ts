@@ -3,7 +3,7 @@
 // exercised end to end by test/e2e.test.ts through the same launcher, client and report code.)
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -11,10 +11,10 @@ import { JobEvent, JobEventType, JobState, JobStatus, Phase } from '@spark/proto
 
 import { computeResults } from '../report/results.js';
 import { demoJobSpec } from './demo-job.js';
-import { writeDemoReport } from './demo.js';
+import { machineInfo, writeDemoReport } from './demo.js';
 
 describe('spark demo report', () => {
-  it('writes results.json, results.md and curves.svg from the events', () => {
+  it('writes results.json, results.md and curves.svg from the events', async () => {
     const ev = (
       seq: number,
       type: JobEventType,
@@ -84,6 +84,7 @@ describe('spark demo report', () => {
       results: computeResults(events),
       events,
       wallSeconds: 12.3,
+      machine: await machineInfo(),
     });
     assert.equal(files.length, 3);
     assert.match(table, /held-out answer accuracy\s+25\.0\s+37\.5\s+\+12\.5/);
@@ -93,8 +94,13 @@ describe('spark demo report', () => {
       phases: { phase: string }[];
       spec: { model: string };
       evals: unknown[];
+      machine: { cpu: string; cores: number; gemm: string; threads: number };
     };
     assert.equal(doc.state, 'SUCCEEDED');
+    // what computed the run, from the real addon of this machine
+    assert.equal(doc.machine.cpu, cpus()[0]?.model);
+    assert.match(doc.machine.gemm, /^(blas|builtin|scalar)$/);
+    assert.ok(doc.machine.threads >= 1);
     assert.deepEqual(
       doc.table.find((r) => r.key === 'pairwise'),
       {

@@ -5,6 +5,7 @@
 // DIR/results.json, the table as DIR/results.md — and stops the cluster. Ctrl-C cancels the job and stops
 // the cluster. Exit status: 0 when the job succeeded, 1 otherwise (a dead service included).
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
 import type { Command } from 'commander';
@@ -41,10 +42,13 @@ export function resultsDocument(args: {
   results: JobResults;
   events: readonly JobEvent[];
   wallSeconds: number;
+  /** What computed the run (machineInfo()): a seed's figures repeat only on the same CPU kernels. */
+  machine?: Record<string, unknown>;
 }): Record<string, unknown> {
   const { outcome, results } = args;
   return {
     jobId: args.jobId,
+    ...(args.machine ? { machine: args.machine } : {}),
     state: args.outcome.state,
     message: outcome.status.message,
     wallSeconds: Number(args.wallSeconds.toFixed(1)),
@@ -67,6 +71,21 @@ export function resultsDocument(args: {
       })),
     events: args.events.length,
   };
+}
+
+/**
+ * The CPU and the native backend's numerics on this machine (the services the demo starts run here too,
+ * with this environment): the GEMM path, OpenBLAS's kernel set for this CPU, the thread count. The
+ * training trajectory of a seed depends on all of them (docs/results.md "Which machine").
+ */
+export async function machineInfo(): Promise<Record<string, unknown>> {
+  const cpu = cpus()[0]?.model ?? 'unknown';
+  try {
+    const { backendInfo } = await import('@spark/kernels');
+    return { cpu, cores: availableParallelism(), ...backendInfo() };
+  } catch (err) {
+    return { cpu, cores: availableParallelism(), backendError: (err as Error).message };
+  }
 }
 
 /** Writes curves.svg, results.json and results.md into `out`; returns the table text. */
@@ -164,6 +183,7 @@ export function register(program: Command): void {
           results,
           events: r.events,
           wallSeconds,
+          machine: await machineInfo(),
         });
         const diagnostics = formatDiagnosticsTable(results);
         process.stdout.write(`\n${table}\n\n${diagnostics ? `${diagnostics}\n\n` : ''}`);

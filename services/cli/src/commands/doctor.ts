@@ -163,9 +163,13 @@ async function metricsScrape(): Promise<string> {
 async function nativeAddon(): Promise<string> {
   const modName = '@spark/kernels';
   try {
-    // imported when the check runs, so that the other checks still run where the addon is not built
-    const mod = (await import('@spark/kernels')) as { describeBuild?: () => string };
-    return typeof mod.describeBuild === 'function' ? mod.describeBuild() : 'loaded';
+    // imported when the check runs, so that the other checks still run where the addon is not built; the
+    // package loads the binary lazily, so the check loads it (and the libraries it links) itself
+    const { addonPath, backendInfo, loadNative } = await import('@spark/kernels');
+    const binding = loadNative();
+    const b = backendInfo();
+    const gemm = b.gemm === 'blas' ? `OpenBLAS${b.blasCore ? ` (${b.blasCore} kernels)` : ''}` : b.gemm;
+    return `loaded ${addonPath()} (version ${binding.version()}); GEMM ${gemm}, ${b.threads} threads`;
   } catch (err) {
     throw new Error(`cannot load ${modName}: ${describeError(err)} (run \`npm run setup\`)`, { cause: err });
   }
