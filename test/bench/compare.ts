@@ -6,7 +6,9 @@
 // `spark eval` on the same held-out file: answer accuracy without and with test-time self-reflection, and
 // the reward benchmark (`--judge`). Prints a table and writes DIR/compare.json and DIR/compare.md. Not a
 // test: a measurement, every figure from the commands it runs. `--eval-only` re-evaluates the runs already
-// in DIR without training again; each evaluation's summary.json is kept as DIR/eval-<model>-*.json.
+// in DIR without training again; each evaluation's summary.json is kept as DIR/eval-<model>-*.json. With
+// `--extra '{"evalInterval":N}'` each run also evaluates every N steps in the job, and the table gains the
+// curve of judge accuracy against the judge prompts trained on so far.
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -120,7 +122,8 @@ const finals = await Promise.all(
         model,
         warmupSteps: 0,
         maxSteps: steps,
-        evalInterval: 0,
+        // no in-job evaluation unless --extra asks for one (the curve below)
+        evalInterval: Number(extra.evalInterval ?? 0),
         seed,
       };
       const started = performance.now();
@@ -214,6 +217,45 @@ for (const m of [{ name: 'base (after warm-up)', checkpoint: resolve(base), seco
 }
 
 const pct = (x: number) => (100 * x).toFixed(1);
+
+// The in-job evaluations of each run (only when --extra sets evalInterval): judge accuracy against the
+// judge prompts trained on so far (pointwise and pairwise reward-phase groups, from the PHASE events).
+interface RunResults {
+  machine?: Record<string, unknown>;
+  spec: { groupSize?: number };
+  evals: { step: number; metrics: Record<string, number> }[];
+  phases: { step: number; phase: string; metrics: Record<string, number> }[];
+}
+// what computed the runs (the same machine and environment for all of them: the first run's record)
+let machine: Record<string, unknown> | undefined;
+const curve = finals.flatMap((f) => {
+  const file = join(out, f.name, 'results.json');
+  if (!existsSync(file)) return [];
+  const r = JSON.parse(readFileSync(file, 'utf8')) as RunResults;
+  machine ??= r.machine;
+  const groupSize = r.spec.groupSize ?? 1;
+  return r.evals.map((e) => {
+    const judgePrompts = r.phases
+      .filter((p) => p.step < e.step) // the eval at step n follows steps 0 … n−1
+      .reduce(
+        (n, p) =>
+          n + ((p.metrics['samples.pointwise'] ?? 0) + (p.metrics['samples.pairwise'] ?? 0)) / groupSize,
+        0,
+      );
+    const m = e.metrics;
+    const pw = m.pointwise_accuracy ?? NaN;
+    const pa = m.pairwise_accuracy ?? NaN;
+    return {
+      model: f.name,
+      step: e.step,
+      judgePrompts: Math.round(judgePrompts),
+      answers: m.answer_accuracy ?? NaN,
+      pointwise: pw,
+      pairwise: pa,
+      judgeMean: (pw + pa) / 2,
+    };
+  });
+});
 const header =
   '| model | answers | answers + self-reflection | fixed / broken | self-judge verdicts (Yes share) | judge pointwise | judge pairwise | judge mean |';
 const table = [
@@ -238,10 +280,25 @@ const diagnostics = [
 const note =
   `${records.length} held-out problems (${heldout}), seed ${seed}, ${steps} RL steps from ${resolve(base)}; ` +
   `${Object.keys(extra).length ? `extra spec ${JSON.stringify(extra)}; ` : ''}` +
-  `training wall ${trainSeconds.toFixed(0)} s for the runs together, load average ${load0.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`;
+  `training wall ${trainSeconds.toFixed(0)} s for the runs together, load average ${load0.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}` +
+  (machine ? `; machine ${JSON.stringify(machine)}` : '');
+const curveTable = curve.length
+  ? [
+      "\n\nIn-job evaluations (the job's own held-out items; judge prompts = pointwise + pairwise groups trained so far):\n",
+      '| model | step | judge prompts trained | answers | judge pointwise | judge pairwise | judge mean |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+      ...curve.map(
+        (c) =>
+          `| ${c.model} | ${c.step} | ${c.judgePrompts} | ${pct(c.answers)} | ${pct(c.pointwise)} | ${pct(c.pairwise)} | ${pct(c.judgeMean)} |`,
+      ),
+    ].join('\n')
+  : '';
 writeFileSync(
   join(out, 'compare.json'),
-  JSON.stringify({ seed, steps, base, count, extra, trainSeconds, rows }, null, 2),
+  JSON.stringify({ seed, steps, base, count, extra, trainSeconds, machine, rows, curve }, null, 2),
 );
-writeFileSync(join(out, 'compare.md'), `${table}\n\nJudge diagnostics:\n\n${diagnostics}\n\n${note}\n`);
-process.stdout.write(`\n${table}\n\n${diagnostics}\n\n${note}\n`);
+writeFileSync(
+  join(out, 'compare.md'),
+  `${table}\n\nJudge diagnostics:\n\n${diagnostics}${curveTable}\n\n${note}\n`,
+);
+process.stdout.write(`\n${table}\n\n${diagnostics}${curveTable}\n\n${note}\n`);
