@@ -794,7 +794,27 @@ fn sampling_with_a_large_vocabulary_is_the_same_on_any_thread_count() {
         };
         let par = m.sample(&req).unwrap();
         let one = crate::backend::threads::serial(|| m.sample(&req)).unwrap();
-        assert_eq!(par, one, "top_p {top_p}: threads changed the output");
+        if crate::backend::gemm::path() == crate::backend::gemm::GemmPath::Blas {
+            // OpenBLAS's kernels for some CPUs (its `Zen` set, measured) round a product's element
+            // differently when the rows are split differently (the prefill's row blocks follow the thread
+            // count): the tokens must still agree, the log-probs to rounding (docs/kernels.md
+            // "Reproducibility"). Our own kernels (SPARK_GEMM=builtin|scalar) are held to bit equality.
+            for (p, o) in par.iter().zip(&one) {
+                assert_eq!(
+                    p.tokens, o.tokens,
+                    "top_p {top_p}: threads changed the tokens"
+                );
+                assert_eq!(p.finish, o.finish);
+                for (x, y) in p.logprobs.iter().zip(&o.logprobs) {
+                    assert!(
+                        (x - y).abs() < 1e-5,
+                        "top_p {top_p}: log-prob {x} on 2 threads, {y} on 1"
+                    );
+                }
+            }
+        } else {
+            assert_eq!(par, one, "top_p {top_p}: threads changed the output");
+        }
         // (sequence 0 keeps its PRNG stream alone; its prefill runs other products, so log-probs move by rounding)
         let solo = m
             .sample(&SampleRequest {
