@@ -140,6 +140,11 @@ export class JobGroup {
   private gen = -1;
   private forming: Promise<Collective> | null = null;
   private closed = false;
+  /**
+   * A generation this rank saw fail whose bump did not reach Redis (an outage): the next formation bumps
+   * first, so this rank does not re-join the failed generation while its peers wait on the next one.
+   */
+  private pendingBump: number | null = null;
   /** When the last collective operation of this rank ended (the leader's heartbeat clock). */
   lastOp = Date.now();
 
@@ -178,7 +183,7 @@ export class JobGroup {
       { job: this.options.jobId, generation: gen, err },
       'learner group broken; re-forming under the next generation',
     );
-    await this.bump(gen).catch(() => undefined);
+    await this.bump(gen).catch(() => this.owe(gen));
   }
 
   close(): void {
@@ -195,12 +200,21 @@ export class JobGroup {
     return Number(await this.options.redis.eval(BUMP, 1, `${this.base()}:gen`, String(failed)));
   }
 
+  private owe(failed: number): void {
+    this.pendingBump = Math.max(this.pendingBump ?? -1, failed);
+  }
+
   private async form(): Promise<Collective> {
     const { config, logger, jobId, redis } = this.options;
     const connect = this.options.connect ?? ((o: CollectiveOptions) => Collective.connect(o));
     const deadline = Date.now() + config.formTimeoutMs;
     for (;;) {
       if (this.closed) throw new FailedPreconditionError(`learner group of ${jobId} is closed`);
+      if (this.pendingBump !== null) {
+        // Redis still down: this formation fails like the read below would, and the bump stays owed
+        await this.bump(this.pendingBump);
+        this.pendingBump = null;
+      }
       const gen = Number((await redis.get(`${this.base()}:gen`)) ?? '0');
       const prefix = `${this.base()}:g${gen}`;
       try {
@@ -235,7 +249,7 @@ export class JobGroup {
         this.options.onFormed?.(gen);
         return c;
       } catch (err) {
-        await this.bump(gen).catch(() => undefined);
+        await this.bump(gen).catch(() => this.owe(gen));
         if (Date.now() >= deadline) {
           throw new UnavailableError(
             `learner group of job ${jobId} (rank ${config.rank} of ${config.worldSize}) did not form within ${config.formTimeoutMs} ms: ${err instanceof Error ? err.message : String(err)}`,
