@@ -52,6 +52,13 @@ void describe('backend info', () => {
       assert.match(String(blas.blasCore), /^\w+$/);
     } else assert.equal(blas.blasLibrary ?? null, null, 'no BLAS library named when none loaded');
   });
+
+  void it('reports the kernel set OPENBLAS_CORETYPE forced (how a run is followed on another CPU)', (t) => {
+    if (info({ SPARK_GEMM: 'blas' }).gemm !== 'blas') return t.skip('OpenBLAS is not installed here');
+    // Prescott's kernels (SSE3) run on every x86-64 CPU, whatever OpenBLAS would pick here
+    const forced = info({ SPARK_GEMM: 'blas', OPENBLAS_CORETYPE: 'Prescott' });
+    assert.equal(forced.blasCore, 'Prescott');
+  });
 });
 
 void describe('napi layer', () => {

@@ -11,7 +11,7 @@ import { JobEvent, JobEventType, JobState, JobStatus, Phase } from '@spark/proto
 
 import { computeResults } from '../report/results.js';
 import { demoJobSpec } from './demo-job.js';
-import { machineInfo, writeDemoReport } from './demo.js';
+import { machineInfo, reproduceEnv, writeDemoReport } from './demo.js';
 
 describe('spark demo report', () => {
   it('writes results.json, results.md and curves.svg from the events', async () => {
@@ -129,6 +129,26 @@ describe('spark demo report', () => {
       'pairwise judge',
       'reflection success',
     ]);
-    assert.match(readFileSync(join(out, 'results.md'), 'utf8'), /!\[training curves\]\(curves\.svg\)/);
+    const md = readFileSync(join(out, 'results.md'), 'utf8');
+    assert.match(md, /!\[training curves\]\(curves\.svg\)/);
+    // how to follow this run's path elsewhere: the path, kernel set and threads this machine used
+    assert.ok(md.includes(`${reproduceEnv(doc.machine)} npm run demo`), md);
+  });
+
+  void it('names the environment that reproduces a run: GEMM path, OpenBLAS kernel set, threads', () => {
+    const cpu = 'x';
+    assert.equal(
+      reproduceEnv({ cpu, gemm: 'blas', blasCore: 'SkylakeX', threads: 2 }),
+      'SPARK_GEMM=blas OPENBLAS_CORETYPE=SkylakeX SPARK_THREADS=2',
+    );
+    assert.equal(reproduceEnv({ cpu, gemm: 'builtin', threads: 4 }), 'SPARK_GEMM=builtin SPARK_THREADS=4');
+    // a kernel-set name that is not a plain word is not pasted into a shell line
+    assert.equal(
+      reproduceEnv({ cpu, gemm: 'blas', blasCore: 'a b; rm', threads: 1 }),
+      'SPARK_GEMM=blas SPARK_THREADS=1',
+    );
+    // no backend (the addon did not load): nothing to reproduce with
+    assert.equal(reproduceEnv({ cpu, backendError: 'not built' }), undefined);
+    assert.equal(reproduceEnv(undefined), undefined);
   });
 });

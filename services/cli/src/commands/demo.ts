@@ -88,6 +88,35 @@ export async function machineInfo(): Promise<Record<string, unknown>> {
   }
 }
 
+/**
+ * The environment that makes another machine compute along this run's path (docs/kernels.md
+ * "Reproducibility"): the same GEMM path, OpenBLAS kernel set and thread count. `OPENBLAS_CORETYPE` is
+ * OpenBLAS's own switch; it works on a CPU that has the instructions of that kernel set (`Haswell`: any AVX2
+ * CPU; `SkylakeX`: AVX-512). Undefined when the machine record has no backend (the addon did not load).
+ */
+export function reproduceEnv(machine: Record<string, unknown> | undefined): string | undefined {
+  const gemm = machine?.gemm;
+  const threads = machine?.threads;
+  if (typeof gemm !== 'string' || typeof threads !== 'number') return undefined;
+  const core = machine?.blasCore;
+  const path =
+    gemm === 'blas' && typeof core === 'string' && /^\w+$/.test(core)
+      ? `SPARK_GEMM=blas OPENBLAS_CORETYPE=${core}`
+      : `SPARK_GEMM=${gemm}`;
+  return `${path} SPARK_THREADS=${threads}`;
+}
+
+function machineSection(machine: Record<string, unknown> | undefined): string {
+  const env = reproduceEnv(machine);
+  if (!machine || !env) return '';
+  const core = typeof machine.blasCore === 'string' ? `, OpenBLAS ${machine.blasCore} kernels` : '';
+  return (
+    `Computed on ${String(machine.cpu)} (GEMM ${String(machine.gemm)}${core}, ${String(machine.threads)} threads). ` +
+    `A seed's figures repeat only on the same kernels; to follow this run's path on another machine:\n\n` +
+    `\`\`\`\n${env} npm run demo\n\`\`\`\n\n`
+  );
+}
+
 /** Writes curves.svg, results.json and results.md into `out`; returns the table text. */
 export function writeDemoReport(
   out: string,
@@ -108,6 +137,7 @@ export function writeDemoReport(
       `${table}\n` +
       '```\n\n' +
       (diagnostics ? `Judge diagnostics (docs/evaluation.md):\n\n\`\`\`\n${diagnostics}\n\`\`\`\n\n` : '') +
+      machineSection(args.machine) +
       '![training curves](curves.svg)\n',
   );
   return { table, files: [svgFile, jsonFile, mdFile] };
@@ -176,6 +206,7 @@ export function register(program: Command): void {
         const r = outcome.r;
         const results = computeResults(r.events);
         const wallSeconds = (Date.now() - started) / 1000;
+        const machine = await machineInfo();
         const { table, files } = writeDemoReport(out, {
           jobId,
           spec,
@@ -183,7 +214,7 @@ export function register(program: Command): void {
           results,
           events: r.events,
           wallSeconds,
-          machine: await machineInfo(),
+          machine,
         });
         const diagnostics = formatDiagnosticsTable(results);
         process.stdout.write(`\n${table}\n\n${diagnostics ? `${diagnostics}\n\n` : ''}`);
@@ -191,6 +222,8 @@ export function register(program: Command): void {
           `job ${jobId} ${r.state.toLowerCase()}${r.status.message ? `: ${r.status.message}` : ''} in ${wallSeconds.toFixed(0)} s`,
         );
         say(`wrote ${files.join(', ')}`);
+        const env = reproduceEnv(machine);
+        if (env) say(`computed with ${env} (set these to follow this run's path on another machine)`);
         const ckpts = r.events
           .filter((e) => e.type === JobEventType.JOB_EVENT_TYPE_CHECKPOINT)
           .map((e) => e.message);
