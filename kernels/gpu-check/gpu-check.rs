@@ -5,13 +5,16 @@
 //! (`spark_kernels::cuda::check`); exits 1 on any error or warning. Needs NVRTC (SPARK_CUDA_LIB_DIR), no GPU.
 //! Without it (a GPU machine): every op forward and backward on `--device cuda:N` (default cuda:0) against the
 //! CPU backend on random inputs, FP32, with the tolerances of `spark_kernels::cuda::gpu` (exit 1 on any
-//! failure); exits 2 with the reason when no usable device is present. Not yet run on a GPU. The model-level
-//! checks (SFT/GRPO steps, greedy sampling, throughput against PyTorch) are not implemented: the CUDA model is
-//! not wired yet; the output says so.
+//! failure), including cuBLASLt's products in FP32, TF32 and BF16 (`cuda::blaslt`); then, if every op passed,
+//! the products' throughput (BF16, TF32) at a 0.5B model's training shapes (`--json` carries them;
+//! `gpu-check/torch_gemm.py` times PyTorch on the same shapes and prints the ratios). Exits 2 with the reason
+//! when no usable device is present. Not yet run on a GPU. The model-level checks (SFT/GRPO steps, greedy
+//! sampling, model throughput against PyTorch) are not implemented: the CUDA model is not wired yet; the
+//! output says so.
 use std::process::ExitCode;
 use std::time::Instant;
 
-use spark_kernels::cuda::{check, gpu, libs, nvrtc::Nvrtc, Device};
+use spark_kernels::cuda::{blaslt::Precision, check, gpu, libs, nvrtc::Nvrtc, Device};
 
 fn main() -> ExitCode {
     let mut compile_only = false;
@@ -139,9 +142,27 @@ fn gpu_mode(device: u32, json: Option<String>) -> ExitCode {
         failed,
         start.elapsed().as_secs_f64()
     );
-    println!("gpu-check: not checked: SFT/GRPO steps, greedy sampling and throughput (the CUDA model is not wired yet)");
+    // matrix-product throughput through cuBLASLt (the model's plans), at a 0.5B model's training shapes
+    let rates = if failed == 0 {
+        match gpu::gemm_rates(&g, &[Precision::Bf16, Precision::Tf32], 20, 3) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("gpu-check: the GEMM timing failed to run: {}", e.message);
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    for r in &rates {
+        println!(
+            "gemm  {:>5} x {:>6} x {:>5} {:<5} {:>9.3} ms {:>7.1} TFLOP/s",
+            r.m, r.n, r.k, r.precision, r.millis, r.tflops
+        );
+    }
+    println!("gpu-check: not checked: SFT/GRPO steps, greedy sampling and model throughput (the CUDA model is not wired yet)");
     if let Some(f) = json {
-        if let Err(e) = std::fs::write(&f, gpu::report_json(&g.info, &outcomes)) {
+        if let Err(e) = std::fs::write(&f, gpu::report_json(&g.info, &outcomes, &rates)) {
             eprintln!("gpu-check: cannot write {f}: {e}");
             return ExitCode::from(1);
         }

@@ -13,7 +13,9 @@ use cudarc::driver::{
     PushKernelArg, ValidAsZeroBits,
 };
 
+use crate::backend::gemm::sgemm;
 use crate::backend::ops;
+use crate::cuda::blaslt::{self, Lt, Precision, Product};
 use crate::cuda::launch::{self, Act, ArchLimits, AttnShape, Launch};
 use crate::cuda::libs::{self, DeviceInfo};
 use crate::cuda::nvrtc::{self, Nvrtc, Target};
@@ -27,6 +29,11 @@ pub const TOL_ELEMENTWISE: f64 = 1e-5;
 pub const TOL_SOFTMAX: f64 = 1e-4;
 /// Attention backward (atomics change the summation order of dQ).
 pub const TOL_ATTN_BWD: f64 = 5e-4;
+/// cuBLASLt in FP32 (`CUBLAS_COMPUTE_32F`) or on BF16 inputs the CPU reference rounds alike: another
+/// summation order over k.
+pub const TOL_GEMM: f64 = 1e-4;
+/// cuBLASLt in TF32 (10-bit mantissa products, FP32 sums) against the FP32 CPU product, k = 256 terms.
+pub const TOL_GEMM_TF32: f64 = 2e-3;
 
 fn drv(e: DriverError) -> Error {
     Error::model(format!("CUDA driver: {e}"))
@@ -98,6 +105,11 @@ impl Gpu {
             .map_err(drv)?;
         }
         Ok(f)
+    }
+
+    /// The device's architecture as a number (90 for sm_90).
+    pub fn sm(&self) -> u32 {
+        self.info.capability.0 * 10 + self.info.capability.1
     }
 
     pub fn up<T: DeviceRepr>(&self, x: &[T]) -> Result<CudaSlice<T>> {
@@ -186,6 +198,49 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
     let n = b * t;
     let (c, inter, vocab) = (256usize, 352usize, 1000usize);
     let (ni, ci, ii, vi) = (n as i32, c as i32, inter as i32, vocab as i32);
+
+    // cuBLASLt products, row-major as the model calls them, against the CPU's sgemm: every transpose pair,
+    // a padded C and β = 1 (gradient accumulation), in each precision
+    {
+        let mut lt = Lt::new(gpu.stream.clone(), gpu.sm())?;
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let mut p = Product::packed(ta, tb, n, inter, c);
+            p.ldc += 8;
+            p.alpha = 0.5;
+            p.beta = 1.0;
+            let (na, nb, nc) = p.extents();
+            let (a, bm, c0) = (rng.f(na, 1.0), rng.f(nb, 1.0), rng.f(nc, 1.0));
+            let cpu = |a: &[f32], b: &[f32]| {
+                let mut want = c0.clone();
+                sgemm(
+                    ta, tb, p.m, p.n, p.k, p.alpha, a, p.lda, b, p.ldb, p.beta, &mut want, p.ldc,
+                );
+                want
+            };
+            let want = cpu(&a, &bm);
+            let (da, db) = (gpu.up(&a)?, gpu.up(&bm)?);
+            for (prec, tol) in [(Precision::F32, TOL_GEMM), (Precision::Tf32, TOL_GEMM_TF32)] {
+                let mut dc = gpu.up(&c0)?;
+                lt.gemm(&p, prec, &da, &db, &mut dc)?;
+                out.push(compare(
+                    &format!("gemm {prec:?} ta={ta} tb={tb}"),
+                    &gpu.down(&dc)?,
+                    &want,
+                    tol,
+                ));
+            }
+            let (ab, bb) = (blaslt::to_bf16_bits(&a), blaslt::to_bf16_bits(&bm));
+            let want = cpu(&blaslt::from_bf16_bits(&ab), &blaslt::from_bf16_bits(&bb));
+            let mut dc = gpu.up(&c0)?;
+            lt.gemm(&p, Precision::Bf16, &gpu.up(&ab)?, &gpu.up(&bb)?, &mut dc)?;
+            out.push(compare(
+                &format!("gemm Bf16 ta={ta} tb={tb}"),
+                &gpu.down(&dc)?,
+                &want,
+                TOL_GEMM,
+            ));
+        }
+    }
 
     // embedding
     {
@@ -680,6 +735,90 @@ pub fn check_ops(gpu: &Gpu) -> Result<Vec<OpOutcome>> {
     Ok(out)
 }
 
+/// Throughput of one product shape on the device.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GemmRate {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub precision: String,
+    /// Time per product (median round).
+    pub millis: f64,
+    pub tflops: f64,
+}
+
+/// The products a training step of a Qwen2.5-0.5B-shaped model issues at 4096 tokens per micro-batch (d 896,
+/// MLP 4864, vocabulary 151936; Q/O, K/V at 2 × 64 of 14 × 64 heads, gate/up, down, LM head), and a square
+/// 4096³ for the device's peak; forward shapes, C = A·Bᵀ as the model multiplies by weights.
+pub const RATE_SHAPES: [(usize, usize, usize); 6] = [
+    (4096, 896, 896),
+    (4096, 128, 896),
+    (4096, 9728, 896),
+    (4096, 896, 4864),
+    (4096, 151_936, 896),
+    (4096, 4096, 4096),
+];
+
+/// Rounds of timed products per shape and precision; the median round is reported.
+const ROUNDS: usize = 5;
+
+/// Times each shape in each precision through the same cuBLASLt plans the model uses: `warm` untimed
+/// products, then `ROUNDS` rounds of `reps` back-to-back products; the median round's time per product.
+pub fn gemm_rates(
+    gpu: &Gpu,
+    precisions: &[Precision],
+    reps: usize,
+    warm: usize,
+) -> Result<Vec<GemmRate>> {
+    let mut lt = Lt::new(gpu.stream.clone(), gpu.sm())?;
+    let mut rng = Rng(0x5eed_0000_0000_0042);
+    let mut out = Vec::new();
+    for &(m, n, k) in &RATE_SHAPES {
+        let p = Product::packed(false, true, m, n, k);
+        let (na, nb, nc) = p.extents();
+        let (a, b) = (rng.f(na, 1.0), rng.f(nb, 1.0));
+        let mut dc = gpu.zeros::<f32>(nc)?;
+        for &prec in precisions {
+            let mut times = Vec::with_capacity(ROUNDS);
+            let (da32, db32, da16, db16);
+            let run: &mut dyn FnMut(&mut Lt, &mut CudaSlice<f32>) -> Result<()> =
+                if prec == Precision::Bf16 {
+                    da16 = gpu.up(&blaslt::to_bf16_bits(&a))?;
+                    db16 = gpu.up(&blaslt::to_bf16_bits(&b))?;
+                    &mut |lt, dc| lt.gemm(&p, prec, &da16, &db16, dc)
+                } else {
+                    da32 = gpu.up(&a)?;
+                    db32 = gpu.up(&b)?;
+                    &mut |lt, dc| lt.gemm(&p, prec, &da32, &db32, dc)
+                };
+            for _ in 0..warm {
+                run(&mut lt, &mut dc)?;
+            }
+            gpu.stream.synchronize().map_err(drv)?;
+            // rounds of `reps` back-to-back products (launch overhead hidden as in a step), mean per round
+            for _ in 0..ROUNDS {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    run(&mut lt, &mut dc)?;
+                }
+                gpu.stream.synchronize().map_err(drv)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3 / reps as f64);
+            }
+            times.sort_by(f64::total_cmp);
+            let millis = times[times.len() / 2];
+            out.push(GemmRate {
+                m,
+                n,
+                k,
+                precision: format!("{prec:?}").to_lowercase(),
+                millis,
+                tflops: 2.0 * (m * n * k) as f64 / (millis * 1e-3) / 1e12,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn logits_argmax(x: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in x.iter().enumerate() {
@@ -691,12 +830,13 @@ fn logits_argmax(x: &[f32]) -> usize {
 }
 
 /// The JSON report of the op check.
-pub fn report_json(info: &DeviceInfo, outcomes: &[OpOutcome]) -> String {
+pub fn report_json(info: &DeviceInfo, outcomes: &[OpOutcome], rates: &[GemmRate]) -> String {
     let doc = serde_json::json!({
         "device": info.name,
         "capability": format!("{}.{}", info.capability.0, info.capability.1),
         "ok": outcomes.iter().all(|o| o.ok),
         "ops": outcomes,
+        "gemm": rates,
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }

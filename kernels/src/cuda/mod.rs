@@ -6,9 +6,12 @@
 //!   `ERR_SPARK_CUDA_UNAVAILABLE`;
 //! - `nvrtc`: compiling our kernels (`kernels/cuda/*.cu`, `sources`) at load time, with a disk cache;
 //! - `launch`: grid/block/shared-memory of every kernel for a shape, checked against the architecture's limits;
-//! - `plan`: device memory of a model (parameters, gradients, AdamW moments, activations, KV cache).
+//! - `plan`: device memory of a model (parameters, gradients, AdamW moments, activations, KV cache);
+//! - `blaslt`: matrix products through cuBLASLt, row-major as the CPU's `sgemm` takes them, planned once per
+//!   shape (BF16 in, FP32 accumulate and out; FP32 and TF32 for parity), checked and timed by the GPU check.
 //!
-//! Matrix products are not ours: they go through cuBLASLt (BF16 in, FP32 accumulate; FP32/TF32 for parity).
+//! Matrix products are not ours: they go through cuBLASLt.
+pub mod blaslt;
 pub mod check;
 pub mod device;
 pub mod gpu;
