@@ -27,6 +27,11 @@ import type { LearnerMetrics } from './metrics.js';
 import type { PolicySnapshot } from './publisher.js';
 import { scheduleFromSpec, type LrSchedule } from './schedule.js';
 
+/** A LearnTask's identity within its job: `<step>/<phase>`. */
+export function taskIdOf(task: { step: number; phase: string }): string {
+  return `${task.step}/${task.phase}`;
+}
+
 /** The state of one job on this learner (not the protocol's JobState: that is a job's lifecycle state). */
 export class JobModel {
   reference: Model | null = null;
@@ -204,6 +209,14 @@ export class JobRegistry {
       job.optimizerSteps = resume.state.optimizerSteps;
       job.rlOptimizerSteps = resume.state.rlOptimizerSteps;
       job.reference = await loadReference(resume.dir, model);
+      // the checkpoint's own update: its task, redelivered because its result never reached Redis (the
+      // learner died between writing the checkpoint and storing the result), is answered, not refused
+      const done = resume.state.result;
+      if (done && done.policyVersion === job.version && resume.state.phase !== 'checkpoint')
+        job.last = {
+          taskId: taskIdOf(resume.state),
+          result: { ...done, checkpointPath: resume.dir },
+        };
       logger.info(
         { job: jobId, dir: resume.dir, step: resume.state.step, version: job.version },
         'job model resumed from its checkpoint',

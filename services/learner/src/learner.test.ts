@@ -520,11 +520,8 @@ describe('learner: checkpoints, auth and the worker path', () => {
           ['\\boxed{2}', 0],
         ]),
       ]);
-      const r = await env.service.learner.learn({
-        ...grpoTask('job-1', 1, 1, ids),
-        final: true,
-        totalOptimizerSteps: 10,
-      });
+      const finalTask = { ...grpoTask('job-1', 1, 1, ids), final: true, totalOptimizerSteps: 10 };
+      const r = await env.service.learner.learn(finalTask);
       assert.ok(r.checkpointPath, 'final task reports its checkpoint');
       assert.equal(r.checkpointPath, join(env.dir, 'job-1', 'step-1'));
       // RL started with a fresh AdamW: its step count restarted, not carried over from the warm-up
@@ -563,6 +560,19 @@ describe('learner: checkpoints, auth and the worker path', () => {
       assert.equal(resumed.rlOptimizerSteps, 1);
       assert.ok(resumed.reference, 'reference restored');
       assert.equal(sha(await resumed.model.getParams()), finalSha);
+
+      // the learner died after writing the checkpoint but before the result reached Redis: the task comes
+      // again (sampled at version 1, the learner is at 2) and is answered from the checkpoint, not refused
+      // as stale and not trained again
+      const learned = jobKeys.learned(env.prefix, 'job-1', 1, 'policy');
+      await env.redis.del(learned);
+      const again = await env.service.learner.learn(finalTask);
+      const { seconds: _s1, ...want } = r;
+      const { seconds: _s2, ...got } = again;
+      assert.deepEqual(got, want);
+      assert.equal(resumed.version, 2);
+      assert.equal(sha(await resumed.model.getParams()), finalSha, 'nothing trained again');
+      assert.deepEqual(parseLearnResult(JSON.parse((await env.redis.get(learned)) ?? 'null')), again);
 
       // another job whose model spec is the checkpoint directory starts from those weights at version 0
       await writeJob(env.redis, env.prefix, 'job-2', {

@@ -61,7 +61,7 @@ import {
   type GroupConfig,
   type LeaderState,
 } from './group.js';
-import { JobRegistry, type JobModel } from './job-registry.js';
+import { JobRegistry, taskIdOf, type JobModel } from './job-registry.js';
 import type { LearnerMetrics } from './metrics.js';
 import { heldSnapshot, PolicyPublisher, type PolicySnapshot } from './publisher.js';
 import { learningRateAt } from './schedule.js';
@@ -102,8 +102,27 @@ export interface LearnerOptions {
 /** A task sampled with a version the learner is not at: retrying cannot help (the coordinator must act). */
 export class PolicyVersionMismatchError extends FailedPreconditionError {}
 
-function taskIdOf(task: { step: number; phase: string }): string {
-  return `${task.step}/${task.phase}`;
+/** The result of an update (without its checkpoint), in the order the learner has always stored it. */
+function updateResult(
+  job: JobModel,
+  batch: Batch,
+  stats: TrainSummary,
+  seconds: LearnResult['seconds'],
+): Omit<LearnResult, 'checkpointPath'> {
+  return {
+    policyVersion: job.version,
+    optimizerSteps: stats.steps,
+    sequences: batch.sequences.length,
+    tokens: stats.tokens,
+    loss: stats.loss,
+    kl: stats.kl,
+    clipFraction: stats.clipFraction,
+    gradNorm: stats.gradNorm,
+    staleGroups: batch.staleGroups,
+    seconds,
+    learningRate: stats.learningRate,
+    skippedSequences: batch.skipped,
+  };
 }
 
 /**
@@ -367,7 +386,12 @@ export class Learner {
       if (c) await this.agree(job, c, snap.sha256);
       if (this.checkpointDue(job, task)) {
         if (c && this.groupConfig?.zero) await job.model.gatherOptimizerState(c);
-        checkpointPath = await this.checkpoint(job, task);
+        // the checkpoint carries this task's result: a learner restarted from it answers a redelivery
+        checkpointPath = await this.checkpoint(
+          job,
+          task,
+          updateResult(job, batch, stats, { logprobs: batch.logprobSeconds, train: 0, publish: 0 }),
+        );
       }
     } catch (err) {
       // training, publishing or the checkpoint failed (native, Redis, disk, a rank of the group): undo the
@@ -383,22 +407,11 @@ export class Learner {
     txn.commit();
     const trainSeconds = (publishStart - trainStart) / 1000 - batch.logprobSeconds;
     const result: LearnResult = {
-      policyVersion: job.version,
-      optimizerSteps: stats.steps,
-      sequences: batch.sequences.length,
-      tokens: stats.tokens,
-      loss: stats.loss,
-      kl: stats.kl,
-      clipFraction: stats.clipFraction,
-      gradNorm: stats.gradNorm,
-      staleGroups: batch.staleGroups,
-      seconds: {
+      ...updateResult(job, batch, stats, {
         logprobs: batch.logprobSeconds,
         train: Math.max(0, trainSeconds),
         publish: (performance.now() - publishStart) / 1000,
-      },
-      learningRate: stats.learningRate,
-      skippedSequences: batch.skipped,
+      }),
       ...(checkpointPath ? { checkpointPath } : {}),
     };
     job.last = { taskId, result };
@@ -864,10 +877,14 @@ export class Learner {
     return task.phase !== 'warmup' && every > 0 && task.step > 0 && task.step % every === 0;
   }
 
-  /** Writes `<checkpointDir>/step-<n>/` now (weights, config, optimizer, reference, trainer_state.json). */
+  /**
+   * Writes `<checkpointDir>/step-<n>/` now (weights, config, optimizer, reference, trainer_state.json, and
+   * `result`: the result of the training task whose update it holds).
+   */
   async checkpoint(
     job: JobModel,
     task: { step: number; phase: string; totalOptimizerSteps?: number },
+    result?: TrainerState['result'],
   ): Promise<string> {
     const t0 = performance.now();
     const trainer: TrainerState = {
@@ -882,6 +899,7 @@ export class Learner {
       learningRate: null,
       savedAt: new Date().toISOString(),
       taskMix: checkpointTaskMix(job.spec),
+      ...(result ? { result } : {}),
     };
     const dir = await writeCheckpoint(
       job.checkpointDir,

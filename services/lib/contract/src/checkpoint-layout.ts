@@ -18,6 +18,7 @@
 // restarted learner resumes the job from it, or from the newest other one that verifies when it does not. @spark/kernels reads config.json and the
 // weights with its own names (checkpointFiles); they are the same files.
 import { z } from 'zod';
+import { LearnResultSchema } from './types.js';
 
 import { parseWith } from './parse.js';
 
@@ -128,6 +129,13 @@ export const TrainerStateSchema = z.object({
   savedAt: z.string().max(64),
   /** The task mix of the job (absent in checkpoints written before it was recorded). */
   taskMix: TaskMixSchema.optional(),
+  /**
+   * The result of the training task (`step`, `phase`) whose update this checkpoint holds, as the learner
+   * reported it (without `checkpointPath`). A learner restarted from this checkpoint answers a redelivery of
+   * that task with it instead of refusing it as stale (the update is already in the weights). Absent for
+   * `checkpoint` tasks and in checkpoints written before it was recorded.
+   */
+  result: LearnResultSchema.omit({ checkpointPath: true }).optional(),
 });
 export type TrainerState = Readonly<z.infer<typeof TrainerStateSchema>> & {
   readonly schedule: Readonly<z.infer<typeof LrScheduleSchema>>;
