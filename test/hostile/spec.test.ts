@@ -116,6 +116,7 @@ const hostileSpec: fc.Arbitrary<JobSpec> = fc
     warmupJudgeFraction: mostlyUnset<number | undefined>(undefined, hostileNumber),
     recycleBalanceLabels: optionalBool,
     verifyUnboxed: optionalBool,
+    warmupLrSchedule: str,
   })
   .map((r) => JobSpec.fromPartial(r as Partial<JobSpec>));
 

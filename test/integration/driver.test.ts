@@ -108,6 +108,8 @@ describe('a tiny SPARK job through the real services', () => {
       maxNewTokens: 24,
       warmupSteps: 2,
       warmupBatchSize: 8,
+      warmupLearningRate: 1e-3,
+      warmupLrSchedule: 'cosine',
       evalSize: 4,
       miniBatchSize: 16,
       microBatchSize: 8,
@@ -211,6 +213,17 @@ describe('a tiny SPARK job through the real services', () => {
       // completes, and the job succeeded after all of them.
       await until(() => redis.status === 'ready', { message: 'the Redis connection to be ready' });
       let updates = 2; // warm-up
+      // the warm-up's cosine lr reached the learner: the peak at step 0, half-way to 0.1 × peak at step 1 of 2
+      const warmupLr = await Promise.all(
+        [0, 1].map(async (w) => {
+          const text = await redis.get(jobKeys.learned(prefix, jobId, w, 'warmup'));
+          return (JSON.parse(text ?? 'null') as LearnResult | null)?.learningRate;
+        }),
+      );
+      assert.ok(
+        Math.abs((warmupLr[0] ?? 0) - 1e-3) < 1e-12 && Math.abs((warmupLr[1] ?? 0) - 5.5e-4) < 1e-12,
+        JSON.stringify(warmupLr),
+      );
       for (let step = 0; step < 2; step++) {
         for (const phase of ['policy', 'reward'] as const) {
           const text = await redis.get(jobKeys.learned(prefix, jobId, step, phase));

@@ -80,7 +80,7 @@ import {
   warmupBatch,
   type JobDataset,
 } from './plan.js';
-import { algorithmName, OPTIMIZER } from './spec.js';
+import { algorithmName, OPTIMIZER, warmupLearningRate } from './spec.js';
 import type { JobStore } from './store.js';
 import { restoreUploadedDataset } from './upload.js';
 
@@ -695,10 +695,10 @@ export class JobDriver {
     });
   }
 
-  private hyper(warmup: boolean): LearnHyper {
+  private hyper(warmup: boolean, step: number): LearnHyper {
     const s = this.spec;
     return {
-      learningRate: warmup ? s.warmupLearningRate : s.learningRate,
+      learningRate: warmup ? warmupLearningRate(s, step) : s.learningRate,
       clipEpsilon: s.clipEpsilon,
       klCoefficient: s.klCoefficient,
       miniBatchSize: warmup ? s.warmupBatchSize : s.miniBatchSize,
@@ -1012,7 +1012,7 @@ export class JobDriver {
       phase: req.phase,
       policyVersion: req.sampledWith ?? this.version,
       groupIds: req.groupIds,
-      hyper: this.hyper(req.phase === 'warmup'),
+      hyper: this.hyper(req.phase === 'warmup', req.step),
       sft: req.sft,
       totalOptimizerSteps: this.horizon,
       ...(req.final ? { final: true } : {}),

@@ -30,17 +30,45 @@ import {
   warmupBatch,
   wrongAnswer,
 } from './plan.js';
-import { newJobId, normalizeSpec, SPEC_DEFAULTS } from './spec.js';
+import { newJobId, normalizeSpec, SPEC_DEFAULTS, warmupLearningRate } from './spec.js';
 
 const opts = { dataDir: '/tmp/spark-jobs', datasetDir: '/tmp/spark-datasets', jobId: 'j-1' };
 
 describe('job spec', () => {
+  it('warm-up lr: constant by default; cosine from the peak towards minLrRatio × peak after the last step', () => {
+    const base = normalizeSpec(
+      JobSpec.fromPartial({ warmupSteps: 100, warmupLearningRate: 3e-3, minLrRatio: 0.1 }),
+      opts,
+    );
+    for (const step of [0, 50, 99]) assert.equal(warmupLearningRate(base, step), 3e-3);
+    const cos = normalizeSpec(
+      JobSpec.fromPartial({
+        warmupSteps: 100,
+        warmupLearningRate: 3e-3,
+        minLrRatio: 0.1,
+        warmupLrSchedule: 'cosine',
+      }),
+      opts,
+    );
+    assert.equal(warmupLearningRate(cos, 0), 3e-3);
+    assert.ok(
+      Math.abs(warmupLearningRate(cos, 50) - 3e-3 * 0.55) < 1e-12,
+      'half-way: the mean of peak and floor',
+    );
+    const last = warmupLearningRate(cos, 99);
+    assert.ok(last > 3e-4 && last < 3.01e-4, `the last step just above the floor: ${last}`);
+    // monotone, never below the floor
+    for (let w = 1; w < 100; w++) assert.ok(warmupLearningRate(cos, w) < warmupLearningRate(cos, w - 1));
+    assert.ok(Math.abs(warmupLearningRate(cos, 1000) - 3e-4) < 1e-15, 'clamped at the floor');
+  });
+
   it('fills every documented default', () => {
     const s = normalizeSpec(JobSpec.fromPartial({}), opts);
     assert.equal(s.algorithm, Algorithm.ALGORITHM_SPARK);
     assert.equal(s.batchSize, SPEC_DEFAULTS.batchSize);
     assert.equal(s.groupSize, 8);
     assert.equal(s.lrSchedule, 'cosine');
+    assert.equal(s.warmupLrSchedule, 'constant');
     assert.equal(s.templateVariant, 'short');
     assert.equal(s.recyclePairwise, true);
     assert.equal(s.microBatchSize, 16);

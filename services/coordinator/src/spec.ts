@@ -69,6 +69,7 @@ export const SPEC_DEFAULTS = Object.freeze({
   warmupJudgeFraction: 0.25,
   recycleBalanceLabels: false,
   verifyUnboxed: false,
+  warmupLrSchedule: 'constant',
   datasetFormat: 'auto',
   trainSize: 2048,
   microBatchSize: 16,
@@ -145,6 +146,7 @@ export function normalizeSpec(input: JobSpec | undefined, options: JobRoots & { 
     warmupJudgeFraction: input.warmupJudgeFraction ?? d.warmupJudgeFraction,
     recycleBalanceLabels: input.recycleBalanceLabels ?? d.recycleBalanceLabels,
     verifyUnboxed: input.verifyUnboxed ?? d.verifyUnboxed,
+    warmupLrSchedule: str(input.warmupLrSchedule.trim(), d.warmupLrSchedule),
   };
   spec.microBatchSize = input.microBatchSize || Math.min(d.microBatchSize, spec.miniBatchSize);
 
@@ -211,6 +213,10 @@ export function normalizeSpec(input: JobSpec | undefined, options: JobRoots & { 
   real('topP', spec.topP, 0, 1, true);
   if (spec.lrSchedule !== 'cosine' && spec.lrSchedule !== 'constant')
     problems.push(`lrSchedule: must be "cosine" or "constant", got "${spec.lrSchedule.slice(0, 64)}"`);
+  if (spec.warmupLrSchedule !== 'cosine' && spec.warmupLrSchedule !== 'constant')
+    problems.push(
+      `warmupLrSchedule: must be "cosine" or "constant", got "${spec.warmupLrSchedule.slice(0, 64)}"`,
+    );
   real('lrWarmupRatio', spec.lrWarmupRatio, 0, 1, false, true);
   real('minLrRatio', spec.minLrRatio, 0, 1, false);
   int('evalInterval', spec.evalInterval, 0, 10_000_000);
@@ -277,4 +283,20 @@ export function newJobId(name: string, now = Date.now()): string {
   const id = `${slug}-${now.toString(36)}-${randomBytes(3).toString('hex')}`;
   if (!JOB_ID_PATTERN.test(id)) throw new Error(`generated job id ${id} does not match the pattern`);
   return id;
+}
+
+/**
+ * The learning rate of supervised warm-up step `step` (0-based) of the spec's `warmupSteps` W: constant, or a
+ * cosine from `warmupLearningRate` at step 0 towards `minLrRatio` of it at step W (the last step, W − 1, is
+ * just above that floor).
+ */
+export function warmupLearningRate(
+  spec: Pick<JobSpec, 'warmupLearningRate' | 'warmupLrSchedule' | 'warmupSteps' | 'minLrRatio'>,
+  step: number,
+): number {
+  const peak = spec.warmupLearningRate;
+  if (spec.warmupLrSchedule !== 'cosine' || spec.warmupSteps < 1) return peak;
+  const progress = Math.min(1, Math.max(0, step / spec.warmupSteps));
+  const floor = spec.minLrRatio;
+  return peak * (floor + (1 - floor) * 0.5 * (1 + Math.cos(Math.PI * progress)));
 }

@@ -299,7 +299,14 @@ export interface JobSpec {
    * Also reward answers stated without a \boxed{} when a response has none ("the final answer is 7.78",
    * else the last $…$, else the last number). Default false, as in the reference's training.
    */
-  verifyUnboxed?: boolean | undefined;
+  verifyUnboxed?:
+    | boolean
+    | undefined;
+  /**
+   * The supervised warm-up's learning rate over its steps: "constant" (warmup_learning_rate throughout; the
+   * default) or "cosine" (from warmup_learning_rate at the first step towards min_lr_ratio of it after the last).
+   */
+  warmupLrSchedule: string;
 }
 
 /** A job's current state and progress. */
@@ -535,6 +542,7 @@ function createBaseJobSpec(): JobSpec {
     warmupJudgeFraction: undefined,
     recycleBalanceLabels: undefined,
     verifyUnboxed: undefined,
+    warmupLrSchedule: "",
   };
 }
 
@@ -656,6 +664,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.verifyUnboxed !== undefined) {
       writer.uint32(312).bool(message.verifyUnboxed);
+    }
+    if (message.warmupLrSchedule !== "") {
+      writer.uint32(322).string(message.warmupLrSchedule);
     }
     return writer;
   },
@@ -985,6 +996,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.verifyUnboxed = reader.bool();
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.warmupLrSchedule = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1166,6 +1185,11 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.verify_unboxed)
         ? globalThis.Boolean(object.verify_unboxed)
         : undefined,
+      warmupLrSchedule: isSet(object.warmupLrSchedule)
+        ? globalThis.String(object.warmupLrSchedule)
+        : isSet(object.warmup_lr_schedule)
+        ? globalThis.String(object.warmup_lr_schedule)
+        : "",
     };
   },
 
@@ -1288,6 +1312,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.verifyUnboxed !== undefined) {
       obj.verifyUnboxed = message.verifyUnboxed;
     }
+    if (message.warmupLrSchedule !== "") {
+      obj.warmupLrSchedule = message.warmupLrSchedule;
+    }
     return obj;
   },
 
@@ -1335,6 +1362,7 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.warmupJudgeFraction = object.warmupJudgeFraction ?? undefined;
     message.recycleBalanceLabels = object.recycleBalanceLabels ?? undefined;
     message.verifyUnboxed = object.verifyUnboxed ?? undefined;
+    message.warmupLrSchedule = object.warmupLrSchedule ?? "";
     return message;
   },
 };
