@@ -759,6 +759,36 @@ pub const RATE_SHAPES: [(usize, usize, usize); 6] = [
     (4096, 4096, 4096),
 ];
 
+/// `warm` untimed products, then `ROUNDS` rounds of `reps` back-to-back products (launch overhead hidden as
+/// in a step): milliseconds per product of each round.
+#[allow(clippy::too_many_arguments)]
+fn time_rounds<T: blaslt::Input>(
+    gpu: &Gpu,
+    lt: &mut Lt,
+    p: &Product,
+    prec: Precision,
+    a: &CudaSlice<T>,
+    b: &CudaSlice<T>,
+    c: &mut CudaSlice<f32>,
+    reps: usize,
+    warm: usize,
+) -> Result<Vec<f64>> {
+    for _ in 0..warm {
+        lt.gemm(p, prec, a, b, c)?;
+    }
+    gpu.stream.synchronize().map_err(drv)?;
+    let mut times = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            lt.gemm(p, prec, a, b, c)?;
+        }
+        gpu.stream.synchronize().map_err(drv)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3 / reps as f64);
+    }
+    Ok(times)
+}
+
 /// Rounds of timed products per shape and precision; the median round is reported.
 const ROUNDS: usize = 5;
 
@@ -779,31 +809,16 @@ pub fn gemm_rates(
         let (a, b) = (rng.f(na, 1.0), rng.f(nb, 1.0));
         let mut dc = gpu.zeros::<f32>(nc)?;
         for &prec in precisions {
-            let mut times = Vec::with_capacity(ROUNDS);
-            let (da32, db32, da16, db16);
-            let run: &mut dyn FnMut(&mut Lt, &mut CudaSlice<f32>) -> Result<()> =
-                if prec == Precision::Bf16 {
-                    da16 = gpu.up(&blaslt::to_bf16_bits(&a))?;
-                    db16 = gpu.up(&blaslt::to_bf16_bits(&b))?;
-                    &mut |lt, dc| lt.gemm(&p, prec, &da16, &db16, dc)
-                } else {
-                    da32 = gpu.up(&a)?;
-                    db32 = gpu.up(&b)?;
-                    &mut |lt, dc| lt.gemm(&p, prec, &da32, &db32, dc)
-                };
-            for _ in 0..warm {
-                run(&mut lt, &mut dc)?;
-            }
-            gpu.stream.synchronize().map_err(drv)?;
-            // rounds of `reps` back-to-back products (launch overhead hidden as in a step), mean per round
-            for _ in 0..ROUNDS {
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    run(&mut lt, &mut dc)?;
-                }
-                gpu.stream.synchronize().map_err(drv)?;
-                times.push(t.elapsed().as_secs_f64() * 1e3 / reps as f64);
-            }
+            let mut times = if prec == Precision::Bf16 {
+                let (da, db) = (
+                    gpu.up(&blaslt::to_bf16_bits(&a))?,
+                    gpu.up(&blaslt::to_bf16_bits(&b))?,
+                );
+                time_rounds(gpu, &mut lt, &p, prec, &da, &db, &mut dc, reps, warm)?
+            } else {
+                let (da, db) = (gpu.up(&a)?, gpu.up(&b)?);
+                time_rounds(gpu, &mut lt, &p, prec, &da, &db, &mut dc, reps, warm)?
+            };
             times.sort_by(f64::total_cmp);
             let millis = times[times.len() / 2];
             out.push(GemmRate {

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { InvalidArgumentError } from '@spark/runtime';
 import { CHECKPOINT_FILES, JOB_ID_PATTERN, type AlgorithmName } from '@spark/contract';
 import { Algorithm, type JobSpec } from '@spark/protocol';
+import { learningRateAt } from '@spark/method/schedule';
 import { FAMILIES } from '@spark/method/tasks';
 
 import {
@@ -295,8 +296,11 @@ export function warmupLearningRate(
   step: number,
 ): number {
   const peak = spec.warmupLearningRate;
-  if (spec.warmupLrSchedule !== 'cosine' || spec.warmupSteps < 1) return peak;
-  const progress = Math.min(1, Math.max(0, step / spec.warmupSteps));
-  const floor = spec.minLrRatio;
-  return peak * (floor + (1 - floor) * 0.5 * (1 + Math.cos(Math.PI * progress)));
+  if (spec.warmupLrSchedule !== 'cosine') return peak;
+  return learningRateAt(
+    { kind: 'cosine', warmupRatio: 0, minLrRatio: spec.minLrRatio },
+    peak,
+    step,
+    spec.warmupSteps,
+  );
 }

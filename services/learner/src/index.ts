@@ -30,7 +30,7 @@ export {
   validateLearnTask,
   type PolicySnapshot,
 } from './learner.js';
-export { learningRateAt, scheduleFromSpec, DEFAULT_SCHEDULE, type LrSchedule } from './schedule.js';
+export { learningRateAt, scheduleFromSpec, DEFAULT_SCHEDULE, type LrSchedule } from '@spark/method/schedule';
 export { groupAdvantages, shuffled, mixSeed, chunks } from './grpo.js';
 export {
   latestCheckpoint,

@@ -25,7 +25,7 @@ import { Model, presetNames, toHfConfig, type Device } from '@spark/kernels';
 import { latestCheckpoint, loadReference, removeCheckpointLeftovers } from './checkpoint.js';
 import type { LearnerMetrics } from './metrics.js';
 import type { PolicySnapshot } from './publisher.js';
-import { scheduleFromSpec, type LrSchedule } from './schedule.js';
+import { scheduleFromSpec, type LrSchedule } from '@spark/method/schedule';
 
 /** A LearnTask's identity within its job: `<step>/<phase>`. */
 export function taskIdOf(task: { step: number; phase: string }): string {

@@ -64,7 +64,7 @@ import {
 import { JobRegistry, taskIdOf, type JobModel } from './job-registry.js';
 import type { LearnerMetrics } from './metrics.js';
 import { heldSnapshot, PolicyPublisher, type PolicySnapshot } from './publisher.js';
-import { learningRateAt } from './schedule.js';
+import { learningRateAt } from '@spark/method/schedule';
 import { UpdateTransaction } from './update-transaction.js';
 
 export { JobModel } from './job-registry.js';

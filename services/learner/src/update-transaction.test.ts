@@ -11,7 +11,7 @@ import { DEFAULT_ADAMW, Model, type ScoredSequence } from '@spark/kernels';
 
 import { JobModel } from './job-registry.js';
 import type { PolicySnapshot } from './publisher.js';
-import { DEFAULT_SCHEDULE } from './schedule.js';
+import { DEFAULT_SCHEDULE } from '@spark/method/schedule';
 import { UpdateTransaction } from './update-transaction.js';
 
 const seq: ScoredSequence = { tokens: Uint32Array.from([3, 4, 5, 6, 7, 8, 9]), promptLen: 3 };

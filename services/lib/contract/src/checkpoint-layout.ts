@@ -131,9 +131,10 @@ export const TrainerStateSchema = z.object({
   taskMix: TaskMixSchema.optional(),
   /**
    * The result of the training task (`step`, `phase`) whose update this checkpoint holds, as the learner
-   * reported it (without `checkpointPath`). A learner restarted from this checkpoint answers a redelivery of
-   * that task with it instead of refusing it as stale (the update is already in the weights). Absent for
-   * `checkpoint` tasks and in checkpoints written before it was recorded.
+   * reported it (without `checkpointPath`; `seconds.train` and `seconds.publish` are 0: not known yet). A
+   * learner restarted from this checkpoint answers a redelivery of that task with it instead of refusing it
+   * as stale (the update is already in the weights). Absent for `checkpoint` tasks and in checkpoints
+   * written before it was recorded.
    */
   result: LearnResultSchema.omit({ checkpointPath: true }).optional(),
 });

@@ -1,7 +1,9 @@
 // The learning-rate schedule of a job's RL updates (docs/method.md "Deviations from the reference"): linear warm-up over
 // `warmupRatio × total` optimizer steps, then cosine decay to `minLrRatio × peak`, counting the optimizer
 // steps of BOTH the policy and the reward phase (so the curve never turns back up). `constant` keeps the
-// peak. Supervised warm-up tasks use their own constant lr and do not advance this counter.
+// peak. Supervised warm-up tasks do not advance this counter: their lr is `warmupLearningRate`, constant or (with
+// `warmupLrSchedule: cosine`) this cosine over the warm-up's own steps with no linear warm-up (the coordinator's
+// `warmupLearningRate()`). Shared by the learner (RL updates) and the coordinator (warm-up tasks).
 import { InvalidArgumentError } from '@spark/runtime';
 
 export interface LrSchedule {
