@@ -1,10 +1,12 @@
 //! The kernels benchmark (`pnpm bench:kernels` → kernels/bench/run.sh → this program). Not a test: it measures,
 //! side by side in one run and with the same thread count (2 unless --threads), through the real code path:
 //!   1. GEMM GFLOP/s at the model's matmul shapes: our path (OpenBLAS single-threaded kernels split over our
-//!      threads), OpenBLAS standalone (`cblas_sgemm` with its own thread pool), and the built-in AVX2 kernel;
+//!      threads), OpenBLAS standalone (`cblas_sgemm` with its own thread pool), and the built-in kernel (its
+//!      AVX-512 tile where the CPU has one, and its AVX2 tile beside it);
 //!   2. training tokens/s (forward + backward + grad clip + AdamW, SFT loss on every position of a (B, T) batch)
 //!      for the tiny and small presets, and the GFLOP/s of the GEMMs inside those steps;
-//!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1);
+//!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1), and on an
+//!      AVX-512 CPU the same with the built-in kernel's AVX2 tile (the batch's products run on it);
 //!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios;
 //!   5. small-batch sampling with a Qwen2.5-0.5B-shaped model (random init; bound by streaming the weights once
 //!      per step): 1, 2 and 8 prompts × 16 tokens, 16 new tokens each, temperature 1, ours and PyTorch's in the
@@ -17,6 +19,7 @@
 
 use spark_kernels::backend::blas::blas;
 use spark_kernels::backend::gemm::{self, Gemm, GemmPath, Kernel, Mat};
+use spark_kernels::backend::gemm_avx2::{self, Isa};
 use spark_kernels::backend::threads::{num_threads, par_rows};
 use spark_kernels::checkpoint;
 use spark_kernels::model::{
@@ -224,9 +227,13 @@ fn main() {
             .is_none_or(|x| x.split(',').any(|x| x == sec))
     };
     if want("gemm") {
-        println!("GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB");
+        println!(
+            "GEMM GFLOP/s ({threads} threads)           M     N     K |   ours  OpenBLAS  ours/OB | built-in  bi/OB | bi {} / avx2",
+            gemm_avx2::isa().name()
+        );
     }
-    let (mut sum_ours, mut sum_ob, mut sum_bi, mut sum_flop) = (0.0, 0.0, 0.0, 0.0);
+    let (mut sum_ours, mut sum_ob, mut sum_bi, mut sum_bi2, mut sum_flop) =
+        (0.0, 0.0, 0.0, 0.0, 0.0);
     for s in shapes.iter().filter(|_| want("gemm")) {
         let (ar, ac) = if s.ta { (s.k, s.m) } else { (s.m, s.k) };
         let (br, bc) = if s.tb { (s.n, s.k) } else { (s.k, s.n) };
@@ -262,6 +269,16 @@ fn main() {
         } else {
             f64::NAN
         };
+        // the built-in kernel with its AVX2 tile (the same as t_bi where the CPU has no AVX-512)
+        let t_bi2 = if GemmPath::Builtin.available() {
+            let isa = gemm_avx2::isa();
+            gemm_avx2::set_isa(Isa::Avx2);
+            let t = run(GemmPath::Builtin);
+            gemm_avx2::set_isa(isa);
+            t
+        } else {
+            f64::NAN
+        };
         let t_ob = match bl {
             Some(bl) => bl.with_blas_threads(threads, || {
                 time_best(o.reps, || bl.sgemm(&prod, &mut cbuf, s.n))
@@ -270,7 +287,7 @@ fn main() {
         };
         let (g_ours, g_ob, g_bi) = (flop / t_ours * 1e-9, flop / t_ob * 1e-9, flop / t_bi * 1e-9);
         println!(
-            "  {:<30} {:>5} {:>5} {:>5} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}",
+            "  {:<30} {:>5} {:>5} {:>5} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2} | {:>14.2}",
             s.name,
             s.m,
             s.n,
@@ -279,13 +296,19 @@ fn main() {
             g_ob,
             g_ours / g_ob,
             g_bi,
-            g_bi / g_ob
+            g_bi / g_ob,
+            t_bi2 / t_bi
         );
         let key = s.key;
         fig.insert(format!("gemm.{key}.ours_gflops"), g_ours);
         fig.insert(format!("gemm.{key}.openblas_gflops"), g_ob);
         fig.insert(format!("gemm.{key}.builtin_gflops"), g_bi);
+        fig.insert(
+            format!("gemm.{key}.builtin_avx2_gflops"),
+            flop / t_bi2 * 1e-9,
+        );
         sum_ours += t_ours;
+        sum_bi2 += t_bi2;
         sum_ob += t_ob;
         sum_bi += t_bi;
         sum_flop += flop;
@@ -297,19 +320,24 @@ fn main() {
     );
     if want("gemm") {
         println!(
-            "  {:<48} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2}\n",
+            "  {:<48} | {:>6.1} {:>9.1} {:>8.2} | {:>8.1} {:>6.2} | {:>14.2}\n",
             "all shapes (time-weighted)",
             agg_ours,
             agg_ob,
             agg_ours / agg_ob,
             agg_bi,
-            agg_bi / agg_ob
+            agg_bi / agg_ob,
+            sum_bi2 / sum_bi
         );
     }
     fig.insert("gemm.all.ours_gflops".into(), agg_ours);
     fig.insert("gemm.all.openblas_gflops".into(), agg_ob);
     fig.insert("gemm.all.builtin_gflops".into(), agg_bi);
     fig.insert("gemm.all.builtin_over_openblas".into(), agg_bi / agg_ob);
+    fig.insert(
+        "gemm.all.builtin_avx2_gflops".into(),
+        sum_flop / sum_bi2 * 1e-9,
+    );
 
     // 2–3. Training and sampling through the model API.
     let model_section = want("train") || want("sample");
@@ -379,6 +407,17 @@ fn main() {
                 .sum()
         });
         let sample_tps = generated as f64 / t_s;
+        // the same calls with the built-in kernel's AVX2 tile, where the CPU would use its AVX-512 one
+        let sample_avx2_tps = if want("sample") && gemm_avx2::isa() == Isa::Avx512 {
+            gemm_avx2::set_isa(Isa::Avx2);
+            let t = time_best(o.reps, || {
+                m.sample(&req).expect("sample");
+            });
+            gemm_avx2::set_isa(Isa::Avx512);
+            generated as f64 / t
+        } else {
+            f64::NAN
+        };
         let tt = torch
             .get(&format!("{preset}.train_tokens_per_s"))
             .copied()
@@ -400,6 +439,19 @@ fn main() {
             ts,
             sample_tps / ts
         );
+        if sample_avx2_tps.is_finite() {
+            println!(
+                "    sampling, built-in AVX2 tile {:>7.0} {:>10.0} {:>10.2}   (AVX-512 tile / AVX2 tile {:.2})",
+                sample_avx2_tps,
+                ts,
+                sample_avx2_tps / ts,
+                sample_tps / sample_avx2_tps
+            );
+            fig.insert(
+                format!("{preset}.sample_avx2_tile_tokens_per_s"),
+                sample_avx2_tps,
+            );
+        }
         println!(
             "    GEMM GFLOP/s inside a training step {:>6.1}  ({:.0}% of OpenBLAS standalone {:.1}; GEMM share of step {:.0}%)",
             gemm_gflops,

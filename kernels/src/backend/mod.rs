@@ -4,7 +4,7 @@
 //! (`gemm::sgemm`, row-major with optional transposes) and the fused kernels of `ops` (RMSNorm, RoPE, causal
 //! GQA attention and its KV-cache variant, SwiGLU, log-softmax, AdamW, reductions), each on flat f32 buffers
 //! with the shapes stated in its doc comment. The CPU backend implements them with std threads
-//! (`threads`), OpenBLAS loaded at run time (`blas`), a built-in AVX2/FMA GEMM (`gemm_avx2`) and a scalar
+//! (`threads`), OpenBLAS loaded at run time (`blas`), a built-in AVX2/FMA (and AVX-512) GEMM (`gemm_avx2`) and a scalar
 //! fallback. A CUDA backend implements the same list over device buffers; the TypeScript API does not change.
 
 pub mod blas;
@@ -25,10 +25,11 @@ pub fn describe() -> String {
         None => "none".to_string(),
     };
     format!(
-        "cpu: {} threads, gemm={} (blas library: {}, avx2+fma: {})",
+        "cpu: {} threads, gemm={} (blas library: {}, avx2+fma: {}, built-in tile: {})",
         num_threads(),
         p.name(),
         lib,
-        gemm_avx2::available()
+        gemm_avx2::available(),
+        gemm_avx2::isa().name()
     )
 }
