@@ -5,8 +5,9 @@
 //!      AVX-512 tile where the CPU has one, and its AVX2 tile beside it);
 //!   2. training tokens/s (forward + backward + grad clip + AdamW, SFT loss on every position of a (B, T) batch)
 //!      for the tiny and small presets, and the GFLOP/s of the GEMMs inside those steps;
-//!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1), and on an
-//!      AVX-512 CPU the same with the built-in kernel's AVX2 tile (the batch's products run on it);
+//!   3. sampling tokens/s with the KV cache (64 prompts × 16 tokens, 64 new tokens, temperature 1), the same in
+//!      each parallel mode (groups of sequences per thread, or each product's columns split over the threads),
+//!      and on an AVX-512 CPU the same with the built-in kernel's AVX2 tile (the batch's products run on it);
 //!   4. the same training and sampling in PyTorch (bench/torch_ref.py, OMP_WAIT_POLICY=PASSIVE), and the ratios;
 //!   5. small-batch sampling with a Qwen2.5-0.5B-shaped model (random init; bound by streaming the weights once
 //!      per step): 1, 2 and 8 prompts × 16 tokens, 16 new tokens each, temperature 1, ours and PyTorch's in the
@@ -407,6 +408,16 @@ fn main() {
                 .sum()
         });
         let sample_tps = generated as f64 / t_s;
+        // the same calls in each parallel mode (groups of sequences per thread / each product's columns split)
+        let mut mode_tps = [f64::NAN; 2];
+        if want("sample") {
+            for (i, split) in [false, true].into_iter().enumerate() {
+                let t = time_best(o.reps, || {
+                    m.sample_mode(&req, split).expect("sample");
+                });
+                mode_tps[i] = generated as f64 / t;
+            }
+        }
         // the same calls with the built-in kernel's AVX2 tile, where the CPU would use its AVX-512 one
         let sample_avx2_tps = if want("sample") && gemm_avx2::isa() == Isa::Avx512 {
             gemm_avx2::set_isa(Isa::Avx2);
@@ -439,6 +450,18 @@ fn main() {
             ts,
             sample_tps / ts
         );
+        if want("sample") {
+            for (i, mode) in ["groups", "column-split"].into_iter().enumerate() {
+                println!(
+                    "    sampling, {mode:<12} mode {:>7.0} {:>10.0} {:>10.2}",
+                    mode_tps[i],
+                    ts,
+                    mode_tps[i] / ts
+                );
+            }
+            fig.insert(format!("{preset}.sample_groups_tokens_per_s"), mode_tps[0]);
+            fig.insert(format!("{preset}.sample_split_tokens_per_s"), mode_tps[1]);
+        }
         if sample_avx2_tps.is_finite() {
             println!(
                 "    sampling, built-in AVX2 tile {:>7.0} {:>10.0} {:>10.2}   (AVX-512 tile / AVX2 tile {:.2})",

@@ -50,8 +50,12 @@ pub struct SampleOutput {
 pub const MAX_CACHE_FLOATS: usize = 1 << 29;
 /// Fewest sequences per sampling group (one group per thread).
 const MIN_GROUP: usize = 8;
-/// Largest weights (bytes) for which sampling uses independent groups (≈ a core's L2 cache).
+/// Largest weights (bytes) for which sampling uses independent groups when the last-level cache's size is
+/// unknown (≈ a core's L2 cache).
 const GROUPS_MAX_WEIGHT_BYTES: usize = 1 << 20;
+/// With a known last-level cache, groups are used while the weights take at most this fraction of it
+/// (1/`GROUPS_LLC_SHARE`): every group re-reads them at every step, which costs nothing while they stay cached.
+const GROUPS_LLC_SHARE: usize = 4;
 /// Sampling groups per thread (dynamic load balance).
 const GROUPS_PER_THREAD: usize = 2;
 /// Most rows per prefill chunk.
@@ -172,21 +176,24 @@ impl Model {
     /// what limits a decode loop whose matrix products are small. Each sequence keeps its own PRNG stream
     /// (its index in the request).
     ///
-    /// Groups re-read every weight once per group and step, which is free while the weights fit in a core's
-    /// L2 cache; beyond that (`GROUPS_MAX_WEIGHT_BYTES`) the whole batch is decoded together with each product's
-    /// columns split over the threads, so the weights are streamed once per step. `SPARK_SAMPLE_MODE=groups`
-    /// or `split` forces a mode (benchmarks).
+    /// Groups re-read every weight once per group and step, which is free while the weights stay in the
+    /// last-level cache (at most a quarter of it, `groups_fit`); beyond that the whole batch is decoded together
+    /// with each product's columns split over the threads, so the weights are streamed once per step — at the
+    /// price of a fork-join per product, which on the 2-core development VM cost the second thread's whole gain
+    /// (docs/benchmarks.md). `SPARK_SAMPLE_MODE=groups` or `split` forces a mode.
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
         let split = match std::env::var("SPARK_SAMPLE_MODE").as_deref() {
             Ok("split") => true,
             Ok("groups") => false,
-            _ => self.params.len() * 4 > GROUPS_MAX_WEIGHT_BYTES,
+            _ => !groups_fit(self.params.len() * 4, llc_bytes()),
         };
         self.sample_mode(req, split)
     }
 
-    /// `sample` with the parallel mode chosen by the caller (tests cover both).
-    pub(crate) fn sample_mode(
+    /// `sample` with the parallel mode chosen by the caller: `split` decodes the whole batch together with
+    /// each product's columns split over the threads, otherwise groups of sequences run one per thread
+    /// (tests cover both; the kernels benchmark times both).
+    pub fn sample_mode(
         &mut self,
         req: &SampleRequest,
         split: bool,
@@ -477,6 +484,53 @@ impl Model {
     }
 }
 
+/// Whether sampling groups suit weights of `weight_bytes` on a CPU whose last-level cache holds `llc` bytes
+/// (None: unknown, then the weights must fit a core's L2 as assumed before the cache size was read).
+fn groups_fit(weight_bytes: usize, llc: Option<usize>) -> bool {
+    match llc {
+        Some(c) => weight_bytes.saturating_mul(GROUPS_LLC_SHARE) <= c,
+        None => weight_bytes <= GROUPS_MAX_WEIGHT_BYTES,
+    }
+}
+
+/// The size of CPU 0's largest data cache (Linux sysfs `cache/index*/size` of the highest level), read once.
+fn llc_bytes() -> Option<usize> {
+    use std::sync::OnceLock;
+    static LLC: OnceLock<Option<usize>> = OnceLock::new();
+    *LLC.get_or_init(|| {
+        let mut best: Option<(u32, usize)> = None;
+        for i in 0..16 {
+            let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+            let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok();
+            let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size"))
+            else {
+                continue;
+            };
+            if kind.trim() == "Instruction" {
+                continue;
+            }
+            if let (Ok(l), Some(b)) = (level.trim().parse::<u32>(), parse_cache_size(&size)) {
+                if best.is_none_or(|(bl, _)| l > bl) {
+                    best = Some((l, b));
+                }
+            }
+        }
+        best.map(|(_, b)| b)
+    })
+}
+
+/// A sysfs cache size ("48K", "2048K", "491520K", "32M") in bytes.
+fn parse_cache_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1usize << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<usize>().ok()?.checked_mul(mul)
+}
+
 /// Pre-packed weights of one sampling call: per layer [qkv, o, gate|up, down], and the head.
 struct Packed {
     layers: Vec<[PackedB; 4]>,
@@ -660,4 +714,36 @@ pub fn choose(z: &[f32], temperature: f32, top_p: f32, rng: &mut Rng) -> (u32, f
         })
     };
     (tok as u32, z[tok] - lse)
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    #[test]
+    fn cache_sizes_parse_as_sysfs_writes_them() {
+        assert_eq!(parse_cache_size("48K\n"), Some(48 << 10));
+        assert_eq!(parse_cache_size("491520K"), Some(480 << 20));
+        assert_eq!(parse_cache_size("32M"), Some(32 << 20));
+        assert_eq!(parse_cache_size("1G"), Some(1 << 30));
+        assert_eq!(parse_cache_size("512"), Some(512));
+        assert_eq!(parse_cache_size(""), None);
+        assert_eq!(parse_cache_size("K"), None);
+        assert_eq!(parse_cache_size("x2K"), None);
+    }
+
+    #[test]
+    fn groups_are_used_while_the_weights_take_at_most_a_quarter_of_the_last_level_cache() {
+        // the `small` preset (12.7 MB) on a 480 MB L3, an 8 MB L3, and with no cache information
+        assert!(groups_fit(12_731_392, Some(480 << 20)));
+        assert!(!groups_fit(12_731_392, Some(8 << 20)));
+        assert!(!groups_fit(12_731_392, None));
+        assert!(groups_fit(2 << 20, Some(8 << 20)));
+        assert!(!groups_fit((2 << 20) + 1, Some(8 << 20)));
+        // the old rule without cache information: a core's L2
+        assert!(groups_fit(1 << 20, None));
+        // a 0.5 B model (2 GB) never
+        assert!(!groups_fit(1_976_131_072, Some(480 << 20)));
+        assert!(!groups_fit(usize::MAX, Some(1 << 40)));
+    }
 }
