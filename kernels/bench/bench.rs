@@ -438,12 +438,14 @@ fn main() {
             .copied()
             .unwrap_or(f64::NAN);
         println!("  {preset:<6} params {:>9}", cfg.num_params());
-        println!(
-            "    training tokens/s          {:>9.0} {:>10.0} {:>10.2}",
-            train_tps,
-            tt,
-            train_tps / tt
-        );
+        if want("train") {
+            println!(
+                "    training tokens/s          {:>9.0} {:>10.0} {:>10.2}",
+                train_tps,
+                tt,
+                train_tps / tt
+            );
+        }
         println!(
             "    sampling tokens/s          {:>9.0} {:>10.0} {:>10.2}",
             sample_tps,
@@ -475,13 +477,15 @@ fn main() {
                 sample_avx2_tps,
             );
         }
-        println!(
-            "    GEMM GFLOP/s inside a training step {:>6.1}  ({:.0}% of OpenBLAS standalone {:.1}; GEMM share of step {:.0}%)",
-            gemm_gflops,
-            100.0 * gemm_gflops / agg_ob,
-            agg_ob,
-            100.0 * fig.get(&format!("{preset}.train_gemm_share")).copied().unwrap_or(0.0)
-        );
+        if want("train") {
+            println!(
+                "    GEMM GFLOP/s inside a training step {:>6.1}  ({:.0}% of OpenBLAS standalone {:.1}; GEMM share of step {:.0}%)",
+                gemm_gflops,
+                100.0 * gemm_gflops / agg_ob,
+                agg_ob,
+                100.0 * fig.get(&format!("{preset}.train_gemm_share")).copied().unwrap_or(0.0)
+            );
+        }
         fig.insert(format!("{preset}.params"), cfg.num_params() as f64);
         fig.insert(format!("{preset}.train_tokens_per_s"), train_tps);
         fig.insert(format!("{preset}.torch_train_tokens_per_s"), tt);

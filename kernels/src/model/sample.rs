@@ -55,7 +55,7 @@ const MIN_GROUP: usize = 8;
 const GROUPS_MAX_WEIGHT_BYTES: usize = 1 << 20;
 /// With a known last-level cache, groups are used while the weights take at most this fraction of it
 /// (1/`GROUPS_LLC_SHARE`): every group re-reads them at every step, which costs nothing while they stay cached.
-const GROUPS_LLC_SHARE: usize = 4;
+const GROUPS_LLC_SHARE: usize = 2;
 /// Sampling groups per thread (dynamic load balance).
 const GROUPS_PER_THREAD: usize = 2;
 /// Most rows per prefill chunk.
@@ -177,7 +177,7 @@ impl Model {
     /// (its index in the request).
     ///
     /// Groups re-read every weight once per group and step, which is free while the weights stay in the
-    /// last-level cache (at most a quarter of it, `groups_fit`); beyond that the whole batch is decoded together
+    /// last-level cache (at most half of it, `groups_fit`); beyond that the whole batch is decoded together
     /// with each product's columns split over the threads, so the weights are streamed once per step — at the
     /// price of a fork-join per product, which on the 2-core development VM cost the second thread's whole gain
     /// (docs/benchmarks.md). `SPARK_SAMPLE_MODE=groups` or `split` forces a mode.
@@ -733,13 +733,14 @@ mod mode_tests {
     }
 
     #[test]
-    fn groups_are_used_while_the_weights_take_at_most_a_quarter_of_the_last_level_cache() {
-        // the `small` preset (12.7 MB) on a 480 MB L3, an 8 MB L3, and with no cache information
+    fn groups_are_used_while_the_weights_take_at_most_half_of_the_last_level_cache() {
+        // the `small` preset (12.7 MB) on a 480 MB L3, a 32 MB one, an 8 MB one, and with no cache information
         assert!(groups_fit(12_731_392, Some(480 << 20)));
+        assert!(groups_fit(12_731_392, Some(32 << 20)));
         assert!(!groups_fit(12_731_392, Some(8 << 20)));
         assert!(!groups_fit(12_731_392, None));
-        assert!(groups_fit(2 << 20, Some(8 << 20)));
-        assert!(!groups_fit((2 << 20) + 1, Some(8 << 20)));
+        assert!(groups_fit(4 << 20, Some(8 << 20)));
+        assert!(!groups_fit((4 << 20) + 1, Some(8 << 20)));
         // the old rule without cache information: a core's L2
         assert!(groups_fit(1 << 20, None));
         // a 0.5 B model (2 GB) never
