@@ -13,9 +13,9 @@ import { Algorithm, JobSpec } from '@spark/protocol';
  * judged at chance, at half 64.5 % pointwise, docs/results.md "A base that can judge"), 128 new tokens (the warm-up judge
  * check makes pairwise judge outputs up to 107 characters), 1500 warm-up steps (a 1200-step base at 32 %
  * did not improve under RL), RL lr 3e-4 with a fresh optimizer (docs/results.md "The demo": on the idle
- * 2-core machine in 492 s, held-out answers 68.0 → 78.9 % and the judge 74.2 → 85.4 % over the 24 SPARK
- * steps with OpenBLAS's AVX-512 kernels; with its AVX2 kernels the same seed gives 57.0 → 68.0 % and a
- * judge +0.8, with the built-in kernel 45.3 → 59.4 % and a judge −2.9: docs/results.md "Which machine").
+ * 2-core machine in 463 s, held-out answers 68.0 → 79.7 % and the judge 74.2 → 83.4 % over the 24 SPARK
+ * steps with OpenBLAS's AVX-512 kernels; with its AVX2 kernels and the built-in kernel the bases differ
+ * (57.0 and 45.3 % answers) and so does the RL phase: docs/results.md "Which machine").
  */
 export const DEMO_JOB: Readonly<Partial<JobSpec>> = Object.freeze({
   name: 'spark-demo',
