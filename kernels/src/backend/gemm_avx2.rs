@@ -155,7 +155,18 @@ impl Kernel for BuiltinKernel {
                     let kc = KC.min(k - pc);
                     pack::<NR>(g.b, pc, kc, jc, nc, bp);
                     let beta = if pc == 0 { g.beta } else { 1.0 };
-                    run_block(ap, g.a, m, g.alpha, pc, kc, bp, jc, nc, beta, c, ldc);
+                    let blk = Block {
+                        a: g.a,
+                        m,
+                        alpha: g.alpha,
+                        pc,
+                        kc,
+                        bp,
+                        jc,
+                        nc,
+                        beta,
+                    };
+                    run_block(ap, &blk, c, ldc);
                     pc += KC;
                 }
                 jc += NC;
@@ -237,7 +248,18 @@ impl PackedB {
                 let off = pc * np * NR;
                 let beta_eff = if pc == 0 { beta } else { 1.0 };
                 let blk = &self.data[off + p0 * kc * NR..off + p1 * kc * NR];
-                run_block(ap, a, m, alpha, pc, kc, blk, 0, nc, beta_eff, c, ldc);
+                let blk = Block {
+                    a,
+                    m,
+                    alpha,
+                    pc,
+                    kc,
+                    bp: blk,
+                    jc: 0,
+                    nc,
+                    beta: beta_eff,
+                };
+                run_block(ap, &blk, c, ldc);
                 pc += KC;
             }
         });
@@ -251,55 +273,26 @@ pub const PANEL: usize = NR;
 /// A microkernel: C[0..MR, 0..16] (stride ldc) = alpha·Apanel·Bpanel + beta·C (beta = 0: C not read).
 type Micro = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32);
 
-/// The inner loops for one packed depth block `bp` (columns jc..jc+nc of C, depth pc..pc+kc; op(A) is m × k),
-/// with the microkernel of `isa()`.
-#[allow(clippy::too_many_arguments)]
-fn run_block(
-    ap: &mut [f32],
-    a: Mat<'_>,
+/// One packed depth block of a product: columns jc..jc+nc of C, depth pc..pc+kc of op(A) (m × k), op(B)'s
+/// block packed in `bp`; C = alpha·op(A)·B + beta·C over that block.
+struct Block<'a> {
+    a: Mat<'a>,
     m: usize,
     alpha: f32,
     pc: usize,
     kc: usize,
-    bp: &[f32],
+    bp: &'a [f32],
     jc: usize,
     nc: usize,
-    beta_eff: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+    beta: f32,
+}
+
+/// The inner loops for one packed depth block, with the microkernel of `isa()`.
+fn run_block(ap: &mut [f32], blk: &Block<'_>, c: &mut [f32], ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     match isa() {
-        Isa::Avx512 => run_block_with::<MR_AVX512>(
-            kernel_16x16,
-            ap,
-            a,
-            m,
-            alpha,
-            pc,
-            kc,
-            bp,
-            jc,
-            nc,
-            beta_eff,
-            c,
-            ldc,
-        ),
-        Isa::Avx2 => run_block_with::<MR_AVX2>(
-            kernel_6x16,
-            ap,
-            a,
-            m,
-            alpha,
-            pc,
-            kc,
-            bp,
-            jc,
-            nc,
-            beta_eff,
-            c,
-            ldc,
-        ),
+        Isa::Avx512 => run_block_with::<MR_AVX512>(kernel_16x16, ap, blk, c, ldc),
+        Isa::Avx2 => run_block_with::<MR_AVX2>(kernel_6x16, ap, blk, c, ldc),
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the built-in kernel runs only where `available()`");
@@ -307,22 +300,24 @@ fn run_block(
 
 /// `run_block` with an MR-tall microkernel: rows in blocks of MC (op(A) packed into `ap`), then NR-wide panels ×
 /// MR-tall panels through `kern`.
-#[allow(clippy::too_many_arguments)]
 fn run_block_with<const MR: usize>(
     kern: Micro,
     ap: &mut [f32],
-    a: Mat<'_>,
-    m: usize,
-    alpha: f32,
-    pc: usize,
-    kc: usize,
-    bp: &[f32],
-    jc: usize,
-    nc: usize,
-    beta_eff: f32,
+    blk: &Block<'_>,
     c: &mut [f32],
     ldc: usize,
 ) {
+    let Block {
+        a,
+        m,
+        alpha,
+        pc,
+        kc,
+        bp,
+        jc,
+        nc,
+        beta: beta_eff,
+    } = *blk;
     const { assert!(MC.is_multiple_of(MR) && MR <= MR_MAX) };
     let mut ic = 0;
     while ic < m {
