@@ -487,23 +487,28 @@ fn main() {
             );
         }
         fig.insert(format!("{preset}.params"), cfg.num_params() as f64);
-        fig.insert(format!("{preset}.train_tokens_per_s"), train_tps);
-        fig.insert(format!("{preset}.torch_train_tokens_per_s"), tt);
-        fig.insert(
-            format!("{preset}.train_ratio_ours_over_torch"),
-            train_tps / tt,
-        );
-        fig.insert(format!("{preset}.sample_tokens_per_s"), sample_tps);
-        fig.insert(format!("{preset}.torch_sample_tokens_per_s"), ts);
-        fig.insert(
-            format!("{preset}.sample_ratio_ours_over_torch"),
-            sample_tps / ts,
-        );
-        fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
-        fig.insert(
-            format!("{preset}.train_gemm_over_openblas"),
-            gemm_gflops / agg_ob,
-        );
+        // (only the sections that ran: a skipped one would read as 0 tokens/s)
+        if want("train") {
+            fig.insert(format!("{preset}.train_tokens_per_s"), train_tps);
+            fig.insert(format!("{preset}.torch_train_tokens_per_s"), tt);
+            fig.insert(
+                format!("{preset}.train_ratio_ours_over_torch"),
+                train_tps / tt,
+            );
+            fig.insert(format!("{preset}.train_gemm_gflops"), gemm_gflops);
+            fig.insert(
+                format!("{preset}.train_gemm_over_openblas"),
+                gemm_gflops / agg_ob,
+            );
+        }
+        if want("sample") {
+            fig.insert(format!("{preset}.sample_tokens_per_s"), sample_tps);
+            fig.insert(format!("{preset}.torch_sample_tokens_per_s"), ts);
+            fig.insert(
+                format!("{preset}.sample_ratio_ours_over_torch"),
+                sample_tps / ts,
+            );
+        }
     }
     // 5. Small-batch sampling with a 0.5 B model.
     if want("decode") && !o.no_decode && (!o.quick || o.only.is_some()) {
