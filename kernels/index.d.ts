@@ -296,6 +296,12 @@ export declare function presetNames(): Array<string>
 /** KV-cache sampling of a batch of prompts. */
 export declare function sample(h: NativeModel, request: NativeSampleRequest): Promise<Array<NativeSample>>
 
+/**
+ * The parallel mode sampling uses on this machine for a model of `num_params` parameters: "groups" or
+ * "split" (`model::sample::splits_columns`: SPARK_SAMPLE_MODE, else the last-level-cache rule).
+ */
+export declare function sampleModeFor(numParams: number): string
+
 /** Writes the AdamW state as a safetensors file. */
 export declare function saveOptimizer(h: NativeModel, path: string): Promise<undefined>
 

@@ -47,6 +47,16 @@ export function backendInfo(): NativeBackendInfo {
   return loadNative().backendInfo();
 }
 
+/**
+ * How `Model.sample` parallelises a batch on this machine for a model of `numParams` parameters: in groups
+ * of sequences per thread while the weights fit half the last-level cache, else with each product's columns
+ * split over the threads (`SPARK_SAMPLE_MODE` forces one). The mode changes sampled numbers in the last bits,
+ * so a run's path depends on it as on the GEMM path (docs/kernels.md "Reproducibility").
+ */
+export function sampleModeFor(numParams: number): 'groups' | 'split' {
+  return loadNative().sampleModeFor(numParams) as 'groups' | 'split';
+}
+
 /** Models holding native memory in this process (created, neither freed nor garbage-collected). */
 export function liveModels(): number {
   return loadNative().liveModels();

@@ -59,6 +59,33 @@ void describe('backend info', () => {
     const forced = info({ SPARK_GEMM: 'blas', OPENBLAS_CORETYPE: 'Prescott' });
     assert.equal(forced.blasCore, 'Prescott');
   });
+
+  void it('reports the sampler mode for a model size, as SPARK_SAMPLE_MODE or the cache rule picks it', () => {
+    const mode = (env: Record<string, string>, params: number): string => {
+      const r = spawnSync(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '--input-type=module',
+          '-e',
+          `import { sampleModeFor } from ${JSON.stringify(join(here, 'index.ts'))};
+           process.stdout.write(sampleModeFor(${params}));`,
+        ],
+        { encoding: 'utf8', env: { ...process.env, SPARK_SAMPLE_MODE: '', ...env }, cwd: here },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    // a 1000-parameter model fits any cache rule (and the 1 MB rule without sysfs); 2^40 parameters none
+    assert.equal(mode({}, 1000), 'groups');
+    assert.equal(mode({}, 2 ** 40), 'split');
+    assert.equal(mode({ SPARK_SAMPLE_MODE: 'split' }, 1000), 'split');
+    assert.equal(mode({ SPARK_SAMPLE_MODE: 'groups' }, 2 ** 40), 'groups');
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      assert.throws(() => native.sampleModeFor(bad), /numParams must be a non-negative integer/);
+    }
+  });
 });
 
 void describe('napi layer', () => {

@@ -166,6 +166,7 @@ export interface NativeBackendInfo {
 export interface NativeBinding {
   version: () => string;
   backendInfo: () => NativeBackendInfo;
+  sampleModeFor: (numParams: number) => string;
   debugSum: (a: Float32Array, b: Uint32Array) => number;
   debugScale: (values: Float32Array, factor: number) => Promise<Float32Array>;
   debugPanic: (mode: 'sync' | 'async' | 'thread') => Promise<void>;

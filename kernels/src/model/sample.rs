@@ -182,11 +182,7 @@ impl Model {
     /// price of a fork-join per product, which on the 2-core development VM cost the second thread's whole gain
     /// (docs/benchmarks.md). `SPARK_SAMPLE_MODE=groups` or `split` forces a mode.
     pub fn sample(&mut self, req: &SampleRequest) -> Result<Vec<SampleOutput>, String> {
-        let split = match std::env::var("SPARK_SAMPLE_MODE").as_deref() {
-            Ok("split") => true,
-            Ok("groups") => false,
-            _ => !groups_fit(self.params.len() * 4, llc_bytes()),
-        };
+        let split = splits_columns(self.params.len());
         self.sample_mode(req, split)
     }
 
@@ -481,6 +477,17 @@ impl Model {
             layers,
             head: pb(self.off.head, v, c),
         })
+    }
+}
+
+/// Whether `Model::sample` decodes a model of `num_params` parameters with column-split products (true) or in
+/// groups of sequences (false) on this machine: `SPARK_SAMPLE_MODE` when set, else the cache rule. The mode
+/// changes a run's numbers (docs/kernels.md "Reproducibility"), so runs record it.
+pub fn splits_columns(num_params: usize) -> bool {
+    match std::env::var("SPARK_SAMPLE_MODE").as_deref() {
+        Ok("split") => true,
+        Ok("groups") => false,
+        _ => !groups_fit(num_params.saturating_mul(4), llc_bytes()),
     }
 }
 

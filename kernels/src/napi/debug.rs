@@ -38,6 +38,21 @@ pub fn backend_info() -> NativeBackendInfo {
     }
 }
 
+/// The parallel mode sampling uses on this machine for a model of `num_params` parameters: "groups" or
+/// "split" (`model::sample::splits_columns`: SPARK_SAMPLE_MODE, else the last-level-cache rule).
+#[napi]
+pub fn sample_mode_for(num_params: f64) -> Result<String> {
+    guard("sampleModeFor", || {
+        if !(num_params.is_finite() && num_params >= 0.0 && num_params.fract() == 0.0) {
+            return Err(Error::invalid(format!(
+                "sampleModeFor: numParams must be a non-negative integer, got {num_params}"
+            )));
+        }
+        let split = crate::model::sample::splits_columns(num_params as usize);
+        Ok(if split { "split" } else { "groups" }.to_string())
+    })
+}
+
 /// Σa + Σb, read on the JS thread straight from the typed arrays' memory (no copy).
 #[napi]
 pub fn debug_sum(a: Float32Array, b: Uint32Array) -> Result<f64> {

@@ -11,7 +11,7 @@ import { JobEvent, JobEventType, JobState, JobStatus, Phase } from '@spark/proto
 
 import { computeResults } from '../report/results.js';
 import { demoJobSpec } from './demo-job.js';
-import { machineInfo, reproduceEnv, writeDemoReport } from './demo.js';
+import { machineInfo, modelParams, reproduceEnv, writeDemoReport } from './demo.js';
 
 describe('spark demo report', () => {
   it('writes results.json, results.md and curves.svg from the events', async () => {
@@ -84,7 +84,7 @@ describe('spark demo report', () => {
       results: computeResults(events),
       events,
       wallSeconds: 12.3,
-      machine: await machineInfo(),
+      machine: await machineInfo(await modelParams('tiny')),
     });
     assert.equal(files.length, 3);
     assert.match(table, /held-out answer accuracy\s+25\.0\s+37\.5\s+\+12\.5/);
@@ -94,13 +94,15 @@ describe('spark demo report', () => {
       phases: { phase: string }[];
       spec: { model: string };
       evals: unknown[];
-      machine: { cpu: string; cores: number; gemm: string; threads: number };
+      machine: { cpu: string; cores: number; gemm: string; threads: number; sampleMode: string };
     };
     assert.equal(doc.state, 'SUCCEEDED');
     // what computed the run, from the real addon of this machine
     assert.equal(doc.machine.cpu, cpus()[0]?.model);
     assert.match(doc.machine.gemm, /^(blas|builtin|scalar)$/);
     assert.ok(doc.machine.threads >= 1);
+    // the sampler's mode for the job's model (the tiny preset's 0.4 MB fits any cache rule: groups)
+    assert.equal(doc.machine.sampleMode, 'groups');
     assert.deepEqual(
       doc.table.find((r) => r.key === 'pairwise'),
       {
@@ -135,7 +137,7 @@ describe('spark demo report', () => {
     assert.ok(md.includes(`${reproduceEnv(doc.machine)} npm run demo`), md);
   });
 
-  void it('names the environment that reproduces a run: GEMM path, OpenBLAS kernel set, threads', () => {
+  void it('names the environment that reproduces a run: GEMM path, OpenBLAS kernel set, threads, sampling mode', () => {
     const cpu = 'x';
     assert.equal(
       reproduceEnv({ cpu, gemm: 'blas', blasCore: 'SkylakeX', threads: 2 }),
@@ -146,6 +148,15 @@ describe('spark demo report', () => {
     assert.equal(
       reproduceEnv({ cpu, gemm: 'blas', blasCore: 'a b; rm', threads: 1 }),
       'SPARK_GEMM=blas SPARK_THREADS=1',
+    );
+    // the sampler's mode, when the record has it
+    assert.equal(
+      reproduceEnv({ cpu, gemm: 'blas', blasCore: 'Zen', threads: 2, sampleMode: 'split' }),
+      'SPARK_GEMM=blas OPENBLAS_CORETYPE=Zen SPARK_THREADS=2 SPARK_SAMPLE_MODE=split',
+    );
+    assert.equal(
+      reproduceEnv({ cpu, gemm: 'builtin', threads: 1, sampleMode: '$(x)' }),
+      'SPARK_GEMM=builtin SPARK_THREADS=1',
     );
     // no backend (the addon did not load): nothing to reproduce with
     assert.equal(reproduceEnv({ cpu, backendError: 'not built' }), undefined);

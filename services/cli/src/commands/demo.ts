@@ -9,6 +9,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
 import type { Command } from 'commander';
+import type { PresetName } from '@spark/kernels';
 
 import { JobEventType, JobSpec, jobEventTypeToJSON, phaseToJSON, type JobEvent } from '@spark/protocol';
 
@@ -75,22 +76,40 @@ export function resultsDocument(args: {
 
 /**
  * The CPU and the native backend's numerics on this machine (the services the demo starts run here too,
- * with this environment): the GEMM path, OpenBLAS's kernel set for this CPU, the thread count. The
- * training trajectory of a seed depends on all of them (docs/results.md "Which machine").
+ * with this environment): the GEMM path, OpenBLAS's kernel set for this CPU, the thread count, and — for a
+ * model of `modelParams` parameters — the sampler's parallel mode. The training trajectory of a seed depends
+ * on all of them (docs/results.md "Which machine").
  */
-export async function machineInfo(): Promise<Record<string, unknown>> {
+export async function machineInfo(modelParams?: number): Promise<Record<string, unknown>> {
   const cpu = cpus()[0]?.model ?? 'unknown';
   try {
-    const { backendInfo } = await import('@spark/kernels');
-    return { cpu, cores: availableParallelism(), ...backendInfo() };
+    const { backendInfo, sampleModeFor } = await import('@spark/kernels');
+    const sampleMode = modelParams === undefined ? {} : { sampleMode: sampleModeFor(modelParams) };
+    return { cpu, cores: availableParallelism(), ...backendInfo(), ...sampleMode };
   } catch (err) {
     return { cpu, cores: availableParallelism(), backendError: (err as Error).message };
   }
 }
 
 /**
+ * The parameter count of a job's model: a preset's, or the `config.json` of a checkpoint directory;
+ * undefined when neither reads (the machine record then leaves the sampling mode out).
+ */
+export async function modelParams(model: string): Promise<number | undefined> {
+  try {
+    const k = await import('@spark/kernels');
+    const config = k.presetNames().includes(model)
+      ? k.presetConfig(model as PresetName)
+      : await k.readCheckpointConfig(model);
+    return k.validateConfig(config);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The environment that makes another machine compute along this run's path (docs/kernels.md
- * "Reproducibility"): the same GEMM path, OpenBLAS kernel set and thread count. `OPENBLAS_CORETYPE` is
+ * "Reproducibility"): the same GEMM path, OpenBLAS kernel set, thread count and sampling mode. `OPENBLAS_CORETYPE` is
  * OpenBLAS's own switch; it works on a CPU that has the instructions of that kernel set (`Haswell`: any AVX2
  * CPU; `SkylakeX`: AVX-512). Undefined when the machine record has no backend (the addon did not load).
  */
@@ -103,7 +122,9 @@ export function reproduceEnv(machine: Record<string, unknown> | undefined): stri
     gemm === 'blas' && typeof core === 'string' && /^\w+$/.test(core)
       ? `SPARK_GEMM=blas OPENBLAS_CORETYPE=${core}`
       : `SPARK_GEMM=${gemm}`;
-  return `${path} SPARK_THREADS=${threads}`;
+  const mode = machine?.sampleMode;
+  const sampling = mode === 'groups' || mode === 'split' ? ` SPARK_SAMPLE_MODE=${mode}` : '';
+  return `${path} SPARK_THREADS=${threads}${sampling}`;
 }
 
 function machineSection(machine: Record<string, unknown> | undefined): string {
@@ -206,7 +227,7 @@ export function register(program: Command): void {
         const r = outcome.r;
         const results = computeResults(r.events);
         const wallSeconds = (Date.now() - started) / 1000;
-        const machine = await machineInfo();
+        const machine = await machineInfo(await modelParams(spec.model));
         const { table, files } = writeDemoReport(out, {
           jobId,
           spec,
